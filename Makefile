@@ -1,0 +1,71 @@
+# cdviz — PGXS build.  `make && make install`, then `CREATE EXTENSION cdviz;`.
+# `make unit` builds and runs the PostgreSQL-free core tests, `make fuzz`
+# the libFuzzer harness (clang), `make installcheck` the pg_regress suite
+# and `make prove` the TAP tests (both against an installed server).
+
+EXTENSION = cdviz
+EXTVERSION = 0.1.0
+MODULE_big = cdviz
+
+CORE_SRCS = $(sort $(wildcard src/core/*.c))
+STORE_SRCS = $(sort $(wildcard src/store/*.c))
+HTTP_SRCS = $(sort $(wildcard src/http/*.c))
+POLL_SRCS = $(sort $(wildcard src/poll/*.c))
+DISPATCH_SRCS = $(sort $(wildcard src/dispatch/*.c))
+OBJS = src/cdviz.o \
+	$(CORE_SRCS:.c=.o) $(STORE_SRCS:.c=.o) $(HTTP_SRCS:.c=.o) \
+	$(POLL_SRCS:.c=.o) $(DISPATCH_SRCS:.c=.o)
+
+PG_CPPFLAGS = -I$(srcdir)/src
+SHLIB_LINK = -ljson-c $(EXTRA_SHLIB_LINK)
+
+# The extension script is assembled from sql/ext/ in file-name order.
+EXT_SQL_PARTS = $(sort $(wildcard sql/ext/*.sql))
+DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
+
+REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/[0-9]*.sql)))
+REGRESS_OPTS = --load-extension=$(EXTENSION)
+
+TAP_TESTS = 1
+PROVE_TESTS = test/t/*.pl
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+sql/$(EXTENSION)--$(EXTVERSION).sql: $(EXT_SQL_PARTS)
+	cat $^ > $@
+
+# ---- PostgreSQL-free core: unit tests, validation CLI, fuzzing -----------
+CORE_CC ?= cc
+CORE_CFLAGS ?= -std=gnu99 -O2 -g -Wall -Wextra -Wno-unused-parameter -I$(srcdir)/src
+CORE_LIBS = -ljson-c
+
+test/unit/test_core: test/unit/test_core.c test/unit/tap.h $(CORE_SRCS) src/core/*.h
+	$(CORE_CC) $(CORE_CFLAGS) -o $@ test/unit/test_core.c $(CORE_SRCS) $(CORE_LIBS)
+
+test/unit/validate_cli: test/unit/validate_cli.c $(CORE_SRCS) src/core/*.h
+	$(CORE_CC) $(CORE_CFLAGS) -o $@ test/unit/validate_cli.c $(CORE_SRCS) $(CORE_LIBS)
+
+.PHONY: unit fuzz prove schemas
+unit: test/unit/test_core test/unit/validate_cli
+	test/unit/test_core
+
+FUZZ_SECONDS ?= 60
+fuzz/fuzz_core: fuzz/fuzz_core.c $(CORE_SRCS) src/core/*.h
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -I$(srcdir)/src -o $@ fuzz/fuzz_core.c $(CORE_SRCS) $(CORE_LIBS)
+
+fuzz: fuzz/fuzz_core
+	mkdir -p build/fuzz-corpus
+	fuzz/fuzz_core -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
+		-dict=fuzz/cdevents.dict build/fuzz-corpus fuzz/seeds
+
+prove: prove-installcheck
+
+# Regenerates src/core/cdevents_schemas.c from the official schemas
+# (development time only; the generated file is committed).
+SPEC_DIR ?= ../shared/cdevents-spec
+schemas:
+	python3 tools/gen_schemas.py $(SPEC_DIR) > src/core/cdevents_schemas.c
+
+EXTRA_CLEAN = test/unit/test_core test/unit/validate_cli fuzz/fuzz_core build

@@ -1,0 +1,128 @@
+-- The lake: one row per accepted event, range-partitioned by month on the
+-- event's own timestamp so that retention drops whole months.  The dedup
+-- key (context_source, context_id, timestamp) includes the partition key,
+-- which PostgreSQL requires of a unique index on a partitioned table; the
+-- spec guarantees the three never change on retransmission.
+CREATE SEQUENCE cdviz.cdevents_lake_id_seq;
+
+CREATE TABLE cdviz.cdevents_lake (
+	id				bigint NOT NULL DEFAULT nextval('cdviz.cdevents_lake_id_seq'),
+	"timestamp"		timestamptz NOT NULL,
+	imported_at		timestamptz NOT NULL DEFAULT now(),
+	context_id		text NOT NULL,
+	context_source	text NOT NULL,
+	type			text NOT NULL,
+	subject			text NOT NULL,
+	predicate		text NOT NULL,
+	type_version	text NOT NULL,
+	spec_version	text,
+	subject_id		text,
+	chain_id		text,
+	payload			jsonb NOT NULL,
+	PRIMARY KEY (id, "timestamp"),
+	UNIQUE (context_source, context_id, "timestamp")
+) PARTITION BY RANGE ("timestamp");
+ALTER SEQUENCE cdviz.cdevents_lake_id_seq OWNED BY cdviz.cdevents_lake.id;
+
+CREATE INDEX cdevents_lake_subject_predicate_ts
+	ON cdviz.cdevents_lake (subject, predicate, "timestamp");
+CREATE INDEX cdevents_lake_subject_id
+	ON cdviz.cdevents_lake (subject, subject_id);
+CREATE INDEX cdevents_lake_chain_id
+	ON cdviz.cdevents_lake (chain_id) WHERE chain_id IS NOT NULL;
+CREATE INDEX cdevents_lake_context_id
+	ON cdviz.cdevents_lake (context_id);
+
+COMMENT ON TABLE cdviz.cdevents_lake IS
+'cdviz: every accepted CDEvent, one row each, partitioned by month of "timestamp". Written only through cdviz.ingest*() and the workers.';
+COMMENT ON COLUMN cdviz.cdevents_lake.id IS 'row id, increasing in storage order';
+COMMENT ON COLUMN cdviz.cdevents_lake."timestamp" IS 'context.timestamp of the event';
+COMMENT ON COLUMN cdviz.cdevents_lake.imported_at IS 'when cdviz stored the event (transaction time)';
+COMMENT ON COLUMN cdviz.cdevents_lake.context_id IS 'context.id';
+COMMENT ON COLUMN cdviz.cdevents_lake.context_source IS 'context.source';
+COMMENT ON COLUMN cdviz.cdevents_lake.type IS 'context.type, e.g. dev.cdevents.service.deployed.0.3.0';
+COMMENT ON COLUMN cdviz.cdevents_lake.subject IS 'subject part of the type (service, pipelinerun, ...; <tool>-<subject> for dev.cdeventsx custom events)';
+COMMENT ON COLUMN cdviz.cdevents_lake.predicate IS 'predicate part of the type (deployed, started, ...)';
+COMMENT ON COLUMN cdviz.cdevents_lake.type_version IS 'version part of the type, e.g. 0.3.0';
+COMMENT ON COLUMN cdviz.cdevents_lake.spec_version IS 'context.specversion (0.5) or context.version (0.3, 0.4)';
+COMMENT ON COLUMN cdviz.cdevents_lake.subject_id IS 'subject.id';
+COMMENT ON COLUMN cdviz.cdevents_lake.chain_id IS 'context.chainId, when given';
+COMMENT ON COLUMN cdviz.cdevents_lake.payload IS 'the whole event as received';
+
+-- Monthly partitions are created on demand by the ingest path.
+CREATE FUNCTION cdviz.ensure_partition(ts timestamptz)
+RETURNS regclass
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	month_start timestamptz := date_trunc('month', ts AT TIME ZONE 'UTC') AT TIME ZONE 'UTC';
+	part_name text := 'cdevents_lake_' || to_char(ts AT TIME ZONE 'UTC', 'YYYYMM');
+	part regclass;
+BEGIN
+	part := to_regclass('cdviz.' || part_name);
+	IF part IS NOT NULL THEN
+		RETURN part;
+	END IF;
+	-- serialise creators of the same month; the loser finds it created
+	PERFORM pg_advisory_xact_lock(hashtext('cdviz.cdevents_lake'), hashtext(part_name));
+	part := to_regclass('cdviz.' || part_name);
+	IF part IS NULL THEN
+		EXECUTE format('CREATE TABLE cdviz.%I PARTITION OF cdviz.cdevents_lake FOR VALUES FROM (%L) TO (%L)',
+					   part_name, month_start, month_start + interval '1 month');
+		part := to_regclass('cdviz.' || part_name);
+	END IF;
+	RETURN part;
+END
+$$;
+COMMENT ON FUNCTION cdviz.ensure_partition(timestamptz) IS
+'cdviz: creates (if missing) and returns the monthly lake partition that holds ts (months are UTC). Called by the ingest path.';
+
+CREATE FUNCTION cdviz.drop_partitions_before(cutoff timestamptz)
+RETURNS SETOF text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r record;
+BEGIN
+	FOR r IN
+		SELECT c.oid::regclass AS part, c.relname,
+			   (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \(''([^'']+)''\)'))[1]::timestamptz AS upper_bound
+		FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+		WHERE i.inhparent = 'cdviz.cdevents_lake'::regclass
+		ORDER BY c.relname
+	LOOP
+		IF r.upper_bound <= cutoff THEN
+			EXECUTE format('DROP TABLE %s', r.part);
+			RETURN NEXT r.relname::text;
+		END IF;
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION cdviz.drop_partitions_before(timestamptz) IS
+'cdviz: retention — drops every monthly lake partition whose whole month lies before cutoff and returns their names. Example: SELECT cdviz.drop_partitions_before(now() - interval ''13 months'');';
+
+-- Dead letters: input that could not be stored as an event, kept verbatim
+-- with where it came from and why, so it can be fixed and replayed.
+CREATE TABLE cdviz.rejected_events (
+	id				bigserial PRIMARY KEY,
+	received_at		timestamptz NOT NULL DEFAULT now(),
+	origin			text NOT NULL,
+	origin_ref		text,
+	raw				text NOT NULL,
+	problems		jsonb NOT NULL,
+	replayed_at		timestamptz,
+	replayed_event_id bigint
+);
+CREATE INDEX rejected_events_received_at ON cdviz.rejected_events (received_at);
+CREATE INDEX rejected_events_pending ON cdviz.rejected_events (id) WHERE replayed_at IS NULL;
+
+COMMENT ON TABLE cdviz.rejected_events IS
+'cdviz: dead letters — input that was not a valid event, with its origin and problems; see cdviz.replay_rejected()';
+COMMENT ON COLUMN cdviz.rejected_events.origin IS 'sql, http, fs, s3, nats or webhook';
+COMMENT ON COLUMN cdviz.rejected_events.origin_ref IS 'where exactly: HTTP peer and path, file:line, s3://bucket/key#n, batch element index';
+COMMENT ON COLUMN cdviz.rejected_events.raw IS 'the input text as received';
+COMMENT ON COLUMN cdviz.rejected_events.problems IS 'JSON array of {"path": ..., "message": ...}';
+COMMENT ON COLUMN cdviz.rejected_events.replayed_at IS 'when a replay stored it as an event (NULL while pending)';
+COMMENT ON COLUMN cdviz.rejected_events.replayed_event_id IS 'lake id of the event the replay stored';
