@@ -64,7 +64,7 @@ prove: prove-installcheck
 
 # Regenerates src/core/cdevents_schemas.c from the official schemas
 # (development time only; the generated file is committed).
-SPEC_DIR ?= ../shared/cdevents-spec
+SPEC_DIR ?= test/fixtures/cdevents-spec
 schemas:
 	python3 tools/gen_schemas.py $(SPEC_DIR) > src/core/cdevents_schemas.c
 

@@ -1,0 +1,60 @@
+/*
+ * event.h
+ *	  Validate a CDEvent and extract the columns the lake stores.
+ *
+ * Part of the PostgreSQL-free core: plain C, no PostgreSQL header.
+ */
+#ifndef CDVIZ_CORE_EVENT_H
+#define CDVIZ_CORE_EVENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+#include "core/problems.h"
+
+typedef enum CdvizValidation
+{
+	CDVIZ_VALIDATION_OFF,		/* only what storage needs */
+	CDVIZ_VALIDATION_LENIENT,	/* required fields and types; extra fields ok */
+	CDVIZ_VALIDATION_STRICT		/* the official schema's verdict */
+} CdvizValidation;
+
+/* A string borrowed from the json-c document (not NUL-free guaranteed). */
+typedef struct CdvizStr
+{
+	const char *ptr;			/* NULL when absent */
+	size_t		len;
+} CdvizStr;
+
+/* The normalised columns of one event; strings point into the document. */
+typedef struct CdvizEventInfo
+{
+	CdvizStr	context_id;
+	CdvizStr	context_source;
+	CdvizStr	type;
+	CdvizStr	subject;		/* "service", or "<tool>-<subject>" if custom */
+	CdvizStr	predicate;
+	CdvizStr	type_version;
+	CdvizStr	spec_version;	/* context.specversion, else context.version */
+	CdvizStr	subject_id;
+	CdvizStr	chain_id;
+	int64_t		timestamp_us;	/* context.timestamp, microseconds since 1970 */
+	bool		custom;			/* a dev.cdeventsx type */
+	const char *judged_by;		/* what validated it, e.g. "0.5.1 schema" */
+} CdvizEventInfo;
+
+/*
+ * Check event under mode; on success fill info and return true.  On
+ * failure append every problem found and return false.  Thread-compatible
+ * once cdviz_schemas_load() has run (it runs on the first call).
+ */
+extern bool cdviz_event_check(json_object *event, CdvizValidation mode,
+							  CdvizEventInfo *info, CdvizProblems *problems);
+
+/* Parse "strict"/"lenient"/"off"; false when unknown. */
+extern bool cdviz_validation_from_name(const char *name, CdvizValidation *mode);
+
+#endif							/* CDVIZ_CORE_EVENT_H */
