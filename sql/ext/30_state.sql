@@ -1,0 +1,240 @@
+-- Current state kept at ingest.
+--
+-- A statement-level AFTER INSERT trigger on the lake reads the rows the
+-- statement really stored (the transition table holds neither duplicates
+-- skipped by ON CONFLICT DO NOTHING nor rejected input) and maintains a few
+-- narrow tables that the read API would otherwise have to rebuild from the
+-- whole lake on every query:
+--
+--   environment_history   every deployed/upgraded/rolledback/removed event
+--   environment_state     what runs now, one row per (environment, service)
+--   first_deployments     first time each artifact reached each environment
+--   artifact_changes      the change each artifact was built from
+--   change_times          when each change was created and merged
+--
+-- Every table is either append-only or merged with commutative rules
+-- (earliest wins, or "recompute from history"), so the result does not depend
+-- on the order in which events arrive: an older event never overwrites a
+-- newer state.  Only service, artifact.packaged and change.created/merged
+-- events cost anything; for any other batch the trigger scans the transition
+-- table and does nothing else.
+--
+-- Retention (cdviz.drop_partitions_before) does not prune these tables: they
+-- are small, and keeping them lets the inventory and the DORA figures keep
+-- working for months whose raw events are gone.
+
+CREATE TABLE cdviz.environment_history (
+	event_id		bigint PRIMARY KEY,
+	environment_id	text NOT NULL,
+	service_id		text NOT NULL,
+	predicate		text NOT NULL,
+	artifact_id		text,
+	valid_from		timestamptz NOT NULL,
+	context_id		text NOT NULL
+);
+CREATE INDEX environment_history_key
+	ON cdviz.environment_history (environment_id, service_id, valid_from);
+CREATE INDEX environment_history_valid_from
+	ON cdviz.environment_history (valid_from);
+
+COMMENT ON TABLE cdviz.environment_history IS
+'cdviz: one row per service deployed/upgraded/rolledback/removed event, kept by the lake trigger; the time line behind cdviz.environment_inventory_at() and the deployment DORA metrics';
+COMMENT ON COLUMN cdviz.environment_history.event_id IS 'cdviz.cdevents_lake.id of the event';
+COMMENT ON COLUMN cdviz.environment_history.environment_id IS 'subject.content.environment.id';
+COMMENT ON COLUMN cdviz.environment_history.service_id IS 'subject.id of the service';
+COMMENT ON COLUMN cdviz.environment_history.predicate IS 'deployed, upgraded, rolledback or removed';
+COMMENT ON COLUMN cdviz.environment_history.artifact_id IS 'subject.content.artifactId (NULL for removed)';
+COMMENT ON COLUMN cdviz.environment_history.valid_from IS 'event timestamp: from then on this event describes the (environment, service)';
+COMMENT ON COLUMN cdviz.environment_history.context_id IS 'context.id of the event';
+
+CREATE TABLE cdviz.environment_state (
+	environment_id	text NOT NULL,
+	service_id		text NOT NULL,
+	artifact_id		text,
+	deployed_at		timestamptz,
+	predicate		text NOT NULL,
+	previous_artifact_id text,
+	updated_at		timestamptz NOT NULL,
+	event_id		bigint NOT NULL,
+	context_id		text NOT NULL,
+	PRIMARY KEY (environment_id, service_id)
+);
+
+COMMENT ON TABLE cdviz.environment_state IS
+'cdviz: latest event of each (environment, service) by event timestamp, recomputed from cdviz.environment_history at ingest; rows whose latest event is "removed" stay (artifact_id NULL) so that an older deploy delivered late cannot bring the service back. Read it through cdviz.environment_inventory.';
+COMMENT ON COLUMN cdviz.environment_state.artifact_id IS 'artifact running now; NULL when the latest event removed the service';
+COMMENT ON COLUMN cdviz.environment_state.deployed_at IS 'timestamp of the event that put artifact_id there; NULL when removed';
+COMMENT ON COLUMN cdviz.environment_state.predicate IS 'predicate of the latest event: deployed, upgraded, rolledback or removed';
+COMMENT ON COLUMN cdviz.environment_state.previous_artifact_id IS 'artifact of the most recent earlier deployment whose artifact differs from the current one (what ran before)';
+COMMENT ON COLUMN cdviz.environment_state.updated_at IS 'timestamp of the latest event (the removal time when removed)';
+COMMENT ON COLUMN cdviz.environment_state.event_id IS 'cdviz.cdevents_lake.id of the latest event';
+COMMENT ON COLUMN cdviz.environment_state.context_id IS 'context.id of the latest event';
+
+CREATE TABLE cdviz.first_deployments (
+	environment_id	text NOT NULL,
+	artifact_id		text NOT NULL,
+	service_id		text NOT NULL,
+	deployed_at		timestamptz NOT NULL,
+	event_id		bigint NOT NULL,
+	PRIMARY KEY (environment_id, artifact_id)
+);
+CREATE INDEX first_deployments_deployed_at
+	ON cdviz.first_deployments (deployed_at);
+
+COMMENT ON TABLE cdviz.first_deployments IS
+'cdviz: earliest deployed/upgraded event of each artifact in each environment (earliest wins, whatever the arrival order); the end point of lead time for changes';
+COMMENT ON COLUMN cdviz.first_deployments.deployed_at IS 'timestamp of the earliest deployed/upgraded event of the artifact in the environment';
+COMMENT ON COLUMN cdviz.first_deployments.event_id IS 'cdviz.cdevents_lake.id of that event';
+
+CREATE TABLE cdviz.artifact_changes (
+	artifact_id		text PRIMARY KEY,
+	change_id		text NOT NULL,
+	change_source	text,
+	packaged_at		timestamptz NOT NULL,
+	event_id		bigint NOT NULL
+);
+
+COMMENT ON TABLE cdviz.artifact_changes IS
+'cdviz: the change each artifact was built from, from artifact.packaged (subject.content.change); the earliest packaged event wins';
+COMMENT ON COLUMN cdviz.artifact_changes.change_id IS 'subject.content.change.id of the packaged event';
+COMMENT ON COLUMN cdviz.artifact_changes.change_source IS 'subject.content.change.source of the packaged event';
+COMMENT ON COLUMN cdviz.artifact_changes.packaged_at IS 'timestamp of the earliest packaged event';
+COMMENT ON COLUMN cdviz.artifact_changes.event_id IS 'cdviz.cdevents_lake.id of that event';
+
+CREATE TABLE cdviz.change_times (
+	change_id		text PRIMARY KEY,
+	created_at		timestamptz,
+	merged_at		timestamptz
+);
+
+COMMENT ON TABLE cdviz.change_times IS
+'cdviz: earliest change.created and change.merged timestamps of each change id (the start point of lead time for changes). Changes are matched on id alone: ids should be unique across repositories.';
+COMMENT ON COLUMN cdviz.change_times.created_at IS 'timestamp of the earliest change.created event';
+COMMENT ON COLUMN cdviz.change_times.merged_at IS 'timestamp of the earliest change.merged event';
+
+CREATE FUNCTION cdviz.lake_maintain_state()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n bigint;
+BEGIN
+	-- service events: history, then recompute the state of the touched keys
+	INSERT INTO cdviz.environment_history
+		(event_id, environment_id, service_id, predicate, artifact_id, valid_from, context_id)
+	SELECT e.id, e.payload #>> '{subject,content,environment,id}', e.subject_id, e.predicate,
+		   CASE WHEN e.predicate <> 'removed' THEN e.payload #>> '{subject,content,artifactId}' END,
+		   e."timestamp", e.context_id
+	FROM new_events e
+	WHERE e.subject = 'service'
+	  AND e.predicate IN ('deployed', 'upgraded', 'rolledback', 'removed')
+	  AND e.subject_id IS NOT NULL
+	  AND e.payload #>> '{subject,content,environment,id}' IS NOT NULL;
+	GET DIAGNOSTICS n = ROW_COUNT;
+
+	IF n > 0 THEN
+		-- The state of a key is a pure function of its history, so recomputing
+		-- it is right whatever order the events came in.
+		INSERT INTO cdviz.environment_state AS s
+			(environment_id, service_id, artifact_id, deployed_at, predicate,
+			 previous_artifact_id, updated_at, event_id, context_id)
+		SELECT k.environment_id, k.service_id, cur.artifact_id,
+			   CASE WHEN cur.predicate <> 'removed' THEN cur.valid_from END,
+			   cur.predicate, prev.artifact_id, cur.valid_from, cur.event_id, cur.context_id
+		FROM (SELECT DISTINCT e.payload #>> '{subject,content,environment,id}' AS environment_id,
+					 e.subject_id AS service_id
+			  FROM new_events e
+			  WHERE e.subject = 'service'
+				AND e.predicate IN ('deployed', 'upgraded', 'rolledback', 'removed')
+				AND e.subject_id IS NOT NULL
+				AND e.payload #>> '{subject,content,environment,id}' IS NOT NULL) k
+		CROSS JOIN LATERAL (
+			SELECT h.* FROM cdviz.environment_history h
+			WHERE h.environment_id = k.environment_id AND h.service_id = k.service_id
+			ORDER BY h.valid_from DESC, h.event_id DESC
+			LIMIT 1) cur
+		LEFT JOIN LATERAL (
+			SELECT h.artifact_id FROM cdviz.environment_history h
+			WHERE h.environment_id = k.environment_id AND h.service_id = k.service_id
+			  AND h.predicate <> 'removed'
+			  AND (h.valid_from, h.event_id) < (cur.valid_from, cur.event_id)
+			  AND h.artifact_id IS DISTINCT FROM cur.artifact_id
+			ORDER BY h.valid_from DESC, h.event_id DESC
+			LIMIT 1) prev ON true
+		ON CONFLICT (environment_id, service_id) DO UPDATE
+		SET artifact_id = excluded.artifact_id,
+			deployed_at = excluded.deployed_at,
+			predicate = excluded.predicate,
+			previous_artifact_id = excluded.previous_artifact_id,
+			updated_at = excluded.updated_at,
+			event_id = excluded.event_id,
+			context_id = excluded.context_id;
+
+		INSERT INTO cdviz.first_deployments AS f
+			(environment_id, artifact_id, service_id, deployed_at, event_id)
+		SELECT DISTINCT ON (d.environment_id, d.artifact_id)
+			   d.environment_id, d.artifact_id, d.service_id, d.deployed_at, d.event_id
+		FROM (SELECT e.payload #>> '{subject,content,environment,id}' AS environment_id,
+					 e.payload #>> '{subject,content,artifactId}' AS artifact_id,
+					 e.subject_id AS service_id, e."timestamp" AS deployed_at, e.id AS event_id
+			  FROM new_events e
+			  WHERE e.subject = 'service' AND e.predicate IN ('deployed', 'upgraded')
+				AND e.subject_id IS NOT NULL) d
+		WHERE d.environment_id IS NOT NULL AND d.artifact_id IS NOT NULL
+		ORDER BY d.environment_id, d.artifact_id, d.deployed_at, d.event_id
+		ON CONFLICT (environment_id, artifact_id) DO UPDATE
+		SET service_id = excluded.service_id,
+			deployed_at = excluded.deployed_at,
+			event_id = excluded.event_id
+		WHERE (excluded.deployed_at, excluded.event_id) < (f.deployed_at, f.event_id);
+	END IF;
+
+	INSERT INTO cdviz.artifact_changes AS a
+		(artifact_id, change_id, change_source, packaged_at, event_id)
+	SELECT DISTINCT ON (e.subject_id)
+		   e.subject_id, e.payload #>> '{subject,content,change,id}',
+		   e.payload #>> '{subject,content,change,source}', e."timestamp", e.id
+	FROM new_events e
+	WHERE e.subject = 'artifact' AND e.predicate = 'packaged'
+	  AND e.subject_id IS NOT NULL
+	  AND e.payload #>> '{subject,content,change,id}' IS NOT NULL
+	ORDER BY e.subject_id, e."timestamp", e.id
+	ON CONFLICT (artifact_id) DO UPDATE
+	SET change_id = excluded.change_id,
+		change_source = excluded.change_source,
+		packaged_at = excluded.packaged_at,
+		event_id = excluded.event_id
+	WHERE (excluded.packaged_at, excluded.event_id) < (a.packaged_at, a.event_id);
+
+	INSERT INTO cdviz.change_times AS c (change_id, created_at, merged_at)
+	SELECT e.subject_id,
+		   min(e."timestamp") FILTER (WHERE e.predicate = 'created'),
+		   min(e."timestamp") FILTER (WHERE e.predicate = 'merged')
+	FROM new_events e
+	WHERE e.subject = 'change' AND e.predicate IN ('created', 'merged')
+	  AND e.subject_id IS NOT NULL
+	GROUP BY e.subject_id
+	ON CONFLICT (change_id) DO UPDATE
+	SET created_at = LEAST(c.created_at, excluded.created_at),
+		merged_at = LEAST(c.merged_at, excluded.merged_at)
+	WHERE excluded.created_at < c.created_at OR excluded.merged_at < c.merged_at
+	   OR (c.created_at IS NULL AND excluded.created_at IS NOT NULL)
+	   OR (c.merged_at IS NULL AND excluded.merged_at IS NOT NULL);
+
+	RETURN NULL;
+END
+$$;
+
+COMMENT ON FUNCTION cdviz.lake_maintain_state() IS
+'cdviz: statement-level AFTER INSERT trigger of cdviz.cdevents_lake: folds the stored service, artifact.packaged and change.created/merged events of the statement into the current-state tables (SECURITY DEFINER so that writers need no privilege on them)';
+
+CREATE TRIGGER lake_maintain_state
+	AFTER INSERT ON cdviz.cdevents_lake
+	REFERENCING NEW TABLE AS new_events
+	FOR EACH STATEMENT
+	EXECUTE FUNCTION cdviz.lake_maintain_state();
+
+COMMENT ON TRIGGER lake_maintain_state ON cdviz.cdevents_lake IS
+'cdviz: keeps environment_history, environment_state, first_deployments, artifact_changes and change_times in step with the lake, one pass per insert statement';
