@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <json-c/json.h>
+
 #include "core/formats.h"
 #include "core/schema.h"
 
@@ -437,4 +439,59 @@ cdviz_event_check(json_object *event, CdvizValidation mode,
 		return false;
 	}
 	return cdviz_schema_validate(schema, event, level, problems);
+}
+
+struct json_object *
+cdviz_json_parse(const char *raw, size_t len, CdvizProblems *problems)
+{
+	json_tokener *tok = json_tokener_new();
+	json_object *obj;
+	enum json_tokener_error err;
+	size_t		end;
+
+	if (tok == NULL)
+	{
+		cdviz_problems_add(problems, "$", "out of memory");
+		return NULL;
+	}
+	obj = json_tokener_parse_ex(tok, raw, (int) len);
+	err = json_tokener_get_error(tok);
+	end = json_tokener_get_parse_end(tok);
+	if (obj == NULL && err == json_tokener_continue)
+	{
+		/* a bare number at the end is complete only once a delimiter follows */
+		obj = json_tokener_parse_ex(tok, " ", 1);
+		err = json_tokener_get_error(tok);
+		if (obj != NULL)
+			end = len;
+	}
+	if (obj == NULL || err != json_tokener_success)
+	{
+		cdviz_problems_add(problems, "$", "not valid JSON: %s (at byte %zu)",
+						   err == json_tokener_continue ? "unexpected end of input" :
+						   json_tokener_error_desc(err), end);
+		json_object_put(obj);
+		obj = NULL;
+	}
+	else
+	{
+		/* only white space may follow the document */
+		while (end < len && (raw[end] == ' ' || raw[end] == '\t' ||
+							 raw[end] == '\n' || raw[end] == '\r'))
+			end++;
+		if (end < len)
+		{
+			cdviz_problems_add(problems, "$", "not valid JSON: unexpected data after the document (at byte %zu)", end);
+			json_object_put(obj);
+			obj = NULL;
+		}
+	}
+	json_tokener_free(tok);
+	return obj;
+}
+
+void
+cdviz_json_free(struct json_object *doc)
+{
+	json_object_put(doc);
 }

@@ -11,9 +11,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <json-c/json.h>
-
 #include "core/problems.h"
+
+/* json-c's document type; its header clashes with PostgreSQL's fmgrprotos.h */
+struct json_object;
 
 typedef enum CdvizValidation
 {
@@ -51,8 +52,17 @@ typedef struct CdvizEventInfo
  * failure append every problem found and return false.  Thread-compatible
  * once cdviz_schemas_load() has run (it runs on the first call).
  */
-extern bool cdviz_event_check(json_object *event, CdvizValidation mode,
+extern bool cdviz_event_check(struct json_object *event, CdvizValidation mode,
 							  CdvizEventInfo *info, CdvizProblems *problems);
+
+/*
+ * Parse one JSON document of len bytes.  NULL with a problem saying where
+ * and why when it is not JSON, or has more than white space after it.
+ * Release the result with cdviz_json_free().
+ */
+extern struct json_object *cdviz_json_parse(const char *raw, size_t len,
+											CdvizProblems *problems);
+extern void cdviz_json_free(struct json_object *doc);
 
 /* Parse "strict"/"lenient"/"off"; false when unknown. */
 extern bool cdviz_validation_from_name(const char *name, CdvizValidation *mode);

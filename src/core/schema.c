@@ -212,11 +212,14 @@ compile_node(json_object *node, const char *base, const char **err)
 
 		s->nprops = json_object_object_length(v);
 		s->props = xcalloc(s->nprops, sizeof(PropRule));
-		json_object_object_foreach(v, key, sub)
 		{
-			s->props[i].name = key;
-			s->props[i].schema = compile_node(sub, base, err);
-			i++;
+			/* json-c's foreach macro declares variables: give it a block */
+			json_object_object_foreach(v, key, sub)
+			{
+				s->props[i].name = key;
+				s->props[i].schema = compile_node(sub, base, err);
+				i++;
+			}
 		}
 		qsort(s->props, s->nprops, sizeof(PropRule), prop_cmp);
 	}
@@ -601,31 +604,33 @@ validate_object(const CdvizSchema *s, json_object *v, CdvizSchemaLevel level,
 			path_pop(path, old);
 			ok = false;
 		}
-	json_object_object_foreach(v, key, child)
 	{
-		PropRule	k = {key, NULL};
-		PropRule   *rule = s->nprops ?
-			bsearch(&k, s->props, s->nprops, sizeof(PropRule), prop_cmp) : NULL;
-		const CdvizSchema *sub = NULL;
-		size_t		old;
-
-		if (rule)
-			sub = rule->schema;
-		else if (s->addl_mode == ADDL_SCHEMA)
-			sub = s->addl;
-		else if (s->addl_mode == ADDL_NONE && level == CDVIZ_SCHEMA_STRICT)
+		json_object_object_foreach(v, key, child)
 		{
+			PropRule	k = {key, NULL};
+			PropRule   *rule = s->nprops ?
+				bsearch(&k, s->props, s->nprops, sizeof(PropRule), prop_cmp) : NULL;
+			const CdvizSchema *sub = NULL;
+			size_t		old;
+
+			if (rule)
+				sub = rule->schema;
+			else if (s->addl_mode == ADDL_SCHEMA)
+				sub = s->addl;
+			else if (s->addl_mode == ADDL_NONE && level == CDVIZ_SCHEMA_STRICT)
+			{
+				old = path_push_key(path, key);
+				cdviz_problems_add(problems, path->buf, "unknown field, not allowed here by the schema");
+				path_pop(path, old);
+				ok = false;
+				continue;
+			}
+			if (sub == NULL)
+				continue;
 			old = path_push_key(path, key);
-			cdviz_problems_add(problems, path->buf, "unknown field, not allowed here by the schema");
+			ok &= validate_node(sub, child, level, path, problems);
 			path_pop(path, old);
-			ok = false;
-			continue;
 		}
-		if (sub == NULL)
-			continue;
-		old = path_push_key(path, key);
-		ok &= validate_node(sub, child, level, path, problems);
-		path_pop(path, old);
 	}
 	return ok;
 }

@@ -1,0 +1,83 @@
+-- Ingest functions (C, src/store/sql_api.c).  They run as the extension
+-- owner (SECURITY DEFINER) so that cdviz_writer may store events without
+-- any right on the tables themselves.
+
+CREATE FUNCTION cdviz.ingest(event jsonb)
+RETURNS bigint
+LANGUAGE c STRICT VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'cdviz_ingest';
+COMMENT ON FUNCTION cdviz.ingest(jsonb) IS
+'cdviz: stores one CDEvent and returns its lake id; a retransmission (same context.source, context.id and context.timestamp) stores nothing and returns the id stored before. An invalid event raises SQLSTATE 22023 naming the first problem, with every problem in DETAIL. Example: SELECT cdviz.ingest(''{"context": {...}, "subject": {...}}'');';
+
+CREATE FUNCTION cdviz.ingest_batch(events jsonb, origin_ref text DEFAULT NULL,
+								   OUT stored bigint, OUT duplicates bigint, OUT rejected bigint)
+RETURNS record
+LANGUAGE c VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'cdviz_ingest_batch';
+COMMENT ON FUNCTION cdviz.ingest_batch(jsonb, text) IS
+'cdviz: stores a JSON array of CDEvents in one statement and returns how many were stored, were duplicates and were rejected. Each invalid element is kept in cdviz.rejected_events (origin sql, origin_ref "<origin_ref>[<index>]"); one bad event never costs the others. Example: SELECT * FROM cdviz.ingest_batch(''[{...}, {...}]'');';
+
+CREATE FUNCTION cdviz.validate(event jsonb)
+RETURNS TABLE (path text, message text)
+LANGUAGE c STRICT STABLE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'cdviz_validate';
+COMMENT ON FUNCTION cdviz.validate(jsonb) IS
+'cdviz: every problem that ingesting event would report under the cdviz.validation mode in force (JSON path and message); no rows when valid. Stores nothing. Example: SELECT * FROM cdviz.validate(''{"context": {}}'');';
+
+CREATE FUNCTION cdviz._replay_rejected(id bigint, raise boolean)
+RETURNS bigint
+LANGUAGE c STRICT VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'cdviz_replay_rejected';
+COMMENT ON FUNCTION cdviz._replay_rejected(bigint, boolean) IS
+'cdviz internal: replays one dead letter; see cdviz.replay_rejected().';
+
+CREATE FUNCTION cdviz.replay_rejected(id bigint)
+RETURNS bigint
+LANGUAGE sql STRICT VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT cdviz._replay_rejected(id, true) $$;
+COMMENT ON FUNCTION cdviz.replay_rejected(bigint) IS
+'cdviz: ingests dead letter id again (after the data or cdviz.validation was fixed) and returns the lake id; marks it replayed. Still invalid: raises SQLSTATE 22023 with the current problems, which are recorded on the dead letter. Replaying twice is harmless. Example: SELECT cdviz.replay_rejected(42);';
+
+CREATE FUNCTION cdviz.replay_rejected(origin text DEFAULT NULL, since timestamptz DEFAULT '-infinity',
+									  OUT replayed bigint, OUT still_rejected bigint)
+RETURNS record
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r record;
+BEGIN
+	replayed := 0;
+	still_rejected := 0;
+	FOR r IN
+		SELECT e.id FROM cdviz.rejected_events e
+		WHERE e.replayed_at IS NULL
+		  AND (replay_rejected.origin IS NULL OR e.origin = replay_rejected.origin)
+		  AND e.received_at >= since
+		ORDER BY e.id
+	LOOP
+		IF cdviz._replay_rejected(r.id, false) IS NULL THEN
+			still_rejected := still_rejected + 1;
+		ELSE
+			replayed := replayed + 1;
+		END IF;
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION cdviz.replay_rejected(text, timestamptz) IS
+'cdviz: replays every pending dead letter (optionally only of one origin, received since a time) and returns how many were stored and how many are still invalid (their problems are updated). Example: SELECT * FROM cdviz.replay_rejected(''http'');';
+
+GRANT EXECUTE ON FUNCTION cdviz.ingest(jsonb), cdviz.ingest_batch(jsonb, text),
+	cdviz.validate(jsonb), cdviz.replay_rejected(bigint),
+	cdviz.replay_rejected(text, timestamptz) TO cdviz_writer;
+GRANT EXECUTE ON FUNCTION cdviz.validate(jsonb) TO cdviz_reader;
+-- nobody but the owner calls the internal helpers directly
+REVOKE EXECUTE ON FUNCTION cdviz._replay_rejected(bigint, boolean),
+	cdviz.ensure_partition(timestamptz), cdviz.drop_partitions_before(timestamptz) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION cdviz.ingest(jsonb), cdviz.ingest_batch(jsonb, text),
+	cdviz.replay_rejected(bigint), cdviz.replay_rejected(text, timestamptz) FROM PUBLIC;

@@ -1,0 +1,27 @@
+/*
+ * cdviz.c
+ *	  Library entry point: settings and, when preloaded, the background
+ *	  workers.
+ *
+ * The SQL API works without shared_preload_libraries: the library is then
+ * loaded on first use and _PG_init defines the settings it reads.
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
+
+#include "store/store.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+/* Define settings; register the workers when preloaded. */
+void
+_PG_init(void)
+{
+	cdviz_store_define_gucs();
+	MarkGUCPrefixReserved("cdviz");
+}

@@ -1,0 +1,270 @@
+/*
+ * sql_api.c
+ *	  The SQL-callable ingest functions: cdviz.ingest(), cdviz.ingest_batch(),
+ *	  cdviz.validate() and the dead-letter replay.
+ */
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+
+#include "store/store.h"
+
+PG_FUNCTION_INFO_V1(cdviz_ingest);
+PG_FUNCTION_INFO_V1(cdviz_ingest_batch);
+PG_FUNCTION_INFO_V1(cdviz_validate);
+PG_FUNCTION_INFO_V1(cdviz_replay_rejected);
+
+static const char *
+validation_name(void)
+{
+	switch (cdviz_validation)
+	{
+		case CDVIZ_VALIDATION_STRICT:
+			return "strict";
+		case CDVIZ_VALIDATION_LENIENT:
+			return "lenient";
+		default:
+			return "off";
+	}
+}
+
+/* Fill an item from a jsonb value: the text form is what json-c reads. */
+static void
+item_from_jsonb(CdvizItem *item, Jsonb *jb, const char *origin_ref)
+{
+	char	   *raw = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+
+	memset(item, 0, sizeof(*item));
+	item->raw = raw;
+	item->raw_len = strlen(raw);
+	item->jsonb = jb;
+	item->origin_ref = origin_ref;
+}
+
+/* Raise the problems of a rejected item as a SQL error. */
+static void
+report_invalid(const CdvizProblems *problems, const char *what)
+{
+	char	   *detail = cdviz_problems_to_text(problems, "\n");
+	const CdvizProblem *first = &problems->items[0];
+
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid CDEvent%s: %s: %s", what, first->path, first->message),
+			 errdetail("%d problem%s found:\n%s%s", problems->count,
+					   problems->count == 1 ? "" : "s", detail ? detail : "",
+					   problems->truncated ? "\n(more problems not listed)" : ""),
+			 errhint("Fix the event and send it again; SELECT * FROM cdviz.validate(event) lists every problem. "
+					 "cdviz.validation is \"%s\" (strict checks the official CDEvents schema of the event's type).",
+					 validation_name())));
+}
+
+/*
+ * cdviz.ingest(event jsonb) RETURNS bigint
+ *
+ * Stores one event and returns its lake id; a retransmission returns the
+ * id stored before.  An invalid event is an error (SQLSTATE 22023): the
+ * caller is told at once, so nothing goes to the dead letters.
+ */
+Datum
+cdviz_ingest(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *jb = PG_GETARG_JSONB_P(0);
+	CdvizItem	item;
+	int64		id;
+
+	item_from_jsonb(&item, jb, NULL);
+	item.no_dead_letter = true;
+	cdviz_store_items(&item, 1, "sql");
+	if (item.status == CDVIZ_ITEM_REJECTED)
+	{
+		CdvizProblems copy = item.problems;
+
+		/* the error unwinds: free nothing we still print */
+		report_invalid(&copy, "");
+	}
+	id = item.event_id;
+	cdviz_store_release_items(&item, 1);
+	PG_RETURN_INT64(id);
+}
+
+/*
+ * cdviz.ingest_batch(events jsonb, origin_ref text DEFAULT NULL)
+ *	 RETURNS (stored bigint, duplicates bigint, rejected bigint)
+ *
+ * events is a JSON array of events (an object counts as an array of one).
+ * Valid events are stored in one statement; each invalid one goes to
+ * cdviz.rejected_events with origin 'sql' and origin_ref "<ref>[<index>]".
+ */
+Datum
+cdviz_ingest_batch(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *events = PG_GETARG_JSONB_P(0);
+	const char *ref = PG_ARGISNULL(1) ? "ingest_batch" : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	TupleDesc	tupdesc;
+	CdvizItem  *items;
+	int			n = 0;
+	CdvizStoreResult res;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "cdviz.ingest_batch must return a composite type");
+	tupdesc = BlessTupleDesc(tupdesc);
+
+	if (JB_ROOT_IS_SCALAR(events) || !JB_ROOT_IS_ARRAY(events))
+	{
+		items = palloc(sizeof(CdvizItem));
+		item_from_jsonb(&items[0], events, psprintf("%s[0]", ref));
+		n = 1;
+	}
+	else
+	{
+		JsonbIterator *it = JsonbIteratorInit(&events->root);
+		JsonbValue	v;
+		JsonbIteratorToken tok;
+
+		items = palloc(sizeof(CdvizItem) * Max(JB_ROOT_COUNT(events), 1));
+		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		{
+			if (tok != WJB_ELEM)
+				continue;
+			item_from_jsonb(&items[n], JsonbValueToJsonb(&v), psprintf("%s[%d]", ref, n));
+			n++;
+		}
+	}
+	res = cdviz_store_items(items, n, "sql");
+	cdviz_store_release_items(items, n);
+
+	values[0] = Int64GetDatum(res.stored);
+	values[1] = Int64GetDatum(res.duplicates);
+	values[2] = Int64GetDatum(res.rejected);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/*
+ * cdviz.validate(event jsonb) RETURNS TABLE(path text, message text)
+ *
+ * Every problem cdviz.ingest would find, under the cdviz.validation mode
+ * in force; no rows when the event is valid.  Stores nothing.
+ */
+Datum
+cdviz_validate(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *jb = PG_GETARG_JSONB_P(0);
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *raw = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+	CdvizProblems problems;
+
+	InitMaterializedSRF(fcinfo, 0);
+	cdviz_problems_init(&problems);
+	cdviz_store_check(raw, strlen(raw), &problems);
+	if (problems.truncated)
+		cdviz_problems_add(&problems, "$", "more problems were found than are listed");
+	for (int i = 0; i < problems.count; i++)
+	{
+		Datum		values[2];
+		bool		nulls[2] = {false, false};
+
+		values[0] = CStringGetTextDatum(problems.items[i].path);
+		values[1] = CStringGetTextDatum(problems.items[i].message);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	if (problems.truncated && problems.count == CDVIZ_MAX_PROBLEMS)
+	{
+		Datum		values[2] = {CStringGetTextDatum("$"),
+		CStringGetTextDatum("more problems were found than are listed")};
+		bool		nulls[2] = {false, false};
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	cdviz_problems_reset(&problems);
+	return (Datum) 0;
+}
+
+/*
+ * cdviz._replay_rejected(id bigint, raise boolean) RETURNS bigint
+ *
+ * Runs a dead letter through ingestion again.  Stored (or found stored):
+ * marks it replayed and returns the lake id.  Still invalid: records the
+ * current problems and raises them (raise) or returns NULL.
+ */
+Datum
+cdviz_replay_rejected(PG_FUNCTION_ARGS)
+{
+	int64		rid = PG_GETARG_INT64(0);
+	bool		raise = PG_GETARG_BOOL(1);
+	Datum		arg = Int64GetDatum(rid);
+	Oid			argtype = INT8OID;
+	CdvizItem	item;
+	char	   *raw;
+	bool		isnull;
+	int64		result = 0;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "cdviz: SPI_connect failed");
+	if (SPI_execute_with_args("SELECT raw, replayed_event_id FROM cdviz.rejected_events "
+							  "WHERE id = $1 FOR UPDATE",
+							  1, &argtype, &arg, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "cdviz: reading rejected event failed");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("rejected event %lld does not exist", (long long) rid),
+				 errhint("SELECT id FROM cdviz.rejected_events lists the dead letters.")));
+	(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	if (!isnull)
+	{
+		/* replayed before: idempotent */
+		result = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		SPI_finish();
+		PG_RETURN_INT64(result);
+	}
+	raw = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	raw = MemoryContextStrdup(TopTransactionContext, raw);
+	SPI_finish();
+
+	memset(&item, 0, sizeof(item));
+	item.raw = raw;
+	item.raw_len = strlen(raw);
+	item.no_dead_letter = true;
+	cdviz_store_items(&item, 1, "replay");
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "cdviz: SPI_connect failed");
+	if (item.status == CDVIZ_ITEM_REJECTED)
+	{
+		char	   *problems = cdviz_problems_to_json(&item.problems);
+		Oid			types[2] = {INT8OID, TEXTOID};
+		Datum		args[2] = {arg, CStringGetTextDatum(problems)};
+
+		free(problems);
+		SPI_execute_with_args("UPDATE cdviz.rejected_events SET problems = $2::jsonb WHERE id = $1",
+							  2, types, args, NULL, false, 0);
+		SPI_finish();
+		if (raise)
+		{
+			CdvizProblems copy = item.problems;
+
+			report_invalid(&copy, psprintf(" (rejected event %lld)", (long long) rid));
+		}
+		cdviz_store_release_items(&item, 1);
+		PG_RETURN_NULL();
+	}
+	{
+		Oid			types[2] = {INT8OID, INT8OID};
+		Datum		args[2] = {arg, Int64GetDatum(item.event_id)};
+
+		SPI_execute_with_args("UPDATE cdviz.rejected_events SET replayed_at = now(), "
+							  "replayed_event_id = $2 WHERE id = $1",
+							  2, types, args, NULL, false, 0);
+	}
+	SPI_finish();
+	result = item.event_id;
+	cdviz_store_release_items(&item, 1);
+	PG_RETURN_INT64(result);
+}

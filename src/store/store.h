@@ -1,0 +1,73 @@
+/*
+ * store.h
+ *	  The one way events enter the lake: validate, deduplicate, insert in
+ *	  one statement per batch, keep dead letters.  Every source (SQL, HTTP,
+ *	  folder, S3, NATS) hands its input here as an array of items.
+ */
+#ifndef CDVIZ_STORE_H
+#define CDVIZ_STORE_H
+
+#include "postgres.h"
+
+#include "utils/jsonb.h"
+
+#include "core/event.h"
+#include "core/problems.h"
+
+typedef enum CdvizItemStatus
+{
+	CDVIZ_ITEM_STORED,			/* new row in the lake */
+	CDVIZ_ITEM_DUPLICATE,		/* a retransmission: the lake already had it */
+	CDVIZ_ITEM_REJECTED			/* not an event: see problems */
+} CdvizItemStatus;
+
+/* One input document and, after cdviz_store_items(), its fate. */
+typedef struct CdvizItem
+{
+	/* input: raw is required (it is what a dead letter keeps) */
+	const char *raw;			/* the text as received, NUL-terminated */
+	size_t		raw_len;
+	Jsonb	   *jsonb;			/* the payload when the caller has it, or
+								 * NULL: built from raw */
+	const char *origin_ref;		/* where it came from: peer+path, file:line */
+	bool		no_dead_letter; /* report rejection without storing it */
+
+	/* output */
+	CdvizItemStatus status;
+	int64		event_id;		/* lake id, stored or duplicate */
+	int64		rejected_id;	/* rejected_events id, or 0 */
+	CdvizProblems problems;		/* why it was rejected */
+
+	/* private to the store */
+	struct json_object *json;
+	CdvizEventInfo info;
+	int			first_of_key;	/* in-batch duplicate: index of the first */
+	bool		own_jsonb;		/* jsonb was built here, from raw */
+} CdvizItem;
+
+/* Totals of one call, for answers and metrics. */
+typedef struct CdvizStoreResult
+{
+	int64		stored;
+	int64		duplicates;
+	int64		rejected;
+} CdvizStoreResult;
+
+/* cdviz.validation, set in postgresql.conf (superuser only). */
+extern int	cdviz_validation;
+
+extern void cdviz_store_define_gucs(void);
+
+/*
+ * Store items in the current transaction.  origin names the source
+ * ('sql', 'http', 'fs', 's3', 'nats', 'webhook').  Never raises for bad
+ * input: each item's status says what happened.  Items' problems must be
+ * released with cdviz_store_release_items().
+ */
+extern CdvizStoreResult cdviz_store_items(CdvizItem *items, int nitems, const char *origin);
+extern void cdviz_store_release_items(CdvizItem *items, int nitems);
+
+/* Check one document without storing it (cdviz.validate). */
+extern bool cdviz_store_check(const char *raw, size_t raw_len, CdvizProblems *problems);
+
+#endif							/* CDVIZ_STORE_H */
