@@ -465,7 +465,12 @@ cdviz_json_parse(const char *raw, size_t len, CdvizProblems *problems)
 		if (obj != NULL)
 			end = len;
 	}
-	if (obj == NULL || err != json_tokener_success)
+	if (obj == NULL && err == json_tokener_success)
+	{
+		/* json-c represents a JSON null as no object */
+		cdviz_problems_add(problems, "$", "an event must be a JSON object, not null");
+	}
+	else if (obj == NULL || err != json_tokener_success)
 	{
 		cdviz_problems_add(problems, "$", "not valid JSON: %s (at byte %zu)",
 						   err == json_tokener_continue ? "unexpected end of input" :
