@@ -17,7 +17,10 @@ OBJS = src/cdviz.o \
 	$(POLL_SRCS:.c=.o) $(DISPATCH_SRCS:.c=.o)
 
 PG_CPPFLAGS = -I$(srcdir)/src
-SHLIB_LINK = -ljson-c $(EXTRA_SHLIB_LINK)
+# libmicrohttpd: the HTTP receiver; libcurl: S3 and HTTP sinks; libxml2:
+# S3 listings; zlib: gzip request bodies.  --as-needed drops unused ones.
+SHLIB_LINK = -ljson-c -lmicrohttpd -lcurl -lxml2 -lz $(EXTRA_SHLIB_LINK)
+PG_CPPFLAGS += -I/usr/include/libxml2
 
 # The extension script is assembled from sql/ext/ in file-name order.
 EXT_SQL_PARTS = $(sort $(wildcard sql/ext/*.sql))

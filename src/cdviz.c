@@ -23,5 +23,14 @@ void
 _PG_init(void)
 {
 	cdviz_store_define_gucs();
+
+	/*
+	 * Workers exist only when preloaded; each worker folder defines its
+	 * own settings and registers its worker here.
+	 */
+	if (process_shared_preload_libraries_in_progress)
+	{
+		/* worker registrations */
+	}
 	MarkGUCPrefixReserved("cdviz");
 }
