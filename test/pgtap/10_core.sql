@@ -1,0 +1,91 @@
+-- Schema objects, privileges and contracts of the extension core.
+BEGIN;
+SELECT plan(40);
+
+SELECT has_schema('cdviz');
+SELECT has_table('cdviz', 'cdevents_lake', 'the lake exists');
+SELECT is((SELECT relkind::text FROM pg_class WHERE oid = 'cdviz.cdevents_lake'::regclass), 'p',
+		  'the lake is partitioned');
+SELECT is(pg_get_partkeydef('cdviz.cdevents_lake'::regclass), 'RANGE ("timestamp")',
+		  'partitioned by range of the event timestamp');
+SELECT columns_are('cdviz', 'cdevents_lake', ARRAY['id', 'timestamp', 'imported_at', 'context_id',
+	'context_source', 'type', 'subject', 'predicate', 'type_version', 'spec_version',
+	'subject_id', 'chain_id', 'payload']);
+SELECT col_type_is('cdviz', 'cdevents_lake', 'payload', 'jsonb', 'payload is jsonb');
+SELECT col_type_is('cdviz', 'cdevents_lake', 'timestamp', 'timestamp with time zone', 'timestamp is timestamptz');
+SELECT col_is_unique('cdviz', 'cdevents_lake', ARRAY['context_source', 'context_id', 'timestamp'],
+					 'dedup key is unique');
+SELECT has_index('cdviz', 'cdevents_lake', 'cdevents_lake_subject_predicate_ts',
+				 ARRAY['subject', 'predicate', '"timestamp"'], 'time-window index by subject and predicate');
+SELECT has_table('cdviz', 'rejected_events', 'dead letters exist');
+SELECT columns_are('cdviz', 'rejected_events', ARRAY['id', 'received_at', 'origin', 'origin_ref',
+	'raw', 'problems', 'replayed_at', 'replayed_event_id']);
+
+SELECT has_function('cdviz', 'ingest', ARRAY['jsonb']);
+SELECT function_returns('cdviz', 'ingest', ARRAY['jsonb'], 'bigint');
+SELECT has_function('cdviz', 'ingest_batch', ARRAY['jsonb', 'text']);
+SELECT has_function('cdviz', 'validate', ARRAY['jsonb']);
+SELECT has_function('cdviz', 'replay_rejected', ARRAY['bigint']);
+SELECT has_function('cdviz', 'replay_rejected', ARRAY['text', 'timestamp with time zone']);
+SELECT is_definer('cdviz', 'ingest', ARRAY['jsonb'], 'ingest runs as the owner');
+SELECT is_definer('cdviz', 'ingest_batch', ARRAY['jsonb', 'text'], 'ingest_batch runs as the owner');
+
+SELECT has_role('cdviz_reader');
+SELECT has_role('cdviz_writer');
+
+-- every object of the extension has a COMMENT
+SELECT is_empty($$
+	SELECT d.classid::regclass || ' ' || d.objid
+	FROM pg_depend d
+	WHERE d.refclassid = 'pg_extension'::regclass
+	  AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'cdviz')
+	  AND d.deptype = 'e'
+	  AND d.classid IN ('pg_class'::regclass, 'pg_proc'::regclass)
+	  AND NOT (d.classid = 'pg_class'::regclass AND
+			   (SELECT relkind FROM pg_class WHERE oid = d.objid) IN ('S', 'i', 'I', 't'))
+	  AND obj_description(d.objid, d.classid::regclass::name) IS NULL
+$$, 'every table, view and function of the extension has a COMMENT');
+
+-- privileges: the writer ingests through the functions only
+SELECT ok(has_function_privilege('cdviz_writer', 'cdviz.ingest(jsonb)', 'EXECUTE'), 'writer may ingest');
+SELECT ok(has_function_privilege('cdviz_writer', 'cdviz.ingest_batch(jsonb, text)', 'EXECUTE'), 'writer may ingest batches');
+SELECT ok(NOT has_table_privilege('cdviz_writer', 'cdviz.cdevents_lake', 'INSERT'), 'writer cannot insert into the lake');
+SELECT ok(NOT has_table_privilege('cdviz_writer', 'cdviz.cdevents_lake', 'UPDATE'), 'writer cannot update the lake');
+SELECT ok(NOT has_table_privilege('cdviz_writer', 'cdviz.cdevents_lake', 'DELETE'), 'writer cannot delete from the lake');
+SELECT ok(NOT has_function_privilege('cdviz_reader', 'cdviz.ingest(jsonb)', 'EXECUTE'), 'reader cannot ingest');
+SELECT ok(NOT has_table_privilege('cdviz_reader', 'cdviz.cdevents_lake', 'INSERT'), 'reader cannot insert');
+SELECT ok(NOT has_table_privilege('cdviz_reader', 'cdviz.rejected_events', 'UPDATE'), 'reader cannot update dead letters');
+SELECT ok(NOT has_function_privilege('public', 'cdviz.ingest(jsonb)', 'EXECUTE'), 'PUBLIC cannot ingest');
+
+-- the writer really stores events, and really cannot write the table
+CREATE ROLE cdviz_tap_writer IN ROLE cdviz_writer;
+SET ROLE cdviz_tap_writer;
+SELECT ok(cdviz.ingest('{"context": {"specversion": "0.5.1", "id": "tap-1", "source": "/tap",
+	"type": "dev.cdevents.build.started.0.3.0", "timestamp": "2024-04-01T00:00:00Z"},
+	"subject": {"id": "b-1", "content": {}}}') > 0, 'the writer ingests an event');
+SELECT throws_ok($$UPDATE cdviz.cdevents_lake SET subject_id = 'x'$$, '42501', NULL,
+				 'the writer cannot update the lake');
+SELECT throws_ok($$INSERT INTO cdviz.rejected_events (origin, raw, problems) VALUES ('x', 'y', '[]')$$,
+				 '42501', NULL, 'the writer cannot write dead letters directly');
+SELECT throws_ok($$SELECT cdviz.ingest('{"context": {}}')$$, '22023', NULL,
+				 'an invalid event raises 22023');
+RESET ROLE;
+CREATE ROLE cdviz_tap_reader IN ROLE cdviz_reader;
+SET ROLE cdviz_tap_reader;
+SELECT throws_ok($$INSERT INTO cdviz.cdevents_lake (timestamp, context_id, context_source, type,
+	subject, predicate, type_version, payload) VALUES (now(), 'a', 'b', 'c', 'd', 'e', 'f', '{}')$$,
+				 '42501', NULL, 'the reader cannot insert into the lake');
+SELECT throws_ok($$SELECT cdviz.ingest('{}')$$, '42501', NULL, 'the reader cannot call ingest');
+SELECT is((SELECT count(*) FROM cdviz.validate('{}'))::int, 1, 'the reader may validate');
+RESET ROLE;
+
+-- retransmission contract
+SELECT is(cdviz.ingest('{"context": {"specversion": "0.5.1", "id": "tap-1", "source": "/tap",
+	"type": "dev.cdevents.build.started.0.3.0", "timestamp": "2024-04-01T00:00:00Z"},
+	"subject": {"id": "b-1", "content": {}}}'),
+	(SELECT id FROM cdviz.cdevents_lake WHERE context_id = 'tap-1'), 'a retransmission answers the stored id');
+SELECT is((SELECT count(*) FROM cdviz.cdevents_lake WHERE context_id = 'tap-1')::int, 1,
+		  'and stores nothing');
+
+SELECT * FROM finish();
+ROLLBACK;
