@@ -11,6 +11,7 @@
 --   first_deployments     first time each artifact reached each environment
 --   artifact_changes      the change each artifact was built from
 --   change_times          when each change was created and merged
+--   event_links           the context.links of every event, by both ends
 --
 -- Every table is either append-only or merged with commutative rules
 -- (earliest wins, or "recompute from history"), so the result does not depend
@@ -111,6 +112,30 @@ COMMENT ON TABLE cdviz.change_times IS
 'cdviz: earliest change.created and change.merged timestamps of each change id (the start point of lead time for changes). Changes are matched on id alone: ids should be unique across repositories.';
 COMMENT ON COLUMN cdviz.change_times.created_at IS 'timestamp of the earliest change.created event';
 COMMENT ON COLUMN cdviz.change_times.merged_at IS 'timestamp of the earliest change.merged event';
+
+-- context.links (spec 0.4+) name other events by context id: RELATION links
+-- by target, PATH and END links by from (the parent).  Looking links up by
+-- the far end ("which events point at this one?") would otherwise need a
+-- GIN index over every payload of the lake.
+CREATE TABLE cdviz.event_links (
+	event_id		bigint NOT NULL,
+	context_id		text NOT NULL,
+	linked_context_id text NOT NULL,
+	link_type		text,
+	link_kind		text,
+	tags			jsonb
+);
+CREATE INDEX event_links_context_id ON cdviz.event_links (context_id);
+CREATE INDEX event_links_linked_context_id ON cdviz.event_links (linked_context_id);
+
+COMMENT ON TABLE cdviz.event_links IS
+'cdviz: one row per element of context.links of a stored event, kept by the lake trigger; read through cdviz.related()';
+COMMENT ON COLUMN cdviz.event_links.event_id IS 'cdviz.cdevents_lake.id of the event that carries the link';
+COMMENT ON COLUMN cdviz.event_links.context_id IS 'context.id of the event that carries the link';
+COMMENT ON COLUMN cdviz.event_links.linked_context_id IS 'the other end: target.contextId (RELATION), else from.contextId (PATH, END), else to.contextId';
+COMMENT ON COLUMN cdviz.event_links.link_type IS 'linkType: RELATION, PATH, END';
+COMMENT ON COLUMN cdviz.event_links.link_kind IS 'linkKind of a RELATION link, e.g. TRIGGER';
+COMMENT ON COLUMN cdviz.event_links.tags IS 'tags of the link';
 
 CREATE FUNCTION cdviz.lake_maintain_state()
 RETURNS trigger
@@ -223,12 +248,22 @@ BEGIN
 	   OR (c.created_at IS NULL AND excluded.created_at IS NOT NULL)
 	   OR (c.merged_at IS NULL AND excluded.merged_at IS NOT NULL);
 
+	INSERT INTO cdviz.event_links (event_id, context_id, linked_context_id, link_type, link_kind, tags)
+	SELECT e.id, e.context_id,
+		   coalesce(k.link #>> '{target,contextId}', k.link #>> '{from,contextId}', k.link #>> '{to,contextId}'),
+		   k.link ->> 'linkType', k.link ->> 'linkKind', k.link -> 'tags'
+	FROM new_events e
+	CROSS JOIN LATERAL jsonb_array_elements(e.payload #> '{context,links}') AS k(link)
+	WHERE jsonb_typeof(e.payload #> '{context,links}') = 'array'
+	  AND jsonb_typeof(k.link) = 'object'
+	  AND coalesce(k.link #>> '{target,contextId}', k.link #>> '{from,contextId}', k.link #>> '{to,contextId}') IS NOT NULL;
+
 	RETURN NULL;
 END
 $$;
 
 COMMENT ON FUNCTION cdviz.lake_maintain_state() IS
-'cdviz: statement-level AFTER INSERT trigger of cdviz.cdevents_lake: folds the stored service, artifact.packaged and change.created/merged events of the statement into the current-state tables (SECURITY DEFINER so that writers need no privilege on them)';
+'cdviz: statement-level AFTER INSERT trigger of cdviz.cdevents_lake: folds the stored service, artifact.packaged and change.created/merged events of the statement into the current-state tables, and the context.links of every event into cdviz.event_links (SECURITY DEFINER so that writers need no privilege on them)';
 
 CREATE TRIGGER lake_maintain_state
 	AFTER INSERT ON cdviz.cdevents_lake
@@ -237,4 +272,4 @@ CREATE TRIGGER lake_maintain_state
 	EXECUTE FUNCTION cdviz.lake_maintain_state();
 
 COMMENT ON TRIGGER lake_maintain_state ON cdviz.cdevents_lake IS
-'cdviz: keeps environment_history, environment_state, first_deployments, artifact_changes and change_times in step with the lake, one pass per insert statement';
+'cdviz: keeps environment_history, environment_state, first_deployments, artifact_changes, change_times and event_links in step with the lake, one pass per insert statement';

@@ -1,0 +1,78 @@
+-- Read API, part 1: helpers shared by the views.
+--
+-- Everything in the read API is plain SQL so that the planner can inline it
+-- into the caller's query: a function written as a single SELECT (LANGUAGE
+-- sql, not SECURITY DEFINER, no SET clause, not VOLATILE) is expanded in
+-- place, its range parameters become ordinary quals on the lake, and the
+-- lake's monthly partitions outside the range are pruned.
+
+-- Spec 0.3 and 0.4 report test outcomes as pass/fail, 0.5 as success/failure.
+CREATE FUNCTION cdviz.normalize_outcome(outcome text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE outcome WHEN 'pass' THEN 'success' WHEN 'fail' THEN 'failure' ELSE outcome END;
+
+COMMENT ON FUNCTION cdviz.normalize_outcome(text) IS
+'cdviz: one vocabulary for outcomes across spec versions: pass -> success, fail -> failure (0.3/0.4 test outcomes); anything else unchanged';
+
+-- Percent-decoding for package URLs.  Only ASCII escapes (%01-%7F) are
+-- decoded: they are what purls encode in practice (":" "/" "@" "?" "#" "+"
+-- " " "%"), and decoding them cannot produce invalid UTF-8, so one odd purl
+-- can never make a view fail.  A string with any other escape, or with a
+-- "%" not followed by two hex digits, is returned as it is.
+CREATE FUNCTION cdviz.percent_decode_ascii(s text)
+RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+SELECT CASE
+	WHEN s ~ '%(?!0[1-9A-Fa-f]|[1-7][0-9A-Fa-f])' THEN s
+	ELSE (SELECT string_agg(CASE WHEN u.o = 1 THEN u.p
+								 ELSE chr(('x' || lpad(left(u.p, 2), 8, '0'))::bit(32)::int) || substr(u.p, 3) END,
+							'' ORDER BY u.o)
+		  FROM unnest(string_to_array(s, '%')) WITH ORDINALITY AS u(p, o))
+END
+$$;
+
+COMMENT ON FUNCTION cdviz.percent_decode_ascii(text) IS
+'cdviz: decodes the %XX escapes of s when all of them are ASCII (%01-%7F); returns s unchanged otherwise. Used through cdviz.percent_decode().';
+
+-- The common case (nothing to decode) stays inlined and costs a strpos().
+CREATE FUNCTION cdviz.percent_decode(s text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE WHEN strpos(s, '%') = 0 THEN s ELSE cdviz.percent_decode_ascii(s) END;
+
+COMMENT ON FUNCTION cdviz.percent_decode(text) IS
+'cdviz: percent-decoding of a package URL component (ASCII escapes only, see cdviz.percent_decode_ascii); NULL stays NULL';
+
+-- Package URL (https://github.com/package-url/purl-spec):
+--   pkg:type/namespace/name@version?qualifiers#subpath
+-- The version is what follows the last "@" that has no "/" after it, the
+-- name the last path segment, the namespace what lies between type and name.
+CREATE FUNCTION cdviz.purl_parse(purl text)
+RETURNS TABLE (purl_type text, namespace text, name text, version text,
+			   qualifiers jsonb, subpath text)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+SELECT lower(c.t),
+	   cdviz.percent_decode(nullif(substring(c.p from '^(.*)/[^/]*$'), '')),
+	   cdviz.percent_decode(substring(c.p from '([^/]*)$')),
+	   cdviz.percent_decode(c.v),
+	   (SELECT jsonb_object_agg(lower(split_part(kv, '=', 1)),
+								cdviz.percent_decode(substr(kv, strpos(kv, '=') + 1)))
+		FROM unnest(string_to_array(b.q, '&')) AS kv
+		WHERE strpos(kv, '=') > 1),
+	   cdviz.percent_decode(nullif(trim(BOTH '/' FROM b.sp), ''))
+FROM (SELECT regexp_replace(a.body, '[?#].*$', '') AS core,
+			 substring(a.body from '\?([^#]*)') AS q,
+			 substring(a.body from '#(.*)$') AS sp
+	  FROM (SELECT regexp_replace(purl, '^pkg:/*', '') AS body
+			WHERE purl ~ '^pkg:/*[A-Za-z.+-][A-Za-z0-9.+-]*/') AS a) AS b
+CROSS JOIN LATERAL (
+	SELECT split_part(b.core, '/', 1) AS t,
+		   substring(b.core from '@([^@/]*)$') AS v,
+		   regexp_replace(substr(b.core, strpos(b.core, '/') + 1), '@[^@/]*$', '') AS p) AS c
+$$;
+
+COMMENT ON FUNCTION cdviz.purl_parse(text) IS
+'cdviz: splits a package URL into type, namespace, name, version, qualifiers (jsonb) and subpath, percent-decoded; no row when the text is not a purl. Example: SELECT * FROM cdviz.purl_parse(''pkg:oci/myapp@sha256%3A0b31?repository_url=ghcr.io/org'') -> oci, NULL, myapp, sha256:0b31, {"repository_url": "ghcr.io/org"}, NULL';

@@ -1,0 +1,368 @@
+-- Read API, part 3: subjects that are things rather than runs: artifacts,
+-- changes, repositories, branches, environments, services, incidents and
+-- tickets.  Same pattern as part 2 (see 41_read_api_runs.sql): an inlinable
+-- cdviz.<subject>s_between(from_ts, to_ts, lookback) that prunes partitions
+-- and returns every instance with an event in [from_ts, to_ts), and a view
+-- over all time.  These things live longer than a run, so the default
+-- lookback is 30 days; values that can change (a ticket's summary, a
+-- repository's name) come from the latest event that carries them.
+
+CREATE FUNCTION cdviz.artifacts_between(from_ts timestamptz, to_ts timestamptz,
+										lookback interval DEFAULT '30 days')
+RETURNS TABLE (artifact_id text, source text, packaged_at timestamptz, signed_at timestamptz,
+			   published_at timestamptz, first_downloaded_at timestamptz,
+			   last_downloaded_at timestamptz, download_count bigint, deleted_at timestamptz,
+			   change_id text, change_source text, sbom_uri text, signature text,
+			   last_user text, chain_id text, first_event_at timestamptz,
+			   last_event_at timestamptz, last_predicate text, event_count bigint,
+			   last_payload jsonb)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+SELECT l.subject_id,
+	   max(l.payload #>> '{subject,source}'),
+	   min(l."timestamp") FILTER (WHERE l.predicate = 'packaged'),
+	   min(l."timestamp") FILTER (WHERE l.predicate = 'signed'),
+	   min(l."timestamp") FILTER (WHERE l.predicate = 'published'),
+	   min(l."timestamp") FILTER (WHERE l.predicate = 'downloaded'),
+	   max(l."timestamp") FILTER (WHERE l.predicate = 'downloaded'),
+	   count(*) FILTER (WHERE l.predicate = 'downloaded'),
+	   max(l."timestamp") FILTER (WHERE l.predicate = 'deleted'),
+	   max(l.payload #>> '{subject,content,change,id}') FILTER (WHERE l.predicate = 'packaged'),
+	   max(l.payload #>> '{subject,content,change,source}') FILTER (WHERE l.predicate = 'packaged'),
+	   max(l.payload #>> '{subject,content,sbom,uri}'),
+	   max(l.payload #>> '{subject,content,signature}') FILTER (WHERE l.predicate = 'signed'),
+	   (array_agg(l.payload #>> '{subject,content,user}' ORDER BY l."timestamp" DESC, l.id DESC)
+			FILTER (WHERE l.payload #> '{subject,content,user}' IS NOT NULL))[1],
+	   max(l.chain_id),
+	   min(l."timestamp"), max(l."timestamp"),
+	   (array_agg(l.predicate ORDER BY l."timestamp" DESC, l.id DESC))[1],
+	   count(*),
+	   (array_agg(l.payload ORDER BY l."timestamp" DESC, l.id DESC))[1]
+FROM cdviz.cdevents_lake AS l
+WHERE l.subject = 'artifact'
+  AND l.predicate IN ('packaged', 'signed', 'published', 'downloaded', 'deleted')
+  AND l."timestamp" >= from_ts - lookback AND l."timestamp" < to_ts
+GROUP BY l.subject_id
+HAVING max(l."timestamp") >= from_ts
+$$;
+
+COMMENT ON FUNCTION cdviz.artifacts_between(timestamptz, timestamptz, interval) IS
+'cdviz: one row per artifact with an event in [from_ts, to_ts): packaged/signed/published times, downloads, deletion, the change it was built from (packaged.change), sbom uri, signature, last user. Lifecycle read back to from_ts - lookback (30 days); prunes partitions. cdviz.purl_parse(artifact_id) splits the id.';
+
+CREATE VIEW cdviz.artifacts AS
+	SELECT * FROM cdviz.artifacts_between('-infinity', 'infinity', '0');
+
+COMMENT ON VIEW cdviz.artifacts IS
+'cdviz: every artifact, one row each (columns: see cdviz.artifacts_between). Whole history: for a window call cdviz.artifacts_between(from, to).';
+
+CREATE FUNCTION cdviz.changes_between(from_ts timestamptz, to_ts timestamptz,
+									  lookback interval DEFAULT '30 days')
+RETURNS TABLE (change_id text, source text, repository_id text, repository_source text,
+			   description text, state text, created_at timestamptz,
+			   first_reviewed_at timestamptz, review_count bigint, last_updated_at timestamptz,
+			   merged_at timestamptz, abandoned_at timestamptz, chain_id text,
+			   first_event_at timestamptz, last_event_at timestamptz, last_predicate text,
+			   event_count bigint, last_payload jsonb)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+SELECT l.subject_id,
+	   max(l.payload #>> '{subject,source}'),
+	   max(l.payload #>> '{subject,content,repository,id}'),
+	   max(l.payload #>> '{subject,content,repository,source}'),
+	   (array_agg(l.payload #>> '{subject,content,description}' ORDER BY l."timestamp" DESC, l.id DESC)
+			FILTER (WHERE l.payload #> '{subject,content,description}' IS NOT NULL))[1],
+	   CASE WHEN bool_or(l.predicate = 'merged') THEN 'merged'
+			WHEN bool_or(l.predicate = 'abandoned') THEN 'abandoned'
+			ELSE 'open' END,
+	   min(l."timestamp") FILTER (WHERE l.predicate = 'created'),
+	   min(l."timestamp") FILTER (WHERE l.predicate = 'reviewed'),
+	   count(*) FILTER (WHERE l.predicate = 'reviewed'),
+	   max(l."timestamp") FILTER (WHERE l.predicate = 'updated'),
+	   min(l."timestamp") FILTER (WHERE l.predicate = 'merged'),
+	   min(l."timestamp") FILTER (WHERE l.predicate = 'abandoned'),
+	   max(l.chain_id),
+	   min(l."timestamp"), max(l."timestamp"),
+	   (array_agg(l.predicate ORDER BY l."timestamp" DESC, l.id DESC))[1],
+	   count(*),
+	   (array_agg(l.payload ORDER BY l."timestamp" DESC, l.id DESC))[1]
+FROM cdviz.cdevents_lake AS l
+WHERE l.subject = 'change'
+  AND l.predicate IN ('created', 'reviewed', 'updated', 'merged', 'abandoned')
+  AND l."timestamp" >= from_ts - lookback AND l."timestamp" < to_ts
+GROUP BY l.subject_id
+HAVING max(l."timestamp") >= from_ts
+$$;
+
+COMMENT ON FUNCTION cdviz.changes_between(timestamptz, timestamptz, interval) IS
+'cdviz: one row per change (pull/merge request) with an event in [from_ts, to_ts): repository, latest description, state (merged, abandoned or open), created, first review and review count, last update, merged/abandoned times. Read back to from_ts - lookback (30 days); prunes partitions.';
+
+CREATE VIEW cdviz.changes AS
+	SELECT * FROM cdviz.changes_between('-infinity', 'infinity', '0');
+
+COMMENT ON VIEW cdviz.changes IS
+'cdviz: every change, one row each (columns: see cdviz.changes_between). Whole history: for a window call cdviz.changes_between(from, to).';
+
+CREATE FUNCTION cdviz.repositories_between(from_ts timestamptz, to_ts timestamptz,
+										   lookback interval DEFAULT '30 days')
+RETURNS TABLE (repository_id text, source text, name text, owner text, uri text,
+			   view_url text, state text, created_at timestamptz, modified_at timestamptz,
+			   deleted_at timestamptz, first_event_at timestamptz, last_event_at timestamptz,
+			   last_predicate text, event_count bigint, last_payload jsonb)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+SELECT l.subject_id,
+	   max(l.payload #>> '{subject,source}'),
+	   (array_agg(l.payload #>> '{subject,content,name}' ORDER BY l."timestamp" DESC, l.id DESC)
+			FILTER (WHERE l.payload #> '{subject,content,name}' IS NOT NULL))[1],
+	   (array_agg(l.payload #>> '{subject,content,owner}' ORDER BY l."timestamp" DESC, l.id DESC)
+			FILTER (WHERE l.payload #> '{subject,content,owner}' IS NOT NULL))[1],
+	   (array_agg(coalesce(l.payload #>> '{subject,content,uri}', l.payload #>> '{subject,content,url}')
+				  ORDER BY l."timestamp" DESC, l.id DESC)
+			FILTER (WHERE coalesce(l.payload #> '{subject,content,uri}', l.payload #> '{subject,content,url}') IS NOT NULL))[1],
+	   (array_agg(l.payload #>> '{subject,content,viewUrl}' ORDER BY l."timestamp" DESC, l.id DESC)
+			FILTER (WHERE l.payload #> '{subject,content,viewUrl}' IS NOT NULL))[1],
+	   CASE (array_agg(l.predicate ORDER BY l."timestamp" DESC, l.id DESC))[1]
+			WHEN 'deleted' THEN 'deleted' ELSE 'active' END,
+	   min(l."timestamp") FILTER (WHERE l.predicate = 'created'),
+	   max(l."timestamp") FILTER (WHERE l.predicate = 'modified'),
+	   max(l."timestamp") FILTER (WHERE l.predicate = 'deleted'),
+	   min(l."timestamp"), max(l."timestamp"),
+	   (array_agg(l.predicate ORDER BY l."timestamp" DESC, l.id DESC))[1],
+	   count(*),
+	   (array_agg(l.payload ORDER BY l."timestamp" DESC, l.id DESC))[1]
+FROM cdviz.cdevents_lake AS l
+WHERE l.subject = 'repository' AND l.predicate IN ('created', 'modified', 'deleted')
+  AND l."timestamp" >= from_ts - lookback AND l."timestamp" < to_ts
+GROUP BY l.subject_id
+HAVING max(l."timestamp") >= from_ts
+$$;
+
+COMMENT ON FUNCTION cdviz.repositories_between(timestamptz, timestamptz, interval) IS
+'cdviz: one row per repository with an event in [from_ts, to_ts): latest name, owner, uri (0.5 uri or 0.3/0.4 url), viewUrl, state (deleted when the latest event is a deletion, else active), created/modified/deleted times. Prunes partitions.';
+
+CREATE VIEW cdviz.repositories AS
+	SELECT * FROM cdviz.repositories_between('-infinity', 'infinity', '0');
+
+COMMENT ON VIEW cdviz.repositories IS
+'cdviz: every repository, one row each (columns: see cdviz.repositories_between).';
+
+CREATE FUNCTION cdviz.branches_between(from_ts timestamptz, to_ts timestamptz,
+									   lookback interval DEFAULT '30 days')
+RETURNS TABLE (branch_id text, source text, repository_id text, repository_source text,
+			   state text, created_at timestamptz, deleted_at timestamptz,
+			   first_event_at timestamptz, last_event_at timestamptz, last_predicate text,
+			   event_count bigint, last_payload jsonb)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+SELECT l.subject_id,
+	   max(l.payload #>> '{subject,source}'),
+	   max(l.payload #>> '{subject,content,repository,id}'),
+	   max(l.payload #>> '{subject,content,repository,source}'),
+	   CASE (array_agg(l.predicate ORDER BY l."timestamp" DESC, l.id DESC))[1]
+			WHEN 'deleted' THEN 'deleted' ELSE 'active' END,
+	   min(l."timestamp") FILTER (WHERE l.predicate = 'created'),
+	   max(l."timestamp") FILTER (WHERE l.predicate = 'deleted'),
+	   min(l."timestamp"), max(l."timestamp"),
+	   (array_agg(l.predicate ORDER BY l."timestamp" DESC, l.id DESC))[1],
+	   count(*),
+	   (array_agg(l.payload ORDER BY l."timestamp" DESC, l.id DESC))[1]
+FROM cdviz.cdevents_lake AS l
+WHERE l.subject = 'branch' AND l.predicate IN ('created', 'deleted')
+  AND l."timestamp" >= from_ts - lookback AND l."timestamp" < to_ts
+GROUP BY l.subject_id
+HAVING max(l."timestamp") >= from_ts
+$$;
+
+COMMENT ON FUNCTION cdviz.branches_between(timestamptz, timestamptz, interval) IS
+'cdviz: one row per branch with an event in [from_ts, to_ts): repository, state (deleted or active), created/deleted times. Prunes partitions.';
+
+CREATE VIEW cdviz.branches AS
+	SELECT * FROM cdviz.branches_between('-infinity', 'infinity', '0');
+
+COMMENT ON VIEW cdviz.branches IS
+'cdviz: every branch, one row each (columns: see cdviz.branches_between).';
+
+CREATE FUNCTION cdviz.environments_between(from_ts timestamptz, to_ts timestamptz,
+										   lookback interval DEFAULT '30 days')
+RETURNS TABLE (environment_id text, source text, name text, uri text, state text,
+			   created_at timestamptz, modified_at timestamptz, deleted_at timestamptz,
+			   first_event_at timestamptz, last_event_at timestamptz, last_predicate text,
+			   event_count bigint, last_payload jsonb)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+SELECT l.subject_id,
+	   max(l.payload #>> '{subject,source}'),
+	   (array_agg(l.payload #>> '{subject,content,name}' ORDER BY l."timestamp" DESC, l.id DESC)
+			FILTER (WHERE l.payload #> '{subject,content,name}' IS NOT NULL))[1],
+	   (array_agg(coalesce(l.payload #>> '{subject,content,uri}', l.payload #>> '{subject,content,url}')
+				  ORDER BY l."timestamp" DESC, l.id DESC)
+			FILTER (WHERE coalesce(l.payload #> '{subject,content,uri}', l.payload #> '{subject,content,url}') IS NOT NULL))[1],
+	   CASE (array_agg(l.predicate ORDER BY l."timestamp" DESC, l.id DESC))[1]
+			WHEN 'deleted' THEN 'deleted' ELSE 'active' END,
+	   min(l."timestamp") FILTER (WHERE l.predicate = 'created'),
+	   max(l."timestamp") FILTER (WHERE l.predicate = 'modified'),
+	   max(l."timestamp") FILTER (WHERE l.predicate = 'deleted'),
+	   min(l."timestamp"), max(l."timestamp"),
+	   (array_agg(l.predicate ORDER BY l."timestamp" DESC, l.id DESC))[1],
+	   count(*),
+	   (array_agg(l.payload ORDER BY l."timestamp" DESC, l.id DESC))[1]
+FROM cdviz.cdevents_lake AS l
+WHERE l.subject = 'environment' AND l.predicate IN ('created', 'modified', 'deleted')
+  AND l."timestamp" >= from_ts - lookback AND l."timestamp" < to_ts
+GROUP BY l.subject_id
+HAVING max(l."timestamp") >= from_ts
+$$;
+
+COMMENT ON FUNCTION cdviz.environments_between(timestamptz, timestamptz, interval) IS
+'cdviz: one row per environment with an event in [from_ts, to_ts): latest name and uri (uri or url), state (deleted or active), created/modified/deleted times. Prunes partitions.';
+
+CREATE VIEW cdviz.environments AS
+	SELECT * FROM cdviz.environments_between('-infinity', 'infinity', '0');
+
+COMMENT ON VIEW cdviz.environments IS
+'cdviz: every environment that had an environment event, one row each (columns: see cdviz.environments_between). Environments only named by deployments appear in cdviz.environment_inventory.';
+
+-- A service exists per environment: one row per (service, environment).
+CREATE FUNCTION cdviz.services_between(from_ts timestamptz, to_ts timestamptz,
+									   lookback interval DEFAULT '0')
+RETURNS TABLE (service_id text, environment_id text, source text,
+			   first_deployed_at timestamptz, last_deployed_at timestamptz,
+			   deployment_count bigint, rollback_count bigint, last_rolledback_at timestamptz,
+			   last_removed_at timestamptz, last_published_at timestamptz,
+			   last_artifact_id text, last_event_at timestamptz, last_predicate text,
+			   event_count bigint, last_payload jsonb)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+SELECT l.subject_id,
+	   l.payload #>> '{subject,content,environment,id}',
+	   max(l.payload #>> '{subject,source}'),
+	   min(l."timestamp") FILTER (WHERE l.predicate IN ('deployed', 'upgraded')),
+	   max(l."timestamp") FILTER (WHERE l.predicate IN ('deployed', 'upgraded')),
+	   count(*) FILTER (WHERE l.predicate IN ('deployed', 'upgraded')),
+	   count(*) FILTER (WHERE l.predicate = 'rolledback'),
+	   max(l."timestamp") FILTER (WHERE l.predicate = 'rolledback'),
+	   max(l."timestamp") FILTER (WHERE l.predicate = 'removed'),
+	   max(l."timestamp") FILTER (WHERE l.predicate = 'published'),
+	   (array_agg(l.payload #>> '{subject,content,artifactId}' ORDER BY l."timestamp" DESC, l.id DESC)
+			FILTER (WHERE l.predicate IN ('deployed', 'upgraded', 'rolledback')))[1],
+	   max(l."timestamp"),
+	   (array_agg(l.predicate ORDER BY l."timestamp" DESC, l.id DESC))[1],
+	   count(*),
+	   (array_agg(l.payload ORDER BY l."timestamp" DESC, l.id DESC))[1]
+FROM cdviz.cdevents_lake AS l
+WHERE l.subject = 'service'
+  AND l.predicate IN ('deployed', 'upgraded', 'rolledback', 'removed', 'published')
+  AND l."timestamp" >= from_ts - lookback AND l."timestamp" < to_ts
+GROUP BY l.subject_id, l.payload #>> '{subject,content,environment,id}'
+HAVING max(l."timestamp") >= from_ts
+$$;
+
+COMMENT ON FUNCTION cdviz.services_between(timestamptz, timestamptz, interval) IS
+'cdviz: one row per (service, environment) with a service event in [from_ts, to_ts): deployments (deployed + upgraded) and rollbacks in the scanned range, first/last deployment, last removal and publication, the artifact of the latest deployment-like event. Counts cover [from_ts - lookback, to_ts) (lookback defaults to 0). What runs now: cdviz.environment_inventory.';
+
+CREATE VIEW cdviz.services AS
+	SELECT * FROM cdviz.services_between('-infinity', 'infinity', '0');
+
+COMMENT ON VIEW cdviz.services IS
+'cdviz: every (service, environment) pair ever seen, with its whole-history deployment counts (columns: see cdviz.services_between).';
+
+CREATE FUNCTION cdviz.incidents_between(from_ts timestamptz, to_ts timestamptz,
+										lookback interval DEFAULT '30 days')
+RETURNS TABLE (incident_id text, source text, environment_id text, service_id text,
+			   artifact_id text, description text, ticket_uri text, state text,
+			   detected_at timestamptz, reported_at timestamptz, resolved_at timestamptz,
+			   time_to_resolve interval, chain_id text, first_event_at timestamptz,
+			   last_event_at timestamptz, last_predicate text, event_count bigint,
+			   last_payload jsonb)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+SELECT l.subject_id,
+	   max(l.payload #>> '{subject,source}'),
+	   max(l.payload #>> '{subject,content,environment,id}'),
+	   max(l.payload #>> '{subject,content,service,id}'),
+	   max(l.payload #>> '{subject,content,artifactId}'),
+	   (array_agg(l.payload #>> '{subject,content,description}' ORDER BY l."timestamp" DESC, l.id DESC)
+			FILTER (WHERE l.payload #> '{subject,content,description}' IS NOT NULL))[1],
+	   max(l.payload #>> '{subject,content,ticketURI}'),
+	   CASE WHEN bool_or(l.predicate = 'resolved') THEN 'resolved' ELSE 'open' END,
+	   min(l."timestamp") FILTER (WHERE l.predicate = 'detected'),
+	   min(l."timestamp") FILTER (WHERE l.predicate = 'reported'),
+	   max(l."timestamp") FILTER (WHERE l.predicate = 'resolved'),
+	   max(l."timestamp") FILTER (WHERE l.predicate = 'resolved')
+		   - min(l."timestamp") FILTER (WHERE l.predicate IN ('detected', 'reported')),
+	   max(l.chain_id),
+	   min(l."timestamp"), max(l."timestamp"),
+	   (array_agg(l.predicate ORDER BY l."timestamp" DESC, l.id DESC))[1],
+	   count(*),
+	   (array_agg(l.payload ORDER BY l."timestamp" DESC, l.id DESC))[1]
+FROM cdviz.cdevents_lake AS l
+WHERE l.subject = 'incident' AND l.predicate IN ('detected', 'reported', 'resolved')
+  AND l."timestamp" >= from_ts - lookback AND l."timestamp" < to_ts
+GROUP BY l.subject_id
+HAVING max(l."timestamp") >= from_ts
+$$;
+
+COMMENT ON FUNCTION cdviz.incidents_between(timestamptz, timestamptz, interval) IS
+'cdviz: one row per incident with an event in [from_ts, to_ts): environment, service, artifact, latest description, ticket uri, state (resolved or open), detected/reported/resolved times, time_to_resolve (resolved minus the earlier of detected and reported). Read back to from_ts - lookback (30 days); prunes partitions.';
+
+CREATE VIEW cdviz.incidents AS
+	SELECT * FROM cdviz.incidents_between('-infinity', 'infinity', '0');
+
+COMMENT ON VIEW cdviz.incidents IS
+'cdviz: every incident, one row each (columns: see cdviz.incidents_between).';
+
+CREATE FUNCTION cdviz.tickets_between(from_ts timestamptz, to_ts timestamptz,
+									  lookback interval DEFAULT '30 days')
+RETURNS TABLE (ticket_id text, source text, summary text, ticket_type text, ticket_group text,
+			   creator text, assignees jsonb, priority text, labels jsonb, milestone text,
+			   uri text, resolution text, updated_by text, state text, created_at timestamptz,
+			   last_updated_at timestamptz, closed_at timestamptz, chain_id text,
+			   first_event_at timestamptz, last_event_at timestamptz, last_predicate text,
+			   event_count bigint, last_payload jsonb)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+SELECT l.subject_id,
+	   max(l.payload #>> '{subject,source}'),
+	   (array_agg(l.payload #>> '{subject,content,summary}' ORDER BY l."timestamp" DESC, l.id DESC)
+			FILTER (WHERE l.payload #> '{subject,content,summary}' IS NOT NULL))[1],
+	   (array_agg(l.payload #>> '{subject,content,ticketType}' ORDER BY l."timestamp" DESC, l.id DESC)
+			FILTER (WHERE l.payload #> '{subject,content,ticketType}' IS NOT NULL))[1],
+	   (array_agg(l.payload #>> '{subject,content,group}' ORDER BY l."timestamp" DESC, l.id DESC)
+			FILTER (WHERE l.payload #> '{subject,content,group}' IS NOT NULL))[1],
+	   max(l.payload #>> '{subject,content,creator}'),
+	   (array_agg(l.payload #> '{subject,content,assignees}' ORDER BY l."timestamp" DESC, l.id DESC)
+			FILTER (WHERE l.payload #> '{subject,content,assignees}' IS NOT NULL))[1],
+	   (array_agg(l.payload #>> '{subject,content,priority}' ORDER BY l."timestamp" DESC, l.id DESC)
+			FILTER (WHERE l.payload #> '{subject,content,priority}' IS NOT NULL))[1],
+	   (array_agg(l.payload #> '{subject,content,labels}' ORDER BY l."timestamp" DESC, l.id DESC)
+			FILTER (WHERE l.payload #> '{subject,content,labels}' IS NOT NULL))[1],
+	   (array_agg(l.payload #>> '{subject,content,milestone}' ORDER BY l."timestamp" DESC, l.id DESC)
+			FILTER (WHERE l.payload #> '{subject,content,milestone}' IS NOT NULL))[1],
+	   max(l.payload #>> '{subject,content,uri}'),
+	   max(l.payload #>> '{subject,content,resolution}') FILTER (WHERE l.predicate = 'closed'),
+	   (array_agg(l.payload #>> '{subject,content,updatedBy}' ORDER BY l."timestamp" DESC, l.id DESC)
+			FILTER (WHERE l.payload #> '{subject,content,updatedBy}' IS NOT NULL))[1],
+	   CASE WHEN bool_or(l.predicate = 'closed') THEN 'closed' ELSE 'open' END,
+	   min(l."timestamp") FILTER (WHERE l.predicate = 'created'),
+	   max(l."timestamp") FILTER (WHERE l.predicate = 'updated'),
+	   max(l."timestamp") FILTER (WHERE l.predicate = 'closed'),
+	   max(l.chain_id),
+	   min(l."timestamp"), max(l."timestamp"),
+	   (array_agg(l.predicate ORDER BY l."timestamp" DESC, l.id DESC))[1],
+	   count(*),
+	   (array_agg(l.payload ORDER BY l."timestamp" DESC, l.id DESC))[1]
+FROM cdviz.cdevents_lake AS l
+WHERE l.subject = 'ticket' AND l.predicate IN ('created', 'updated', 'closed')
+  AND l."timestamp" >= from_ts - lookback AND l."timestamp" < to_ts
+GROUP BY l.subject_id
+HAVING max(l."timestamp") >= from_ts
+$$;
+
+COMMENT ON FUNCTION cdviz.tickets_between(timestamptz, timestamptz, interval) IS
+'cdviz: one row per ticket with an event in [from_ts, to_ts): latest summary, type, group (ticket_group), creator, assignees, priority, labels, milestone, uri, resolution, updated_by; state (closed or open); created/last updated/closed times. Read back to from_ts - lookback (30 days); prunes partitions.';
+
+CREATE VIEW cdviz.tickets AS
+	SELECT * FROM cdviz.tickets_between('-infinity', 'infinity', '0');
+
+COMMENT ON VIEW cdviz.tickets IS
+'cdviz: every ticket, one row each (columns: see cdviz.tickets_between).';

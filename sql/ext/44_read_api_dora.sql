@@ -1,0 +1,169 @@
+-- Read API, part 5: the four DORA metrics.
+--
+-- Each function takes a time range [from_ts, to_ts) and optional environment
+-- and service ids (NULL: all), and returns the value, the sample it was
+-- computed from and a performance tier.  The tiers turn the clusters of the
+-- 2023 Accelerate State of DevOps report into thresholds; they are listed in
+-- cdviz.dora_thresholds so that dashboards can show them.  DORA speaks of
+-- production: pass your production environment id to compare with its tiers.
+--
+-- The deployment metrics read the tables kept at ingest (30_state.sql), never
+-- the whole lake: environment_history by valid_from, first_deployments by
+-- deployed_at, and the artifact -> change -> times joins by primary key.
+
+CREATE VIEW cdviz.dora_thresholds (metric, tier, rule) AS
+VALUES
+	('deployment_frequency', 'elite', 'at least 1 deployment per day per service (on demand)'),
+	('deployment_frequency', 'high', 'at least 1 per week per service'),
+	('deployment_frequency', 'medium', 'at least 1 per month (30 days) per service'),
+	('deployment_frequency', 'low', 'less than 1 per month per service'),
+	('lead_time_for_changes', 'elite', 'median under 1 day'),
+	('lead_time_for_changes', 'high', 'median under 1 week'),
+	('lead_time_for_changes', 'medium', 'median under 1 month (30 days)'),
+	('lead_time_for_changes', 'low', 'median of 1 month or more'),
+	('change_failure_rate', 'elite', 'at most 5%'),
+	('change_failure_rate', 'high', 'at most 10%'),
+	('change_failure_rate', 'medium', 'at most 15%'),
+	('change_failure_rate', 'low', 'over 15%'),
+	('time_to_restore', 'elite', 'median under 1 hour'),
+	('time_to_restore', 'high', 'median under 1 day'),
+	('time_to_restore', 'medium', 'median under 1 week'),
+	('time_to_restore', 'low', 'median of 1 week or more');
+
+COMMENT ON VIEW cdviz.dora_thresholds IS
+'cdviz: the DORA tier thresholds the cdviz.dora_* functions apply (after the 2023 Accelerate State of DevOps report clusters); boundaries belong to the better tier';
+
+CREATE FUNCTION cdviz.dora_deployment_frequency(from_ts timestamptz, to_ts timestamptz,
+												environment text DEFAULT NULL,
+												service text DEFAULT NULL)
+RETURNS TABLE (deployments bigint, services bigint, days numeric, per_day numeric,
+			   per_week numeric, per_day_per_service numeric, deployment_days bigint,
+			   sample_size bigint, tier text)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+SELECT d.n, d.nsvc, round(d.days, 3),
+	   round(d.n / d.days, 3), round(d.n * 7 / d.days, 3),
+	   round(d.n / d.days / greatest(d.nsvc, 1), 3),
+	   d.ndays, d.n,
+	   CASE WHEN d.n / d.days / greatest(d.nsvc, 1) >= 1 THEN 'elite'
+			WHEN d.n * 7 / d.days / greatest(d.nsvc, 1) >= 1 THEN 'high'
+			WHEN d.n * 30 / d.days / greatest(d.nsvc, 1) >= 1 THEN 'medium'
+			ELSE 'low' END
+FROM (SELECT count(*) AS n,
+			 count(DISTINCT h.service_id) AS nsvc,
+			 count(DISTINCT (h.valid_from AT TIME ZONE 'UTC')::date) AS ndays,
+			 extract(epoch FROM to_ts - from_ts) / 86400 AS days
+	  FROM cdviz.environment_history AS h
+	  WHERE h.valid_from >= from_ts AND h.valid_from < to_ts
+		AND h.predicate IN ('deployed', 'upgraded')
+		AND (environment IS NULL OR h.environment_id = environment)
+		AND (service IS NULL OR h.service_id = service)) AS d
+WHERE d.days > 0
+$$;
+
+COMMENT ON FUNCTION cdviz.dora_deployment_frequency(timestamptz, timestamptz, text, text) IS
+'cdviz DORA deployment frequency over [from_ts, to_ts), optionally for one environment and/or service: deployments (service deployed + upgraded events; rollbacks and removals are not deliveries), the distinct services deployed, per_day and per_week for the whole scope, per_day_per_service, deployment_days (UTC days with at least one deployment), sample_size (= deployments) and the tier, judged on per_day_per_service: elite >= 1/day, high >= 1/week, medium >= 1/30 days, else low. Limit: a service that never deployed in the range is not in the average.';
+
+CREATE FUNCTION cdviz.dora_lead_time(from_ts timestamptz, to_ts timestamptz,
+									 environment text DEFAULT NULL,
+									 service text DEFAULT NULL)
+RETURNS TABLE (median interval, p90 interval, sample_size bigint, unmatched bigint, tier text)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY s.lead_time) FILTER (WHERE s.lead_time >= interval '0'),
+	   percentile_cont(0.9) WITHIN GROUP (ORDER BY s.lead_time) FILTER (WHERE s.lead_time >= interval '0'),
+	   count(*) FILTER (WHERE s.lead_time >= interval '0'),
+	   count(*) FILTER (WHERE s.lead_time IS NULL OR s.lead_time < interval '0'),
+	   CASE WHEN count(*) FILTER (WHERE s.lead_time >= interval '0') = 0 THEN NULL
+			WHEN percentile_cont(0.5) WITHIN GROUP (ORDER BY s.lead_time) FILTER (WHERE s.lead_time >= interval '0') < interval '1 day' THEN 'elite'
+			WHEN percentile_cont(0.5) WITHIN GROUP (ORDER BY s.lead_time) FILTER (WHERE s.lead_time >= interval '0') < interval '7 days' THEN 'high'
+			WHEN percentile_cont(0.5) WITHIN GROUP (ORDER BY s.lead_time) FILTER (WHERE s.lead_time >= interval '0') < interval '30 days' THEN 'medium'
+			ELSE 'low' END
+FROM (SELECT f.deployed_at - coalesce(c.merged_at, c.created_at) AS lead_time
+	  FROM cdviz.first_deployments AS f
+	  LEFT JOIN cdviz.artifact_changes AS a ON a.artifact_id = f.artifact_id
+	  LEFT JOIN cdviz.change_times AS c ON c.change_id = a.change_id
+	  WHERE f.deployed_at >= from_ts AND f.deployed_at < to_ts
+		AND (environment IS NULL OR f.environment_id = environment)
+		AND (service IS NULL OR f.service_id = service)) AS s
+$$;
+
+COMMENT ON FUNCTION cdviz.dora_lead_time(timestamptz, timestamptz, text, text) IS
+'cdviz DORA lead time for changes over [from_ts, to_ts), optionally for one environment and/or service: for every artifact whose first deployed/upgraded event in an environment falls in the range, the time from its change (change.merged, else change.created) to that first deployment; the change is the one named by the artifact''s artifact.packaged event (content.change.id, matched on id alone). Returns median and p90 (percentile_cont), sample_size, unmatched (first deployments without a packaged event, a known change, or with the change after the deployment) and the tier on the median: elite < 1 day, high < 1 week, medium < 30 days, else low. Without an environment filter each environment counts its own first deployment.';
+
+-- Each deployment owns the events of its (environment, service) up to the
+-- next deployment there: a running count of deployments numbers these
+-- groups, and a group fails when it holds a rollback or an incident.
+CREATE FUNCTION cdviz.dora_change_failure_rate(from_ts timestamptz, to_ts timestamptz,
+											   environment text DEFAULT NULL,
+											   service text DEFAULT NULL)
+RETURNS TABLE (rate numeric, failed bigint, deployments bigint, sample_size bigint, tier text)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+WITH ev AS (
+	SELECT h.environment_id, h.service_id, h.valid_from AS ts, h.event_id AS ord,
+		   CASE WHEN h.predicate IN ('deployed', 'upgraded') THEN 1 ELSE 0 END AS is_deploy
+	FROM cdviz.environment_history AS h
+	WHERE h.valid_from >= from_ts
+	  AND h.predicate IN ('deployed', 'upgraded', 'rolledback')
+	  AND (environment IS NULL OR h.environment_id = environment)
+	  AND (service IS NULL OR h.service_id = service)
+	UNION ALL
+	SELECT i.environment_id, i.service_id, i.ts, i.ord, 0
+	FROM (SELECT l.payload #>> '{subject,content,environment,id}' AS environment_id,
+				 l.payload #>> '{subject,content,service,id}' AS service_id,
+				 l."timestamp" AS ts, l.id AS ord
+		  FROM cdviz.cdevents_lake AS l
+		  WHERE l.subject = 'incident' AND l.predicate IN ('detected', 'reported')
+			AND l."timestamp" >= from_ts) AS i
+	WHERE i.service_id IS NOT NULL AND i.environment_id IS NOT NULL
+	  AND (environment IS NULL OR i.environment_id = environment)
+	  AND (service IS NULL OR i.service_id = service)
+), grouped AS (
+	SELECT ev.*, sum(ev.is_deploy) OVER (PARTITION BY ev.environment_id, ev.service_id
+										 ORDER BY ev.ts, ev.is_deploy DESC, ev.ord) AS grp
+	FROM ev
+), per_deployment AS (
+	SELECT min(g.ts) FILTER (WHERE g.is_deploy = 1) AS deployed_at,
+		   count(*) > 1 AS failed
+	FROM grouped AS g
+	WHERE g.grp > 0
+	GROUP BY g.environment_id, g.service_id, g.grp
+)
+SELECT round(count(*) FILTER (WHERE d.failed)::numeric / nullif(count(*), 0), 4),
+	   count(*) FILTER (WHERE d.failed), count(*), count(*),
+	   CASE WHEN count(*) = 0 THEN NULL
+			WHEN count(*) FILTER (WHERE d.failed)::numeric / count(*) <= 0.05 THEN 'elite'
+			WHEN count(*) FILTER (WHERE d.failed)::numeric / count(*) <= 0.10 THEN 'high'
+			WHEN count(*) FILTER (WHERE d.failed)::numeric / count(*) <= 0.15 THEN 'medium'
+			ELSE 'low' END
+FROM per_deployment AS d
+WHERE d.deployed_at < to_ts
+$$;
+
+COMMENT ON FUNCTION cdviz.dora_change_failure_rate(timestamptz, timestamptz, text, text) IS
+'cdviz DORA change failure rate over [from_ts, to_ts), optionally for one environment and/or service: the share of deployments (deployed + upgraded events in the range) followed, before the next deployment of the same service in the same environment, by a service.rolledback or by an incident detected/reported on that service and environment. Returns rate (0..1), failed, deployments (= sample_size) and the tier: elite <= 5%, high <= 10%, medium <= 15%, else low. Limits: an incident without service or environment cannot be attributed and is ignored; a failure signal is looked for until the next deployment even after to_ts, so a recent deployment can still turn failed later.';
+
+CREATE FUNCTION cdviz.dora_time_to_restore(from_ts timestamptz, to_ts timestamptz,
+										   environment text DEFAULT NULL,
+										   service text DEFAULT NULL)
+RETURNS TABLE (median interval, p90 interval, sample_size bigint, tier text)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY i.time_to_resolve),
+	   percentile_cont(0.9) WITHIN GROUP (ORDER BY i.time_to_resolve),
+	   count(*),
+	   CASE WHEN count(*) = 0 THEN NULL
+			WHEN percentile_cont(0.5) WITHIN GROUP (ORDER BY i.time_to_resolve) < interval '1 hour' THEN 'elite'
+			WHEN percentile_cont(0.5) WITHIN GROUP (ORDER BY i.time_to_resolve) < interval '1 day' THEN 'high'
+			WHEN percentile_cont(0.5) WITHIN GROUP (ORDER BY i.time_to_resolve) < interval '7 days' THEN 'medium'
+			ELSE 'low' END
+FROM cdviz.incidents_between(from_ts, to_ts, '365 days') AS i
+WHERE i.resolved_at >= from_ts AND i.resolved_at < to_ts
+  AND i.time_to_resolve IS NOT NULL
+  AND (environment IS NULL OR i.environment_id = environment)
+  AND (service IS NULL OR i.service_id = service)
+$$;
+
+COMMENT ON FUNCTION cdviz.dora_time_to_restore(timestamptz, timestamptz, text, text) IS
+'cdviz DORA time to restore service over [from_ts, to_ts), optionally for one environment and/or service: for every incident resolved in the range, resolved minus the earlier of detected and reported (see cdviz.incidents). Returns median and p90, sample_size and the tier on the median: elite < 1 hour, high < 1 day, medium < 1 week, else low. Limits: an incident detected more than 365 days before from_ts, or resolved without a detected/reported event, is left out.';
