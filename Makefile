@@ -29,7 +29,7 @@ DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/[0-9]*.sql)))
 REGRESS_OPTS = --load-extension=$(EXTENSION)
 
-TAP_TESTS = 1
+# TAP tests run apart from pg_regress: `make prove-installcheck`.
 PROVE_TESTS = test/t/*.pl
 
 PG_CONFIG ?= pg_config
@@ -50,7 +50,7 @@ test/unit/test_core: test/unit/test_core.c test/unit/tap.h $(CORE_SRCS) src/core
 test/unit/validate_cli: test/unit/validate_cli.c $(CORE_SRCS) src/core/*.h
 	$(CORE_CC) $(CORE_CFLAGS) -o $@ test/unit/validate_cli.c $(CORE_SRCS) $(CORE_LIBS)
 
-.PHONY: unit fuzz prove schemas
+.PHONY: unit fuzz prove prove-installcheck schemas
 unit: test/unit/test_core test/unit/validate_cli
 	test/unit/test_core
 
@@ -62,6 +62,9 @@ fuzz: fuzz/fuzz_core
 	mkdir -p build/fuzz-corpus
 	fuzz/fuzz_core -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
 		-dict=fuzz/cdevents.dict build/fuzz-corpus fuzz/seeds
+
+prove-installcheck:
+	$(prove_installcheck)
 
 prove: prove-installcheck
 

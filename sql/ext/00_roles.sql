@@ -1,6 +1,10 @@
 -- cdviz extension script, assembled from sql/ext/*.sql in name order.
 \echo Use "CREATE EXTENSION cdviz" to load this file. \quit
 
+-- The schema is created here rather than named in cdviz.control: a schema
+-- the script creates belongs to the extension, so DROP EXTENSION removes it.
+CREATE SCHEMA cdviz;
+
 -- Roles are cluster-wide: create them only when missing, so the extension
 -- can live in several databases of one cluster, and leave them behind on
 -- DROP EXTENSION (other databases may still use them).
