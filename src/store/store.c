@@ -314,6 +314,25 @@ make_array(Datum *values, bool *nulls, int n, Oid elemtype)
 	return construct_md_array(values, nulls, 1, dims, lbs, elemtype, typlen, typbyval, typalign);
 }
 
+/*
+ * Row i of the last SPI result, (id, context_source, context_id, timestamp),
+ * mapped to the slot of the batch item with that key.
+ */
+static int *
+slot_of_result_row(KeyTable *keys, CdvizItem *items, uint64 i, int64 *id)
+{
+	HeapTuple	tup = SPI_tuptable->vals[i];
+	TupleDesc	desc = SPI_tuptable->tupdesc;
+	bool		isnull;
+	text	   *src = DatumGetTextPP(SPI_getbinval(tup, desc, 2, &isnull));
+	text	   *cid = DatumGetTextPP(SPI_getbinval(tup, desc, 3, &isnull));
+	TimestampTz ts = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
+
+	*id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+	return keytable_slot(keys, items, VARDATA_ANY(src), VARSIZE_ANY_EXHDR(src),
+						 VARDATA_ANY(cid), VARSIZE_ANY_EXHDR(cid), ts);
+}
+
 /* Insert rows (item indexes) into the lake; mark what came back stored. */
 static void
 insert_rows(CdvizItem *items, int *rows, int nrows, KeyTable *keys)
@@ -355,15 +374,8 @@ insert_rows(CdvizItem *items, int *rows, int nrows, KeyTable *keys)
 		elog(ERROR, "cdviz: lake insert failed: %s", SPI_result_code_string(ret));
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		int64		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		text	   *src = DatumGetTextPP(SPI_getbinval(tup, desc, 2, &isnull));
-		text	   *cid = DatumGetTextPP(SPI_getbinval(tup, desc, 3, &isnull));
-		TimestampTz ts = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
-		int		   *slot = keytable_slot(keys, items, VARDATA_ANY(src), VARSIZE_ANY_EXHDR(src),
-										 VARDATA_ANY(cid), VARSIZE_ANY_EXHDR(cid), ts);
+		int64		id;
+		int		   *slot = slot_of_result_row(keys, items, i, &id);
 
 		if (*slot >= 0)
 		{
@@ -405,14 +417,8 @@ resolve_existing(CdvizItem *items, int *rows, int nrows, KeyTable *keys)
 		elog(ERROR, "cdviz: dedup lookup failed");
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		int64		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		text	   *s = DatumGetTextPP(SPI_getbinval(tup, desc, 2, &isnull));
-		text	   *c = DatumGetTextPP(SPI_getbinval(tup, desc, 3, &isnull));
-		TimestampTz t = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
-		int		   *slot = keytable_slot(keys, items, VARDATA_ANY(s), VARSIZE_ANY_EXHDR(s),
-										 VARDATA_ANY(c), VARSIZE_ANY_EXHDR(c), t);
+		int64		id;
+		int		   *slot = slot_of_result_row(keys, items, i, &id);
 
 		if (*slot >= 0 && items[*slot].status != CDVIZ_ITEM_STORED)
 		{
