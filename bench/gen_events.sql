@@ -79,19 +79,36 @@ INSERT INTO gen_type_versions VALUES
 	('ticket.created', '0.1.0', '0.1.0', '0.2.0'), ('ticket.updated', '0.1.0', '0.1.0', '0.2.0'),
 	('ticket.closed', '0.1.0', '0.1.0', '0.2.0');
 
--- Spec 0.3 and 0.4 spelling of a 0.5 content: url for uri, pass/fail outcomes.
-CREATE FUNCTION pg_temp.gen_old_content(subj text, content jsonb)
+-- Spec 0.3 and 0.4 spelling of a 0.5 content: url for uri, pass/fail test
+-- outcomes, and none of the fields those versions did not have yet (their
+-- schemas forbid additional properties).
+CREATE FUNCTION pg_temp.gen_old_content(subj text, pred text, sv text, content jsonb)
 RETURNS jsonb
 LANGUAGE sql IMMUTABLE
 AS $$
 SELECT CASE
 	WHEN subj IN ('pipelinerun', 'taskrun', 'environment', 'repository') AND content ? 'uri'
 		THEN (content - 'uri') || jsonb_build_object('url', content -> 'uri')
+	WHEN subj = 'testsuiterun' AND pred = 'queued'
+		THEN jsonb_set(content, '{testSuite}', ((content -> 'testSuite') - 'uri')
+							   || jsonb_build_object('url', content #> '{testSuite,uri}'))
 	WHEN subj IN ('testcaserun', 'testsuiterun') AND content ? 'outcome'
 		THEN content || jsonb_build_object('outcome',
 			CASE content ->> 'outcome' WHEN 'success' THEN 'pass' WHEN 'failure' THEN 'fail'
 				 ELSE content ->> 'outcome' END)
+	WHEN sv = '0.3.0' AND subj = 'change' THEN content - 'description'
+	WHEN sv = '0.3.0' AND subj = 'artifact' THEN content - 'sbom' - 'user'
 	ELSE content END
+$$;
+
+-- subject.type, required by 0.3 and 0.4
+CREATE FUNCTION pg_temp.gen_subject_type(subj text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+AS $$
+SELECT CASE subj WHEN 'pipelinerun' THEN 'pipelineRun' WHEN 'taskrun' THEN 'taskRun'
+				 WHEN 'testcaserun' THEN 'testCaseRun' WHEN 'testsuiterun' THEN 'testSuiteRun'
+				 WHEN 'testoutput' THEN 'testOutput' ELSE subj END
 $$;
 
 -- The events of cycles [c0, c1): lake columns plus the payload.
@@ -272,8 +289,10 @@ WITH cyc AS (
 	WHERE c = e.k
 ), shaped AS (
 	SELECT ev.*, ev.t + ev.off AS ts, v.v03, v.v04, v.v05,
-		   CASE abs(hashint8(c * 7 + length(sid) + length(pred))) % 20 WHEN 0 THEN '0.3.0' WHEN 1 THEN '0.4.1'
-				ELSE '0.5.1' END AS sv,
+		   -- tickets did not exist before 0.4
+		   CASE abs(hashint8(c * 7 + length(sid) + length(pred))) % 20
+				WHEN 0 THEN CASE WHEN subj = 'ticket' THEN '0.4.1' ELSE '0.3.0' END
+				WHEN 1 THEN '0.4.1' ELSE '0.5.1' END AS sv,
 		   md5(c || ':' || subj || ':' || pred || ':' || sid)::uuid::text AS ctx_id,
 		   'https://' || CASE subj WHEN 'change' THEN 'git' WHEN 'branch' THEN 'git' WHEN 'repository' THEN 'git'
 									WHEN 'service' THEN 'k8s' WHEN 'environment' THEN 'k8s'
@@ -301,8 +320,9 @@ SELECT ts, ctx_id, src,
 					  END,
 		   'subject', jsonb_build_object('id', sid, 'source', src,
 										 'content', CASE WHEN sv = '0.5.1' THEN content
-														 ELSE pg_temp.gen_old_content(subj, content) END)
-					  || CASE WHEN sv <> '0.5.1' THEN jsonb_build_object('type', subj) ELSE '{}'::jsonb END)
+														 ELSE pg_temp.gen_old_content(subj, pred, sv, content) END)
+					  || CASE WHEN sv <> '0.5.1' THEN jsonb_build_object('type', pg_temp.gen_subject_type(subj))
+							  ELSE '{}'::jsonb END)
 FROM (SELECT shaped.*, CASE sv WHEN '0.3.0' THEN v03 WHEN '0.4.1' THEN v04 ELSE v05 END AS tv FROM shaped) x
 $gen$;
 
