@@ -88,6 +88,21 @@ static int	nevent_schemas;
 static bool loaded;
 static const char *load_error;
 
+/*
+ * Documents compiled by cdviz_schema_compile_text().  The rule trees point
+ * into their strings, so they live for the process like the embedded ones;
+ * keeping them on this list keeps them reachable (leak checkers, LSan in
+ * the fuzzer, would otherwise report every one).
+ */
+typedef struct TextDoc
+{
+	json_object *json;
+	CdvizSchema *root;
+	struct TextDoc *next;
+} TextDoc;
+
+static TextDoc *text_docs;
+
 /* The path of the value being checked, grown and cut as we descend. */
 typedef struct PathBuf
 {
@@ -744,6 +759,14 @@ cdviz_schema_compile_text(const char *text, const char *base_id, const char **er
 	if (err == NULL)
 		link_refs(root, &err);
 	*error = err;
-	/* doc is kept: the compiled tree points into its strings */
+	/* doc is kept (even on failure): the compiled tree points into it */
+	{
+		TextDoc    *td = xcalloc(1, sizeof(TextDoc));
+
+		td->json = doc;
+		td->root = root;
+		td->next = text_docs;
+		text_docs = td;
+	}
 	return err ? NULL : root;
 }
