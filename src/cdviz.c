@@ -12,6 +12,7 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "http/http_worker.h"
 #include "store/store.h"
 
 PG_MODULE_MAGIC;
@@ -31,6 +32,7 @@ _PG_init(void)
 	if (process_shared_preload_libraries_in_progress)
 	{
 		/* worker registrations */
+		cdviz_http_init();
 	}
 	MarkGUCPrefixReserved("cdviz");
 }

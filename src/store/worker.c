@@ -1,0 +1,228 @@
+/*
+ * worker.c
+ *	  Plumbing shared by the cdviz background workers (http, poller,
+ *	  dispatcher): registration, connection, signals, transactions.
+ *
+ * A worker is one process with one database connection.  It must never
+ * crash-loop: while the extension is not created in cdviz.database it says
+ * so once and keeps checking, and an error inside a unit of work rolls
+ * that work back and is reported to the caller instead of ending the
+ * process, so that the caller can answer its clients (HTTP 503, retry
+ * the file later) and carry on.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "store/worker.h"
+
+char	   *cdviz_database = NULL;
+
+/* Last known presence of the extension, to log changes only. */
+typedef enum ExtensionState
+{
+	EXT_UNKNOWN,
+	EXT_PRESENT,
+	EXT_MISSING
+} ExtensionState;
+
+static ExtensionState extension_state = EXT_UNKNOWN;
+
+/* Define cdviz.database once, whichever worker asks first. */
+void
+cdviz_worker_define_gucs(void)
+{
+	static bool defined = false;
+
+	if (defined)
+		return;
+	defined = true;
+	DefineCustomStringVariable("cdviz.database",
+							   "Database the cdviz background workers connect to.",
+							   "The extension must be created in this database; until it is, "
+							   "the workers wait.  Changing it requires a server restart.",
+							   &cdviz_database,
+							   "postgres",
+							   PGC_POSTMASTER,
+							   0,
+							   NULL, NULL, NULL);
+}
+
+/* Register one worker of this library; see worker.h. */
+void
+cdviz_worker_register(const char *name, const char *type,
+					  const char *function_name, int restart_seconds)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	/* a standby cannot store anything: start on a primary only */
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = restart_seconds;
+	strlcpy(worker.bgw_library_name, "cdviz", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, function_name, BGW_MAXLEN);
+	strlcpy(worker.bgw_name, name, BGW_MAXLEN);
+	strlcpy(worker.bgw_type, type, BGW_MAXLEN);
+	worker.bgw_main_arg = (Datum) 0;
+	worker.bgw_notify_pid = 0;
+	RegisterBackgroundWorker(&worker);
+}
+
+/*
+ * Signals as in every well-behaved worker: SIGHUP sets ConfigReloadPending,
+ * SIGTERM (die) makes the next CHECK_FOR_INTERRUPTS exit with FATAL, which
+ * also rolls back an open transaction.  An exit code other than 0 makes
+ * the postmaster start the worker again, so pg_terminate_backend()
+ * restarts it too.
+ */
+void
+cdviz_worker_connect(const char *activity)
+{
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	BackgroundWorkerInitializeConnection(cdviz_database, NULL, 0);
+	pgstat_report_appname(MyBgworkerEntry->bgw_type);
+	pgstat_report_activity(STATE_IDLE, activity);
+}
+
+/* SIGTERM and SIGHUP; see worker.h. */
+bool
+cdviz_worker_process_interrupts(void)
+{
+	CHECK_FOR_INTERRUPTS();
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+		return true;
+	}
+	return false;
+}
+
+/* Log the extension's appearance and disappearance, once each. */
+static void
+note_extension(bool present)
+{
+	ExtensionState now = present ? EXT_PRESENT : EXT_MISSING;
+
+	if (now == extension_state)
+		return;
+	if (!present)
+		ereport(LOG,
+				(errmsg("%s: extension \"cdviz\" is not created in database \"%s\"; waiting for it",
+						MyBgworkerEntry->bgw_type, cdviz_database),
+				 errhint("Run CREATE EXTENSION cdviz in database \"%s\", or set cdviz.database.",
+						 cdviz_database)));
+	else if (extension_state == EXT_MISSING)
+		ereport(LOG,
+				(errmsg("%s: extension \"cdviz\" found in database \"%s\"",
+						MyBgworkerEntry->bgw_type, cdviz_database)));
+	extension_state = now;
+}
+
+/* Run fn in a transaction; see worker.h. */
+CdvizTxResult
+cdviz_worker_transaction(const char *activity, CdvizTxFunc fn, void *arg,
+						 ErrorData **error)
+{
+	MemoryContext callercxt = CurrentMemoryContext;
+	ResourceOwner callerowner = CurrentResourceOwner;
+	volatile CdvizTxResult result = CDVIZ_TX_DONE;
+
+	if (error)
+		*error = NULL;
+	SetCurrentStatementStartTimestamp();
+	PG_TRY();
+	{
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+
+		/*
+		 * Looked up in every transaction: DROP EXTENSION and CREATE
+		 * EXTENSION may happen at any time, and the catalog lookup is a
+		 * syscache hit.
+		 */
+		if (!OidIsValid(get_extension_oid("cdviz", true)))
+			result = CDVIZ_TX_NO_EXTENSION;
+		else
+		{
+			pgstat_report_activity(STATE_RUNNING, activity);
+			if (SPI_connect() != SPI_OK_CONNECT)
+				elog(ERROR, "SPI_connect failed");
+			fn(arg);
+			SPI_finish();
+		}
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		/* keep the error for the caller, then forget it and roll back */
+		MemoryContextSwitchTo(callercxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+		CurrentResourceOwner = callerowner;
+		MemoryContextSwitchTo(callercxt);
+		ereport(LOG,
+				(errcode(edata->sqlerrcode),
+				 errmsg("%s: %s failed: %s", MyBgworkerEntry->bgw_type, activity,
+						edata->message),
+				 edata->detail ? errdetail_internal("%s", edata->detail) : 0));
+		if (error)
+			*error = edata;
+		else
+			FreeErrorData(edata);
+		result = CDVIZ_TX_FAILED;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(callercxt);
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	if (result != CDVIZ_TX_FAILED)
+		note_extension(result == CDVIZ_TX_DONE);
+	return result;
+}
+
+/* Nothing to do but to look: the lookup itself happens in the helper. */
+static void
+noop(void *arg)
+{
+}
+
+/* See worker.h. */
+bool
+cdviz_worker_extension_exists(void)
+{
+	return cdviz_worker_transaction("checking for the extension", noop, NULL, NULL)
+		== CDVIZ_TX_DONE;
+}
+
+/* See worker.h. */
+bool
+cdviz_worker_wait_for_extension(void)
+{
+	if (cdviz_worker_extension_exists())
+		return true;
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					 CDVIZ_WORKER_RETRY_SECONDS * 1000L, PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+	return false;
+}

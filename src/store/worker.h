@@ -1,0 +1,85 @@
+/*
+ * worker.h
+ *	  What every cdviz background worker shares: registration, connecting to
+ *	  cdviz.database, reload and shutdown signals, transactions with SPI and
+ *	  the "is the extension created" check.
+ *
+ * A worker's main function follows this shape:
+ *
+ *		cdviz_worker_connect("cdviz poller");
+ *		for (;;)
+ *		{
+ *			cdviz_worker_process_interrupts();		-- SIGTERM exits, SIGHUP reloads
+ *			if (!cdviz_worker_wait_for_extension())	-- optional: sleep while absent
+ *				continue;
+ *			result = cdviz_worker_transaction("polling", work, arg, &err);
+ *			WaitLatch(...);
+ *		}
+ *
+ * The extension may be dropped and created again while a worker runs:
+ * cdviz_worker_transaction() looks it up inside every transaction it starts,
+ * so a worker never touches a missing schema and picks up the new one.
+ */
+#ifndef CDVIZ_STORE_WORKER_H
+#define CDVIZ_STORE_WORKER_H
+
+#include "postgres.h"
+
+/* cdviz.database: the database every cdviz worker connects to. */
+extern char *cdviz_database;
+
+/* How a transaction run by cdviz_worker_transaction() ended. */
+typedef enum CdvizTxResult
+{
+	CDVIZ_TX_DONE,				/* committed */
+	CDVIZ_TX_NO_EXTENSION,		/* extension not created: nothing was run */
+	CDVIZ_TX_FAILED				/* an error was raised; rolled back */
+} CdvizTxResult;
+
+/* Work done inside a transaction, with SPI connected. */
+typedef void (*CdvizTxFunc) (void *arg);
+
+/* Define cdviz.database; safe to call from every worker's init. */
+extern void cdviz_worker_define_gucs(void);
+
+/*
+ * Register a background worker running function_name (exported by this
+ * library) on a primary, restarted restart_seconds after it dies.
+ */
+extern void cdviz_worker_register(const char *name, const char *type,
+								  const char *function_name,
+								  int restart_seconds);
+
+/* In the worker: install signal handlers and connect to cdviz.database. */
+extern void cdviz_worker_connect(const char *activity);
+
+/*
+ * Exit on SIGTERM (through CHECK_FOR_INTERRUPTS) and reload the
+ * configuration after SIGHUP; true when it was reloaded.
+ */
+extern bool cdviz_worker_process_interrupts(void);
+
+/*
+ * Run fn(arg) in its own transaction, SPI connected and a snapshot set,
+ * if the extension exists in this database.  Errors are caught: the
+ * transaction is rolled back, and *error (when not NULL) receives a copy
+ * made in the caller's memory context (FreeErrorData it).
+ */
+extern CdvizTxResult cdviz_worker_transaction(const char *activity,
+											  CdvizTxFunc fn, void *arg,
+											  ErrorData **error);
+
+/* Whether the extension exists, checked in a short transaction. */
+extern bool cdviz_worker_extension_exists(void);
+
+/*
+ * For workers with nothing to do without the extension: true when it
+ * exists; otherwise sleep a few seconds (latch-aware) and return false.
+ * Says so once in the log, not at every retry.
+ */
+extern bool cdviz_worker_wait_for_extension(void);
+
+/* Seconds between checks while the extension is missing. */
+#define CDVIZ_WORKER_RETRY_SECONDS 5
+
+#endif							/* CDVIZ_STORE_WORKER_H */
