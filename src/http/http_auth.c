@@ -14,6 +14,7 @@
 
 #include "common/hmac.h"
 #include "common/sha2.h"
+#include "utils/resowner.h"
 
 #include "http/http.h"
 
@@ -52,17 +53,31 @@ signature_ok(const char *header, const char *secret, const char *body, size_t le
 	pg_hmac_ctx *ctx;
 	const char *given;
 	bool		ok;
+	static ResourceOwner owner = NULL;
+	ResourceOwner saved = CurrentResourceOwner;
 
 	if (header == NULL || pg_strncasecmp(header, "sha256=", 7) != 0)
 		return false;
 	given = header + 7;
+
+	/*
+	 * With OpenSSL the server's HMAC context is remembered by the current
+	 * resource owner; outside a transaction the worker needs its own.
+	 */
+	if (owner == NULL)
+		owner = ResourceOwnerCreate(NULL, "cdviz http signatures");
+	CurrentResourceOwner = owner;
 	ctx = pg_hmac_create(PG_SHA256);
 	if (ctx == NULL)
+	{
+		CurrentResourceOwner = saved;
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	}
 	ok = pg_hmac_init(ctx, (const uint8 *) secret, strlen(secret)) == 0 &&
 		pg_hmac_update(ctx, (const uint8 *) body, len) == 0 &&
 		pg_hmac_final(ctx, mac, sizeof(mac)) == 0;
 	pg_hmac_free(ctx);
+	CurrentResourceOwner = saved;
 	if (!ok)
 		return false;
 	for (int i = 0; i < PG_SHA256_DIGEST_LENGTH; i++)
