@@ -323,6 +323,40 @@ find_type_schema(const CdvizEventInfo *info, json_object *ctx, bool custom_schem
 	return best;
 }
 
+/*
+ * A custom event with neither context.version nor context.specversion
+ * gives no hint of its release, and every custom schema refuses it.  Pick
+ * the custom schema it comes closest to (fewest problems; on a tie the
+ * newer release), so that the missing field reported is the one its
+ * release wants: context.version for a 0.4 event, not specversion.
+ */
+static const CdvizEventSchema *
+closest_custom_schema(json_object *event, CdvizSchemaLevel level)
+{
+	const CdvizEventSchema *best = NULL;
+	int			best_count = -1;
+
+	for (int i = 0; i < cdviz_event_schema_count(); i++)
+	{
+		const CdvizEventSchema *es = cdviz_event_schema_at(i);
+		CdvizProblems tmp;
+		int			count;
+
+		if (es->type != NULL)
+			continue;
+		cdviz_problems_init(&tmp);
+		cdviz_schema_validate(es->root, event, level, &tmp);
+		count = tmp.count + (tmp.truncated ? 1 : 0);
+		cdviz_problems_reset(&tmp);
+		if (best_count < 0 || count <= best_count)
+		{
+			best = es;
+			best_count = count;
+		}
+	}
+	return best;
+}
+
 /* Is subject.predicate named by some official schema, in any version? */
 static bool
 known_subject_predicate(const CdvizEventInfo *info)
@@ -394,6 +428,10 @@ cdviz_event_check(json_object *event, CdvizValidation mode,
 
 	level = mode == CDVIZ_VALIDATION_STRICT ? CDVIZ_SCHEMA_STRICT : CDVIZ_SCHEMA_LENIENT;
 	es = find_type_schema(info, ctx, info->custom);
+	if (es && es->type == NULL &&
+		!json_object_object_get_ex(ctx, "version", NULL) &&
+		!json_object_object_get_ex(ctx, "specversion", NULL))
+		es = closest_custom_schema(event, level);
 	if (es)
 	{
 		schema = es->root;
