@@ -576,8 +576,17 @@ test_schema_choice(void)
 	ok(check(ev, CDVIZ_VALIDATION_STRICT, &info, &p) &&
 	   strcmp(info.judged_by, "CDEvents 0.4.1 custom event schema") == 0 && info.custom,
 	   "0.4.1 custom event judged by the 0.4.1 custom schema");
+	del_path(ev, "context.version");
+	ok(!check(ev, CDVIZ_VALIDATION_STRICT, &info, &p) && has_path(&p, "context.version") &&
+	   !has_path(&p, "context.specversion"),
+	   "a 0.4.1 custom event without its version field is told context.version is missing");
 	json_object_put(ev);
 	ev = load_fixture("v0.5.1/custom/conformance.json");
+	del_path(ev, "context.specversion");
+	ok(!check(ev, CDVIZ_VALIDATION_STRICT, &info, &p) && has_path(&p, "context.specversion") &&
+	   !has_path(&p, "context.version"),
+	   "a 0.5.1 custom event without its version field is told context.specversion is missing");
+	set_path(ev, "context.specversion", json_object_new_string("0.5.1"));
 	ok(check(ev, CDVIZ_VALIDATION_STRICT, &info, &p) &&
 	   strcmp(info.judged_by, "CDEvents 0.5.1 custom event schema") == 0 && info.custom,
 	   "0.5.1 custom event judged by the 0.5.1 custom schema");
