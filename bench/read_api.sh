@@ -13,6 +13,10 @@
 #
 # It starts no server.  Times are wall-clock as psql sees them, result rows
 # included, in one session with a warm cache, like a dashboard refreshing.
+# "partitions" counts the monthly lake partitions the executed plan touched
+# (an index probe counts), "lake seq scans" the sequential scans of non-empty
+# lake partitions: a windowed query should touch one or two months and scan
+# none.
 
 set -euo pipefail
 
@@ -89,9 +93,11 @@ q "related"                    "SELECT * FROM cdviz.related('$ctx', 2)"
 "${PSQL[@]}" -At -c "SELECT 'events: ' || count(*) FROM cdviz.cdevents_lake"
 "${PSQL[@]}" -At -c "SELECT 'server: ' || version() || '; jit=' || current_setting('jit') || ', work_mem=' || current_setting('work_mem') || ', shared_buffers=' || current_setting('shared_buffers')"
 total_parts=$("${PSQL[@]}" -At -c "SELECT count(*) FROM pg_inherits WHERE inhparent = 'cdviz.cdevents_lake'::regclass")
+# empty partitions (future months, say) are planned as seq scans of nothing
+empty_parts=$("${PSQL[@]}" -At -c "SELECT coalesce(string_agg(c.relname, '|'), '-') FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'cdviz.cdevents_lake'::regclass AND c.relpages = 0")
 
 : > "$plans"
-printf '%-28s %9s %9s %9s  %s\n' "query" "p50 ms" "p95 ms" "max ms" "lake partitions read"
+printf '%-28s %8s %8s %8s  %-10s %s\n' "query" "p50 ms" "p95 ms" "max ms" "partitions" "lake seq scans"
 for i in "${!names[@]}"; do
 	name=${names[$i]}
 	sql=${queries[$i]}
@@ -105,8 +111,9 @@ for i in "${!names[@]}"; do
 	plan=$("${PSQL[@]}" -At -c "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) $sql")
 	# a partition counts as read when a node scanned it (not "never executed")
 	read_parts=$( { echo "$plan" | grep -v 'never executed' | grep -o 'cdevents_lake_[0-9]\{6\}' || true; } | sort -u | wc -l)
+	seq_scans=$( { echo "$plan" | grep -v 'never executed' | grep -o 'Seq Scan on cdevents_lake_[0-9]\{6\}' | grep -Ev "$empty_parts" || true; } | wc -l)
 	{ echo "=== $name"; echo "$sql"; echo "$plan"; echo; } >> "$plans"
-	printf '%-28s %9.1f %9.1f %9.1f  %s of %s\n' "$name" "$p50" "$p95" "$max" "$read_parts" "$total_parts"
+	printf '%-28s %8.1f %8.1f %8.1f  %-10s %s\n' "$name" "$p50" "$p95" "$max" "$read_parts/$total_parts" "$seq_scans"
 done
 echo
 echo "plans: $plans"

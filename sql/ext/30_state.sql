@@ -8,7 +8,8 @@
 --
 --   environment_history   every deployed/upgraded/rolledback/removed event
 --   environment_state     what runs now, one row per (environment, service)
---   first_deployments     first time each artifact reached each environment
+--   first_deployments     first time each artifact reached each environment,
+--                         with the time of the change it was built from
 --   artifact_changes      the change each artifact was built from
 --   change_times          when each change was created and merged
 --   event_links           the context.links of every event, by both ends
@@ -77,15 +78,21 @@ CREATE TABLE cdviz.first_deployments (
 	service_id		text NOT NULL,
 	deployed_at		timestamptz NOT NULL,
 	event_id		bigint NOT NULL,
+	change_id		text,
+	changed_at		timestamptz,
 	PRIMARY KEY (environment_id, artifact_id)
 );
 CREATE INDEX first_deployments_deployed_at
 	ON cdviz.first_deployments (deployed_at);
+CREATE INDEX first_deployments_artifact_id
+	ON cdviz.first_deployments (artifact_id);
 
 COMMENT ON TABLE cdviz.first_deployments IS
-'cdviz: earliest deployed/upgraded event of each artifact in each environment (earliest wins, whatever the arrival order); the end point of lead time for changes';
+'cdviz: earliest deployed/upgraded event of each artifact in each environment (earliest wins, whatever the arrival order), with the change the artifact was built from: one row per sample of lead time for changes';
 COMMENT ON COLUMN cdviz.first_deployments.deployed_at IS 'timestamp of the earliest deployed/upgraded event of the artifact in the environment';
 COMMENT ON COLUMN cdviz.first_deployments.event_id IS 'cdviz.cdevents_lake.id of that event';
+COMMENT ON COLUMN cdviz.first_deployments.change_id IS 'the change of the artifact (cdviz.artifact_changes), NULL while unknown';
+COMMENT ON COLUMN cdviz.first_deployments.changed_at IS 'when that change was merged, else created (cdviz.change_times); NULL while unknown. Kept up to date whichever of deployment, packaging and change events arrives last.';
 
 CREATE TABLE cdviz.artifact_changes (
 	artifact_id		text PRIMARY KEY,
@@ -94,6 +101,7 @@ CREATE TABLE cdviz.artifact_changes (
 	packaged_at		timestamptz NOT NULL,
 	event_id		bigint NOT NULL
 );
+CREATE INDEX artifact_changes_change_id ON cdviz.artifact_changes (change_id);
 
 COMMENT ON TABLE cdviz.artifact_changes IS
 'cdviz: the change each artifact was built from, from artifact.packaged (subject.content.change); the earliest packaged event wins';
@@ -197,23 +205,6 @@ BEGIN
 			event_id = excluded.event_id,
 			context_id = excluded.context_id;
 
-		INSERT INTO cdviz.first_deployments AS f
-			(environment_id, artifact_id, service_id, deployed_at, event_id)
-		SELECT DISTINCT ON (d.environment_id, d.artifact_id)
-			   d.environment_id, d.artifact_id, d.service_id, d.deployed_at, d.event_id
-		FROM (SELECT e.payload #>> '{subject,content,environment,id}' AS environment_id,
-					 e.payload #>> '{subject,content,artifactId}' AS artifact_id,
-					 e.subject_id AS service_id, e."timestamp" AS deployed_at, e.id AS event_id
-			  FROM new_events e
-			  WHERE e.subject = 'service' AND e.predicate IN ('deployed', 'upgraded')
-				AND e.subject_id IS NOT NULL) d
-		WHERE d.environment_id IS NOT NULL AND d.artifact_id IS NOT NULL
-		ORDER BY d.environment_id, d.artifact_id, d.deployed_at, d.event_id
-		ON CONFLICT (environment_id, artifact_id) DO UPDATE
-		SET service_id = excluded.service_id,
-			deployed_at = excluded.deployed_at,
-			event_id = excluded.event_id
-		WHERE (excluded.deployed_at, excluded.event_id) < (f.deployed_at, f.event_id);
 	END IF;
 
 	INSERT INTO cdviz.artifact_changes AS a
@@ -247,6 +238,47 @@ BEGIN
 	WHERE excluded.created_at < c.created_at OR excluded.merged_at < c.merged_at
 	   OR (c.created_at IS NULL AND excluded.created_at IS NOT NULL)
 	   OR (c.merged_at IS NULL AND excluded.merged_at IS NOT NULL);
+
+	-- New first deployments take the change time known so far; the
+	-- statement below catches up when packaging or change events come later.
+	IF n > 0 THEN
+		INSERT INTO cdviz.first_deployments AS f
+			(environment_id, artifact_id, service_id, deployed_at, event_id, change_id, changed_at)
+		SELECT d.environment_id, d.artifact_id, d.service_id, d.deployed_at, d.event_id,
+			   a.change_id, coalesce(c.merged_at, c.created_at)
+		FROM (SELECT DISTINCT ON (d.environment_id, d.artifact_id) d.*
+			  FROM (SELECT e.payload #>> '{subject,content,environment,id}' AS environment_id,
+						   e.payload #>> '{subject,content,artifactId}' AS artifact_id,
+						   e.subject_id AS service_id, e."timestamp" AS deployed_at, e.id AS event_id
+					FROM new_events e
+					WHERE e.subject = 'service' AND e.predicate IN ('deployed', 'upgraded')
+					  AND e.subject_id IS NOT NULL) d
+			  WHERE d.environment_id IS NOT NULL AND d.artifact_id IS NOT NULL
+			  ORDER BY d.environment_id, d.artifact_id, d.deployed_at, d.event_id) d
+		LEFT JOIN cdviz.artifact_changes a ON a.artifact_id = d.artifact_id
+		LEFT JOIN cdviz.change_times c ON c.change_id = a.change_id
+		ON CONFLICT (environment_id, artifact_id) DO UPDATE
+		SET service_id = excluded.service_id,
+			deployed_at = excluded.deployed_at,
+			event_id = excluded.event_id
+		WHERE (excluded.deployed_at, excluded.event_id) < (f.deployed_at, f.event_id);
+	END IF;
+
+	-- Packaging or change events of this statement: refresh the change of
+	-- the first deployments of the artifacts they concern.
+	UPDATE cdviz.first_deployments f
+	SET change_id = a.change_id, changed_at = coalesce(c.merged_at, c.created_at)
+	FROM cdviz.artifact_changes a
+	LEFT JOIN cdviz.change_times c ON c.change_id = a.change_id
+	WHERE f.artifact_id = a.artifact_id
+	  AND a.artifact_id IN (SELECT e.subject_id FROM new_events e
+							WHERE e.subject = 'artifact' AND e.predicate = 'packaged'
+							UNION
+							SELECT a2.artifact_id FROM cdviz.artifact_changes a2
+							WHERE a2.change_id IN (SELECT e.subject_id FROM new_events e
+												   WHERE e.subject = 'change'
+													 AND e.predicate IN ('created', 'merged')))
+	  AND (f.change_id, f.changed_at) IS DISTINCT FROM (a.change_id, coalesce(c.merged_at, c.created_at));
 
 	INSERT INTO cdviz.event_links (event_id, context_id, linked_context_id, link_type, link_kind, tags)
 	SELECT e.id, e.context_id,

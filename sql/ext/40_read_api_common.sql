@@ -36,11 +36,18 @@ $$;
 COMMENT ON FUNCTION cdviz.percent_decode_ascii(text) IS
 'cdviz: decodes the %XX escapes of s when all of them are ASCII (%01-%7F); returns s unchanged otherwise. Used through cdviz.percent_decode().';
 
--- The common case (nothing to decode) stays inlined and costs a strpos().
+-- Inlined fast paths: nothing to decode (a strpos), or only the escapes
+-- package URLs use all the time (":" of OCI digests, "/" of repository
+-- URLs, "@" of npm scopes, spaces), a few replace() calls.  Anything else
+-- takes the general, slower function.
 CREATE FUNCTION cdviz.percent_decode(s text)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN CASE WHEN strpos(s, '%') = 0 THEN s ELSE cdviz.percent_decode_ascii(s) END;
+RETURN CASE
+	WHEN strpos(s, '%') = 0 THEN s
+	WHEN strpos(replace(replace(replace(replace(replace(replace(s, '%3A', ':'), '%3a', ':'), '%2F', '/'), '%2f', '/'), '%40', '@'), '%20', ' '), '%') = 0
+		THEN replace(replace(replace(replace(replace(replace(s, '%3A', ':'), '%3a', ':'), '%2F', '/'), '%2f', '/'), '%40', '@'), '%20', ' ')
+	ELSE cdviz.percent_decode_ascii(s) END;
 
 COMMENT ON FUNCTION cdviz.percent_decode(text) IS
 'cdviz: percent-decoding of a package URL component (ASCII escapes only, see cdviz.percent_decode_ascii); NULL stays NULL';

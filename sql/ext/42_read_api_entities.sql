@@ -4,11 +4,15 @@
 -- cdviz.<subject>s_between(from_ts, to_ts, lookback) that prunes partitions
 -- and returns every instance with an event in [from_ts, to_ts), and a view
 -- over all time.  These things live longer than a run, so the default
--- lookback is 30 days; values that can change (a ticket's summary, a
--- repository's name) come from the latest event that carries them.
+-- lookback is longer: 7 days for the busy subjects (artifacts, changes,
+-- branches: a week covers nearly every change's review and an artifact's
+-- packaging before its first use, at a quarter more reading than the window
+-- alone), 30 days for the rare ones (repositories, environments, incidents,
+-- tickets).  Values that can change (a ticket's summary, a repository's
+-- name) come from the latest event that carries them.
 
 CREATE FUNCTION cdviz.artifacts_between(from_ts timestamptz, to_ts timestamptz,
-										lookback interval DEFAULT '30 days')
+										lookback interval DEFAULT '7 days')
 RETURNS TABLE (artifact_id text, source text, packaged_at timestamptz, signed_at timestamptz,
 			   published_at timestamptz, first_downloaded_at timestamptz,
 			   last_downloaded_at timestamptz, download_count bigint, deleted_at timestamptz,
@@ -47,7 +51,7 @@ HAVING max(l."timestamp") >= from_ts
 $$;
 
 COMMENT ON FUNCTION cdviz.artifacts_between(timestamptz, timestamptz, interval) IS
-'cdviz: one row per artifact with an event in [from_ts, to_ts): packaged/signed/published times, downloads, deletion, the change it was built from (packaged.change), sbom uri, signature, last user. Lifecycle read back to from_ts - lookback (30 days); prunes partitions. cdviz.purl_parse(artifact_id) splits the id.';
+'cdviz: one row per artifact with an event in [from_ts, to_ts): packaged/signed/published times, downloads, deletion, the change it was built from (packaged.change), sbom uri, signature, last user. Lifecycle read back to from_ts - lookback (7 days); prunes partitions. cdviz.purl_parse(artifact_id) splits the id.';
 
 CREATE VIEW cdviz.artifacts AS
 	SELECT * FROM cdviz.artifacts_between('-infinity', 'infinity', '0');
@@ -56,7 +60,7 @@ COMMENT ON VIEW cdviz.artifacts IS
 'cdviz: every artifact, one row each (columns: see cdviz.artifacts_between). Whole history: for a window call cdviz.artifacts_between(from, to).';
 
 CREATE FUNCTION cdviz.changes_between(from_ts timestamptz, to_ts timestamptz,
-									  lookback interval DEFAULT '30 days')
+									  lookback interval DEFAULT '7 days')
 RETURNS TABLE (change_id text, source text, repository_id text, repository_source text,
 			   description text, state text, created_at timestamptz,
 			   first_reviewed_at timestamptz, review_count bigint, last_updated_at timestamptz,
@@ -94,7 +98,7 @@ HAVING max(l."timestamp") >= from_ts
 $$;
 
 COMMENT ON FUNCTION cdviz.changes_between(timestamptz, timestamptz, interval) IS
-'cdviz: one row per change (pull/merge request) with an event in [from_ts, to_ts): repository, latest description, state (merged, abandoned or open), created, first review and review count, last update, merged/abandoned times. Read back to from_ts - lookback (30 days); prunes partitions.';
+'cdviz: one row per change (pull/merge request) with an event in [from_ts, to_ts): repository, latest description, state (merged, abandoned or open), created, first review and review count, last update, merged/abandoned times. Read back to from_ts - lookback (7 days); prunes partitions.';
 
 CREATE VIEW cdviz.changes AS
 	SELECT * FROM cdviz.changes_between('-infinity', 'infinity', '0');
@@ -147,7 +151,7 @@ COMMENT ON VIEW cdviz.repositories IS
 'cdviz: every repository, one row each (columns: see cdviz.repositories_between).';
 
 CREATE FUNCTION cdviz.branches_between(from_ts timestamptz, to_ts timestamptz,
-									   lookback interval DEFAULT '30 days')
+									   lookback interval DEFAULT '7 days')
 RETURNS TABLE (branch_id text, source text, repository_id text, repository_source text,
 			   state text, created_at timestamptz, deleted_at timestamptz,
 			   first_event_at timestamptz, last_event_at timestamptz, last_predicate text,

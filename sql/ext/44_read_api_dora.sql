@@ -8,8 +8,8 @@
 -- production: pass your production environment id to compare with its tiers.
 --
 -- The deployment metrics read the tables kept at ingest (30_state.sql), never
--- the whole lake: environment_history by valid_from, first_deployments by
--- deployed_at, and the artifact -> change -> times joins by primary key.
+-- the whole lake: environment_history by valid_from, and first_deployments
+-- by deployed_at, whose rows already carry the time of their change.
 
 CREATE VIEW cdviz.dora_thresholds (metric, tier, rule) AS
 VALUES
@@ -79,10 +79,8 @@ SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY s.lead_time) FILTER (WHERE s.
 			WHEN percentile_cont(0.5) WITHIN GROUP (ORDER BY s.lead_time) FILTER (WHERE s.lead_time >= interval '0') < interval '7 days' THEN 'high'
 			WHEN percentile_cont(0.5) WITHIN GROUP (ORDER BY s.lead_time) FILTER (WHERE s.lead_time >= interval '0') < interval '30 days' THEN 'medium'
 			ELSE 'low' END
-FROM (SELECT f.deployed_at - coalesce(c.merged_at, c.created_at) AS lead_time
+FROM (SELECT f.deployed_at - f.changed_at AS lead_time
 	  FROM cdviz.first_deployments AS f
-	  LEFT JOIN cdviz.artifact_changes AS a ON a.artifact_id = f.artifact_id
-	  LEFT JOIN cdviz.change_times AS c ON c.change_id = a.change_id
 	  WHERE f.deployed_at >= from_ts AND f.deployed_at < to_ts
 		AND (environment IS NULL OR f.environment_id = environment)
 		AND (service IS NULL OR f.service_id = service)) AS s

@@ -15,7 +15,7 @@ BEGIN
 END
 $$;
 
-SELECT plan(60);
+SELECT plan(61);
 
 -- ---------------------------------------------------------------- the lake
 SELECT is((SELECT count(*) FROM cdviz.cdevents_lake),
@@ -83,6 +83,12 @@ SELECT is((SELECT deployed_at FROM cdviz.first_deployments
 		   WHERE environment_id = 'prod' AND artifact_id = 'pkg:oci/api@sha256%3Aaaa2'),
 		  '2024-03-08 12:00Z'::timestamptz,
 		  'first deployment of A2 in prod is 03-08, not the re-upgrade of 03-12 delivered later');
+SELECT results_eq(
+	$$SELECT change_id, changed_at FROM cdviz.first_deployments
+	  WHERE environment_id = 'prod' AND artifact_id IN ('pkg:oci/api@sha256%3Aaaa3', 'pkg:maven/com.example/web@1.1.0')
+	  ORDER BY artifact_id$$,
+	$$VALUES ('org/web/pull/5'::text, '2024-03-15 10:00Z'::timestamptz), ('org/api/pull/6', '2024-03-20 12:00Z')$$,
+	'first deployments learn their change when packaging or change events arrive after them');
 
 -- ------------------------------------------------------------------ DORA
 -- Deployment frequency, prod: p1 03-03, p2 03-04, p3 03-08, p4 03-12,
