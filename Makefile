@@ -42,7 +42,7 @@ sql/$(EXTENSION)--$(EXTVERSION).sql: $(EXT_SQL_PARTS)
 # ---- PostgreSQL-free core: unit tests, validation CLI, fuzzing -----------
 CORE_CC ?= cc
 CORE_CFLAGS ?= -std=gnu99 -O2 -g -Wall -Wextra -Wno-unused-parameter -I$(srcdir)/src
-CORE_LIBS = -ljson-c
+CORE_LIBS = -ljson-c -lz
 
 test/unit/test_core: test/unit/test_core.c test/unit/tap.h $(CORE_SRCS) src/core/*.h
 	$(CORE_CC) $(CORE_CFLAGS) -o $@ test/unit/test_core.c $(CORE_SRCS) $(CORE_LIBS)

@@ -543,7 +543,9 @@ count_matching(CdvizSchema **branches, int n, json_object *v, CdvizSchemaLevel l
 		CdvizProblems tmp;
 
 		cdviz_problems_init(&tmp);
-		if (validate_node(branches[i], v, level, path, &tmp))
+		if (validate_node(branches[i], v,
+						  level == CDVIZ_SCHEMA_STRICT ? level : CDVIZ_SCHEMA_LENIENT_BRANCH,
+						  path, &tmp))
 			matched++;
 		else if (best_count < 0 || branch_distance(&tmp) < best_count)
 		{
@@ -565,7 +567,7 @@ validate_string(const CdvizSchema *s, json_object *v, CdvizSchemaLevel level,
 	size_t		len = (size_t) json_object_get_string_len(v);
 	bool		ok = true;
 
-	if (level == CDVIZ_SCHEMA_LENIENT)
+	if (level != CDVIZ_SCHEMA_STRICT)
 		return true;
 	if (s->min_length >= 0 && utf8_length(str, len) < (size_t) s->min_length)
 	{
@@ -664,7 +666,12 @@ validate_node(const CdvizSchema *s, json_object *v, CdvizSchemaLevel level,
 	}
 	if (s->ref_target)
 		ok &= validate_node(s->ref_target, v, level, path, problems);
-	if (s->nenum && level == CDVIZ_SCHEMA_STRICT && !enum_contains(s, v))
+	/*
+	 * Lenient mode skips enums, except inside anyOf/oneOf branches: there an
+	 * enum tells the branches apart (a link's linkType), and without it the
+	 * loosest branch would accept any object and its types go unchecked.
+	 */
+	if (s->nenum && level != CDVIZ_SCHEMA_LENIENT && !enum_contains(s, v))
 	{
 		char		allowed[256];
 

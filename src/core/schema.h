@@ -35,7 +35,8 @@ typedef struct CdvizSchema CdvizSchema;
 typedef enum CdvizSchemaLevel
 {
 	CDVIZ_SCHEMA_STRICT,
-	CDVIZ_SCHEMA_LENIENT		/* required fields and types only */
+	CDVIZ_SCHEMA_LENIENT,		/* required fields and types only */
+	CDVIZ_SCHEMA_LENIENT_BRANCH /* internal: lenient inside anyOf/oneOf */
 } CdvizSchemaLevel;
 
 /* A compiled event schema and what it describes. */

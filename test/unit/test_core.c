@@ -679,6 +679,20 @@ test_modes(void)
 	EXPECT("type of the wrong type", false, false, false, "context.type");
 	set_path(ev, "context.type", json_object_new_string("dev.cdevents.pipelinerun.finished.0.3.0"));
 
+	/* links: lenient still tells the branches apart by linkType */
+	{
+		json_object *links = json_tokener_parse(
+												"[{\"linkType\": \"RELATION\", \"linkKind\": 42, \"target\": {}}]");
+
+		set_path(ev, "context.links", links);
+		EXPECT("RELATION link with a linkKind of the wrong type", true, false, false,
+			   "context.links[0].linkKind");
+		set_path(ev, "context.links", json_tokener_parse(
+														 "[{\"linkType\": \"RELATION\", \"linkKind\": \"TRIGGER\", \"target\": {}, \"xExtra\": 1}]"));
+		EXPECT("RELATION link with an unknown field", true, true, false, "context.links[0].xExtra");
+		del_path(ev, "context.links");
+	}
+
 	del_path(ev, "subject.content");
 	EXPECT("missing subject.content", true, false, false, "subject.content");
 	del_path(ev, "subject");
