@@ -13,6 +13,7 @@
 #include "utils/guc.h"
 
 #include "http/http_worker.h"
+#include "poll/poll.h"
 #include "store/store.h"
 
 PG_MODULE_MAGIC;
@@ -33,6 +34,7 @@ _PG_init(void)
 	{
 		/* worker registrations */
 		cdviz_http_init();
+		cdviz_poll_init();
 	}
 	MarkGUCPrefixReserved("cdviz");
 }

@@ -1,0 +1,164 @@
+-- Sources polled by the cdviz poller worker: a folder and an S3 bucket.
+-- Each file or object has a progress row, written in the same transaction
+-- as the events read from it, so that after a crash at any moment the
+-- worker resumes exactly where the committed events end: nothing is lost,
+-- nothing is stored twice.
+
+CREATE TABLE cdviz.fs_files (
+	path			text PRIMARY KEY,
+	source			text NOT NULL,
+	size			bigint NOT NULL,
+	mtime			timestamptz NOT NULL,
+	read_offset		bigint NOT NULL DEFAULT 0,
+	lines_read		bigint NOT NULL DEFAULT 0,
+	prefix_hash		bigint NOT NULL,
+	status			text NOT NULL
+		CHECK (status IN ('reading', 'read', 'rejected', 'error', 'deleted', 'moved')),
+	moved_to		text,
+	events			bigint NOT NULL DEFAULT 0,
+	duplicates		bigint NOT NULL DEFAULT 0,
+	rejected		bigint NOT NULL DEFAULT 0,
+	first_read_at	timestamptz,
+	last_read_at	timestamptz,
+	last_error		text,
+	last_error_at	timestamptz
+);
+CREATE INDEX fs_files_source ON cdviz.fs_files (source);
+
+COMMENT ON TABLE cdviz.fs_files IS
+'cdviz: progress of the folder source (cdviz.fs_path), one row per file seen; written by the poller in the transaction that stores the file''s events';
+COMMENT ON COLUMN cdviz.fs_files.path IS 'absolute path of the file';
+COMMENT ON COLUMN cdviz.fs_files.source IS 'the cdviz.fs_path the file was found under';
+COMMENT ON COLUMN cdviz.fs_files.size IS 'file size in bytes when it was last read';
+COMMENT ON COLUMN cdviz.fs_files.mtime IS 'file modification time when it was last read';
+COMMENT ON COLUMN cdviz.fs_files.read_offset IS 'bytes consumed: JSON Lines files continue from here when lines are appended';
+COMMENT ON COLUMN cdviz.fs_files.lines_read IS 'lines consumed (the line number of the last line read)';
+COMMENT ON COLUMN cdviz.fs_files.prefix_hash IS '64-bit FNV-1a hash of bytes [0, read_offset): an appended file keeps it, a rewritten one is read again from the start';
+COMMENT ON COLUMN cdviz.fs_files.status IS 'reading (more to read), read, rejected (not JSON at all, kept once in rejected_events), error (could not be read, see last_error), deleted or moved (cdviz.fs_after)';
+COMMENT ON COLUMN cdviz.fs_files.moved_to IS 'where cdviz.fs_after = move put the file';
+COMMENT ON COLUMN cdviz.fs_files.events IS 'events stored from this file (all readings)';
+COMMENT ON COLUMN cdviz.fs_files.duplicates IS 'events of this file the lake already had';
+COMMENT ON COLUMN cdviz.fs_files.rejected IS 'lines or elements of this file sent to cdviz.rejected_events';
+COMMENT ON COLUMN cdviz.fs_files.first_read_at IS 'when the poller first stored something from this file';
+COMMENT ON COLUMN cdviz.fs_files.last_read_at IS 'when the poller last read this file';
+COMMENT ON COLUMN cdviz.fs_files.last_error IS 'why the file could not be read or moved, the last time it failed';
+COMMENT ON COLUMN cdviz.fs_files.last_error_at IS 'when last_error happened';
+
+CREATE TABLE cdviz.s3_objects (
+	bucket			text NOT NULL,
+	key				text NOT NULL,
+	source			text NOT NULL,
+	etag			text NOT NULL,
+	size			bigint NOT NULL,
+	read_offset		bigint NOT NULL DEFAULT 0,
+	lines_read		bigint NOT NULL DEFAULT 0,
+	prefix_hash		bigint NOT NULL,
+	status			text NOT NULL
+		CHECK (status IN ('reading', 'read', 'rejected', 'error')),
+	events			bigint NOT NULL DEFAULT 0,
+	duplicates		bigint NOT NULL DEFAULT 0,
+	rejected		bigint NOT NULL DEFAULT 0,
+	first_read_at	timestamptz,
+	last_read_at	timestamptz,
+	last_error		text,
+	last_error_at	timestamptz,
+	PRIMARY KEY (bucket, key)
+);
+CREATE INDEX s3_objects_source ON cdviz.s3_objects (source);
+
+COMMENT ON TABLE cdviz.s3_objects IS
+'cdviz: progress of the S3 source, one row per object seen; written by the poller in the transaction that stores the object''s events';
+COMMENT ON COLUMN cdviz.s3_objects.bucket IS 'cdviz.s3_bucket';
+COMMENT ON COLUMN cdviz.s3_objects.key IS 'object key';
+COMMENT ON COLUMN cdviz.s3_objects.source IS 'the source the object was listed under: s3://bucket/prefix';
+COMMENT ON COLUMN cdviz.s3_objects.etag IS 'ETag of the version read; a new ETag means the object is read again (its events deduplicate)';
+COMMENT ON COLUMN cdviz.s3_objects.size IS 'object size in bytes, as listed';
+COMMENT ON COLUMN cdviz.s3_objects.read_offset IS 'bytes consumed of this version (large JSON Lines objects are committed in chunks)';
+COMMENT ON COLUMN cdviz.s3_objects.lines_read IS 'lines consumed of this version';
+COMMENT ON COLUMN cdviz.s3_objects.prefix_hash IS '64-bit FNV-1a hash of bytes [0, read_offset)';
+COMMENT ON COLUMN cdviz.s3_objects.status IS 'reading (more to read), read, rejected (not JSON at all), error (see last_error)';
+COMMENT ON COLUMN cdviz.s3_objects.events IS 'events stored from this object (all versions)';
+COMMENT ON COLUMN cdviz.s3_objects.duplicates IS 'events of this object the lake already had';
+COMMENT ON COLUMN cdviz.s3_objects.rejected IS 'lines or elements sent to cdviz.rejected_events';
+COMMENT ON COLUMN cdviz.s3_objects.first_read_at IS 'when the poller first stored something from this object';
+COMMENT ON COLUMN cdviz.s3_objects.last_read_at IS 'when the poller last read this object';
+COMMENT ON COLUMN cdviz.s3_objects.last_error IS 'why the object could not be read, the last time it failed';
+COMMENT ON COLUMN cdviz.s3_objects.last_error_at IS 'when last_error happened';
+
+-- One row per configured source: when it was polled and its last failure.
+CREATE TABLE cdviz.source_polls (
+	source			text PRIMARY KEY,
+	kind			text NOT NULL CHECK (kind IN ('fs', 's3')),
+	last_poll_at	timestamptz,
+	last_success_at	timestamptz,
+	last_error		text,
+	last_error_at	timestamptz
+);
+
+COMMENT ON TABLE cdviz.source_polls IS
+'cdviz: one row per polled source (folder path or s3://bucket/prefix): when it was last polled and why its last poll failed';
+COMMENT ON COLUMN cdviz.source_polls.source IS 'the folder (cdviz.fs_path) or s3://bucket/prefix';
+COMMENT ON COLUMN cdviz.source_polls.kind IS 'fs or s3';
+COMMENT ON COLUMN cdviz.source_polls.last_poll_at IS 'start of the last poll';
+COMMENT ON COLUMN cdviz.source_polls.last_success_at IS 'end of the last poll that could list the source';
+COMMENT ON COLUMN cdviz.source_polls.last_error IS 'why the last poll failed (unreadable folder, S3 error...); NULL once a poll succeeds';
+COMMENT ON COLUMN cdviz.source_polls.last_error_at IS 'when last_error happened';
+
+CREATE VIEW cdviz.source_status AS
+WITH items AS (
+	SELECT source, count(*) AS items,
+		   count(*) FILTER (WHERE status IN ('read', 'deleted', 'moved')) AS items_read,
+		   count(*) FILTER (WHERE status = 'rejected') AS items_rejected,
+		   sum(read_offset) AS bytes_read,
+		   sum(events) AS events, sum(duplicates) AS duplicates, sum(rejected) AS rejected,
+		   max(last_read_at) AS last_read_at,
+		   (array_agg(path || ': ' || last_error ORDER BY last_error_at DESC)
+				FILTER (WHERE last_error IS NOT NULL))[1] AS last_item_error,
+		   max(last_error_at) AS last_item_error_at
+	FROM cdviz.fs_files GROUP BY source
+	UNION ALL
+	SELECT source, count(*),
+		   count(*) FILTER (WHERE status = 'read'),
+		   count(*) FILTER (WHERE status = 'rejected'),
+		   sum(read_offset), sum(events), sum(duplicates), sum(rejected),
+		   max(last_read_at),
+		   (array_agg('s3://' || bucket || '/' || key || ': ' || last_error ORDER BY last_error_at DESC)
+				FILTER (WHERE last_error IS NOT NULL))[1],
+		   max(last_error_at)
+	FROM cdviz.s3_objects GROUP BY source
+)
+SELECT coalesce(p.source, i.source) AS source,
+	   coalesce(p.kind, CASE WHEN i.source LIKE 's3://%' THEN 's3' ELSE 'fs' END) AS kind,
+	   coalesce(i.items, 0) AS files,
+	   coalesce(i.items_read, 0) AS files_read,
+	   coalesce(i.items_rejected, 0) AS files_rejected,
+	   coalesce(i.bytes_read, 0) AS bytes_read,
+	   coalesce(i.events, 0) AS events,
+	   coalesce(i.duplicates, 0) AS duplicates,
+	   coalesce(i.rejected, 0) AS rejected,
+	   i.last_read_at,
+	   p.last_poll_at,
+	   p.last_success_at,
+	   coalesce(p.last_error, i.last_item_error) AS last_error,
+	   CASE WHEN p.last_error IS NOT NULL THEN p.last_error_at ELSE i.last_item_error_at END AS last_error_at
+FROM cdviz.source_polls p
+FULL JOIN items i ON i.source = p.source;
+
+COMMENT ON VIEW cdviz.source_status IS
+'cdviz: per polled source (folder or s3://bucket/prefix): files or objects seen and read, events stored, duplicates, lines or elements rejected, when it was last read and polled, and the last error (of the source, else of one of its files)';
+COMMENT ON COLUMN cdviz.source_status.source IS 'folder path or s3://bucket/prefix';
+COMMENT ON COLUMN cdviz.source_status.kind IS 'fs or s3';
+COMMENT ON COLUMN cdviz.source_status.files IS 'files or objects seen';
+COMMENT ON COLUMN cdviz.source_status.files_read IS 'files or objects read to their end';
+COMMENT ON COLUMN cdviz.source_status.files_rejected IS 'files or objects that were not JSON at all';
+COMMENT ON COLUMN cdviz.source_status.bytes_read IS 'bytes consumed';
+COMMENT ON COLUMN cdviz.source_status.events IS 'events stored';
+COMMENT ON COLUMN cdviz.source_status.duplicates IS 'events read that the lake already had';
+COMMENT ON COLUMN cdviz.source_status.rejected IS 'lines or elements sent to cdviz.rejected_events';
+COMMENT ON COLUMN cdviz.source_status.last_read_at IS 'when a file or object was last read';
+COMMENT ON COLUMN cdviz.source_status.last_poll_at IS 'when the source was last polled';
+COMMENT ON COLUMN cdviz.source_status.last_success_at IS 'when a poll last listed the source successfully';
+COMMENT ON COLUMN cdviz.source_status.last_error IS 'the source''s current error, else the latest error of one of its files';
+COMMENT ON COLUMN cdviz.source_status.last_error_at IS 'when last_error happened';
+
+GRANT SELECT ON cdviz.source_status TO cdviz_reader;

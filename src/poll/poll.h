@@ -1,0 +1,111 @@
+/*
+ * poll.h
+ *	  The cdviz poller worker: folder (poll_fs.c) and S3 (poll_s3.c)
+ *	  sources, and what both use to turn a file into stored events with
+ *	  exactly-once progress (poll_read.c).
+ */
+#ifndef CDVIZ_POLL_H
+#define CDVIZ_POLL_H
+
+#include "postgres.h"
+
+/* Define the settings and register the worker (from _PG_init, preloaded). */
+extern void cdviz_poll_init(void);
+
+/* cdviz.fs_after */
+typedef enum PollAfter
+{
+	POLL_AFTER_KEEP,
+	POLL_AFTER_DELETE,
+	POLL_AFTER_MOVE
+} PollAfter;
+
+/* settings, reloaded on SIGHUP */
+extern char *cdviz_fs_path;
+extern int	cdviz_fs_poll_interval;
+extern char *cdviz_fs_pattern;
+extern int	cdviz_fs_after;
+extern char *cdviz_fs_done_path;
+extern char *cdviz_s3_endpoint;
+extern char *cdviz_s3_bucket;
+extern char *cdviz_s3_prefix;
+extern char *cdviz_s3_region;
+extern char *cdviz_s3_access_key_id;
+extern char *cdviz_s3_secret_access_key;
+extern bool cdviz_s3_path_style;
+extern int	cdviz_s3_poll_interval;
+extern char *cdviz_s3_pattern;
+extern int	cdviz_poll_batch_lines;
+extern int	cdviz_poll_max_line_size;	/* kB */
+extern int	cdviz_poll_max_json_size;	/* kB */
+
+/* What one transaction of reading changed, for the progress row. */
+typedef struct PollDelta
+{
+	uint64		offset;			/* new committed position */
+	uint64		lines;
+	uint64		hash;
+	const char *status;			/* "reading", "read" or "rejected" */
+	int64		events;			/* counts of this transaction only */
+	int64		duplicates;
+	int64		rejected;
+} PollDelta;
+
+struct PollFile;
+
+/* Writes the progress row; runs inside the transaction that stored. */
+typedef void (*PollSaveFunc) (struct PollFile *f, const PollDelta *delta);
+
+/* One file or downloaded object to read into the lake. */
+typedef struct PollFile
+{
+	const char *origin;			/* "fs" or "s3": rejected_events.origin */
+	const char *name;			/* path or s3://bucket/key, for refs and logs */
+	char		ref_sep;		/* ':' gives path:line, '#' gives s3://...#n */
+	bool		document;		/* a .json file: one value or an array */
+	int			fd;
+	uint64		size;			/* nothing at or past this is read */
+	bool		complete;		/* an unterminated last line is a line */
+
+	/* the committed progress: where reading starts, updated per commit */
+	uint64		offset;
+	uint64		lines;
+	uint64		hash;
+
+	PollSaveFunc save;
+	void	   *arg;
+
+	/* totals of this reading */
+	int64		events;
+	int64		duplicates;
+	int64		rejected;
+} PollFile;
+
+/*
+ * Read f from its committed progress to its end (or its last newline),
+ * storing events and progress together, one transaction per chunk.
+ * Returns false when a transaction failed (logged; *error gets its
+ * message): the file is then retried from the committed progress later.
+ */
+extern bool poll_read_file(PollFile *f, char **error);
+
+/* Does name (the last path segment) match a comma-separated pattern list? */
+extern bool poll_name_matches(const char *name, const char *patterns);
+
+/* Whether a file or key names a .json document (else JSON Lines). */
+extern bool poll_is_document(const char *name);
+
+/* Record the poll of a source in cdviz.source_polls; error NULL = success. */
+extern void poll_note_source(const char *source, const char *kind,
+							 const char *error);
+
+/* The folder source: one pass over cdviz.fs_path. */
+extern void poll_fs_run(void);
+
+/* The S3 source: one pass over the bucket; returns seconds to wait. */
+extern int	poll_s3_run(void);
+
+/* Free what the S3 source keeps between polls (on settings change). */
+extern void poll_s3_reset(void);
+
+#endif							/* CDVIZ_POLL_H */
