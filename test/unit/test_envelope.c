@@ -1,0 +1,194 @@
+/*
+ * test_envelope.c
+ *	  Unit tests of the CloudEvents envelopes and gzip inflation
+ *	  (src/core/envelope.c), without PostgreSQL.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <zlib.h>
+
+#include "core/envelope.h"
+#include "tap.h"
+
+#define EV(id) "{\"context\":{\"id\":\"" id "\",\"source\":\"/s\",\"type\":\"t\"},\"subject\":{}}"
+
+/* Read a body with the given headers (binary-mode ones may be NULL). */
+static void
+read_env(CdvizEnvelope *env, const char *ctype, const char *specversion,
+		 const char *id, const char *body)
+{
+	CdvizEnvelopeInput in = {ctype, specversion, id, specversion ? "/s" : NULL,
+	specversion ? "t" : NULL, body, strlen(body)};
+
+	if (!cdviz_envelope_read(&in, env))
+		abort();
+}
+
+/* The first problem's message, or "". */
+static const char *
+problem(const CdvizEnvelope *env, int i)
+{
+	return env->events[i].problems.count ? env->events[i].problems.items[0].message : "";
+}
+
+int
+main(void)
+{
+	CdvizEnvelope env;
+	char	   *out;
+	size_t		outlen;
+
+	/* plain: the body itself, not copied */
+	read_env(&env, "application/json", NULL, NULL, EV("a"));
+	is_str(cdviz_envelope_mode_name(env.mode), "plain", "application/json object: plain");
+	is_int(env.nevents, 1, "plain: one event");
+	ok(!env.events[0].owned && env.events[0].problems.count == 0, "plain: raw is the body");
+	cdviz_envelope_free(&env);
+
+	read_env(&env, NULL, NULL, NULL, "not json");
+	is_str(cdviz_envelope_mode_name(env.mode), "plain", "no content type: plain");
+	ok(env.nevents == 1 && env.events[0].problems.count == 0, "plain: validation, not the envelope, judges JSON");
+	cdviz_envelope_free(&env);
+
+	read_env(&env, "Application/CDEvents+JSON; charset=utf-8", NULL, NULL, EV("a"));
+	is_str(cdviz_envelope_mode_name(env.mode), "plain", "+json with parameters, any case: plain");
+	cdviz_envelope_free(&env);
+
+	/* array */
+	read_env(&env, "application/json", NULL, NULL, " [" EV("a") ", " EV("b") ", 3]");
+	is_str(cdviz_envelope_mode_name(env.mode), "array", "array body: array mode");
+	is_int(env.nevents, 3, "array: three elements");
+	ok(strstr(env.events[1].raw, "\"b\"") != NULL, "array: second element's text");
+	is_str(env.events[2].raw, "3", "array: a non-object is passed on for validation");
+	cdviz_envelope_free(&env);
+
+	read_env(&env, "application/json", NULL, NULL, "[]");
+	is_int(env.nevents, 0, "empty array: no event");
+	cdviz_envelope_free(&env);
+
+	read_env(&env, "application/json", NULL, NULL, "[1,");
+	ok(env.nevents == 1 && env.events[0].problems.count == 1, "truncated array: one problem on the body");
+	cdviz_envelope_free(&env);
+
+	/* binary */
+	read_env(&env, "application/json", "1.0", "a", EV("a"));
+	is_str(cdviz_envelope_mode_name(env.mode), "binary", "ce-specversion: binary mode");
+	ok(env.nevents == 1 && env.events[0].problems.count == 0, "binary: agreeing attributes");
+	cdviz_envelope_free(&env);
+
+	read_env(&env, "application/json", "1.0", "zzz", EV("a"));
+	ok(strstr(problem(&env, 0), "ce-id \"zzz\"") != NULL, "binary: ce-id disagreeing is a problem");
+	is_str(env.events[0].problems.items[0].path, "context.id", "binary: problem path");
+	cdviz_envelope_free(&env);
+
+	read_env(&env, "application/json", "0.3", "a", EV("a"));
+	ok(strstr(problem(&env, 0), "not supported") != NULL, "binary: CloudEvents 0.3 refused");
+	cdviz_envelope_free(&env);
+
+	read_env(&env, "application/json", "1.0", "a", "[" EV("a") "]");
+	ok(env.events[0].problems.count == 1, "binary: an array body is a problem");
+	cdviz_envelope_free(&env);
+
+	/* structured */
+	read_env(&env, "application/cloudevents+json", NULL, NULL,
+			 "{\"specversion\":\"1.0\",\"id\":\"a\",\"source\":\"/s\",\"type\":\"t\",\"data\":" EV("a") "}");
+	is_str(cdviz_envelope_mode_name(env.mode), "structured", "cloudevents+json: structured");
+	ok(env.nevents == 1 && env.events[0].problems.count == 0 &&
+	   strncmp(env.events[0].raw, "{\"context\"", 10) == 0, "structured: raw is data");
+	cdviz_envelope_free(&env);
+
+	/* base64 of EV("b") */
+	read_env(&env, "application/cloudevents+json", NULL, NULL,
+			 "{\"specversion\":\"1.0\",\"id\":\"b\",\"data_base64\":"
+			 "\"eyJjb250ZXh0Ijp7ImlkIjoiYiIsInNvdXJjZSI6Ii9zIiwidHlwZSI6InQifSwic3ViamVjdCI6e319\"}");
+	ok(env.nevents == 1 && env.events[0].problems.count == 0, "structured data_base64: decoded");
+	is_str(env.events[0].raw, EV("b"), "structured data_base64: the CDEvent text");
+	cdviz_envelope_free(&env);
+
+	read_env(&env, "application/cloudevents+json", NULL, NULL,
+			 "{\"specversion\":\"1.0\",\"data_base64\":\"***\"}");
+	ok(strstr(problem(&env, 0), "base64") != NULL, "structured: bad base64 is a problem");
+	cdviz_envelope_free(&env);
+
+	read_env(&env, "application/cloudevents+json", NULL, NULL, "{\"specversion\":\"1.0\",\"id\":\"a\"}");
+	ok(strstr(problem(&env, 0), "data or data_base64") != NULL, "structured: no data is a problem");
+	cdviz_envelope_free(&env);
+
+	read_env(&env, "application/cloudevents+json", NULL, NULL,
+			 "{\"specversion\":\"1.0\",\"source\":\"/other\",\"data\":" EV("a") "}");
+	ok(strstr(problem(&env, 0), "source \"/other\"") != NULL, "structured: source disagreeing is a problem");
+	cdviz_envelope_free(&env);
+
+	read_env(&env, "application/cloudevents+json", NULL, NULL, "{\"id\":\"a\",\"data\":" EV("a") "}");
+	ok(strstr(problem(&env, 0), "required") != NULL, "structured: specversion is required");
+	cdviz_envelope_free(&env);
+
+	/* batch */
+	read_env(&env, "application/cloudevents-batch+json", NULL, NULL,
+			 "[{\"specversion\":\"1.0\",\"data\":" EV("a") "},{\"specversion\":\"1.0\"},7]");
+	is_str(cdviz_envelope_mode_name(env.mode), "batch", "cloudevents-batch+json: batch");
+	is_int(env.nevents, 3, "batch: one entry per element");
+	ok(env.events[0].problems.count == 0, "batch: first element fine");
+	ok(env.events[1].problems.count == 1 && env.events[2].problems.count == 1,
+	   "batch: the others carry their problems");
+	is_str(env.events[2].raw, "7", "batch: refused element kept as sent");
+	cdviz_envelope_free(&env);
+
+	read_env(&env, "application/cloudevents-batch+json", NULL, NULL, EV("a"));
+	ok(strstr(problem(&env, 0), "JSON array") != NULL, "batch: an object is a problem");
+	cdviz_envelope_free(&env);
+
+	/* unsupported */
+	read_env(&env, "text/plain", NULL, NULL, EV("a"));
+	ok(env.mode == CDVIZ_ENVELOPE_UNSUPPORTED && env.nevents == 0 && strstr(env.error, "text/plain"),
+	   "text/plain: unsupported, says which");
+	cdviz_envelope_free(&env);
+	read_env(&env, "application/x-www-form-urlencoded", NULL, NULL, EV("a"));
+	ok(env.mode == CDVIZ_ENVELOPE_UNSUPPORTED, "curl -d's form type: unsupported");
+	cdviz_envelope_free(&env);
+
+	/* gzip */
+	{
+		const char *text = EV("gz") EV("gz") EV("gz");
+		unsigned char gz[512];
+		z_stream	zs;
+
+		memset(&zs, 0, sizeof(zs));
+		deflateInit2(&zs, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
+		zs.next_in = (Bytef *) text;
+		zs.avail_in = strlen(text);
+		zs.next_out = gz;
+		zs.avail_out = sizeof(gz);
+		deflate(&zs, Z_FINISH);
+		deflateEnd(&zs);
+
+		is_int(cdviz_gzip_inflate((char *) gz, zs.total_out, 10000, &out, &outlen),
+			   CDVIZ_INFLATE_OK, "gzip: inflated");
+		ok(outlen == strlen(text) && strcmp(out, text) == 0, "gzip: same bytes, NUL-terminated");
+		free(out);
+		is_int(cdviz_gzip_inflate((char *) gz, zs.total_out, strlen(text) - 1, &out, &outlen),
+			   CDVIZ_INFLATE_TOO_LARGE, "gzip: the cap applies to the inflated size");
+		is_int(cdviz_gzip_inflate((char *) gz, zs.total_out, strlen(text), &out, &outlen),
+			   CDVIZ_INFLATE_OK, "gzip: exactly at the cap is fine");
+		free(out);
+		is_int(cdviz_gzip_inflate((char *) gz, zs.total_out - 5, 10000, &out, &outlen),
+			   CDVIZ_INFLATE_CORRUPT, "gzip: truncated stream is corrupt");
+		is_int(cdviz_gzip_inflate("plain text", 10, 10000, &out, &outlen),
+			   CDVIZ_INFLATE_CORRUPT, "gzip: not gzip is corrupt");
+	}
+	{
+		/* a bomb: 10 MB of zeros must stop at the cap */
+		size_t		n = 10 * 1024 * 1024;
+		char	   *zeros = calloc(1, n);
+		uLongf		clen = compressBound(n);
+		unsigned char *c = malloc(clen);
+
+		compress(c, &clen, (Bytef *) zeros, n);
+		is_int(cdviz_gzip_inflate((char *) c, clen, 64 * 1024, &out, &outlen),
+			   CDVIZ_INFLATE_TOO_LARGE, "zlib bomb stops at the cap");
+		free(zeros);
+		free(c);
+	}
+	return tap_done();
+}
