@@ -9,7 +9,7 @@
 #              extension is installed, e.g. "port=5432 dbname=cdviz"
 #   -g N       first fill the lake with N generated events (bench/gen_events.sql)
 #   -r RUNS    timed runs per query (default 20)
-#   -o FILE    where to write the plans (default: a file under ${TMPDIR:-/tmp})
+#   -o FILE    write the plans to FILE instead of printing them after the table
 #
 # It starts no server.  Times are wall-clock as psql sees them, result rows
 # included, in one session with a warm cache, like a dashboard refreshing.
@@ -38,7 +38,12 @@ if [ $# -ne 1 ]; then
 fi
 conn=$1
 here=$(cd "$(dirname "$0")" && pwd)
-plans=${plans:-${TMPDIR:-/tmp}/cdviz-read-api-plans.$$.txt}
+print_plans=0
+if [ -z "$plans" ]; then
+	plans=$(mktemp "${TMPDIR:-/tmp}/cdviz-read-api-plans.XXXXXX")
+	print_plans=1
+	trap 'rm -f "$plans"' EXIT
+fi
 PSQL=(psql -X -q -v ON_ERROR_STOP=1 "$conn")
 
 if [ "$gen" -gt 0 ]; then
@@ -116,4 +121,10 @@ for i in "${!names[@]}"; do
 	printf '%-28s %8.1f %8.1f %8.1f  %-10s %s\n' "$name" "$p50" "$p95" "$max" "$read_parts/$total_parts" "$seq_scans"
 done
 echo
-echo "plans: $plans"
+if [ "$print_plans" -eq 1 ]; then
+	echo "EXPLAIN (ANALYZE) of each query:"
+	echo
+	cat "$plans"
+else
+	echo "plans: $plans"
+fi

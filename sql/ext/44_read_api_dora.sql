@@ -90,53 +90,59 @@ COMMENT ON FUNCTION cdviz.dora_lead_time(timestamptz, timestamptz, text, text) I
 'cdviz DORA lead time for changes over [from_ts, to_ts), optionally for one environment and/or service: for every artifact whose first deployed/upgraded event in an environment falls in the range, the time from its change (change.merged, else change.created) to that first deployment; the change is the one named by the artifact''s artifact.packaged event (content.change.id, matched on id alone). Returns median and p90 (percentile_cont), sample_size, unmatched (first deployments without a packaged event, a known change, or with the change after the deployment) and the tier on the median: elite < 1 day, high < 1 week, medium < 30 days, else low. Without an environment filter each environment counts its own first deployment.';
 
 -- Each deployment owns the events of its (environment, service) up to the
--- next deployment there: a running count of deployments numbers these
--- groups, and a group fails when it holds a rollback or an incident.
+-- next deployment there.  Failure signals (rollbacks, incidents) are few:
+-- each is charged to the latest deployment at or before it, found by one
+-- descent of the (environment_id, service_id, valid_from) index, so the
+-- deployments themselves are only counted, never sorted.
 CREATE FUNCTION cdviz.dora_change_failure_rate(from_ts timestamptz, to_ts timestamptz,
 											   environment text DEFAULT NULL,
 											   service text DEFAULT NULL)
 RETURNS TABLE (rate numeric, failed bigint, deployments bigint, sample_size bigint, tier text)
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-WITH ev AS (
-	SELECT h.environment_id, h.service_id, h.valid_from AS ts, h.event_id AS ord,
-		   CASE WHEN h.predicate IN ('deployed', 'upgraded') THEN 1 ELSE 0 END AS is_deploy
+WITH signals AS (
+	SELECT h.environment_id, h.service_id, h.valid_from AS ts
 	FROM cdviz.environment_history AS h
-	WHERE h.valid_from >= from_ts
-	  AND h.predicate IN ('deployed', 'upgraded', 'rolledback')
+	WHERE h.valid_from >= from_ts AND h.predicate = 'rolledback'
 	  AND (environment IS NULL OR h.environment_id = environment)
 	  AND (service IS NULL OR h.service_id = service)
 	UNION ALL
-	SELECT i.environment_id, i.service_id, i.ts, i.ord, 0
+	SELECT i.environment_id, i.service_id, i.ts
 	FROM (SELECT l.payload #>> '{subject,content,environment,id}' AS environment_id,
 				 l.payload #>> '{subject,content,service,id}' AS service_id,
-				 l."timestamp" AS ts, l.id AS ord
+				 l."timestamp" AS ts
 		  FROM cdviz.cdevents_lake AS l
 		  WHERE l.subject = 'incident' AND l.predicate IN ('detected', 'reported')
 			AND l."timestamp" >= from_ts) AS i
 	WHERE i.service_id IS NOT NULL AND i.environment_id IS NOT NULL
 	  AND (environment IS NULL OR i.environment_id = environment)
 	  AND (service IS NULL OR i.service_id = service)
-), grouped AS (
-	SELECT ev.*, sum(ev.is_deploy) OVER (PARTITION BY ev.environment_id, ev.service_id
-										 ORDER BY ev.ts, ev.is_deploy DESC, ev.ord) AS grp
-	FROM ev
-), per_deployment AS (
-	SELECT min(g.ts) FILTER (WHERE g.is_deploy = 1) AS deployed_at,
-		   count(*) > 1 AS failed
-	FROM grouped AS g
-	WHERE g.grp > 0
-	GROUP BY g.environment_id, g.service_id, g.grp
+), failed AS (
+	SELECT DISTINCT d.event_id
+	FROM signals AS s
+	CROSS JOIN LATERAL (
+		SELECT h.event_id, h.valid_from
+		FROM cdviz.environment_history AS h
+		WHERE h.environment_id = s.environment_id AND h.service_id = s.service_id
+		  AND h.valid_from <= s.ts AND h.predicate IN ('deployed', 'upgraded')
+		ORDER BY h.valid_from DESC, h.event_id DESC
+		LIMIT 1) AS d
+	WHERE d.valid_from >= from_ts AND d.valid_from < to_ts
+), total AS (
+	SELECT count(*) AS n
+	FROM cdviz.environment_history AS h
+	WHERE h.valid_from >= from_ts AND h.valid_from < to_ts
+	  AND h.predicate IN ('deployed', 'upgraded')
+	  AND (environment IS NULL OR h.environment_id = environment)
+	  AND (service IS NULL OR h.service_id = service)
 )
-SELECT round(count(*) FILTER (WHERE d.failed)::numeric / nullif(count(*), 0), 4),
-	   count(*) FILTER (WHERE d.failed), count(*), count(*),
-	   CASE WHEN count(*) = 0 THEN NULL
-			WHEN count(*) FILTER (WHERE d.failed)::numeric / count(*) <= 0.05 THEN 'elite'
-			WHEN count(*) FILTER (WHERE d.failed)::numeric / count(*) <= 0.10 THEN 'high'
-			WHEN count(*) FILTER (WHERE d.failed)::numeric / count(*) <= 0.15 THEN 'medium'
+SELECT round(f.n::numeric / nullif(t.n, 0), 4), f.n, t.n, t.n,
+	   CASE WHEN t.n = 0 THEN NULL
+			WHEN f.n::numeric / t.n <= 0.05 THEN 'elite'
+			WHEN f.n::numeric / t.n <= 0.10 THEN 'high'
+			WHEN f.n::numeric / t.n <= 0.15 THEN 'medium'
 			ELSE 'low' END
-FROM per_deployment AS d
-WHERE d.deployed_at < to_ts
+FROM total AS t, (SELECT count(*) AS n FROM failed) AS f
 $$;
 
 COMMENT ON FUNCTION cdviz.dora_change_failure_rate(timestamptz, timestamptz, text, text) IS

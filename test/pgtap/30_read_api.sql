@@ -15,7 +15,7 @@ BEGIN
 END
 $$;
 
-SELECT plan(61);
+SELECT plan(62);
 
 -- ---------------------------------------------------------------- the lake
 SELECT is((SELECT count(*) FROM cdviz.cdevents_lake),
@@ -152,6 +152,12 @@ SELECT results_eq(
 	$$SELECT * FROM cdviz.dora_change_failure_rate('2024-03-09Z', '2024-03-31Z', 'prod', 'api')$$,
 	$$VALUES (0.0000::numeric, 0::bigint, 2::bigint, 2::bigint, 'elite'::text)$$,
 	'change failure rate of api in prod after the rollback: p4 and p7 only');
+-- [03-01, 03-20): p1..p6; p6 (03-18) fails through incident-3 of 03-26,
+-- after the range but before any later web deployment: 3 / 6.
+SELECT results_eq(
+	$$SELECT * FROM cdviz.dora_change_failure_rate('2024-03-01Z', '2024-03-20Z', 'prod')$$,
+	$$VALUES (0.5000::numeric, 3::bigint, 6::bigint, 6::bigint, 'low'::text)$$,
+	'a failure signal after the range still fails a deployment of the range');
 -- Time to restore: incident-1 13:00 -> 15:00 = 2h (detected before
 -- reported), incident-2 30 min, incident-3 reported -> resolved 24h,
 -- incident-4 4h.  Sorted 0.5 2 4 24: median 3h, p90 at rank 2.7 =
