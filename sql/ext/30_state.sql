@@ -6,7 +6,8 @@
 -- narrow tables that the read API would otherwise have to rebuild from the
 -- whole lake on every query:
 --
---   environment_history   every deployed/upgraded/rolledback/removed event
+--   environment_history   every deployed/upgraded/rolledback/removed/published
+--                         event (what cdviz.deployments lists)
 --   environment_state     what runs now, one row per (environment, service)
 --   first_deployments     first time each artifact reached each environment,
 --                         with the time of the change it was built from
@@ -40,12 +41,12 @@ CREATE INDEX environment_history_valid_from
 	ON cdviz.environment_history (valid_from);
 
 COMMENT ON TABLE cdviz.environment_history IS
-'cdviz: one row per service deployed/upgraded/rolledback/removed event, kept by the lake trigger; the time line behind cdviz.environment_inventory_at() and the deployment DORA metrics';
+'cdviz: one row per service deployed/upgraded/rolledback/removed/published event that names an environment, kept by the lake trigger; the narrow time line behind cdviz.deployments, cdviz.services, cdviz.environment_inventory_at() and the deployment DORA metrics';
 COMMENT ON COLUMN cdviz.environment_history.event_id IS 'cdviz.cdevents_lake.id of the event';
 COMMENT ON COLUMN cdviz.environment_history.environment_id IS 'subject.content.environment.id';
 COMMENT ON COLUMN cdviz.environment_history.service_id IS 'subject.id of the service';
-COMMENT ON COLUMN cdviz.environment_history.predicate IS 'deployed, upgraded, rolledback or removed';
-COMMENT ON COLUMN cdviz.environment_history.artifact_id IS 'subject.content.artifactId (NULL for removed)';
+COMMENT ON COLUMN cdviz.environment_history.predicate IS 'deployed, upgraded, rolledback, removed or published (published does not change what runs)';
+COMMENT ON COLUMN cdviz.environment_history.artifact_id IS 'subject.content.artifactId (NULL for removed and published)';
 COMMENT ON COLUMN cdviz.environment_history.valid_from IS 'event timestamp: from then on this event describes the (environment, service)';
 COMMENT ON COLUMN cdviz.environment_history.context_id IS 'context.id of the event';
 
@@ -158,11 +159,12 @@ BEGIN
 	INSERT INTO cdviz.environment_history
 		(event_id, environment_id, service_id, predicate, artifact_id, valid_from, context_id)
 	SELECT e.id, e.payload #>> '{subject,content,environment,id}', e.subject_id, e.predicate,
-		   CASE WHEN e.predicate <> 'removed' THEN e.payload #>> '{subject,content,artifactId}' END,
+		   CASE WHEN e.predicate IN ('deployed', 'upgraded', 'rolledback')
+				THEN e.payload #>> '{subject,content,artifactId}' END,
 		   e."timestamp", e.context_id
 	FROM new_events e
 	WHERE e.subject = 'service'
-	  AND e.predicate IN ('deployed', 'upgraded', 'rolledback', 'removed')
+	  AND e.predicate IN ('deployed', 'upgraded', 'rolledback', 'removed', 'published')
 	  AND e.subject_id IS NOT NULL
 	  AND e.payload #>> '{subject,content,environment,id}' IS NOT NULL;
 	GET DIAGNOSTICS n = ROW_COUNT;
@@ -186,12 +188,13 @@ BEGIN
 		CROSS JOIN LATERAL (
 			SELECT h.* FROM cdviz.environment_history h
 			WHERE h.environment_id = k.environment_id AND h.service_id = k.service_id
+			  AND h.predicate <> 'published'
 			ORDER BY h.valid_from DESC, h.event_id DESC
 			LIMIT 1) cur
 		LEFT JOIN LATERAL (
 			SELECT h.artifact_id FROM cdviz.environment_history h
 			WHERE h.environment_id = k.environment_id AND h.service_id = k.service_id
-			  AND h.predicate <> 'removed'
+			  AND h.predicate IN ('deployed', 'upgraded', 'rolledback')
 			  AND (h.valid_from, h.event_id) < (cur.valid_from, cur.event_id)
 			  AND h.artifact_id IS DISTINCT FROM cur.artifact_id
 			ORDER BY h.valid_from DESC, h.event_id DESC

@@ -226,7 +226,11 @@ CREATE VIEW cdviz.environments AS
 COMMENT ON VIEW cdviz.environments IS
 'cdviz: every environment that had an environment event, one row each (columns: see cdviz.environments_between). Environments only named by deployments appear in cdviz.environment_inventory.';
 
--- A service exists per environment: one row per (service, environment).
+-- A service exists per environment: one row per (service, environment),
+-- read from the narrow environment_history kept at ingest (indexed on
+-- valid_from) rather than from the lake; the lake is only read, by primary
+-- key, for the source and payload of the latest event, and only when those
+-- columns are selected.
 CREATE FUNCTION cdviz.services_between(from_ts timestamptz, to_ts timestamptz,
 									   lookback interval DEFAULT '0')
 RETURNS TABLE (service_id text, environment_id text, source text,
@@ -237,32 +241,36 @@ RETURNS TABLE (service_id text, environment_id text, source text,
 			   event_count bigint, last_payload jsonb)
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-SELECT l.subject_id,
-	   l.payload #>> '{subject,content,environment,id}',
-	   max(l.payload #>> '{subject,source}'),
-	   min(l."timestamp") FILTER (WHERE l.predicate IN ('deployed', 'upgraded')),
-	   max(l."timestamp") FILTER (WHERE l.predicate IN ('deployed', 'upgraded')),
-	   count(*) FILTER (WHERE l.predicate IN ('deployed', 'upgraded')),
-	   count(*) FILTER (WHERE l.predicate = 'rolledback'),
-	   max(l."timestamp") FILTER (WHERE l.predicate = 'rolledback'),
-	   max(l."timestamp") FILTER (WHERE l.predicate = 'removed'),
-	   max(l."timestamp") FILTER (WHERE l.predicate = 'published'),
-	   (array_agg(l.payload #>> '{subject,content,artifactId}' ORDER BY l."timestamp" DESC, l.id DESC)
-			FILTER (WHERE l.predicate IN ('deployed', 'upgraded', 'rolledback')))[1],
-	   max(l."timestamp"),
-	   (array_agg(l.predicate ORDER BY l."timestamp" DESC, l.id DESC))[1],
-	   count(*),
-	   (array_agg(l.payload ORDER BY l."timestamp" DESC, l.id DESC))[1]
-FROM cdviz.cdevents_lake AS l
-WHERE l.subject = 'service'
-  AND l.predicate IN ('deployed', 'upgraded', 'rolledback', 'removed', 'published')
-  AND l."timestamp" >= from_ts - lookback AND l."timestamp" < to_ts
-GROUP BY l.subject_id, l.payload #>> '{subject,content,environment,id}'
-HAVING max(l."timestamp") >= from_ts
+SELECT s.service_id, s.environment_id,
+	   (SELECT l.payload #>> '{subject,source}' FROM cdviz.cdevents_lake AS l
+		WHERE l.id = s.last_event_id AND l."timestamp" = s.last_event_at),
+	   s.first_deployed_at, s.last_deployed_at, s.deployment_count, s.rollback_count,
+	   s.last_rolledback_at, s.last_removed_at, s.last_published_at, s.last_artifact_id,
+	   s.last_event_at, s.last_predicate, s.event_count,
+	   (SELECT l.payload FROM cdviz.cdevents_lake AS l
+		WHERE l.id = s.last_event_id AND l."timestamp" = s.last_event_at)
+FROM (SELECT h.service_id, h.environment_id,
+			 min(h.valid_from) FILTER (WHERE h.predicate IN ('deployed', 'upgraded')) AS first_deployed_at,
+			 max(h.valid_from) FILTER (WHERE h.predicate IN ('deployed', 'upgraded')) AS last_deployed_at,
+			 count(*) FILTER (WHERE h.predicate IN ('deployed', 'upgraded')) AS deployment_count,
+			 count(*) FILTER (WHERE h.predicate = 'rolledback') AS rollback_count,
+			 max(h.valid_from) FILTER (WHERE h.predicate = 'rolledback') AS last_rolledback_at,
+			 max(h.valid_from) FILTER (WHERE h.predicate = 'removed') AS last_removed_at,
+			 max(h.valid_from) FILTER (WHERE h.predicate = 'published') AS last_published_at,
+			 (array_agg(h.artifact_id ORDER BY h.valid_from DESC, h.event_id DESC)
+				  FILTER (WHERE h.predicate IN ('deployed', 'upgraded', 'rolledback')))[1] AS last_artifact_id,
+			 max(h.valid_from) AS last_event_at,
+			 (array_agg(h.predicate ORDER BY h.valid_from DESC, h.event_id DESC))[1] AS last_predicate,
+			 (array_agg(h.event_id ORDER BY h.valid_from DESC, h.event_id DESC))[1] AS last_event_id,
+			 count(*) AS event_count
+	  FROM cdviz.environment_history AS h
+	  WHERE h.valid_from >= from_ts - lookback AND h.valid_from < to_ts
+	  GROUP BY h.service_id, h.environment_id
+	  HAVING max(h.valid_from) >= from_ts) AS s
 $$;
 
 COMMENT ON FUNCTION cdviz.services_between(timestamptz, timestamptz, interval) IS
-'cdviz: one row per (service, environment) with a service event in [from_ts, to_ts): deployments (deployed + upgraded) and rollbacks in the scanned range, first/last deployment, last removal and publication, the artifact of the latest deployment-like event. Counts cover [from_ts - lookback, to_ts) (lookback defaults to 0). What runs now: cdviz.environment_inventory.';
+'cdviz: one row per (service, environment) with a service event in [from_ts, to_ts): deployments (deployed + upgraded) and rollbacks in the scanned range, first/last deployment, last removal and publication, the artifact of the latest deployment-like event. Counts cover [from_ts - lookback, to_ts) (lookback defaults to 0). Reads cdviz.environment_history. What runs now: cdviz.environment_inventory.';
 
 CREATE VIEW cdviz.services AS
 	SELECT * FROM cdviz.services_between('-infinity', 'infinity', '0');

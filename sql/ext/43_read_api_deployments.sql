@@ -1,27 +1,36 @@
 -- Read API, part 4: deployments and what runs where.
 
--- One row per service event; "timestamp" is the lake column itself, so a
--- WHERE on it prunes partitions and bounds the (subject, predicate,
--- "timestamp") index scan.
+-- One row per service event, read from the narrow environment_history kept
+-- at ingest rather than from the lake: "timestamp" is its indexed
+-- valid_from and environment_id an indexed column, so windows and
+-- environment filters cost a range scan of small rows.  The columns only
+-- the lake has are scalar subqueries by primary key, evaluated only when
+-- selected.
 CREATE VIEW cdviz.deployments AS
-SELECT l.id AS event_id,
-	   l."timestamp",
-	   l.predicate AS action,
-	   l.payload #>> '{subject,content,environment,id}' AS environment_id,
-	   l.subject_id AS service_id,
-	   l.payload #>> '{subject,content,artifactId}' AS artifact_id,
+SELECT h.event_id,
+	   h.valid_from AS "timestamp",
+	   h.predicate AS action,
+	   h.environment_id,
+	   h.service_id,
+	   h.artifact_id,
 	   p.purl_type AS package_type,
 	   p.namespace AS package_namespace,
 	   p.name AS package_name,
 	   p.version AS package_version,
-	   l.context_id, l.context_source, l.chain_id, l.spec_version, l.payload
-FROM cdviz.cdevents_lake AS l
-LEFT JOIN LATERAL cdviz.purl_parse(l.payload #>> '{subject,content,artifactId}') AS p ON true
-WHERE l.subject = 'service'
-  AND l.predicate IN ('deployed', 'upgraded', 'rolledback', 'removed', 'published');
+	   h.context_id,
+	   (SELECT l.context_source FROM cdviz.cdevents_lake AS l
+		WHERE l.id = h.event_id AND l."timestamp" = h.valid_from) AS context_source,
+	   (SELECT l.chain_id FROM cdviz.cdevents_lake AS l
+		WHERE l.id = h.event_id AND l."timestamp" = h.valid_from) AS chain_id,
+	   (SELECT l.spec_version FROM cdviz.cdevents_lake AS l
+		WHERE l.id = h.event_id AND l."timestamp" = h.valid_from) AS spec_version,
+	   (SELECT l.payload FROM cdviz.cdevents_lake AS l
+		WHERE l.id = h.event_id AND l."timestamp" = h.valid_from) AS payload
+FROM cdviz.environment_history AS h
+LEFT JOIN LATERAL cdviz.purl_parse(h.artifact_id) AS p ON true;
 
 COMMENT ON VIEW cdviz.deployments IS
-'cdviz: every service deployed/upgraded/rolledback/removed/published event (action) with environment, service, artifact id and the package type, namespace, name and version parsed from the artifact purl. A WHERE on "timestamp" prunes partitions: WHERE "timestamp" >= now() - interval ''7 days''.';
+'cdviz: every service deployed/upgraded/rolledback/removed/published event (action) naming an environment, with environment, service, artifact id and the package type, namespace, name and version parsed from the artifact purl; context_source, chain_id, spec_version and payload are fetched from the lake only when selected. A WHERE on "timestamp" (and on environment_id) is an index range scan: WHERE "timestamp" >= now() - interval ''7 days''.';
 
 CREATE VIEW cdviz.environment_inventory AS
 SELECT s.environment_id, s.service_id, s.artifact_id,
@@ -53,13 +62,13 @@ FROM cdviz.environment_state AS k
 CROSS JOIN LATERAL (
 	SELECT h.* FROM cdviz.environment_history AS h
 	WHERE h.environment_id = k.environment_id AND h.service_id = k.service_id
-	  AND h.valid_from <= at_ts
+	  AND h.valid_from <= at_ts AND h.predicate <> 'published'
 	ORDER BY h.valid_from DESC, h.event_id DESC
 	LIMIT 1) AS cur
 LEFT JOIN LATERAL (
 	SELECT h.artifact_id FROM cdviz.environment_history AS h
 	WHERE h.environment_id = k.environment_id AND h.service_id = k.service_id
-	  AND h.predicate <> 'removed'
+	  AND h.predicate IN ('deployed', 'upgraded', 'rolledback')
 	  AND (h.valid_from, h.event_id) < (cur.valid_from, cur.event_id)
 	  AND h.artifact_id IS DISTINCT FROM cur.artifact_id
 	ORDER BY h.valid_from DESC, h.event_id DESC
