@@ -309,7 +309,7 @@ find_type_schema(const CdvizEventInfo *info, json_object *ctx, bool custom_schem
 		int			rank;
 
 		if (custom_schema ? es->type != NULL :
-			(es->type == NULL || strlen(es->type) != info->type.len ||
+			(es->type == NULL || es->type_len != info->type.len ||
 			 memcmp(es->type, info->type.ptr, info->type.len) != 0))
 			continue;
 		/* on a tie the later (newer) release wins */
@@ -367,7 +367,7 @@ known_subject_predicate(const CdvizEventInfo *info)
 	{
 		const CdvizEventSchema *es = cdviz_event_schema_at(i);
 
-		if (es->type && strlen(es->type) > prefix &&
+		if (es->type && es->type_len > prefix &&
 			memcmp(es->type, info->type.ptr, prefix) == 0)
 			return true;
 	}

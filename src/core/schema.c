@@ -340,7 +340,10 @@ register_event_schema(const SchemaDoc *doc)
 	if (json_object_object_get_ex(props, "type", &type) &&
 		json_object_object_get_ex(type, "enum", &e) &&
 		json_object_array_length(e) == 1)
+	{
 		es->type = json_object_get_string(json_object_array_get_idx(e, 0));
+		es->type_len = strlen(es->type);
+	}
 }
 
 bool
@@ -399,19 +402,28 @@ cdviz_event_schema_at(int i)
 /* evaluation                                                          */
 /* ------------------------------------------------------------------ */
 
+/* Append ".key" (or "key" at the root) to the path; truncate when full. */
 static size_t
 path_push_key(PathBuf *p, const char *key)
 {
 	size_t		old = p->len;
-	int			n;
+	size_t		klen = strlen(key);
+	size_t		room = sizeof(p->buf) - 1 - p->len;
 
-	n = snprintf(p->buf + p->len, sizeof(p->buf) - p->len, "%s%s",
-				 p->len ? "." : "", key);
-	if (n > 0)
-		p->len = (p->len + n < sizeof(p->buf)) ? p->len + n : sizeof(p->buf) - 1;
+	if (p->len > 0 && room > 0)
+	{
+		p->buf[p->len++] = '.';
+		room--;
+	}
+	if (klen > room)
+		klen = room;
+	memcpy(p->buf + p->len, key, klen);
+	p->len += klen;
+	p->buf[p->len] = '\0';
 	return old;
 }
 
+/* Append "[idx]" to the path. */
 static size_t
 path_push_index(PathBuf *p, size_t idx)
 {

@@ -45,6 +45,7 @@ typedef struct CdvizEventSchema
 	const char *release;		/* "0.5.1" */
 	const char *type;			/* the context.type it accepts, or NULL for
 								 * the custom-event schema */
+	size_t		type_len;		/* strlen(type): compared first, per event */
 	const char *version_field;	/* "specversion" or "version" */
 	const CdvizSchema *root;
 } CdvizEventSchema;
