@@ -56,41 +56,46 @@ COMMENT ON FUNCTION cdviz.percent_decode(text) IS
 --   pkg:type/namespace/name@version?qualifiers#subpath
 -- The version is what follows the last "@" that has no "/" after it, the
 -- name the last path segment, the namespace what lies between type and name.
--- Plain string functions rather than regular expressions: a deployments
--- listing parses thousands of purls per query.
+-- Plain string functions rather than regular expressions, computed step by
+-- step: each OFFSET 0 keeps a step a subquery, evaluated once per purl,
+-- instead of letting the planner paste its expressions into every later
+-- use (a deployments listing parses thousands of purls per query).
 CREATE FUNCTION cdviz.purl_parse(purl text)
 RETURNS TABLE (purl_type text, namespace text, name text, version text,
 			   qualifiers jsonb, subpath text)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
-SELECT lower(c.t),
+SELECT lower(d.t),
 	   CASE WHEN length(d.namever) > length(d.nm) + 1
 			THEN cdviz.percent_decode(left(d.namever, length(d.namever) - length(d.nm) - 1)) END,
 	   cdviz.percent_decode(d.nm),
-	   cdviz.percent_decode(c.v),
+	   cdviz.percent_decode(d.v),
 	   (SELECT jsonb_object_agg(lower(split_part(kv, '=', 1)),
 								cdviz.percent_decode(substr(kv, strpos(kv, '=') + 1)))
-		FROM unnest(string_to_array(nullif(b.q, ''), '&')) AS kv
+		FROM unnest(string_to_array(nullif(d.q, ''), '&')) AS kv
 		WHERE strpos(kv, '=') > 1),
-	   cdviz.percent_decode(nullif(trim(BOTH '/' FROM b.sp), ''))
-FROM (SELECT split_part(split_part(a.body, '#', 1), '?', 1) AS core,
-			 split_part(split_part(a.body, '#', 1), '?', 2) AS q,
-			 split_part(a.body, '#', 2) AS sp
-	  FROM (SELECT ltrim(substr(purl, 5), '/') AS body
-			WHERE left(purl, 4) = 'pkg:') AS a) AS b
-CROSS JOIN LATERAL (
-	SELECT split_part(b.core, '/', 1) AS t,
-		   substr(b.core, strpos(b.core, '/') + 1) AS rest,
-		   strpos(reverse(b.core), '@') AS at_pos,
-		   strpos(reverse(b.core), '/') AS slash_pos) AS r
-CROSS JOIN LATERAL (
-	SELECT r.t,
-		   CASE WHEN r.at_pos > 0 AND r.at_pos < r.slash_pos THEN right(b.core, r.at_pos - 1) END AS v,
-		   CASE WHEN r.at_pos > 0 AND r.at_pos < r.slash_pos
-				THEN left(r.rest, length(r.rest) - r.at_pos) ELSE r.rest END AS namever) AS c
-CROSS JOIN LATERAL (
-	SELECT c.namever, reverse(split_part(reverse(c.namever), '/', 1)) AS nm) AS d
-WHERE r.slash_pos > 0 AND c.t <> '' AND d.nm <> ''
+	   cdviz.percent_decode(nullif(trim(BOTH '/' FROM d.sp), ''))
+FROM (SELECT c.*, reverse(split_part(reverse(c.namever), '/', 1)) AS nm
+	  FROM (SELECT r.*,
+				   CASE WHEN r.at_pos > 0 AND r.at_pos < r.slash_pos
+						THEN right(r.core, r.at_pos - 1) END AS v,
+				   CASE WHEN r.at_pos > 0 AND r.at_pos < r.slash_pos
+						THEN left(r.rest, length(r.rest) - r.at_pos) ELSE r.rest END AS namever
+			FROM (SELECT b.*, split_part(b.core, '/', 1) AS t,
+						 substr(b.core, strpos(b.core, '/') + 1) AS rest,
+						 strpos(reverse(b.core), '@') AS at_pos,
+						 strpos(reverse(b.core), '/') AS slash_pos
+				  FROM (SELECT split_part(split_part(a.body, '#', 1), '?', 1) AS core,
+							   split_part(split_part(a.body, '#', 1), '?', 2) AS q,
+							   split_part(a.body, '#', 2) AS sp
+						FROM (SELECT ltrim(substr(purl, 5), '/') AS body
+							  WHERE left(purl, 4) = 'pkg:') AS a
+						OFFSET 0) AS b
+				  OFFSET 0) AS r
+			WHERE r.slash_pos > 0 AND r.t <> ''
+			OFFSET 0) AS c
+	  OFFSET 0) AS d
+WHERE d.nm <> ''
 $$;
 
 COMMENT ON FUNCTION cdviz.purl_parse(text) IS
