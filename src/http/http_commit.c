@@ -36,7 +36,6 @@ static HttpRequest *queue_head;
 static HttpRequest *queue_tail;
 
 /* Dead letters of whole bodies and envelope-refused events. */
-static SPIPlanPtr dead_letter_plan;
 
 typedef struct CommitGroup
 {
@@ -115,80 +114,6 @@ build_items(CommitGroup *g)
 	g->nitems = n;
 }
 
-/*
- * Bytes as text: text holds neither NUL nor invalid encoding, which a bad
- * body may have; those bytes are kept as \xNN so the dead letter still
- * shows what was sent.
- */
-static text *
-bytes_as_text(const char *raw, size_t len)
-{
-	StringInfoData buf;
-	size_t		i = 0;
-
-	if (memchr(raw, '\0', len) == NULL && pg_verifymbstr(raw, (int) len, true))
-		return cstring_to_text_with_len(raw, (int) len);
-	initStringInfo(&buf);
-	while (i < len)
-	{
-		int			clen = pg_encoding_verifymbchar(GetDatabaseEncoding(), raw + i,
-													(int) (len - i));
-
-		if (raw[i] != '\0' && clen > 0)
-		{
-			appendBinaryStringInfo(&buf, raw + i, clen);
-			i += clen;
-		}
-		else
-			appendStringInfo(&buf, "\\x%02X", (unsigned char) raw[i++]);
-	}
-	return cstring_to_text_with_len(buf.data, buf.len);
-}
-
-/* Insert one dead letter; its id. */
-static int64
-dead_letter(const char *origin_ref, const char *raw, size_t len, const char *problems_json)
-{
-	Datum		args[3];
-	bool		isnull;
-	int64		id;
-
-	if (dead_letter_plan == NULL)
-	{
-		Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
-		SPIPlanPtr	plan;
-
-		/* kept across transactions; re-planned after DROP/CREATE EXTENSION */
-		plan = SPI_prepare("INSERT INTO cdviz.rejected_events (origin, origin_ref, raw, problems) "
-						   "VALUES ('http', $1, $2, $3::jsonb) RETURNING id", 3, types);
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "cdviz http: preparing the dead-letter insert failed: %s",
-				 SPI_result_code_string(SPI_result));
-		dead_letter_plan = plan;
-	}
-	args[0] = CStringGetTextDatum(origin_ref);
-	args[1] = PointerGetDatum(bytes_as_text(raw, len));
-	args[2] = CStringGetTextDatum(problems_json);
-	if (SPI_execute_plan(dead_letter_plan, args, NULL, false, 1) != SPI_OK_INSERT_RETURNING)
-		elog(ERROR, "cdviz http: storing a rejected body failed");
-	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_freetuptable(SPI_tuptable);
-	return id;
-}
-
-/* [{"path":"$","message":...}] */
-static char *
-one_problem_json(const char *message)
-{
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, "[{\"path\":\"$\",\"message\":");
-	escape_json(&buf, message);
-	appendStringInfoString(&buf, "}]");
-	return buf.data;
-}
-
 /* Inside the transaction: the store, then the dead letters of the envelopes. */
 static void
 store_group(void *arg)
@@ -204,24 +129,27 @@ store_group(void *arg)
 
 		if (req->keep_body)
 		{
-			req->keep_rejected_id = dead_letter(req->origin_ref, req->keep_body, req->keep_len,
-												one_problem_json(req->keep_problem));
+			CdvizProblems problems;
+
+			cdviz_problems_init(&problems);
+			cdviz_problems_add(&problems, "$", "%s", req->keep_problem);
+			req->keep_rejected_id = cdviz_store_dead_letter("http", req->origin_ref,
+															req->keep_body, req->keep_len,
+															&problems);
+			cdviz_problems_reset(&problems);
 			continue;
 		}
 		for (int i = 0; i < req->env.nevents; i++)
 		{
 			CdvizEnvelopeEvent *ev = &req->env.events[i];
-			char	   *problems;
-
 			if (ev->problems.count == 0)
 				continue;
 			if (req->envelope_rejected_ids == NULL)
 				req->envelope_rejected_ids =
 					MemoryContextAllocZero(req->cxt, sizeof(int64) * req->env.nevents);
-			problems = cdviz_problems_to_json(&ev->problems);
-			req->envelope_rejected_ids[i] = dead_letter(req->origin_ref, ev->raw, ev->raw_len,
-														problems ? problems : "[]");
-			free(problems);
+			req->envelope_rejected_ids[i] =
+				cdviz_store_dead_letter("http", req->origin_ref, ev->raw, ev->raw_len,
+										&ev->problems);
 			g->envelope_rejected++;
 		}
 	}

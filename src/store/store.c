@@ -430,12 +430,12 @@ resolve_existing(CdvizItem *items, int *rows, int nrows, KeyTable *keys)
 }
 
 /*
- * The raw input as a text value.  Text holds neither NUL bytes nor invalid
+ * Bytes as a text value.  Text holds neither NUL bytes nor invalid
  * encoding, both of which bad input may have: such bytes are kept as \xNN
- * escapes, so the dead letter still shows what was sent.
+ * escapes, so a dead letter still shows what was sent.
  */
-static text *
-raw_as_text(const char *raw, size_t len)
+text *
+cdviz_bytes_as_text(const char *raw, size_t len)
 {
 	StringInfoData buf;
 	size_t		i = 0;
@@ -445,42 +445,43 @@ raw_as_text(const char *raw, size_t len)
 	initStringInfo(&buf);
 	while (i < len)
 	{
-		int			clen = pg_mblen(raw + i);
+		int			clen = pg_encoding_verifymbchar(GetDatabaseEncoding(), raw + i,
+													(int) (len - i));
 
-		if (raw[i] != '\0' && i + clen <= len &&
-			pg_verify_mbstr_len(GetDatabaseEncoding(), raw + i, clen, true) == 1)
+		if (raw[i] != '\0' && clen > 0)
 		{
 			appendBinaryStringInfo(&buf, raw + i, clen);
 			i += clen;
 		}
 		else
-		{
-			appendStringInfo(&buf, "\\x%02X", (unsigned char) raw[i]);
-			i++;
-		}
+			appendStringInfo(&buf, "\\x%02X", (unsigned char) raw[i++]);
 	}
 	return cstring_to_text_with_len(buf.data, buf.len);
 }
 
-/* Keep a rejected item in cdviz.rejected_events. */
-static void
-store_rejected(CdvizItem *it, const char *origin)
+int64
+cdviz_store_dead_letter(const char *origin, const char *origin_ref,
+						const char *raw, size_t raw_len, const CdvizProblems *problems)
 {
-	char	   *problems = cdviz_problems_to_json(&it->problems);
+	char	   *json = cdviz_problems_to_json(problems);
 	Datum		args[4];
-	char		nulls[4] = {' ', it->origin_ref ? ' ' : 'n', ' ', ' '};
+	char		nulls[4] = {' ', origin_ref ? ' ' : 'n', ' ', ' '};
 	bool		isnull;
+	int64		id;
 
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "cdviz: SPI_connect failed");
+	prepare_plans();
 	args[0] = CStringGetTextDatum(origin);
-	args[1] = it->origin_ref ? CStringGetTextDatum(it->origin_ref) : (Datum) 0;
-	args[2] = PointerGetDatum(raw_as_text(it->raw, it->raw_len));
-	args[3] = DirectFunctionCall1(jsonb_in, CStringGetDatum(problems ? problems : "[]"));
-	free(problems);
+	args[1] = origin_ref ? CStringGetTextDatum(origin_ref) : (Datum) 0;
+	args[2] = PointerGetDatum(cdviz_bytes_as_text(raw, raw_len));
+	args[3] = DirectFunctionCall1(jsonb_in, CStringGetDatum(json ? json : "[]"));
+	free(json);
 	if (SPI_execute_plan(reject_plan, args, nulls, false, 1) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "cdviz: storing a rejected event failed");
-	it->rejected_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-												  SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_freetuptable(SPI_tuptable);
+	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	return id;
 }
 
 CdvizStoreResult
@@ -564,7 +565,8 @@ cdviz_store_items(CdvizItem *items, int nitems, const char *origin)
 			if (it->problems.count == 0)
 				cdviz_problems_add(&it->problems, "$", "the lake refused the event");
 			if (!it->no_dead_letter)
-				store_rejected(it, origin);
+				it->rejected_id = cdviz_store_dead_letter(origin, it->origin_ref, it->raw,
+														  it->raw_len, &it->problems);
 			result.rejected++;
 		}
 		else if (it->status == CDVIZ_ITEM_STORED)

@@ -67,6 +67,18 @@ extern void cdviz_store_define_gucs(void);
 extern CdvizStoreResult cdviz_store_items(CdvizItem *items, int nitems, const char *origin);
 extern void cdviz_store_release_items(CdvizItem *items, int nitems);
 
+/*
+ * Keep input that is not an event in cdviz.rejected_events, in the current
+ * transaction; returns its id.  For sources that reject before the store
+ * sees an item (a body that is no envelope, a file that is not JSON).
+ */
+extern int64 cdviz_store_dead_letter(const char *origin, const char *origin_ref,
+									 const char *raw, size_t raw_len,
+									 const CdvizProblems *problems);
+
+/* Bytes as text, invalid encoding and NUL bytes escaped as \xNN. */
+extern text *cdviz_bytes_as_text(const char *raw, size_t len);
+
 /* Check one document without storing it (cdviz.validate). */
 extern bool cdviz_store_check(const char *raw, size_t raw_len, CdvizProblems *problems);
 
