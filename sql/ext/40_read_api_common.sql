@@ -59,7 +59,9 @@ COMMENT ON FUNCTION cdviz.percent_decode(text) IS
 -- Plain string functions rather than regular expressions, computed step by
 -- step: each OFFSET 0 keeps a step a subquery, evaluated once per purl,
 -- instead of letting the planner paste its expressions into every later
--- use (a deployments listing parses thousands of purls per query).
+-- use, where percent_decode() could no longer be inlined.  Views call it
+-- once per selected column, as a scalar subquery: a deployments listing
+-- parses thousands of purls per query, a count of deployments none.
 CREATE FUNCTION cdviz.purl_parse(purl text)
 RETURNS TABLE (purl_type text, namespace text, name text, version text,
 			   qualifiers jsonb, subpath text)
@@ -67,7 +69,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
 SELECT lower(d.t),
 	   CASE WHEN length(d.namever) > length(d.nm) + 1
-			THEN cdviz.percent_decode(left(d.namever, length(d.namever) - length(d.nm) - 1)) END,
+			THEN cdviz.percent_decode(nullif(left(d.namever, length(d.namever) - length(d.nm) - 1), '')) END,
 	   cdviz.percent_decode(d.nm),
 	   cdviz.percent_decode(d.v),
 	   (SELECT jsonb_object_agg(lower(split_part(kv, '=', 1)),

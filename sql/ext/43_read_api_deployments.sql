@@ -3,9 +3,9 @@
 -- One row per service event, read from the narrow environment_history kept
 -- at ingest rather than from the lake: "timestamp" is its indexed
 -- valid_from and environment_id an indexed column, so windows and
--- environment filters cost a range scan of small rows.  The columns only
--- the lake has are scalar subqueries by primary key, evaluated only when
--- selected.
+-- environment filters cost a range scan of small rows.  The package columns
+-- and the columns only the lake has are scalar subqueries (purl parsing,
+-- lake lookup by primary key), evaluated only when selected.
 CREATE VIEW cdviz.deployments AS
 SELECT h.event_id,
 	   h.valid_from AS "timestamp",
@@ -13,10 +13,10 @@ SELECT h.event_id,
 	   h.environment_id,
 	   h.service_id,
 	   h.artifact_id,
-	   p.purl_type AS package_type,
-	   p.namespace AS package_namespace,
-	   p.name AS package_name,
-	   p.version AS package_version,
+	   (SELECT p.purl_type FROM cdviz.purl_parse(h.artifact_id) AS p) AS package_type,
+	   (SELECT p.namespace FROM cdviz.purl_parse(h.artifact_id) AS p) AS package_namespace,
+	   (SELECT p.name FROM cdviz.purl_parse(h.artifact_id) AS p) AS package_name,
+	   (SELECT p.version FROM cdviz.purl_parse(h.artifact_id) AS p) AS package_version,
 	   h.context_id,
 	   (SELECT l.context_source FROM cdviz.cdevents_lake AS l
 		WHERE l.id = h.event_id AND l."timestamp" = h.valid_from) AS context_source,
@@ -26,20 +26,20 @@ SELECT h.event_id,
 		WHERE l.id = h.event_id AND l."timestamp" = h.valid_from) AS spec_version,
 	   (SELECT l.payload FROM cdviz.cdevents_lake AS l
 		WHERE l.id = h.event_id AND l."timestamp" = h.valid_from) AS payload
-FROM cdviz.environment_history AS h
-LEFT JOIN LATERAL cdviz.purl_parse(h.artifact_id) AS p ON true;
+FROM cdviz.environment_history AS h;
 
 COMMENT ON VIEW cdviz.deployments IS
 'cdviz: every service deployed/upgraded/rolledback/removed/published event (action) naming an environment, with environment, service, artifact id and the package type, namespace, name and version parsed from the artifact purl; context_source, chain_id, spec_version and payload are fetched from the lake only when selected. A WHERE on "timestamp" (and on environment_id) is an index range scan: WHERE "timestamp" >= now() - interval ''7 days''.';
 
 CREATE VIEW cdviz.environment_inventory AS
 SELECT s.environment_id, s.service_id, s.artifact_id,
-	   p.purl_type AS package_type, p.namespace AS package_namespace,
-	   p.name AS package_name, p.version,
+	   (SELECT p.purl_type FROM cdviz.purl_parse(s.artifact_id) AS p) AS package_type,
+	   (SELECT p.namespace FROM cdviz.purl_parse(s.artifact_id) AS p) AS package_namespace,
+	   (SELECT p.name FROM cdviz.purl_parse(s.artifact_id) AS p) AS package_name,
+	   (SELECT p.version FROM cdviz.purl_parse(s.artifact_id) AS p) AS version,
 	   s.deployed_at, s.predicate AS deployed_by, s.previous_artifact_id,
 	   s.event_id, s.context_id
 FROM cdviz.environment_state AS s
-LEFT JOIN LATERAL cdviz.purl_parse(s.artifact_id) AS p ON true
 WHERE s.artifact_id IS NOT NULL;
 
 COMMENT ON VIEW cdviz.environment_inventory IS
@@ -56,7 +56,10 @@ RETURNS TABLE (environment_id text, service_id text, artifact_id text, package_t
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
 SELECT k.environment_id, k.service_id, cur.artifact_id,
-	   p.purl_type, p.namespace, p.name, p.version,
+	   (SELECT p.purl_type FROM cdviz.purl_parse(cur.artifact_id) AS p),
+	   (SELECT p.namespace FROM cdviz.purl_parse(cur.artifact_id) AS p),
+	   (SELECT p.name FROM cdviz.purl_parse(cur.artifact_id) AS p),
+	   (SELECT p.version FROM cdviz.purl_parse(cur.artifact_id) AS p),
 	   cur.valid_from, cur.predicate, prev.artifact_id, cur.event_id, cur.context_id
 FROM cdviz.environment_state AS k
 CROSS JOIN LATERAL (
@@ -73,7 +76,6 @@ LEFT JOIN LATERAL (
 	  AND h.artifact_id IS DISTINCT FROM cur.artifact_id
 	ORDER BY h.valid_from DESC, h.event_id DESC
 	LIMIT 1) AS prev ON true
-LEFT JOIN LATERAL cdviz.purl_parse(cur.artifact_id) AS p ON true
 WHERE cur.predicate <> 'removed'
 $$;
 
