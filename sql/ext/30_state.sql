@@ -308,3 +308,12 @@ CREATE TRIGGER lake_maintain_state
 
 COMMENT ON TRIGGER lake_maintain_state ON cdviz.cdevents_lake IS
 'cdviz: keeps environment_history, environment_state, first_deployments, artifact_changes, change_times and event_links in step with the lake, one pass per insert statement';
+
+-- These tables hold data, not definitions: pg_dump must dump their rows
+-- (the extension recreates the tables themselves).
+SELECT pg_catalog.pg_extension_config_dump('cdviz.environment_history', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.environment_state', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.first_deployments', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.artifact_changes', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.change_times', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.event_links', '');
