@@ -36,6 +36,10 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# No dependency tracking in PGXS builds: every object depends on every
+# header of ours, so a changed struct never leaves a stale object behind.
+$(OBJS): $(wildcard src/*.h src/*/*.h)
+
 sql/$(EXTENSION)--$(EXTVERSION).sql: $(EXT_SQL_PARTS)
 	cat $^ > $@
 

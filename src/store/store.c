@@ -6,7 +6,9 @@
  *
  * One statement per batch is what makes ingestion cheap: the per-statement
  * overhead (planning is cached, executor start-up, triggers fired once per
- * statement) is paid once, not per event.  Dedup is the lake's unique key
+ * statement) is paid once, not per event.  The statement is a plain INSERT
+ * first and ON CONFLICT DO NOTHING only when the batch meets rows already
+ * stored (see insert_rows).  Dedup is the lake's unique key
  * (context_source, context_id, timestamp): retransmissions are a no-op and
  * are answered with the id stored before.  Duplicates inside one batch are
  * found here first, since ON CONFLICT cannot report which row a skipped
@@ -14,12 +16,14 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "datatype/timestamp.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
@@ -27,6 +31,7 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "store/store.h"
@@ -41,12 +46,11 @@ static const struct config_enum_entry validation_options[] = {
 };
 
 /* Plans kept across calls; the plan cache re-plans them after DDL. */
-static SPIPlanPtr insert_plan;
+static SPIPlanPtr insert_plan;	/* ON CONFLICT DO NOTHING */
+static SPIPlanPtr insert_fast_plan; /* plain INSERT: no conflict expected */
 static SPIPlanPtr existing_plan;
 static SPIPlanPtr reject_plan;
 static SPIPlanPtr partition_plan;
-
-#define N_LAKE_COLS 11
 
 /* Define the settings the store reads. */
 void
@@ -85,9 +89,9 @@ cdviz_store_check(const char *raw, size_t raw_len, CdvizProblems *problems)
 
 /* Lake timestamp from the core's microseconds since 1970. */
 static TimestampTz
-item_timestamp(const CdvizItem *item)
+lake_timestamp(int64 epoch_us)
 {
-	return (TimestampTz) (item->info.timestamp_us -
+	return (TimestampTz) (epoch_us -
 						  ((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY));
 }
 
@@ -122,68 +126,123 @@ payload_from_raw(CdvizItem *item)
 }
 
 /* ------------------------------------------------------------------ */
-/* the dedup key                                                       */
+/* the rows of a batch and their dedup key                             */
 /* ------------------------------------------------------------------ */
+
+#define N_LAKE_COLS 11
+#define COL_TS 0
+#define COL_ID 1
+#define COL_SOURCE 2
+#define COL_PAYLOAD 10
+
+/*
+ * The lake columns of the batch's valid events, one array per column, as
+ * the INSERT takes them.  They are built right after each event's check,
+ * so its json-c document can be freed at once: keeping thousands of them
+ * alive until the INSERT had malloc spend its time consolidating.
+ */
+typedef struct BatchRows
+{
+	int			nrows;
+	int		   *item;			/* row -> index of its item */
+	Datum	   *cols[N_LAKE_COLS];
+	bool	   *nulls[N_LAKE_COLS];
+} BatchRows;
+
+static void
+rows_init(BatchRows *b, int nitems)
+{
+	b->nrows = 0;
+	b->item = palloc(sizeof(int) * nitems);
+	for (int c = 0; c < N_LAKE_COLS; c++)
+	{
+		b->cols[c] = palloc(sizeof(Datum) * nitems);
+		b->nulls[c] = palloc0(sizeof(bool) * nitems);
+	}
+}
+
+static Datum
+text_datum(CdvizStr s, bool *isnull)
+{
+	*isnull = (s.ptr == NULL);
+	return s.ptr ? PointerGetDatum(cstring_to_text_with_len(s.ptr, (int) s.len)) : (Datum) 0;
+}
+
+/* Append a row for a checked event; its index. */
+static int
+rows_add(BatchRows *b, int item, const CdvizEventInfo *in, Jsonb *payload)
+{
+	int			r = b->nrows++;
+	const CdvizStr *text_cols[N_LAKE_COLS] = {NULL, &in->context_id, &in->context_source,
+		&in->type, &in->subject, &in->predicate, &in->type_version, &in->spec_version,
+	&in->subject_id, &in->chain_id, NULL};
+
+	b->item[r] = item;
+	b->cols[COL_TS][r] = TimestampTzGetDatum(lake_timestamp(in->timestamp_us));
+	for (int c = COL_ID; c < COL_PAYLOAD; c++)
+		b->cols[c][r] = text_datum(*text_cols[c], &b->nulls[c][r]);
+	b->cols[COL_PAYLOAD][r] = JsonbPGetDatum(payload);
+	return r;
+}
 
 /* FNV-1a over the key's parts. */
 static uint64
-key_hash(CdvizStr source, CdvizStr id, TimestampTz ts)
+key_hash(const char *src, size_t srclen, const char *id, size_t idlen, TimestampTz ts)
 {
 	uint64		h = UINT64CONST(14695981039346656037);
-	const unsigned char *p;
 
-	for (p = (const unsigned char *) source.ptr; p < (const unsigned char *) source.ptr + source.len; p++)
-		h = (h ^ *p) * UINT64CONST(1099511628211);
+	for (size_t i = 0; i < srclen; i++)
+		h = (h ^ (unsigned char) src[i]) * UINT64CONST(1099511628211);
 	h = (h ^ 0xff) * UINT64CONST(1099511628211);
-	for (p = (const unsigned char *) id.ptr; p < (const unsigned char *) id.ptr + id.len; p++)
-		h = (h ^ *p) * UINT64CONST(1099511628211);
+	for (size_t i = 0; i < idlen; i++)
+		h = (h ^ (unsigned char) id[i]) * UINT64CONST(1099511628211);
 	return h ^ (uint64) ts * UINT64CONST(0x9E3779B97F4A7C15);
 }
 
 static bool
-str_eq(CdvizStr a, const char *b, size_t blen)
+text_eq(Datum t, const char *b, size_t blen)
 {
-	return a.len == blen && memcmp(a.ptr, b, blen) == 0;
+	text	   *a = DatumGetTextPP(t);
+
+	return VARSIZE_ANY_EXHDR(a) == blen && memcmp(VARDATA_ANY(a), b, blen) == 0;
 }
 
-/* An open-addressing table of item indexes, keyed by the dedup key. */
+/* An open-addressing table of batch rows, keyed by the dedup key. */
 typedef struct KeyTable
 {
 	int			size;			/* a power of two */
-	int		   *slots;			/* item index, or -1 */
+	int		   *slots;			/* row, or -1 */
+	BatchRows  *rows;
 } KeyTable;
 
 static void
-keytable_init(KeyTable *t, int nitems)
+keytable_init(KeyTable *t, BatchRows *rows, int nitems)
 {
 	t->size = 16;
 	while (t->size < nitems * 2)
 		t->size <<= 1;
 	t->slots = palloc(sizeof(int) * t->size);
 	memset(t->slots, -1, sizeof(int) * t->size);
+	t->rows = rows;
 }
 
-/* Find the item with this key, or the empty slot where it belongs. */
+/* Find the row with this key, or the empty slot where it belongs. */
 static int *
-keytable_slot(KeyTable *t, CdvizItem *items, const char *src, size_t srclen,
+keytable_slot(KeyTable *t, const char *src, size_t srclen,
 			  const char *id, size_t idlen, TimestampTz ts)
 {
-	CdvizStr	s = {src, srclen};
-	CdvizStr	i = {id, idlen};
-	uint64		h = key_hash(s, i, ts);
-	int			pos = (int) (h & (t->size - 1));
+	int			pos = (int) (key_hash(src, srclen, id, idlen, ts) & (t->size - 1));
 
 	for (;;)
 	{
 		int		   *slot = &t->slots[pos];
-		CdvizItem  *it;
+		int			r = *slot;
 
-		if (*slot < 0)
+		if (r < 0)
 			return slot;
-		it = &items[*slot];
-		if (item_timestamp(it) == ts &&
-			str_eq(it->info.context_source, src, srclen) &&
-			str_eq(it->info.context_id, id, idlen))
+		if (DatumGetTimestampTz(t->rows->cols[COL_TS][r]) == ts &&
+			text_eq(t->rows->cols[COL_SOURCE][r], src, srclen) &&
+			text_eq(t->rows->cols[COL_ID][r], id, idlen))
 			return slot;
 		pos = (pos + 1) & (t->size - 1);
 	}
@@ -214,17 +273,19 @@ prepare_plans(void)
 		Oid			types[N_LAKE_COLS] = {TIMESTAMPTZARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
 			TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
 		TEXTARRAYOID, TEXTARRAYOID, JSONBARRAYOID};
+		const char *insert =
+		"INSERT INTO cdviz.cdevents_lake "
+		"(\"timestamp\", context_id, context_source, type, subject, predicate,"
+		" type_version, spec_version, subject_id, chain_id, payload) "
+		"SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
+		" pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5),"
+		" pg_catalog.unnest($6), pg_catalog.unnest($7), pg_catalog.unnest($8),"
+		" pg_catalog.unnest($9), pg_catalog.unnest($10), pg_catalog.unnest($11)) ";
+		const char *returning = "RETURNING id, context_source, context_id, \"timestamp\"";
 
-		insert_plan = prepare_kept(
-								   "INSERT INTO cdviz.cdevents_lake "
-								   "(\"timestamp\", context_id, context_source, type, subject, predicate,"
-								   " type_version, spec_version, subject_id, chain_id, payload) "
-								   "SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
-								   " pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5),"
-								   " pg_catalog.unnest($6), pg_catalog.unnest($7), pg_catalog.unnest($8),"
-								   " pg_catalog.unnest($9), pg_catalog.unnest($10), pg_catalog.unnest($11)) "
-								   "ON CONFLICT DO NOTHING "
-								   "RETURNING id, context_source, context_id, \"timestamp\"",
+		insert_fast_plan = prepare_kept(psprintf("%s%s", insert, returning),
+										N_LAKE_COLS, types);
+		insert_plan = prepare_kept(psprintf("%sON CONFLICT DO NOTHING %s", insert, returning),
 								   N_LAKE_COLS, types);
 	}
 	if (existing_plan == NULL)
@@ -258,15 +319,15 @@ prepare_plans(void)
 
 /* Make sure the monthly partition of every timestamp in the batch exists. */
 static void
-ensure_partitions(CdvizItem *items, int *rows, int nrows)
+ensure_partitions(BatchRows *rows)
 {
 	Oid			nsp = get_namespace_oid("cdviz", false);
 	int			seen[64];
 	int			nseen = 0;
 
-	for (int r = 0; r < nrows; r++)
+	for (int r = 0; r < rows->nrows; r++)
 	{
-		TimestampTz ts = item_timestamp(&items[rows[r]]);
+		TimestampTz ts = DatumGetTimestampTz(rows->cols[COL_TS][r]);
 		struct pg_tm tm;
 		fsec_t		fsec;
 		char		name[NAMEDATALEN];
@@ -294,13 +355,6 @@ ensure_partitions(CdvizItem *items, int *rows, int nrows)
 	}
 }
 
-static Datum
-text_datum(CdvizStr s, bool *isnull)
-{
-	*isnull = (s.ptr == NULL);
-	return s.ptr ? PointerGetDatum(cstring_to_text_with_len(s.ptr, (int) s.len)) : (Datum) 0;
-}
-
 static ArrayType *
 make_array(Datum *values, bool *nulls, int n, Oid elemtype)
 {
@@ -316,10 +370,10 @@ make_array(Datum *values, bool *nulls, int n, Oid elemtype)
 
 /*
  * Row i of the last SPI result, (id, context_source, context_id, timestamp),
- * mapped to the slot of the batch item with that key.
+ * mapped to the key table's slot of the batch row with that key.
  */
 static int *
-slot_of_result_row(KeyTable *keys, CdvizItem *items, uint64 i, int64 *id)
+slot_of_result_row(KeyTable *keys, uint64 i, int64 *id)
 {
 	HeapTuple	tup = SPI_tuptable->vals[i];
 	TupleDesc	desc = SPI_tuptable->tupdesc;
@@ -329,83 +383,134 @@ slot_of_result_row(KeyTable *keys, CdvizItem *items, uint64 i, int64 *id)
 	TimestampTz ts = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
 
 	*id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-	return keytable_slot(keys, items, VARDATA_ANY(src), VARSIZE_ANY_EXHDR(src),
+	return keytable_slot(keys, VARDATA_ANY(src), VARSIZE_ANY_EXHDR(src),
 						 VARDATA_ANY(cid), VARSIZE_ANY_EXHDR(cid), ts);
 }
 
-/* Insert rows (item indexes) into the lake; mark what came back stored. */
-static void
-insert_rows(CdvizItem *items, int *rows, int nrows, KeyTable *keys)
+/*
+ * Did the last batch meet rows that were in the lake already?  Then the
+ * next one goes straight to ON CONFLICT: retransmissions come in bursts.
+ */
+static bool conflicts_expected = false;
+
+/*
+ * Run an insert plan over the batch's column arrays, in a subtransaction
+ * when tolerate_conflict: a unique violation then rolls it back and makes
+ * the result false.  Any other error is raised.
+ */
+static bool
+execute_insert(SPIPlanPtr plan, Datum *args, bool tolerate_conflict)
 {
-	Datum	   *cols[N_LAKE_COLS];
-	bool	   *nulls[N_LAKE_COLS];
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	bool		ok = true;
+
+	if (!tolerate_conflict)
+	{
+		if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
+			elog(ERROR, "cdviz: lake insert failed");
+		return true;
+	}
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
+			elog(ERROR, "cdviz: lake insert failed");
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		if (edata->sqlerrcode != ERRCODE_UNIQUE_VIOLATION)
+			ReThrowError(edata);
+		FreeErrorData(edata);
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+/*
+ * Insert the batch's rows into the lake; mark what came back stored.
+ *
+ * Most batches hold only new events, and a plain INSERT is then cheaper
+ * than ON CONFLICT, whose speculative insertion probes the unique index
+ * once more per row.  So the plain INSERT goes first, in a subtransaction;
+ * a unique violation (a retransmission, or a concurrent writer of the same
+ * event) rolls it back and the batch goes again with ON CONFLICT DO NOTHING.
+ */
+static void
+insert_rows(CdvizItem *items, BatchRows *rows, KeyTable *keys)
+{
 	static const Oid elemtypes[N_LAKE_COLS] = {TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID,
 		TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID};
 	Datum		args[N_LAKE_COLS];
-	int			ret;
+	int			save_nestlevel;
+	bool		done = false;
 
 	for (int c = 0; c < N_LAKE_COLS; c++)
-	{
-		cols[c] = palloc(sizeof(Datum) * nrows);
-		nulls[c] = palloc0(sizeof(bool) * nrows);
-	}
-	for (int r = 0; r < nrows; r++)
-	{
-		CdvizItem  *it = &items[rows[r]];
-		CdvizEventInfo *in = &it->info;
+		args[c] = PointerGetDatum(make_array(rows->cols[c], rows->nulls[c], rows->nrows,
+											 elemtypes[c]));
 
-		cols[0][r] = TimestampTzGetDatum(item_timestamp(it));
-		cols[1][r] = text_datum(in->context_id, &nulls[1][r]);
-		cols[2][r] = text_datum(in->context_source, &nulls[2][r]);
-		cols[3][r] = text_datum(in->type, &nulls[3][r]);
-		cols[4][r] = text_datum(in->subject, &nulls[4][r]);
-		cols[5][r] = text_datum(in->predicate, &nulls[5][r]);
-		cols[6][r] = text_datum(in->type_version, &nulls[6][r]);
-		cols[7][r] = text_datum(in->spec_version, &nulls[7][r]);
-		cols[8][r] = text_datum(in->subject_id, &nulls[8][r]);
-		cols[9][r] = text_datum(in->chain_id, &nulls[9][r]);
-		cols[10][r] = JsonbPGetDatum(it->jsonb);
-	}
-	for (int c = 0; c < N_LAKE_COLS; c++)
-		args[c] = PointerGetDatum(make_array(cols[c], nulls[c], nrows, elemtypes[c]));
+	/*
+	 * The lake's statement trigger reads the batch from a transition table:
+	 * let it stay in memory (as ri_triggers.c raises work_mem for its own
+	 * checks), or every pass of the trigger reads it back from a file.
+	 */
+	save_nestlevel = NewGUCNestLevel();
+	if (work_mem < 64 * 1024)
+		(void) set_config_option("work_mem", "65536", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	if (!conflicts_expected)
+		done = execute_insert(insert_fast_plan, args, true);
+	if (!done)
+		(void) execute_insert(insert_plan, args, false);
+	AtEOXact_GUC(true, save_nestlevel);
 
-	ret = SPI_execute_plan(insert_plan, args, NULL, false, 0);
-	if (ret != SPI_OK_INSERT_RETURNING)
-		elog(ERROR, "cdviz: lake insert failed: %s", SPI_result_code_string(ret));
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		int64		id;
-		int		   *slot = slot_of_result_row(keys, items, i, &id);
+		int		   *slot = slot_of_result_row(keys, i, &id);
 
 		if (*slot >= 0)
 		{
-			items[*slot].status = CDVIZ_ITEM_STORED;
-			items[*slot].event_id = id;
+			CdvizItem  *it = &items[rows->item[*slot]];
+
+			it->status = CDVIZ_ITEM_STORED;
+			it->event_id = id;
 		}
 	}
+	conflicts_expected = SPI_processed < (uint64) rows->nrows;
 	SPI_freetuptable(SPI_tuptable);
 }
 
 /* Rows the INSERT skipped were in the lake already: fetch their ids. */
 static void
-resolve_existing(CdvizItem *items, int *rows, int nrows, KeyTable *keys)
+resolve_existing(CdvizItem *items, BatchRows *rows, KeyTable *keys)
 {
-	Datum	   *src = palloc(sizeof(Datum) * nrows);
-	Datum	   *cid = palloc(sizeof(Datum) * nrows);
-	Datum	   *ts = palloc(sizeof(Datum) * nrows);
+	Datum	   *src = palloc(sizeof(Datum) * rows->nrows);
+	Datum	   *cid = palloc(sizeof(Datum) * rows->nrows);
+	Datum	   *ts = palloc(sizeof(Datum) * rows->nrows);
 	int			n = 0;
 	Datum		args[3];
-	bool		isnull;
 
-	for (int r = 0; r < nrows; r++)
+	for (int r = 0; r < rows->nrows; r++)
 	{
-		CdvizItem  *it = &items[rows[r]];
-
-		if (it->status == CDVIZ_ITEM_STORED)
+		if (items[rows->item[r]].status == CDVIZ_ITEM_STORED)
 			continue;
-		src[n] = text_datum(it->info.context_source, &isnull);
-		cid[n] = text_datum(it->info.context_id, &isnull);
-		ts[n] = TimestampTzGetDatum(item_timestamp(it));
+		src[n] = rows->cols[COL_SOURCE][r];
+		cid[n] = rows->cols[COL_ID][r];
+		ts[n] = rows->cols[COL_TS][r];
 		n++;
 	}
 	if (n == 0)
@@ -418,12 +523,16 @@ resolve_existing(CdvizItem *items, int *rows, int nrows, KeyTable *keys)
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		int64		id;
-		int		   *slot = slot_of_result_row(keys, items, i, &id);
+		int		   *slot = slot_of_result_row(keys, i, &id);
+		CdvizItem  *it;
 
-		if (*slot >= 0 && items[*slot].status != CDVIZ_ITEM_STORED)
+		if (*slot < 0)
+			continue;
+		it = &items[rows->item[*slot]];
+		if (it->status != CDVIZ_ITEM_STORED)
 		{
-			items[*slot].status = CDVIZ_ITEM_DUPLICATE;
-			items[*slot].event_id = id;
+			it->status = CDVIZ_ITEM_DUPLICATE;
+			it->event_id = id;
 		}
 	}
 	SPI_freetuptable(SPI_tuptable);
@@ -491,8 +600,7 @@ cdviz_store_items(CdvizItem *items, int nitems, const char *origin)
 	MemoryContext batchcxt;
 	MemoryContext oldcxt;
 	KeyTable	keys;
-	int		   *rows;
-	int			nrows = 0;
+	BatchRows	rows;
 	CdvizValidation mode = (CdvizValidation) cdviz_validation;
 
 	if (nitems == 0)
@@ -501,11 +609,14 @@ cdviz_store_items(CdvizItem *items, int nitems, const char *origin)
 									 ALLOCSET_DEFAULT_SIZES);
 	oldcxt = MemoryContextSwitchTo(batchcxt);
 
-	keytable_init(&keys, nitems);
-	rows = palloc(sizeof(int) * nitems);
+	rows_init(&rows, nitems);
+	keytable_init(&keys, &rows, nitems);
 	for (int i = 0; i < nitems; i++)
 	{
 		CdvizItem  *it = &items[i];
+		struct json_object *json;
+		CdvizEventInfo info;
+		Jsonb	   *payload = NULL;
 		int		   *slot;
 
 		cdviz_problems_init(&it->problems);
@@ -513,46 +624,43 @@ cdviz_store_items(CdvizItem *items, int nitems, const char *origin)
 		it->event_id = 0;
 		it->rejected_id = 0;
 		it->first_of_key = -1;
-		it->own_jsonb = false;
 		if (!pg_verifymbstr(it->raw, (int) it->raw_len, true))
 		{
 			cdviz_problems_add(&it->problems, "$", "not valid %s text",
 							   GetDatabaseEncodingName());
 			continue;
 		}
-		it->json = cdviz_json_parse(it->raw, it->raw_len, &it->problems);
-		if (it->json == NULL ||
-			!cdviz_event_check(it->json, mode, &it->info, &it->problems))
+		json = cdviz_json_parse(it->raw, it->raw_len, &it->problems);
+		if (json == NULL)
 			continue;
-		if (it->jsonb == NULL)
+		if (cdviz_event_check(json, mode, &info, &it->problems))
+			payload = it->jsonb ? it->jsonb : payload_from_raw(it);
+		if (payload != NULL)
 		{
-			if ((it->jsonb = payload_from_raw(it)) == NULL)
-				continue;
-			it->own_jsonb = true;
+			slot = keytable_slot(&keys, info.context_source.ptr, info.context_source.len,
+								 info.context_id.ptr, info.context_id.len,
+								 lake_timestamp(info.timestamp_us));
+			if (*slot >= 0)
+			{
+				/* same key earlier in this batch: a retransmission */
+				it->status = CDVIZ_ITEM_DUPLICATE;
+				it->first_of_key = rows.item[*slot];
+			}
+			else
+				*slot = rows_add(&rows, i, &info, payload);
 		}
-		slot = keytable_slot(&keys, items,
-							 it->info.context_source.ptr, it->info.context_source.len,
-							 it->info.context_id.ptr, it->info.context_id.len,
-							 item_timestamp(it));
-		if (*slot >= 0)
-		{
-			/* same key earlier in this batch: a retransmission */
-			it->status = CDVIZ_ITEM_DUPLICATE;
-			it->first_of_key = *slot;
-			continue;
-		}
-		*slot = i;
-		rows[nrows++] = i;
+		/* info pointed into the document: rows_add copied what it needs */
+		cdviz_json_free(json);
 	}
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "cdviz: SPI_connect failed");
 	prepare_plans();
-	if (nrows > 0)
+	if (rows.nrows > 0)
 	{
-		ensure_partitions(items, rows, nrows);
-		insert_rows(items, rows, nrows, &keys);
-		resolve_existing(items, rows, nrows, &keys);
+		ensure_partitions(&rows);
+		insert_rows(items, &rows, &keys);
+		resolve_existing(items, &rows, &keys);
 	}
 	for (int i = 0; i < nitems; i++)
 	{
@@ -573,15 +681,11 @@ cdviz_store_items(CdvizItem *items, int nitems, const char *origin)
 			result.stored++;
 		else
 			result.duplicates++;
-		cdviz_json_free(it->json);
-		it->json = NULL;
-		if (it->own_jsonb)
-			it->jsonb = NULL;	/* freed with the batch context */
 	}
 	SPI_finish();
 
 	MemoryContextSwitchTo(oldcxt);
-	/* jsonb payloads the caller passed in stay valid: they are not ours */
+	/* payloads built from raw die with the batch; the caller's stay valid */
 	MemoryContextDelete(batchcxt);
 	return result;
 }

@@ -39,10 +39,7 @@ typedef struct CdvizItem
 	CdvizProblems problems;		/* why it was rejected */
 
 	/* private to the store */
-	struct json_object *json;
-	CdvizEventInfo info;
 	int			first_of_key;	/* in-batch duplicate: index of the first */
-	bool		own_jsonb;		/* jsonb was built here, from raw */
 } CdvizItem;
 
 /* Totals of one call, for answers and metrics. */
