@@ -494,7 +494,11 @@ insert_rows(CdvizItem *items, BatchRows *rows, KeyTable *keys)
 	SPI_freetuptable(SPI_tuptable);
 }
 
-/* Rows the INSERT skipped were in the lake already: fetch their ids. */
+/*
+ * Rows the INSERT skipped were in the lake already: fetch their ids.  Not
+ * read-only: the lookup needs a fresh snapshot to see rows stored earlier
+ * in the same statement (ingest_batch called several times by one query).
+ */
 static void
 resolve_existing(CdvizItem *items, BatchRows *rows, KeyTable *keys)
 {
@@ -518,7 +522,7 @@ resolve_existing(CdvizItem *items, BatchRows *rows, KeyTable *keys)
 	args[0] = PointerGetDatum(make_array(src, NULL, n, TEXTOID));
 	args[1] = PointerGetDatum(make_array(cid, NULL, n, TEXTOID));
 	args[2] = PointerGetDatum(make_array(ts, NULL, n, TIMESTAMPTZOID));
-	if (SPI_execute_plan(existing_plan, args, NULL, true, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(existing_plan, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "cdviz: dedup lookup failed");
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
