@@ -161,7 +161,40 @@ parse_type(CdvizStr type, CdvizEventInfo *info)
 	return true;
 }
 
-/* Does any string or key below v contain a NUL?  Report the first. */
+/* Does any string below v contain a NUL?  (Cheap: no path is built.) */
+static bool
+has_nul(json_object *v)
+{
+	switch (json_object_get_type(v))
+	{
+		case json_type_string:
+			return memchr(json_object_get_string(v), '\0',
+						  (size_t) json_object_get_string_len(v)) != NULL;
+		case json_type_object:
+			{
+				json_object_object_foreach(v, key, child)
+				{
+					(void) key;
+					if (has_nul(child))
+						return true;
+				}
+				return false;
+			}
+		case json_type_array:
+			for (size_t i = 0; i < json_object_array_length(v); i++)
+				if (has_nul(json_object_array_get_idx(v, i)))
+					return true;
+			return false;
+		default:
+			return false;
+	}
+}
+
+/*
+ * Report the first string below v that contains a NUL, with its path.
+ * Only called once has_nul() said there is one: building paths for every
+ * value of every event cost more than the rest of the check.
+ */
 static bool
 find_nul(json_object *v, char *path, size_t pathlen, size_t cap, CdvizProblems *problems)
 {
@@ -258,7 +291,7 @@ check_storable(json_object *event, CdvizEventInfo *info, CdvizProblems *problems
 		info->subject_id = get_str(subject, "id");
 	(void) v;
 
-	if (problems->count == before)
+	if (problems->count == before && has_nul(event))
 		find_nul(event, path, 0, sizeof(path), problems);
 	return problems->count == before;
 }

@@ -103,11 +103,26 @@ typedef struct TextDoc
 
 static TextDoc *text_docs;
 
-/* The path of the value being checked, grown and cut as we descend. */
+/*
+ * The path of the value being checked, as a stack of segments grown and
+ * cut as we descend.  It is rendered as text only when a problem is
+ * reported: building the text for every value visited cost more than
+ * checking it.
+ */
+#define PATH_MAX_DEPTH 64
+
+typedef struct PathSeg
+{
+	const char *key;			/* object member, or NULL for an array index */
+	size_t		index;
+} PathSeg;
+
 typedef struct PathBuf
 {
-	char		buf[512];
-	size_t		len;
+	int			depth;			/* may exceed PATH_MAX_DEPTH; deeper ones are
+								 * not recorded */
+	PathSeg		segs[PATH_MAX_DEPTH];
+	char		buf[512];		/* rendering */
 } PathBuf;
 
 /* ------------------------------------------------------------------ */
@@ -402,45 +417,58 @@ cdviz_event_schema_at(int i)
 /* evaluation                                                          */
 /* ------------------------------------------------------------------ */
 
-/* Append ".key" (or "key" at the root) to the path; truncate when full. */
-static size_t
+/* Descend into object member key; returns the depth to come back to. */
+static int
 path_push_key(PathBuf *p, const char *key)
 {
-	size_t		old = p->len;
-	size_t		klen = strlen(key);
-	size_t		room = sizeof(p->buf) - 1 - p->len;
-
-	if (p->len > 0 && room > 0)
+	if (p->depth < PATH_MAX_DEPTH)
 	{
-		p->buf[p->len++] = '.';
-		room--;
+		p->segs[p->depth].key = key;
+		p->segs[p->depth].index = 0;
 	}
-	if (klen > room)
-		klen = room;
-	memcpy(p->buf + p->len, key, klen);
-	p->len += klen;
-	p->buf[p->len] = '\0';
-	return old;
+	return p->depth++;
 }
 
-/* Append "[idx]" to the path. */
-static size_t
+/* Descend into array element idx. */
+static int
 path_push_index(PathBuf *p, size_t idx)
 {
-	size_t		old = p->len;
-	int			n;
-
-	n = snprintf(p->buf + p->len, sizeof(p->buf) - p->len, "[%zu]", idx);
-	if (n > 0)
-		p->len = (p->len + n < sizeof(p->buf)) ? p->len + n : sizeof(p->buf) - 1;
-	return old;
+	if (p->depth < PATH_MAX_DEPTH)
+	{
+		p->segs[p->depth].key = NULL;
+		p->segs[p->depth].index = idx;
+	}
+	return p->depth++;
 }
 
 static void
-path_pop(PathBuf *p, size_t old)
+path_pop(PathBuf *p, int old)
 {
-	p->len = old;
-	p->buf[old] = '\0';
+	p->depth = old;
+}
+
+/* The path as text: "context.links[0].linkType" ("" at the root). */
+static const char *
+path_text(PathBuf *p)
+{
+	size_t		len = 0;
+	int			depth = p->depth < PATH_MAX_DEPTH ? p->depth : PATH_MAX_DEPTH;
+
+	p->buf[0] = '\0';
+	for (int i = 0; i < depth && len < sizeof(p->buf) - 1; i++)
+	{
+		int			n;
+
+		if (p->segs[i].key)
+			n = snprintf(p->buf + len, sizeof(p->buf) - len, "%s%s",
+						 len ? "." : "", p->segs[i].key);
+		else
+			n = snprintf(p->buf + len, sizeof(p->buf) - len, "[%zu]", p->segs[i].index);
+		if (n < 0)
+			break;
+		len = (len + n < sizeof(p->buf)) ? len + n : sizeof(p->buf) - 1;
+	}
+	return p->buf;
 }
 
 static bool
@@ -583,7 +611,7 @@ validate_string(const CdvizSchema *s, json_object *v, CdvizSchemaLevel level,
 		return true;
 	if (s->min_length >= 0 && utf8_length(str, len) < (size_t) s->min_length)
 	{
-		cdviz_problems_add(problems, path->buf, s->min_length == 1 ?
+		cdviz_problems_add(problems, path_text(path), s->min_length == 1 ?
 						   "must not be empty" : "must be at least %d characters long",
 						   s->min_length);
 		ok = false;
@@ -594,24 +622,24 @@ validate_string(const CdvizSchema *s, json_object *v, CdvizSchemaLevel level,
 
 		if (!cdviz_parse_datetime(str, len, &us))
 		{
-			cdviz_problems_add(problems, path->buf, "not an RFC 3339 date-time");
+			cdviz_problems_add(problems, path_text(path), "not an RFC 3339 date-time");
 			ok = false;
 		}
 	}
 	else if (s->format == FMT_URI && !cdviz_is_uri(str, len))
 	{
-		cdviz_problems_add(problems, path->buf, "not a URI (RFC 3986, with a scheme)");
+		cdviz_problems_add(problems, path_text(path), "not a URI (RFC 3986, with a scheme)");
 		ok = false;
 	}
 	else if (s->format == FMT_URI_REFERENCE && !cdviz_is_uri_reference(str, len))
 	{
-		cdviz_problems_add(problems, path->buf, "not a URI reference (RFC 3986)");
+		cdviz_problems_add(problems, path_text(path), "not a URI reference (RFC 3986)");
 		ok = false;
 	}
 	if (s->has_pattern &&
 		(strlen(str) != len || regexec(&s->pattern, str, 0, NULL, 0) != 0))
 	{
-		cdviz_problems_add(problems, path->buf, "does not match the pattern %s",
+		cdviz_problems_add(problems, path_text(path), "does not match the pattern %s",
 						   s->pattern_text);
 		ok = false;
 	}
@@ -627,9 +655,9 @@ validate_object(const CdvizSchema *s, json_object *v, CdvizSchemaLevel level,
 	for (int i = 0; i < s->nrequired; i++)
 		if (!json_object_object_get_ex(v, s->required[i], NULL))
 		{
-			size_t		old = path_push_key(path, s->required[i]);
+			int			old = path_push_key(path, s->required[i]);
 
-			cdviz_problems_add(problems, path->buf, "required field is missing");
+			cdviz_problems_add(problems, path_text(path), "required field is missing");
 			path_pop(path, old);
 			ok = false;
 		}
@@ -640,7 +668,7 @@ validate_object(const CdvizSchema *s, json_object *v, CdvizSchemaLevel level,
 			PropRule   *rule = s->nprops ?
 				bsearch(&k, s->props, s->nprops, sizeof(PropRule), prop_cmp) : NULL;
 			const CdvizSchema *sub = NULL;
-			size_t		old;
+			int			old;
 
 			if (rule)
 				sub = rule->schema;
@@ -649,7 +677,7 @@ validate_object(const CdvizSchema *s, json_object *v, CdvizSchemaLevel level,
 			else if (s->addl_mode == ADDL_NONE && level == CDVIZ_SCHEMA_STRICT)
 			{
 				old = path_push_key(path, key);
-				cdviz_problems_add(problems, path->buf, "unknown field, not allowed here by the schema");
+				cdviz_problems_add(problems, path_text(path), "unknown field, not allowed here by the schema");
 				path_pop(path, old);
 				ok = false;
 				continue;
@@ -673,7 +701,7 @@ validate_node(const CdvizSchema *s, json_object *v, CdvizSchemaLevel level,
 
 	if (s->types && !value_has_type(v, s->types))
 	{
-		cdviz_problems_add(problems, path->buf, "must be %s", type_names(s->types));
+		cdviz_problems_add(problems, path_text(path), "must be %s", type_names(s->types));
 		return false;
 	}
 	if (s->ref_target)
@@ -688,7 +716,7 @@ validate_node(const CdvizSchema *s, json_object *v, CdvizSchemaLevel level,
 		char		allowed[256];
 
 		describe_enum(s, allowed, sizeof(allowed));
-		cdviz_problems_add(problems, path->buf, "must be one of: %s", allowed);
+		cdviz_problems_add(problems, path_text(path), "must be one of: %s", allowed);
 		ok = false;
 	}
 	if (jt == json_type_string)
@@ -701,7 +729,7 @@ validate_node(const CdvizSchema *s, json_object *v, CdvizSchemaLevel level,
 
 		for (size_t i = 0; i < n; i++)
 		{
-			size_t		old = path_push_index(path, i);
+			int			old = path_push_index(path, i);
 
 			ok &= validate_node(s->items, json_object_array_get_idx(v, i), level, path, problems);
 			path_pop(path, old);
@@ -733,7 +761,7 @@ validate_node(const CdvizSchema *s, json_object *v, CdvizSchemaLevel level,
 		}
 		else if (matched > 1)
 		{
-			cdviz_problems_add(problems, path->buf, "matches more than one of the allowed forms");
+			cdviz_problems_add(problems, path_text(path), "matches more than one of the allowed forms");
 			ok = false;
 		}
 		cdviz_problems_reset(&best);
@@ -747,8 +775,7 @@ cdviz_schema_validate(const CdvizSchema *schema, json_object *value,
 {
 	PathBuf		path;
 
-	path.len = 0;
-	path.buf[0] = '\0';
+	path.depth = 0;
 	return validate_node(schema, value, level, &path, problems);
 }
 
