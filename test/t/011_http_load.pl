@@ -86,7 +86,22 @@ note(scalar(@before) . " events acknowledged before SIGKILL of pid $pid");
 cmp_ok(scalar @before, '>', 0, 'some events were acknowledged before the kill');
 
 # a killed process that held shared memory makes the postmaster reinitialise
-$node->poll_query_until('postgres', 'SELECT true') or die 'server did not come back';
+# every backend; until it has, a psql may die before reading its query.
+# Wait for a new worker: the restart is then over.
+my $back = 0;
+for (1 .. 600)
+{
+	my $now = eval {
+		$node->safe_psql('postgres', "SELECT pid FROM pg_stat_activity WHERE backend_type = 'cdviz http'");
+	};
+	if (defined $now && $now ne '' && $now ne $pid)
+	{
+		$back = 1;
+		last;
+	}
+	sleep 0.1;
+}
+$back or die 'no new cdviz http worker after the kill';
 my $list = join(',', map { "'$_'" } @before);
 is($node->safe_psql('postgres', "SELECT count(*) FROM cdviz.cdevents_lake WHERE context_id IN ($list)"),
 	scalar @before, 'every event acknowledged before the kill is stored');

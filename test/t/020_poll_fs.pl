@@ -70,6 +70,21 @@ sub wait_events
 		$what) or diag('have ' . events_of($src));
 }
 
+# A SIGKILLed worker makes the postmaster restart every backend: until it
+# has, a psql may die before reading its query (IPC::Run then croaks on the
+# broken pipe).  Wait until a new poller runs: the restart is then over.
+sub wait_server_back
+{
+	my ($killed) = @_;
+	for (1 .. 600)
+	{
+		my $now = eval { q1("SELECT pid FROM pg_stat_activity WHERE backend_type = 'cdviz poller'") };
+		return if defined $now && $now ne '' && $now ne $killed;
+		usleep(100_000);
+	}
+	die 'no new poller after the worker was killed';
+}
+
 sub poller_pid
 {
 	return q1("SELECT pid FROM pg_stat_activity WHERE backend_type = 'cdviz poller'");
@@ -153,6 +168,7 @@ ok($node->poll_query_until('postgres',
 my $pid = poller_pid();
 ok($pid, "poller pid $pid");
 kill 'KILL', $pid;
+wait_server_back($pid);
 wait_events('/kill', $n, 'after SIGKILL in the middle of a file, every event arrives');
 is(q1("SELECT duplicates || ' ' || events FROM cdviz.fs_files WHERE path = '$in/kill.jsonl'"),
 	"0 $n", 'exactly once: no line was stored twice');
@@ -166,6 +182,7 @@ for my $round (1 .. 3)
 	usleep(int(rand(3_000_000)));
 	my $p = poller_pid();
 	kill 'KILL', $p if $p;
+	wait_server_back($p // '');
 	wait_events("/random$round", $m, "round $round: SIGKILL at a random point, all events arrive");
 	is(q1("SELECT duplicates FROM cdviz.fs_files WHERE path = '$in/random$round.jsonl'"), '0',
 		"round $round: none twice");
