@@ -1,0 +1,242 @@
+-- Webhook routes, deliveries and the GitHub transformer, through
+-- cdviz.process_webhook (what the http worker calls after checking
+-- credentials).  Fixtures: test/fixtures/webhooks/ (see its README).
+BEGIN;
+SET client_min_messages = warning;
+\set QUIET on
+\ir ../fixtures/webhooks/load.sql
+\set QUIET off
+
+SELECT plan(97);
+
+-- post(route, headers, fixture): one delivery of a fixture
+CREATE FUNCTION pg_temp.post(route text, headers jsonb, fixture text)
+RETURNS TABLE (status text, delivery_id bigint, event_ids bigint[], stored bigint, error text)
+LANGUAGE sql AS $$
+	SELECT p.status, p.delivery_id, p.event_ids, p.stored, p.error
+	FROM cdviz.process_webhook(route, headers, (SELECT f.body FROM webhook_fixture f WHERE f.path = fixture)) p
+$$;
+-- gh(event, fixture): a GitHub delivery, its GUID derived from the fixture
+CREATE FUNCTION pg_temp.gh(event text, fixture text, guid text DEFAULT NULL)
+RETURNS TABLE (status text, delivery_id bigint, event_ids bigint[], stored bigint, error text)
+LANGUAGE sql AS $$
+	SELECT * FROM pg_temp.post('github',
+		jsonb_build_object('X-GitHub-Event', event, 'X-GitHub-Delivery', coalesce(guid, md5(fixture)),
+						   'X-GitHub-Hook-ID', '109948940', 'X-Hub-Signature-256', 'sha256=00',
+						   'Content-Type', 'application/json'),
+		'github/' || fixture)
+$$;
+-- ev(event_ids, n): the nth stored event
+CREATE FUNCTION pg_temp.ev(ids bigint[], n int DEFAULT 1)
+RETURNS jsonb LANGUAGE sql AS $$
+	SELECT l.payload FROM cdviz.cdevents_lake l WHERE l.id = ids[n]
+$$;
+
+-- ---------------------------------------------------------------- routes
+SELECT has_table('cdviz', 'webhooks', 'routes table');
+SELECT has_table('cdviz', 'webhook_secrets', 'secrets table');
+SELECT has_table('cdviz', 'webhook_deliveries', 'deliveries table');
+SELECT has_view('cdviz', 'webhook_routes', 'routes view');
+SELECT is((SELECT count(*) FROM pg_proc p WHERE p.pronamespace = 'cdviz'::regnamespace
+			AND (p.proname LIKE '%webhook%' OR p.proname LIKE 'transform_%' OR p.proname = 'retransform'
+				 OR p.proname LIKE 'github_%' OR p.proname LIKE 'gitlab_%' OR p.proname LIKE 'argocd_%'
+				 OR p.proname LIKE 'tekton_%')
+			AND obj_description(p.oid, 'pg_proc') IS NULL), 0::bigint,
+		  'every webhook function has a COMMENT');
+SELECT is((SELECT count(*) FROM pg_attribute a WHERE a.attrelid IN ('cdviz.webhooks'::regclass,
+			'cdviz.webhook_secrets'::regclass, 'cdviz.webhook_deliveries'::regclass)
+			AND a.attnum > 0 AND NOT a.attisdropped AND col_description(a.attrelid, a.attnum) IS NULL
+			AND a.attname NOT IN ('name', 'id')), 0::bigint,
+		  'every webhook table column has a COMMENT');
+
+SELECT is(cdviz.create_webhook('github', 'cdviz.transform_github(jsonb,jsonb)', 'github', 'It''s a Secret to Everybody'),
+		  '/webhooks/github', 'create_webhook returns the path');
+SELECT throws_ok($$SELECT cdviz.create_webhook('bad', 'cdviz.ingest(jsonb)', 'none')$$, '22023', NULL,
+				 'a transformer with the wrong signature is refused');
+SELECT throws_ok($$SELECT cdviz.create_webhook('nosecret', 'cdviz.transform_github(jsonb,jsonb)', 'github')$$,
+				 '22023', 'auth github needs a secret', 'github auth needs a secret');
+SELECT throws_ok($$SELECT cdviz.create_webhook('b', 'cdviz.transform_github(jsonb,jsonb)', 'basic', 'nocolon')$$,
+				 '22023', NULL, 'basic auth needs user:password');
+SELECT throws_ok($$SELECT cdviz.create_webhook('has/slash', 'cdviz.transform_github(jsonb,jsonb)', 'none')$$,
+				 '23514', NULL, 'a route name is one path segment');
+SELECT is(cdviz.create_webhook('tmp', 'cdviz.transform_gitlab(jsonb,jsonb)', 'gitlab', 't0ken'), '/webhooks/tmp', 'second route');
+SELECT is(cdviz.alter_webhook('tmp', auth => 'none'), '/webhooks/tmp', 'alter to auth none');
+SELECT is((SELECT has_secret FROM cdviz.webhook_routes WHERE name = 'tmp'), false, 'auth none dropped the secret');
+SELECT is(cdviz.alter_webhook('tmp', auth => 'bearer', secret => 'tok', new_name => 'tmp2'), '/webhooks/tmp2', 'rename with a new secret');
+SELECT is((SELECT secret FROM cdviz.webhook_secrets WHERE name = 'tmp2'), 'tok', 'secret follows the rename');
+SELECT throws_ok($$SELECT cdviz.alter_webhook('nope', auth => 'none')$$, '42704', NULL, 'altering a missing route raises');
+SELECT ok(cdviz.drop_webhook('tmp2'), 'drop_webhook');
+SELECT ok(NOT cdviz.drop_webhook('tmp2'), 'drop_webhook of a missing route says false');
+SELECT is((SELECT count(*) FROM cdviz.webhook_secrets WHERE name = 'tmp2'), 0::bigint, 'its secret went with it');
+
+-- privileges: the reader sees routes without secrets, never the secrets
+SELECT ok(has_table_privilege('cdviz_reader', 'cdviz.webhook_routes', 'SELECT'), 'reader reads the routes view');
+SELECT ok(NOT has_table_privilege('cdviz_reader', 'cdviz.webhook_secrets', 'SELECT'), 'reader cannot read secrets');
+SELECT ok(NOT has_table_privilege('cdviz_reader', 'cdviz.webhooks', 'SELECT'), 'reader cannot read the routes table');
+SELECT ok(NOT has_table_privilege('cdviz_writer', 'cdviz.webhook_deliveries', 'SELECT'), 'writer cannot read deliveries');
+SELECT ok(NOT has_function_privilege('cdviz_writer', 'cdviz.process_webhook(text,jsonb,jsonb)', 'EXECUTE'),
+		  'only the owner runs process_webhook');
+SELECT ok(NOT has_function_privilege('cdviz_writer', 'cdviz.create_webhook(text,regprocedure,text,text,interval)', 'EXECUTE'),
+		  'only the owner creates routes (transformers run as the worker)');
+SELECT is((SELECT array_agg(attname::text ORDER BY attnum) FROM pg_attribute
+		   WHERE attrelid = 'cdviz.webhook_routes'::regclass AND attnum > 0),
+		  ARRAY['name', 'path', 'transformer', 'auth', 'has_secret', 'retention', 'created_at', 'updated_at'],
+		  'the routes view has no secret column');
+
+-- ---------------------------------------------------------------- GitHub
+CREATE TEMP TABLE r AS SELECT * FROM pg_temp.gh('ping', 'ping/payload.json');
+SELECT is((SELECT status FROM r), 'ping', 'ping is answered as ping');
+SELECT is((SELECT count(*) FROM cdviz.cdevents_lake), 0::bigint, 'ping stores no event');
+SELECT is((SELECT headers ? 'x-hub-signature-256' FROM cdviz.webhook_deliveries WHERE id = (SELECT delivery_id FROM r)),
+		  false, 'the signature header is not stored');
+SELECT is((SELECT headers ->> 'x-github-event' FROM cdviz.webhook_deliveries WHERE id = (SELECT delivery_id FROM r)),
+		  'ping', 'header names are stored in lower case');
+
+DROP TABLE r;
+CREATE TEMP TABLE r AS SELECT * FROM pg_temp.gh('workflow_run', 'workflow_run/requested.json');
+SELECT is((SELECT status FROM r), 'stored', 'workflow_run requested stored');
+SELECT is(pg_temp.ev((SELECT event_ids FROM r)) #>> '{context,type}', 'dev.cdevents.pipelinerun.queued.0.3.0', 'requested -> pipelinerun.queued');
+SELECT is(pg_temp.ev((SELECT event_ids FROM r)) #>> '{subject,id}',
+		  'https://github.com/octo-org/octo-repo/actions/runs/289782451/attempts/1', 'pipeline run id is the attempt URL');
+SELECT is(pg_temp.ev((SELECT event_ids FROM r)) #>> '{context,timestamp}', '2020-10-05T16:33:24Z', 'queued at created_at');
+SELECT is(pg_temp.ev((SELECT event_ids FROM r)) #>> '{context,id}',
+		  'github:109948940:' || md5('workflow_run/requested.json') || '#0', 'context.id = hook id + delivery + position');
+SELECT is(pg_temp.ev((SELECT event_ids FROM r)) #>> '{context,source}', '/webhooks/github/octo-org/octo-repo',
+		  'context.source names the route and the repository');
+SELECT is(pg_temp.ev((SELECT event_ids FROM r)) #>> '{subject,content,pipelineName}', 'test', 'pipeline name from the workflow');
+
+-- redelivery: same GUID, nothing new
+SELECT is((SELECT status FROM pg_temp.gh('workflow_run', 'workflow_run/requested.json')), 'duplicate', 'a redelivery is a duplicate');
+SELECT is((SELECT count(*) FROM cdviz.cdevents_lake), 1::bigint, 'a redelivery stores no event');
+SELECT is((SELECT count(*) FROM cdviz.webhook_deliveries WHERE event_name = 'workflow_run.requested'), 1::bigint,
+		  'a redelivery adds no delivery row');
+SELECT is((SELECT attempts FROM cdviz.webhook_deliveries WHERE event_name = 'workflow_run.requested'), 2,
+		  'it is counted as an attempt');
+SELECT is((SELECT status FROM cdviz.webhook_deliveries WHERE event_name = 'workflow_run.requested'), 'stored',
+		  'the delivery still says it stored its events');
+
+DROP TABLE r;
+CREATE TEMP TABLE r AS SELECT * FROM pg_temp.gh('workflow_run', 'workflow_run/in_progress.json');
+SELECT is(pg_temp.ev((SELECT event_ids FROM r)) #>> '{context,type}', 'dev.cdevents.pipelinerun.started.0.3.0', 'in_progress -> pipelinerun.started');
+SELECT is(pg_temp.ev((SELECT event_ids FROM r)) #>> '{subject,content,uri}',
+		  'https://github.com/octo-org/octo-repo/actions/runs/289782451', 'started carries the run URL');
+DROP TABLE r;
+CREATE TEMP TABLE r AS SELECT * FROM pg_temp.gh('workflow_run', 'workflow_run/completed.json');
+SELECT is(pg_temp.ev((SELECT event_ids FROM r)) #>> '{context,type}', 'dev.cdevents.pipelinerun.finished.0.3.0', 'completed -> pipelinerun.finished');
+SELECT is(pg_temp.ev((SELECT event_ids FROM r)) #>> '{subject,content,outcome}', 'success', 'conclusion success -> success');
+DROP TABLE r;
+CREATE TEMP TABLE r AS SELECT * FROM pg_temp.gh('workflow_run', 'workflow_run/completed.failure.json');
+SELECT is(pg_temp.ev((SELECT event_ids FROM r)) #>> '{subject,content,outcome}', 'failure', 'conclusion failure -> failure');
+SELECT is((SELECT array_agg(cdviz.github_outcome(c) ORDER BY c) FROM unnest(ARRAY['action_required', 'cancelled', 'neutral',
+		   'skipped', 'stale', 'startup_failure', 'timed_out']) c),
+		  ARRAY['error', 'cancel', 'success', 'cancel', 'cancel', 'error', 'error'], 'every other conclusion');
+SELECT is((SELECT outcome FROM cdviz.pipeline_runs
+		   WHERE pipeline_run_id = 'https://github.com/octo-org/octo-repo/actions/runs/289782451/attempts/1'),
+		  'success', 'the run reads as one pipeline run in the read API');
+
+DROP TABLE r;
+CREATE TEMP TABLE r AS SELECT * FROM pg_temp.gh('workflow_job', 'workflow_job/queued.json');
+SELECT is((SELECT status FROM r), 'ignored', 'a queued job is ignored');
+SELECT alike((SELECT error FROM r), 'ignored: workflow_job action queued%', 'with its reason');
+DROP TABLE r;
+CREATE TEMP TABLE r AS SELECT * FROM pg_temp.gh('workflow_job', 'workflow_job/in_progress.json');
+SELECT is(pg_temp.ev((SELECT event_ids FROM r)) #>> '{context,type}', 'dev.cdevents.taskrun.started.0.3.0', 'job in_progress -> taskrun.started');
+SELECT is(pg_temp.ev((SELECT event_ids FROM r)) #>> '{subject,content,pipelineRun,id}',
+		  'https://github.com/Codertocat/Hello-World/actions/runs/2202229078/attempts/1', 'linked to its pipeline run');
+DROP TABLE r;
+CREATE TEMP TABLE r AS SELECT * FROM pg_temp.gh('workflow_job', 'workflow_job/completed.failure.with-organization.json');
+SELECT is(pg_temp.ev((SELECT event_ids FROM r)) #>> '{context,type}', 'dev.cdevents.taskrun.finished.0.3.0', 'job completed -> taskrun.finished');
+SELECT is(pg_temp.ev((SELECT event_ids FROM r)) #>> '{subject,content,outcome}', 'failure', 'job outcome');
+SELECT is(pg_temp.ev((SELECT event_ids FROM r)) #>> '{context,timestamp}', '2021-08-05T10:38:16Z', 'finished at completed_at');
+
+-- pull requests and reviews
+SELECT is(pg_temp.ev((SELECT event_ids FROM pg_temp.gh('pull_request', 'pull_request/opened.json'))) #>> '{context,type}',
+		  'dev.cdevents.change.created.0.4.0', 'PR opened -> change.created');
+SELECT is(pg_temp.ev((SELECT event_ids FROM pg_temp.gh('pull_request', 'pull_request/synchronize.json'))) #>> '{context,type}',
+		  'dev.cdevents.change.updated.0.3.0', 'PR synchronize -> change.updated');
+SELECT is(pg_temp.ev((SELECT event_ids FROM pg_temp.gh('pull_request', 'pull_request/closed.json'))) #>> '{context,type}',
+		  'dev.cdevents.change.abandoned.0.3.0', 'PR closed unmerged -> change.abandoned');
+SELECT is(pg_temp.ev((SELECT event_ids FROM pg_temp.gh('pull_request', 'pull_request/closed.merged.json'))) #>> '{context,type}',
+		  'dev.cdevents.change.merged.0.3.0', 'PR closed merged -> change.merged');
+SELECT is(pg_temp.ev((SELECT event_ids FROM pg_temp.gh('pull_request_review', 'pull_request_review/submitted.json'))) #>> '{context,type}',
+		  'dev.cdevents.change.reviewed.0.3.0', 'review submitted -> change.reviewed');
+SELECT is((SELECT (state, review_count, merged_at) FROM cdviz.changes WHERE change_id = 'https://github.com/Codertocat/Hello-World/pull/2')::text,
+		  '(merged,1,"2019-05-15 15:21:18+00")', 'the pull request reads as one merged change');
+
+-- branches
+SELECT is((SELECT status FROM pg_temp.gh('create', 'create/payload.json')), 'ignored', 'create of a tag is ignored');
+DROP TABLE r;
+CREATE TEMP TABLE r AS SELECT * FROM pg_temp.gh('create', 'create/branch.json');
+SELECT is(pg_temp.ev((SELECT event_ids FROM r)) #>> '{context,type}', 'dev.cdevents.branch.created.0.3.0', 'create branch -> branch.created');
+SELECT is((pg_temp.ev((SELECT event_ids FROM r)) #>> '{context,timestamp}')::timestamptz,
+		  (SELECT received_at FROM cdviz.webhook_deliveries WHERE id = (SELECT delivery_id FROM r)),
+		  'no time in the payload: the first reception time');
+SELECT is(pg_temp.ev((SELECT event_ids FROM pg_temp.gh('delete', 'delete/branch.json'))) #>> '{context,type}',
+		  'dev.cdevents.branch.deleted.0.3.0', 'delete branch -> branch.deleted');
+SELECT is(pg_temp.ev((SELECT event_ids FROM pg_temp.gh('push', 'push/with-new-branch.json'))) #>> '{context,type}',
+		  'dev.cdevents.branch.created.0.3.0', 'push created -> branch.created');
+SELECT is(pg_temp.ev((SELECT event_ids FROM pg_temp.gh('push', 'push/deleted-branch.json'))) #>> '{subject,id}',
+		  'https://github.com/Codertocat/Hello-World/tree/feature/old', 'push deleted -> branch.deleted of that branch');
+SELECT is((SELECT status FROM pg_temp.gh('push', 'push/payload.json')), 'ignored', 'a tag push is ignored');
+
+-- artifacts
+SELECT is((SELECT status FROM pg_temp.gh('release', 'release/created.json')), 'ignored', 'release created is ignored');
+SELECT is(pg_temp.ev((SELECT event_ids FROM pg_temp.gh('release', 'release/published.json'))) #>> '{subject,id}',
+		  'pkg:github/codertocat/hello-world@0.0.1', 'release published -> artifact.published pkg:github');
+SELECT is(pg_temp.ev((SELECT event_ids FROM pg_temp.gh('package', 'package/published.docker.json'))) #>> '{subject,id}',
+		  'pkg:oci/hello-world@sha256%3A6c62fb45fe66bfb1ea9a66abc38f6a0cc974292b?repository_url=ghcr.io/codertocat/hello-world',
+		  'container package -> pkg:oci with digest and repository_url');
+SELECT is(pg_temp.ev((SELECT event_ids FROM pg_temp.gh('package', 'package/published.npm.json'))) #>> '{subject,id}',
+		  'pkg:npm/%40codertocat/hello-world-npm@1.0.0', 'npm package -> pkg:npm');
+SELECT is(pg_temp.ev((SELECT event_ids FROM pg_temp.gh('registry_package', 'registry_package/published.docker.json'))) #>> '{context,type}',
+		  'dev.cdevents.artifact.published.0.3.0', 'registry_package published -> artifact.published');
+SELECT is(cdviz.github_package_purl('{"name": "com.acme.api", "package_type": "maven", "package_version": {"version": "2.1.0"}}', 'acme'),
+		  'pkg:maven/com.acme/api@2.1.0', 'maven purl');
+SELECT is(cdviz.github_package_purl('{"name": "Acme.Api", "package_type": "nuget", "package_version": {"version": "2.1.0"}}', 'acme'),
+		  'pkg:nuget/Acme.Api@2.1.0', 'nuget purl');
+SELECT is(cdviz.github_package_purl('{"name": "acme", "package_type": "rubygems", "package_version": {"version": "2.1.0"}}', 'acme'),
+		  'pkg:gem/acme@2.1.0', 'rubygems purl');
+
+-- deployments
+DROP TABLE r;
+CREATE TEMP TABLE r AS SELECT * FROM pg_temp.gh('deployment_status', 'deployment_status/payload.json');
+SELECT is(pg_temp.ev((SELECT event_ids FROM r)) #>> '{context,type}', 'dev.cdevents.service.deployed.0.3.0',
+		  'first deployment_status success -> service.deployed');
+SELECT is(pg_temp.ev((SELECT event_ids FROM r)) #>> '{subject,content,environment,id}', 'production', 'environment');
+SELECT is(pg_temp.ev((SELECT event_ids FROM r)) #>> '{subject,content,artifactId}',
+		  'pkg:github/codertocat/hello-world@f95f852bd8fca8fcc58a9a2d6c842781e32a215e', 'artifact is the commit');
+SELECT is((SELECT status FROM pg_temp.gh('deployment_status', 'deployment_status/failure.json')), 'ignored', 'failure state is ignored');
+SELECT is((SELECT status FROM pg_temp.gh('deployment', 'deployment/payload.json')), 'ignored', 'deployment (not its status) is ignored');
+DROP TABLE r;
+CREATE TEMP TABLE r AS SELECT * FROM pg_temp.gh('deployment_status', 'deployment_status/with-image.json');
+SELECT is(pg_temp.ev((SELECT event_ids FROM r)) #>> '{subject,content,artifactId}',
+		  'pkg:oci/hello-api@sha256%3A9f2c3d4e5f60718293a4b5c6d7e8f90112233445566778899aabbccddeeff001?repository_url=ghcr.io/codertocat/hello-api&tag=1.4.2',
+		  'the image of the deployment payload is the artifact');
+SELECT is(pg_temp.ev((SELECT event_ids FROM r)) #>> '{subject,id}', 'hello-api', 'the service of the deployment payload');
+
+-- checks and issues
+DROP TABLE r;
+CREATE TEMP TABLE r AS SELECT * FROM pg_temp.gh('check_run', 'check_run/completed.json');
+SELECT is(pg_temp.ev((SELECT event_ids FROM r)) #>> '{context,type}', 'dev.cdevents.testsuiterun.finished.0.3.0', 'check_run completed -> testsuiterun.finished');
+SELECT is(pg_temp.ev((SELECT event_ids FROM r)) #>> '{subject,content,outcome}', 'success', 'check outcome');
+SELECT is(pg_temp.ev((SELECT event_ids FROM pg_temp.gh('check_suite', 'check_suite/completed.json'))) #>> '{context,type}',
+		  'dev.cdevents.testsuiterun.finished.0.3.0', 'check_suite completed -> testsuiterun.finished');
+SELECT is(pg_temp.ev((SELECT event_ids FROM pg_temp.gh('issues', 'issues/opened.json'))) #>> '{context,type}',
+		  'dev.cdevents.ticket.created.0.2.0', 'issue opened -> ticket.created');
+SELECT is(pg_temp.ev((SELECT event_ids FROM pg_temp.gh('issues', 'issues/edited.json'))) #>> '{context,type}',
+		  'dev.cdevents.ticket.updated.0.2.0', 'issue edited -> ticket.updated');
+SELECT is(pg_temp.ev((SELECT event_ids FROM pg_temp.gh('issues', 'issues/closed.json'))) #>> '{subject,content,resolution}',
+		  'completed', 'issue closed -> ticket.closed with its resolution');
+SELECT is((SELECT state FROM cdviz.tickets WHERE ticket_id = 'https://github.com/Codertocat/Hello-World/issues/1'),
+		  'closed', 'the issue reads as one closed ticket');
+SELECT is((SELECT status FROM pg_temp.gh('star', 'ping/payload.json', 'star-1')), 'ignored', 'unknown events are ignored');
+
+-- everything stored is strict-valid CDEvents 0.5.1
+SELECT is((SELECT count(*) FROM cdviz.cdevents_lake l CROSS JOIN LATERAL cdviz.validate(l.payload) v), 0::bigint,
+		  'every stored event passes validation');
+SELECT is((SELECT count(*) FROM cdviz.cdevents_lake WHERE spec_version <> '0.5.1'), 0::bigint, 'all are spec 0.5.1');
+SELECT is((SELECT count(*) FROM cdviz.webhook_deliveries WHERE status = 'failed'), 0::bigint, 'no GitHub delivery failed');
+SELECT is((SELECT count(*) FROM cdviz.rejected_events), 0::bigint, 'nothing became a dead letter');
+
+SELECT * FROM finish();
+ROLLBACK;
