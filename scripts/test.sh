@@ -11,6 +11,8 @@
 #   tap      make prove-installcheck: test/t/*.pl (PostgreSQL::Test::Cluster
 #            starts its own servers)
 #   oracle   test/oracle/*.py, each run with /usr/bin/python3
+#   grafana  test/grafana/check_dashboards.py: every panel query of
+#            grafana/dashboards/ on the demo data, as a cdviz_reader member
 #   fuzz     make fuzz FUZZ_SECONDS=${CDVIZ_FUZZ_SECONDS:-60} (needs clang)
 #
 # --quick skips fuzz; --only SUITE (repeatable) runs just those suites
@@ -28,10 +30,10 @@ umask 022
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ALL_SUITES=(build unit regress pgtap tap oracle fuzz)
+ALL_SUITES=(build unit regress pgtap tap oracle grafana fuzz)
 QUICK=0
 ONLY=()
-usage() { sed -n '2,24s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+usage() { sed -n '2,26s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--quick) QUICK=1 ;;
@@ -164,6 +166,7 @@ wanted regress && SERVER_SUITES+=(regress)
 wanted pgtap && SERVER_SUITES+=(pgtap)
 wanted tap && SERVER_SUITES+=(tap)
 wanted oracle && SERVER_SUITES+=(oracle)
+wanted grafana && SERVER_SUITES+=(grafana)
 
 # The tree the server-side suites run in: the repository itself, or, as
 # root, a fresh copy owned by the unprivileged user (pg_regress writes
@@ -256,6 +259,10 @@ suite_oracle() {
 	return "$rc"
 }
 
+suite_grafana() {
+	cdviz_runas /usr/bin/python3 test/grafana/check_dashboards.py
+}
+
 if [ "${#SERVER_SUITES[@]}" -gt 0 ]; then
 	if [ "$BUILD_OK" != 1 ]; then
 		for s in "${SERVER_SUITES[@]}"; do skip "$s" "not run: the build failed"; done
@@ -265,7 +272,8 @@ if [ "${#SERVER_SUITES[@]}" -gt 0 ]; then
 		PG_OK=0
 		if { wanted regress && have_files 'sql/[0-9]*.sql'; } ||
 			{ wanted pgtap && have_files 'test/pgtap/*.sql'; } ||
-			{ wanted oracle && have_files 'test/oracle/*.py'; }; then
+			{ wanted oracle && have_files 'test/oracle/*.py'; } ||
+			{ wanted grafana && have_files 'test/grafana/check_dashboards.py'; }; then
 			TESTPG=$(cdviz_runtime_dir "$CDVIZ_ROOT/build/testpg")
 			run_suite testpg "$TREE" start_testpg && PG_OK=1
 		fi
@@ -290,6 +298,12 @@ if [ "${#SERVER_SUITES[@]}" -gt 0 ]; then
 		if ! wanted oracle; then :
 		elif ! have_files 'test/oracle/*.py'; then skip oracle "no test/oracle/*.py tests yet"
 		else run_suite oracle "$TREE" suite_oracle
+		fi
+
+		if ! wanted grafana; then :
+		elif ! have_files 'test/grafana/check_dashboards.py'; then skip grafana "no test/grafana/check_dashboards.py yet"
+		elif [ "$PG_OK" != 1 ]; then record grafana fail "not run: the test cluster did not start"
+		else run_suite grafana "$TREE" suite_grafana
 		fi
 
 		if [ -n "$TESTPG" ]; then cdviz_pg_stop "$TESTPG"; TESTPG=""; fi
