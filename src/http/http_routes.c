@@ -20,6 +20,7 @@
 #include "utils/memutils.h"
 
 #include "http/http.h"
+#include "http/http_webhook.h"
 #include "store/worker.h"
 
 /* Which route a path names (the query string is not part of url). */
@@ -369,6 +370,10 @@ http_handle_request(void *cls, struct MHD_Connection *conn, const char *url,
 					void **con_cls)
 {
 	HttpRequest *req = *con_cls;
+
+	/* POST /webhooks/<name>: a tool's own payload, see http_webhook.c */
+	if (strncmp(url, HTTP_WEBHOOK_PREFIX, strlen(HTTP_WEBHOOK_PREFIX)) == 0)
+		return http_webhook_handle(conn, url, method, upload_data, upload_data_size, con_cls);
 
 	if (req == NULL)
 	{

@@ -1,0 +1,594 @@
+/*
+ * http_webhook.c
+ *	  POST /webhooks/<name>: a tool's own webhook (GitHub, GitLab, Argo CD,
+ *	  Tekton, or anything a user wrote a SQL transformer for).
+ *
+ * The route (cdviz.webhooks) names the transformer and how the tool proves
+ * who it is; the secret is in cdviz.webhook_secrets.  One transaction per
+ * delivery looks the route up, checks the credentials here in C, then calls
+ * cdviz.process_webhook(), which records the delivery, runs the transformer
+ * and stores its events.  The answer leaves after COMMIT.
+ *
+ * A failed credential check is answered 401 before anything is written:
+ * the transaction has then written nothing, so its commit costs no WAL
+ * flush, and nobody can fill the disk with unauthenticated bodies.
+ *
+ * Webhooks are not group-committed with POST /cdevents: a delivery runs a
+ * transformer (PL/pgSQL, possibly reading the inventory) whose outcome
+ * belongs to that delivery alone, and tools send them one at a time.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "common/base64.h"
+#include "common/hmac.h"
+#include "common/jsonapi.h"
+#include "common/sha2.h"
+#include "executor/spi.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/memutils.h"
+
+#include "http/http_webhook.h"
+#include "store/worker.h"
+
+/* Longest route name (cdviz.webhooks.name allows 63 characters). */
+#define WEBHOOK_NAME_MAX 63
+
+/* What one delivery's transaction found and did. */
+typedef struct WebhookCall
+{
+	HttpRequest *req;
+	const char *name;
+	char	   *headers_json;	/* request headers, credentials removed */
+
+	/* results, in req->cxt */
+	bool		found;
+	bool		authorized;
+	bool		not_json;
+	const char *auth;			/* the route's auth kind */
+	const char *why;			/* why the credentials were refused */
+	const char *status;			/* process_webhook's status */
+	char	   *answer;			/* JSON answer of a processed delivery */
+	int64		stored;
+	int64		duplicates;
+} WebhookCall;
+
+/* The route name of a webhook path, or NULL when it cannot be one. */
+static char *
+route_name(const char *url)
+{
+	const char *name = url + strlen(HTTP_WEBHOOK_PREFIX);
+	size_t		len = strlen(name);
+
+	if (len > 0 && name[len - 1] == '/')
+		len--;
+	if (len == 0 || len > WEBHOOK_NAME_MAX)
+		return NULL;
+	for (size_t i = 0; i < len; i++)
+	{
+		char		c = name[i];
+
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+			  (i > 0 && (c == '_' || c == '.' || c == '-'))))
+			return NULL;
+	}
+	return pnstrdup(name, len);
+}
+
+/* Equal strings, in time independent of their contents. */
+static bool
+equal_constant_time(const char *a, size_t alen, const char *b, size_t blen)
+{
+	volatile unsigned char diff = (alen != blen);
+	size_t		n = Max(alen, blen);
+
+	for (size_t i = 0; i < n; i++)
+		diff |= (unsigned char) ((i < alen ? a[i] : 0) ^ (i < blen ? b[i] : 0));
+	return diff == 0;
+}
+
+/*
+ * GitHub's X-Hub-Signature-256: "sha256=<hex HMAC-SHA256 of the raw body>".
+ * Runs inside the delivery's transaction, whose resource owner keeps the
+ * OpenSSL context that pg_hmac may create.
+ */
+static bool
+github_signature_ok(const char *header, const char *secret, const char *body, size_t len)
+{
+	uint8		mac[PG_SHA256_DIGEST_LENGTH];
+	char		hex[PG_SHA256_DIGEST_LENGTH * 2 + 1];
+	char		given[PG_SHA256_DIGEST_LENGTH * 2 + 1];
+	pg_hmac_ctx *ctx;
+	bool		ok;
+	size_t		glen;
+
+	if (header == NULL || pg_strncasecmp(header, "sha256=", 7) != 0)
+		return false;
+	header += 7;
+	glen = strlen(header);
+	if (glen != sizeof(given) - 1)
+		return false;
+	/* hex digits in either case are the same signature */
+	for (size_t i = 0; i < glen; i++)
+		given[i] = pg_ascii_tolower((unsigned char) header[i]);
+	given[glen] = '\0';
+
+	ctx = pg_hmac_create(PG_SHA256);
+	if (ctx == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	ok = pg_hmac_init(ctx, (const uint8 *) secret, strlen(secret)) == 0 &&
+		pg_hmac_update(ctx, (const uint8 *) body, len) == 0 &&
+		pg_hmac_final(ctx, mac, sizeof(mac)) == 0;
+	pg_hmac_free(ctx);
+	if (!ok)
+		return false;
+	for (int i = 0; i < PG_SHA256_DIGEST_LENGTH; i++)
+		snprintf(hex + i * 2, 3, "%02x", mac[i]);
+	return equal_constant_time(given, glen, hex, sizeof(hex) - 1);
+}
+
+/* "Authorization: <scheme> <credentials>": the credentials, or NULL. */
+static const char *
+credentials_of(const char *authorization, const char *scheme)
+{
+	size_t		n = strlen(scheme);
+
+	if (authorization == NULL || pg_strncasecmp(authorization, scheme, n) != 0 ||
+		authorization[n] != ' ')
+		return NULL;
+	authorization += n;
+	while (*authorization == ' ')
+		authorization++;
+	return authorization;
+}
+
+/* Basic credentials (base64 of user:password) equal to secret. */
+static bool
+basic_ok(const char *given, const char *secret)
+{
+	int			enclen = strlen(given);
+	int			maxlen = pg_b64_dec_len(enclen);
+	char	   *decoded = palloc(maxlen + 1);
+	int			declen = pg_b64_decode(given, enclen, decoded, maxlen);
+	bool		ok;
+
+	if (declen < 0)
+		return false;
+	ok = equal_constant_time(decoded, declen, secret, strlen(secret));
+	pfree(decoded);
+	return ok;
+}
+
+static const char *
+header(HttpRequest *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+/*
+ * Check the request against the route's auth kind and secret; on failure
+ * call->why says what is missing or wrong (never what was expected).
+ */
+static bool
+credentials_ok(WebhookCall *call, const char *auth, const char *secret)
+{
+	HttpRequest *req = call->req;
+	const char *given;
+
+	if (strcmp(auth, "none") == 0)
+		return true;
+	if (secret == NULL)
+	{
+		call->why = "the webhook has no secret: see cdviz.alter_webhook()";
+		return false;
+	}
+	if (strcmp(auth, "github") == 0)
+	{
+		given = header(req, "X-Hub-Signature-256");
+		if (github_signature_ok(given, secret, req->body.data, req->body.len))
+			return true;
+		call->why = given ? "the X-Hub-Signature-256 signature does not match the body"
+			: "an X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body> header is required";
+		return false;
+	}
+	if (strcmp(auth, "gitlab") == 0)
+	{
+		given = header(req, "X-Gitlab-Token");
+		if (given && equal_constant_time(given, strlen(given), secret, strlen(secret)))
+			return true;
+		call->why = given ? "the X-Gitlab-Token is not valid" : "an X-Gitlab-Token header is required";
+		return false;
+	}
+	given = header(req, MHD_HTTP_HEADER_AUTHORIZATION);
+	if (strcmp(auth, "bearer") == 0)
+	{
+		const char *token = credentials_of(given, "Bearer");
+
+		if (token && equal_constant_time(token, strlen(token), secret, strlen(secret)))
+			return true;
+		call->why = token ? "the bearer token is not valid" : "an Authorization: Bearer header is required";
+		return false;
+	}
+	if (strcmp(auth, "basic") == 0)
+	{
+		const char *userpass = credentials_of(given, "Basic");
+
+		if (userpass && basic_ok(userpass, secret))
+			return true;
+		call->why = userpass ? "the user name or password is not valid"
+			: "an Authorization: Basic header is required";
+		return false;
+	}
+	call->why = "the webhook's auth kind is unknown";
+	return false;
+}
+
+/* Headers that carry credentials: not handed to SQL at all. */
+static bool
+is_credential_header(const char *name)
+{
+	return pg_strcasecmp(name, "Authorization") == 0 ||
+		pg_strcasecmp(name, "Proxy-Authorization") == 0 ||
+		pg_strcasecmp(name, "Cookie") == 0 ||
+		pg_strcasecmp(name, "X-Gitlab-Token") == 0 ||
+		pg_strcasecmp(name, "X-Hub-Signature") == 0 ||
+		pg_strcasecmp(name, "X-Hub-Signature-256") == 0 ||
+		pg_strcasecmp(name, "X-Signature-256") == 0;
+}
+
+/* One header into the JSON object being built (names in lower case). */
+static enum MHD_Result
+add_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	StringInfo	buf = (StringInfo) cls;
+	char	   *lower;
+
+	if (key == NULL || value == NULL || is_credential_header(key))
+		return MHD_YES;
+	/* jsonb would refuse text that is not in the database encoding */
+	if (!pg_verifymbstr(key, strlen(key), true) || !pg_verifymbstr(value, strlen(value), true))
+		return MHD_YES;
+	lower = pstrdup(key);
+	for (char *p = lower; *p; p++)
+		*p = pg_ascii_tolower((unsigned char) *p);
+	appendStringInfoChar(buf, buf->len > 1 ? ',' : ' ');
+	escape_json(buf, lower);
+	appendStringInfoChar(buf, ':');
+	escape_json(buf, value);
+	pfree(lower);
+	return MHD_YES;
+}
+
+static char *
+headers_as_json(HttpRequest *req)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	MHD_get_connection_values(req->conn, MHD_HEADER_KIND, add_header, &buf);
+	appendStringInfoChar(&buf, '}');
+	return buf.data;
+}
+
+/* Whether body is JSON text in the database encoding. */
+static bool
+body_is_json(HttpRequest *req)
+{
+	JsonLexContext *lex;
+
+	if (memchr(req->body.data, '\0', req->body.len) != NULL ||
+		!pg_verifymbstr(req->body.data, req->body.len, true))
+		return false;
+	lex = makeJsonLexContextCstringLen(req->body.data, req->body.len, GetDatabaseEncoding(), false);
+	return pg_parse_json(lex, &nullSemAction) == JSON_SUCCESS;
+}
+
+/* Inside the transaction: route, credentials, then process_webhook(). */
+static void
+process_delivery(void *arg)
+{
+	WebhookCall *call = (WebhookCall *) arg;
+	HttpRequest *req = call->req;
+	Oid			route_type[1] = {TEXTOID};
+	Datum		route_value[1];
+	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[3];
+	char	   *auth;
+	char	   *secret;
+	bool		isnull;
+	TupleDesc	desc;
+	HeapTuple	tuple;
+	StringInfoData out;
+	char	   *status;
+	char	   *ids;
+	char	   *error;
+	int64		delivery_id;
+
+	route_value[0] = CStringGetTextDatum(call->name);
+	if (SPI_execute_with_args("SELECT w.auth, s.secret FROM cdviz.webhooks w "
+							  "LEFT JOIN cdviz.webhook_secrets s ON s.name = w.name "
+							  "WHERE w.name = $1",
+							  1, route_type, route_value, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "looking up webhook \"%s\" failed", call->name);
+	if (SPI_processed == 0)
+		return;
+	call->found = true;
+	auth = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	secret = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	call->auth = MemoryContextStrdup(req->cxt, auth);
+	call->authorized = credentials_ok(call, auth, secret);
+	if (secret)
+	{
+		/* do not leave the secret lying in memory longer than needed */
+		explicit_bzero(secret, strlen(secret));
+		pfree(secret);
+	}
+	if (!call->authorized)
+		return;
+	/* checked here rather than by the jsonb cast: a precise answer */
+	if (!body_is_json(req))
+	{
+		call->not_json = true;
+		return;
+	}
+
+	values[0] = route_value[0];
+	values[1] = CStringGetTextDatum(call->headers_json);
+	values[2] = PointerGetDatum(cstring_to_text_with_len(req->body.data, req->body.len));
+	if (SPI_execute_with_args("SELECT status, delivery_id, event_ids::text, stored, duplicates, error "
+							  "FROM cdviz.process_webhook($1, $2::jsonb, $3::jsonb)",
+							  3, types, values, NULL, false, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "cdviz.process_webhook(\"%s\") returned no row", call->name);
+
+	desc = SPI_tuptable->tupdesc;
+	tuple = SPI_tuptable->vals[0];
+	status = SPI_getvalue(tuple, desc, 1);
+	delivery_id = DatumGetInt64(SPI_getbinval(tuple, desc, 2, &isnull));
+	ids = SPI_getvalue(tuple, desc, 3);
+	call->stored = DatumGetInt64(SPI_getbinval(tuple, desc, 4, &isnull));
+	call->duplicates = DatumGetInt64(SPI_getbinval(tuple, desc, 5, &isnull));
+	error = SPI_getvalue(tuple, desc, 6);
+
+	/* {"delivery":1,"status":"stored","events":[1,2],"stored":2,"duplicates":0} */
+	initStringInfo(&out);
+	appendStringInfo(&out, "{\"delivery\":" INT64_FORMAT ",\"status\":", delivery_id);
+	escape_json(&out, status);
+	appendStringInfoString(&out, ",\"events\":[");
+	if (ids && strlen(ids) > 2)
+		appendBinaryStringInfo(&out, ids + 1, strlen(ids) - 2);	/* {1,2} -> 1,2 */
+	appendStringInfo(&out, "],\"stored\":" INT64_FORMAT ",\"duplicates\":" INT64_FORMAT,
+					 call->stored, call->duplicates);
+	if (error)
+	{
+		appendStringInfoString(&out, ",\"error\":");
+		escape_json(&out, error);
+	}
+	appendStringInfoString(&out, "}\n");
+	call->status = MemoryContextStrdup(req->cxt, status);
+	call->answer = MemoryContextStrdup(req->cxt, out.data);
+}
+
+/* Errors caused by the data rather than by the database's state. */
+static bool
+is_data_error(int sqlerrcode)
+{
+	char		class[2] = {PGUNSIXBIT(sqlerrcode), PGUNSIXBIT(sqlerrcode >> 6)};
+
+	return (class[0] == '2' && (class[1] == '2' || class[1] == '3')) ||
+		(class[0] == '5' && class[1] == '4');
+}
+
+/*
+ * The complete body: one transaction, then the answer.  Returns the
+ * WWW-Authenticate value a 401 carries, if any.
+ */
+static const char *
+process(HttpRequest *req, const char *name)
+{
+	WebhookCall call;
+	ErrorData  *edata = NULL;
+	const char *scheme = NULL;
+	MemoryContext old = MemoryContextSwitchTo(req->cxt);
+
+	memset(&call, 0, sizeof(call));
+	call.req = req;
+	call.name = name;
+	call.headers_json = headers_as_json(req);
+	MemoryContextSwitchTo(old);
+
+	switch (cdviz_worker_transaction("processing a webhook delivery", process_delivery, &call, &edata))
+	{
+		case CDVIZ_TX_DONE:
+			if (!call.found)
+				http_set_error(req, MHD_HTTP_NOT_FOUND,
+							   psprintf("no webhook \"%s\": see cdviz.webhook_routes", name));
+			else if (!call.authorized)
+			{
+				http_set_error(req, MHD_HTTP_UNAUTHORIZED, call.why);
+				if (strcmp(call.auth, "bearer") == 0)
+					scheme = "Bearer realm=\"cdviz\"";
+				else if (strcmp(call.auth, "basic") == 0)
+					scheme = "Basic realm=\"cdviz\"";
+				req->www_authenticate = scheme != NULL;
+			}
+			else if (call.not_json)
+				http_set_error(req, MHD_HTTP_BAD_REQUEST,
+							   "the body is not JSON: set the webhook's content type to application/json");
+			else
+			{
+				http_metrics_events(call.stored, call.duplicates, 0);
+				http_set_answer(req,
+								strcmp(call.status, "ping") == 0 ? MHD_HTTP_OK :
+								strcmp(call.status, "stored") == 0 || strcmp(call.status, "duplicate") == 0 ?
+								MHD_HTTP_CREATED : MHD_HTTP_ACCEPTED,
+								"application/json", call.answer);
+			}
+			break;
+		case CDVIZ_TX_NO_EXTENSION:
+			http_set_error(req, MHD_HTTP_SERVICE_UNAVAILABLE,
+						   psprintf("not ready: the cdviz extension is not created in database \"%s\"",
+									cdviz_database));
+			req->retry_after = true;
+			break;
+		case CDVIZ_TX_FAILED:
+			/* a transformer's own errors are kept by process_webhook */
+			if (is_data_error(edata->sqlerrcode))
+				http_set_error(req, MHD_HTTP_BAD_REQUEST,
+							   psprintf("the database refused the delivery: %s", edata->message));
+			else
+			{
+				http_set_error(req, MHD_HTTP_SERVICE_UNAVAILABLE,
+							   psprintf("the database is not available: %s", edata->message));
+				req->retry_after = true;
+			}
+			FreeErrorData(edata);
+			break;
+	}
+	return scheme;
+}
+
+/* Hand the answer to libmicrohttpd. */
+static enum MHD_Result
+queue_answer(HttpRequest *req, const char *auth_scheme)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+	instr_time	now;
+
+	resp = MHD_create_response_from_buffer(strlen(req->answer), req->answer,
+										   MHD_RESPMEM_MUST_COPY);
+	if (resp == NULL)
+		return MHD_NO;
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, req->answer_type);
+	if (req->retry_after)
+	{
+		char		secs[16];
+
+		snprintf(secs, sizeof(secs), "%d", HTTP_RETRY_AFTER);
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, secs);
+	}
+	if (req->www_authenticate && auth_scheme)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, auth_scheme);
+	if (req->status == MHD_HTTP_METHOD_NOT_ALLOWED)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "POST");
+	ret = MHD_queue_response(req->conn, (unsigned int) req->status, resp);
+	MHD_destroy_response(resp);
+	req->answer_queued = true;
+
+	INSTR_TIME_SET_CURRENT(now);
+	INSTR_TIME_SUBTRACT(now, req->started);
+	http_metrics_request(req->status, INSTR_TIME_GET_DOUBLE(now));
+	return ret;
+}
+
+/* First call, headers only: what can be refused before the body. */
+static void
+first_call(HttpRequest *req, const char *url, const char *method)
+{
+	const char *length;
+	const char *encoding;
+
+	if (route_name(url) == NULL)
+	{
+		http_set_error(req, MHD_HTTP_NOT_FOUND,
+					   "not found: webhooks are POST /webhooks/<name>, see cdviz.webhook_routes");
+		return;
+	}
+	if (strcmp(method, "POST") != 0)
+	{
+		http_set_error(req, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed: use POST");
+		return;
+	}
+	length = header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	if (length && strtoull(length, NULL, 10) > (size_t) cdviz_http_max_body * 1024)
+	{
+		http_set_error(req, MHD_HTTP_CONTENT_TOO_LARGE,
+					   psprintf("the body is larger than cdviz.http_max_body (%d kB)", cdviz_http_max_body));
+		return;
+	}
+	/* signatures are over the bytes sent: no tool compresses its webhooks */
+	encoding = header(req, MHD_HTTP_HEADER_CONTENT_ENCODING);
+	if (encoding && pg_strcasecmp(encoding, "identity") != 0)
+	{
+		http_set_error(req, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
+					   psprintf("Content-Encoding \"%s\" is not supported on webhooks", encoding));
+		return;
+	}
+}
+
+/* See http_webhook.h. */
+enum MHD_Result
+http_webhook_handle(struct MHD_Connection *conn, const char *url, const char *method,
+					const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+	HttpRequest *req = *con_cls;
+	MemoryContext old;
+	const char *scheme = NULL;
+
+	if (req == NULL)
+	{
+		MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "cdviz webhook request",
+												  ALLOCSET_SMALL_SIZES);
+
+		old = MemoryContextSwitchTo(cxt);
+		req = palloc0(sizeof(HttpRequest));
+		req->cxt = cxt;
+		req->conn = conn;
+		req->route = ROUTE_NOT_FOUND;	/* none of http_routes.c's */
+		req->state = REQ_RECEIVING;
+		INSTR_TIME_SET_CURRENT(req->started);
+		req->origin_ref = psprintf("%s %s", method, url);
+		initStringInfo(&req->body);
+		MemoryContextSwitchTo(old);
+		*con_cls = req;
+
+		first_call(req, url, method);
+		if (req->state == REQ_ANSWERED)
+			return queue_answer(req, NULL);
+		return MHD_YES;
+	}
+	if (req->answer_queued)
+	{
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (*upload_data_size > 0)
+	{
+		if (!req->too_large)
+		{
+			if ((size_t) req->body.len + *upload_data_size > (size_t) cdviz_http_max_body * 1024)
+			{
+				/* drain the rest without keeping it */
+				req->too_large = true;
+				resetStringInfo(&req->body);
+			}
+			else
+			{
+				old = MemoryContextSwitchTo(req->cxt);
+				appendBinaryStringInfo(&req->body, upload_data, *upload_data_size);
+				MemoryContextSwitchTo(old);
+			}
+		}
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+
+	/* the whole body is in */
+	if (req->too_large)
+		http_set_error(req, MHD_HTTP_CONTENT_TOO_LARGE,
+					   psprintf("the body is larger than cdviz.http_max_body (%d kB)", cdviz_http_max_body));
+	else
+	{
+		char	   *name;
+
+		old = MemoryContextSwitchTo(req->cxt);
+		name = route_name(url);
+		MemoryContextSwitchTo(old);
+		scheme = process(req, name);
+	}
+	return queue_answer(req, scheme);
+}
