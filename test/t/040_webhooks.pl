@@ -1,0 +1,289 @@
+# Tool webhooks end to end through the real HTTP receiver: every fixture of
+# test/fixtures/webhooks posted with the headers its tool sends and real
+# credentials (GitHub HMAC-SHA256 computed here, GitLab token, bearer,
+# basic); key fields of the stored events; redelivery; wrong and missing
+# credentials (401, nothing stored); a raising transformer kept and
+# recovered by retransform; a user transformer; deployed vs upgraded.
+use strict;
+use warnings;
+use FindBin;
+use lib $FindBin::Bin;
+use Digest::SHA qw(hmac_sha256_hex);
+use File::Find;
+use MIME::Base64;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use HttpTest;
+
+my $fixtures = "$FindBin::Bin/../fixtures/webhooks";
+my $secret = "It's a Secret to Everybody";
+my $node = start_http_node('webhooks');
+$node->safe_psql('postgres', 'CREATE EXTENSION cdviz');
+wait_http('/readyz', 200);
+$node->safe_psql('postgres', qq{
+	SELECT cdviz.create_webhook('github', 'cdviz.transform_github(jsonb,jsonb)', 'github', \$s\$$secret\$s\$);
+	SELECT cdviz.create_webhook('gitlab', 'cdviz.transform_gitlab(jsonb,jsonb)', 'gitlab', 'gl-token');
+	SELECT cdviz.create_webhook('argocd', 'cdviz.transform_argocd(jsonb,jsonb)', 'bearer', 'argo-token');
+	SELECT cdviz.create_webhook('tekton', 'cdviz.transform_tekton(jsonb,jsonb)', 'none');
+});
+
+sub q1 { return $node->safe_psql('postgres', shift); }
+sub lake_count { return q1('SELECT count(*) FROM cdviz.cdevents_lake'); }
+
+my %gitlab_event = (
+	'pipeline' => 'Pipeline Hook', 'job' => 'Job Hook', 'build' => 'Job Hook',
+	'merge_request' => 'Merge Request Hook', 'push' => 'Push Hook',
+	'tag_push' => 'Tag Push Hook', 'release' => 'Release Hook',
+	'deployment' => 'Deployment Hook');
+
+# post(tool, relative fixture path, %options): (code, body)
+my $n = 0;
+sub post
+{
+	my ($tool, $rel, %o) = @_;
+	my $file = "$fixtures/$tool/$rel";
+	my $body = slurp_file($file);
+	my @h = ('Content-Type: application/json', 'User-Agent: cdviz-test');
+	$n++;
+	if ($tool eq 'github')
+	{
+		my ($event) = split m{/}, $rel;
+		push @h, "X-GitHub-Event: $event", "X-GitHub-Hook-ID: 109948940",
+		  'X-GitHub-Delivery: ' . ($o{delivery} // "guid-$rel");
+		push @h, 'X-Hub-Signature-256: sha256=' . hmac_sha256_hex($body, $o{secret} // $secret)
+		  unless $o{no_signature};
+	}
+	elsif ($tool eq 'gitlab')
+	{
+		my ($kind) = $rel =~ /^([a-z_]+)/;
+		push @h, "X-Gitlab-Event: $gitlab_event{$kind}", "X-Gitlab-Event-UUID: uuid-$rel",
+		  'X-Gitlab-Token: ' . ($o{token} // 'gl-token');
+	}
+	elsif ($tool eq 'argocd')
+	{
+		push @h, 'Authorization: Bearer ' . ($o{token} // 'argo-token');
+	}
+	elsif ($tool eq 'tekton')
+	{
+		(my $hfile = $file) =~ s/\.json$/.headers.json/;
+		my $hjson = slurp_file($hfile);
+		push @h, "$1: $2" while $hjson =~ /"(ce-[a-z]+)":\s*"([^"]*)"/g;
+	}
+	my ($code, $answer) = http_request(path => "/webhooks/$tool", body => $body, headers => \@h);
+	return ($code, $answer);
+}
+
+# ---- every fixture, with the right credentials -----------------------------
+my @files;
+find(sub { push @files, $File::Find::name if /\.json$/ && !/\.headers\.json$/ }, $fixtures);
+@files = sort @files;
+my ($code, $answer);
+my $posted = 0;
+for my $path (@files)
+{
+	my ($tool, $rel) = $path =~ m{webhooks/([a-z]+)/(.*)$};
+	next if $rel eq 'load.sql';
+	($code, $answer) = post($tool, $rel);
+	my $expect = $rel =~ m{^ping/} ? 200 : qr/^20[12]$/;
+	like($code, ref $expect ? $expect : qr/^$expect$/, "$tool/$rel: $code") or diag($answer);
+	$posted++;
+}
+cmp_ok($posted, '>=', 70, "posted every fixture ($posted)");
+is(q1("SELECT count(*) FROM cdviz.webhook_deliveries WHERE status = 'failed'"), 0, 'no delivery failed');
+is(q1('SELECT count(*) FROM cdviz.cdevents_lake l CROSS JOIN LATERAL cdviz.validate(l.payload) v'), 0,
+	'every stored event passes strict validation');
+is(q1("SELECT count(*) FROM cdviz.cdevents_lake WHERE spec_version <> '0.5.1'"), 0, 'all CDEvents 0.5.1');
+
+# key fields, per mapping: type, subject id, outcome, environment, artifact, time
+my $fields = q{SELECT concat_ws(' | ', l.type, l.subject_id, l.payload #>> '{subject,content,outcome}',
+	l.payload #>> '{subject,content,environment,id}', l.payload #>> '{subject,content,artifactId}',
+	to_char(l."timestamp" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'))
+	FROM cdviz.webhook_deliveries d JOIN cdviz.cdevents_lake l ON l.id = d.event_ids[1]
+	WHERE d.route = '%s' AND d.delivery_key = '%s'};
+sub fields_of { my ($route, $key) = @_; return q1(sprintf($fields, $route, $key)); }
+
+is(fields_of('github', 'github:109948940:guid-workflow_run/requested.json'),
+	'dev.cdevents.pipelinerun.queued.0.3.0 | https://github.com/octo-org/octo-repo/actions/runs/289782451/attempts/1 | 2020-10-05T16:33:24Z',
+	'GitHub workflow_run requested -> pipelinerun.queued');
+is(fields_of('github', 'github:109948940:guid-workflow_run/completed.failure.json'),
+	'dev.cdevents.pipelinerun.finished.0.3.0 | https://github.com/octo-org/octo-repo/actions/runs/289782452/attempts/1 | failure | 2020-10-05T16:33:49Z',
+	'GitHub workflow_run completed failure -> pipelinerun.finished failure');
+is(fields_of('github', 'github:109948940:guid-workflow_job/completed.success.with-organization.json'),
+	'dev.cdevents.taskrun.finished.0.3.0 | https://github.com/Codertocat/Hello-World/actions/runs/2202229078/job/289782451 | success | 2021-08-05T10:38:16Z',
+	'GitHub workflow_job completed -> taskrun.finished');
+is(fields_of('github', 'github:109948940:guid-deployment_status/payload.json'),
+	'dev.cdevents.service.deployed.0.3.0 | Codertocat/Hello-World | production | pkg:github/codertocat/hello-world@f95f852bd8fca8fcc58a9a2d6c842781e32a215e | 2019-05-15T15:20:55Z',
+	'GitHub deployment_status success -> service.deployed with environment and artifact');
+is(fields_of('github', 'github:109948940:guid-release/published.json'),
+	'dev.cdevents.artifact.published.0.3.0 | pkg:github/codertocat/hello-world@0.0.1 | 2019-05-15T15:20:53Z',
+	'GitHub release published -> artifact.published');
+is(fields_of('github', 'github:109948940:guid-registry_package/published.docker.json'),
+	'dev.cdevents.artifact.published.0.3.0 | pkg:oci/hello-world@sha256%3A6c62fb45fe66bfb1ea9a66abc38f6a0cc974292b?repository_url=ghcr.io/codertocat/hello-world | 2019-05-09T23:28:29Z',
+	'GitHub registry_package -> artifact.published pkg:oci');
+is(fields_of('github', 'github:109948940:guid-pull_request/closed.merged.json'),
+	'dev.cdevents.change.merged.0.3.0 | https://github.com/Codertocat/Hello-World/pull/2 | 2019-05-15T15:21:18Z',
+	'GitHub pull_request closed merged -> change.merged');
+is(fields_of('github', 'github:109948940:guid-check_run/completed.json'),
+	'dev.cdevents.testsuiterun.finished.0.3.0 | https://github.com/Codertocat/Hello-World/runs/128620228 | success | github/checks | 2019-05-15T15:21:12Z',
+	'GitHub check_run completed -> testsuiterun.finished');
+is(fields_of('github', 'github:109948940:guid-issues/closed.json'),
+	'dev.cdevents.ticket.closed.0.2.0 | https://github.com/Codertocat/Hello-World/issues/1 | 2019-05-15T15:24:41Z',
+	'GitHub issues closed -> ticket.closed');
+is(q1("SELECT status FROM cdviz.webhook_deliveries WHERE delivery_key = 'github:109948940:guid-ping/payload.json'"),
+	'ping', 'GitHub ping kept as a delivery only');
+is(fields_of('gitlab', 'gitlab:uuid-pipeline.failed.json'),
+	'dev.cdevents.pipelinerun.finished.0.3.0 | http://192.168.64.1:3005/gitlab-org/gitlab-test/-/pipelines/31 | failure | 2016-08-12T15:26:29Z',
+	'GitLab Pipeline Hook failed -> pipelinerun.finished failure');
+is(fields_of('gitlab', 'gitlab:uuid-deployment.json'),
+	'dev.cdevents.service.deployed.0.3.0 | root/test-deployment-webhooks | staging | pkg:gitlab/root/test-deployment-webhooks@279484c09fbe69ededfced8c1bb6e6d24616b468 | 2021-04-28T19:50:00Z',
+	'GitLab Deployment Hook -> service.deployed');
+is(fields_of('gitlab', 'gitlab:uuid-deployment.failed.json'),
+	'dev.cdevents.incident.detected.0.3.0 | http://10.126.0.2:3000/root/test-deployment-webhooks/-/environments#deployment-15 | staging | pkg:gitlab/root/test-deployment-webhooks@279484c09fbe69ededfced8c1bb6e6d24616b468 | 2021-04-28T20:05:00Z',
+	'GitLab Deployment Hook failed -> incident.detected');
+is(fields_of('tekton', 'ce:/apis///namespaces/ci//build-and-deploy-run-x7k2p-deploy:2a3b4c5d-0003'),
+	'dev.cdevents.taskrun.finished.0.3.0 | ci/build-and-deploy-run-x7k2p-deploy | cancel | 2024-03-08T14:26:40Z',
+	'Tekton taskrun failed (cancelled) -> taskrun.finished cancel');
+is(q1(q{SELECT string_agg(l.type || ' ' || l.subject_id || ' ' || (l.payload #>> '{subject,content,artifactId}'), ', ' ORDER BY l.subject_id)
+	FROM cdviz.cdevents_lake l WHERE l.context_source = '/webhooks/argocd/argocd/aaaaaaaaa'
+	AND l.subject = 'service' AND l.payload #>> '{subject,content,artifactId}' LIKE 'pkg:oci/%'}),
+	'dev.cdevents.service.deployed.0.3.0 aaaaaaaaa/demo-api pkg:oci/demo-api?repository_url=ghcr.io/cdviz-dev/demo-api&tag=1.2.0, '
+	  . 'dev.cdevents.service.deployed.0.3.0 aaaaaaaaa/demo-web pkg:oci/demo-web?repository_url=ghcr.io/cdviz-dev/demo-web&tag=3.4.1',
+	'Argo CD: one service.deployed per image, pkg:oci');
+
+# ---- redelivery: nothing new -------------------------------------------------
+my $before = lake_count();
+my $deliveries = q1('SELECT count(*) FROM cdviz.webhook_deliveries');
+($code, $answer) = post('github', 'workflow_run/completed.json');
+is($code, 201, 'redelivery answered 201');
+like($answer, qr/"status":"duplicate".*"stored":0,"duplicates":1/, 'redelivery reported as duplicate');
+($code) = post('gitlab', 'pipeline.json');
+is(lake_count(), $before, 'redeliveries store no event');
+is(q1('SELECT count(*) FROM cdviz.webhook_deliveries'), $deliveries, 'nor a delivery row');
+
+# ---- wrong or missing credentials: 401, nothing stored -------------------------
+$before = lake_count();
+$deliveries = q1('SELECT count(*) FROM cdviz.webhook_deliveries');
+my $f401 = 'workflow_run/requested.json';
+($code, $answer) = post('github', $f401, delivery => 'bad-1', secret => 'wrong');
+is($code, 401, 'GitHub wrong signature: 401');
+like($answer, qr/does not match/, 'says the signature does not match');
+($code, $answer) = post('github', $f401, delivery => 'bad-2', no_signature => 1);
+is($code, 401, 'GitHub missing signature: 401');
+like($answer, qr/X-Hub-Signature-256/, 'says which header is missing');
+{
+	# signature of other bytes than those sent
+	my $body = slurp_file("$fixtures/github/$f401");
+	my ($c) = http_request(path => '/webhooks/github', body => $body . ' ',
+		headers => ['Content-Type: application/json', 'X-GitHub-Event: workflow_run', 'X-GitHub-Delivery: bad-3',
+			'X-Hub-Signature-256: sha256=' . hmac_sha256_hex($body, $secret)]);
+	is($c, 401, 'GitHub signature of a different body: 401');
+}
+($code) = post('gitlab', 'pipeline.running.json', token => 'nope');
+is($code, 401, 'GitLab wrong token: 401');
+my ($c2, undef, $h2) = http_request(path => '/webhooks/argocd', body => '{}', headers => ['Content-Type: application/json']);
+is($c2, 401, 'bearer missing: 401');
+like($h2, qr/^WWW-Authenticate: Bearer/mi, 'with WWW-Authenticate');
+is(lake_count(), $before, 'refused deliveries stored no event');
+is(q1('SELECT count(*) FROM cdviz.webhook_deliveries'), $deliveries, 'and no delivery');
+my (undef, $metrics_text) = http_request(method => 'GET', path => '/metrics');
+my ($metrics) = $metrics_text =~ /cdviz_http_requests_total\{code="401"\} (\d+)/;
+is($metrics, 5, 'every refused delivery counted');
+
+# ---- other refusals ------------------------------------------------------------
+($code) = http_request(path => '/webhooks/nope', body => '{}', headers => ['Content-Type: application/json']);
+is($code, 404, 'unknown route: 404');
+($code, undef, my $h405) = http_request(method => 'GET', path => '/webhooks/github');
+is($code, 405, 'GET: 405');
+like($h405, qr/^Allow: POST/mi, 'Allow: POST');
+($code) = http_request(path => '/webhooks/tekton', body => 'payload=%7B%7D',
+	headers => ['Content-Type: application/x-www-form-urlencoded']);
+is($code, 400, 'a form-encoded body: 400');
+
+# ---- basic auth and a user-written transformer (Jenkins notification plugin) ---
+$node->safe_psql('postgres', q{
+CREATE FUNCTION public.transform_jenkins(headers jsonb, body jsonb)
+RETURNS SETOF jsonb LANGUAGE plpgsql STABLE AS $$
+DECLARE
+	b jsonb := body -> 'build';
+	src text := '/webhooks/' || (headers ->> 'x-cdviz-route') || '/' || (body ->> 'name');
+	env text := b #>> '{parameters,DEPLOY_ENV}';
+BEGIN
+	IF env IS NOT NULL AND b ->> 'phase' = 'FINALIZED' AND b ->> 'status' = 'SUCCESS' THEN
+		RETURN NEXT cdviz.webhook_cdevent(
+			'service.' || cdviz.webhook_deploy_predicate(env, body ->> 'name', (b ->> 'timestamp')::timestamptz),
+			src, b ->> 'timestamp', body ->> 'name',
+			jsonb_build_object('environment', jsonb_build_object('id', env),
+							   'artifactId', b #>> '{parameters,ARTIFACT}'));
+	ELSIF b ->> 'phase' IN ('QUEUED', 'STARTED', 'COMPLETED') THEN
+		RETURN NEXT cdviz.webhook_cdevent(
+			'pipelinerun.' || CASE b ->> 'phase' WHEN 'QUEUED' THEN 'queued' WHEN 'STARTED' THEN 'started' ELSE 'finished' END,
+			src, b ->> 'timestamp', b ->> 'full_url',
+			jsonb_build_object('pipelineName', body ->> 'name', 'uri', b ->> 'full_url',
+				'outcome', CASE WHEN b ->> 'phase' = 'COMPLETED' THEN
+					CASE b ->> 'status' WHEN 'SUCCESS' THEN 'success' WHEN 'ABORTED' THEN 'cancel' ELSE 'failure' END END));
+	ELSE
+		RETURN NEXT jsonb_build_object('ignored', 'Jenkins phase ' || coalesce(b ->> 'phase', '?'));
+	END IF;
+END
+$$;
+SELECT cdviz.create_webhook('jenkins', 'public.transform_jenkins(jsonb,jsonb)', 'basic', 'jenkins:pa55');
+});
+my $basic = 'Authorization: Basic ' . encode_base64('jenkins:pa55', '');
+sub jenkins
+{
+	my ($phase, $ts, %p) = @_;
+	my $params = join(',', map { qq("$_":"$p{$_}") } sort keys %p);
+	return http_request(path => '/webhooks/jenkins', headers => ['Content-Type: application/json', $basic],
+		body => qq({"name":"api","url":"job/api/","build":{"full_url":"https://jenkins.example.com/job/api/42/",)
+		  . qq("number":42,"phase":"$phase","status":"SUCCESS","timestamp":"$ts","parameters":{$params}}}));
+}
+($code) = jenkins('STARTED', '2024-05-01T09:00:00Z');
+is($code, 201, 'Jenkins STARTED through the user transformer: 201');
+is(q1(q{SELECT type FROM cdviz.cdevents_lake WHERE subject_id = 'https://jenkins.example.com/job/api/42/'}),
+	'dev.cdevents.pipelinerun.started.0.3.0', 'stored as pipelinerun.started');
+($code) = http_request(path => '/webhooks/jenkins', body => '{}',
+	headers => ['Content-Type: application/json', 'Authorization: Basic ' . encode_base64('jenkins:nope', '')]);
+is($code, 401, 'wrong basic password: 401');
+
+# ---- deployed / upgraded follow the inventory, in and out of order -------------
+sub deploy_predicate
+{
+	my ($ts, $artifact) = @_;
+	my ($c, $a) = jenkins('FINALIZED', $ts, DEPLOY_ENV => 'prod', ARTIFACT => $artifact);
+	my ($id) = $a =~ /"events":\[(\d+)\]/;
+	return $c == 201 && $id ? q1("SELECT predicate FROM cdviz.cdevents_lake WHERE id = $id") : "HTTP $c $a";
+}
+is(deploy_predicate('2024-05-02T10:00:00Z', 'pkg:oci/api@sha256%3Ab2'), 'deployed', 'first seen (the later one) -> deployed');
+is(deploy_predicate('2024-05-01T10:00:00Z', 'pkg:oci/api@sha256%3Ab1'), 'deployed', 'an earlier one delivered late -> deployed');
+is(deploy_predicate('2024-05-03T10:00:00Z', 'pkg:oci/api@sha256%3Ab3'), 'upgraded', 'a later one -> upgraded');
+is(deploy_predicate('2024-05-01T18:00:00Z', 'pkg:oci/api@sha256%3Ab15'), 'upgraded', 'a late one in between -> upgraded');
+is(q1("SELECT artifact_id FROM cdviz.environment_inventory WHERE environment_id = 'prod' AND service_id = 'api'"),
+	'pkg:oci/api@sha256%3Ab3', 'the inventory runs the latest by time');
+
+# ---- a raising transformer keeps the delivery; retransform recovers it --------
+$node->safe_psql('postgres', q{
+CREATE FUNCTION public.transform_buggy(headers jsonb, body jsonb)
+RETURNS SETOF jsonb LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'bug in transformer'; END $$;
+SELECT cdviz.create_webhook('buggy', 'public.transform_buggy(jsonb,jsonb)', 'none');
+});
+my $bug_body = '{"service":"billing","env":"prod","at":"2024-06-01T08:00:00Z","artifact":"pkg:generic/billing@1.0"}';
+($code, $answer) = http_request(path => '/webhooks/buggy', body => $bug_body, headers => ['Content-Type: application/json']);
+is($code, 202, 'a raising transformer: 202');
+like($answer, qr/"status":"failed".*bug in transformer/, 'the answer carries the error');
+is(q1(q{SELECT status || ' ' || (body ->> 'service') FROM cdviz.webhook_deliveries WHERE route = 'buggy'}),
+	'failed billing', 'the delivery is kept with its body');
+$node->safe_psql('postgres', q{
+CREATE OR REPLACE FUNCTION public.transform_buggy(headers jsonb, body jsonb)
+RETURNS SETOF jsonb LANGUAGE sql AS $$
+	SELECT cdviz.webhook_cdevent('service.deployed', '/webhooks/buggy', body ->> 'at', body ->> 'service',
+		jsonb_build_object('environment', jsonb_build_object('id', body ->> 'env'), 'artifactId', body ->> 'artifact'))
+$$;
+});
+is(q1(q{SELECT (deliveries, stored, failed)::text FROM cdviz.retransform('buggy', now() - interval '1 hour')}),
+	'(1,1,0)', 'retransform stores what the fixed transformer returns');
+is(q1(q{SELECT status FROM cdviz.webhook_deliveries WHERE route = 'buggy'}), 'stored', 'the delivery is now stored');
+($code, $answer) = http_request(path => '/webhooks/buggy', body => $bug_body, headers => ['Content-Type: application/json']);
+like($answer, qr/"status":"duplicate"/, 'the same body again is a duplicate (hash of the body)');
+
+done_testing();
