@@ -19,7 +19,7 @@ OBJS = src/cdviz.o \
 PG_CPPFLAGS = -I$(srcdir)/src
 # libmicrohttpd: the HTTP receiver; libcurl: S3 and HTTP sinks; libxml2:
 # S3 listings; zlib: gzip request bodies.  --as-needed drops unused ones.
-SHLIB_LINK = -ljson-c -lmicrohttpd -lcurl -lxml2 -lz $(EXTRA_SHLIB_LINK)
+SHLIB_LINK = -ljson-c -lmicrohttpd -lcurl -lxml2 -lz -lnats $(EXTRA_SHLIB_LINK)
 PG_CPPFLAGS += -I/usr/include/libxml2
 
 # The extension script is assembled from sql/ext/ in file-name order.

@@ -12,6 +12,7 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "dispatch/dispatch_worker.h"
 #include "http/http_worker.h"
 #include "poll/poll.h"
 #include "store/store.h"
@@ -35,6 +36,7 @@ _PG_init(void)
 		/* worker registrations */
 		cdviz_http_init();
 		cdviz_poll_init();
+		cdviz_dispatch_init();
 	}
 	MarkGUCPrefixReserved("cdviz");
 }

@@ -1,0 +1,468 @@
+-- Sinks: where the cdviz dispatcher worker forwards stored events (HTTP
+-- webhooks, NATS subjects, the server log), at least once, never skipping
+-- one.
+--
+-- Why an outbox of transaction ids, and not "lake id > last delivered":
+-- a lake id is taken from a sequence when the row is inserted, but the
+-- transactions commit in another order.  A batch of 10,000 events that
+-- took ids 1..10000 and commits after a single event that took id 10001
+-- would be skipped by a reader that had already moved past 10001.  So the
+-- statement trigger below writes one row per INSERT statement into
+-- cdviz.lake_batches with the inserting transaction's id (xid8) and the
+-- lake ids and timestamps of the statement.  The dispatcher reads the lake
+-- in windows between two snapshots, as PgQ does: the events of the
+-- transactions visible in the newer snapshot and not in the older one.
+-- Once a transaction is visible in a snapshot, no event can join it, so a
+-- window is a fixed set, read in (xid, batch, position) order; when it is
+-- exhausted the newer snapshot becomes the older one.  A long transaction
+-- of somebody else delays nothing: only the transactions that are still
+-- running are left for a later window.  One row per statement (not per
+-- event) keeps the cost to ingestion small; bench/dispatch.sh measures it.
+-- While no sink exists the trigger writes nothing at all.
+
+CREATE TABLE cdviz.sinks (
+	id				integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	name			text NOT NULL UNIQUE CHECK (name ~ '^[A-Za-z0-9_.-]{1,63}$'),
+	kind			text NOT NULL CHECK (kind IN ('http', 'nats', 'log')),
+	target			text NOT NULL,
+	options			jsonb NOT NULL DEFAULT '{}',
+	secret_keys		text[] NOT NULL DEFAULT '{}',
+	type_pattern	text,
+	source_pattern	text,
+	predicate		text,
+	paused			boolean NOT NULL DEFAULT false,
+	start_at		timestamptz,
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	updated_at		timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON TABLE cdviz.sinks IS
+'cdviz: where the dispatcher forwards stored events; managed with cdviz.create_sink(), alter_sink(), drop_sink(), pause_sink(), resume_sink(). Secrets (token, hmac_secret) are kept apart in cdviz.sink_secrets.';
+COMMENT ON COLUMN cdviz.sinks.id IS 'sink number';
+COMMENT ON COLUMN cdviz.sinks.name IS 'sink name (letters, digits, _ . -)';
+COMMENT ON COLUMN cdviz.sinks.kind IS 'http (POST to a URL), nats (publish to a subject on cdviz.nats_url) or log (one JSON line per event in the server log)';
+COMMENT ON COLUMN cdviz.sinks.target IS 'http: the URL; nats: the subject or subject template ({subject}, {predicate}, {version} are replaced); log: a label';
+COMMENT ON COLUMN cdviz.sinks.options IS 'options without secrets; http: mode (binary, structured, batch), batch_size, headers, timeout, initial_backoff, max_backoff; nats: jetstream (auto, always, never), timeout';
+COMMENT ON COLUMN cdviz.sinks.secret_keys IS 'which secret options are set (their values are in cdviz.sink_secrets, readable by superusers only)';
+COMMENT ON COLUMN cdviz.sinks.type_pattern IS 'filter: LIKE pattern on the event type, e.g. dev.cdevents.service.%; NULL matches every type';
+COMMENT ON COLUMN cdviz.sinks.source_pattern IS 'filter: LIKE pattern on context.source; NULL matches every source';
+COMMENT ON COLUMN cdviz.sinks.predicate IS 'filter: SQL boolean expression over the lake row (columns of cdviz.cdevents_lake, e.g. payload->''subject''->''content''->''environment''->>''id'' = ''prod''); NULL matches every event';
+COMMENT ON COLUMN cdviz.sinks.paused IS 'a paused sink receives nothing; its events wait for resume_sink()';
+COMMENT ON COLUMN cdviz.sinks.start_at IS 'backfill: events imported since this time and before the sink was created are delivered too; NULL: only events stored after creation';
+COMMENT ON COLUMN cdviz.sinks.created_at IS 'when the sink was created';
+COMMENT ON COLUMN cdviz.sinks.updated_at IS 'when the sink was last changed';
+
+-- Secrets live in their own table on which nobody is granted anything:
+-- cdviz_reader reads cdviz.sinks without ever seeing a token.
+CREATE TABLE cdviz.sink_secrets (
+	sink_id			integer PRIMARY KEY REFERENCES cdviz.sinks (id) ON DELETE CASCADE,
+	secrets			jsonb NOT NULL
+);
+REVOKE ALL ON cdviz.sink_secrets FROM PUBLIC;
+
+COMMENT ON TABLE cdviz.sink_secrets IS
+'cdviz: secret options of the sinks (token, hmac_secret); superusers only';
+COMMENT ON COLUMN cdviz.sink_secrets.sink_id IS 'cdviz.sinks.id';
+COMMENT ON COLUMN cdviz.sink_secrets.secrets IS 'JSON object of the secret options';
+
+-- The outbox: one row per INSERT statement into the lake (see the top).
+CREATE TABLE cdviz.lake_batches (
+	batch_id		bigint GENERATED ALWAYS AS IDENTITY,
+	xid				xid8 NOT NULL,
+	stored_at		timestamptz NOT NULL DEFAULT now(),
+	ids				bigint[] NOT NULL,
+	stamps			timestamptz[] NOT NULL,
+	PRIMARY KEY (xid, batch_id)
+);
+
+COMMENT ON TABLE cdviz.lake_batches IS
+'cdviz: outbox of the dispatcher — one row per statement that inserted into cdviz.cdevents_lake while a sink existed: the inserting transaction and the lake keys, in insertion order. Rows every sink has passed are deleted by the dispatcher.';
+COMMENT ON COLUMN cdviz.lake_batches.batch_id IS 'statement number (orders the statements of one transaction)';
+COMMENT ON COLUMN cdviz.lake_batches.xid IS 'the inserting (top-level) transaction';
+COMMENT ON COLUMN cdviz.lake_batches.stored_at IS 'transaction time of the insert';
+COMMENT ON COLUMN cdviz.lake_batches.ids IS 'lake ids of the statement, in insertion order';
+COMMENT ON COLUMN cdviz.lake_batches.stamps IS 'lake timestamps of the same rows (the partition key, for lookups)';
+
+CREATE FUNCTION cdviz.lake_record_batch()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	-- cdviz.create_sink() takes a SHARE lock on the lake before it takes
+	-- its snapshot, so a writer that saw no sink here has committed
+	-- before the sink's first snapshot: its events are not the sink's.
+	IF EXISTS (SELECT FROM cdviz.sinks) THEN
+		INSERT INTO cdviz.lake_batches (xid, ids, stamps)
+		SELECT pg_current_xact_id(), array_agg(id), array_agg("timestamp")
+		FROM new_events
+		HAVING count(*) > 0;
+	END IF;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION cdviz.lake_record_batch() IS
+'cdviz: statement-level AFTER INSERT trigger of cdviz.cdevents_lake: records the statement''s transaction and lake keys in cdviz.lake_batches while a sink exists (SECURITY DEFINER so that writers need no privilege on it)';
+
+CREATE TRIGGER lake_record_batch
+	AFTER INSERT ON cdviz.cdevents_lake
+	REFERENCING NEW TABLE AS new_events
+	FOR EACH STATEMENT
+	EXECUTE FUNCTION cdviz.lake_record_batch();
+
+COMMENT ON TRIGGER lake_record_batch ON cdviz.cdevents_lake IS
+'cdviz: fills the dispatcher''s outbox cdviz.lake_batches, one row per insert statement';
+
+-- Per-sink progress, written by the dispatcher in the transaction that
+-- follows each delivered chunk.  The window is (snap, next_snap]; pos is
+-- the last (xid, batch, position) delivered inside it.
+CREATE TABLE cdviz.sink_progress (
+	sink_id			integer PRIMARY KEY REFERENCES cdviz.sinks (id) ON DELETE CASCADE,
+	snap			pg_snapshot NOT NULL,
+	next_snap		pg_snapshot,
+	pos_xid			xid8,
+	pos_batch		bigint,
+	pos_ord			integer,
+	backfill_until	bigint,
+	backfill_pos	bigint,
+	delivered		bigint NOT NULL DEFAULT 0,
+	rejected		bigint NOT NULL DEFAULT 0,
+	failures		bigint NOT NULL DEFAULT 0,
+	last_delivered_id bigint,
+	last_success_at	timestamptz,
+	last_error		text,
+	last_error_at	timestamptz
+);
+
+COMMENT ON TABLE cdviz.sink_progress IS
+'cdviz: how far each sink has been delivered (written by the dispatcher after each delivered chunk); read it through cdviz.sink_status';
+COMMENT ON COLUMN cdviz.sink_progress.sink_id IS 'cdviz.sinks.id';
+COMMENT ON COLUMN cdviz.sink_progress.snap IS 'every event of a transaction visible in this snapshot is delivered (or filtered out)';
+COMMENT ON COLUMN cdviz.sink_progress.next_snap IS 'the window being delivered: transactions visible here and not in snap';
+COMMENT ON COLUMN cdviz.sink_progress.pos_xid IS 'window position: transaction of the last delivered event';
+COMMENT ON COLUMN cdviz.sink_progress.pos_batch IS 'window position: its cdviz.lake_batches row';
+COMMENT ON COLUMN cdviz.sink_progress.pos_ord IS 'window position: its place in that row (1-based)';
+COMMENT ON COLUMN cdviz.sink_progress.backfill_until IS 'backfill: the highest lake id that existed at creation (NULL: no backfill)';
+COMMENT ON COLUMN cdviz.sink_progress.backfill_pos IS 'backfill: the last lake id delivered';
+COMMENT ON COLUMN cdviz.sink_progress.delivered IS 'events delivered (a redelivery after a crash counts again)';
+COMMENT ON COLUMN cdviz.sink_progress.rejected IS 'events the sink refused for good (cdviz.rejected_deliveries)';
+COMMENT ON COLUMN cdviz.sink_progress.failures IS 'failed delivery attempts that were retried';
+COMMENT ON COLUMN cdviz.sink_progress.last_delivered_id IS 'lake id of the last delivered event';
+COMMENT ON COLUMN cdviz.sink_progress.last_success_at IS 'when a delivery last succeeded';
+COMMENT ON COLUMN cdviz.sink_progress.last_error IS 'why the last failed attempt failed';
+COMMENT ON COLUMN cdviz.sink_progress.last_error_at IS 'when it failed';
+
+-- Dead letters of the way out: events a sink refused for good.
+CREATE TABLE cdviz.rejected_deliveries (
+	id				bigserial PRIMARY KEY,
+	sink_id			integer NOT NULL REFERENCES cdviz.sinks (id) ON DELETE CASCADE,
+	event_id		bigint NOT NULL,
+	event_timestamp	timestamptz NOT NULL,
+	status			integer,
+	response		text,
+	rejected_at		timestamptz NOT NULL DEFAULT now(),
+	retry_requested_at timestamptz,
+	retried_at		timestamptz
+);
+CREATE INDEX rejected_deliveries_sink ON cdviz.rejected_deliveries (sink_id, id);
+CREATE INDEX rejected_deliveries_retry ON cdviz.rejected_deliveries (sink_id, id)
+	WHERE retry_requested_at IS NOT NULL AND retried_at IS NULL;
+
+COMMENT ON TABLE cdviz.rejected_deliveries IS
+'cdviz: events a sink refused for good (HTTP 4xx other than 408 and 429), with the answer; retry them with cdviz.retry_rejected_deliveries()';
+COMMENT ON COLUMN cdviz.rejected_deliveries.sink_id IS 'cdviz.sinks.id';
+COMMENT ON COLUMN cdviz.rejected_deliveries.event_id IS 'cdviz.cdevents_lake.id of the event';
+COMMENT ON COLUMN cdviz.rejected_deliveries.event_timestamp IS 'cdviz.cdevents_lake."timestamp" of the event';
+COMMENT ON COLUMN cdviz.rejected_deliveries.status IS 'HTTP status of the refusal';
+COMMENT ON COLUMN cdviz.rejected_deliveries.response IS 'the start of the response body (at most 1 kB)';
+COMMENT ON COLUMN cdviz.rejected_deliveries.rejected_at IS 'when the sink refused it';
+COMMENT ON COLUMN cdviz.rejected_deliveries.retry_requested_at IS 'when cdviz.retry_rejected_deliveries() asked for another attempt';
+COMMENT ON COLUMN cdviz.rejected_deliveries.retried_at IS 'when that attempt was made (a new refusal is a new row)';
+
+SELECT pg_catalog.pg_extension_config_dump('cdviz.sinks', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.sink_secrets', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.sink_progress', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.lake_batches', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.rejected_deliveries', '');
+
+-- Options: which keys a kind takes, and which are secrets.
+CREATE FUNCTION cdviz._sink_check(kind text, target text, options jsonb,
+								  type_pattern text, source_pattern text, predicate text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	allowed text[] := CASE kind
+		WHEN 'http' THEN ARRAY['mode', 'batch_size', 'headers', 'timeout', 'initial_backoff',
+							   'max_backoff', 'token', 'hmac_secret']
+		WHEN 'nats' THEN ARRAY['jetstream', 'timeout', 'initial_backoff', 'max_backoff']
+		WHEN 'log' THEN ARRAY[]::text[]
+	END;
+	k text;
+BEGIN
+	IF allowed IS NULL THEN
+		RAISE EXCEPTION 'unknown sink kind "%"', kind
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use http, nats or log.';
+	END IF;
+	IF jsonb_typeof(options) IS DISTINCT FROM 'object' THEN
+		RAISE EXCEPTION 'sink options must be a JSON object'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	FOR k IN SELECT jsonb_object_keys(options) LOOP
+		IF NOT k = ANY (allowed) THEN
+			RAISE EXCEPTION 'unknown option "%" for a % sink', k, kind
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = format('Options of a %s sink: %s.', kind,
+									coalesce(nullif(array_to_string(allowed, ', '), ''), 'none'));
+		END IF;
+	END LOOP;
+	IF kind = 'http' AND target !~* '^https?://' THEN
+		RAISE EXCEPTION 'an http sink needs an http:// or https:// URL, not "%"', target
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF kind = 'nats' AND (target = '' OR target ~ '\s') THEN
+		RAISE EXCEPTION 'a nats sink needs a subject without spaces, not "%"', target
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF options ? 'mode' AND NOT options->>'mode' IN ('binary', 'structured', 'batch') THEN
+		RAISE EXCEPTION 'unknown mode "%"', options->>'mode'
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use binary, structured or batch.';
+	END IF;
+	IF options ? 'jetstream' AND NOT options->>'jetstream' IN ('auto', 'always', 'never') THEN
+		RAISE EXCEPTION 'jetstream must be auto, always or never, not "%"', options->>'jetstream'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF options ? 'batch_size' AND NOT (jsonb_typeof(options->'batch_size') = 'number'
+									   AND (options->>'batch_size')::numeric BETWEEN 1 AND 10000) THEN
+		RAISE EXCEPTION 'batch_size must be a number from 1 to 10000'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	FOR k IN SELECT unnest(ARRAY['timeout', 'initial_backoff', 'max_backoff']) LOOP
+		IF options ? k AND NOT (jsonb_typeof(options->k) = 'number' AND (options->>k)::numeric > 0) THEN
+			RAISE EXCEPTION '% must be a positive number of seconds', k
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+	END LOOP;
+	IF options ? 'headers' AND (jsonb_typeof(options->'headers') <> 'object' OR EXISTS (
+			SELECT FROM jsonb_each(options->'headers') h
+			WHERE jsonb_typeof(h.value) <> 'string' OR h.key !~ '^[!#$%&''*+.^_`|~0-9A-Za-z-]+$'
+			   OR h.value->>0 ~ '[\r\n]')) THEN
+		RAISE EXCEPTION 'headers must be a JSON object of header names and string values'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	-- the filters must be valid SQL over the lake: try them on no row
+	EXECUTE format('SELECT FROM cdviz.cdevents_lake WHERE type LIKE $1 AND context_source LIKE $2 AND (%s) LIMIT 0',
+				   coalesce(nullif(predicate, ''), 'true'))
+		USING coalesce(type_pattern, '%'), coalesce(source_pattern, '%');
+END
+$$;
+COMMENT ON FUNCTION cdviz._sink_check(text, text, jsonb, text, text, text) IS
+'cdviz internal: checks a sink definition; raises SQLSTATE 22023 naming what is wrong';
+
+CREATE FUNCTION cdviz.create_sink(name text, kind text, target text,
+								  options jsonb DEFAULT '{}',
+								  type_pattern text DEFAULT NULL,
+								  source_pattern text DEFAULT NULL,
+								  predicate text DEFAULT NULL,
+								  start_at timestamptz DEFAULT NULL,
+								  paused boolean DEFAULT false)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	secret_names CONSTANT text[] := ARRAY['token', 'hmac_secret'];
+	sid integer;
+	until bigint;
+BEGIN
+	PERFORM cdviz._sink_check(kind, target, options, type_pattern, source_pattern, predicate);
+	-- Wait for the writers in flight and hold new ones until we commit:
+	-- each writer's trigger then either ran before, and its transaction
+	-- is visible in the snapshot taken below (not this sink's event), or
+	-- runs after our commit and sees this sink (see lake_record_batch).
+	LOCK TABLE cdviz.cdevents_lake IN SHARE MODE;
+	INSERT INTO cdviz.sinks (name, kind, target, options, secret_keys, type_pattern,
+							 source_pattern, predicate, paused, start_at)
+	VALUES (name, kind, target, options - secret_names,
+			ARRAY(SELECT k FROM jsonb_object_keys(options) k WHERE k = ANY (secret_names) ORDER BY k),
+			nullif(type_pattern, ''), nullif(source_pattern, ''), nullif(predicate, ''),
+			paused, start_at)
+	RETURNING id INTO sid;
+	IF options ?| secret_names THEN
+		INSERT INTO cdviz.sink_secrets VALUES (sid, jsonb_strip_nulls(jsonb_build_object(
+			'token', options->'token', 'hmac_secret', options->'hmac_secret')));
+	END IF;
+	IF start_at IS NOT NULL THEN
+		SELECT max(id) INTO until FROM cdviz.cdevents_lake;
+	END IF;
+	INSERT INTO cdviz.sink_progress (sink_id, snap, backfill_until, backfill_pos)
+	VALUES (sid, pg_current_snapshot(), until, CASE WHEN until IS NOT NULL THEN 0 END);
+	RETURN sid;
+END
+$$;
+COMMENT ON FUNCTION cdviz.create_sink(text, text, text, jsonb, text, text, text, timestamptz, boolean) IS
+'cdviz: creates a sink and returns its id; the dispatcher delivers to it every matching event stored after this transaction commits (with start_at: also those imported since start_at). Secret options (token, hmac_secret) go to cdviz.sink_secrets. Example: SELECT cdviz.create_sink(''ci'', ''http'', ''https://hooks.example/cd'', ''{"mode": "batch", "batch_size": 100, "hmac_secret": "s3cret"}'', type_pattern => ''dev.cdevents.service.%'');';
+
+CREATE FUNCTION cdviz.alter_sink(name text, target text DEFAULT NULL, options jsonb DEFAULT NULL,
+								 type_pattern text DEFAULT NULL,
+								 source_pattern text DEFAULT NULL,
+								 predicate text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	secret_names CONSTANT text[] := ARRAY['token', 'hmac_secret'];
+	s cdviz.sinks;
+BEGIN
+	SELECT * INTO s FROM cdviz.sinks WHERE sinks.name = alter_sink.name FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'sink "%" does not exist', name USING ERRCODE = 'undefined_object';
+	END IF;
+	s.target := coalesce(target, s.target);
+	s.type_pattern := CASE WHEN type_pattern IS NULL THEN s.type_pattern ELSE nullif(type_pattern, '') END;
+	s.source_pattern := CASE WHEN source_pattern IS NULL THEN s.source_pattern ELSE nullif(source_pattern, '') END;
+	s.predicate := CASE WHEN predicate IS NULL THEN s.predicate ELSE nullif(predicate, '') END;
+	PERFORM cdviz._sink_check(s.kind, s.target, coalesce(options, s.options), s.type_pattern,
+							  s.source_pattern, s.predicate);
+	IF options IS NOT NULL THEN
+		s.options := options - secret_names;
+		s.secret_keys := ARRAY(SELECT k FROM jsonb_object_keys(options) k
+							   WHERE k = ANY (secret_names) ORDER BY k);
+		DELETE FROM cdviz.sink_secrets WHERE sink_id = s.id;
+		IF options ?| secret_names THEN
+			INSERT INTO cdviz.sink_secrets VALUES (s.id, jsonb_strip_nulls(jsonb_build_object(
+				'token', options->'token', 'hmac_secret', options->'hmac_secret')));
+		END IF;
+	END IF;
+	UPDATE cdviz.sinks
+	SET target = s.target, options = s.options, secret_keys = s.secret_keys,
+		type_pattern = s.type_pattern, source_pattern = s.source_pattern,
+		predicate = s.predicate, updated_at = now()
+	WHERE id = s.id;
+END
+$$;
+COMMENT ON FUNCTION cdviz.alter_sink(text, text, jsonb, text, text, text) IS
+'cdviz: changes a sink; NULL arguments keep the current value, an empty string removes a filter, options (when given) replace all options, secrets included. Takes effect at the dispatcher''s next chunk; delivery resumes where it was. Example: SELECT cdviz.alter_sink(''ci'', type_pattern => ''dev.cdevents.%'');';
+
+CREATE FUNCTION cdviz.drop_sink(name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	DELETE FROM cdviz.sinks WHERE sinks.name = drop_sink.name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'sink "%" does not exist', name USING ERRCODE = 'undefined_object';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION cdviz.drop_sink(text) IS
+'cdviz: removes a sink with its progress, secrets and rejected deliveries. Example: SELECT cdviz.drop_sink(''ci'');';
+
+CREATE FUNCTION cdviz.pause_sink(name text, paused boolean DEFAULT true)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	UPDATE cdviz.sinks SET paused = pause_sink.paused, updated_at = now()
+	WHERE sinks.name = pause_sink.name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'sink "%" does not exist', name USING ERRCODE = 'undefined_object';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION cdviz.pause_sink(text, boolean) IS
+'cdviz: stops delivering to a sink; its events wait (they stay in the outbox) until cdviz.resume_sink(). Example: SELECT cdviz.pause_sink(''ci'');';
+
+CREATE FUNCTION cdviz.resume_sink(name text)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT cdviz.pause_sink(name, false) $$;
+COMMENT ON FUNCTION cdviz.resume_sink(text) IS
+'cdviz: delivers again to a paused sink, starting where it stopped. Example: SELECT cdviz.resume_sink(''ci'');';
+
+CREATE FUNCTION cdviz.retry_rejected_deliveries(sink text DEFAULT NULL, since timestamptz DEFAULT '-infinity')
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	WITH r AS (
+		UPDATE cdviz.rejected_deliveries d SET retry_requested_at = now()
+		FROM cdviz.sinks s
+		WHERE s.id = d.sink_id AND (retry_rejected_deliveries.sink IS NULL OR s.name = retry_rejected_deliveries.sink)
+		  AND d.rejected_at >= since AND d.retried_at IS NULL AND d.retry_requested_at IS NULL
+		RETURNING 1)
+	SELECT count(*) FROM r
+$$;
+COMMENT ON FUNCTION cdviz.retry_rejected_deliveries(text, timestamptz) IS
+'cdviz: asks the dispatcher to deliver the refused events again (of one sink, refused since a time) and returns how many; a new refusal makes a new row. Example: SELECT cdviz.retry_rejected_deliveries(''ci'');';
+
+-- Per sink: what was delivered and what waits.  Pending counts the events
+-- of the outbox the sink has not passed yet, before its filter.
+CREATE VIEW cdviz.sink_status AS
+SELECT s.name, s.kind, s.target, s.paused,
+	   p.delivered,
+	   p.rejected,
+	   (SELECT count(*) FROM cdviz.rejected_deliveries d
+		WHERE d.sink_id = s.id AND d.retry_requested_at IS NOT NULL AND d.retried_at IS NULL)
+		   AS retries_requested,
+	   coalesce(w.pending, 0) + coalesce(bf.pending, 0) AS pending,
+	   CASE WHEN coalesce(w.pending, 0) + coalesce(bf.pending, 0) = 0 THEN 0
+			ELSE extract(epoch FROM now() - least(w.oldest, bf.oldest)) END AS lag_seconds,
+	   p.failures,
+	   p.last_delivered_id,
+	   p.last_success_at,
+	   p.last_error,
+	   p.last_error_at,
+	   s.created_at
+FROM cdviz.sinks s
+JOIN cdviz.sink_progress p ON p.sink_id = s.id
+LEFT JOIN LATERAL (
+	SELECT sum(CASE WHEN (b.xid, b.batch_id) = (p.pos_xid, p.pos_batch)
+					THEN greatest(cardinality(b.ids) - p.pos_ord, 0)
+					ELSE cardinality(b.ids) END) AS pending,
+		   min(b.stored_at) AS oldest
+	FROM cdviz.lake_batches b
+	WHERE b.xid >= pg_snapshot_xmin(p.snap) AND NOT pg_visible_in_snapshot(b.xid, p.snap)
+	  AND (p.next_snap IS NULL OR p.pos_xid IS NULL OR NOT pg_visible_in_snapshot(b.xid, p.next_snap)
+		   OR (b.xid, b.batch_id) >= (p.pos_xid, p.pos_batch))
+) w ON true
+LEFT JOIN LATERAL (
+	SELECT count(*) AS pending, min(l.imported_at) AS oldest
+	FROM cdviz.cdevents_lake l
+	WHERE p.backfill_until IS NOT NULL AND l.id > p.backfill_pos AND l.id <= p.backfill_until
+	  AND l.imported_at >= s.start_at
+) bf ON true;
+
+COMMENT ON VIEW cdviz.sink_status IS
+'cdviz: per sink — events delivered and refused, events waiting (pending, before the filter) and how old the oldest is (lag_seconds), failed attempts, last success and last error; no secrets';
+COMMENT ON COLUMN cdviz.sink_status.name IS 'sink name';
+COMMENT ON COLUMN cdviz.sink_status.kind IS 'http, nats or log';
+COMMENT ON COLUMN cdviz.sink_status.target IS 'URL, subject or label';
+COMMENT ON COLUMN cdviz.sink_status.paused IS 'whether delivery is paused';
+COMMENT ON COLUMN cdviz.sink_status.delivered IS 'events delivered';
+COMMENT ON COLUMN cdviz.sink_status.rejected IS 'events refused for good';
+COMMENT ON COLUMN cdviz.sink_status.retries_requested IS 'refused events waiting for the retry asked by cdviz.retry_rejected_deliveries()';
+COMMENT ON COLUMN cdviz.sink_status.pending IS 'events stored and not yet passed by this sink (before its filter)';
+COMMENT ON COLUMN cdviz.sink_status.lag_seconds IS 'age of the oldest pending event; 0 when none';
+COMMENT ON COLUMN cdviz.sink_status.failures IS 'failed attempts that were retried';
+COMMENT ON COLUMN cdviz.sink_status.last_delivered_id IS 'lake id of the last delivered event';
+COMMENT ON COLUMN cdviz.sink_status.last_success_at IS 'when a delivery last succeeded';
+COMMENT ON COLUMN cdviz.sink_status.last_error IS 'why the last failed attempt failed';
+COMMENT ON COLUMN cdviz.sink_status.last_error_at IS 'when it failed';
+COMMENT ON COLUMN cdviz.sink_status.created_at IS 'when the sink was created';
+
+-- Sinks are managed by superusers only: a sink's predicate runs inside
+-- the dispatcher, and a sink sends events out of the database.
+REVOKE EXECUTE ON FUNCTION cdviz._sink_check(text, text, jsonb, text, text, text),
+	cdviz.create_sink(text, text, text, jsonb, text, text, text, timestamptz, boolean),
+	cdviz.alter_sink(text, text, jsonb, text, text, text),
+	cdviz.drop_sink(text), cdviz.pause_sink(text, boolean), cdviz.resume_sink(text),
+	cdviz.retry_rejected_deliveries(text, timestamptz),
+	cdviz.lake_record_batch() FROM PUBLIC;
+GRANT SELECT ON cdviz.sinks, cdviz.sink_status TO cdviz_reader;

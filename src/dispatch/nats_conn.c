@@ -1,0 +1,109 @@
+/*
+ * nats_conn.c
+ *	  The dispatcher's one libnats connection, shared by the nats sinks and
+ *	  the NATS source.
+ *
+ * libnats runs threads of its own (socket reader, flusher, callbacks).
+ * They are created with every signal blocked, so that PostgreSQL's
+ * handlers (SIGTERM, SIGHUP, SIGURG of the latch) keep running in the
+ * worker's main thread, the only one that touches PostgreSQL.
+ *
+ * The connection reconnects by itself, forever, and is created without
+ * waiting for the server: a NATS server that is down delays nothing, the
+ * publishes and fetches fail and are retried.
+ */
+#include "postgres.h"
+
+#include <pthread.h>
+
+#include "dispatch/dispatch.h"
+
+static natsConnection *conn = NULL;
+
+/* Bumped at each new connection: JetStream contexts of an older one are stale. */
+int			dispatch_nats_generation = 0;
+
+void
+dispatch_nats_block_signals(sigset_t *saved)
+{
+	sigset_t	all;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, saved);
+}
+
+void
+dispatch_nats_restore_signals(const sigset_t *saved)
+{
+	pthread_sigmask(SIG_SETMASK, saved, NULL);
+}
+
+/* The connection, created on first use; NULL when it cannot be made. */
+natsConnection *
+dispatch_nats_connection(void)
+{
+	natsOptions *opts = NULL;
+	natsStatus	s;
+	sigset_t	saved;
+
+	if (conn && natsConnection_Status(conn) != NATS_CONN_STATUS_CLOSED)
+		return conn;
+	if (conn)
+	{
+		natsConnection_Destroy(conn);
+		conn = NULL;
+	}
+	dispatch_nats_block_signals(&saved);
+	s = natsOptions_Create(&opts);
+	if (s == NATS_OK)
+		s = natsOptions_SetURL(opts, cdviz_nats_url);
+	if (s == NATS_OK)
+		s = natsOptions_SetName(opts, "cdviz dispatcher");
+	if (s == NATS_OK)
+		s = natsOptions_SetAllowReconnect(opts, true);
+	if (s == NATS_OK)
+		s = natsOptions_SetMaxReconnect(opts, -1);
+	if (s == NATS_OK)
+		s = natsOptions_SetReconnectWait(opts, 500);
+	if (s == NATS_OK)
+		s = natsOptions_SetTimeout(opts, 2000);
+	if (s == NATS_OK)
+		s = natsOptions_SetPingInterval(opts, 5000);
+	if (s == NATS_OK)
+		s = natsOptions_SetRetryOnFailedConnect(opts, true, NULL, NULL);
+	if (s == NATS_OK)
+	{
+		s = natsConnection_Connect(&conn, opts);
+		if (s == NATS_NOT_YET_CONNECTED)
+			s = NATS_OK;
+		dispatch_nats_generation++;
+	}
+	natsOptions_Destroy(opts);
+	dispatch_nats_restore_signals(&saved);
+	if (s != NATS_OK)
+	{
+		ereport(LOG,
+				(errmsg("cdviz dispatcher: could not connect to NATS at \"%s\": %s",
+						cdviz_nats_url, natsStatus_GetText(s))));
+		if (conn)
+			natsConnection_Destroy(conn);
+		conn = NULL;
+	}
+	return conn;
+}
+
+/* Close it (settings changed, extension gone); the next use reconnects. */
+void
+dispatch_nats_close(void)
+{
+	if (conn == NULL)
+		return;
+	natsConnection_Destroy(conn);
+	conn = NULL;
+}
+
+bool
+dispatch_nats_connected(void)
+{
+	return conn && natsConnection_Status(conn) == NATS_CONN_STATUS_CONNECTED;
+}

@@ -1,0 +1,334 @@
+/*
+ * nats_source.c
+ *	  NATS source: messages of cdviz.nats_subjects stored through the same
+ *	  envelope and store path as HTTP requests.
+ *
+ * With cdviz.nats_stream set, each subject is read through a durable
+ * JetStream pull consumer (cdviz.nats_consumer, suffixed with the
+ * subject's place in the list when there are several) and a message is
+ * acknowledged only after the transaction that stored its events
+ * committed.  A crash before the acknowledgement makes JetStream deliver
+ * it again, and the lake's dedup keeps one copy.  Without a stream, a
+ * plain subscription takes what arrives while the worker runs.
+ *
+ * A message is read like an HTTP request body: its headers content-type
+ * and ce-* choose the CloudEvents mode (binary, structured, batch) or a
+ * plain CDEvent / JSON array.  What is not an event goes to
+ * cdviz.rejected_events with origin 'nats' and origin_ref
+ * "<subject>#<stream sequence>".
+ *
+ * Fetches never wait: a pull request with no_wait answers at once, and
+ * the loop comes back every 100 ms while the source is active.
+ */
+#include "postgres.h"
+
+#include "utils/memutils.h"
+
+#include "core/envelope.h"
+#include "dispatch/dispatch.h"
+#include "store/store.h"
+#include "store/worker.h"
+
+/* Messages read per subscription per turn; one transaction stores them. */
+#define FETCH_BATCH 500
+
+#define MAX_SUBS 16
+static natsSubscription *subs[MAX_SUBS];
+static int	nsubs = 0;
+static bool subscribed = false;
+static int	sub_generation = 0;
+static TimestampTz retry_at = 0;
+
+bool
+nats_source_active(void)
+{
+	return cdviz_nats_subjects && cdviz_nats_subjects[0] != '\0';
+}
+
+void
+nats_source_close(void)
+{
+	for (int i = 0; i < nsubs; i++)
+	{
+		/* unsubscribing would delete nothing: durable consumers stay */
+		natsSubscription_Destroy(subs[i]);
+	}
+	nsubs = 0;
+	subscribed = false;
+}
+
+static bool
+subscribe(natsConnection *nc)
+{
+	char	   *list = pstrdup(cdviz_nats_subjects);
+	char	   *save = NULL;
+	int			count = 0;
+	jsCtx	   *js = NULL;
+	sigset_t	saved;
+	bool		ok = true;
+
+	for (char *t = strtok_r(list, ", ", &save); t; t = strtok_r(NULL, ", ", &save))
+		count++;
+	pfree(list);
+	list = pstrdup(cdviz_nats_subjects);
+	save = NULL;
+
+	dispatch_nats_block_signals(&saved);
+	if (cdviz_nats_stream[0] != '\0' && natsConnection_JetStream(&js, nc, NULL) != NATS_OK)
+		js = NULL;
+	for (char *t = strtok_r(list, ", ", &save); t && nsubs < MAX_SUBS && ok;
+		 t = strtok_r(NULL, ", ", &save))
+	{
+		natsStatus	s;
+		jsErrCode	jerr = 0;
+
+		if (cdviz_nats_stream[0] != '\0')
+		{
+			jsSubOptions so;
+			char	   *durable = count > 1 ? psprintf("%s_%d", cdviz_nats_consumer, nsubs + 1)
+				: pstrdup(cdviz_nats_consumer);
+
+			jsSubOptions_Init(&so);
+			so.Stream = cdviz_nats_stream;
+			so.Config.AckPolicy = js_AckExplicit;
+			so.Config.AckWait = (int64_t) 30 * 1000 * 1000 * 1000;
+			so.Config.MaxAckPending = 10000;
+			s = js ? js_PullSubscribe(&subs[nsubs], js, t, durable, NULL, &so, &jerr)
+				: NATS_ERR;
+			pfree(durable);
+		}
+		else
+			s = natsConnection_SubscribeSync(&subs[nsubs], nc, t);
+		if (s == NATS_OK)
+		{
+			natsSubscription_SetPendingLimits(subs[nsubs], -1, -1);
+			nsubs++;
+		}
+		else
+		{
+			ereport(LOG,
+					(errmsg("cdviz dispatcher: could not subscribe to NATS subject \"%s\"%s%s: %s",
+							t, cdviz_nats_stream[0] ? " of stream " : "", cdviz_nats_stream,
+							natsStatus_GetText(s)),
+					 errhint("Check cdviz.nats_subjects and cdviz.nats_stream; the worker tries again in %d seconds.",
+							 CDVIZ_WORKER_RETRY_SECONDS)));
+			ok = false;
+		}
+	}
+	if (js)
+		jsCtx_Destroy(js);
+	dispatch_nats_restore_signals(&saved);
+	pfree(list);
+	if (!ok)
+		nats_source_close();
+	else
+		ereport(LOG,
+				(errmsg("cdviz dispatcher: NATS source subscribed to \"%s\"%s%s",
+						cdviz_nats_subjects, cdviz_nats_stream[0] ? " through stream " : "",
+						cdviz_nats_stream)));
+	return ok;
+}
+
+/* What one turn stores: every message's envelope and its items. */
+typedef struct SourceBatch
+{
+	natsMsg   **msgs;
+	int			nmsgs;
+	CdvizEnvelope *envs;
+	char	  **refs;
+	CdvizItem  *items;
+	int			nitems;
+} SourceBatch;
+
+static const char *
+header(natsMsg *msg, const char *lower, const char *upper)
+{
+	const char *v = NULL;
+
+	if (natsMsgHeader_Get(msg, lower, &v) == NATS_OK && v)
+		return v;
+	if (natsMsgHeader_Get(msg, upper, &v) == NATS_OK && v)
+		return v;
+	return NULL;
+}
+
+static void
+store_batch(void *arg)
+{
+	SourceBatch *b = arg;
+
+	if (b->nitems > 0)
+		(void) cdviz_store_items(b->items, b->nitems, "nats");
+	for (int m = 0; m < b->nmsgs; m++)
+	{
+		CdvizEnvelope *env = &b->envs[m];
+
+		if (env->mode == CDVIZ_ENVELOPE_UNSUPPORTED)
+		{
+			CdvizProblems problems;
+
+			cdviz_problems_init(&problems);
+			cdviz_problems_add(&problems, "$", "%s", env->error);
+			(void) cdviz_store_dead_letter("nats", b->refs[m], natsMsg_GetData(b->msgs[m]),
+										   (size_t) natsMsg_GetDataLength(b->msgs[m]),
+										   &problems);
+			cdviz_problems_reset(&problems);
+			continue;
+		}
+		for (int i = 0; i < env->nevents; i++)
+			if (env->events[i].problems.count > 0)
+				(void) cdviz_store_dead_letter("nats", b->refs[m], env->events[i].raw,
+											   env->events[i].raw_len, &env->events[i].problems);
+	}
+}
+
+/* Read what waits, store it in one transaction, then acknowledge it. */
+static void
+read_and_store(natsSubscription *sub, bool jetstream)
+{
+	natsMsgList list = {0};
+	natsMsg    *one[FETCH_BATCH];
+	natsMsg   **msgs = one;
+	int			nmsgs = 0;
+	SourceBatch b;
+	MemoryContext cxt;
+	MemoryContext old;
+	CdvizTxResult res;
+
+	if (jetstream)
+	{
+		jsFetchRequest req;
+		jsErrCode	jerr = 0;
+
+		jsFetchRequest_Init(&req);
+		req.Batch = FETCH_BATCH;
+		req.NoWait = true;
+		req.Expires = (int64_t) 1000 * 1000 * 1000;
+		if (natsSubscription_FetchRequest(&list, sub, &req) != NATS_OK)
+			return;
+		(void) jerr;
+		msgs = list.Msgs;
+		nmsgs = list.Count;
+	}
+	else
+	{
+		int			pending = 0;
+
+		natsSubscription_GetPending(sub, &pending, NULL);
+		while (nmsgs < Min(pending, FETCH_BATCH) &&
+			   natsSubscription_NextMsg(&one[nmsgs], sub, 1) == NATS_OK)
+			nmsgs++;
+	}
+	if (nmsgs == 0)
+	{
+		natsMsgList_Destroy(&list);
+		return;
+	}
+
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "cdviz nats source", ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	b.msgs = msgs;
+	b.nmsgs = nmsgs;
+	b.envs = palloc0(sizeof(CdvizEnvelope) * nmsgs);
+	b.refs = palloc0(sizeof(char *) * nmsgs);
+	b.nitems = 0;
+	for (int m = 0; m < nmsgs; m++)
+	{
+		CdvizEnvelopeInput in;
+		jsMsgMetaData *meta = NULL;
+
+		memset(&in, 0, sizeof(in));
+		in.content_type = header(msgs[m], "content-type", "Content-Type");
+		in.ce_specversion = header(msgs[m], "ce-specversion", "Ce-Specversion");
+		in.ce_id = header(msgs[m], "ce-id", "Ce-Id");
+		in.ce_source = header(msgs[m], "ce-source", "Ce-Source");
+		in.ce_type = header(msgs[m], "ce-type", "Ce-Type");
+		in.body = natsMsg_GetData(msgs[m]) ? natsMsg_GetData(msgs[m]) : "";
+		in.body_len = (size_t) natsMsg_GetDataLength(msgs[m]);
+		if (jetstream && natsMsg_GetMetaData(&meta, msgs[m]) == NATS_OK)
+		{
+			b.refs[m] = psprintf("%s#" UINT64_FORMAT, natsMsg_GetSubject(msgs[m]),
+								 (uint64) meta->Sequence.Stream);
+			jsMsgMetaData_Destroy(meta);
+		}
+		else
+			b.refs[m] = pstrdup(natsMsg_GetSubject(msgs[m]));
+		if (!cdviz_envelope_read(&in, &b.envs[m]))
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+		b.nitems += b.envs[m].nevents;
+	}
+	b.items = palloc0(sizeof(CdvizItem) * Max(b.nitems, 1));
+	b.nitems = 0;
+	for (int m = 0; m < nmsgs; m++)
+	{
+		for (int i = 0; i < b.envs[m].nevents; i++)
+		{
+			CdvizEnvelopeEvent *ev = &b.envs[m].events[i];
+			CdvizItem  *it;
+
+			if (ev->problems.count > 0)
+				continue;
+			it = &b.items[b.nitems++];
+			it->raw = ev->raw;
+			it->raw_len = ev->raw_len;
+			it->origin_ref = b.refs[m];
+		}
+	}
+	MemoryContextSwitchTo(old);
+
+	res = cdviz_worker_transaction("storing NATS messages", store_batch, &b, NULL);
+	for (int m = 0; m < nmsgs; m++)
+	{
+		/* acknowledged only once committed; otherwise JetStream sends it again */
+		if (jetstream)
+		{
+			if (res == CDVIZ_TX_DONE)
+				natsMsg_Ack(msgs[m], NULL);
+			else
+				natsMsg_Nak(msgs[m], NULL);
+		}
+		cdviz_envelope_free(&b.envs[m]);
+	}
+	cdviz_store_release_items(b.items, b.nitems);
+	if (jetstream)
+		natsMsgList_Destroy(&list);
+	else
+		for (int m = 0; m < nmsgs; m++)
+			natsMsg_Destroy(msgs[m]);
+	MemoryContextDelete(cxt);
+}
+
+/* One turn of the source: subscribe when needed, store what waits. */
+void
+nats_source_poll(void)
+{
+	natsConnection *nc;
+	TimestampTz now;
+
+	if (!nats_source_active())
+	{
+		if (subscribed)
+			nats_source_close();
+		return;
+	}
+	now = GetCurrentTimestamp();
+	if (subscribed && sub_generation != dispatch_nats_generation)
+		nats_source_close();
+	if (!subscribed)
+	{
+		if (now < retry_at)
+			return;
+		nc = dispatch_nats_connection();
+		if (nc == NULL || !dispatch_nats_connected() || !subscribe(nc))
+		{
+			retry_at = TimestampTzPlusMilliseconds(now, CDVIZ_WORKER_RETRY_SECONDS * 1000);
+			return;
+		}
+		subscribed = true;
+		sub_generation = dispatch_nats_generation;
+	}
+	if (!dispatch_nats_connected())
+		return;
+	for (int i = 0; i < nsubs; i++)
+		read_and_store(subs[i], cdviz_nats_stream[0] != '\0');
+}
