@@ -317,3 +317,706 @@ SELECT pg_catalog.pg_extension_config_dump('cdviz.first_deployments', '');
 SELECT pg_catalog.pg_extension_config_dump('cdviz.artifact_changes', '');
 SELECT pg_catalog.pg_extension_config_dump('cdviz.change_times', '');
 SELECT pg_catalog.pg_extension_config_dump('cdviz.event_links', '');
+
+-- ---------------------------------------------------------------------------
+-- Summaries kept at ingest for the read API.
+--
+-- The read API's per-subject functions (41_read_api_runs.sql,
+-- 42_read_api_entities.sql) and the dashboards used to aggregate lake events
+-- per subject id on every query: 0.25-0.8 M lake rows for a 30-day window at
+-- 10 M events.  These tables hold the result of that aggregation instead,
+-- one narrow row per run (or artifact, change, incident), and two rollups
+-- for the dashboards:
+--
+--   pipeline_run_summaries, task_run_summaries, build_summaries,
+--   test_case_run_summaries, test_suite_run_summaries, artifact_summaries,
+--   change_summaries, incident_summaries
+--                         one row per subject id: lifecycle timestamps,
+--                         outcome, names, and the latest event
+--   event_counts_hourly   events per UTC hour, type, source and spec version
+--   test_case_outcomes_daily
+--                         test case runs per UTC day, test case and outcome
+--
+-- Every column is merged with a commutative, associative rule: min or max
+-- (LEAST/GREATEST, which skip NULLs as min()/max() do), a sum, or "the value
+-- of the latest event" decided on (timestamp, lake id).  So a batch folds
+-- into a row the same way whatever came before it, and any arrival order,
+-- any split into batches, gives the same row as one aggregation over the
+-- whole lake (which is what cdviz.rebuild_summaries() does).  Text columns
+-- that the views took with max() keep max(); the raw outcome is kept and
+-- normalised when read, exactly as the views did.
+--
+-- Cost at ingest: one INSERT ... ON CONFLICT DO UPDATE per table and batch,
+-- grouped per key (a run's queued/started/finished in one batch are one row
+-- write), no loop.  The summary tables are indexed on their key and on
+-- first_event_at, which a later event of the same run almost never changes,
+-- so most updates are HOT (fillfactor leaves room for them).
+--
+-- One template, two functions: the statements below are written once over
+-- a relation named %1$s, and become both the trigger function (over the
+-- transition table, plans cached) and cdviz.summaries_fold(from, to) (over a
+-- range of the lake, used by cdviz.rebuild_summaries()).
+
+CREATE TABLE cdviz.pipeline_run_summaries (
+	pipeline_run_id	text PRIMARY KEY,
+	source			text,
+	pipeline_name	text,
+	queued_at		timestamptz,
+	started_at		timestamptz,
+	finished_at		timestamptz,
+	outcome			text,
+	errors			text,
+	uri				text,
+	chain_id		text,
+	first_event_at	timestamptz NOT NULL,
+	last_event_at	timestamptz NOT NULL,
+	last_event_id	bigint NOT NULL,
+	last_predicate	text NOT NULL,
+	event_count		bigint NOT NULL
+) WITH (fillfactor = 80);
+CREATE INDEX pipeline_run_summaries_first_event_at ON cdviz.pipeline_run_summaries (first_event_at);
+
+CREATE TABLE cdviz.task_run_summaries (
+	task_run_id		text PRIMARY KEY,
+	source			text,
+	task_name		text,
+	pipeline_run_id	text,
+	started_at		timestamptz,
+	finished_at		timestamptz,
+	outcome			text,
+	errors			text,
+	uri				text,
+	chain_id		text,
+	first_event_at	timestamptz NOT NULL,
+	last_event_at	timestamptz NOT NULL,
+	last_event_id	bigint NOT NULL,
+	last_predicate	text NOT NULL,
+	event_count		bigint NOT NULL
+) WITH (fillfactor = 80);
+CREATE INDEX task_run_summaries_first_event_at ON cdviz.task_run_summaries (first_event_at);
+
+CREATE TABLE cdviz.build_summaries (
+	build_id		text PRIMARY KEY,
+	source			text,
+	queued_at		timestamptz,
+	started_at		timestamptz,
+	finished_at		timestamptz,
+	artifact_id		text,
+	chain_id		text,
+	first_event_at	timestamptz NOT NULL,
+	last_event_at	timestamptz NOT NULL,
+	last_event_id	bigint NOT NULL,
+	last_predicate	text NOT NULL,
+	event_count		bigint NOT NULL
+) WITH (fillfactor = 80);
+CREATE INDEX build_summaries_first_event_at ON cdviz.build_summaries (first_event_at);
+
+CREATE TABLE cdviz.test_case_run_summaries (
+	test_case_run_id text PRIMARY KEY,
+	source			text,
+	test_case_id	text,
+	test_case_name	text,
+	test_case_version text,
+	test_case_type	text,
+	test_case_uri	text,
+	test_suite_run_id text,
+	environment_id	text,
+	trigger_type	text,
+	trigger_uri		text,
+	queued_at		timestamptz,
+	started_at		timestamptz,
+	finished_at		timestamptz,
+	skipped_at		timestamptz,
+	outcome			text,
+	severity		text,
+	reason			text,
+	chain_id		text,
+	first_event_at	timestamptz NOT NULL,
+	last_event_at	timestamptz NOT NULL,
+	last_event_id	bigint NOT NULL,
+	last_predicate	text NOT NULL,
+	event_count		bigint NOT NULL
+) WITH (fillfactor = 80);
+CREATE INDEX test_case_run_summaries_first_event_at ON cdviz.test_case_run_summaries (first_event_at);
+-- flaky tests: the other runs of a chain (one delivery cycle, one artifact)
+CREATE INDEX test_case_run_summaries_chain_id ON cdviz.test_case_run_summaries (chain_id);
+-- failed runs are few: finding them in a window reads only them
+CREATE INDEX test_case_run_summaries_failed ON cdviz.test_case_run_summaries (finished_at)
+	WHERE outcome IN ('failure', 'fail');
+
+CREATE TABLE cdviz.test_suite_run_summaries (
+	test_suite_run_id text PRIMARY KEY,
+	source			text,
+	test_suite_id	text,
+	test_suite_name	text,
+	test_suite_version text,
+	test_suite_uri	text,
+	environment_id	text,
+	trigger_type	text,
+	trigger_uri		text,
+	queued_at		timestamptz,
+	started_at		timestamptz,
+	finished_at		timestamptz,
+	outcome			text,
+	severity		text,
+	reason			text,
+	chain_id		text,
+	first_event_at	timestamptz NOT NULL,
+	last_event_at	timestamptz NOT NULL,
+	last_event_id	bigint NOT NULL,
+	last_predicate	text NOT NULL,
+	event_count		bigint NOT NULL
+) WITH (fillfactor = 80);
+CREATE INDEX test_suite_run_summaries_first_event_at ON cdviz.test_suite_run_summaries (first_event_at);
+
+CREATE TABLE cdviz.artifact_summaries (
+	artifact_id		text PRIMARY KEY,
+	source			text,
+	packaged_at		timestamptz,
+	signed_at		timestamptz,
+	published_at	timestamptz,
+	first_downloaded_at timestamptz,
+	last_downloaded_at timestamptz,
+	download_count	bigint NOT NULL,
+	deleted_at		timestamptz,
+	change_id		text,
+	change_source	text,
+	sbom_uri		text,
+	signature		text,
+	last_user		text,
+	last_user_at	timestamptz,
+	last_user_event_id bigint,
+	chain_id		text,
+	first_event_at	timestamptz NOT NULL,
+	last_event_at	timestamptz NOT NULL,
+	last_event_id	bigint NOT NULL,
+	last_predicate	text NOT NULL,
+	event_count		bigint NOT NULL
+) WITH (fillfactor = 80);
+CREATE INDEX artifact_summaries_first_event_at ON cdviz.artifact_summaries (first_event_at);
+
+CREATE TABLE cdviz.change_summaries (
+	change_id		text PRIMARY KEY,
+	source			text,
+	repository_id	text,
+	repository_source text,
+	description		text,
+	description_at	timestamptz,
+	description_event_id bigint,
+	created_at		timestamptz,
+	first_reviewed_at timestamptz,
+	review_count	bigint NOT NULL,
+	last_updated_at	timestamptz,
+	merged_at		timestamptz,
+	abandoned_at	timestamptz,
+	chain_id		text,
+	first_event_at	timestamptz NOT NULL,
+	last_event_at	timestamptz NOT NULL,
+	last_event_id	bigint NOT NULL,
+	last_predicate	text NOT NULL,
+	event_count		bigint NOT NULL
+) WITH (fillfactor = 80);
+CREATE INDEX change_summaries_first_event_at ON cdviz.change_summaries (first_event_at);
+
+CREATE TABLE cdviz.incident_summaries (
+	incident_id		text PRIMARY KEY,
+	source			text,
+	environment_id	text,
+	service_id		text,
+	artifact_id		text,
+	description		text,
+	description_at	timestamptz,
+	description_event_id bigint,
+	ticket_uri		text,
+	detected_at		timestamptz,
+	reported_at		timestamptz,
+	resolved_at		timestamptz,
+	chain_id		text,
+	first_event_at	timestamptz NOT NULL,
+	last_event_at	timestamptz NOT NULL,
+	last_event_id	bigint NOT NULL,
+	last_predicate	text NOT NULL,
+	event_count		bigint NOT NULL
+);
+CREATE INDEX incident_summaries_first_event_at ON cdviz.incident_summaries (first_event_at);
+CREATE INDEX incident_summaries_last_event_at ON cdviz.incident_summaries (last_event_at);
+CREATE INDEX incident_summaries_resolved_at ON cdviz.incident_summaries (resolved_at);
+
+CREATE TABLE cdviz.event_counts_hourly (
+	hour			timestamptz NOT NULL,
+	type			text NOT NULL,
+	context_source	text NOT NULL,
+	spec_version	text,
+	subject			text NOT NULL,
+	predicate		text NOT NULL,
+	events			bigint NOT NULL,
+	first_at		timestamptz NOT NULL,
+	last_at			timestamptz NOT NULL,
+	CONSTRAINT event_counts_hourly_key UNIQUE NULLS NOT DISTINCT (hour, type, context_source, spec_version)
+);
+
+CREATE TABLE cdviz.test_case_outcomes_daily (
+	day				timestamptz NOT NULL,
+	test_case		text,
+	outcome			text,
+	runs			bigint NOT NULL,
+	last_at			timestamptz NOT NULL,
+	reason			text,
+	CONSTRAINT test_case_outcomes_daily_key UNIQUE NULLS NOT DISTINCT (day, test_case, outcome)
+);
+
+COMMENT ON TABLE cdviz.pipeline_run_summaries IS
+'cdviz: one row per pipeline run (subject.id), kept by the lake trigger, out-of-order safe: what cdviz.pipeline_runs_between() returns. Timestamps are min (queued, started) or max (finished) of the run''s events; outcome is the raw (not normalised) max outcome of its finished events; last_* describe the latest event by (timestamp, lake id). Rebuilt from the lake by cdviz.rebuild_summaries().';
+COMMENT ON TABLE cdviz.task_run_summaries IS
+'cdviz: one row per task run, kept by the lake trigger (rules: see cdviz.pipeline_run_summaries); what cdviz.task_runs_between() returns';
+COMMENT ON TABLE cdviz.build_summaries IS
+'cdviz: one row per build, kept by the lake trigger (rules: see cdviz.pipeline_run_summaries); what cdviz.builds_between() returns';
+COMMENT ON TABLE cdviz.test_case_run_summaries IS
+'cdviz: one row per test case run, kept by the lake trigger (rules: see cdviz.pipeline_run_summaries; skipped_at is the latest skipped event); what cdviz.test_case_runs_between() returns';
+COMMENT ON TABLE cdviz.test_suite_run_summaries IS
+'cdviz: one row per test suite run, kept by the lake trigger (rules: see cdviz.pipeline_run_summaries); what cdviz.test_suite_runs_between() returns';
+COMMENT ON TABLE cdviz.artifact_summaries IS
+'cdviz: one row per artifact, kept by the lake trigger: packaged/signed/published/downloaded/deleted times, download count, the change of its packaged event, latest user (last_user_at and last_user_event_id decide which event is the latest); what cdviz.artifacts_between() returns';
+COMMENT ON TABLE cdviz.change_summaries IS
+'cdviz: one row per change, kept by the lake trigger: repository, latest description (decided on description_at, description_event_id), created/first reviewed/last updated/merged/abandoned times, review count; what cdviz.changes_between() returns';
+COMMENT ON TABLE cdviz.incident_summaries IS
+'cdviz: one row per incident, kept by the lake trigger: environment, service, artifact, latest description, detected/reported (earliest) and resolved (latest) times; what cdviz.incidents_between() and the incident DORA metrics read';
+COMMENT ON TABLE cdviz.event_counts_hourly IS
+'cdviz: number of stored events per UTC hour, type, context source and spec version (with the subject and predicate of the type, and the first and last event timestamps), kept by the lake trigger: the Activity dashboard reads it instead of the lake';
+COMMENT ON TABLE cdviz.test_case_outcomes_daily IS
+'cdviz: test case run outcomes per UTC day (of the finished or skipped event), test case (name, else id) and outcome (normalised: success, failure, error, cancel; skipped for skipped events), with the number of runs, the latest such event and a reason (max): the Tests dashboard reads it instead of aggregating runs';
+COMMENT ON COLUMN cdviz.event_counts_hourly.hour IS 'start of the UTC hour of the events'' timestamps';
+COMMENT ON COLUMN cdviz.event_counts_hourly.events IS 'number of events stored (duplicates are not stored, so not counted)';
+COMMENT ON COLUMN cdviz.test_case_outcomes_daily.day IS 'start of the UTC day of the finished/skipped events';
+COMMENT ON COLUMN cdviz.test_case_outcomes_daily.runs IS 'number of finished (or skipped) events with that outcome';
+
+DO $do$
+DECLARE
+	-- the latest event of a group, and the merge of a group into a row
+	last_cols text := $t$
+	min(e."timestamp"), max(e."timestamp"),
+	(array_agg(e.id ORDER BY e."timestamp" DESC, e.id DESC))[1],
+	(array_agg(e.predicate ORDER BY e."timestamp" DESC, e.id DESC))[1],
+	count(*)$t$;
+	last_set text := $t$
+	first_event_at = LEAST(s.first_event_at, excluded.first_event_at),
+	last_event_at = GREATEST(s.last_event_at, excluded.last_event_at),
+	last_event_id = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
+						 THEN excluded.last_event_id ELSE s.last_event_id END,
+	last_predicate = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
+						  THEN excluded.last_predicate ELSE s.last_predicate END,
+	event_count = s.event_count + excluded.event_count$t$;
+	-- "the latest event that carries the field": value, its timestamp, its id
+	latest text := $t$(array_agg(%1$s ORDER BY e."timestamp" DESC, e.id DESC) FILTER (WHERE %1$s IS NOT NULL))[1],
+	max(e."timestamp") FILTER (WHERE %1$s IS NOT NULL),
+	(array_agg(e.id ORDER BY e."timestamp" DESC, e.id DESC) FILTER (WHERE %1$s IS NOT NULL))[1]$t$;
+	latest_set text := $t$
+	%1$s = CASE WHEN (excluded.%2$s, excluded.%3$s) > (s.%2$s, s.%3$s) OR s.%2$s IS NULL
+				THEN coalesce(excluded.%1$s, s.%1$s) ELSE s.%1$s END,
+	%2$s = GREATEST(s.%2$s, excluded.%2$s),
+	%3$s = CASE WHEN (excluded.%2$s, excluded.%3$s) > (s.%2$s, s.%3$s) OR s.%2$s IS NULL
+				THEN coalesce(excluded.%3$s, s.%3$s) ELSE s.%3$s END$t$;
+	fold text;
+BEGIN
+	fold := format($tpl$
+	INSERT INTO cdviz.pipeline_run_summaries AS s
+		(pipeline_run_id, source, pipeline_name, queued_at, started_at, finished_at, outcome, errors,
+		 uri, chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+	SELECT e.subject_id,
+		   max(e.payload #>> '{subject,source}'),
+		   max(e.payload #>> '{subject,content,pipelineName}'),
+		   min(e."timestamp") FILTER (WHERE e.predicate = 'queued'),
+		   min(e."timestamp") FILTER (WHERE e.predicate = 'started'),
+		   max(e."timestamp") FILTER (WHERE e.predicate = 'finished'),
+		   max(e.payload #>> '{subject,content,outcome}') FILTER (WHERE e.predicate = 'finished'),
+		   max(e.payload #>> '{subject,content,errors}') FILTER (WHERE e.predicate = 'finished'),
+		   max(coalesce(e.payload #>> '{subject,content,uri}', e.payload #>> '{subject,content,url}')),
+		   max(e.chain_id), %1$s
+	FROM %%1$s AS e
+	WHERE e.subject = 'pipelinerun' AND e.predicate IN ('queued', 'started', 'finished')
+	  AND e.subject_id IS NOT NULL
+	GROUP BY e.subject_id
+	ON CONFLICT (pipeline_run_id) DO UPDATE SET
+		source = GREATEST(s.source, excluded.source),
+		pipeline_name = GREATEST(s.pipeline_name, excluded.pipeline_name),
+		queued_at = LEAST(s.queued_at, excluded.queued_at),
+		started_at = LEAST(s.started_at, excluded.started_at),
+		finished_at = GREATEST(s.finished_at, excluded.finished_at),
+		outcome = GREATEST(s.outcome, excluded.outcome),
+		errors = GREATEST(s.errors, excluded.errors),
+		uri = GREATEST(s.uri, excluded.uri),
+		chain_id = GREATEST(s.chain_id, excluded.chain_id), %2$s;
+
+	INSERT INTO cdviz.task_run_summaries AS s
+		(task_run_id, source, task_name, pipeline_run_id, started_at, finished_at, outcome, errors,
+		 uri, chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+	SELECT e.subject_id,
+		   max(e.payload #>> '{subject,source}'),
+		   max(e.payload #>> '{subject,content,taskName}'),
+		   max(e.payload #>> '{subject,content,pipelineRun,id}'),
+		   min(e."timestamp") FILTER (WHERE e.predicate = 'started'),
+		   max(e."timestamp") FILTER (WHERE e.predicate = 'finished'),
+		   max(e.payload #>> '{subject,content,outcome}') FILTER (WHERE e.predicate = 'finished'),
+		   max(e.payload #>> '{subject,content,errors}') FILTER (WHERE e.predicate = 'finished'),
+		   max(coalesce(e.payload #>> '{subject,content,uri}', e.payload #>> '{subject,content,url}')),
+		   max(e.chain_id), %1$s
+	FROM %%1$s AS e
+	WHERE e.subject = 'taskrun' AND e.predicate IN ('started', 'finished')
+	  AND e.subject_id IS NOT NULL
+	GROUP BY e.subject_id
+	ON CONFLICT (task_run_id) DO UPDATE SET
+		source = GREATEST(s.source, excluded.source),
+		task_name = GREATEST(s.task_name, excluded.task_name),
+		pipeline_run_id = GREATEST(s.pipeline_run_id, excluded.pipeline_run_id),
+		started_at = LEAST(s.started_at, excluded.started_at),
+		finished_at = GREATEST(s.finished_at, excluded.finished_at),
+		outcome = GREATEST(s.outcome, excluded.outcome),
+		errors = GREATEST(s.errors, excluded.errors),
+		uri = GREATEST(s.uri, excluded.uri),
+		chain_id = GREATEST(s.chain_id, excluded.chain_id), %2$s;
+
+	INSERT INTO cdviz.build_summaries AS s
+		(build_id, source, queued_at, started_at, finished_at, artifact_id, chain_id,
+		 first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+	SELECT e.subject_id,
+		   max(e.payload #>> '{subject,source}'),
+		   min(e."timestamp") FILTER (WHERE e.predicate = 'queued'),
+		   min(e."timestamp") FILTER (WHERE e.predicate = 'started'),
+		   max(e."timestamp") FILTER (WHERE e.predicate = 'finished'),
+		   max(e.payload #>> '{subject,content,artifactId}') FILTER (WHERE e.predicate = 'finished'),
+		   max(e.chain_id), %1$s
+	FROM %%1$s AS e
+	WHERE e.subject = 'build' AND e.predicate IN ('queued', 'started', 'finished')
+	  AND e.subject_id IS NOT NULL
+	GROUP BY e.subject_id
+	ON CONFLICT (build_id) DO UPDATE SET
+		source = GREATEST(s.source, excluded.source),
+		queued_at = LEAST(s.queued_at, excluded.queued_at),
+		started_at = LEAST(s.started_at, excluded.started_at),
+		finished_at = GREATEST(s.finished_at, excluded.finished_at),
+		artifact_id = GREATEST(s.artifact_id, excluded.artifact_id),
+		chain_id = GREATEST(s.chain_id, excluded.chain_id), %2$s;
+
+	INSERT INTO cdviz.test_case_run_summaries AS s
+		(test_case_run_id, source, test_case_id, test_case_name, test_case_version, test_case_type,
+		 test_case_uri, test_suite_run_id, environment_id, trigger_type, trigger_uri,
+		 queued_at, started_at, finished_at, skipped_at, outcome, severity, reason, chain_id,
+		 first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+	SELECT e.subject_id,
+		   max(e.payload #>> '{subject,source}'),
+		   max(e.payload #>> '{subject,content,testCase,id}'),
+		   max(e.payload #>> '{subject,content,testCase,name}'),
+		   max(e.payload #>> '{subject,content,testCase,version}'),
+		   max(e.payload #>> '{subject,content,testCase,type}'),
+		   max(coalesce(e.payload #>> '{subject,content,testCase,uri}', e.payload #>> '{subject,content,testCase,url}')),
+		   max(e.payload #>> '{subject,content,testSuiteRun,id}'),
+		   max(e.payload #>> '{subject,content,environment,id}'),
+		   max(e.payload #>> '{subject,content,trigger,type}'),
+		   max(e.payload #>> '{subject,content,trigger,uri}'),
+		   min(e."timestamp") FILTER (WHERE e.predicate = 'queued'),
+		   min(e."timestamp") FILTER (WHERE e.predicate = 'started'),
+		   max(e."timestamp") FILTER (WHERE e.predicate = 'finished'),
+		   max(e."timestamp") FILTER (WHERE e.predicate = 'skipped'),
+		   max(e.payload #>> '{subject,content,outcome}') FILTER (WHERE e.predicate = 'finished'),
+		   max(e.payload #>> '{subject,content,severity}') FILTER (WHERE e.predicate = 'finished'),
+		   max(e.payload #>> '{subject,content,reason}') FILTER (WHERE e.predicate IN ('finished', 'skipped')),
+		   max(e.chain_id), %1$s
+	FROM %%1$s AS e
+	WHERE e.subject = 'testcaserun' AND e.predicate IN ('queued', 'started', 'finished', 'skipped')
+	  AND e.subject_id IS NOT NULL
+	GROUP BY e.subject_id
+	ON CONFLICT (test_case_run_id) DO UPDATE SET
+		source = GREATEST(s.source, excluded.source),
+		test_case_id = GREATEST(s.test_case_id, excluded.test_case_id),
+		test_case_name = GREATEST(s.test_case_name, excluded.test_case_name),
+		test_case_version = GREATEST(s.test_case_version, excluded.test_case_version),
+		test_case_type = GREATEST(s.test_case_type, excluded.test_case_type),
+		test_case_uri = GREATEST(s.test_case_uri, excluded.test_case_uri),
+		test_suite_run_id = GREATEST(s.test_suite_run_id, excluded.test_suite_run_id),
+		environment_id = GREATEST(s.environment_id, excluded.environment_id),
+		trigger_type = GREATEST(s.trigger_type, excluded.trigger_type),
+		trigger_uri = GREATEST(s.trigger_uri, excluded.trigger_uri),
+		queued_at = LEAST(s.queued_at, excluded.queued_at),
+		started_at = LEAST(s.started_at, excluded.started_at),
+		finished_at = GREATEST(s.finished_at, excluded.finished_at),
+		skipped_at = GREATEST(s.skipped_at, excluded.skipped_at),
+		outcome = GREATEST(s.outcome, excluded.outcome),
+		severity = GREATEST(s.severity, excluded.severity),
+		reason = GREATEST(s.reason, excluded.reason),
+		chain_id = GREATEST(s.chain_id, excluded.chain_id), %2$s;
+
+	INSERT INTO cdviz.test_suite_run_summaries AS s
+		(test_suite_run_id, source, test_suite_id, test_suite_name, test_suite_version, test_suite_uri,
+		 environment_id, trigger_type, trigger_uri, queued_at, started_at, finished_at, outcome,
+		 severity, reason, chain_id, first_event_at, last_event_at, last_event_id, last_predicate,
+		 event_count)
+	SELECT e.subject_id,
+		   max(e.payload #>> '{subject,source}'),
+		   max(e.payload #>> '{subject,content,testSuite,id}'),
+		   max(e.payload #>> '{subject,content,testSuite,name}'),
+		   max(e.payload #>> '{subject,content,testSuite,version}'),
+		   max(coalesce(e.payload #>> '{subject,content,testSuite,uri}', e.payload #>> '{subject,content,testSuite,url}')),
+		   max(e.payload #>> '{subject,content,environment,id}'),
+		   max(e.payload #>> '{subject,content,trigger,type}'),
+		   max(e.payload #>> '{subject,content,trigger,uri}'),
+		   min(e."timestamp") FILTER (WHERE e.predicate = 'queued'),
+		   min(e."timestamp") FILTER (WHERE e.predicate = 'started'),
+		   max(e."timestamp") FILTER (WHERE e.predicate = 'finished'),
+		   max(e.payload #>> '{subject,content,outcome}') FILTER (WHERE e.predicate = 'finished'),
+		   max(e.payload #>> '{subject,content,severity}') FILTER (WHERE e.predicate = 'finished'),
+		   max(e.payload #>> '{subject,content,reason}') FILTER (WHERE e.predicate = 'finished'),
+		   max(e.chain_id), %1$s
+	FROM %%1$s AS e
+	WHERE e.subject = 'testsuiterun' AND e.predicate IN ('queued', 'started', 'finished')
+	  AND e.subject_id IS NOT NULL
+	GROUP BY e.subject_id
+	ON CONFLICT (test_suite_run_id) DO UPDATE SET
+		source = GREATEST(s.source, excluded.source),
+		test_suite_id = GREATEST(s.test_suite_id, excluded.test_suite_id),
+		test_suite_name = GREATEST(s.test_suite_name, excluded.test_suite_name),
+		test_suite_version = GREATEST(s.test_suite_version, excluded.test_suite_version),
+		test_suite_uri = GREATEST(s.test_suite_uri, excluded.test_suite_uri),
+		environment_id = GREATEST(s.environment_id, excluded.environment_id),
+		trigger_type = GREATEST(s.trigger_type, excluded.trigger_type),
+		trigger_uri = GREATEST(s.trigger_uri, excluded.trigger_uri),
+		queued_at = LEAST(s.queued_at, excluded.queued_at),
+		started_at = LEAST(s.started_at, excluded.started_at),
+		finished_at = GREATEST(s.finished_at, excluded.finished_at),
+		outcome = GREATEST(s.outcome, excluded.outcome),
+		severity = GREATEST(s.severity, excluded.severity),
+		reason = GREATEST(s.reason, excluded.reason),
+		chain_id = GREATEST(s.chain_id, excluded.chain_id), %2$s;
+
+	INSERT INTO cdviz.artifact_summaries AS s
+		(artifact_id, source, packaged_at, signed_at, published_at, first_downloaded_at,
+		 last_downloaded_at, download_count, deleted_at, change_id, change_source, sbom_uri,
+		 signature, last_user, last_user_at, last_user_event_id, chain_id,
+		 first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+	SELECT e.subject_id,
+		   max(e.payload #>> '{subject,source}'),
+		   min(e."timestamp") FILTER (WHERE e.predicate = 'packaged'),
+		   min(e."timestamp") FILTER (WHERE e.predicate = 'signed'),
+		   min(e."timestamp") FILTER (WHERE e.predicate = 'published'),
+		   min(e."timestamp") FILTER (WHERE e.predicate = 'downloaded'),
+		   max(e."timestamp") FILTER (WHERE e.predicate = 'downloaded'),
+		   count(*) FILTER (WHERE e.predicate = 'downloaded'),
+		   max(e."timestamp") FILTER (WHERE e.predicate = 'deleted'),
+		   max(e.payload #>> '{subject,content,change,id}') FILTER (WHERE e.predicate = 'packaged'),
+		   max(e.payload #>> '{subject,content,change,source}') FILTER (WHERE e.predicate = 'packaged'),
+		   max(e.payload #>> '{subject,content,sbom,uri}'),
+		   max(e.payload #>> '{subject,content,signature}') FILTER (WHERE e.predicate = 'signed'),
+		   %3$s,
+		   max(e.chain_id), %1$s
+	FROM %%1$s AS e
+	WHERE e.subject = 'artifact'
+	  AND e.predicate IN ('packaged', 'signed', 'published', 'downloaded', 'deleted')
+	  AND e.subject_id IS NOT NULL
+	GROUP BY e.subject_id
+	ON CONFLICT (artifact_id) DO UPDATE SET
+		source = GREATEST(s.source, excluded.source),
+		packaged_at = LEAST(s.packaged_at, excluded.packaged_at),
+		signed_at = LEAST(s.signed_at, excluded.signed_at),
+		published_at = LEAST(s.published_at, excluded.published_at),
+		first_downloaded_at = LEAST(s.first_downloaded_at, excluded.first_downloaded_at),
+		last_downloaded_at = GREATEST(s.last_downloaded_at, excluded.last_downloaded_at),
+		download_count = s.download_count + excluded.download_count,
+		deleted_at = GREATEST(s.deleted_at, excluded.deleted_at),
+		change_id = GREATEST(s.change_id, excluded.change_id),
+		change_source = GREATEST(s.change_source, excluded.change_source),
+		sbom_uri = GREATEST(s.sbom_uri, excluded.sbom_uri),
+		signature = GREATEST(s.signature, excluded.signature), %4$s,
+		chain_id = GREATEST(s.chain_id, excluded.chain_id), %2$s;
+
+	INSERT INTO cdviz.change_summaries AS s
+		(change_id, source, repository_id, repository_source, description, description_at,
+		 description_event_id, created_at, first_reviewed_at, review_count, last_updated_at,
+		 merged_at, abandoned_at, chain_id,
+		 first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+	SELECT e.subject_id,
+		   max(e.payload #>> '{subject,source}'),
+		   max(e.payload #>> '{subject,content,repository,id}'),
+		   max(e.payload #>> '{subject,content,repository,source}'),
+		   %5$s,
+		   min(e."timestamp") FILTER (WHERE e.predicate = 'created'),
+		   min(e."timestamp") FILTER (WHERE e.predicate = 'reviewed'),
+		   count(*) FILTER (WHERE e.predicate = 'reviewed'),
+		   max(e."timestamp") FILTER (WHERE e.predicate = 'updated'),
+		   min(e."timestamp") FILTER (WHERE e.predicate = 'merged'),
+		   min(e."timestamp") FILTER (WHERE e.predicate = 'abandoned'),
+		   max(e.chain_id), %1$s
+	FROM %%1$s AS e
+	WHERE e.subject = 'change'
+	  AND e.predicate IN ('created', 'reviewed', 'updated', 'merged', 'abandoned')
+	  AND e.subject_id IS NOT NULL
+	GROUP BY e.subject_id
+	ON CONFLICT (change_id) DO UPDATE SET
+		source = GREATEST(s.source, excluded.source),
+		repository_id = GREATEST(s.repository_id, excluded.repository_id),
+		repository_source = GREATEST(s.repository_source, excluded.repository_source), %6$s,
+		created_at = LEAST(s.created_at, excluded.created_at),
+		first_reviewed_at = LEAST(s.first_reviewed_at, excluded.first_reviewed_at),
+		review_count = s.review_count + excluded.review_count,
+		last_updated_at = GREATEST(s.last_updated_at, excluded.last_updated_at),
+		merged_at = LEAST(s.merged_at, excluded.merged_at),
+		abandoned_at = LEAST(s.abandoned_at, excluded.abandoned_at),
+		chain_id = GREATEST(s.chain_id, excluded.chain_id), %2$s;
+
+	INSERT INTO cdviz.incident_summaries AS s
+		(incident_id, source, environment_id, service_id, artifact_id, description, description_at,
+		 description_event_id, ticket_uri, detected_at, reported_at, resolved_at, chain_id,
+		 first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+	SELECT e.subject_id,
+		   max(e.payload #>> '{subject,source}'),
+		   max(e.payload #>> '{subject,content,environment,id}'),
+		   max(e.payload #>> '{subject,content,service,id}'),
+		   max(e.payload #>> '{subject,content,artifactId}'),
+		   %5$s,
+		   max(e.payload #>> '{subject,content,ticketURI}'),
+		   min(e."timestamp") FILTER (WHERE e.predicate = 'detected'),
+		   min(e."timestamp") FILTER (WHERE e.predicate = 'reported'),
+		   max(e."timestamp") FILTER (WHERE e.predicate = 'resolved'),
+		   max(e.chain_id), %1$s
+	FROM %%1$s AS e
+	WHERE e.subject = 'incident' AND e.predicate IN ('detected', 'reported', 'resolved')
+	  AND e.subject_id IS NOT NULL
+	GROUP BY e.subject_id
+	ON CONFLICT (incident_id) DO UPDATE SET
+		source = GREATEST(s.source, excluded.source),
+		environment_id = GREATEST(s.environment_id, excluded.environment_id),
+		service_id = GREATEST(s.service_id, excluded.service_id),
+		artifact_id = GREATEST(s.artifact_id, excluded.artifact_id), %6$s,
+		ticket_uri = GREATEST(s.ticket_uri, excluded.ticket_uri),
+		detected_at = LEAST(s.detected_at, excluded.detected_at),
+		reported_at = LEAST(s.reported_at, excluded.reported_at),
+		resolved_at = GREATEST(s.resolved_at, excluded.resolved_at),
+		chain_id = GREATEST(s.chain_id, excluded.chain_id), %2$s;
+
+	INSERT INTO cdviz.test_case_outcomes_daily AS s (day, test_case, outcome, runs, last_at, reason)
+	SELECT date_bin('1 day', e."timestamp", timestamptz '2000-01-01 00:00+00'),
+		   coalesce(e.payload #>> '{subject,content,testCase,name}', e.payload #>> '{subject,content,testCase,id}'),
+		   CASE WHEN e.predicate = 'skipped' THEN 'skipped'
+				ELSE cdviz.normalize_outcome(e.payload #>> '{subject,content,outcome}') END,
+		   count(*), max(e."timestamp"), max(e.payload #>> '{subject,content,reason}')
+	FROM %%1$s AS e
+	WHERE e.subject = 'testcaserun' AND e.predicate IN ('finished', 'skipped')
+	GROUP BY 1, 2, 3
+	ON CONFLICT (day, test_case, outcome) DO UPDATE SET
+		runs = s.runs + excluded.runs,
+		last_at = GREATEST(s.last_at, excluded.last_at),
+		reason = GREATEST(s.reason, excluded.reason);
+
+	INSERT INTO cdviz.event_counts_hourly AS s
+		(hour, type, context_source, spec_version, subject, predicate, events, first_at, last_at)
+	SELECT date_bin('1 hour', e."timestamp", timestamptz '2000-01-01 00:00+00'), e.type,
+		   e.context_source, e.spec_version, max(e.subject), max(e.predicate),
+		   count(*), min(e."timestamp"), max(e."timestamp")
+	FROM %%1$s AS e
+	GROUP BY 1, 2, 3, 4
+	ON CONFLICT (hour, type, context_source, spec_version) DO UPDATE SET
+		events = s.events + excluded.events,
+		first_at = LEAST(s.first_at, excluded.first_at),
+		last_at = GREATEST(s.last_at, excluded.last_at);
+$tpl$,
+		last_cols, last_set,
+		format(latest, $t$(e.payload #>> '{subject,content,user}')$t$),
+		format(latest_set, 'last_user', 'last_user_at', 'last_user_event_id'),
+		format(latest, $t$(e.payload #>> '{subject,content,description}')$t$),
+		format(latest_set, 'description', 'description_at', 'description_event_id'));
+
+	EXECUTE format($f$
+CREATE FUNCTION cdviz.lake_maintain_summaries()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $body$
+BEGIN
+%s
+	RETURN NULL;
+END
+$body$$f$, format(fold, 'new_events'));
+
+	EXECUTE format($f$
+CREATE FUNCTION cdviz.summaries_fold(from_ts timestamptz, to_ts timestamptz)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $body$
+BEGIN
+%s
+END
+$body$$f$, format(fold, $t$(SELECT * FROM cdviz.cdevents_lake AS l
+			  WHERE l."timestamp" >= from_ts AND l."timestamp" < to_ts)$t$));
+END
+$do$;
+
+COMMENT ON FUNCTION cdviz.lake_maintain_summaries() IS
+'cdviz: statement-level AFTER INSERT trigger of cdviz.cdevents_lake: folds the stored events of the statement, grouped per key, into the summary tables (pipeline/task/test case/test suite run, build, artifact, change and incident summaries, event_counts_hourly, test_case_outcomes_daily) with one INSERT ... ON CONFLICT per table; order-independent merge rules (see cdviz.pipeline_run_summaries). SECURITY DEFINER so that writers need no privilege on them.';
+COMMENT ON FUNCTION cdviz.summaries_fold(timestamptz, timestamptz) IS
+'cdviz: folds the lake events with "timestamp" in [from_ts, to_ts) into the summary tables, with the same statements as the lake trigger; adds to what is there (call it on empty summaries, or for events the summaries have not seen). Used by cdviz.rebuild_summaries().';
+
+CREATE TRIGGER lake_maintain_summaries
+	AFTER INSERT ON cdviz.cdevents_lake
+	REFERENCING NEW TABLE AS new_events
+	FOR EACH STATEMENT
+	EXECUTE FUNCTION cdviz.lake_maintain_summaries();
+
+COMMENT ON TRIGGER lake_maintain_summaries ON cdviz.cdevents_lake IS
+'cdviz: keeps the run, artifact, change and incident summaries and the hourly/daily rollups in step with the lake, one set-based upsert per table and insert statement';
+
+CREATE FUNCTION cdviz.rebuild_summaries()
+RETURNS TABLE (summary text, row_count bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	m record;
+	t text;
+BEGIN
+	IF NOT (SELECT r.rolsuper FROM pg_roles AS r WHERE r.rolname = current_user) THEN
+		RAISE EXCEPTION 'cdviz.rebuild_summaries() requires a superuser'
+			USING ERRCODE = 'insufficient_privilege';
+	END IF;
+	-- no ingest meanwhile: a batch stored during the rebuild could be
+	-- counted twice (by its trigger and by the fold)
+	LOCK TABLE cdviz.cdevents_lake IN SHARE MODE;
+	TRUNCATE cdviz.pipeline_run_summaries, cdviz.task_run_summaries, cdviz.build_summaries,
+			 cdviz.test_case_run_summaries, cdviz.test_suite_run_summaries,
+			 cdviz.artifact_summaries, cdviz.change_summaries, cdviz.incident_summaries,
+			 cdviz.event_counts_hourly, cdviz.test_case_outcomes_daily;
+	-- month by month (the folds merge), so memory stays bounded
+	FOR m IN
+		SELECT g.m AT TIME ZONE 'UTC' AS month_start
+		FROM (SELECT min(l."timestamp") AS lo, max(l."timestamp") AS hi FROM cdviz.cdevents_lake AS l) AS b,
+			 generate_series(date_trunc('month', b.lo AT TIME ZONE 'UTC'),
+							 date_trunc('month', b.hi AT TIME ZONE 'UTC'), interval '1 month') AS g(m)
+		ORDER BY 1
+	LOOP
+		PERFORM cdviz.summaries_fold(m.month_start, m.month_start + interval '1 month');
+	END LOOP;
+	FOREACH t IN ARRAY ARRAY['pipeline_run_summaries', 'task_run_summaries', 'build_summaries',
+							 'test_case_run_summaries', 'test_suite_run_summaries',
+							 'artifact_summaries', 'change_summaries', 'incident_summaries',
+							 'event_counts_hourly', 'test_case_outcomes_daily']
+	LOOP
+		EXECUTE format('ANALYZE cdviz.%I', t);
+		summary := t;
+		EXECUTE format('SELECT count(*) FROM cdviz.%I', t) INTO row_count;
+		RETURN NEXT;
+	END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION cdviz.rebuild_summaries() IS
+'cdviz: superuser only. Empties the summary tables kept by the lake trigger (cdviz.*_summaries, cdviz.event_counts_hourly, cdviz.test_case_outcomes_daily) and refolds them from the whole lake, month by month, under a SHARE lock of the lake (ingest waits); returns the row count of each. For upgrades from a version without summaries, and after loading lake rows without the trigger (pg_restore of partitions, COPY into a partition). Example: SELECT * FROM cdviz.rebuild_summaries();';
+
+SELECT pg_catalog.pg_extension_config_dump('cdviz.pipeline_run_summaries', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.task_run_summaries', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.build_summaries', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.test_case_run_summaries', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.test_suite_run_summaries', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.artifact_summaries', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.change_summaries', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.incident_summaries', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.event_counts_hourly', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.test_case_outcomes_daily', '');

@@ -1,23 +1,21 @@
 -- Read API, part 2: subjects with a run lifecycle (pipeline runs, task runs,
 -- builds, test case runs, test suite runs) and test outputs.
 --
--- Why a function per subject.  A view that groups events by subject id
--- cannot take a WHERE on its lifecycle columns (started_at is min() of a
--- group) down to the lake, so "the last 30 days" of such a view would read
--- the subject's whole history.  Each subject therefore has
--- cdviz.<subject>s_between(from_ts, to_ts, lookback): an inlinable SQL
--- function whose range is a plain qual on the lake's "timestamp", which
--- prunes the monthly partitions (at plan time for constants, at executor
--- start-up for now() - interval ...) and bounds the scan of the
--- (subject, predicate, "timestamp") index.  It returns every instance with
--- at least one event in [from_ts, to_ts), its lifecycle read from the events
--- in [from_ts - lookback, to_ts): a run that began shortly before the window
--- keeps its queued/started times as long as it began less than lookback
--- (default 1 day) before from_ts; events after to_ts are not seen.  The view
--- of the same name is the function over all time.
+-- Why a function per subject, and what it reads.  Each subject has
+-- cdviz.<subject>s_between(from_ts, to_ts, lookback), an inlinable SQL
+-- function over the summary table the lake trigger keeps (one row per run,
+-- see 30_state.sql): it returns every run whose first event is in
+-- [from_ts - lookback, to_ts) and whose last event is at or after from_ts,
+-- that is the runs active in the window that began at most lookback
+-- (default 1 day) before it, each with its whole lifecycle (events after
+-- to_ts included: a run finished since shows its finish).  The range is an
+-- index range scan of the summary's first_event_at: a 30-day window reads
+-- the runs of 31 days, never the lake.  The view of the same name is the
+-- function over all time.
 --
--- Columns that are not selected cost nothing: the planner drops unused
--- aggregates of an inlined subquery, so last_payload is only built when asked for.
+-- Columns that are not selected cost nothing: last_payload, the only one
+-- that reads the lake (one primary-key probe of one partition per row), is a
+-- scalar subquery the planner drops when the column is not used.
 
 CREATE FUNCTION cdviz.pipeline_runs_between(from_ts timestamptz, to_ts timestamptz,
 											lookback interval DEFAULT '1 day')
@@ -28,40 +26,26 @@ RETURNS TABLE (pipeline_run_id text, source text, pipeline_name text,
 			   last_predicate text, event_count bigint, last_payload jsonb)
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-SELECT l.subject_id,
-	   max(l.payload #>> '{subject,source}'),
-	   max(l.payload #>> '{subject,content,pipelineName}'),
-	   min(l."timestamp") FILTER (WHERE l.predicate = 'queued'),
-	   min(l."timestamp") FILTER (WHERE l.predicate = 'started'),
-	   max(l."timestamp") FILTER (WHERE l.predicate = 'finished'),
-	   min(l."timestamp") FILTER (WHERE l.predicate = 'started')
-		   - min(l."timestamp") FILTER (WHERE l.predicate = 'queued'),
-	   max(l."timestamp") FILTER (WHERE l.predicate = 'finished')
-		   - coalesce(min(l."timestamp") FILTER (WHERE l.predicate = 'started'),
-					  min(l."timestamp") FILTER (WHERE l.predicate = 'queued')),
-	   cdviz.normalize_outcome(max(l.payload #>> '{subject,content,outcome}') FILTER (WHERE l.predicate = 'finished')),
-	   max(l.payload #>> '{subject,content,errors}') FILTER (WHERE l.predicate = 'finished'),
-	   max(coalesce(l.payload #>> '{subject,content,uri}', l.payload #>> '{subject,content,url}')),
-	   max(l.chain_id),
-	   min(l."timestamp"), max(l."timestamp"),
-	   (array_agg(l.predicate ORDER BY l."timestamp" DESC, l.id DESC))[1],
-	   count(*),
-	   (array_agg(l.payload ORDER BY l."timestamp" DESC, l.id DESC))[1]
-FROM cdviz.cdevents_lake AS l
-WHERE l.subject = 'pipelinerun' AND l.predicate IN ('queued', 'started', 'finished')
-  AND l."timestamp" >= from_ts - lookback AND l."timestamp" < to_ts
-GROUP BY l.subject_id
-HAVING max(l."timestamp") >= from_ts
+SELECT s.pipeline_run_id, s.source, s.pipeline_name, s.queued_at, s.started_at, s.finished_at,
+	   s.started_at - s.queued_at,
+	   s.finished_at - coalesce(s.started_at, s.queued_at),
+	   cdviz.normalize_outcome(s.outcome), s.errors, s.uri, s.chain_id,
+	   s.first_event_at, s.last_event_at, s.last_predicate, s.event_count,
+	   (SELECT l.payload FROM cdviz.cdevents_lake AS l
+		WHERE l.id = s.last_event_id AND l."timestamp" = s.last_event_at)
+FROM cdviz.pipeline_run_summaries AS s
+WHERE s.first_event_at >= from_ts - lookback AND s.first_event_at < to_ts
+  AND s.last_event_at >= from_ts
 $$;
 
 COMMENT ON FUNCTION cdviz.pipeline_runs_between(timestamptz, timestamptz, interval) IS
-'cdviz: one row per pipeline run with an event in [from_ts, to_ts): queued/started/finished times, queue_duration (queued to started), run_duration (started, else queued, to finished), outcome (success/failure/cancel/error), errors, uri (0.5 uri or 0.3/0.4 url). Lifecycle events are read back to from_ts - lookback. Prunes partitions: use it rather than cdviz.pipeline_runs for a time window.';
+'cdviz: one row per pipeline run with an event in [from_ts, to_ts): queued/started/finished times, queue_duration (queued to started), run_duration (started, else queued, to finished), outcome (success/failure/cancel/error), errors, uri (0.5 uri or 0.3/0.4 url). Reads the summary kept at ingest: runs that began at most lookback (default 1 day) before from_ts, with their whole lifecycle. Use it rather than cdviz.pipeline_runs for a time window.';
 
 CREATE VIEW cdviz.pipeline_runs AS
 	SELECT * FROM cdviz.pipeline_runs_between('-infinity', 'infinity', '0');
 
 COMMENT ON VIEW cdviz.pipeline_runs IS
-'cdviz: every pipeline run, one row each (see cdviz.pipeline_runs_between for the columns). Reads the whole history of pipelinerun events: for a time window call cdviz.pipeline_runs_between(from, to).';
+'cdviz: every pipeline run, one row each (see cdviz.pipeline_runs_between for the columns). Every run ever stored: for a time window call cdviz.pipeline_runs_between(from, to).';
 
 CREATE FUNCTION cdviz.task_runs_between(from_ts timestamptz, to_ts timestamptz,
 										lookback interval DEFAULT '1 day')
@@ -72,31 +56,19 @@ RETURNS TABLE (task_run_id text, source text, task_name text, pipeline_run_id te
 			   event_count bigint, last_payload jsonb)
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-SELECT l.subject_id,
-	   max(l.payload #>> '{subject,source}'),
-	   max(l.payload #>> '{subject,content,taskName}'),
-	   max(l.payload #>> '{subject,content,pipelineRun,id}'),
-	   min(l."timestamp") FILTER (WHERE l.predicate = 'started'),
-	   max(l."timestamp") FILTER (WHERE l.predicate = 'finished'),
-	   max(l."timestamp") FILTER (WHERE l.predicate = 'finished')
-		   - min(l."timestamp") FILTER (WHERE l.predicate = 'started'),
-	   cdviz.normalize_outcome(max(l.payload #>> '{subject,content,outcome}') FILTER (WHERE l.predicate = 'finished')),
-	   max(l.payload #>> '{subject,content,errors}') FILTER (WHERE l.predicate = 'finished'),
-	   max(coalesce(l.payload #>> '{subject,content,uri}', l.payload #>> '{subject,content,url}')),
-	   max(l.chain_id),
-	   min(l."timestamp"), max(l."timestamp"),
-	   (array_agg(l.predicate ORDER BY l."timestamp" DESC, l.id DESC))[1],
-	   count(*),
-	   (array_agg(l.payload ORDER BY l."timestamp" DESC, l.id DESC))[1]
-FROM cdviz.cdevents_lake AS l
-WHERE l.subject = 'taskrun' AND l.predicate IN ('started', 'finished')
-  AND l."timestamp" >= from_ts - lookback AND l."timestamp" < to_ts
-GROUP BY l.subject_id
-HAVING max(l."timestamp") >= from_ts
+SELECT s.task_run_id, s.source, s.task_name, s.pipeline_run_id, s.started_at, s.finished_at,
+	   s.finished_at - s.started_at,
+	   cdviz.normalize_outcome(s.outcome), s.errors, s.uri, s.chain_id,
+	   s.first_event_at, s.last_event_at, s.last_predicate, s.event_count,
+	   (SELECT l.payload FROM cdviz.cdevents_lake AS l
+		WHERE l.id = s.last_event_id AND l."timestamp" = s.last_event_at)
+FROM cdviz.task_run_summaries AS s
+WHERE s.first_event_at >= from_ts - lookback AND s.first_event_at < to_ts
+  AND s.last_event_at >= from_ts
 $$;
 
 COMMENT ON FUNCTION cdviz.task_runs_between(timestamptz, timestamptz, interval) IS
-'cdviz: one row per task run with an event in [from_ts, to_ts): task name, the pipeline run it belongs to, started/finished times, run_duration, outcome, errors, uri (uri or url). Lifecycle read back to from_ts - lookback; prunes partitions.';
+'cdviz: one row per task run with an event in [from_ts, to_ts): task name, the pipeline run it belongs to, started/finished times, run_duration, outcome, errors, uri (uri or url). Reads the summary kept at ingest: runs that began at most lookback (default 1 day) before from_ts, with their whole lifecycle.';
 
 CREATE VIEW cdviz.task_runs AS
 	SELECT * FROM cdviz.task_runs_between('-infinity', 'infinity', '0');
@@ -113,31 +85,20 @@ RETURNS TABLE (build_id text, source text, queued_at timestamptz, started_at tim
 			   last_payload jsonb)
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-SELECT l.subject_id,
-	   max(l.payload #>> '{subject,source}'),
-	   min(l."timestamp") FILTER (WHERE l.predicate = 'queued'),
-	   min(l."timestamp") FILTER (WHERE l.predicate = 'started'),
-	   max(l."timestamp") FILTER (WHERE l.predicate = 'finished'),
-	   min(l."timestamp") FILTER (WHERE l.predicate = 'started')
-		   - min(l."timestamp") FILTER (WHERE l.predicate = 'queued'),
-	   max(l."timestamp") FILTER (WHERE l.predicate = 'finished')
-		   - coalesce(min(l."timestamp") FILTER (WHERE l.predicate = 'started'),
-					  min(l."timestamp") FILTER (WHERE l.predicate = 'queued')),
-	   max(l.payload #>> '{subject,content,artifactId}') FILTER (WHERE l.predicate = 'finished'),
-	   max(l.chain_id),
-	   min(l."timestamp"), max(l."timestamp"),
-	   (array_agg(l.predicate ORDER BY l."timestamp" DESC, l.id DESC))[1],
-	   count(*),
-	   (array_agg(l.payload ORDER BY l."timestamp" DESC, l.id DESC))[1]
-FROM cdviz.cdevents_lake AS l
-WHERE l.subject = 'build' AND l.predicate IN ('queued', 'started', 'finished')
-  AND l."timestamp" >= from_ts - lookback AND l."timestamp" < to_ts
-GROUP BY l.subject_id
-HAVING max(l."timestamp") >= from_ts
+SELECT s.build_id, s.source, s.queued_at, s.started_at, s.finished_at,
+	   s.started_at - s.queued_at,
+	   s.finished_at - coalesce(s.started_at, s.queued_at),
+	   s.artifact_id, s.chain_id,
+	   s.first_event_at, s.last_event_at, s.last_predicate, s.event_count,
+	   (SELECT l.payload FROM cdviz.cdevents_lake AS l
+		WHERE l.id = s.last_event_id AND l."timestamp" = s.last_event_at)
+FROM cdviz.build_summaries AS s
+WHERE s.first_event_at >= from_ts - lookback AND s.first_event_at < to_ts
+  AND s.last_event_at >= from_ts
 $$;
 
 COMMENT ON FUNCTION cdviz.builds_between(timestamptz, timestamptz, interval) IS
-'cdviz: one row per build with an event in [from_ts, to_ts): queued/started/finished times and durations, the artifact the finished build produced. CDEvents builds carry no outcome. Lifecycle read back to from_ts - lookback; prunes partitions.';
+'cdviz: one row per build with an event in [from_ts, to_ts): queued/started/finished times and durations, the artifact the finished build produced. CDEvents builds carry no outcome. Reads the summary kept at ingest: runs that began at most lookback (default 1 day) before from_ts, with their whole lifecycle.';
 
 CREATE VIEW cdviz.builds AS
 	SELECT * FROM cdviz.builds_between('-infinity', 'infinity', '0');
@@ -157,43 +118,23 @@ RETURNS TABLE (test_case_run_id text, source text, test_case_id text, test_case_
 			   event_count bigint, last_payload jsonb)
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-SELECT l.subject_id,
-	   max(l.payload #>> '{subject,source}'),
-	   max(l.payload #>> '{subject,content,testCase,id}'),
-	   max(l.payload #>> '{subject,content,testCase,name}'),
-	   max(l.payload #>> '{subject,content,testCase,version}'),
-	   max(l.payload #>> '{subject,content,testCase,type}'),
-	   max(coalesce(l.payload #>> '{subject,content,testCase,uri}', l.payload #>> '{subject,content,testCase,url}')),
-	   max(l.payload #>> '{subject,content,testSuiteRun,id}'),
-	   max(l.payload #>> '{subject,content,environment,id}'),
-	   max(l.payload #>> '{subject,content,trigger,type}'),
-	   max(l.payload #>> '{subject,content,trigger,uri}'),
-	   min(l."timestamp") FILTER (WHERE l.predicate = 'queued'),
-	   min(l."timestamp") FILTER (WHERE l.predicate = 'started'),
-	   max(l."timestamp") FILTER (WHERE l.predicate = 'finished'),
-	   max(l."timestamp") FILTER (WHERE l.predicate = 'skipped'),
-	   min(l."timestamp") FILTER (WHERE l.predicate = 'started')
-		   - min(l."timestamp") FILTER (WHERE l.predicate = 'queued'),
-	   max(l."timestamp") FILTER (WHERE l.predicate = 'finished')
-		   - min(l."timestamp") FILTER (WHERE l.predicate = 'started'),
-	   coalesce(cdviz.normalize_outcome(max(l.payload #>> '{subject,content,outcome}') FILTER (WHERE l.predicate = 'finished')),
-				CASE WHEN bool_or(l.predicate = 'skipped') THEN 'skipped' END),
-	   max(l.payload #>> '{subject,content,severity}') FILTER (WHERE l.predicate = 'finished'),
-	   max(l.payload #>> '{subject,content,reason}') FILTER (WHERE l.predicate IN ('finished', 'skipped')),
-	   max(l.chain_id),
-	   min(l."timestamp"), max(l."timestamp"),
-	   (array_agg(l.predicate ORDER BY l."timestamp" DESC, l.id DESC))[1],
-	   count(*),
-	   (array_agg(l.payload ORDER BY l."timestamp" DESC, l.id DESC))[1]
-FROM cdviz.cdevents_lake AS l
-WHERE l.subject = 'testcaserun' AND l.predicate IN ('queued', 'started', 'finished', 'skipped')
-  AND l."timestamp" >= from_ts - lookback AND l."timestamp" < to_ts
-GROUP BY l.subject_id
-HAVING max(l."timestamp") >= from_ts
+SELECT s.test_case_run_id, s.source, s.test_case_id, s.test_case_name, s.test_case_version,
+	   s.test_case_type, s.test_case_uri, s.test_suite_run_id, s.environment_id, s.trigger_type,
+	   s.trigger_uri, s.queued_at, s.started_at, s.finished_at, s.skipped_at,
+	   s.started_at - s.queued_at,
+	   s.finished_at - s.started_at,
+	   coalesce(cdviz.normalize_outcome(s.outcome), CASE WHEN s.skipped_at IS NOT NULL THEN 'skipped' END),
+	   s.severity, s.reason, s.chain_id,
+	   s.first_event_at, s.last_event_at, s.last_predicate, s.event_count,
+	   (SELECT l.payload FROM cdviz.cdevents_lake AS l
+		WHERE l.id = s.last_event_id AND l."timestamp" = s.last_event_at)
+FROM cdviz.test_case_run_summaries AS s
+WHERE s.first_event_at >= from_ts - lookback AND s.first_event_at < to_ts
+  AND s.last_event_at >= from_ts
 $$;
 
 COMMENT ON FUNCTION cdviz.test_case_runs_between(timestamptz, timestamptz, interval) IS
-'cdviz: one row per test case run with an event in [from_ts, to_ts): the test case (id, name, version, type, uri), its suite run, environment, trigger, queued/started/finished/skipped times, durations, outcome (success/failure/cancel/error, pass/fail normalised; skipped for a skipped run), severity, reason. Lifecycle read back to from_ts - lookback; prunes partitions.';
+'cdviz: one row per test case run with an event in [from_ts, to_ts): the test case (id, name, version, type, uri), its suite run, environment, trigger, queued/started/finished/skipped times, durations, outcome (success/failure/cancel/error, pass/fail normalised; skipped for a skipped run), severity, reason. Reads the summary kept at ingest: runs that began at most lookback (default 1 day) before from_ts, with their whole lifecycle.';
 
 CREATE VIEW cdviz.test_case_runs AS
 	SELECT * FROM cdviz.test_case_runs_between('-infinity', 'infinity', '0');
@@ -212,39 +153,22 @@ RETURNS TABLE (test_suite_run_id text, source text, test_suite_id text, test_sui
 			   event_count bigint, last_payload jsonb)
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-SELECT l.subject_id,
-	   max(l.payload #>> '{subject,source}'),
-	   max(l.payload #>> '{subject,content,testSuite,id}'),
-	   max(l.payload #>> '{subject,content,testSuite,name}'),
-	   max(l.payload #>> '{subject,content,testSuite,version}'),
-	   max(coalesce(l.payload #>> '{subject,content,testSuite,uri}', l.payload #>> '{subject,content,testSuite,url}')),
-	   max(l.payload #>> '{subject,content,environment,id}'),
-	   max(l.payload #>> '{subject,content,trigger,type}'),
-	   max(l.payload #>> '{subject,content,trigger,uri}'),
-	   min(l."timestamp") FILTER (WHERE l.predicate = 'queued'),
-	   min(l."timestamp") FILTER (WHERE l.predicate = 'started'),
-	   max(l."timestamp") FILTER (WHERE l.predicate = 'finished'),
-	   min(l."timestamp") FILTER (WHERE l.predicate = 'started')
-		   - min(l."timestamp") FILTER (WHERE l.predicate = 'queued'),
-	   max(l."timestamp") FILTER (WHERE l.predicate = 'finished')
-		   - min(l."timestamp") FILTER (WHERE l.predicate = 'started'),
-	   cdviz.normalize_outcome(max(l.payload #>> '{subject,content,outcome}') FILTER (WHERE l.predicate = 'finished')),
-	   max(l.payload #>> '{subject,content,severity}') FILTER (WHERE l.predicate = 'finished'),
-	   max(l.payload #>> '{subject,content,reason}') FILTER (WHERE l.predicate = 'finished'),
-	   max(l.chain_id),
-	   min(l."timestamp"), max(l."timestamp"),
-	   (array_agg(l.predicate ORDER BY l."timestamp" DESC, l.id DESC))[1],
-	   count(*),
-	   (array_agg(l.payload ORDER BY l."timestamp" DESC, l.id DESC))[1]
-FROM cdviz.cdevents_lake AS l
-WHERE l.subject = 'testsuiterun' AND l.predicate IN ('queued', 'started', 'finished')
-  AND l."timestamp" >= from_ts - lookback AND l."timestamp" < to_ts
-GROUP BY l.subject_id
-HAVING max(l."timestamp") >= from_ts
+SELECT s.test_suite_run_id, s.source, s.test_suite_id, s.test_suite_name, s.test_suite_version,
+	   s.test_suite_uri, s.environment_id, s.trigger_type, s.trigger_uri,
+	   s.queued_at, s.started_at, s.finished_at,
+	   s.started_at - s.queued_at,
+	   s.finished_at - s.started_at,
+	   cdviz.normalize_outcome(s.outcome), s.severity, s.reason, s.chain_id,
+	   s.first_event_at, s.last_event_at, s.last_predicate, s.event_count,
+	   (SELECT l.payload FROM cdviz.cdevents_lake AS l
+		WHERE l.id = s.last_event_id AND l."timestamp" = s.last_event_at)
+FROM cdviz.test_suite_run_summaries AS s
+WHERE s.first_event_at >= from_ts - lookback AND s.first_event_at < to_ts
+  AND s.last_event_at >= from_ts
 $$;
 
 COMMENT ON FUNCTION cdviz.test_suite_runs_between(timestamptz, timestamptz, interval) IS
-'cdviz: one row per test suite run with an event in [from_ts, to_ts): the suite (id, name, version, uri or url), environment, trigger, queued/started/finished times, durations, outcome (pass/fail normalised to success/failure), severity, reason. Lifecycle read back to from_ts - lookback; prunes partitions.';
+'cdviz: one row per test suite run with an event in [from_ts, to_ts): the suite (id, name, version, uri or url), environment, trigger, queued/started/finished times, durations, outcome (pass/fail normalised to success/failure), severity, reason. Reads the summary kept at ingest: runs that began at most lookback (default 1 day) before from_ts, with their whole lifecycle.';
 
 CREATE VIEW cdviz.test_suite_runs AS
 	SELECT * FROM cdviz.test_suite_runs_between('-infinity', 'infinity', '0');

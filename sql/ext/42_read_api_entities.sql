@@ -1,15 +1,17 @@
 -- Read API, part 3: subjects that are things rather than runs: artifacts,
 -- changes, repositories, branches, environments, services, incidents and
--- tickets.  Same pattern as part 2 (see 41_read_api_runs.sql): an inlinable
--- cdviz.<subject>s_between(from_ts, to_ts, lookback) that prunes partitions
--- and returns every instance with an event in [from_ts, to_ts), and a view
--- over all time.  These things live longer than a run, so the default
--- lookback is longer: 7 days for the busy subjects (artifacts, changes,
--- branches: a week covers nearly every change's review and an artifact's
--- packaging before its first use, at a quarter more reading than the window
--- alone), 30 days for the rare ones (repositories, environments, incidents,
--- tickets).  Values that can change (a ticket's summary, a repository's
--- name) come from the latest event that carries them.
+-- tickets.  Each has cdviz.<subject>s_between(from_ts, to_ts, lookback)
+-- returning every instance with an event in [from_ts, to_ts), and a view
+-- over all time.  Artifacts, changes and incidents, the busy ones (and
+-- incidents for DORA), read a summary table kept at ingest (30_state.sql)
+-- like the runs of part 2: instances whose first event is in
+-- [from_ts - lookback, to_ts) and whose last event is at or after from_ts,
+-- with their whole history.  The rare ones (repositories, branches,
+-- environments, tickets) aggregate their lake events, pruned to
+-- [from_ts - lookback, to_ts).  These things live longer than a run, so the
+-- default lookback is longer: 7 days for artifacts, changes and branches,
+-- 30 days for the others.  Values that can change (a ticket's summary, a
+-- repository's name) come from the latest event that carries them.
 
 CREATE FUNCTION cdviz.artifacts_between(from_ts timestamptz, to_ts timestamptz,
 										lookback interval DEFAULT '7 days')
@@ -22,36 +24,19 @@ RETURNS TABLE (artifact_id text, source text, packaged_at timestamptz, signed_at
 			   last_payload jsonb)
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-SELECT l.subject_id,
-	   max(l.payload #>> '{subject,source}'),
-	   min(l."timestamp") FILTER (WHERE l.predicate = 'packaged'),
-	   min(l."timestamp") FILTER (WHERE l.predicate = 'signed'),
-	   min(l."timestamp") FILTER (WHERE l.predicate = 'published'),
-	   min(l."timestamp") FILTER (WHERE l.predicate = 'downloaded'),
-	   max(l."timestamp") FILTER (WHERE l.predicate = 'downloaded'),
-	   count(*) FILTER (WHERE l.predicate = 'downloaded'),
-	   max(l."timestamp") FILTER (WHERE l.predicate = 'deleted'),
-	   max(l.payload #>> '{subject,content,change,id}') FILTER (WHERE l.predicate = 'packaged'),
-	   max(l.payload #>> '{subject,content,change,source}') FILTER (WHERE l.predicate = 'packaged'),
-	   max(l.payload #>> '{subject,content,sbom,uri}'),
-	   max(l.payload #>> '{subject,content,signature}') FILTER (WHERE l.predicate = 'signed'),
-	   (array_agg(l.payload #>> '{subject,content,user}' ORDER BY l."timestamp" DESC, l.id DESC)
-			FILTER (WHERE l.payload #> '{subject,content,user}' IS NOT NULL))[1],
-	   max(l.chain_id),
-	   min(l."timestamp"), max(l."timestamp"),
-	   (array_agg(l.predicate ORDER BY l."timestamp" DESC, l.id DESC))[1],
-	   count(*),
-	   (array_agg(l.payload ORDER BY l."timestamp" DESC, l.id DESC))[1]
-FROM cdviz.cdevents_lake AS l
-WHERE l.subject = 'artifact'
-  AND l.predicate IN ('packaged', 'signed', 'published', 'downloaded', 'deleted')
-  AND l."timestamp" >= from_ts - lookback AND l."timestamp" < to_ts
-GROUP BY l.subject_id
-HAVING max(l."timestamp") >= from_ts
+SELECT s.artifact_id, s.source, s.packaged_at, s.signed_at, s.published_at,
+	   s.first_downloaded_at, s.last_downloaded_at, s.download_count, s.deleted_at,
+	   s.change_id, s.change_source, s.sbom_uri, s.signature, s.last_user, s.chain_id,
+	   s.first_event_at, s.last_event_at, s.last_predicate, s.event_count,
+	   (SELECT l.payload FROM cdviz.cdevents_lake AS l
+		WHERE l.id = s.last_event_id AND l."timestamp" = s.last_event_at)
+FROM cdviz.artifact_summaries AS s
+WHERE s.first_event_at >= from_ts - lookback AND s.first_event_at < to_ts
+  AND s.last_event_at >= from_ts
 $$;
 
 COMMENT ON FUNCTION cdviz.artifacts_between(timestamptz, timestamptz, interval) IS
-'cdviz: one row per artifact with an event in [from_ts, to_ts): packaged/signed/published times, downloads, deletion, the change it was built from (packaged.change), sbom uri, signature, last user. Lifecycle read back to from_ts - lookback (7 days); prunes partitions. cdviz.purl_parse(artifact_id) splits the id.';
+'cdviz: one row per artifact with an event in [from_ts, to_ts): packaged/signed/published times, downloads, deletion, the change it was built from (packaged.change), sbom uri, signature, last user. Reads cdviz.artifact_summaries: artifacts whose first event is at most lookback (7 days) before from_ts, with their whole history. cdviz.purl_parse(artifact_id) splits the id.';
 
 CREATE VIEW cdviz.artifacts AS
 	SELECT * FROM cdviz.artifacts_between('-infinity', 'infinity', '0');
@@ -69,36 +54,22 @@ RETURNS TABLE (change_id text, source text, repository_id text, repository_sourc
 			   event_count bigint, last_payload jsonb)
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-SELECT l.subject_id,
-	   max(l.payload #>> '{subject,source}'),
-	   max(l.payload #>> '{subject,content,repository,id}'),
-	   max(l.payload #>> '{subject,content,repository,source}'),
-	   (array_agg(l.payload #>> '{subject,content,description}' ORDER BY l."timestamp" DESC, l.id DESC)
-			FILTER (WHERE l.payload #> '{subject,content,description}' IS NOT NULL))[1],
-	   CASE WHEN bool_or(l.predicate = 'merged') THEN 'merged'
-			WHEN bool_or(l.predicate = 'abandoned') THEN 'abandoned'
+SELECT s.change_id, s.source, s.repository_id, s.repository_source, s.description,
+	   CASE WHEN s.merged_at IS NOT NULL THEN 'merged'
+			WHEN s.abandoned_at IS NOT NULL THEN 'abandoned'
 			ELSE 'open' END,
-	   min(l."timestamp") FILTER (WHERE l.predicate = 'created'),
-	   min(l."timestamp") FILTER (WHERE l.predicate = 'reviewed'),
-	   count(*) FILTER (WHERE l.predicate = 'reviewed'),
-	   max(l."timestamp") FILTER (WHERE l.predicate = 'updated'),
-	   min(l."timestamp") FILTER (WHERE l.predicate = 'merged'),
-	   min(l."timestamp") FILTER (WHERE l.predicate = 'abandoned'),
-	   max(l.chain_id),
-	   min(l."timestamp"), max(l."timestamp"),
-	   (array_agg(l.predicate ORDER BY l."timestamp" DESC, l.id DESC))[1],
-	   count(*),
-	   (array_agg(l.payload ORDER BY l."timestamp" DESC, l.id DESC))[1]
-FROM cdviz.cdevents_lake AS l
-WHERE l.subject = 'change'
-  AND l.predicate IN ('created', 'reviewed', 'updated', 'merged', 'abandoned')
-  AND l."timestamp" >= from_ts - lookback AND l."timestamp" < to_ts
-GROUP BY l.subject_id
-HAVING max(l."timestamp") >= from_ts
+	   s.created_at, s.first_reviewed_at, s.review_count, s.last_updated_at,
+	   s.merged_at, s.abandoned_at, s.chain_id,
+	   s.first_event_at, s.last_event_at, s.last_predicate, s.event_count,
+	   (SELECT l.payload FROM cdviz.cdevents_lake AS l
+		WHERE l.id = s.last_event_id AND l."timestamp" = s.last_event_at)
+FROM cdviz.change_summaries AS s
+WHERE s.first_event_at >= from_ts - lookback AND s.first_event_at < to_ts
+  AND s.last_event_at >= from_ts
 $$;
 
 COMMENT ON FUNCTION cdviz.changes_between(timestamptz, timestamptz, interval) IS
-'cdviz: one row per change (pull/merge request) with an event in [from_ts, to_ts): repository, latest description, state (merged, abandoned or open), created, first review and review count, last update, merged/abandoned times. Read back to from_ts - lookback (7 days); prunes partitions.';
+'cdviz: one row per change (pull/merge request) with an event in [from_ts, to_ts): repository, latest description, state (merged, abandoned or open), created, first review and review count, last update, merged/abandoned times. Reads cdviz.change_summaries: changes whose first event is at most lookback (7 days) before from_ts, with their whole history.';
 
 CREATE VIEW cdviz.changes AS
 	SELECT * FROM cdviz.changes_between('-infinity', 'infinity', '0');
@@ -288,34 +259,22 @@ RETURNS TABLE (incident_id text, source text, environment_id text, service_id te
 			   last_payload jsonb)
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-SELECT l.subject_id,
-	   max(l.payload #>> '{subject,source}'),
-	   max(l.payload #>> '{subject,content,environment,id}'),
-	   max(l.payload #>> '{subject,content,service,id}'),
-	   max(l.payload #>> '{subject,content,artifactId}'),
-	   (array_agg(l.payload #>> '{subject,content,description}' ORDER BY l."timestamp" DESC, l.id DESC)
-			FILTER (WHERE l.payload #> '{subject,content,description}' IS NOT NULL))[1],
-	   max(l.payload #>> '{subject,content,ticketURI}'),
-	   CASE WHEN bool_or(l.predicate = 'resolved') THEN 'resolved' ELSE 'open' END,
-	   min(l."timestamp") FILTER (WHERE l.predicate = 'detected'),
-	   min(l."timestamp") FILTER (WHERE l.predicate = 'reported'),
-	   max(l."timestamp") FILTER (WHERE l.predicate = 'resolved'),
-	   max(l."timestamp") FILTER (WHERE l.predicate = 'resolved')
-		   - min(l."timestamp") FILTER (WHERE l.predicate IN ('detected', 'reported')),
-	   max(l.chain_id),
-	   min(l."timestamp"), max(l."timestamp"),
-	   (array_agg(l.predicate ORDER BY l."timestamp" DESC, l.id DESC))[1],
-	   count(*),
-	   (array_agg(l.payload ORDER BY l."timestamp" DESC, l.id DESC))[1]
-FROM cdviz.cdevents_lake AS l
-WHERE l.subject = 'incident' AND l.predicate IN ('detected', 'reported', 'resolved')
-  AND l."timestamp" >= from_ts - lookback AND l."timestamp" < to_ts
-GROUP BY l.subject_id
-HAVING max(l."timestamp") >= from_ts
+SELECT s.incident_id, s.source, s.environment_id, s.service_id, s.artifact_id, s.description,
+	   s.ticket_uri,
+	   CASE WHEN s.resolved_at IS NOT NULL THEN 'resolved' ELSE 'open' END,
+	   s.detected_at, s.reported_at, s.resolved_at,
+	   s.resolved_at - LEAST(s.detected_at, s.reported_at),
+	   s.chain_id,
+	   s.first_event_at, s.last_event_at, s.last_predicate, s.event_count,
+	   (SELECT l.payload FROM cdviz.cdevents_lake AS l
+		WHERE l.id = s.last_event_id AND l."timestamp" = s.last_event_at)
+FROM cdviz.incident_summaries AS s
+WHERE s.first_event_at >= from_ts - lookback AND s.first_event_at < to_ts
+  AND s.last_event_at >= from_ts
 $$;
 
 COMMENT ON FUNCTION cdviz.incidents_between(timestamptz, timestamptz, interval) IS
-'cdviz: one row per incident with an event in [from_ts, to_ts): environment, service, artifact, latest description, ticket uri, state (resolved or open), detected/reported/resolved times, time_to_resolve (resolved minus the earlier of detected and reported). Read back to from_ts - lookback (30 days); prunes partitions.';
+'cdviz: one row per incident with an event in [from_ts, to_ts): environment, service, artifact, latest description, ticket uri, state (resolved or open), detected/reported/resolved times, time_to_resolve (resolved minus the earlier of detected and reported). Reads cdviz.incident_summaries: incidents whose first event is at most lookback (30 days) before from_ts, with their whole history.';
 
 CREATE VIEW cdviz.incidents AS
 	SELECT * FROM cdviz.incidents_between('-infinity', 'infinity', '0');

@@ -90,7 +90,9 @@ COMMENT ON FUNCTION cdviz.dora_lead_time(timestamptz, timestamptz, text, text) I
 'cdviz DORA lead time for changes over [from_ts, to_ts), optionally for one environment and/or service: for every artifact whose first deployed/upgraded event in an environment falls in the range, the time from its change (change.merged, else change.created) to that first deployment; the change is the one named by the artifact''s artifact.packaged event (content.change.id, matched on id alone). Returns median and p90 (percentile_cont), sample_size, unmatched (first deployments without a packaged event, a known change, or with the change after the deployment) and the tier on the median: elite < 1 day, high < 1 week, medium < 30 days, else low. Without an environment filter each environment counts its own first deployment.';
 
 -- Each deployment owns the events of its (environment, service) up to the
--- next deployment there.  Failure signals (rollbacks, incidents) are few:
+-- next deployment there.  Failure signals (rollbacks from the history,
+-- incidents' first detected and reported times from cdviz.incident_summaries,
+-- found through its last_event_at index) are few:
 -- each is charged to the latest deployment at or before it, found by one
 -- descent of the (environment_id, service_id, valid_from) index, so the
 -- deployments themselves are only counted, never sorted.
@@ -107,14 +109,11 @@ WITH signals AS (
 	  AND (environment IS NULL OR h.environment_id = environment)
 	  AND (service IS NULL OR h.service_id = service)
 	UNION ALL
-	SELECT i.environment_id, i.service_id, i.ts
-	FROM (SELECT l.payload #>> '{subject,content,environment,id}' AS environment_id,
-				 l.payload #>> '{subject,content,service,id}' AS service_id,
-				 l."timestamp" AS ts
-		  FROM cdviz.cdevents_lake AS l
-		  WHERE l.subject = 'incident' AND l.predicate IN ('detected', 'reported')
-			AND l."timestamp" >= from_ts) AS i
-	WHERE i.service_id IS NOT NULL AND i.environment_id IS NOT NULL
+	SELECT i.environment_id, i.service_id, x.ts
+	FROM cdviz.incident_summaries AS i
+	CROSS JOIN LATERAL (VALUES (i.detected_at), (i.reported_at)) AS x(ts)
+	WHERE i.last_event_at >= from_ts AND x.ts >= from_ts
+	  AND i.service_id IS NOT NULL AND i.environment_id IS NOT NULL
 	  AND (environment IS NULL OR i.environment_id = environment)
 	  AND (service IS NULL OR i.service_id = service)
 ), failed AS (
@@ -146,7 +145,7 @@ FROM total AS t, (SELECT count(*) AS n FROM failed) AS f
 $$;
 
 COMMENT ON FUNCTION cdviz.dora_change_failure_rate(timestamptz, timestamptz, text, text) IS
-'cdviz DORA change failure rate over [from_ts, to_ts), optionally for one environment and/or service: the share of deployments (deployed + upgraded events in the range) followed, before the next deployment of the same service in the same environment, by a service.rolledback or by an incident detected/reported on that service and environment. Returns rate (0..1), failed, deployments (= sample_size) and the tier: elite <= 5%, high <= 10%, medium <= 15%, else low. Limits: an incident without service or environment cannot be attributed and is ignored; a failure signal is looked for until the next deployment even after to_ts, so a recent deployment can still turn failed later.';
+'cdviz DORA change failure rate over [from_ts, to_ts), optionally for one environment and/or service: the share of deployments (deployed + upgraded events in the range) followed, before the next deployment of the same service in the same environment, by a service.rolledback or by an incident detected/reported on that service and environment. Returns rate (0..1), failed, deployments (= sample_size) and the tier: elite <= 5%, high <= 10%, medium <= 15%, else low. Limits: an incident without service or environment cannot be attributed and is ignored; an incident signals once at its first detected and once at its first reported event; a failure signal is looked for until the next deployment even after to_ts, so a recent deployment can still turn failed later.';
 
 CREATE FUNCTION cdviz.dora_time_to_restore(from_ts timestamptz, to_ts timestamptz,
 										   environment text DEFAULT NULL,
@@ -162,12 +161,14 @@ SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY i.time_to_resolve),
 			WHEN percentile_cont(0.5) WITHIN GROUP (ORDER BY i.time_to_resolve) < interval '1 day' THEN 'high'
 			WHEN percentile_cont(0.5) WITHIN GROUP (ORDER BY i.time_to_resolve) < interval '7 days' THEN 'medium'
 			ELSE 'low' END
-FROM cdviz.incidents_between(from_ts, to_ts, '365 days') AS i
-WHERE i.resolved_at >= from_ts AND i.resolved_at < to_ts
-  AND i.time_to_resolve IS NOT NULL
+FROM (SELECT s.environment_id, s.service_id,
+			 s.resolved_at - LEAST(s.detected_at, s.reported_at) AS time_to_resolve
+	  FROM cdviz.incident_summaries AS s
+	  WHERE s.resolved_at >= from_ts AND s.resolved_at < to_ts) AS i
+WHERE i.time_to_resolve IS NOT NULL
   AND (environment IS NULL OR i.environment_id = environment)
   AND (service IS NULL OR i.service_id = service)
 $$;
 
 COMMENT ON FUNCTION cdviz.dora_time_to_restore(timestamptz, timestamptz, text, text) IS
-'cdviz DORA time to restore service over [from_ts, to_ts), optionally for one environment and/or service: for every incident resolved in the range, resolved minus the earlier of detected and reported (see cdviz.incidents). Returns median and p90, sample_size and the tier on the median: elite < 1 hour, high < 1 day, medium < 1 week, else low. Limits: an incident detected more than 365 days before from_ts, or resolved without a detected/reported event, is left out.';
+'cdviz DORA time to restore service over [from_ts, to_ts), optionally for one environment and/or service: for every incident resolved in the range, resolved minus the earlier of detected and reported (see cdviz.incidents). Returns median and p90, sample_size and the tier on the median: elite < 1 hour, high < 1 day, medium < 1 week, else low. Reads cdviz.incident_summaries by resolved_at. Limit: an incident resolved without a detected/reported event is left out.';

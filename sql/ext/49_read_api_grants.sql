@@ -10,6 +10,10 @@ GRANT SELECT ON
 	cdviz.cdevents_lake,
 	cdviz.environment_history, cdviz.environment_state, cdviz.first_deployments,
 	cdviz.artifact_changes, cdviz.change_times, cdviz.event_links,
+	cdviz.pipeline_run_summaries, cdviz.task_run_summaries, cdviz.build_summaries,
+	cdviz.test_case_run_summaries, cdviz.test_suite_run_summaries, cdviz.artifact_summaries,
+	cdviz.change_summaries, cdviz.incident_summaries, cdviz.event_counts_hourly,
+	cdviz.test_case_outcomes_daily,
 	cdviz.pipeline_runs, cdviz.task_runs, cdviz.builds, cdviz.test_case_runs,
 	cdviz.test_suite_runs, cdviz.test_outputs, cdviz.artifacts, cdviz.changes,
 	cdviz.repositories, cdviz.branches, cdviz.environments, cdviz.services,
@@ -18,7 +22,8 @@ GRANT SELECT ON
 TO cdviz_reader;
 
 REVOKE EXECUTE ON FUNCTION
-	cdviz.lake_maintain_state(),
+	cdviz.lake_maintain_state(), cdviz.lake_maintain_summaries(),
+	cdviz.summaries_fold(timestamptz, timestamptz), cdviz.rebuild_summaries(),
 	cdviz.normalize_outcome(text), cdviz.percent_decode_ascii(text),
 	cdviz.percent_decode(text), cdviz.purl_parse(text),
 	cdviz.pipeline_runs_between(timestamptz, timestamptz, interval),
