@@ -58,16 +58,23 @@ typedef struct CdvizEnvelopeInput
 } CdvizEnvelopeInput;
 
 /*
- * One document to store.  raw is NUL-terminated; it points into the body
- * or is owned by the envelope.  With problems, the envelope itself
- * refused it and raw is what to keep as a dead letter (the CloudEvent
- * element, or the whole body); otherwise it goes to validation.
+ * One document to store.  raw is NUL-terminated; it points into the body,
+ * into the envelope's copy of it (text), or is owned by the envelope.
+ * With problems, the envelope itself refused it and raw is what to keep as
+ * a dead letter (the CloudEvent element, or the whole body); otherwise it
+ * goes to validation.
+ *
+ * json, when not NULL, is raw already parsed (as cdviz_json_parse() would
+ * parse it): the envelope had to parse it anyway, and validation can take
+ * it instead of parsing raw again.  It belongs to the envelope until a
+ * caller takes it (sets it to NULL and frees it with cdviz_json_free()).
  */
 typedef struct CdvizEnvelopeEvent
 {
 	const char *raw;
 	size_t		raw_len;
 	bool		owned;
+	struct json_object *json;
 	CdvizProblems problems;
 } CdvizEnvelopeEvent;
 
@@ -76,6 +83,8 @@ typedef struct CdvizEnvelope
 	CdvizEnvelopeMode mode;
 	int			nevents;
 	CdvizEnvelopeEvent *events;
+	char	   *text;			/* a copy of a JSON array body, each element
+								 * NUL-terminated in place, or NULL */
 	char		error[256];		/* why, when mode is UNSUPPORTED */
 } CdvizEnvelope;
 

@@ -107,6 +107,9 @@ build_items(CommitGroup *g)
 			memset(it, 0, sizeof(*it));
 			it->raw = ev->raw;
 			it->raw_len = ev->raw_len;
+			/* the envelope's parse, taken (and freed) by the store */
+			it->json = ev->json;
+			ev->json = NULL;
 			it->origin_ref = req->origin_ref;
 			req->nitems++;
 		}

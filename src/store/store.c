@@ -628,13 +628,18 @@ cdviz_store_items(CdvizItem *items, int nitems, const char *origin)
 		it->event_id = 0;
 		it->rejected_id = 0;
 		it->first_of_key = -1;
+		/* the caller's parsed document, if any, is ours from here on */
+		json = it->json;
+		it->json = NULL;
 		if (!pg_verifymbstr(it->raw, (int) it->raw_len, true))
 		{
 			cdviz_problems_add(&it->problems, "$", "not valid %s text",
 							   GetDatabaseEncodingName());
+			cdviz_json_free(json);
 			continue;
 		}
-		json = cdviz_json_parse(it->raw, it->raw_len, &it->problems);
+		if (json == NULL)
+			json = cdviz_json_parse(it->raw, it->raw_len, &it->problems);
 		if (json == NULL)
 			continue;
 		if (cdviz_event_check(json, mode, &info, &it->problems))
@@ -698,5 +703,9 @@ void
 cdviz_store_release_items(CdvizItem *items, int nitems)
 {
 	for (int i = 0; i < nitems; i++)
+	{
 		cdviz_problems_reset(&items[i].problems);
+		cdviz_json_free(items[i].json);
+		items[i].json = NULL;
+	}
 }

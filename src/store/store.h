@@ -29,6 +29,12 @@ typedef struct CdvizItem
 	size_t		raw_len;
 	Jsonb	   *jsonb;			/* the payload when the caller has it, or
 								 * NULL: built from raw */
+	struct json_object *json;	/* optional: raw already parsed by the caller
+								 * (as cdviz_json_parse() parses it), or NULL:
+								 * parsed here.  The store takes it: frees it
+								 * once checked and sets it to NULL; one left
+								 * by an error is freed by
+								 * cdviz_store_release_items() */
 	const char *origin_ref;		/* where it came from: peer+path, file:line */
 	bool		no_dead_letter; /* report rejection without storing it */
 
@@ -58,8 +64,9 @@ extern void cdviz_store_define_gucs(void);
 /*
  * Store items in the current transaction.  origin names the source
  * ('sql', 'http', 'fs', 's3', 'nats', 'webhook').  Never raises for bad
- * input: each item's status says what happened.  Items' problems must be
- * released with cdviz_store_release_items().
+ * input: each item's status says what happened.  Items' problems (and a
+ * json an error left untaken) must be released with
+ * cdviz_store_release_items().
  */
 extern CdvizStoreResult cdviz_store_items(CdvizItem *items, int nitems, const char *origin);
 extern void cdviz_store_release_items(CdvizItem *items, int nitems);

@@ -63,6 +63,32 @@ main(void)
 	is_str(env.events[2].raw, "3", "array: a non-object is passed on for validation");
 	cdviz_envelope_free(&env);
 
+	/* array elements: the text as sent, parsed once */
+	read_env(&env, "application/json", NULL, NULL, "[ {\"a\" : [1, 2]} ,\n{\"b\":\"x,]\"}\t,null,\"s\" ]\n");
+	is_int(env.nevents, 4, "array split: four elements");
+	is_str(env.events[0].raw, "{\"a\" : [1, 2]}", "array split: first element exactly as sent");
+	is_int((int) env.events[0].raw_len, 14, "array split: its length");
+	is_str(env.events[1].raw, "{\"b\":\"x,]\"}", "array split: separators inside strings");
+	ok(env.events[0].json != NULL && env.events[1].json != NULL, "array split: parsed documents come along");
+	ok(strcmp(env.events[2].raw, "null") == 0 && env.events[2].json == NULL, "array split: null is left to validation");
+	is_str(env.events[3].raw, "\"s\"", "array split: a string element");
+	ok(env.events[0].problems.count == 0 && env.events[3].problems.count == 0, "array split: no problem from the envelope");
+	cdviz_envelope_free(&env);
+
+	read_env(&env, "application/json", NULL, NULL, "[" EV("a") ", " EV("b") ",]");
+	ok(env.nevents == 2 && env.events[0].problems.count == 0 && env.events[1].json == NULL,
+	   "trailing comma: read as a whole, as json-c does");
+	cdviz_envelope_free(&env);
+
+	read_env(&env, "application/json", NULL, NULL, "[" EV("a") "] x");
+	ok(env.nevents == 1 && env.events[0].problems.count == 1 &&
+	   strstr(problem(&env, 0), "after the document") != NULL, "array with trailing data: one problem on the body");
+	cdviz_envelope_free(&env);
+
+	read_env(&env, "application/json", NULL, NULL, "[" EV("a") " " EV("b") "]");
+	ok(env.nevents == 1 && env.events[0].problems.count == 1, "array without a comma: one problem on the body");
+	cdviz_envelope_free(&env);
+
 	read_env(&env, "application/json", NULL, NULL, "[]");
 	is_int(env.nevents, 0, "empty array: no event");
 	cdviz_envelope_free(&env);
