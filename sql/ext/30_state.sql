@@ -39,6 +39,10 @@ CREATE INDEX environment_history_key
 	ON cdviz.environment_history (environment_id, service_id, valid_from);
 CREATE INDEX environment_history_valid_from
 	ON cdviz.environment_history (valid_from);
+-- rollbacks are rare failure signals of the change failure rate: found
+-- without reading the deployments around them
+CREATE INDEX environment_history_rollbacks
+	ON cdviz.environment_history (valid_from) WHERE predicate = 'rolledback';
 
 COMMENT ON TABLE cdviz.environment_history IS
 'cdviz: one row per service deployed/upgraded/rolledback/removed/published event that names an environment, kept by the lake trigger; the narrow time line behind cdviz.deployments, cdviz.services, cdviz.environment_inventory_at() and the deployment DORA metrics';
