@@ -1,0 +1,99 @@
+-- wrk script for bench/webhooks.sh.  MODE=webhook posts GitHub deliveries
+-- (workflow_run, workflow_job) built from the templates in DIR with the
+-- signatures precomputed there; MODE=cdevents posts the CDEvents those
+-- deliveries produce to /cdevents.  Requests FROM .. FROM+COUNT-1 are shared
+-- among the threads; a thread that has sent its share stops and leaves a
+-- marker file, so the script knows when the chunk is done (it then idles
+-- with GET /healthz, whose answers are not counted).
+local mode = os.getenv("MODE") or "webhook"
+local dir = os.getenv("DIR")
+local from = tonumber(os.getenv("FROM") or "0")
+local count = tonumber(os.getenv("COUNT") or "1000")
+local route = os.getenv("ROUTE") or "bench-github"
+local nthreads = tonumber(os.getenv("THREADS") or "1")
+local thread_id = 0
+
+setup = function(thread)
+	thread:set("tid", thread_id)
+	thread_id = thread_id + 1
+end
+
+local function slurp(name)
+	local f = assert(io.open(dir .. "/" .. name, "rb"))
+	local s = f:read("*a")
+	f:close()
+	return s
+end
+
+local templates
+local sigs = {}
+local queue = {}
+local next_i = 1
+local answered = 0
+
+init = function(args)
+	if mode == "webhook" then
+		templates = {run = slurp("run.json"), job = slurp("job.json")}
+		for line in io.lines(dir .. "/sigs.txt") do
+			local i, kind, id, sig = line:match("^(%d+) (%a+) (%d+) (%x+)$")
+			sigs[tonumber(i)] = {kind, id, sig}
+		end
+	else
+		templates = {run = slurp("cd_run.json"), job = slurp("cd_job.json")}
+	end
+	for i = from + tid, from + count - 1, nthreads do
+		queue[#queue + 1] = i
+	end
+end
+
+-- wrk calls request() once on the first thread to check the script before
+-- running: that call must not use up a delivery
+local verified = false
+
+request = function()
+	if tid == 0 and not verified then
+		verified = true
+		return wrk.format("GET", "/healthz")
+	end
+	local i = queue[next_i]
+	if i == nil then
+		-- the share is sent: idle with health checks until stopped
+		return wrk.format("GET", "/healthz")
+	end
+	next_i = next_i + 1
+	local kind = (i % 2 == 0) and "run" or "job"
+	local id = tostring(1000000000 + i)
+	local body = templates[kind]:gsub("__ID__", id)
+	if mode == "webhook" then
+		local s = sigs[i]
+		return wrk.format("POST", "/webhooks/" .. route, {
+			["Content-Type"] = "application/json",
+			["X-GitHub-Event"] = (kind == "run") and "workflow_run" or "workflow_job",
+			["X-GitHub-Delivery"] = "bench-" .. id,
+			["X-GitHub-Hook-ID"] = "4242",
+			["X-Hub-Signature-256"] = "sha256=" .. s[3],
+		}, body)
+	end
+	return wrk.format("POST", "/cdevents", {["Content-Type"] = "application/json"}, body)
+end
+
+response = function(status, headers, body)
+	if body == "ok\n" then
+		return
+	end
+	answered = answered + 1
+	if answered == #queue then
+		local f = io.open(dir .. "/done." .. mode .. "." .. tostring(from) .. "." .. tostring(tid), "w")
+		f:write("done\n")
+		f:close()
+		wrk.thread:stop()
+	end
+end
+
+done = function(summary, latency, requests)
+	io.write(string.format("errors %d\n", summary.errors.status + summary.errors.connect
+		+ summary.errors.read + summary.errors.write + summary.errors.timeout))
+	io.write(string.format("p50_ms %.3f\np99_ms %.3f\n",
+		latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+	io.write(string.format("requests %d\n", summary.requests))
+end

@@ -1,0 +1,120 @@
+#!/bin/sh
+# bench/webhooks.sh — tool webhooks against posting the CDEvents they
+# produce, in the same run, on the same server.
+#
+#   bench/webhooks.sh [URL]        default http://127.0.0.1:8080
+#
+# The server is the one named by the libpq environment (PGHOST, PGPORT,
+# PGDATABASE, PGUSER): the database the cdviz http worker stores into, with
+# the extension created.  Options (environment): DELIVERIES (20000),
+# CONNECTIONS (8), ROUNDS (4).
+#
+# DELIVERIES GitHub workflow_run (completed, ~22 KB) and workflow_job
+# (completed, ~11 KB) deliveries, every one distinct and signed with
+# HMAC-SHA256 (precomputed here, checked by the receiver), are posted to
+# POST /webhooks/bench-github over CONNECTIONS keep-alive connections; the
+# CDEvents 0.5.1 those deliveries produce (same type, same content, other
+# ids) are posted to POST /cdevents.  The two alternate in ROUNDS chunks so
+# that both see the same server state.  Prints both rates, the ratio
+# (goal >= 0.5: transforming may not cost more than storing) and p99
+# latencies.  What the bench stored is deleted at the end.
+set -eu
+
+URL=${1:-http://127.0.0.1:8080}
+DELIVERIES=${DELIVERIES:-20000}
+CONNECTIONS=${CONNECTIONS:-8}
+ROUNDS=${ROUNDS:-4}
+HERE=$(cd "$(dirname "$0")" && pwd)
+FIXTURES="$HERE/../test/fixtures/webhooks/github"
+TMP=$(mktemp -d)
+WRK_PID=""
+trap '[ -n "$WRK_PID" ] && kill "$WRK_PID" 2>/dev/null; rm -rf "$TMP"' EXIT
+PSQL="psql -X -q -v ON_ERROR_STOP=1 -At"
+THREADS=$(nproc)
+[ "$THREADS" -gt "$CONNECTIONS" ] && THREADS=$CONNECTIONS
+SECRET=bench-secret
+
+curl -sf "$URL/readyz" >/dev/null || { echo "bench: $URL/readyz is not 200" >&2; exit 1; }
+
+cleanup_sql="
+DELETE FROM cdviz.cdevents_lake WHERE context_source LIKE '/webhooks/bench-github/%' OR context_source LIKE '/bench/direct/%';
+DELETE FROM cdviz.webhook_deliveries WHERE route = 'bench-github';
+SELECT cdviz.drop_webhook('bench-github');"
+$PSQL -c "$cleanup_sql" >/dev/null
+$PSQL -c "SELECT cdviz.create_webhook('bench-github', 'cdviz.transform_github(jsonb,jsonb)', 'github', '$SECRET')" >/dev/null
+
+# Templates with __ID__ where the run / job id goes, the signatures of every
+# delivery, and the CDEvents the transformer makes of the templates (other
+# source and ids, so that they are new to the lake too).
+python3 - "$FIXTURES" "$TMP" "$DELIVERIES" "$SECRET" <<'PY'
+import hashlib, hmac, sys
+fixtures, out, n, secret = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4].encode()
+run = open(fixtures + '/workflow_run/completed.json', 'rb').read().replace(b'289782451', b'__ID__')
+job = (open(fixtures + '/workflow_job/completed.success.with-organization.json', 'rb').read()
+       .replace(b'289782451', b'__ID__').replace(b'2202229078', b'__ID__'))
+open(out + '/run.json', 'wb').write(run)
+open(out + '/job.json', 'wb').write(job)
+with open(out + '/sigs.txt', 'w') as f:
+    for i in range(n):
+        kind, t = ('run', run) if i % 2 == 0 else ('job', job)
+        ident = str(1000000000 + i).encode()
+        f.write('%d %s %s %s\n' % (i, kind, ident.decode(),
+                                   hmac.new(secret, t.replace(b'__ID__', ident), hashlib.sha256).hexdigest()))
+PY
+for kind in run job; do
+	event=$([ $kind = run ] && echo workflow_run || echo workflow_job)
+	$PSQL -v body="$(sed 's/__ID__/999000999/g' "$TMP/$kind.json")" -v event="$event" > "$TMP/cd_$kind.json" <<'SQL'
+SELECT replace(jsonb_set(jsonb_set(e, '{context,id}', '"bench-direct-__ID__"'), '{context,source}',
+	to_jsonb('/bench/direct/' || (e #>> '{context,source}')))::text, '999000999', '__ID__')
+FROM cdviz.transform_github(jsonb_build_object('x-github-event', :'event', 'x-cdviz-route', 'bench-github'), :'body'::jsonb) e;
+SQL
+done
+printf 'bench: %s deliveries, %s B workflow_run / %s B workflow_job, %s connections, %s rounds\n' \
+	"$DELIVERIES" "$(wc -c < "$TMP/run.json")" "$(wc -c < "$TMP/job.json")" "$CONNECTIONS" "$ROUNDS"
+
+now() { date +%s.%N; }
+
+# run_chunk MODE FROM COUNT: prints "seconds p99_ms errors"
+run_chunk() {
+	rm -f "$TMP"/done.*
+	start=$(now)
+	MODE=$1 FROM=$2 COUNT=$3 DIR=$TMP THREADS=$THREADS \
+		wrk -t"$THREADS" -c"$CONNECTIONS" -d600s --latency -s "$HERE/webhooks.lua" "$URL" > "$TMP/wrk.out" 2>&1 &
+	WRK_PID=$!
+	while [ "$(ls "$TMP" | grep -c "^done\.$1\.$2\.")" -lt "$THREADS" ]; do
+		kill -0 "$WRK_PID" 2>/dev/null || { cat "$TMP/wrk.out" >&2; exit 1; }
+		sleep 0.01
+	done
+	end=$(now)
+	kill -INT "$WRK_PID"
+	wait "$WRK_PID" || true
+	WRK_PID=""
+	awk -v s="$start" -v e="$end" '/^p99_ms /{p=$2} /^errors /{x=$2} END{printf "%.3f %s %s\n", e - s, p, x}' "$TMP/wrk.out"
+}
+
+chunk=$((DELIVERIES / ROUNDS))
+hook_s=0 direct_s=0 hook_p99=0 direct_p99=0 errors=0
+r=0
+while [ "$r" -lt "$ROUNDS" ]; do
+	from=$((r * chunk))
+	set -- $(run_chunk webhook "$from" "$chunk")
+	hook_s=$(echo "$hook_s + $1" | bc -l); hook_p99=$(echo "if ($2 > $hook_p99) $2 else $hook_p99" | bc -l); errors=$((errors + $3))
+	set -- $(run_chunk cdevents "$from" "$chunk")
+	direct_s=$(echo "$direct_s + $1" | bc -l); direct_p99=$(echo "if ($2 > $direct_p99) $2 else $direct_p99" | bc -l); errors=$((errors + $3))
+	r=$((r + 1))
+done
+total=$((chunk * ROUNDS))
+
+stored=$($PSQL -c "SELECT count(*) FILTER (WHERE context_source LIKE '/webhooks/bench-github/%') || ' ' || count(*) FILTER (WHERE context_source LIKE '/bench/direct/%') FROM cdviz.cdevents_lake WHERE context_source LIKE '/webhooks/bench-github/%' OR context_source LIKE '/bench/direct/%'")
+failed=$($PSQL -c "SELECT count(*) FROM cdviz.webhook_deliveries WHERE route = 'bench-github' AND status <> 'stored'")
+echo "$stored" | {
+	read -r hook_events direct_events
+	awk -v n="$total" -v hs="$hook_s" -v ds="$direct_s" -v hp="$hook_p99" -v dp="$direct_p99" \
+		-v he="$hook_events" -v de="$direct_events" -v err="$errors" -v f="$failed" 'BEGIN {
+		hr = n / hs; dr = n / ds;
+		printf "webhooks  (POST /webhooks/bench-github): %6d deliveries in %7.2f s = %8.1f /s, p99 %7.2f ms (%d events stored)\n", n, hs, hr, hp, he;
+		printf "cdevents  (POST /cdevents, same events): %6d events     in %7.2f s = %8.1f /s, p99 %7.2f ms (%d events stored)\n", n, ds, dr, dp, de;
+		printf "ratio webhooks / cdevents: %.2f (goal >= 0.5); HTTP errors %d, deliveries not stored %d\n", hr / dr, err, f;
+	}'
+}
+$PSQL -c "$cleanup_sql" >/dev/null
