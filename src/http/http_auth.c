@@ -19,8 +19,8 @@
 #include "http/http.h"
 
 /* Equal strings, in time independent of their contents. */
-static bool
-equal_constant_time(const char *a, size_t alen, const char *b, size_t blen)
+bool
+http_equal_constant_time(const char *a, size_t alen, const char *b, size_t blen)
 {
 	volatile unsigned char diff = (alen != blen);
 	size_t		n = Max(alen, blen);
@@ -41,12 +41,16 @@ bearer_ok(const char *header, const char *token)
 	given = header + 7;
 	while (*given == ' ')
 		given++;
-	return equal_constant_time(given, strlen(given), token, strlen(token));
+	return http_equal_constant_time(given, strlen(given), token, strlen(token));
 }
 
-/* Whether header is "sha256=<hex HMAC-SHA256 of body under secret>". */
-static bool
-signature_ok(const char *header, const char *secret, const char *body, size_t len)
+/*
+ * Whether header is "sha256=<hex HMAC-SHA256 of body under secret>" (the
+ * receiver's X-Signature-256 and GitHub's X-Hub-Signature-256 alike).
+ * Works inside a transaction or outside one.
+ */
+bool
+http_signature_ok(const char *header, const char *secret, const char *body, size_t len)
 {
 	uint8		mac[PG_SHA256_DIGEST_LENGTH];
 	char		hex[PG_SHA256_DIGEST_LENGTH * 2 + 1];
@@ -92,7 +96,7 @@ signature_ok(const char *header, const char *secret, const char *body, size_t le
 		for (size_t i = 0; i < glen; i++)
 			lower[i] = pg_ascii_tolower((unsigned char) given[i]);
 		lower[glen] = '\0';
-		return equal_constant_time(lower, glen, hex, sizeof(hex) - 1);
+		return http_equal_constant_time(lower, glen, hex, sizeof(hex) - 1);
 	}
 }
 
@@ -113,7 +117,7 @@ http_auth_check(const char *authorization, const char *signature,
 		return false;
 	}
 	if (cdviz_http_hmac_secret && cdviz_http_hmac_secret[0] != '\0' &&
-		!signature_ok(signature, cdviz_http_hmac_secret, body, body_len))
+		!http_signature_ok(signature, cdviz_http_hmac_secret, body, body_len))
 	{
 		*why = signature ? "the X-Signature-256 signature does not match the body"
 			: "an X-Signature-256: sha256=<hex HMAC-SHA256 of the body> header is required";

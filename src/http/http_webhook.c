@@ -77,58 +77,6 @@ route_name(const char *url)
 	return pnstrdup(name, len);
 }
 
-/* Equal strings, in time independent of their contents. */
-static bool
-equal_constant_time(const char *a, size_t alen, const char *b, size_t blen)
-{
-	volatile unsigned char diff = (alen != blen);
-	size_t		n = Max(alen, blen);
-
-	for (size_t i = 0; i < n; i++)
-		diff |= (unsigned char) ((i < alen ? a[i] : 0) ^ (i < blen ? b[i] : 0));
-	return diff == 0;
-}
-
-/*
- * GitHub's X-Hub-Signature-256: "sha256=<hex HMAC-SHA256 of the raw body>".
- * Runs inside the delivery's transaction, whose resource owner keeps the
- * OpenSSL context that pg_hmac may create.
- */
-static bool
-github_signature_ok(const char *header, const char *secret, const char *body, size_t len)
-{
-	uint8		mac[PG_SHA256_DIGEST_LENGTH];
-	char		hex[PG_SHA256_DIGEST_LENGTH * 2 + 1];
-	char		given[PG_SHA256_DIGEST_LENGTH * 2 + 1];
-	pg_hmac_ctx *ctx;
-	bool		ok;
-	size_t		glen;
-
-	if (header == NULL || pg_strncasecmp(header, "sha256=", 7) != 0)
-		return false;
-	header += 7;
-	glen = strlen(header);
-	if (glen != sizeof(given) - 1)
-		return false;
-	/* hex digits in either case are the same signature */
-	for (size_t i = 0; i < glen; i++)
-		given[i] = pg_ascii_tolower((unsigned char) header[i]);
-	given[glen] = '\0';
-
-	ctx = pg_hmac_create(PG_SHA256);
-	if (ctx == NULL)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	ok = pg_hmac_init(ctx, (const uint8 *) secret, strlen(secret)) == 0 &&
-		pg_hmac_update(ctx, (const uint8 *) body, len) == 0 &&
-		pg_hmac_final(ctx, mac, sizeof(mac)) == 0;
-	pg_hmac_free(ctx);
-	if (!ok)
-		return false;
-	for (int i = 0; i < PG_SHA256_DIGEST_LENGTH; i++)
-		snprintf(hex + i * 2, 3, "%02x", mac[i]);
-	return equal_constant_time(given, glen, hex, sizeof(hex) - 1);
-}
-
 /* "Authorization: <scheme> <credentials>": the credentials, or NULL. */
 static const char *
 credentials_of(const char *authorization, const char *scheme)
@@ -156,7 +104,7 @@ basic_ok(const char *given, const char *secret)
 
 	if (declen < 0)
 		return false;
-	ok = equal_constant_time(decoded, declen, secret, strlen(secret));
+	ok = http_equal_constant_time(decoded, declen, secret, strlen(secret));
 	pfree(decoded);
 	return ok;
 }
@@ -187,7 +135,7 @@ credentials_ok(WebhookCall *call, const char *auth, const char *secret)
 	if (strcmp(auth, "github") == 0)
 	{
 		given = header(req, "X-Hub-Signature-256");
-		if (github_signature_ok(given, secret, req->body.data, req->body.len))
+		if (http_signature_ok(given, secret, req->body.data, req->body.len))
 			return true;
 		call->why = given ? "the X-Hub-Signature-256 signature does not match the body"
 			: "an X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body> header is required";
@@ -196,7 +144,7 @@ credentials_ok(WebhookCall *call, const char *auth, const char *secret)
 	if (strcmp(auth, "gitlab") == 0)
 	{
 		given = header(req, "X-Gitlab-Token");
-		if (given && equal_constant_time(given, strlen(given), secret, strlen(secret)))
+		if (given && http_equal_constant_time(given, strlen(given), secret, strlen(secret)))
 			return true;
 		call->why = given ? "the X-Gitlab-Token is not valid" : "an X-Gitlab-Token header is required";
 		return false;
@@ -206,7 +154,7 @@ credentials_ok(WebhookCall *call, const char *auth, const char *secret)
 	{
 		const char *token = credentials_of(given, "Bearer");
 
-		if (token && equal_constant_time(token, strlen(token), secret, strlen(secret)))
+		if (token && http_equal_constant_time(token, strlen(token), secret, strlen(secret)))
 			return true;
 		call->why = token ? "the bearer token is not valid" : "an Authorization: Bearer header is required";
 		return false;
