@@ -70,10 +70,16 @@ FUZZ_SECONDS ?= 60
 fuzz/fuzz_core: fuzz/fuzz_core.c $(CORE_SRCS) src/core/*.h
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -I$(srcdir)/src -o $@ fuzz/fuzz_core.c $(CORE_SRCS) $(CORE_LIBS)
 
+# libFuzzer's progress goes to build/fuzz.log; its end is shown, and all of
+# it when the run finds something.
 fuzz: fuzz/fuzz_core
 	mkdir -p build/fuzz-corpus
-	fuzz/fuzz_core -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
-		-dict=fuzz/cdevents.dict build/fuzz-corpus fuzz/seeds
+	if fuzz/fuzz_core -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -print_final_stats=1 \
+		-dict=fuzz/cdevents.dict build/fuzz-corpus fuzz/seeds > build/fuzz.log 2>&1; then \
+		grep -E '^(Done|stat::number_of_executed_units|stat::average_exec_per_sec)' build/fuzz.log; \
+	else \
+		tail -n 60 build/fuzz.log; exit 1; \
+	fi
 
 prove-installcheck:
 	$(prove_installcheck)
