@@ -622,7 +622,9 @@ def main():
     if args.dump:
         os.makedirs(args.dump, exist_ok=True)
 
-    t_to = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    # rounded up: data stored in the last second before now is in the range
+    t_to = (datetime.datetime.now(datetime.timezone.utc)
+            + datetime.timedelta(seconds=1)).replace(microsecond=0)
     t_from = t_to - datetime.timedelta(days=args.days)
     timings = []
     for path, d in dashboards:
