@@ -35,8 +35,10 @@ CREATE TABLE cdviz.environment_history (
 	valid_from		timestamptz NOT NULL,
 	context_id		text NOT NULL
 );
+-- (valid_from, event_id) is the order "latest" is decided on: with event_id
+-- in the key, events of one instant need no sort of the key's whole history
 CREATE INDEX environment_history_key
-	ON cdviz.environment_history (environment_id, service_id, valid_from);
+	ON cdviz.environment_history (environment_id, service_id, valid_from, event_id);
 CREATE INDEX environment_history_valid_from
 	ON cdviz.environment_history (valid_from);
 -- rollbacks are rare failure signals of the change failure rate: found
