@@ -29,8 +29,9 @@ DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/[0-9]*.sql)))
 REGRESS_OPTS = --load-extension=$(EXTENSION)
 
-# TAP tests run apart from pg_regress: `make prove-installcheck`.
-PROVE_TESTS = test/t/*.pl
+# TAP tests run apart from pg_regress: `make prove-installcheck`.  Tests are
+# test/t/NNN_*.pl; other .pl files there are helpers the tests start.
+PROVE_TESTS = test/t/[0-9]*.pl
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
