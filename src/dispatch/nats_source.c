@@ -4,7 +4,7 @@
  *	  envelope and store path as HTTP requests.
  *
  * With cdviz.nats_stream set, each subject is read through a durable
- * JetStream pull consumer (cdviz.nats_consumer, suffixed with the
+ * JetStream push consumer (cdviz.nats_consumer, suffixed with the
  * subject's place in the list when there are several) and a message is
  * acknowledged only after the transaction that stored its events
  * committed.  A crash before the acknowledgement makes JetStream deliver
@@ -17,8 +17,11 @@
  * cdviz.rejected_events with origin 'nats' and origin_ref
  * "<subject>#<stream sequence>".
  *
- * Fetches never wait: a pull request with no_wait answers at once, and
- * the loop comes back every 100 ms while the source is active.
+ * Reading never waits: the server pushes messages into the subscription's
+ * queue (libnats' reader thread does that), and the loop takes what is
+ * queued, coming back every 100 ms while the source is idle.  (A pull
+ * consumer would not do: libnats 3.4 fetches block, and a fetch cut short
+ * drops the messages that arrive late until their ack wait expires.)
  */
 #include "postgres.h"
 
@@ -38,6 +41,10 @@ static int	nsubs = 0;
 static bool subscribed = false;
 static int	sub_generation = 0;
 static TimestampTz retry_at = 0;
+static TimestampTz next_poll = 0;
+
+/* Between two empty looks, the source waits this long (the loop's timeout). */
+#define IDLE_POLL_MS 100
 
 bool
 nats_source_active(void)
@@ -90,11 +97,12 @@ subscribe(natsConnection *nc)
 
 			jsSubOptions_Init(&so);
 			so.Stream = cdviz_nats_stream;
+			so.ManualAck = true;
+			so.Config.Durable = durable;
 			so.Config.AckPolicy = js_AckExplicit;
 			so.Config.AckWait = (int64_t) 30 * 1000 * 1000 * 1000;
 			so.Config.MaxAckPending = 10000;
-			s = js ? js_PullSubscribe(&subs[nsubs], js, t, durable, NULL, &so, &jerr)
-				: NATS_ERR;
+			s = js ? js_SubscribeSync(&subs[nsubs], js, t, NULL, &so, &jerr) : NATS_ERR;
 			pfree(durable);
 		}
 		else
@@ -183,10 +191,9 @@ store_batch(void *arg)
 }
 
 /* Read what waits, store it in one transaction, then acknowledge it. */
-static void
+static int
 read_and_store(natsSubscription *sub, bool jetstream)
 {
-	natsMsgList list = {0};
 	natsMsg    *one[FETCH_BATCH];
 	natsMsg   **msgs = one;
 	int			nmsgs = 0;
@@ -195,22 +202,6 @@ read_and_store(natsSubscription *sub, bool jetstream)
 	MemoryContext old;
 	CdvizTxResult res;
 
-	if (jetstream)
-	{
-		jsFetchRequest req;
-		jsErrCode	jerr = 0;
-
-		jsFetchRequest_Init(&req);
-		req.Batch = FETCH_BATCH;
-		req.NoWait = true;
-		req.Expires = (int64_t) 1000 * 1000 * 1000;
-		if (natsSubscription_FetchRequest(&list, sub, &req) != NATS_OK)
-			return;
-		(void) jerr;
-		msgs = list.Msgs;
-		nmsgs = list.Count;
-	}
-	else
 	{
 		int			pending = 0;
 
@@ -220,10 +211,7 @@ read_and_store(natsSubscription *sub, bool jetstream)
 			nmsgs++;
 	}
 	if (nmsgs == 0)
-	{
-		natsMsgList_Destroy(&list);
-		return;
-	}
+		return 0;
 
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "cdviz nats source", ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(cxt);
@@ -290,12 +278,10 @@ read_and_store(natsSubscription *sub, bool jetstream)
 		cdviz_envelope_free(&b.envs[m]);
 	}
 	cdviz_store_release_items(b.items, b.nitems);
-	if (jetstream)
-		natsMsgList_Destroy(&list);
-	else
-		for (int m = 0; m < nmsgs; m++)
-			natsMsg_Destroy(msgs[m]);
+	for (int m = 0; m < nmsgs; m++)
+		natsMsg_Destroy(msgs[m]);
 	MemoryContextDelete(cxt);
+	return nmsgs;
 }
 
 /* One turn of the source: subscribe when needed, store what waits. */
@@ -327,8 +313,14 @@ nats_source_poll(void)
 		subscribed = true;
 		sub_generation = dispatch_nats_generation;
 	}
-	if (!dispatch_nats_connected())
+	if (!dispatch_nats_connected() || now < next_poll)
 		return;
-	for (int i = 0; i < nsubs; i++)
-		read_and_store(subs[i], cdviz_nats_stream[0] != '\0');
+	{
+		int			got = 0;
+
+		for (int i = 0; i < nsubs; i++)
+			got += read_and_store(subs[i], cdviz_nats_stream[0] != '\0');
+		/* a busy source is read again at once, an idle one every 100 ms */
+		next_poll = got > 0 ? 0 : TimestampTzPlusMilliseconds(now, IDLE_POLL_MS);
+	}
 }
