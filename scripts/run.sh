@@ -114,16 +114,37 @@ READER_URL="postgresql://cdviz_grafana:cdviz@127.0.0.1:$PORT/cdviz"
 
 # The example queries (the README mirrors them).
 read -r -d '' EXAMPLES <<'SQL' || true
--- events stored, per type
-SELECT type, count(*) AS events, max("timestamp") AS latest
-FROM cdviz.cdevents_lake GROUP BY type ORDER BY events DESC;
+-- events stored, per subject and predicate
+SELECT subject, predicate, count(*) AS events, max("timestamp") AS latest
+FROM cdviz.cdevents_lake GROUP BY 1, 2 ORDER BY events DESC LIMIT 12;
 
 -- what runs where: the artifact currently deployed per environment and service
-SELECT * FROM cdviz.environment_inventory;
+SELECT environment_id, service_id, version, deployed_at
+FROM cdviz.environment_inventory ORDER BY 1, 2 LIMIT 12;
 
 -- the ten latest deployments
-SELECT * FROM cdviz.deployments ORDER BY "timestamp" DESC LIMIT 10;
+SELECT "timestamp", action, environment_id, service_id, package_version
+FROM cdviz.deployments ORDER BY "timestamp" DESC LIMIT 10;
 SQL
+
+# Run the examples as the reader, skipping views that do not exist yet.
+echo
+echo "Results (as cdviz_grafana):"
+run_example() {
+	local rel=$1 sql=$2
+	if [ "$(cdviz_psql "$PORT" -d cdviz -tAc "SELECT to_regclass('$rel') IS NOT NULL")" = t ]; then
+		"$CDVIZ_PGBIN/psql" -X -P pager=off "$READER_URL" -c "$sql" || true
+	else
+		echo "($rel does not exist yet)"
+	fi
+}
+run_example cdviz.cdevents_lake \
+	'SELECT subject, predicate, count(*) AS events, max("timestamp") AS latest FROM cdviz.cdevents_lake GROUP BY 1, 2 ORDER BY events DESC LIMIT 12'
+run_example cdviz.environment_inventory \
+	'SELECT environment_id, service_id, version, deployed_at FROM cdviz.environment_inventory ORDER BY 1, 2 LIMIT 12'
+run_example cdviz.deployments \
+	'SELECT "timestamp", action, environment_id, service_id, package_version FROM cdviz.deployments ORDER BY "timestamp" DESC LIMIT 10'
+
 
 cat <<EOF
 
@@ -153,21 +174,5 @@ cat <<EOF
 Example queries:
 $EXAMPLES
 EOF
-
-# Run the examples as the reader, skipping views that do not exist yet.
-echo
-echo "Results (as cdviz_grafana):"
-run_example() {
-	local rel=$1 sql=$2
-	if [ "$(cdviz_psql "$PORT" -d cdviz -tAc "SELECT to_regclass('$rel') IS NOT NULL")" = t ]; then
-		"$CDVIZ_PGBIN/psql" -X -P pager=off "$READER_URL" -c "$sql" || true
-	else
-		echo "($rel does not exist yet)"
-	fi
-}
-run_example cdviz.cdevents_lake \
-	'SELECT type, count(*) AS events, max("timestamp") AS latest FROM cdviz.cdevents_lake GROUP BY type ORDER BY events DESC'
-run_example cdviz.environment_inventory 'SELECT * FROM cdviz.environment_inventory'
-run_example cdviz.deployments 'SELECT * FROM cdviz.deployments ORDER BY "timestamp" DESC LIMIT 10'
 
 [ "$DEMO_OK" = 1 ] || cdviz_die "the server is running, but the demo events did not load (see above)"
