@@ -63,13 +63,13 @@ typedef struct S3Row
 } S3Row;
 
 /* An object of the listing that must be read. */
-typedef struct S3Todo
+typedef struct S3Pending
 {
 	char	   *key;
 	char	   *etag;
 	int64		size;
 	S3Row	   *row;			/* its progress row, or NULL */
-} S3Todo;
+} S3Pending;
 
 /* One pass. */
 typedef struct S3Pass
@@ -80,7 +80,7 @@ typedef struct S3Pass
 	char	   *prefix;
 	char	   *source;			/* s3://bucket/prefix */
 	HTAB	   *rows;
-	List	   *todo;
+	List	   *pending;
 	long		http_status;
 	StringInfoData body;		/* a listing, or an error document */
 	int			fd;				/* download target */
@@ -348,7 +348,7 @@ load_rows(void *arg)
 typedef struct S3ObjectArg
 {
 	S3Pass	   *pass;
-	S3Todo	   *todo;
+	S3Pending  *pending;
 	const char *etag;
 	const char *error;			/* for note_object() */
 } S3ObjectArg;
@@ -363,7 +363,7 @@ save_s3_progress(PollFile *f, const PollDelta *d)
 	Datum		args[12];
 
 	args[0] = CStringGetTextDatum(a->pass->bucket);
-	args[1] = CStringGetTextDatum(a->todo->key);
+	args[1] = CStringGetTextDatum(a->pending->key);
 	args[2] = CStringGetTextDatum(a->pass->source);
 	args[3] = CStringGetTextDatum(a->etag);
 	args[4] = Int64GetDatum((int64) f->size);
@@ -389,7 +389,7 @@ save_s3_progress(PollFile *f, const PollDelta *d)
 							  " last_error = NULL, last_error_at = NULL",
 							  12, types, args, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "cdviz poller: saving progress of s3://%s/%s failed",
-			 a->pass->bucket, a->todo->key);
+			 a->pass->bucket, a->pending->key);
 }
 
 /* Record why an object could not be read. */
@@ -401,10 +401,10 @@ note_object(void *arg)
 	Datum		args[6];
 
 	args[0] = CStringGetTextDatum(a->pass->bucket);
-	args[1] = CStringGetTextDatum(a->todo->key);
+	args[1] = CStringGetTextDatum(a->pending->key);
 	args[2] = CStringGetTextDatum(a->pass->source);
-	args[3] = CStringGetTextDatum(a->todo->etag);
-	args[4] = Int64GetDatum(a->todo->size);
+	args[3] = CStringGetTextDatum(a->pending->etag);
+	args[4] = Int64GetDatum(a->pending->size);
 	args[5] = CStringGetTextDatum(a->error);
 	if (SPI_execute_with_args("INSERT INTO cdviz.s3_objects AS o (bucket, key, source, etag, size, "
 							  " prefix_hash, status, last_error, last_error_at) "
@@ -419,7 +419,7 @@ note_object(void *arg)
 /* ------------------------------------------------------------------ */
 
 /*
- * Parse one ListObjectsV2 page: add what must be read to the todo list;
+ * Parse one ListObjectsV2 page: add what must be read to the pending list;
  * return the continuation token, or NULL on the last page.
  */
 static char *
@@ -471,13 +471,13 @@ parse_listing(S3Pass *p, char **error)
 			(strcmp(row->status, "read") == 0 || strcmp(row->status, "rejected") == 0))
 			continue;
 		{
-			S3Todo	   *t = palloc(sizeof(S3Todo));
+			S3Pending	   *t = palloc(sizeof(S3Pending));
 
 			t->key = key;
 			t->etag = etag;
 			t->size = size ? strtoll(size, NULL, 10) : 0;
 			t->row = row;
-			p->todo = lappend(p->todo, t);
+			p->pending = lappend(p->pending, t);
 		}
 	}
 	truncated = child_text(root, "IsTruncated");
@@ -523,7 +523,7 @@ list_objects(S3Pass *p, char **error)
 		pages++;
 	} while (token != NULL);
 	elog(DEBUG1, "cdviz poller: s3://%s/%s: %d listing pages, %d objects to read",
-		 p->bucket, p->prefix, pages, list_length(p->todo));
+		 p->bucket, p->prefix, pages, list_length(p->pending));
 	return true;
 }
 
@@ -551,7 +551,7 @@ temp_file(void)
  * stop (network, server errors); an object that vanished is skipped.
  */
 static bool
-read_object(S3Pass *p, S3Todo *t, char **error)
+read_object(S3Pass *p, S3Pending *t, char **error)
 {
 	char	   *url = psprintf("%s/%s", p->base, url_encode(p->curl, t->key, true));
 	char	   *name = psprintf("s3://%s/%s", p->bucket, t->key);
@@ -654,9 +654,9 @@ poll_s3_run(void)
 		p.base = bucket_url(&p);
 		if (list_objects(&p, &error))
 		{
-			foreach(lc, p.todo)
+			foreach(lc, p.pending)
 			{
-				if (!read_object(&p, (S3Todo *) lfirst(lc), &error))
+				if (!read_object(&p, (S3Pending *) lfirst(lc), &error))
 					break;
 				cdviz_worker_process_interrupts();
 			}
