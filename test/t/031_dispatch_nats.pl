@@ -95,13 +95,13 @@ sub publish_in
 		{
 			# binary mode: ce-* headers, the CDEvent as data
 			$nc->publish('in.binary', $ev, { 'ce-specversion' => '1.0', 'ce-id' => $id,
-				'ce-source' => '/nats/in', 'ce-type' => 'dev.cdevents.probe-item.created.0.2.0',
+				'ce-source' => '/nats/in', 'ce-type' => 'dev.cdeventsx.probe-item.created.0.1.0',
 				'content-type' => 'application/json' });
 		}
 		elsif ($i % 3 == 1)
 		{
 			$nc->publish('in.structured', qq({"specversion":"1.0","id":"$id","source":"/nats/in",)
-				  . qq("type":"dev.cdevents.probe-item.created.0.2.0","data":$ev}),
+				  . qq("type":"dev.cdeventsx.probe-item.created.0.1.0","data":$ev}),
 				{ 'content-type' => 'application/cloudevents+json' });
 		}
 		else
@@ -123,7 +123,12 @@ ok(wait_until('source', 60, sub { stored_in() >= 100 }), 'the source is storing'
 my $pid = sql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'cdviz dispatcher'");
 kill 'KILL', $pid;
 publish_in(501, 1000);
-ok(wait_until('all 1000', 120, sub { stored_in() == 1000 }), 'after the SIGKILL every message is stored');
+ok(wait_until('all 1000', 120, sub { stored_in() == 1000 }), 'after the SIGKILL every message is stored')
+  or diag(sql(q{SELECT substr(context_id, 4)::int % 3, count(*), min(substr(context_id, 4)::int), max(substr(context_id, 4)::int)
+		FROM cdviz.cdevents_lake WHERE context_id LIKE 'in-%' GROUP BY 1}),
+	' rejected: ', sql(q{SELECT count(*) FROM cdviz.rejected_events}),
+	' lake: ', sql(q{SELECT count(*) FROM cdviz.cdevents_lake}),
+	' ', encode_json(js_api('CONSUMER.INFO.IN.cdviz', '')));
 
 # nats-server goes away and comes back with its store
 $nats->kill_kill;
