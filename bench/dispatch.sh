@@ -1,0 +1,186 @@
+#!/bin/sh
+# bench/dispatch.sh — the dispatcher's delivery rates against the ingest rate
+# of the same events, and what sinks cost ingestion.
+#
+#   bench/dispatch.sh [N]          default N = 200000 events
+#
+# Run it as an unprivileged user (PostgreSQL refuses root).  It starts its
+# own servers on loopback and removes them at the end: a PostgreSQL cluster
+# with cdviz preloaded (the dispatcher serves database "bench"), nginx
+# answering 204 to every POST (Debian package nginx or nginx-light), and
+# nats-server with JetStream.
+#
+# 1. N generated events (bench/gen_events.sql) are prepared twice, as set A
+#    and as set B (same events, other context ids), in batches of BATCH
+#    (5000) events assembled before timing.
+# 2. Set A is ingested through cdviz.ingest_batch with no sink: the ingest
+#    rate of the bare lake.
+# 3. Three sinks are created paused (http binary, http batch of 100,
+#    JetStream), so that the outbox trigger records every statement, and
+#    set B is ingested: the ingest rate with three sinks (goal >= 0.9 of 2).
+# 4. Each sink is resumed alone and timed until it delivered the N events
+#    of set B; its rate is printed against the rate at which set B was
+#    ingested (goal: batch mode and JetStream >= 1.0).
+set -eu
+
+N=${1:-200000}
+BATCH=${BATCH:-5000}
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$HERE")
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+TMP=$(mktemp -d)
+PGPORT=$((20000 + $$ % 10000))
+HTTPPORT=$((PGPORT + 1))
+NATSPORT=$((PGPORT + 2))
+NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
+NATS=${NATS:-$(command -v nats-server || echo /usr/sbin/nats-server)}
+export PGHOST=$TMP PGPORT PGUSER=postgres PGDATABASE=bench
+PSQL="psql -X -q -v ON_ERROR_STOP=1 -At"
+
+[ "$(id -u)" -ne 0 ] || { echo "bench: run as an unprivileged user" >&2; exit 1; }
+[ -x "$NGINX" ] || { echo "bench: nginx is missing (apt-get install nginx-light)" >&2; exit 1; }
+[ -x "$NATS" ] || { echo "bench: nats-server is missing (apt-get install nats-server)" >&2; exit 1; }
+
+cleanup() {
+	[ -f "$TMP/nginx.pid" ] && kill "$(cat "$TMP/nginx.pid")" 2>/dev/null || true
+	[ -n "${NATS_PID:-}" ] && kill "$NATS_PID" 2>/dev/null || true
+	"$PGBIN/pg_ctl" -D "$TMP/pg" -m immediate stop >/dev/null 2>&1 || true
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+# ---- servers ---------------------------------------------------------------
+"$PGBIN/initdb" -D "$TMP/pg" -U postgres -A trust >/dev/null
+cat >> "$TMP/pg/postgresql.conf" <<CONF
+port = $PGPORT
+listen_addresses = ''
+unix_socket_directories = '$TMP'
+shared_preload_libraries = 'cdviz'
+shared_buffers = 512MB
+max_wal_size = 8GB
+checkpoint_timeout = 30min
+cdviz.database = 'bench'
+cdviz.http_listen_addresses = ''
+cdviz.nats_url = 'nats://127.0.0.1:$NATSPORT'
+cdviz.dispatch_chunk = 5000
+cdviz.dispatch_interval = 100
+CONF
+"$PGBIN/pg_ctl" -D "$TMP/pg" -l "$TMP/pg.log" -w start >/dev/null
+
+mkdir -p "$TMP/nginx"
+cat > "$TMP/nginx.conf" <<CONF
+daemon on;
+worker_processes 1;
+pid $TMP/nginx.pid;
+error_log $TMP/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+	access_log off;
+	client_body_temp_path $TMP/nginx/body;
+	proxy_temp_path $TMP/nginx/proxy;
+	fastcgi_temp_path $TMP/nginx/fastcgi;
+	uwsgi_temp_path $TMP/nginx/uwsgi;
+	scgi_temp_path $TMP/nginx/scgi;
+	client_max_body_size 64m;
+	client_body_buffer_size 4m;
+	keepalive_requests 1000000;
+	server {
+		listen 127.0.0.1:$HTTPPORT;
+		location / { return 204; }
+	}
+}
+CONF
+"$NGINX" -q -e "$TMP/nginx/error.log" -p "$TMP/nginx" -c "$TMP/nginx.conf"
+
+"$NATS" -js -sd "$TMP/js" -a 127.0.0.1 -p "$NATSPORT" >"$TMP/nats.log" 2>&1 &
+NATS_PID=$!
+sleep 1
+perl -I "$ROOT/test/t" -MMiniNats -e '
+	my $c = MiniNats->new($ARGV[0]);
+	my $r = $c->request(q($JS.API.STREAM.CREATE.BENCH),
+		q({"name":"BENCH","subjects":["bench.>"],"storage":"file","duplicate_window":120000000000}));
+	die "stream: $r->{error}{description}\n" if $r->{error};' "$NATSPORT"
+
+# ---- events ----------------------------------------------------------------
+$PSQL -d postgres -c "CREATE DATABASE bench"
+$PSQL -c "CREATE EXTENSION cdviz"
+echo "generating $N events ..."
+$PSQL -v n="$N" -v target=staging -v staging=bench_events -f "$ROOT/bench/gen_events.sql" >/dev/null
+$PSQL <<SQL
+CREATE TABLE bench_batches AS
+SELECT s AS set, (seq - 1) / $BATCH AS n,
+	   jsonb_agg(CASE WHEN s = 'a' THEN payload
+				 ELSE jsonb_set(payload, '{context,id}', to_jsonb(payload->'context'->>'id' || '-b')) END
+				 ORDER BY seq) AS events
+FROM bench_events, (VALUES ('a'), ('b')) v(s)
+GROUP BY 1, 2;
+CREATE INDEX ON bench_batches (set, n);
+VACUUM ANALYZE bench_batches;
+CREATE TABLE bench_times (what text PRIMARY KEY, seconds float8);
+CREATE PROCEDURE bench_ingest(s text) LANGUAGE plpgsql AS \$\$
+DECLARE
+	t0 timestamptz := clock_timestamp();
+	r record;
+	i int;
+BEGIN
+	FOR i IN SELECT n FROM bench_batches WHERE set = s ORDER BY n LOOP
+		SELECT * INTO r FROM cdviz.ingest_batch((SELECT events FROM bench_batches WHERE set = s AND n = i));
+		COMMIT;
+	END LOOP;
+	INSERT INTO bench_times VALUES ('ingest ' || s, extract(epoch FROM clock_timestamp() - t0));
+	COMMIT;
+END
+\$\$;
+CHECKPOINT;
+SQL
+N=$($PSQL -c "SELECT count(*) FROM bench_events")
+
+# ---- ingestion without and with sinks ----------------------------------------
+echo "ingesting set A, no sink ..."
+$PSQL -c "CALL bench_ingest('a')"
+$PSQL -c "CHECKPOINT"
+$PSQL <<SQL >/dev/null
+SELECT cdviz.create_sink('binary', 'http', 'http://127.0.0.1:$HTTPPORT/binary', paused => true);
+SELECT cdviz.create_sink('batch', 'http', 'http://127.0.0.1:$HTTPPORT/batch',
+						 '{"mode": "batch", "batch_size": 100}', paused => true);
+SELECT cdviz.create_sink('jetstream', 'nats', 'bench.{subject}.{predicate}', '{"jetstream": "always"}',
+						 paused => true);
+SQL
+echo "ingesting set B, three sinks (paused) ..."
+$PSQL -c "CALL bench_ingest('b')"
+$PSQL -c "CHECKPOINT"
+ING_A=$($PSQL -c "SELECT seconds FROM bench_times WHERE what = 'ingest a'")
+ING_B=$($PSQL -c "SELECT seconds FROM bench_times WHERE what = 'ingest b'")
+BATCHES=$($PSQL -c "SELECT count(*), pg_size_pretty(pg_total_relation_size('cdviz.lake_batches')) FROM cdviz.lake_batches")
+
+# ---- delivery, one sink at a time ------------------------------------------
+deliver() {
+	$PSQL -c "SELECT cdviz.resume_sink('$1')" >/dev/null
+	t0=$(date +%s.%N)
+	while [ "$($PSQL -c "SELECT delivered >= $N FROM cdviz.sink_status WHERE name = '$1'")" != t ]; do
+		sleep 0.2
+	done
+	t1=$(date +%s.%N)
+	$PSQL -c "SELECT cdviz.pause_sink('$1')" >/dev/null
+	awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }'
+}
+echo "delivering set B to each sink ..."
+T_BIN=$(deliver binary)
+T_BATCH=$(deliver batch)
+T_JS=$(deliver jetstream)
+JS_MSGS=$(perl -I "$ROOT/test/t" -MMiniNats -e '
+	my $r = MiniNats->new($ARGV[0])->request(q($JS.API.STREAM.INFO.BENCH), "");
+	print $r->{state}{messages};' "$NATSPORT")
+
+awk -v n="$N" -v a="$ING_A" -v b="$ING_B" -v tb="$T_BIN" -v tt="$T_BATCH" -v tj="$T_JS" \
+	-v js="$JS_MSGS" -v ob="$BATCHES" 'BEGIN {
+	ri = n / b;
+	printf "events: %d per set, batches of '"$BATCH"'\n", n;
+	printf "ingest, no sink:              %7.1f s  %8.0f events/s\n", a, n / a;
+	printf "ingest, three sinks:          %7.1f s  %8.0f events/s   ratio %.2f (goal >= 0.90)\n", b, n / b, (n / b) / (n / a);
+	printf "outbox rows | size:           %s\n", ob;
+	printf "deliver http binary:          %7.1f s  %8.0f events/s   vs ingest %.2f\n", tb, n / tb, (n / tb) / ri;
+	printf "deliver http batch (100):     %7.1f s  %8.0f events/s   vs ingest %.2f (goal >= 1.0)\n", tt, n / tt, (n / tt) / ri;
+	printf "deliver JetStream:            %7.1f s  %8.0f events/s   vs ingest %.2f (goal >= 1.0)\n", tj, n / tj, (n / tj) / ri;
+	printf "JetStream stream holds %d messages\n", js;
+}'
