@@ -29,7 +29,7 @@ CDVIZ_APT_PACKAGES=(
 	libjson-c-dev libcurl4-openssl-dev libmicrohttpd-dev libxml2-dev zlib1g-dev
 	postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libipc-run-perl
 	python3 python3-jsonschema python3-rfc3987
-	curl wrk nginx-light nats-server libnats-dev clang make
+	curl wrk nats-server libnats-dev clang make
 )
 # npm packages the tests need, installed into $CDVIZ_ROOT/node_modules.
 # Add more here ("name@version"); all are installed in one `npm install`
