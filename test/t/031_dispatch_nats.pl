@@ -17,6 +17,8 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep);
 
+# Debian installs it in /usr/sbin, which an unprivileged user's PATH lacks
+my $nats_bin = -x '/usr/sbin/nats-server' ? '/usr/sbin/nats-server' : 'nats-server';
 plan skip_all => 'nats-server is not installed' unless -x '/usr/sbin/nats-server' || `which nats-server`;
 
 my $tmp = PostgreSQL::Test::Utils::tempdir();
@@ -25,7 +27,7 @@ my $nats;
 
 sub start_nats
 {
-	$nats = IPC::Run::start([ 'nats-server', '-js', '-sd', "$tmp/js", '-a', '127.0.0.1', '-p', $nport ],
+	$nats = IPC::Run::start([ $nats_bin, '-js', '-sd', "$tmp/js", '-a', '127.0.0.1', '-p', $nport ],
 		'>', "$tmp/nats.log", '2>&1');
 	for (1 .. 100)
 	{
