@@ -23,13 +23,11 @@
 #include <curl/curl.h>
 #include <json-c/json.h>
 
-#include "common/hmac.h"
-#include "common/sha2.h"
 #include "storage/latch.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 
 #include "dispatch/dispatch.h"
+#include "store/hmac.h"
 
 /* Bytes of an answer kept for the logs and rejected_deliveries. */
 #define RESPONSE_EXCERPT 1024
@@ -193,34 +191,8 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 static void
 sign(const char *secret, const char *body, size_t len, char *hex)
 {
-	uint8		mac[PG_SHA256_DIGEST_LENGTH];
-	pg_hmac_ctx *ctx;
-	bool		ok;
-	static ResourceOwner owner = NULL;
-	ResourceOwner saved = CurrentResourceOwner;
-
-	/*
-	 * With OpenSSL the HMAC context is remembered by the current resource
-	 * owner; between transactions the worker needs one of its own.
-	 */
-	if (owner == NULL)
-		owner = ResourceOwnerCreate(NULL, "cdviz dispatcher signatures");
-	CurrentResourceOwner = owner;
-	ctx = pg_hmac_create(PG_SHA256);
-	if (ctx == NULL)
-	{
-		CurrentResourceOwner = saved;
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	}
-	ok = pg_hmac_init(ctx, (const uint8 *) secret, strlen(secret)) == 0 &&
-		pg_hmac_update(ctx, (const uint8 *) body, len) == 0 &&
-		pg_hmac_final(ctx, mac, sizeof(mac)) == 0;
-	pg_hmac_free(ctx);
-	CurrentResourceOwner = saved;
-	if (!ok)
+	if (!cdviz_hmac_sha256_hex(secret, body, len, hex))
 		ereport(ERROR, (errmsg("cdviz dispatcher: HMAC-SHA256 failed")));
-	for (int i = 0; i < PG_SHA256_DIGEST_LENGTH; i++)
-		snprintf(hex + i * 2, 3, "%02x", mac[i]);
 }
 
 static void
@@ -349,7 +321,7 @@ sink_http_start(Sink *sink)
 	}
 	if (sink->hmac_secret)
 	{
-		char		hex[PG_SHA256_DIGEST_LENGTH * 2 + 1];
+		char		hex[CDVIZ_HMAC_HEX_LEN + 1];
 		char		v[sizeof(hex) + 8];
 
 		sign(sink->hmac_secret, st->body.data, st->body.len, hex);

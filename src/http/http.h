@@ -104,6 +104,9 @@ extern void http_set_answer(HttpRequest *req, int status, const char *type,
 extern void http_set_error(HttpRequest *req, int status, const char *message);
 
 /* http_auth.c */
+extern enum MHD_Result http_queue_answer(HttpRequest *req, const char *www_authenticate,
+										 const char *allow);
+extern bool http_is_data_error(int sqlerrcode);
 extern bool http_equal_constant_time(const char *a, size_t alen, const char *b, size_t blen);
 extern bool http_signature_ok(const char *header, const char *secret,
 							  const char *body, size_t len);

@@ -12,11 +12,9 @@
  */
 #include "postgres.h"
 
-#include "common/hmac.h"
-#include "common/sha2.h"
-#include "utils/resowner.h"
 
 #include "http/http.h"
+#include "store/hmac.h"
 
 /* Equal strings, in time independent of their contents. */
 bool
@@ -52,52 +50,22 @@ bearer_ok(const char *header, const char *token)
 bool
 http_signature_ok(const char *header, const char *secret, const char *body, size_t len)
 {
-	uint8		mac[PG_SHA256_DIGEST_LENGTH];
-	char		hex[PG_SHA256_DIGEST_LENGTH * 2 + 1];
-	pg_hmac_ctx *ctx;
+	char		hex[CDVIZ_HMAC_HEX_LEN + 1];
+	char		lower[CDVIZ_HMAC_HEX_LEN + 1];
 	const char *given;
-	bool		ok;
-	static ResourceOwner owner = NULL;
-	ResourceOwner saved = CurrentResourceOwner;
+	size_t		glen;
 
 	if (header == NULL || pg_strncasecmp(header, "sha256=", 7) != 0)
 		return false;
 	given = header + 7;
-
-	/*
-	 * With OpenSSL the server's HMAC context is remembered by the current
-	 * resource owner; outside a transaction the worker needs its own.
-	 */
-	if (owner == NULL)
-		owner = ResourceOwnerCreate(NULL, "cdviz http signatures");
-	CurrentResourceOwner = owner;
-	ctx = pg_hmac_create(PG_SHA256);
-	if (ctx == NULL)
-	{
-		CurrentResourceOwner = saved;
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	}
-	ok = pg_hmac_init(ctx, (const uint8 *) secret, strlen(secret)) == 0 &&
-		pg_hmac_update(ctx, (const uint8 *) body, len) == 0 &&
-		pg_hmac_final(ctx, mac, sizeof(mac)) == 0;
-	pg_hmac_free(ctx);
-	CurrentResourceOwner = saved;
-	if (!ok)
+	glen = strlen(given);
+	if (glen != CDVIZ_HMAC_HEX_LEN || !cdviz_hmac_sha256_hex(secret, body, len, hex))
 		return false;
-	for (int i = 0; i < PG_SHA256_DIGEST_LENGTH; i++)
-		snprintf(hex + i * 2, 3, "%02x", mac[i]);
 	/* hex digits in either case are the same signature */
-	{
-		char		lower[PG_SHA256_DIGEST_LENGTH * 2 + 1];
-		size_t		glen = strlen(given);
-
-		if (glen != sizeof(lower) - 1)
-			return false;
-		for (size_t i = 0; i < glen; i++)
-			lower[i] = pg_ascii_tolower((unsigned char) given[i]);
-		lower[glen] = '\0';
-		return http_equal_constant_time(lower, glen, hex, sizeof(hex) - 1);
-	}
+	for (size_t i = 0; i < glen; i++)
+		lower[i] = pg_ascii_tolower((unsigned char) given[i]);
+	lower[glen] = '\0';
+	return http_equal_constant_time(lower, glen, hex, CDVIZ_HMAC_HEX_LEN);
 }
 
 /*

@@ -234,8 +234,8 @@ answer_stored(HttpRequest *req, CdvizItem *items)
 }
 
 /* Errors caused by the data rather than by the database's state. */
-static bool
-is_data_error(int sqlerrcode)
+bool
+http_is_data_error(int sqlerrcode)
 {
 	char		class[2] = {PGUNSIXBIT(sqlerrcode), PGUNSIXBIT(sqlerrcode >> 6)};
 
@@ -301,7 +301,7 @@ run_group(CommitGroup *g)
 				g->nitems = 0;
 				break;
 			}
-			if (is_data_error(edata->sqlerrcode) && !g->reqs[0]->keep_body)
+			if (http_is_data_error(edata->sqlerrcode) && !g->reqs[0]->keep_body)
 			{
 				HttpRequest *req = g->reqs[0];
 

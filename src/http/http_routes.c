@@ -102,9 +102,20 @@ http_set_error(HttpRequest *req, int status, const char *message)
 	pfree(buf.data);
 }
 
-/* Hand the answer to libmicrohttpd; it is sent when the socket allows. */
+/* The answer of a /cdevents, health or metrics request. */
 static enum MHD_Result
 queue_answer(HttpRequest *req)
+{
+	return http_queue_answer(req, "Bearer realm=\"cdviz\"",
+							 req->route == ROUTE_CDEVENTS ? "POST" : "GET, HEAD");
+}
+
+/*
+ * Hand the answer to libmicrohttpd; it is sent when the socket allows.
+ * A 401 carries www_authenticate, a 405 allow (either may be NULL).
+ */
+enum MHD_Result
+http_queue_answer(HttpRequest *req, const char *www_authenticate, const char *allow)
 {
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
@@ -122,12 +133,10 @@ queue_answer(HttpRequest *req)
 		snprintf(secs, sizeof(secs), "%d", HTTP_RETRY_AFTER);
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, secs);
 	}
-	if (req->www_authenticate)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
-								"Bearer realm=\"cdviz\"");
-	if (req->status == MHD_HTTP_METHOD_NOT_ALLOWED)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
-								req->route == ROUTE_CDEVENTS ? "POST" : "GET, HEAD");
+	if (req->www_authenticate && www_authenticate)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, www_authenticate);
+	if (req->status == MHD_HTTP_METHOD_NOT_ALLOWED && allow)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
 	ret = MHD_queue_response(req->conn, (unsigned int) req->status, resp);
 	MHD_destroy_response(resp);
 	req->answer_queued = true;

@@ -320,16 +320,6 @@ process_delivery(void *arg)
 	call->answer = MemoryContextStrdup(req->cxt, out.data);
 }
 
-/* Errors caused by the data rather than by the database's state. */
-static bool
-is_data_error(int sqlerrcode)
-{
-	char		class[2] = {PGUNSIXBIT(sqlerrcode), PGUNSIXBIT(sqlerrcode >> 6)};
-
-	return (class[0] == '2' && (class[1] == '2' || class[1] == '3')) ||
-		(class[0] == '5' && class[1] == '4');
-}
-
 /*
  * The complete body: one transaction, then the answer.  Returns the
  * WWW-Authenticate value a 401 carries, if any.
@@ -384,7 +374,7 @@ process(HttpRequest *req, const char *name)
 			break;
 		case CDVIZ_TX_FAILED:
 			/* a transformer's own errors are kept by process_webhook */
-			if (is_data_error(edata->sqlerrcode))
+			if (http_is_data_error(edata->sqlerrcode))
 				http_set_error(req, MHD_HTTP_BAD_REQUEST,
 							   psprintf("the database refused the delivery: %s", edata->message));
 			else
@@ -397,40 +387,6 @@ process(HttpRequest *req, const char *name)
 			break;
 	}
 	return scheme;
-}
-
-/* Hand the answer to libmicrohttpd. */
-static enum MHD_Result
-queue_answer(HttpRequest *req, const char *auth_scheme)
-{
-	struct MHD_Response *resp;
-	enum MHD_Result ret;
-	instr_time	now;
-
-	resp = MHD_create_response_from_buffer(strlen(req->answer), req->answer,
-										   MHD_RESPMEM_MUST_COPY);
-	if (resp == NULL)
-		return MHD_NO;
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, req->answer_type);
-	if (req->retry_after)
-	{
-		char		secs[16];
-
-		snprintf(secs, sizeof(secs), "%d", HTTP_RETRY_AFTER);
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, secs);
-	}
-	if (req->www_authenticate && auth_scheme)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, auth_scheme);
-	if (req->status == MHD_HTTP_METHOD_NOT_ALLOWED)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "POST");
-	ret = MHD_queue_response(req->conn, (unsigned int) req->status, resp);
-	MHD_destroy_response(resp);
-	req->answer_queued = true;
-
-	INSTR_TIME_SET_CURRENT(now);
-	INSTR_TIME_SUBTRACT(now, req->started);
-	http_metrics_request(req->status, INSTR_TIME_GET_DOUBLE(now));
-	return ret;
 }
 
 /* First call, headers only: what can be refused before the body. */
@@ -496,7 +452,7 @@ http_webhook_handle(struct MHD_Connection *conn, const char *url, const char *me
 
 		first_call(req, url, method);
 		if (req->state == REQ_ANSWERED)
-			return queue_answer(req, NULL);
+			return http_queue_answer(req, NULL, "POST");
 		return MHD_YES;
 	}
 	if (req->answer_queued)
@@ -538,5 +494,5 @@ http_webhook_handle(struct MHD_Connection *conn, const char *url, const char *me
 		MemoryContextSwitchTo(old);
 		scheme = process(req, name);
 	}
-	return queue_answer(req, scheme);
+	return http_queue_answer(req, scheme, "POST");
 }

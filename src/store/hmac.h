@@ -1,0 +1,22 @@
+/*
+ * hmac.h
+ *	  HMAC-SHA256 as hex, for what every worker signs or checks: the HTTP
+ *	  receiver's X-Signature-256, GitHub's X-Hub-Signature-256 and the
+ *	  signature the dispatcher's HTTP sinks send.
+ */
+#ifndef CDVIZ_STORE_HMAC_H
+#define CDVIZ_STORE_HMAC_H
+
+#include "common/sha2.h"
+
+#define CDVIZ_HMAC_HEX_LEN (PG_SHA256_DIGEST_LENGTH * 2)
+
+/*
+ * hex (CDVIZ_HMAC_HEX_LEN + 1 bytes) gets the lowercase hex HMAC-SHA256 of
+ * data under secret.  False when the computation failed.  Works inside a
+ * transaction or outside one.
+ */
+extern bool cdviz_hmac_sha256_hex(const char *secret, const char *data, size_t len,
+								  char *hex);
+
+#endif							/* CDVIZ_STORE_HMAC_H */
