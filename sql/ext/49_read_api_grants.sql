@@ -22,7 +22,7 @@ GRANT SELECT ON
 TO cdviz_reader;
 
 REVOKE EXECUTE ON FUNCTION
-	cdviz.lake_maintain_state(), cdviz.lake_maintain_summaries(),
+	cdviz.lake_maintain(),
 	cdviz.summaries_fold(timestamptz, timestamptz), cdviz.rebuild_summaries(),
 	cdviz.normalize_outcome(text), cdviz.percent_decode_ascii(text),
 	cdviz.percent_decode(text), cdviz.purl_parse(text),
