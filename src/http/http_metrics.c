@@ -6,12 +6,18 @@
  * counts and the only one that answers /metrics, so no shared memory is
  * needed.  A restart of the worker resets them, which Prometheus' rate()
  * treats as a counter reset.
+ *
+ * The sinks' figures are the dispatcher's, kept in its progress table: they
+ * are read from cdviz.sink_status at each scrape (a few rows, scrapes come
+ * every few seconds), so /metrics and the view never disagree.
  */
 #include "postgres.h"
 
+#include "executor/spi.h"
 #include "lib/stringinfo.h"
 
 #include "http/http.h"
+#include "store/worker.h"
 
 /* A cumulative histogram with fixed bounds. */
 typedef struct Histogram
@@ -114,6 +120,69 @@ render_counter(StringInfo out, const char *name, const char *help, uint64 v)
 					 name, help, name, name, v);
 }
 
+/* A label value with \\, " and newline escaped, as the text format wants. */
+static void
+append_label_value(StringInfo out, const char *v)
+{
+	for (; *v; v++)
+	{
+		if (*v == '\\' || *v == '"')
+			appendStringInfoChar(out, '\\');
+		if (*v == '\n')
+			appendStringInfoString(out, "\\n");
+		else
+			appendStringInfoChar(out, *v);
+	}
+}
+
+/* The sink_status columns shown, in the query's order after name and kind. */
+static const struct
+{
+	const char *name;
+	const char *type;
+	const char *help;
+}			sink_families[] = {
+	{"cdviz_sink_delivered_total", "counter", "Events delivered by the sink."},
+	{"cdviz_sink_rejected_total", "counter", "Events the sink refused for good (cdviz.rejected_deliveries)."},
+	{"cdviz_sink_failures_total", "counter", "Failed delivery attempts that were retried."},
+	{"cdviz_sink_pending_events", "gauge", "Events stored and not yet passed by the sink."},
+	{"cdviz_sink_lag_seconds", "gauge", "Age of the oldest pending event; 0 when none."},
+	{"cdviz_sink_paused", "gauge", "1 while the sink is paused."},
+	{"cdviz_sink_last_success_timestamp_seconds", "gauge", "When a delivery last succeeded (Unix time)."},
+};
+
+/* Append the sink families from cdviz.sink_status; runs in a transaction. */
+static void
+render_sinks(void *arg)
+{
+	StringInfo	out = (StringInfo) arg;
+	int			ncols = lengthof(sink_families);
+
+	if (SPI_execute("SELECT name, kind, delivered, rejected, failures, pending, lag_seconds,"
+					" paused::int, extract(epoch FROM last_success_at)"
+					" FROM cdviz.sink_status ORDER BY name", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "cdviz: reading cdviz.sink_status failed");
+	for (int f = 0; f < ncols; f++)
+	{
+		appendStringInfo(out, "# HELP %s %s\n# TYPE %s %s\n", sink_families[f].name,
+						 sink_families[f].help, sink_families[f].name, sink_families[f].type);
+		for (uint64 r = 0; r < SPI_processed; r++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[r];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			char	   *value = SPI_getvalue(tup, desc, f + 3);
+
+			if (value == NULL)
+				continue;		/* never succeeded: no sample */
+			appendStringInfo(out, "%s{sink=\"", sink_families[f].name);
+			append_label_value(out, SPI_getvalue(tup, desc, 1));
+			appendStringInfoString(out, "\",kind=\"");
+			append_label_value(out, SPI_getvalue(tup, desc, 2));
+			appendStringInfo(out, "\"} %s\n", value);
+		}
+	}
+}
+
 /* The whole exposition, palloc'd. */
 char *
 http_metrics_render(void)
@@ -153,5 +222,24 @@ http_metrics_render(void)
 					 "Events stored per group-commit transaction.", &batch_events);
 	render_histogram(&out, "cdviz_http_batch_requests",
 					 "Requests sharing one group-commit transaction.", &batch_requests);
+
+	/*
+	 * A scrape while the database is unavailable still gets the counters
+	 * above; cdviz_sinks_up says whether the sink figures could be read.
+	 */
+	{
+		StringInfoData sinks;
+		CdvizTxResult res;
+
+		initStringInfo(&sinks);
+		res = cdviz_worker_transaction("reading sink status for /metrics",
+									   render_sinks, &sinks, NULL);
+		appendStringInfo(&out, "# HELP cdviz_sinks_up Whether the sink figures below could be read.\n"
+						 "# TYPE cdviz_sinks_up gauge\ncdviz_sinks_up %d\n",
+						 res == CDVIZ_TX_DONE);
+		if (res == CDVIZ_TX_DONE)
+			appendBinaryStringInfo(&out, sinks.data, sinks.len);
+		pfree(sinks.data);
+	}
 	return out.data;
 }

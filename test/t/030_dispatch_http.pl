@@ -10,18 +10,39 @@ use warnings;
 use FindBin;
 use lib $FindBin::RealBin;
 use DispatchTest;
+use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep time);
 
 my $tmp = PostgreSQL::Test::Utils::tempdir();
-my $node = dispatch_node('dispatch_http');
+# the http worker too: /metrics carries the sinks' figures
+my $hport = PostgreSQL::Test::Cluster::get_free_port();
+my $node = dispatch_node('dispatch_http', qq(
+cdviz.http_listen_addresses = '127.0.0.1'
+cdviz.http_port = $hport
+));
 
 my $flaky = start_receiver($tmp);
 my $steady = start_receiver($tmp);
 
 sub sql { return $node->safe_psql('postgres', $_[0]); }
+
+# The value of one sample of GET /metrics, e.g.
+# metric('cdviz_sink_pending_events{sink="flaky",kind="http"}'); undef if absent.
+sub metric
+{
+	my ($sample) = @_;
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ 'curl', '-s', '--max-time', '10', "http://127.0.0.1:$hport/metrics" ],
+		'>', \$out, '2>', \$err);
+	for my $line (split /\n/, $out)
+	{
+		return $1 if $line =~ /^\Q$sample\E (\S+)$/;
+	}
+	return undef;
+}
 
 # ---- a receiver failing and hanging at random, then recovering ----------
 receiver_control($flaky, fail_rate => 0.3, hang_rate => 0.05);
@@ -40,6 +61,16 @@ is_deeply(\@got, \@want, 'flaky receiver: every event once, in storage order');
 is_deeply([ receiver_ids($steady) ], \@want, 'batch receiver: every event once, in storage order');
 ok(sql("SELECT failures > 0 AND last_error IS NOT NULL FROM cdviz.sink_status WHERE name = 'flaky'") eq 't',
 	'sink_status shows the failures and the last error');
+is(metric('cdviz_sinks_up'), '1', '/metrics reads the sink figures');
+is(metric('cdviz_sink_delivered_total{sink="flaky",kind="http"}'),
+	sql("SELECT delivered FROM cdviz.sink_status WHERE name = 'flaky'"),
+	'/metrics: delivered, as sink_status says');
+is(metric('cdviz_sink_failures_total{sink="flaky",kind="http"}'),
+	sql("SELECT failures FROM cdviz.sink_status WHERE name = 'flaky'"),
+	'/metrics: failed attempts, as sink_status says');
+is(metric('cdviz_sink_pending_events{sink="steady",kind="http"}'), '0', '/metrics: nothing pending');
+ok(metric('cdviz_sink_last_success_timestamp_seconds{sink="steady",kind="http"}') > time() - 600,
+	'/metrics: time of the last success');
 
 # ---- refusals go to rejected_deliveries, the rest is delivered ----------
 receiver_control($flaky, reject => '"bad-');
@@ -70,6 +101,9 @@ sleep(3);
 is(scalar(grep { /^d-/ } receiver_ids($flaky)), 0, 'nothing reached the dead receiver');
 ok(sql("SELECT pending >= 200 AND lag_seconds > 0 FROM cdviz.sink_status WHERE name = 'flaky'") eq 't',
 	'sink_status shows the dead sink\'s backlog and lag');
+ok(metric('cdviz_sink_pending_events{sink="flaky",kind="http"}') >= 200
+	&& metric('cdviz_sink_lag_seconds{sink="flaky",kind="http"}') > 0,
+	'/metrics shows the dead sink\'s backlog and lag too');
 receiver_control($flaky);
 ok(wait_for_sink($node, 'flaky', 625, 60), 'the sink caught up when the receiver came back');
 is_deeply([ grep { /^d-/ } receiver_ids($flaky) ], [ map { "d-$_" } 1 .. 200 ],
