@@ -273,14 +273,19 @@ prepare_plans(void)
 		Oid			types[N_LAKE_COLS] = {TIMESTAMPTZARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
 			TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
 		TEXTARRAYOID, TEXTARRAYOID, JSONBARRAYOID};
+		/*
+		 * The arrays are unnested in the select list (ProjectSet walks them
+		 * in step, they have one length), not in FROM: a function scan
+		 * would first copy every row, payload included, into a tuplestore.
+		 */
 		const char *insert =
 		"INSERT INTO cdviz.cdevents_lake "
 		"(\"timestamp\", context_id, context_source, type, subject, predicate,"
 		" type_version, spec_version, subject_id, chain_id, payload) "
-		"SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
+		"SELECT pg_catalog.unnest($1), pg_catalog.unnest($2),"
 		" pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5),"
 		" pg_catalog.unnest($6), pg_catalog.unnest($7), pg_catalog.unnest($8),"
-		" pg_catalog.unnest($9), pg_catalog.unnest($10), pg_catalog.unnest($11)) ";
+		" pg_catalog.unnest($9), pg_catalog.unnest($10), pg_catalog.unnest($11) ";
 		const char *returning = "RETURNING id, context_source, context_id, \"timestamp\"";
 
 		insert_fast_plan = prepare_kept(psprintf("%s%s", insert, returning),
