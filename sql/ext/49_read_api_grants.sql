@@ -11,6 +11,7 @@ GRANT SELECT ON
 	cdviz.environment_history, cdviz.environment_state, cdviz.first_deployments,
 	cdviz.artifact_changes, cdviz.change_times, cdviz.event_links,
 	cdviz.pipeline_run_summaries, cdviz.task_run_summaries, cdviz.build_summaries,
+	cdviz.branch_summaries,
 	cdviz.test_case_run_summaries, cdviz.test_suite_run_summaries, cdviz.artifact_summaries,
 	cdviz.change_summaries, cdviz.incident_summaries, cdviz.event_counts_hourly,
 	cdviz.test_case_outcomes_daily,
@@ -24,7 +25,7 @@ TO cdviz_reader;
 REVOKE EXECUTE ON FUNCTION
 	cdviz.lake_maintain(),
 	cdviz.summaries_fold(timestamptz, timestamptz), cdviz.rebuild_summaries(),
-	cdviz.normalize_outcome(text), cdviz.percent_decode_ascii(text),
+	cdviz.normalize_outcome(text), cdviz.purl_split(text),
 	cdviz.percent_decode(text), cdviz.purl_parse(text),
 	cdviz.pipeline_runs_between(timestamptz, timestamptz, interval),
 	cdviz.task_runs_between(timestamptz, timestamptz, interval),
@@ -48,7 +49,7 @@ REVOKE EXECUTE ON FUNCTION
 FROM PUBLIC;
 
 GRANT EXECUTE ON FUNCTION
-	cdviz.normalize_outcome(text), cdviz.percent_decode_ascii(text),
+	cdviz.normalize_outcome(text), cdviz.purl_split(text),
 	cdviz.percent_decode(text), cdviz.purl_parse(text),
 	cdviz.pipeline_runs_between(timestamptz, timestamptz, interval),
 	cdviz.task_runs_between(timestamptz, timestamptz, interval),

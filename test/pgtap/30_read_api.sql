@@ -21,7 +21,7 @@ BEGIN
 END
 $$;
 
-SELECT plan(68);
+SELECT plan(70);
 
 -- ---------------------------------------------------------------- the lake
 SELECT is((SELECT count(*) FROM cdviz.cdevents_lake),
@@ -364,6 +364,101 @@ SELECT results_eq(
 	'purl namespaces, a missing version');
 SELECT is_empty($$SELECT * FROM cdviz.purl_parse('docker.io/library/nginx:1.25')$$, 'not a purl: no row');
 SELECT is(cdviz.percent_decode('caf%C3%A9%3A1'), 'caf%C3%A9%3A1', 'non-ASCII escapes are left encoded, never an error');
+
+-- The C purl splitting against the SQL implementation it replaced (kept
+-- here as the reference), on every combination of awkward pieces.
+CREATE FUNCTION pg_temp.ref_percent_decode_ascii(s text)
+RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+SELECT CASE
+	WHEN s ~ '%(?!0[1-9A-Fa-f]|[1-7][0-9A-Fa-f])' THEN s
+	ELSE (SELECT string_agg(CASE WHEN u.o = 1 THEN u.p
+								 ELSE chr(('x' || lpad(left(u.p, 2), 8, '0'))::bit(32)::int) || substr(u.p, 3) END,
+							'' ORDER BY u.o)
+		  FROM unnest(string_to_array(s, '%')) WITH ORDINALITY AS u(p, o))
+END
+$$;
+
+COMMENT ON FUNCTION pg_temp.ref_percent_decode_ascii(text) IS
+'cdviz: decodes the %XX escapes of s when all of them are ASCII (%01-%7F); returns s unchanged otherwise. Used through pg_temp.ref_percent_decode().';
+
+CREATE FUNCTION pg_temp.ref_percent_decode(s text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE
+	WHEN strpos(s, '%') = 0 THEN s
+	WHEN strpos(replace(replace(replace(replace(replace(replace(s, '%3A', ':'), '%3a', ':'), '%2F', '/'), '%2f', '/'), '%40', '@'), '%20', ' '), '%') = 0
+		THEN replace(replace(replace(replace(replace(replace(s, '%3A', ':'), '%3a', ':'), '%2F', '/'), '%2f', '/'), '%40', '@'), '%20', ' ')
+	ELSE pg_temp.ref_percent_decode_ascii(s) END;
+
+COMMENT ON FUNCTION pg_temp.ref_percent_decode(text) IS
+'cdviz: percent-decoding of a package URL component (ASCII escapes only, see pg_temp.ref_percent_decode_ascii); NULL stays NULL';
+
+CREATE FUNCTION pg_temp.ref_purl_parse(purl text)
+RETURNS TABLE (purl_type text, namespace text, name text, version text,
+			   qualifiers jsonb, subpath text)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+SELECT lower(d.t),
+	   CASE WHEN length(d.namever) > length(d.nm) + 1
+			THEN pg_temp.ref_percent_decode(nullif(left(d.namever, length(d.namever) - length(d.nm) - 1), '')) END,
+	   pg_temp.ref_percent_decode(d.nm),
+	   pg_temp.ref_percent_decode(d.v),
+	   (SELECT jsonb_object_agg(lower(split_part(kv, '=', 1)),
+								pg_temp.ref_percent_decode(substr(kv, strpos(kv, '=') + 1)))
+		FROM unnest(string_to_array(nullif(d.q, ''), '&')) AS kv
+		WHERE strpos(kv, '=') > 1),
+	   pg_temp.ref_percent_decode(nullif(trim(BOTH '/' FROM d.sp), ''))
+FROM (SELECT c.*, reverse(split_part(reverse(c.namever), '/', 1)) AS nm
+	  FROM (SELECT r.*,
+				   CASE WHEN r.at_pos > 0 AND r.at_pos < r.slash_pos
+						THEN right(r.core, r.at_pos - 1) END AS v,
+				   CASE WHEN r.at_pos > 0 AND r.at_pos < r.slash_pos
+						THEN left(r.rest, length(r.rest) - r.at_pos) ELSE r.rest END AS namever
+			FROM (SELECT b.*, split_part(b.core, '/', 1) AS t,
+						 substr(b.core, strpos(b.core, '/') + 1) AS rest,
+						 strpos(reverse(b.core), '@') AS at_pos,
+						 strpos(reverse(b.core), '/') AS slash_pos
+				  FROM (SELECT split_part(split_part(a.body, '#', 1), '?', 1) AS core,
+							   split_part(split_part(a.body, '#', 1), '?', 2) AS q,
+							   split_part(a.body, '#', 2) AS sp
+						FROM (SELECT ltrim(substr(purl, 5), '/') AS body
+							  WHERE left(purl, 4) = 'pkg:') AS a
+						OFFSET 0) AS b
+				  OFFSET 0) AS r
+			WHERE r.slash_pos > 0 AND r.t <> ''
+			OFFSET 0) AS c
+	  OFFSET 0) AS d
+WHERE d.nm <> ''
+$$;
+
+CREATE TEMP TABLE purl_corpus AS
+SELECT pre || t || sep || ns || nm || ver || q || sp AS purl
+FROM unnest(ARRAY['pkg:', 'pkg://', 'PKG:']) pre,
+	 unnest(ARRAY['oci', 'NpM', '']) t,
+	 unnest(ARRAY['/', '//']) sep,
+	 unnest(ARRAY['', 'org/', '%40scope/', 'a/b%2Fc/']) ns,
+	 unnest(ARRAY['app', '', 'na%20me%']) nm,
+	 unnest(ARRAY['', '@1.0', '@sha256%3Aab', '@']) ver,
+	 unnest(ARRAY['', '?A=%2F&c&=x&a=2', '?x=1?y=2']) q,
+	 unnest(ARRAY['', '#/sub/p%41th/', '#x#y']) sp
+UNION ALL
+SELECT unnest(ARRAY['pkg:oci', 'pkg:/oci', 'pkg:oci/', 'pkg:oci/@1', 'pkg:oci/x@', 'pkg:a/b/c@d/e',
+					'pkg:a/@b/c', 'pkg:café/näme@vér', 'pkg:oci/a@b@c', 'pkg:', '', 'pkg:x//y']);
+
+SELECT is_empty(
+	$$SELECT c.purl FROM purl_corpus c
+	  WHERE (SELECT array_agg(ROW(p.*)::text) FROM cdviz.purl_parse(c.purl) p)
+			IS DISTINCT FROM (SELECT array_agg(ROW(r.*)::text) FROM pg_temp.ref_purl_parse(c.purl) r)$$,
+	'purl_parse agrees with the SQL reference on ' || (SELECT count(*) FROM purl_corpus) || ' awkward purls');
+SELECT is_empty(
+	$$SELECT s FROM (SELECT a || b || c AS s
+					 FROM unnest(ARRAY['%', '%4', '%41', '%7F', '%7f', '%80', '%00', '%0a', 'a', '%2F', '%3a', 'é', '%C3%A9']) a,
+						  unnest(ARRAY['%', '%4', '%41', '%7F', '%80', '%00', '%0a', 'a', '%2F', '%3a', 'é', '%C3%A9', '']) b,
+						  unnest(ARRAY['%', '%4', '%41', '%00', 'a', '%2f', '%20', '']) c) x
+	  WHERE cdviz.percent_decode(s) IS DISTINCT FROM pg_temp.ref_percent_decode(s)$$,
+	'percent_decode agrees with the SQL reference');
 SELECT results_eq(
 	$$SELECT cdviz.normalize_outcome(o) FROM unnest(ARRAY['pass', 'fail', 'success', 'failure', 'cancel', 'error']) o$$,
 	$$VALUES ('success'), ('failure'), ('success'), ('failure'), ('cancel'), ('error')$$,
@@ -396,7 +491,7 @@ SELECT unalike(
 -- whole lake, which is what rebuild_summaries() computes.
 CREATE TEMP TABLE summaries_before AS
 SELECT t, x.r
-FROM unnest(ARRAY['pipeline_run_summaries', 'task_run_summaries', 'build_summaries',
+FROM unnest(ARRAY['pipeline_run_summaries', 'task_run_summaries', 'build_summaries', 'branch_summaries',
 				  'test_case_run_summaries', 'test_suite_run_summaries', 'artifact_summaries',
 				  'change_summaries', 'incident_summaries', 'event_counts_hourly',
 				  'test_case_outcomes_daily']) AS t,

@@ -19,6 +19,7 @@
 #include "core/event.h"
 #include "core/formats.h"
 #include "core/problems.h"
+#include "core/purl.h"
 #include "core/schema.h"
 #include "tap.h"
 
@@ -906,6 +907,80 @@ test_conformance(void)
 	is_int(ncustom, 2, "both custom conformance events were checked");
 }
 
+/* Package URLs: the components, and what is not a purl. */
+static void
+test_purl(void)
+{
+	struct
+	{
+		const char *purl;
+		const char *type,
+				   *ns,
+				   *name,
+				   *version,
+				   *qualifiers,
+				   *subpath;	/* "-" for absent */
+	}			cases[] = {
+		{"pkg:oci/myapp@sha256%3A0b31?repository_url=ghcr.io&arch=x#sub/p/", "oci", "-", "myapp",
+		"sha256%3A0b31", "repository_url=ghcr.io&arch=x", "sub/p"},
+		{"pkg:npm/%40angular/core@12.3.1", "npm", "%40angular", "core", "12.3.1", "-", "-"},
+		{"pkg:maven/org.apache/io", "maven", "org.apache", "io", "-", "-", "-"},
+		{"pkg://git/github.com/org/repo@v1.0", "git", "github.com/org", "repo", "v1.0", "-", "-"},
+		{"pkg:a/b/c@d/e", "a", "b/c@d", "e", "-", "-", "-"},
+		{"pkg:x/y@", "x", "-", "y", "", "-", "-"},
+		{"pkg:x//y", "x", "-", "y", "-", "-", "-"},
+		{"pkg:x///y", "x", "/", "y", "-", "-", "-"},
+		{"pkg:x/y?a=1?b=2#s#t", "x", "-", "y", "-", "a=1", "s"},
+	};
+	const char *not_purls[] = {"pkg:", "pkg:oci", "pkg:/oci", "pkg:oci/", "pkg:oci/@1",
+	"docker.io/nginx:1", "PKG:oci/x"};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+	{
+		CdvizPurl	p;
+		CdvizSlice *got[6] = {&p.type, &p.namespace, &p.name, &p.version, &p.qualifiers, &p.subpath};
+		const char *want[6] = {cases[i].type, cases[i].ns, cases[i].name, cases[i].version,
+		cases[i].qualifiers, cases[i].subpath};
+		bool		ok = cdviz_purl_split(cases[i].purl, strlen(cases[i].purl), &p);
+
+		ok(ok, "purl %s splits", cases[i].purl);
+		for (int c = 0; ok && c < 6; c++)
+		{
+			char		buf[256] = "-";
+
+			if (got[c]->ptr)
+				snprintf(buf, sizeof(buf), "%.*s", (int) got[c]->len, got[c]->ptr);
+			is_str(buf, want[c], cases[i].purl);
+		}
+	}
+	for (size_t i = 0; i < sizeof(not_purls) / sizeof(not_purls[0]); i++)
+	{
+		CdvizPurl	p;
+
+		ok(!cdviz_purl_split(not_purls[i], strlen(not_purls[i]), &p), "not a purl: %s", not_purls[i]);
+	}
+}
+
+/* Percent-decoding: ASCII escapes only, else the text as it is. */
+static void
+test_percent_decode(void)
+{
+	const char *cases[][2] = {
+		{"sha256%3A0b%2f", "sha256:0b/"}, {"%40scope", "@scope"}, {"plain", "plain"},
+		{"caf%C3%A9%3A1", "caf%C3%A9%3A1"}, {"50%", "50%"}, {"%4", "%4"}, {"%00x", "%00x"},
+		{"%7F%01", "\x7f\x01"}, {"%2541", "%41"}, {"", ""},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+	{
+		char		out[64];
+		size_t		n = cdviz_percent_decode(cases[i][0], strlen(cases[i][0]), out);
+
+		out[n] = '\0';
+		is_str(out, cases[i][1], cases[i][0]);
+	}
+}
+
 int
 main(void)
 {
@@ -918,5 +993,7 @@ main(void)
 	test_columns();
 	test_nul();
 	test_conformance();
+	test_purl();
+	test_percent_decode();
 	return tap_done();
 }
