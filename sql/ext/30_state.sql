@@ -172,7 +172,7 @@ SELECT pg_catalog.pg_extension_config_dump('cdviz.event_links', '');
 -- one narrow row per run (or artifact, change, incident), and two rollups
 -- for the dashboards:
 --
---   pipeline_run_summaries, task_run_summaries, build_summaries,
+--   pipeline_run_summaries, task_run_summaries, build_summaries, branch_summaries,
 --   test_case_run_summaries, test_suite_run_summaries, artifact_summaries,
 --   change_summaries, incident_summaries
 --                         one row per subject id: lifecycle timestamps,
@@ -261,6 +261,22 @@ CREATE TABLE cdviz.build_summaries (
 	event_count		bigint NOT NULL
 ) WITH (fillfactor = 80);
 CREATE INDEX build_summaries_first_event_at ON cdviz.build_summaries (first_event_at);
+
+CREATE TABLE cdviz.branch_summaries (
+	branch_id		text PRIMARY KEY,
+	source			text,
+	repository_id	text,
+	repository_source text,
+	created_at		timestamptz,
+	deleted_at		timestamptz,
+	chain_id		text,
+	first_event_at	timestamptz NOT NULL,
+	last_event_at	timestamptz NOT NULL,
+	last_event_id	bigint NOT NULL,
+	last_predicate	text NOT NULL,
+	event_count		bigint NOT NULL
+) WITH (fillfactor = 80);
+CREATE INDEX branch_summaries_first_event_at ON cdviz.branch_summaries (first_event_at);
 
 CREATE TABLE cdviz.test_case_run_summaries (
 	test_case_run_id text PRIMARY KEY,
@@ -420,6 +436,8 @@ COMMENT ON TABLE cdviz.pipeline_run_summaries IS
 'cdviz: one row per pipeline run (subject.id), kept by the lake trigger, out-of-order safe: what cdviz.pipeline_runs_between() returns. Timestamps are min (queued, started) or max (finished) of the run''s events; outcome is the raw (not normalised) max outcome of its finished events; last_* describe the latest event by (timestamp, lake id). Rebuilt from the lake by cdviz.rebuild_summaries().';
 COMMENT ON TABLE cdviz.task_run_summaries IS
 'cdviz: one row per task run, kept by the lake trigger (rules: see cdviz.pipeline_run_summaries); what cdviz.task_runs_between() returns';
+COMMENT ON TABLE cdviz.branch_summaries IS
+'cdviz: one row per branch, kept by the lake trigger (rules: see cdviz.pipeline_run_summaries): repository, earliest created and latest deleted times; what cdviz.branches_between() returns';
 COMMENT ON TABLE cdviz.build_summaries IS
 'cdviz: one row per build, kept by the lake trigger (rules: see cdviz.pipeline_run_summaries); what cdviz.builds_between() returns';
 COMMENT ON TABLE cdviz.test_case_run_summaries IS
@@ -699,6 +717,28 @@ BEGIN
 		started_at = LEAST(s.started_at, excluded.started_at),
 		finished_at = GREATEST(s.finished_at, excluded.finished_at),
 		artifact_id = GREATEST(s.artifact_id, excluded.artifact_id),
+		chain_id = GREATEST(s.chain_id, excluded.chain_id), %2$s;
+
+	INSERT INTO cdviz.branch_summaries AS s
+		(branch_id, source, repository_id, repository_source, created_at, deleted_at, chain_id,
+		 first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+	SELECT e.subject_id,
+		   max(e.payload #>> '{subject,source}'),
+		   max(e.payload #>> '{subject,content,repository,id}'),
+		   max(e.payload #>> '{subject,content,repository,source}'),
+		   min(e."timestamp") FILTER (WHERE e.predicate = 'created'),
+		   max(e."timestamp") FILTER (WHERE e.predicate = 'deleted'),
+		   max(e.chain_id), %1$s
+	FROM %%1$s AS e
+	WHERE e.subject = 'branch' AND e.predicate IN ('created', 'deleted')
+	  AND e.subject_id IS NOT NULL
+	GROUP BY e.subject_id
+	ON CONFLICT (branch_id) DO UPDATE SET
+		source = GREATEST(s.source, excluded.source),
+		repository_id = GREATEST(s.repository_id, excluded.repository_id),
+		repository_source = GREATEST(s.repository_source, excluded.repository_source),
+		created_at = LEAST(s.created_at, excluded.created_at),
+		deleted_at = GREATEST(s.deleted_at, excluded.deleted_at),
 		chain_id = GREATEST(s.chain_id, excluded.chain_id), %2$s;
 
 	INSERT INTO cdviz.test_case_run_summaries AS s
@@ -1009,6 +1049,7 @@ BEGIN
 	-- counted twice (by its trigger and by the fold)
 	LOCK TABLE cdviz.cdevents_lake IN SHARE MODE;
 	TRUNCATE cdviz.pipeline_run_summaries, cdviz.task_run_summaries, cdviz.build_summaries,
+			 cdviz.branch_summaries,
 			 cdviz.test_case_run_summaries, cdviz.test_suite_run_summaries,
 			 cdviz.artifact_summaries, cdviz.change_summaries, cdviz.incident_summaries,
 			 cdviz.event_counts_hourly, cdviz.test_case_outcomes_daily;
@@ -1023,6 +1064,7 @@ BEGIN
 		PERFORM cdviz.summaries_fold(m.month_start, m.month_start + interval '1 month');
 	END LOOP;
 	FOREACH t IN ARRAY ARRAY['pipeline_run_summaries', 'task_run_summaries', 'build_summaries',
+							 'branch_summaries',
 							 'test_case_run_summaries', 'test_suite_run_summaries',
 							 'artifact_summaries', 'change_summaries', 'incident_summaries',
 							 'event_counts_hourly', 'test_case_outcomes_daily']
@@ -1041,6 +1083,7 @@ COMMENT ON FUNCTION cdviz.rebuild_summaries() IS
 SELECT pg_catalog.pg_extension_config_dump('cdviz.pipeline_run_summaries', '');
 SELECT pg_catalog.pg_extension_config_dump('cdviz.task_run_summaries', '');
 SELECT pg_catalog.pg_extension_config_dump('cdviz.build_summaries', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.branch_summaries', '');
 SELECT pg_catalog.pg_extension_config_dump('cdviz.test_case_run_summaries', '');
 SELECT pg_catalog.pg_extension_config_dump('cdviz.test_suite_run_summaries', '');
 SELECT pg_catalog.pg_extension_config_dump('cdviz.artifact_summaries', '');

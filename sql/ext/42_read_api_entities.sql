@@ -129,27 +129,19 @@ RETURNS TABLE (branch_id text, source text, repository_id text, repository_sourc
 			   event_count bigint, last_payload jsonb)
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-SELECT l.subject_id,
-	   max(l.payload #>> '{subject,source}'),
-	   max(l.payload #>> '{subject,content,repository,id}'),
-	   max(l.payload #>> '{subject,content,repository,source}'),
-	   CASE (array_agg(l.predicate ORDER BY l."timestamp" DESC, l.id DESC))[1]
-			WHEN 'deleted' THEN 'deleted' ELSE 'active' END,
-	   min(l."timestamp") FILTER (WHERE l.predicate = 'created'),
-	   max(l."timestamp") FILTER (WHERE l.predicate = 'deleted'),
-	   min(l."timestamp"), max(l."timestamp"),
-	   (array_agg(l.predicate ORDER BY l."timestamp" DESC, l.id DESC))[1],
-	   count(*),
-	   (array_agg(l.payload ORDER BY l."timestamp" DESC, l.id DESC))[1]
-FROM cdviz.cdevents_lake AS l
-WHERE l.subject = 'branch' AND l.predicate IN ('created', 'deleted')
-  AND l."timestamp" >= from_ts - lookback AND l."timestamp" < to_ts
-GROUP BY l.subject_id
-HAVING max(l."timestamp") >= from_ts
+SELECT s.branch_id, s.source, s.repository_id, s.repository_source,
+	   CASE s.last_predicate WHEN 'deleted' THEN 'deleted' ELSE 'active' END,
+	   s.created_at, s.deleted_at, s.first_event_at, s.last_event_at, s.last_predicate,
+	   s.event_count,
+	   (SELECT l.payload FROM cdviz.cdevents_lake AS l
+		WHERE l.id = s.last_event_id AND l."timestamp" = s.last_event_at)
+FROM cdviz.branch_summaries AS s
+WHERE s.first_event_at >= from_ts - lookback AND s.first_event_at < to_ts
+  AND s.last_event_at >= from_ts
 $$;
 
 COMMENT ON FUNCTION cdviz.branches_between(timestamptz, timestamptz, interval) IS
-'cdviz: one row per branch with an event in [from_ts, to_ts): repository, state (deleted or active), created/deleted times. Prunes partitions.';
+'cdviz: one row per branch with an event in [from_ts, to_ts): repository, state (deleted or active, from its latest event), created/deleted times. Reads the summary kept at ingest (cdviz.branch_summaries): branches created at most lookback (default 7 days) before from_ts, with their whole lifecycle.';
 
 CREATE VIEW cdviz.branches AS
 	SELECT * FROM cdviz.branches_between('-infinity', 'infinity', '0');
@@ -214,12 +206,21 @@ LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
 SELECT s.service_id, s.environment_id,
 	   (SELECT l.payload #>> '{subject,source}' FROM cdviz.cdevents_lake AS l
-		WHERE l.id = s.last_event_id AND l."timestamp" = s.last_event_at),
+		WHERE l.id = k.event_id AND l."timestamp" = s.last_event_at),
 	   s.first_deployed_at, s.last_deployed_at, s.deployment_count, s.rollback_count,
-	   s.last_rolledback_at, s.last_removed_at, s.last_published_at, s.last_artifact_id,
-	   s.last_event_at, s.last_predicate, s.event_count,
+	   s.last_rolledback_at, s.last_removed_at, s.last_published_at,
+	   (SELECT h.artifact_id FROM cdviz.environment_history AS h
+		WHERE h.environment_id = s.environment_id AND h.service_id = s.service_id
+		  AND h.valid_from >= from_ts - lookback AND h.valid_from < to_ts
+		  AND h.predicate IN ('deployed', 'upgraded', 'rolledback')
+		ORDER BY h.valid_from DESC, h.event_id DESC
+		LIMIT 1),
+	   s.last_event_at, k.predicate, s.event_count,
 	   (SELECT l.payload FROM cdviz.cdevents_lake AS l
-		WHERE l.id = s.last_event_id AND l."timestamp" = s.last_event_at)
+		WHERE l.id = k.event_id AND l."timestamp" = s.last_event_at)
+-- counts first, hashed per key (no ordered aggregate: nothing to sort),
+-- then the latest event of each key by one descent of the history's key
+-- index
 FROM (SELECT h.service_id, h.environment_id,
 			 min(h.valid_from) FILTER (WHERE h.predicate IN ('deployed', 'upgraded')) AS first_deployed_at,
 			 max(h.valid_from) FILTER (WHERE h.predicate IN ('deployed', 'upgraded')) AS last_deployed_at,
@@ -228,16 +229,18 @@ FROM (SELECT h.service_id, h.environment_id,
 			 max(h.valid_from) FILTER (WHERE h.predicate = 'rolledback') AS last_rolledback_at,
 			 max(h.valid_from) FILTER (WHERE h.predicate = 'removed') AS last_removed_at,
 			 max(h.valid_from) FILTER (WHERE h.predicate = 'published') AS last_published_at,
-			 (array_agg(h.artifact_id ORDER BY h.valid_from DESC, h.event_id DESC)
-				  FILTER (WHERE h.predicate IN ('deployed', 'upgraded', 'rolledback')))[1] AS last_artifact_id,
 			 max(h.valid_from) AS last_event_at,
-			 (array_agg(h.predicate ORDER BY h.valid_from DESC, h.event_id DESC))[1] AS last_predicate,
-			 (array_agg(h.event_id ORDER BY h.valid_from DESC, h.event_id DESC))[1] AS last_event_id,
 			 count(*) AS event_count
 	  FROM cdviz.environment_history AS h
 	  WHERE h.valid_from >= from_ts - lookback AND h.valid_from < to_ts
 	  GROUP BY h.service_id, h.environment_id
 	  HAVING max(h.valid_from) >= from_ts) AS s
+CROSS JOIN LATERAL (
+	SELECT h.event_id, h.predicate FROM cdviz.environment_history AS h
+	WHERE h.environment_id = s.environment_id AND h.service_id = s.service_id
+	  AND h.valid_from = s.last_event_at
+	ORDER BY h.event_id DESC
+	LIMIT 1) AS k
 $$;
 
 COMMENT ON FUNCTION cdviz.services_between(timestamptz, timestamptz, interval) IS
