@@ -384,13 +384,19 @@ fetch_window(Sink *sink)
 	args[3] = Int64GetDatum(p->pos_batch);
 	memset(nulls, ' ', sizeof(nulls));
 	nulls[2] = p->pos_xid ? ' ' : 'n';
-	if (SPI_execute_with_args("SELECT xid::text, batch_id, cardinality(ids) FROM cdviz.lake_batches"
-							  " WHERE xid >= pg_catalog.pg_snapshot_xmin($1::pg_snapshot)"
-							  " AND xid < pg_catalog.pg_snapshot_xmax($2::pg_snapshot)"
-							  " AND pg_catalog.pg_visible_in_snapshot(xid, $2::pg_snapshot)"
-							  " AND NOT pg_catalog.pg_visible_in_snapshot(xid, $1::pg_snapshot)"
-							  " AND (xid, batch_id) >= (coalesce($3::xid8, '0'::xid8), $4)"
-							  " ORDER BY xid, batch_id LIMIT " CppAsString2(WINDOW_BATCHES),
+
+	/*
+	 * ORDER BY b.xid, qualified: a bare "xid" would name the output column
+	 * xid::text, and text order ("10001" < "9999") would pass statements
+	 * by whenever the window's xids cross a power of ten.
+	 */
+	if (SPI_execute_with_args("SELECT b.xid::text, b.batch_id, cardinality(b.ids) FROM cdviz.lake_batches b"
+							  " WHERE b.xid >= pg_catalog.pg_snapshot_xmin($1::pg_snapshot)"
+							  " AND b.xid < pg_catalog.pg_snapshot_xmax($2::pg_snapshot)"
+							  " AND pg_catalog.pg_visible_in_snapshot(b.xid, $2::pg_snapshot)"
+							  " AND NOT pg_catalog.pg_visible_in_snapshot(b.xid, $1::pg_snapshot)"
+							  " AND (b.xid, b.batch_id) >= (coalesce($3::xid8, '0'::xid8), $4)"
+							  " ORDER BY b.xid, b.batch_id LIMIT " CppAsString2(WINDOW_BATCHES),
 							  4, types, args, nulls, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "cdviz dispatcher: reading the outbox failed");
 	nbatches = SPI_processed;

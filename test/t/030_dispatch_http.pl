@@ -130,6 +130,34 @@ ok(wait_until('late events', 30, sub { scalar(grep { /^late-/ } receiver_ids($st
 ok(wait_until('late events, flaky', 30, sub { scalar(grep { /^late-/ } receiver_ids($flaky)) == 30 }),
 	'to every sink');
 
+# ---- a window whose xids cross a power of ten (999 -> 1000, 9999 -> 10000) ----
+# The window must be walked in xid order, not in the order of the xids'
+# decimal text ("10001" sorts before "9999"), or it passes statements by.
+my $digits = start_receiver($tmp);
+sql(qq{SELECT cdviz.create_sink('digits', 'http', 'http://127.0.0.1:$digits->{port}/in',
+	'{"mode": "batch", "batch_size": 10}', paused => true)});
+sql(q{CREATE PROCEDURE burn_xids(target bigint) LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM set_config('synchronous_commit', 'off', false);
+	WHILE pg_current_xact_id()::text::bigint < target LOOP
+		COMMIT;
+	END LOOP;
+END $$});
+my $power = 10**length(sql('SELECT pg_current_xact_id()') + 60);
+sql("CALL burn_xids($power - 40)");
+ingest_events($node, 'x-', 1, 30, 10);
+sql("CALL burn_xids($power + 5)");
+ingest_events($node, 'y-', 1, 30, 10);
+ok(sql(qq{SELECT min(xid)::text::bigint < $power AND max(xid)::text::bigint > $power FROM cdviz.lake_batches
+	WHERE xid > (SELECT pg_snapshot_xmin(snap) FROM cdviz.sink_progress p JOIN cdviz.sinks s ON s.id = p.sink_id
+				 WHERE s.name = 'digits')}) eq 't', "the paused sink's window holds statements on both sides of $power");
+sql("SELECT cdviz.resume_sink('digits')");
+ok(wait_until('digits', 30, sub { scalar(receiver_ids($digits)) >= 60 }), 'every event of the window arrives');
+is_deeply([ receiver_ids($digits) ], [ (map { "x-$_" } 1 .. 30), (map { "y-$_" } 1 .. 30) ],
+	'once each, in storage order, across the power of ten');
+sql("SELECT cdviz.drop_sink('digits')");
+$digits->{h}->kill_kill;
+
 # ---- cdviz forwarding to a second cdviz with HMAC, SIGKILL mid-backlog ----
 my $node2 = PostgreSQL::Test::Cluster->new('dispatch_http_downstream');
 $node2->init;
