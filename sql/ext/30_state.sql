@@ -42,6 +42,11 @@ CREATE INDEX environment_history_key
 	ON cdviz.environment_history (environment_id, service_id, valid_from, event_id);
 CREATE INDEX environment_history_valid_from
 	ON cdviz.environment_history (valid_from);
+-- the time range of one environment (its DORA figures, its deployments),
+-- covering what the deployment counts read: the history is insert-only, so
+-- its pages are all-visible and the counts never touch the heap
+CREATE INDEX environment_history_environment_valid_from
+	ON cdviz.environment_history (environment_id, valid_from) INCLUDE (predicate, service_id);
 -- rollbacks are rare failure signals of the change failure rate: found
 -- without reading the deployments around them
 CREATE INDEX environment_history_rollbacks
@@ -92,6 +97,8 @@ CREATE TABLE cdviz.first_deployments (
 );
 CREATE INDEX first_deployments_deployed_at
 	ON cdviz.first_deployments (deployed_at);
+CREATE INDEX first_deployments_environment_deployed_at
+	ON cdviz.first_deployments (environment_id, deployed_at) INCLUDE (changed_at, service_id);
 CREATE INDEX first_deployments_artifact_id
 	ON cdviz.first_deployments (artifact_id);
 

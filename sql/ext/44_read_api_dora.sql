@@ -172,3 +172,41 @@ $$;
 
 COMMENT ON FUNCTION cdviz.dora_time_to_restore(timestamptz, timestamptz, text, text) IS
 'cdviz DORA time to restore service over [from_ts, to_ts), optionally for one environment and/or service: for every incident resolved in the range, resolved minus the earlier of detected and reported (see cdviz.incidents). Returns median and p90, sample_size and the tier on the median: elite < 1 hour, high < 1 day, medium < 1 week, else low. Reads cdviz.incident_summaries by resolved_at. Limit: an incident resolved without a detected/reported event is left out.';
+
+-- The four metrics for every environment, one row each: what a "DORA per
+-- environment" table shows.  Calling the functions above laterally, once
+-- per environment, passes the environment as a parameter, which the
+-- planner cannot fold into the (environment_id, time) index ranges: every
+-- call then reads the window of every environment.  Here each environment
+-- gets its own statement with the id as a literal, planned for it.
+CREATE FUNCTION cdviz.dora_by_environment(from_ts timestamptz, to_ts timestamptz,
+										  service text DEFAULT NULL)
+RETURNS TABLE (environment_id text, deployments bigint, per_day_per_service numeric,
+			   frequency_tier text, lead_time_median interval, lead_time_p90 interval,
+			   lead_time_tier text, change_failure_rate numeric, failed_deployments bigint,
+			   failure_rate_tier text, time_to_restore_median interval, incidents bigint,
+			   restore_tier text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	env text;
+BEGIN
+	FOR env IN
+		SELECT DISTINCT i.environment_id FROM cdviz.environment_inventory AS i ORDER BY 1
+	LOOP
+		RETURN QUERY EXECUTE format(
+			'SELECT %1$L::text, df.deployments, df.per_day_per_service, df.tier,'
+			' lt.median, lt.p90, lt.tier, cfr.rate, cfr.failed, cfr.tier,'
+			' ttr.median, ttr.sample_size, ttr.tier'
+			' FROM cdviz.dora_deployment_frequency($1, $2, %1$L, $3) AS df'
+			' FULL JOIN cdviz.dora_lead_time($1, $2, %1$L, $3) AS lt ON true'
+			' FULL JOIN cdviz.dora_change_failure_rate($1, $2, %1$L, $3) AS cfr ON true'
+			' FULL JOIN cdviz.dora_time_to_restore($1, $2, %1$L, $3) AS ttr ON true', env)
+			USING from_ts, to_ts, service;
+	END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION cdviz.dora_by_environment(timestamptz, timestamptz, text) IS
+'cdviz DORA: the four metrics over [from_ts, to_ts) for every environment where a service runs (cdviz.environment_inventory), optionally for one service; one row per environment with the values and tiers of cdviz.dora_deployment_frequency, dora_lead_time, dora_change_failure_rate and dora_time_to_restore for that environment (same definitions). Example: SELECT environment_id, per_day_per_service, frequency_tier, lead_time_median, change_failure_rate, time_to_restore_median FROM cdviz.dora_by_environment(now() - interval ''30 days'', now());';

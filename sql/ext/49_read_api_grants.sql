@@ -45,6 +45,7 @@ REVOKE EXECUTE ON FUNCTION
 	cdviz.dora_lead_time(timestamptz, timestamptz, text, text),
 	cdviz.dora_change_failure_rate(timestamptz, timestamptz, text, text),
 	cdviz.dora_time_to_restore(timestamptz, timestamptz, text, text),
+	cdviz.dora_by_environment(timestamptz, timestamptz, text),
 	cdviz.chain(text), cdviz.related(text, int)
 FROM PUBLIC;
 
@@ -69,5 +70,6 @@ GRANT EXECUTE ON FUNCTION
 	cdviz.dora_lead_time(timestamptz, timestamptz, text, text),
 	cdviz.dora_change_failure_rate(timestamptz, timestamptz, text, text),
 	cdviz.dora_time_to_restore(timestamptz, timestamptz, text, text),
+	cdviz.dora_by_environment(timestamptz, timestamptz, text),
 	cdviz.chain(text), cdviz.related(text, int)
 TO cdviz_reader;

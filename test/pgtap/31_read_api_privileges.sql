@@ -5,7 +5,7 @@ BEGIN;
 SET LOCAL timezone = 'UTC';
 \ir ../fixtures/timeline.sql
 
-SELECT plan(51);
+SELECT plan(52);
 
 -- catalogue-wide: no write privilege on any relation, SELECT on every view
 SELECT is_empty(
@@ -47,7 +47,7 @@ FROM unnest(ARRAY['pipeline_runs_between', 'task_runs_between', 'builds_between'
 				  'changes_between', 'repositories_between', 'branches_between',
 				  'environments_between', 'services_between', 'incidents_between',
 				  'tickets_between', 'dora_deployment_frequency', 'dora_lead_time',
-				  'dora_change_failure_rate', 'dora_time_to_restore']) AS f;
+				  'dora_change_failure_rate', 'dora_time_to_restore', 'dora_by_environment']) AS f;
 SELECT lives_ok($$SELECT * FROM cdviz.environment_inventory_at('2024-03-10Z')$$, 'reader calls environment_inventory_at');
 SELECT lives_ok($$SELECT * FROM cdviz.chain('chain-1')$$, 'reader calls chain');
 SELECT lives_ok($$SELECT * FROM cdviz.related('ctx-p7', 3)$$, 'reader calls related');
