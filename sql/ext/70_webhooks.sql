@@ -399,6 +399,12 @@ CREATE FUNCTION cdviz._webhook_transform(delivery_id bigint,
 RETURNS record
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+-- The http worker runs this for the whole life of its connection: a plan
+-- cached while the deliveries table or a lake partition was empty (a new
+-- route, a new month) read them whole, once per delivery, long after they
+-- had grown.  Planning each statement for its values costs less than one
+-- such scan.
+SET plan_cache_mode = force_custom_plan
 AS $$
 DECLARE
 	d cdviz.webhook_deliveries;
@@ -499,12 +505,17 @@ BEGIN
 	stored := r.stored;
 	duplicates := r.duplicates;
 
+	-- One probe of the lake's dedup key per event (LATERAL, LIMIT 1): a join
+	-- let the planner pick a hash join that read every partition the
+	-- timestamps could be in, once per delivery.
 	SELECT array_agg(l.id ORDER BY t.n) INTO event_ids
 	FROM jsonb_array_elements(events) WITH ORDINALITY AS t(e, n)
-	JOIN cdviz.cdevents_lake l
-	  ON l.context_source = t.e #>> '{context,source}'
-	 AND l.context_id = t.e #>> '{context,id}'
-	 AND l."timestamp" = (t.e #>> '{context,timestamp}')::timestamptz;
+	CROSS JOIN LATERAL (
+		SELECT x.id FROM cdviz.cdevents_lake AS x
+		WHERE x.context_source = t.e #>> '{context,source}'
+		  AND x.context_id = t.e #>> '{context,id}'
+		  AND x."timestamp" = (t.e #>> '{context,timestamp}')::timestamptz
+		LIMIT 1) AS l;
 
 	status := CASE WHEN stored > 0 THEN 'stored' ELSE 'duplicate' END;
 	error := NULL;
@@ -525,6 +536,7 @@ CREATE FUNCTION cdviz.process_webhook(route text, headers jsonb, body jsonb,
 RETURNS record
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_custom_plan	-- see cdviz._webhook_transform
 AS $$
 DECLARE
 	h jsonb := cdviz._webhook_clean_headers(headers);
