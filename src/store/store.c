@@ -253,9 +253,9 @@ keytable_slot(KeyTable *t, const char *src, size_t srclen,
 /* ------------------------------------------------------------------ */
 
 static SPIPlanPtr
-prepare_kept(const char *sql, int nargs, Oid *argtypes)
+prepare_kept_with(const char *sql, int nargs, Oid *argtypes, int cursor_options)
 {
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, cursor_options);
 
 	if (plan == NULL)
 		elog(ERROR, "cdviz: SPI_prepare failed for \"%s\": %s", sql,
@@ -263,6 +263,12 @@ prepare_kept(const char *sql, int nargs, Oid *argtypes)
 	if (SPI_keepplan(plan) != 0)
 		elog(ERROR, "cdviz: SPI_keepplan failed");
 	return plan;
+}
+
+static SPIPlanPtr
+prepare_kept(const char *sql, int nargs, Oid *argtypes)
+{
+	return prepare_kept_with(sql, nargs, argtypes, 0);
 }
 
 static void
@@ -297,13 +303,18 @@ prepare_plans(void)
 	{
 		Oid			types[3] = {TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID};
 
-		existing_plan = prepare_kept(
-									 "SELECT l.id, l.context_source, l.context_id, l.\"timestamp\" "
-									 "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
-									 " pg_catalog.unnest($3)) AS k(src, cid, ts) "
-									 "JOIN cdviz.cdevents_lake l ON l.context_source = k.src "
-									 " AND l.context_id = k.cid AND l.\"timestamp\" = k.ts",
-									 3, types);
+		/*
+		 * Planned for each batch's keys: a worker keeps this plan for its
+		 * whole life, and a generic one made while the lake was small could
+		 * hash-join whole partitions, where a few index probes do.
+		 */
+		existing_plan = prepare_kept_with(
+										  "SELECT l.id, l.context_source, l.context_id, l.\"timestamp\" "
+										  "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
+										  " pg_catalog.unnest($3)) AS k(src, cid, ts) "
+										  "JOIN cdviz.cdevents_lake l ON l.context_source = k.src "
+										  " AND l.context_id = k.cid AND l.\"timestamp\" = k.ts",
+										  3, types, CURSOR_OPT_CUSTOM_PLAN);
 	}
 	if (reject_plan == NULL)
 	{
