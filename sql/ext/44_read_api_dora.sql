@@ -102,10 +102,28 @@ CREATE FUNCTION cdviz.dora_change_failure_rate(from_ts timestamptz, to_ts timest
 RETURNS TABLE (rate numeric, failed bigint, deployments bigint, sample_size bigint, tier text)
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-WITH signals AS (
+-- A signal is charged to the latest deployment at or before it, so a
+-- signal after a key's first deployment at or after to_ts can only fail
+-- that one or a later one: none of the range.  The horizon is the latest
+-- such first deployment over the keys in scope (infinity when one key has
+-- none): signals after it are not looked at.  For a range in the past
+-- that is hours of signals instead of everything up to now.
+WITH horizon AS (
+	SELECT coalesce(max(coalesce(n.valid_from, 'infinity')), 'infinity') AS ts
+	FROM cdviz.environment_state AS k
+	LEFT JOIN LATERAL (
+		SELECT h.valid_from FROM cdviz.environment_history AS h
+		WHERE h.environment_id = k.environment_id AND h.service_id = k.service_id
+		  AND h.valid_from >= to_ts AND h.predicate IN ('deployed', 'upgraded')
+		ORDER BY h.valid_from
+		LIMIT 1) AS n ON true
+	WHERE (environment IS NULL OR k.environment_id = environment)
+	  AND (service IS NULL OR k.service_id = service)
+), signals AS (
 	SELECT h.environment_id, h.service_id, h.valid_from AS ts
 	FROM cdviz.environment_history AS h
 	WHERE h.valid_from >= from_ts AND h.predicate = 'rolledback'
+	  AND h.valid_from <= (SELECT ts FROM horizon)
 	  AND (environment IS NULL OR h.environment_id = environment)
 	  AND (service IS NULL OR h.service_id = service)
 	UNION ALL
@@ -113,6 +131,7 @@ WITH signals AS (
 	FROM cdviz.incident_summaries AS i
 	CROSS JOIN LATERAL (VALUES (i.detected_at), (i.reported_at)) AS x(ts)
 	WHERE i.last_event_at >= from_ts AND x.ts >= from_ts
+	  AND x.ts <= (SELECT ts FROM horizon)
 	  AND i.service_id IS NOT NULL AND i.environment_id IS NOT NULL
 	  AND (environment IS NULL OR i.environment_id = environment)
 	  AND (service IS NULL OR i.service_id = service)
