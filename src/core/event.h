@@ -23,7 +23,10 @@ typedef enum CdvizValidation
 	CDVIZ_VALIDATION_STRICT		/* the official schema's verdict */
 } CdvizValidation;
 
-/* A string borrowed from the json-c document (not NUL-free guaranteed). */
+/*
+ * A string borrowed from the input (the json-c document of an event, a
+ * package URL): not NUL-terminated, and may hold NUL bytes.
+ */
 typedef struct CdvizStr
 {
 	const char *ptr;			/* NULL when absent */

@@ -9,15 +9,15 @@
 
 #include "core/purl.h"
 
-static CdvizSlice
+static CdvizStr
 slice(const char *ptr, size_t len)
 {
-	CdvizSlice	s = {ptr, len};
+	CdvizStr	s = {ptr, len};
 
 	return s;
 }
 
-static const CdvizSlice absent = {NULL, 0};
+static const CdvizStr absent = {NULL, 0};
 
 /* The last occurrence of c in [p, p + len), or NULL. */
 static const char *
@@ -36,7 +36,7 @@ last_byte(const char *p, size_t len, char c)
  * What lies after the first c of [p, p + len), up to a second c: split_part
  * (text, c, 2) in SQL.  Absent when there is no c or nothing after it.
  */
-static CdvizSlice
+static CdvizStr
 second_part(const char *p, size_t len, char c)
 {
 	const char *first = memchr(p, c, len);

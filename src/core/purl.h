@@ -27,21 +27,16 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* One component: a slice of the input, NULL when absent. */
-typedef struct CdvizSlice
-{
-	const char *ptr;
-	size_t		len;
-} CdvizSlice;
+#include "core/event.h"			/* CdvizStr: a slice of the input */
 
 typedef struct CdvizPurl
 {
-	CdvizSlice	type;			/* not yet lower-cased */
-	CdvizSlice	namespace;
-	CdvizSlice	name;
-	CdvizSlice	version;
-	CdvizSlice	qualifiers;		/* raw "k=v&k=v", absent when empty */
-	CdvizSlice	subpath;		/* outer slashes trimmed */
+	CdvizStr	type;			/* not yet lower-cased */
+	CdvizStr	namespace;
+	CdvizStr	name;
+	CdvizStr	version;
+	CdvizStr	qualifiers;		/* raw "k=v&k=v", absent when empty */
+	CdvizStr	subpath;		/* outer slashes trimmed */
 } CdvizPurl;
 
 /* Split purl (len bytes) into its components; false when not a purl. */

@@ -17,7 +17,7 @@ PG_FUNCTION_INFO_V1(cdviz_percent_decode_text);
 
 /* A percent-decoded text datum of a slice; NULL when the slice is absent. */
 static Datum
-decoded(CdvizSlice s, bool *isnull)
+decoded(CdvizStr s, bool *isnull)
 {
 	text	   *t;
 
@@ -50,8 +50,7 @@ cdviz_purl_split_text(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 	type = pnstrdup(p.type.ptr, p.type.len);
 	for (char *c = type; *c; c++)
-		if (*c >= 'A' && *c <= 'Z')
-			*c += 'a' - 'A';
+		*c = (char) pg_ascii_tolower((unsigned char) *c);
 	elems[0] = CStringGetTextDatum(type);
 	nulls[0] = false;
 	elems[1] = decoded(p.namespace, &nulls[1]);
@@ -70,7 +69,7 @@ Datum
 cdviz_percent_decode_text(PG_FUNCTION_ARGS)
 {
 	text	   *s = PG_GETARG_TEXT_PP(0);
-	CdvizSlice	in = {VARDATA_ANY(s), VARSIZE_ANY_EXHDR(s)};
+	CdvizStr	in = {VARDATA_ANY(s), VARSIZE_ANY_EXHDR(s)};
 	bool		isnull;
 
 	PG_RETURN_DATUM(decoded(in, &isnull));

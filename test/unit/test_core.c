@@ -938,7 +938,7 @@ test_purl(void)
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 	{
 		CdvizPurl	p;
-		CdvizSlice *got[6] = {&p.type, &p.namespace, &p.name, &p.version, &p.qualifiers, &p.subpath};
+		CdvizStr *got[6] = {&p.type, &p.namespace, &p.name, &p.version, &p.qualifiers, &p.subpath};
 		const char *want[6] = {cases[i].type, cases[i].ns, cases[i].name, cases[i].version,
 		cases[i].qualifiers, cases[i].subpath};
 		bool		ok = cdviz_purl_split(cases[i].purl, strlen(cases[i].purl), &p);
