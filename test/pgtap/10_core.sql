@@ -1,6 +1,6 @@
 -- Schema objects, privileges and contracts of the extension core.
 BEGIN;
-SELECT plan(40);
+SELECT plan(43);
 
 SELECT has_schema('cdviz');
 SELECT has_table('cdviz', 'cdevents_lake', 'the lake exists');
@@ -86,6 +86,28 @@ SELECT is(cdviz.ingest('{"context": {"specversion": "0.5.1", "id": "tap-1", "sou
 	(SELECT id FROM cdviz.cdevents_lake WHERE context_id = 'tap-1'), 'a retransmission answers the stored id');
 SELECT is((SELECT count(*) FROM cdviz.cdevents_lake WHERE context_id = 'tap-1')::int, 1,
 		  'and stores nothing');
+
+-- a retransmitted batch is found by index probes: a plain join of its keys
+-- with the lake was planned as a merge join over a sorted copy of every
+-- partition, a cost that grows with the lake instead of with the batch
+CREATE TEMP TABLE probe_batch AS
+SELECT jsonb_agg(jsonb_build_object('context', jsonb_build_object('specversion', '0.5.1',
+	'id', 'probe-' || i, 'source', '/tap/probe', 'type', 'dev.cdevents.build.started.0.3.0',
+	'timestamp', to_char(timestamptz '2024-05-01 00:00:00+00' + i * interval '1 minute',
+						 'YYYY-MM-DD"T"HH24:MI:SS"Z"')),
+	'subject', jsonb_build_object('id', 'b-' || i, 'content', '{}'::jsonb))) AS events
+FROM generate_series(1, 20000) i;
+SELECT is((SELECT stored FROM cdviz.ingest_batch((SELECT events FROM probe_batch))), 20000::bigint,
+		  'a batch of 20,000 events is stored');
+ANALYZE cdviz.cdevents_lake;
+CREATE TEMP TABLE lake_seq_scans AS
+	SELECT sum(pg_stat_get_xact_numscans(inhrelid)) AS n
+	FROM pg_inherits WHERE inhparent = 'cdviz.cdevents_lake'::regclass;
+CREATE TEMP TABLE retransmitted AS SELECT * FROM cdviz.ingest_batch((SELECT events FROM probe_batch));
+SELECT is((SELECT duplicates FROM retransmitted), 20000::bigint, 'its retransmission stores nothing');
+SELECT is((SELECT sum(pg_stat_get_xact_numscans(inhrelid)) FROM pg_inherits
+		   WHERE inhparent = 'cdviz.cdevents_lake'::regclass) - (SELECT n FROM lake_seq_scans),
+		  0::numeric, 'and is recognised without scanning a lake partition');
 
 SELECT * FROM finish();
 ROLLBACK;
