@@ -40,6 +40,8 @@ NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 NATS=${NATS:-$(command -v nats-server || echo /usr/sbin/nats-server)}
 export PGHOST=$TMP PGPORT PGUSER=postgres PGDATABASE=bench
 PSQL="psql -X -q -v ON_ERROR_STOP=1 -At"
+# shellcheck source=bench/cluster.sh
+. "$HERE/cluster.sh"
 
 [ "$(id -u)" -ne 0 ] || { echo "bench: run as an unprivileged user" >&2; exit 1; }
 [ -x "$NGINX" ] || { echo "bench: nginx is missing (apt-get install nginx-light)" >&2; exit 1; }
@@ -48,28 +50,16 @@ PSQL="psql -X -q -v ON_ERROR_STOP=1 -At"
 cleanup() {
 	[ -f "$TMP/nginx.pid" ] && kill "$(cat "$TMP/nginx.pid")" 2>/dev/null || true
 	[ -n "${NATS_PID:-}" ] && kill "$NATS_PID" 2>/dev/null || true
-	"$PGBIN/pg_ctl" -D "$TMP/pg" -m immediate stop >/dev/null 2>&1 || true
+	bench_cluster_stop "$TMP"
 	rm -rf "$TMP"
 }
 trap cleanup EXIT
 
 # ---- servers ---------------------------------------------------------------
-"$PGBIN/initdb" -D "$TMP/pg" -U postgres -A trust >/dev/null
-cat >> "$TMP/pg/postgresql.conf" <<CONF
-port = $PGPORT
-listen_addresses = ''
-unix_socket_directories = '$TMP'
-shared_preload_libraries = 'cdviz'
-shared_buffers = 512MB
-max_wal_size = 8GB
-checkpoint_timeout = 30min
-cdviz.database = 'bench'
-cdviz.http_listen_addresses = ''
-cdviz.nats_url = 'nats://127.0.0.1:$NATSPORT'
-cdviz.dispatch_chunk = 5000
-cdviz.dispatch_interval = 100
-CONF
-"$PGBIN/pg_ctl" -D "$TMP/pg" -l "$TMP/pg.log" -w start >/dev/null
+bench_cluster_start "$TMP" "$PGPORT" bench \
+	"cdviz.nats_url = 'nats://127.0.0.1:$NATSPORT'" \
+	"cdviz.dispatch_chunk = 5000" \
+	"cdviz.dispatch_interval = 100"
 
 mkdir -p "$TMP/nginx"
 cat > "$TMP/nginx.conf" <<CONF

@@ -6,20 +6,36 @@
 # jsonb operators, no validation, no dedup handling, no state upkeep) into an
 # equivalent table with the same indexes and partitions, in the same run.
 # A third path inserts columns extracted before timing: the ceiling of any
-# ingest into that table shape.  The three run interleaved batch by batch.
-# Prints the rates and the ratios (goal: cdviz / plain >= 0.7).
+# ingest into that table shape.  A fourth is cdviz with
+# cdviz.summaries = immediate (summaries folded in the ingest transaction)
+# on a copy of the events with other context ids.  The four run interleaved
+# batch by batch.  The default cdviz path (summaries deferred) leaves the
+# summaries to the cdviz summaries worker: after each of its batches the
+# benchmark waits, untimed, until the worker has folded them, and reports
+# that wait as the fold time, so that no path is measured while the worker
+# works.  Prints the rates and the ratios (goal: cdviz / plain >= 0.7).
 #
-# usage: bench/ingest.sh [N] [B]     (connection from PGHOST/PGPORT/PGUSER;
-#        it creates and drops database cdviz_bench_ingest)
+# usage: bench/ingest.sh [N] [B]
+#
+# Run it as an unprivileged user (PostgreSQL refuses root): it starts its
+# own cluster (cdviz preloaded, serving database "bench") in a temporary
+# directory and removes it at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000000}
 B=${2:-10000}
-DB=cdviz_bench_ingest
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+TMP=$(mktemp -d)
+DB=bench
+export PGHOST=$TMP PGPORT=$((20000 + $$ % 10000)) PGUSER=postgres
 PSQL=(psql -X -q -v ON_ERROR_STOP=1)
 
-"${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
-trap '"${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true' EXIT
+[ "$(id -u)" -ne 0 ] || { echo "bench: run as an unprivileged user" >&2; exit 1; }
+# shellcheck source=bench/cluster.sh
+. bench/cluster.sh
+trap 'bench_cluster_stop "$TMP"; rm -rf "$TMP"' EXIT
+bench_cluster_start "$TMP" "$PGPORT" "$DB" "shared_buffers = 1GB" "cdviz.summaries_interval = 10"
+"${PSQL[@]}" -d postgres -c "CREATE DATABASE $DB"
 "${PSQL[@]}" -d $DB -c "CREATE EXTENSION cdviz"
 
 echo "generating $N events ..."
@@ -67,6 +83,13 @@ SELECT (seq - 1) / $B AS n, jsonb_agg(payload ORDER BY seq) AS events
 FROM bench_events GROUP BY 1;
 CREATE INDEX ON bench_batches (n);
 VACUUM ANALYZE bench_batches;
+-- the same events with other context ids, for the immediate path
+CREATE TABLE bench_batches_i AS
+SELECT n, (SELECT jsonb_agg(jsonb_set(e, '{context,id}', to_jsonb((e->'context'->>'id') || '-i')))
+		   FROM jsonb_array_elements(events) e) AS events
+FROM bench_batches;
+CREATE INDEX ON bench_batches_i (n);
+VACUUM ANALYZE bench_batches_i;
 
 SQL
 
@@ -82,12 +105,13 @@ DECLARE
 	hi bigint := (SELECT max(n) FROM bench_batches);
 	t0 timestamptz;
 	r record;
-	secs float8[] := '{0,0,0}';
+	deferred boolean;
+	secs float8[] := '{0,0,0,0,0}';
 BEGIN
 	WHILE i <= hi LOOP
-		FOR k IN 0..2 LOOP
+		FOR k IN 0..3 LOOP
 			t0 := clock_timestamp();
-			CASE (k + i) % 3
+			CASE (k + i) % 4
 			WHEN 0 THEN
 				-- plain: the same batch, columns extracted in SQL, no checks
 				INSERT INTO plain_lake ("timestamp", context_id, context_source, type, subject,
@@ -101,13 +125,31 @@ BEGIN
 				FROM jsonb_array_elements((SELECT events FROM bench_batches WHERE n = i)) e;
 				COMMIT;
 				secs[1] := secs[1] + extract(epoch FROM clock_timestamp() - t0);
-			WHEN 1 THEN
-				SELECT * INTO r FROM cdviz.ingest_batch((SELECT events FROM bench_batches WHERE n = i));
+			WHEN 1, 3 THEN
+				-- cdviz, summaries deferred (1) or immediate (3, other context ids)
+				deferred := (k + i) % 4 = 1;
+				PERFORM set_config('cdviz.summaries', CASE WHEN deferred THEN 'deferred' ELSE 'immediate' END, true);
+				SELECT * INTO r FROM cdviz.ingest_batch(CASE WHEN deferred
+					THEN (SELECT events FROM bench_batches WHERE n = i)
+					ELSE (SELECT events FROM bench_batches_i WHERE n = i) END);
 				IF r.rejected > 0 THEN
 					RAISE EXCEPTION 'benchmark events were rejected: %', r;
 				END IF;
 				COMMIT;
+				IF NOT deferred THEN
+					secs[4] := secs[4] + extract(epoch FROM clock_timestamp() - t0);
+					CONTINUE;
+				END IF;
 				secs[2] := secs[2] + extract(epoch FROM clock_timestamp() - t0);
+				-- untimed for the path: the worker folds the batch's summaries
+				t0 := clock_timestamp();
+				LOOP
+					EXIT WHEN cdviz.summaries_pending() = 0;
+					PERFORM pg_sleep(0.002);
+					COMMIT;
+				END LOOP;
+				COMMIT;
+				secs[5] := secs[5] + extract(epoch FROM clock_timestamp() - t0);
 			ELSE
 				-- the insert alone: columns extracted before timing
 				INSERT INTO ceiling_lake ("timestamp", context_id, context_source, type, subject, predicate,
@@ -121,7 +163,8 @@ BEGIN
 		END LOOP;
 		i := i + 1;
 	END LOOP;
-	INSERT INTO bench_times VALUES ('plain', secs[1]), ('cdviz', secs[2]), ('ceiling', secs[3]);
+	INSERT INTO bench_times VALUES ('plain', secs[1]), ('cdviz', secs[2]), ('ceiling', secs[3]),
+		('immediate', secs[4]), ('fold', secs[5]);
 END
 \$\$;
 CREATE INDEX ON bench_rows (((seq - 1) / $B));
@@ -129,22 +172,29 @@ ANALYZE bench_rows;
 CHECKPOINT;
 SQL
 
-echo "the three paths, interleaved batch by batch ..."
+echo "the four paths, interleaved batch by batch ..."
 "${PSQL[@]}" -d $DB -c "CALL bench_all($B)"
-plain_s=$("${PSQL[@]}" -d $DB -At -c "SELECT seconds FROM bench_times WHERE path = 'plain'")
-cdviz_s=$("${PSQL[@]}" -d $DB -At -c "SELECT seconds FROM bench_times WHERE path = 'cdviz'")
-ceil_s=$("${PSQL[@]}" -d $DB -At -c "SELECT seconds FROM bench_times WHERE path = 'ceiling'")
+secs() { "${PSQL[@]}" -d $DB -At -c "SELECT seconds FROM bench_times WHERE path = '$1'"; }
+plain_s=$(secs plain)
+cdviz_s=$(secs cdviz)
+ceil_s=$(secs ceiling)
+imm_s=$(secs immediate)
+fold_s=$(secs fold)
 
 "${PSQL[@]}" -d $DB -At -c "SELECT 'lake rows: ' || count(*) FROM cdviz.cdevents_lake" \
 	-c "SELECT 'plain rows: ' || count(*) FROM plain_lake" \
-	-c "SELECT 'ceiling rows: ' || count(*) FROM ceiling_lake"
+	-c "SELECT 'ceiling rows: ' || count(*) FROM ceiling_lake" \
+	-c "SELECT 'summaries pending at the end: ' || cdviz.summaries_pending()"
 # the generator makes whole delivery cycles: count what it made
 N=$("${PSQL[@]}" -d $DB -At -c "SELECT count(*) FROM bench_events")
-awk -v n="$N" -v p="$plain_s" -v c="$cdviz_s" -v x="$ceil_s" -v b="$B" 'BEGIN {
-	printf "events: %d, batch: %d\n", n, b;
-	printf "plain INSERT ... SELECT from the batch:   %7.1f s  %9.0f events/s\n", p, n / p;
-	printf "cdviz.ingest_batch:                       %7.1f s  %9.0f events/s\n", c, n / c;
-	printf "insert of pre-extracted columns (ceiling): %6.1f s  %9.0f events/s\n", x, n / x;
+awk -v n="$N" -v p="$plain_s" -v c="$cdviz_s" -v x="$ceil_s" -v m="$imm_s" -v f="$fold_s" -v b="$B" 'BEGIN {
+	printf "events: %d per path, batch: %d\n", n, b;
+	printf "plain INSERT ... SELECT from the batch:    %7.1f s  %9.0f events/s\n", p, n / p;
+	printf "cdviz.ingest_batch (summaries deferred):   %7.1f s  %9.0f events/s\n", c, n / c;
+	printf "  the worker folding those summaries:      %7.1f s  %9.0f events/s\n", f, n / f;
+	printf "cdviz.ingest_batch (summaries immediate):  %7.1f s  %9.0f events/s\n", m, n / m;
+	printf "insert of pre-extracted columns (ceiling): %7.1f s  %9.0f events/s\n", x, n / x;
 	printf "ratio cdviz / plain: %.2f (goal >= 0.70)\n", (n / c) / (n / p);
+	printf "ratio cdviz immediate / plain: %.2f\n", (n / m) / (n / p);
 	printf "ratio cdviz / ceiling: %.2f\n", (n / c) / (n / x);
 }'

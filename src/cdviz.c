@@ -16,6 +16,7 @@
 #include "http/http_worker.h"
 #include "poll/poll.h"
 #include "store/store.h"
+#include "store/summaries_worker.h"
 
 PG_MODULE_MAGIC;
 
@@ -26,6 +27,7 @@ void
 _PG_init(void)
 {
 	cdviz_store_define_gucs();
+	cdviz_summaries_init(process_shared_preload_libraries_in_progress);
 
 	/*
 	 * Workers exist only when preloaded; each worker folder defines its

@@ -466,6 +466,42 @@ COMMENT ON COLUMN cdviz.event_counts_hourly.events IS 'number of events stored (
 COMMENT ON COLUMN cdviz.test_case_outcomes_daily.day IS 'start of the UTC day of the finished/skipped events';
 COMMENT ON COLUMN cdviz.test_case_outcomes_daily.runs IS 'number of finished (or skipped) events with that outcome';
 
+-- Summaries folded later: with cdviz.summaries = deferred the lake trigger
+-- keeps the current state at once and queues the statement's events here;
+-- the cdviz summaries worker folds them in transactions of its own, so an
+-- ingest transaction does not pay for the summaries.
+CREATE TABLE cdviz.summary_queue (
+	id				bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	queued_at		timestamptz NOT NULL DEFAULT now(),
+	events			bigint NOT NULL,
+	ids				bigint[] NOT NULL,
+	stamps			timestamptz[] NOT NULL
+);
+
+COMMENT ON TABLE cdviz.summary_queue IS
+'cdviz: lake events stored but not yet folded into the summary tables (cdviz.summaries = deferred), one row per insert statement; emptied by cdviz.fold_queued_summaries(), which the cdviz summaries worker calls';
+COMMENT ON COLUMN cdviz.summary_queue.events IS 'number of events of the statement';
+COMMENT ON COLUMN cdviz.summary_queue.ids IS 'their lake ids';
+COMMENT ON COLUMN cdviz.summary_queue.stamps IS 'their lake timestamps (the partition key, for the lookups)';
+
+CREATE FUNCTION cdviz._summaries_deferred()
+RETURNS boolean
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'cdviz_summaries_deferred';
+
+COMMENT ON FUNCTION cdviz._summaries_deferred() IS
+'cdviz: internal, for the lake trigger: whether this session queues the summaries (cdviz.summaries = deferred, the library preloaded so that the cdviz summaries worker runs, and this database is cdviz.database, the one it folds)';
+
+CREATE FUNCTION cdviz.summaries_pending()
+RETURNS bigint
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT coalesce(sum(q.events), 0)::bigint FROM cdviz.summary_queue AS q $$;
+
+COMMENT ON FUNCTION cdviz.summaries_pending() IS
+'cdviz: number of stored events not yet folded into the summary tables (the *_between functions, event counts and test outcomes); 0 when they are up to date. Example: SELECT cdviz.summaries_pending();';
+
 DO $do$
 DECLARE
 	-- the latest event of a group, and the merge of a group into a row
@@ -644,6 +680,8 @@ DECLARE
 	END IF;
 $state$;
 	gated text := '';
+	gated_for text[] := '{}';
+	rel text;
 	stmt text;
 	subj text;
 BEGIN
@@ -978,12 +1016,19 @@ $tpl$,
 	-- hold its subject (named in the statement's own WHERE clause): for the
 	-- small groups of the http worker most statements have nothing to do,
 	-- and each would still cost its executor start-up and locks.
-	FOREACH stmt IN ARRAY regexp_split_to_array(format(fold, 'new_events'), E';\n')
+	-- The same statements over the trigger's transition table (summaries
+	-- folded at once) and over the queued events (folded later).
+	FOREACH rel IN ARRAY ARRAY['new_events', 'pg_temp.queued_events']
 	LOOP
-		CONTINUE WHEN btrim(stmt, E' \t\n') = '';
-		subj := substring(stmt FROM $r$e\.subject = '([a-z]+)'$r$);
-		gated := gated || CASE WHEN subj IS NULL THEN stmt || E';\n'
-			ELSE format(E'\tIF subjects @> ''{%s}'' THEN%s;\n\tEND IF;\n', subj, stmt) END;
+		gated := '';
+		FOREACH stmt IN ARRAY regexp_split_to_array(format(fold, rel), E';\n')
+		LOOP
+			CONTINUE WHEN btrim(stmt, E' \t\n') = '';
+			subj := substring(stmt FROM $r$e\.subject = '([a-z]+)'$r$);
+			gated := gated || CASE WHEN subj IS NULL THEN stmt || E';\n'
+				ELSE format(E'\tIF subjects @> ''{%s}'' THEN%s;\n\tEND IF;\n', subj, stmt) END;
+		END LOOP;
+		gated_for := gated_for || gated;
 	END LOOP;
 
 	EXECUTE format($f$
@@ -1006,10 +1051,57 @@ BEGIN
 		RETURN NULL;
 	END IF;
 %s
+	-- the summaries: here, or queued for the cdviz summaries worker
+	IF cdviz._summaries_deferred() THEN
+		INSERT INTO cdviz.summary_queue (events, ids, stamps)
+		SELECT count(*), array_agg(e.id), array_agg(e."timestamp") FROM new_events AS e;
+	ELSE
 %s
+	END IF;
 	RETURN NULL;
 END
-$body$$f$, state, gated);
+$body$$f$, state, gated_for[1]);
+
+	EXECUTE format($f$
+CREATE FUNCTION cdviz.fold_queued_summaries(max_statements integer DEFAULT 1000)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $body$
+DECLARE
+	subjects text[];
+	n bigint;
+BEGIN
+	IF to_regclass('pg_temp.queued_events') IS NULL THEN
+		CREATE TEMP TABLE queued_events (LIKE cdviz.cdevents_lake) ON COMMIT DELETE ROWS;
+	ELSE
+		-- a second call in one transaction
+		TRUNCATE pg_temp.queued_events;
+	END IF;
+	-- Taken in queue order and deleted in this transaction: each queued
+	-- statement is folded exactly once, whoever calls (SKIP LOCKED lets a
+	-- concurrent call take the next ones).  One probe per event, so that
+	-- no plan can read whole partitions.
+	WITH q AS (
+		DELETE FROM cdviz.summary_queue AS q
+		WHERE q.id IN (SELECT w.id FROM cdviz.summary_queue AS w ORDER BY w.id
+					   LIMIT max_statements FOR UPDATE SKIP LOCKED)
+		RETURNING q.ids, q.stamps)
+	INSERT INTO pg_temp.queued_events
+	SELECT l.*
+	FROM q CROSS JOIN LATERAL unnest(q.ids, q.stamps) AS k(id, ts)
+	CROSS JOIN LATERAL (SELECT * FROM cdviz.cdevents_lake AS c
+						WHERE c.id = k.id AND c."timestamp" = k.ts LIMIT 1) AS l;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	IF n = 0 THEN
+		RETURN 0;
+	END IF;
+	SELECT array_agg(DISTINCT e.subject) INTO subjects FROM pg_temp.queued_events AS e;
+%s
+	RETURN n;
+END
+$body$$f$, gated_for[2]);
 
 	EXECUTE format($f$
 CREATE FUNCTION cdviz.summaries_fold(from_ts timestamptz, to_ts timestamptz)
@@ -1027,6 +1119,8 @@ $do$;
 
 COMMENT ON FUNCTION cdviz.lake_maintain() IS
 'cdviz: statement-level AFTER INSERT trigger of cdviz.cdevents_lake: folds the stored events of the statement into the current-state tables (environment_history, environment_state, first_deployments, artifact_changes, change_times, event_links) and, grouped per key, into the summary tables (pipeline/task/test case/test suite run, build, artifact, change and incident summaries, event_counts_hourly, test_case_outcomes_daily) with one set-based statement per table, each run only when the statement stored events of its subject; order-independent merge rules (see cdviz.pipeline_run_summaries). SECURITY DEFINER so that writers need no privilege on them.';
+COMMENT ON FUNCTION cdviz.fold_queued_summaries(integer) IS
+'cdviz: folds the events queued by the lake trigger (cdviz.summaries = deferred) into the summary tables, the oldest max_statements insert statements at most, and returns how many events it folded; the cdviz summaries worker calls it, a session that wants read-after-write may too. Example: SELECT cdviz.fold_queued_summaries();';
 COMMENT ON FUNCTION cdviz.summaries_fold(timestamptz, timestamptz) IS
 'cdviz: folds the lake events with "timestamp" in [from_ts, to_ts) into the summary tables, with the same statements as the lake trigger; adds to what is there (call it on empty summaries, or for events the summaries have not seen). Used by cdviz.rebuild_summaries().';
 
@@ -1059,7 +1153,8 @@ BEGIN
 			 cdviz.branch_summaries,
 			 cdviz.test_case_run_summaries, cdviz.test_suite_run_summaries,
 			 cdviz.artifact_summaries, cdviz.change_summaries, cdviz.incident_summaries,
-			 cdviz.event_counts_hourly, cdviz.test_case_outcomes_daily;
+			 cdviz.event_counts_hourly, cdviz.test_case_outcomes_daily,
+			 cdviz.summary_queue;
 	-- month by month (the folds merge), so memory stays bounded
 	FOR m IN
 		SELECT g.m AT TIME ZONE 'UTC' AS month_start
@@ -1098,3 +1193,4 @@ SELECT pg_catalog.pg_extension_config_dump('cdviz.change_summaries', '');
 SELECT pg_catalog.pg_extension_config_dump('cdviz.incident_summaries', '');
 SELECT pg_catalog.pg_extension_config_dump('cdviz.event_counts_hourly', '');
 SELECT pg_catalog.pg_extension_config_dump('cdviz.test_case_outcomes_daily', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.summary_queue', '');

@@ -23,7 +23,8 @@ GRANT SELECT ON
 TO cdviz_reader;
 
 REVOKE EXECUTE ON FUNCTION
-	cdviz.lake_maintain(),
+	cdviz.lake_maintain(), cdviz._summaries_deferred(),
+	cdviz.fold_queued_summaries(integer), cdviz.summaries_pending(),
 	cdviz.summaries_fold(timestamptz, timestamptz), cdviz.rebuild_summaries(),
 	cdviz.normalize_outcome(text), cdviz.purl_split(text),
 	cdviz.percent_decode(text), cdviz.purl_parse(text),
@@ -50,6 +51,7 @@ REVOKE EXECUTE ON FUNCTION
 FROM PUBLIC;
 
 GRANT EXECUTE ON FUNCTION
+	cdviz.summaries_pending(),
 	cdviz.normalize_outcome(text), cdviz.purl_split(text),
 	cdviz.percent_decode(text), cdviz.purl_parse(text),
 	cdviz.pipeline_runs_between(timestamptz, timestamptz, interval),
@@ -73,3 +75,7 @@ GRANT EXECUTE ON FUNCTION
 	cdviz.dora_by_environment(timestamptz, timestamptz, text),
 	cdviz.chain(text), cdviz.related(text, int)
 TO cdviz_reader;
+
+-- a writer may catch the summaries up for read-after-write
+GRANT EXECUTE ON FUNCTION cdviz.fold_queued_summaries(integer), cdviz.summaries_pending()
+TO cdviz_writer;

@@ -151,9 +151,28 @@ static const struct
 	{"cdviz_sink_last_success_timestamp_seconds", "gauge", "When a delivery last succeeded (Unix time)."},
 };
 
-/* Append the sink families from cdviz.sink_status; runs in a transaction. */
+/* Append the deferred summaries' backlog from cdviz.summary_queue. */
 static void
-render_sinks(void *arg)
+render_summaries(StringInfo out)
+{
+	if (SPI_execute("SELECT coalesce(sum(events), 0),"
+					" coalesce(extract(epoch FROM now() - min(queued_at)), 0)"
+					" FROM cdviz.summary_queue", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "cdviz: reading cdviz.summary_queue failed");
+	appendStringInfo(out, "# HELP cdviz_summaries_pending_events Stored events not yet folded into the summary tables.\n"
+					 "# TYPE cdviz_summaries_pending_events gauge\ncdviz_summaries_pending_events %s\n",
+					 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	appendStringInfo(out, "# HELP cdviz_summaries_lag_seconds Age of the oldest event not yet folded (0: none).\n"
+					 "# TYPE cdviz_summaries_lag_seconds gauge\ncdviz_summaries_lag_seconds %s\n",
+					 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
+}
+
+/*
+ * Append the sink families from cdviz.sink_status and the summaries'
+ * backlog; runs in a transaction.
+ */
+static void
+render_stored(void *arg)
 {
 	StringInfo	out = (StringInfo) arg;
 	int			ncols = lengthof(sink_families);
@@ -181,6 +200,7 @@ render_sinks(void *arg)
 			appendStringInfo(out, "\"} %s\n", value);
 		}
 	}
+	render_summaries(out);
 }
 
 /* The whole exposition, palloc'd. */
@@ -225,7 +245,8 @@ http_metrics_render(void)
 
 	/*
 	 * A scrape while the database is unavailable still gets the counters
-	 * above; cdviz_sinks_up says whether the sink figures could be read.
+	 * above; cdviz_sinks_up says whether the sink and summary figures could
+	 * be read.
 	 */
 	{
 		StringInfoData sinks;
@@ -233,8 +254,8 @@ http_metrics_render(void)
 
 		initStringInfo(&sinks);
 		res = cdviz_worker_transaction("reading sink status for /metrics",
-									   render_sinks, &sinks, NULL);
-		appendStringInfo(&out, "# HELP cdviz_sinks_up Whether the sink figures below could be read.\n"
+									   render_stored, &sinks, NULL);
+		appendStringInfo(&out, "# HELP cdviz_sinks_up Whether the sink and summary figures below could be read.\n"
 						 "# TYPE cdviz_sinks_up gauge\ncdviz_sinks_up %d\n",
 						 res == CDVIZ_TX_DONE);
 		if (res == CDVIZ_TX_DONE)

@@ -69,6 +69,10 @@ is(metric('cdviz_sink_failures_total{sink="flaky",kind="http"}'),
 	sql("SELECT failures FROM cdviz.sink_status WHERE name = 'flaky'"),
 	'/metrics: failed attempts, as sink_status says');
 is(metric('cdviz_sink_pending_events{sink="steady",kind="http"}'), '0', '/metrics: nothing pending');
+ok($node->poll_query_until('postgres', 'SELECT cdviz.summaries_pending() = 0'),
+	'the summaries are folded');
+is(metric('cdviz_summaries_pending_events') . ' ' . metric('cdviz_summaries_lag_seconds'), '0 0',
+	'/metrics: no summaries pending, no lag');
 ok(metric('cdviz_sink_last_success_timestamp_seconds{sink="steady",kind="http"}') > time() - 600,
 	'/metrics: time of the last success');
 

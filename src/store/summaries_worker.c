@@ -1,0 +1,146 @@
+/*
+ * summaries_worker.c
+ *	  The cdviz summaries worker: folds the events the lake trigger queued
+ *	  (cdviz.summaries = deferred) into the summary tables.
+ *
+ * The current-state tables are kept by the trigger in the ingest
+ * transaction, as they must be; the summaries (runs, counts, rollups) cost
+ * as much again and only feed the *_between functions and dashboards, which
+ * can be a moment behind.  Deferring them takes that cost off every
+ * ingest path, and one fold then covers many small insert statements (the
+ * http worker's group commits) with one statement per summary table.
+ */
+#include "postgres.h"
+
+#include "commands/dbcommands.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "storage/latch.h"
+#include "utils/guc.h"
+#include "utils/wait_event.h"
+
+#include "store/summaries_worker.h"
+#include "store/worker.h"
+
+PGDLLEXPORT void cdviz_summaries_main(Datum arg);
+
+PG_FUNCTION_INFO_V1(cdviz_summaries_deferred);
+
+enum
+{
+	SUMMARIES_IMMEDIATE,
+	SUMMARIES_DEFERRED
+};
+
+static const struct config_enum_entry summaries_options[] = {
+	{"immediate", SUMMARIES_IMMEDIATE, false},
+	{"deferred", SUMMARIES_DEFERRED, false},
+	{NULL, 0, false}
+};
+
+static int	cdviz_summaries = SUMMARIES_DEFERRED;
+static int	cdviz_summaries_interval = 100;
+
+/*
+ * Set in the postmaster when the library is preloaded; backends inherit it.
+ * Without the worker, nobody would fold a queue: then the trigger folds.
+ */
+static bool worker_registered = false;
+
+/* Insert statements folded per transaction. */
+#define FOLD_STATEMENTS 1000
+
+/* Define the settings; register the worker when preloaded. */
+void
+cdviz_summaries_init(bool preloading)
+{
+	DefineCustomEnumVariable("cdviz.summaries",
+							 "When the summary tables take in new events.",
+							 "deferred: the cdviz summaries worker folds them just after the ingest "
+							 "transaction commits (the *_between functions lag by a fraction of a second); "
+							 "immediate: in the ingest transaction.  Current state (inventory, deployments) "
+							 "is always kept at once.  deferred applies in cdviz.database when the library "
+							 "is preloaded; elsewhere summaries are immediate.",
+							 &cdviz_summaries,
+							 SUMMARIES_DEFERRED,
+							 summaries_options,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+	if (!preloading)
+		return;
+	cdviz_worker_define_gucs();
+	DefineCustomIntVariable("cdviz.summaries_interval",
+							"Milliseconds between the summaries worker's looks at its queue when idle.",
+							"A busy worker folds the next statements at once.  Reloaded on SIGHUP.",
+							&cdviz_summaries_interval, 100, 10, 60000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	cdviz_worker_register("cdviz summaries", "cdviz summaries", "cdviz_summaries_main", 5);
+	worker_registered = true;
+}
+
+/*
+ * cdviz._summaries_deferred() RETURNS boolean
+ *
+ * Whether the lake trigger queues this statement's summaries: the setting
+ * says deferred and a worker folds this database's queue.
+ */
+Datum
+cdviz_summaries_deferred(PG_FUNCTION_ARGS)
+{
+	char	   *dbname;
+
+	if (cdviz_summaries != SUMMARIES_DEFERRED || !worker_registered ||
+		cdviz_database == NULL)
+		PG_RETURN_BOOL(false);
+	dbname = get_database_name(MyDatabaseId);
+	PG_RETURN_BOOL(dbname != NULL && strcmp(dbname, cdviz_database) == 0);
+}
+
+/* One fold; *arg receives the number of events folded. */
+static void
+fold_tx(void *arg)
+{
+	int64	   *folded = (int64 *) arg;
+	bool		isnull;
+
+	if (SPI_execute("SELECT cdviz.fold_queued_summaries(" CppAsString2(FOLD_STATEMENTS) ")",
+					false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "cdviz.fold_queued_summaries() failed");
+	*folded = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+										  1, &isnull));
+}
+
+/* Entry point of the worker. */
+void
+cdviz_summaries_main(Datum arg)
+{
+	cdviz_worker_connect("folding summaries");
+	for (;;)
+	{
+		int64		folded = 0;
+		long		wait_ms;
+
+		(void) cdviz_worker_process_interrupts();
+		switch (cdviz_worker_transaction("folding summaries", fold_tx, &folded, NULL))
+		{
+			case CDVIZ_TX_DONE:
+				if (folded > 0)
+					continue;	/* more may be queued */
+				wait_ms = cdviz_summaries_interval;
+				break;
+			case CDVIZ_TX_NO_EXTENSION:
+				wait_ms = CDVIZ_WORKER_RETRY_SECONDS * 1000L;
+				break;
+			default:
+				/* logged by the helper; the queue keeps the events */
+				wait_ms = 1000;
+				break;
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 wait_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}

@@ -1,0 +1,140 @@
+# Deferred summaries: with cdviz.summaries = deferred (the default) the lake
+# trigger keeps the current state in the ingest transaction and queues the
+# summaries, which the cdviz summaries worker folds after commit.  What it
+# folds must equal a rebuild from the whole lake; immediate mode, another
+# database and a writer's own catch-up must keep read-after-write.
+use strict;
+use warnings;
+use FindBin;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('summaries');
+$node->init;
+$node->append_conf('postgresql.conf', qq(
+shared_preload_libraries = 'cdviz'
+cdviz.database = 'postgres'
+cdviz.http_listen_addresses = ''
+cdviz.summaries_interval = 50
+));
+$node->start;
+$node->safe_psql('postgres', 'CREATE EXTENSION cdviz');
+$node->safe_psql('postgres', 'CREATE DATABASE other');
+$node->safe_psql('other', 'CREATE EXTENSION cdviz');
+ok($node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'cdviz summaries'"),
+	'the cdviz summaries worker runs');
+
+sub run_event
+{
+	my ($id, $run, $predicate, $ts) = @_;
+	my $outcome = $predicate eq 'finished' ? ', "outcome": "success"' : '';
+	return qq({"context": {"specversion": "0.5.1", "id": "$id", "source": "/t",
+		"type": "dev.cdevents.pipelinerun.$predicate.0.3.0", "timestamp": "$ts"},
+		"subject": {"id": "$run", "content": {"pipelineName": "p", "uri": "https://ci/$run"$outcome}}});
+}
+
+# 1. deferred: queued in the ingest transaction, folded after its commit
+my $out = $node->safe_psql('postgres', q{
+	BEGIN;
+	SELECT cdviz.ingest('} . run_event('d-1', 'run-d', 'started', '2024-03-01T10:00:00Z') . q{');
+	SELECT cdviz._summaries_deferred(), cdviz.summaries_pending(),
+		   (SELECT count(*) FROM cdviz.pipeline_run_summaries WHERE pipeline_run_id = 'run-d');
+	COMMIT;
+});
+like($out, qr/^\d+\nt\|1\|0$/,
+	'deferred: the ingest transaction queues the event and does not fold it');
+ok($node->poll_query_until('postgres',
+	"SELECT cdviz.summaries_pending() = 0 AND EXISTS (SELECT FROM cdviz.pipeline_run_summaries WHERE pipeline_run_id = 'run-d')"),
+	'the worker folds it after the commit');
+
+# 2. the fixture timeline, one statement per event, several out of order:
+# the worker's folds must equal one aggregation of the whole lake
+my $fixture = slurp_file("$FindBin::Bin/../fixtures/timeline.sql");
+$node->safe_psql('postgres', $fixture);
+ok($node->poll_query_until('postgres', 'SELECT cdviz.summaries_pending() = 0'),
+	'the timeline is folded');
+my $rows = q{
+	SELECT string_agg(t || ' ' || r::text, E'\n' ORDER BY t, r::text)
+	FROM unnest(ARRAY['pipeline_run_summaries', 'task_run_summaries', 'build_summaries',
+					  'branch_summaries', 'test_case_run_summaries', 'test_suite_run_summaries',
+					  'artifact_summaries', 'change_summaries', 'incident_summaries',
+					  'event_counts_hourly', 'test_case_outcomes_daily']) AS t,
+		 LATERAL (SELECT * FROM summary_rows(t)) AS x(r)
+};
+$node->safe_psql('postgres', q{
+	CREATE FUNCTION summary_rows(t text) RETURNS SETOF jsonb LANGUAGE plpgsql AS $$
+	BEGIN
+		RETURN QUERY EXECUTE format('SELECT to_jsonb(x) FROM cdviz.%I AS x', t);
+	END $$;
+});
+my $folded = $node->safe_psql('postgres', $rows);
+cmp_ok(length($folded), '>', 1000, 'the summaries hold the timeline');
+$node->safe_psql('postgres', 'SELECT cdviz.rebuild_summaries()');
+is($node->safe_psql('postgres', $rows), $folded,
+	'summaries folded by the worker equal a rebuild from the whole lake');
+
+# 3. immediate, per session: folded in the ingest transaction
+$out = $node->safe_psql('postgres', q{
+	SET cdviz.summaries = immediate;
+	BEGIN;
+	SELECT cdviz.ingest('} . run_event('i-1', 'run-i', 'started', '2024-03-02T10:00:00Z') . q{');
+	SELECT cdviz._summaries_deferred(), cdviz.summaries_pending(),
+		   (SELECT count(*) FROM cdviz.pipeline_run_summaries WHERE pipeline_run_id = 'run-i');
+	COMMIT;
+});
+like($out, qr/^\d+\nf\|0\|1$/, 'immediate: folded in the ingest transaction');
+
+# 4. a database no worker folds: immediate whatever the setting
+$out = $node->safe_psql('other', q{
+	SELECT cdviz.ingest('} . run_event('o-1', 'run-o', 'started', '2024-03-02T10:00:00Z') . q{');
+	SELECT cdviz._summaries_deferred(), cdviz.summaries_pending(),
+		   (SELECT count(*) FROM cdviz.pipeline_run_summaries WHERE pipeline_run_id = 'run-o');
+});
+like($out, qr/^\d+\nf\|0\|1$/, 'outside cdviz.database summaries are immediate');
+
+# 5. a writer catches up in its own transaction (read-after-write)
+$node->safe_psql('postgres', 'CREATE ROLE w LOGIN IN ROLE cdviz_writer');
+$out = $node->safe_psql('postgres', q{
+	SET ROLE w;
+	BEGIN;
+	SELECT cdviz.ingest('} . run_event('w-1', 'run-w', 'started', '2024-03-03T10:00:00Z') . q{');
+	SELECT cdviz.ingest('} . run_event('w-2', 'run-w', 'finished', '2024-03-03T10:05:00Z') . q{');
+	SELECT cdviz.fold_queued_summaries();
+	SELECT cdviz.fold_queued_summaries();
+	RESET ROLE;
+	SELECT outcome, event_count FROM cdviz.pipeline_run_summaries WHERE pipeline_run_id = 'run-w';
+	COMMIT;
+});
+like($out, qr/^\d+\n\d+\n2\n0\nsuccess\|2$/,
+	'a writer folds its own queued events, once, and reads them');
+
+# 6. the queue survives the worker: events queued while it is gone are
+# folded when the postmaster starts it again
+my $pid = $node->safe_psql('postgres',
+	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'cdviz summaries'");
+$node->safe_psql('postgres', q{
+	BEGIN;
+	SELECT cdviz.ingest('} . run_event('k-1', 'run-k', 'started', '2024-03-04T10:00:00Z') . qq{');
+	SELECT pg_terminate_backend($pid);
+	COMMIT;
+});
+ok($node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'cdviz summaries' AND pid <> $pid"),
+	'the worker is started again after it was terminated');
+ok($node->poll_query_until('postgres',
+	"SELECT cdviz.summaries_pending() = 0 AND EXISTS (SELECT FROM cdviz.pipeline_run_summaries WHERE pipeline_run_id = 'run-k')"),
+	'and folds what was queued meanwhile');
+
+# 7. the worker waits for the extension and survives DROP/CREATE EXTENSION
+$node->safe_psql('postgres', 'DROP EXTENSION cdviz CASCADE');
+$node->safe_psql('postgres', 'CREATE EXTENSION cdviz');
+$node->safe_psql('postgres',
+	"SELECT cdviz.ingest('" . run_event('x-1', 'run-x', 'started', '2024-03-05T10:00:00Z') . "')");
+ok($node->poll_query_until('postgres',
+	"SELECT cdviz.summaries_pending() = 0 AND EXISTS (SELECT FROM cdviz.pipeline_run_summaries WHERE pipeline_run_id = 'run-x')"),
+	'after DROP and CREATE EXTENSION the worker folds again');
+
+$node->stop;
+done_testing();
