@@ -1,8 +1,10 @@
 # Deferred summaries: with cdviz.summaries = deferred (the default) the lake
-# trigger keeps the current state in the ingest transaction and queues the
-# summaries, which the cdviz summaries worker folds after commit.  What it
-# folds must equal a rebuild from the whole lake; immediate mode, another
-# database and a writer's own catch-up must keep read-after-write.
+# trigger keeps the environment history and state in the ingest transaction
+# and queues the rest (lineage, artifact changes, change times, first
+# deployments, summaries), which the cdviz summaries worker folds after
+# commit.  What it folds must equal what the trigger folds in immediate mode
+# and a rebuild from the whole lake; immediate mode, another database and a
+# writer's own catch-up must keep read-after-write.
 use strict;
 use warnings;
 use FindBin;
@@ -22,6 +24,14 @@ $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION cdviz');
 $node->safe_psql('postgres', 'CREATE DATABASE other');
 $node->safe_psql('other', 'CREATE EXTENSION cdviz');
+my $rows_fn = q{
+	CREATE FUNCTION summary_rows(t text) RETURNS SETOF jsonb LANGUAGE plpgsql AS $$
+	BEGIN
+		RETURN QUERY EXECUTE format('SELECT to_jsonb(x) FROM cdviz.%I AS x', t);
+	END $$;
+};
+$node->safe_psql('postgres', $rows_fn);
+$node->safe_psql('other', $rows_fn);
 ok($node->poll_query_until('postgres',
 	"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'cdviz summaries'"),
 	'the cdviz summaries worker runs');
@@ -35,7 +45,36 @@ sub run_event
 		"subject": {"id": "$run", "content": {"pipelineName": "p", "uri": "https://ci/$run"$outcome}}});
 }
 
-# 1. deferred: queued in the ingest transaction, folded after its commit
+# 1. the fixture timeline, one statement per event, several out of order,
+# into this database (deferred) and into "other" (no worker: immediate),
+# both fresh, so that lake ids agree
+my $fixture = slurp_file("$FindBin::Bin/../fixtures/timeline.sql");
+$node->safe_psql('postgres', $fixture);
+$node->safe_psql('other', $fixture);
+ok($node->poll_query_until('postgres', 'SELECT cdviz.summaries_pending() = 0'),
+	'the timeline is folded');
+my @derived = qw(environment_history environment_state first_deployments artifact_changes
+	change_times event_links);
+my @summaries = qw(pipeline_run_summaries task_run_summaries build_summaries branch_summaries
+	test_case_run_summaries test_suite_run_summaries artifact_summaries change_summaries
+	incident_summaries event_counts_hourly test_case_outcomes_daily);
+sub table_rows
+{
+	my ($db, @tables) = @_;
+	my $list = join(',', map { "'$_'" } @tables);
+	return $node->safe_psql($db, qq{
+		SELECT string_agg(t || ' ' || r::text, E'\n' ORDER BY t, r::text)
+		FROM unnest(ARRAY[$list]) AS t, LATERAL summary_rows(t) AS x(r)});
+}
+my $folded = table_rows('postgres', @derived, @summaries);
+cmp_ok(length($folded), '>', 10000, 'the derived tables and summaries hold the timeline');
+is($folded, table_rows('other', @derived, @summaries),
+	'what the worker folded equals what the trigger folds at once, table by table');
+$node->safe_psql('postgres', 'SELECT cdviz.rebuild_summaries()');
+is(table_rows('postgres', @summaries), table_rows('other', @summaries),
+	'and equals a rebuild of the summaries from the whole lake');
+
+# 2. deferred: queued in the ingest transaction, folded after its commit
 my $out = $node->safe_psql('postgres', q{
 	BEGIN;
 	SELECT cdviz.ingest('} . run_event('d-1', 'run-d', 'started', '2024-03-01T10:00:00Z') . q{');
@@ -48,32 +87,6 @@ like($out, qr/^\d+\nt\|1\|0$/,
 ok($node->poll_query_until('postgres',
 	"SELECT cdviz.summaries_pending() = 0 AND EXISTS (SELECT FROM cdviz.pipeline_run_summaries WHERE pipeline_run_id = 'run-d')"),
 	'the worker folds it after the commit');
-
-# 2. the fixture timeline, one statement per event, several out of order:
-# the worker's folds must equal one aggregation of the whole lake
-my $fixture = slurp_file("$FindBin::Bin/../fixtures/timeline.sql");
-$node->safe_psql('postgres', $fixture);
-ok($node->poll_query_until('postgres', 'SELECT cdviz.summaries_pending() = 0'),
-	'the timeline is folded');
-my $rows = q{
-	SELECT string_agg(t || ' ' || r::text, E'\n' ORDER BY t, r::text)
-	FROM unnest(ARRAY['pipeline_run_summaries', 'task_run_summaries', 'build_summaries',
-					  'branch_summaries', 'test_case_run_summaries', 'test_suite_run_summaries',
-					  'artifact_summaries', 'change_summaries', 'incident_summaries',
-					  'event_counts_hourly', 'test_case_outcomes_daily']) AS t,
-		 LATERAL (SELECT * FROM summary_rows(t)) AS x(r)
-};
-$node->safe_psql('postgres', q{
-	CREATE FUNCTION summary_rows(t text) RETURNS SETOF jsonb LANGUAGE plpgsql AS $$
-	BEGIN
-		RETURN QUERY EXECUTE format('SELECT to_jsonb(x) FROM cdviz.%I AS x', t);
-	END $$;
-});
-my $folded = $node->safe_psql('postgres', $rows);
-cmp_ok(length($folded), '>', 1000, 'the summaries hold the timeline');
-$node->safe_psql('postgres', 'SELECT cdviz.rebuild_summaries()');
-is($node->safe_psql('postgres', $rows), $folded,
-	'summaries folded by the worker equal a rebuild from the whole lake');
 
 # 3. immediate, per session: folded in the ingest transaction
 $out = $node->safe_psql('postgres', q{
