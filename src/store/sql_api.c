@@ -32,17 +32,27 @@ validation_name(void)
 	}
 }
 
-/* Fill an item from a jsonb value: the text form is what json-c reads. */
+/*
+ * Fill an item from a jsonb value.  An object or array is handed to the
+ * core as a document built from the jsonb (its text is printed only for a
+ * dead letter); a scalar, never a valid event, goes the text way, so that
+ * its problems read as for any client's text.
+ */
 static void
 item_from_jsonb(CdvizItem *item, Jsonb *jb, const char *origin_ref)
 {
-	char	   *raw = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
-
 	memset(item, 0, sizeof(*item));
-	item->raw = raw;
-	item->raw_len = strlen(raw);
 	item->jsonb = jb;
 	item->origin_ref = origin_ref;
+	if (JB_ROOT_IS_SCALAR(jb))
+	{
+		char	   *raw = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+
+		item->raw = raw;
+		item->raw_len = strlen(raw);
+	}
+	else
+		item->json = cdviz_jsonb_to_json(jb);
 }
 
 /* Raise the problems of a rejected item as a SQL error. */

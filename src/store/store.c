@@ -651,7 +651,8 @@ cdviz_store_items(CdvizItem *items, int nitems, const char *origin)
 		/* the caller's parsed document, if any, is ours from here on */
 		json = it->json;
 		it->json = NULL;
-		if (!pg_verifymbstr(it->raw, (int) it->raw_len, true))
+		/* jsonb is valid text of the database encoding by construction */
+		if (it->raw != NULL && !pg_verifymbstr(it->raw, (int) it->raw_len, true))
 		{
 			cdviz_problems_add(&it->problems, "$", "not valid %s text",
 							   GetDatabaseEncodingName());
@@ -701,6 +702,15 @@ cdviz_store_items(CdvizItem *items, int nitems, const char *origin)
 		{
 			if (it->problems.count == 0)
 				cdviz_problems_add(&it->problems, "$", "the lake refused the event");
+			if (it->raw == NULL)
+			{
+				/* printed in the caller's context: raw outlives the batch */
+				MemoryContext cxt = MemoryContextSwitchTo(oldcxt);
+
+				it->raw = JsonbToCString(NULL, &it->jsonb->root, VARSIZE(it->jsonb));
+				it->raw_len = strlen(it->raw);
+				MemoryContextSwitchTo(cxt);
+			}
 			if (!it->no_dead_letter)
 				it->rejected_id = cdviz_store_dead_letter(origin, it->origin_ref, it->raw,
 														  it->raw_len, &it->problems);

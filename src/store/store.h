@@ -24,7 +24,10 @@ typedef enum CdvizItemStatus
 /* One input document and, after cdviz_store_items(), its fate. */
 typedef struct CdvizItem
 {
-	/* input: raw is required (it is what a dead letter keeps) */
+	/*
+	 * input: raw (what a dead letter keeps), or jsonb with json, in which
+	 * case raw is printed from jsonb only if a dead letter needs it
+	 */
 	const char *raw;			/* the text as received, NUL-terminated */
 	size_t		raw_len;
 	Jsonb	   *jsonb;			/* the payload when the caller has it, or
@@ -81,6 +84,9 @@ extern int64 cdviz_store_dead_letter(const char *origin, const char *origin_ref,
 									 const CdvizProblems *problems);
 
 /* Bytes as text, invalid encoding and NUL bytes escaped as \xNN. */
+/* A jsonb object or array as a json-c document (see jsonb_to_json.c). */
+extern struct json_object *cdviz_jsonb_to_json(Jsonb *jb);
+
 extern text *cdviz_bytes_as_text(const char *raw, size_t len);
 
 /* Check one document without storing it (cdviz.validate). */

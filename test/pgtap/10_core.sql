@@ -1,6 +1,6 @@
 -- Schema objects, privileges and contracts of the extension core.
 BEGIN;
-SELECT plan(43);
+SELECT plan(46);
 
 SELECT has_schema('cdviz');
 SELECT has_table('cdviz', 'cdevents_lake', 'the lake exists');
@@ -108,6 +108,52 @@ SELECT is((SELECT duplicates FROM retransmitted), 20000::bigint, 'its retransmis
 SELECT is((SELECT sum(pg_stat_get_xact_numscans(inhrelid)) FROM pg_inherits
 		   WHERE inhparent = 'cdviz.cdevents_lake'::regclass) - (SELECT n FROM lake_seq_scans),
 		  0::numeric, 'and is recognised without scanning a lake partition');
+
+-- cdviz.ingest_batch hands the core a document built from the jsonb, while
+-- cdviz.validate reads the jsonb's text as any client's text is read: both
+-- must find the same problems, in the same order, for every mutation of
+-- every leaf of some valid events (removed, or replaced by a number, a
+-- fraction, a large integer, a string, a boolean, null, an array, an object)
+CREATE TEMP TABLE mutation_base AS
+SELECT b.n, b.e FROM (VALUES
+	(1, '{"context": {"specversion": "0.5.1", "id": "m-1", "source": "/tap/m", "type": "dev.cdevents.pipelinerun.finished.0.3.0",
+	  "timestamp": "2024-06-01T00:00:00Z", "chainId": "c-1", "links": [{"linkType": "PATH", "from": {"contextId": "x"}}]},
+	  "subject": {"id": "run-1", "source": "/ci", "content": {"pipelineName": "p", "uri": "https://ci/run-1", "outcome": "success", "errors": "none"}},
+	  "customData": {"a": [1, 2.5, {"b": null}]}, "customDataContentType": "application/json"}'::jsonb),
+	(2, '{"context": {"version": "0.4.1", "id": "m-2", "source": "/tap/m", "type": "dev.cdevents.service.deployed.0.2.0",
+	  "timestamp": "2024-06-01T00:00:01Z"},
+	  "subject": {"id": "svc", "source": "/cd", "type": "service", "content": {"environment": {"id": "prod", "source": "/env"}, "artifactId": "pkg:oci/svc@sha256%3Aab"}}}'::jsonb),
+	(3, '{"context": {"specversion": "0.5.1", "id": "m-3", "source": "/tap/m", "type": "dev.cdevents.testcaserun.finished.0.3.0",
+	  "timestamp": "2024-06-01T00:00:02Z"},
+	  "subject": {"id": "tc-1", "content": {"outcome": "failure", "severity": "high", "reason": "boom", "testCase": {"id": "t", "name": "t", "type": "unit"}, "environment": {"id": "ci"}}}}'::jsonb)
+) AS b(n, e);
+CREATE TEMP TABLE mutations AS
+WITH RECURSIVE leaves(n, path, v) AS (
+	SELECT b.n, ARRAY[k.key], k.value FROM mutation_base b, jsonb_each(b.e) k
+	UNION ALL
+	SELECT l.n, l.path || c.key, c.value
+	FROM leaves l, LATERAL (SELECT key, value FROM jsonb_each(CASE WHEN jsonb_typeof(l.v) = 'object' THEN l.v END)
+							UNION ALL
+							SELECT (o - 1)::text, value FROM jsonb_array_elements(CASE WHEN jsonb_typeof(l.v) = 'array' THEN l.v END)
+								WITH ORDINALITY AS a(value, o)) c
+)
+SELECT row_number() OVER () - 1 AS i, m.e
+FROM (SELECT b.e #- l.path AS e FROM leaves l JOIN mutation_base b USING (n)
+	  UNION ALL
+	  SELECT jsonb_set(b.e, l.path, r.v) FROM leaves l JOIN mutation_base b USING (n),
+			 (VALUES ('7'::jsonb), ('2.5'), ('123456789012345678901234'), ('"x"'), ('""'), ('true'),
+					 ('null'), ('[]'), ('{}')) AS r(v)) m;
+SELECT cmp_ok((SELECT count(*) FROM mutations)::int, '>', 500, 'over five hundred mutated events');
+CREATE TEMP TABLE mutation_result AS
+SELECT * FROM cdviz.ingest_batch((SELECT jsonb_agg(e ORDER BY i) FROM mutations), 'mut');
+SELECT cmp_ok((SELECT rejected FROM mutation_result)::int, '>', 400, 'most of them are rejected');
+SELECT is_empty($$
+	SELECT m.i, m.e FROM mutations m
+	WHERE (SELECT r.problems FROM cdviz.rejected_events r WHERE r.origin_ref = 'mut[' || m.i || ']')
+		  IS DISTINCT FROM
+		  (SELECT jsonb_agg(jsonb_build_object('path', v.path, 'message', v.message))
+		   FROM cdviz.validate(m.e) v)$$,
+	'ingest_batch (jsonb walked) and validate (text parsed) find the same problems for every mutation');
 
 SELECT * FROM finish();
 ROLLBACK;
