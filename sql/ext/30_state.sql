@@ -1055,23 +1055,33 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $body$
 DECLARE
+	deferred boolean := cdviz._summaries_deferred();
 	subjects text[];
 	has_links boolean;
 	n bigint := 0;
+	queued bigint;
+	ids bigint[];
+	stamps timestamptz[];
 BEGIN
-	-- one pass over the stored rows says which parts below have work
-	SELECT array_agg(DISTINCT e.subject), coalesce(bool_or(e.payload -> 'context' ? 'links'), false)
-	INTO subjects, has_links
-	FROM new_events AS e;
+	-- one pass over the stored rows says which parts below have work (and,
+	-- deferred, what the queue keeps)
+	IF deferred THEN
+		SELECT array_agg(DISTINCT e.subject), count(*), array_agg(e.id), array_agg(e."timestamp")
+		INTO subjects, queued, ids, stamps
+		FROM new_events AS e;
+	ELSE
+		SELECT array_agg(DISTINCT e.subject), coalesce(bool_or(e.payload -> 'context' ? 'links'), false)
+		INTO subjects, has_links
+		FROM new_events AS e;
+	END IF;
 	IF subjects IS NULL THEN
 		RETURN NULL;
 	END IF;
 %s
 	-- the derived tables and summaries: here, or queued for the cdviz
 	-- summaries worker
-	IF cdviz._summaries_deferred() THEN
-		INSERT INTO cdviz.summary_queue (events, ids, stamps)
-		SELECT count(*), array_agg(e.id), array_agg(e."timestamp") FROM new_events AS e;
+	IF deferred THEN
+		INSERT INTO cdviz.summary_queue (events, ids, stamps) VALUES (queued, ids, stamps);
 	ELSE
 %s
 	END IF;

@@ -74,7 +74,8 @@ scalar_to_json(const JsonbValue *v)
 
 /*
  * The json-c document of a jsonb object or array; the caller owns it
- * (release with cdviz_json_free).  Iterative: jsonb nests as deep as
+ * (release with cdviz_json_free, before its memory context is reset: the
+ * document's keys live there).  Iterative: jsonb nests as deep as
  * PostgreSQL allows.  Scalars are for the text path (json-c has no object
  * for a top-level null).
  */
@@ -130,8 +131,14 @@ cdviz_jsonb_to_json(Jsonb *jb)
 			json_object_array_add(open[depth - 1], value);
 		else
 		{
-			json_object_object_add(open[depth - 1], keys[depth - 1], value);
-			pfree(keys[depth - 1]);
+			/*
+			 * jsonb keys are unique, and ours outlive the document (they
+			 * are palloc'd in the caller's context, the document is freed
+			 * first): json-c need neither look the key up nor copy it.
+			 */
+			json_object_object_add_ex(open[depth - 1], keys[depth - 1], value,
+									  JSON_C_OBJECT_ADD_KEY_IS_NEW |
+									  JSON_C_OBJECT_ADD_CONSTANT_KEY);
 			keys[depth - 1] = NULL;
 		}
 	}
