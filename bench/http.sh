@@ -49,6 +49,8 @@ curl -sf "$URL/readyz" >/dev/null || { echo "bench: $URL/readyz is not 200" >&2;
 cleanup() {
 	$PSQL <<SQL
 DROP TABLE IF EXISTS bench_http_baseline;
+-- what is queued for the summaries worker is folded first, not after
+DO \$\$ BEGIN WHILE cdviz.summaries_pending() > 0 LOOP PERFORM cdviz.fold_queued_summaries(); END LOOP; END \$\$;
 DELETE FROM cdviz.cdevents_lake WHERE context_source = '/bench/http';
 DELETE FROM cdviz.environment_history WHERE service_id LIKE 'svc/bench%';
 DELETE FROM cdviz.environment_state WHERE service_id LIKE 'svc/bench%';
