@@ -344,8 +344,16 @@ SELECT format('INSERT INTO cdviz.cdevents_lake ("timestamp", context_id, context
 			  c0, least(c0 + 2000, :ncycles), :ncycles, :services, :'t0', :'span')
 FROM generate_series(0, :ncycles - 1, 2000) c0
 \gexec
+-- in the cdviz summaries worker's database the trigger queued the derived
+-- tables and summaries: fold what the worker has not folded yet
+DO $$ BEGIN WHILE cdviz.summaries_pending() > 0 LOOP PERFORM cdviz.fold_queued_summaries(); END LOOP; END $$;
 ANALYZE cdviz.cdevents_lake;
-ANALYZE cdviz.environment_history, cdviz.environment_state, cdviz.first_deployments,
-		cdviz.artifact_changes, cdviz.change_times;
+-- vacuumed too: the window indexes are read by index-only scans
+VACUUM ANALYZE cdviz.environment_history, cdviz.environment_state, cdviz.first_deployments,
+		cdviz.artifact_changes, cdviz.change_times, cdviz.event_links,
+		cdviz.pipeline_run_summaries, cdviz.task_run_summaries, cdviz.build_summaries,
+		cdviz.branch_summaries, cdviz.test_case_run_summaries, cdviz.test_suite_run_summaries,
+		cdviz.artifact_summaries, cdviz.change_summaries, cdviz.incident_summaries,
+		cdviz.event_counts_hourly, cdviz.test_case_outcomes_daily;
 SELECT count(*) AS events_in_lake FROM cdviz.cdevents_lake;
 \endif

@@ -26,3 +26,7 @@ SELECT * FROM cdviz.ingest_batch('[
 ]', 'demo-bad');
 
 DROP TABLE cdviz_demo_events;
+
+-- the summaries worker folds the derived tables just after each commit;
+-- folded here too, so that everything is in place when this script ends
+DO $$ BEGIN WHILE cdviz.summaries_pending() > 0 LOOP PERFORM cdviz.fold_queued_summaries(); END LOOP; END $$;
