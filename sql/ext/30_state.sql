@@ -1148,7 +1148,7 @@ END
 $do$;
 
 COMMENT ON FUNCTION cdviz.lake_maintain() IS
-'cdviz: statement-level AFTER INSERT trigger of cdviz.cdevents_lake: folds the stored events of the statement into the current-state tables (environment_history, environment_state, first_deployments, artifact_changes, change_times, event_links) and, grouped per key, into the summary tables (pipeline/task/test case/test suite run, build, artifact, change and incident summaries, event_counts_hourly, test_case_outcomes_daily) with one set-based statement per table, each run only when the statement stored events of its subject; order-independent merge rules (see cdviz.pipeline_run_summaries). SECURITY DEFINER so that writers need no privilege on them.';
+'cdviz: statement-level AFTER INSERT trigger of cdviz.cdevents_lake: folds the stored events of the statement into environment_history and environment_state; then, with cdviz.summaries = deferred (in the summaries worker''s database), queues them in cdviz.summary_queue for cdviz.fold_queued_summaries(), else folds them at once into the derived tables (first_deployments, artifact_changes, change_times, event_links) and, grouped per key, into the summary tables (pipeline/task/test case/test suite run, build, artifact, change and incident summaries, event_counts_hourly, test_case_outcomes_daily) with one set-based statement per table, each run only when the statement stored events of its subject; order-independent merge rules (see cdviz.pipeline_run_summaries). SECURITY DEFINER so that writers need no privilege on them.';
 COMMENT ON FUNCTION cdviz.fold_queued_summaries(integer) IS
 'cdviz: folds the events queued by the lake trigger (cdviz.summaries = deferred) into the summary tables, the oldest max_statements insert statements at most, and returns how many events it folded; the cdviz summaries worker calls it, a session that wants read-after-write may too. Example: SELECT cdviz.fold_queued_summaries();';
 COMMENT ON FUNCTION cdviz.summaries_fold(timestamptz, timestamptz) IS
@@ -1161,7 +1161,7 @@ CREATE TRIGGER lake_maintain
 	EXECUTE FUNCTION cdviz.lake_maintain();
 
 COMMENT ON TRIGGER lake_maintain ON cdviz.cdevents_lake IS
-'cdviz: keeps the current-state tables, the run, artifact, change and incident summaries and the hourly/daily rollups in step with the lake, one pass per insert statement';
+'cdviz: keeps the environment history and state in step with the lake, one pass per insert statement, and the derived tables, run, artifact, change and incident summaries and hourly/daily rollups too, at once or through cdviz.summary_queue (cdviz.summaries)';
 
 CREATE FUNCTION cdviz.rebuild_summaries()
 RETURNS TABLE (summary text, row_count bigint)
