@@ -1066,9 +1066,14 @@ BEGIN
 	-- one pass over the stored rows says which parts below have work (and,
 	-- deferred, what the queue keeps)
 	IF deferred THEN
-		SELECT array_agg(DISTINCT e.subject), count(*), array_agg(e.id), array_agg(e."timestamp")
+		-- only service events have work here: no need to sort the subjects
+		SELECT CASE WHEN bool_or(e.subject = 'service') THEN '{service}'::text[] ELSE '{}' END,
+			   count(*), array_agg(e.id), array_agg(e."timestamp")
 		INTO subjects, queued, ids, stamps
 		FROM new_events AS e;
+		IF queued = 0 THEN
+			RETURN NULL;
+		END IF;
 	ELSE
 		SELECT array_agg(DISTINCT e.subject), coalesce(bool_or(e.payload -> 'context' ? 'links'), false)
 		INTO subjects, has_links

@@ -239,9 +239,13 @@ find_nul(json_object *v, char *path, size_t pathlen, size_t cap, CdvizProblems *
 	}
 }
 
-/* The checks every mode makes: what the lake's columns need. */
+/*
+ * The checks every mode makes: what the lake's columns need.  nul_free: the
+ * document cannot hold a NUL character, no need to look for one.
+ */
 static bool
-check_storable(json_object *event, CdvizEventInfo *info, CdvizProblems *problems)
+check_storable(json_object *event, bool nul_free, CdvizEventInfo *info,
+			   CdvizProblems *problems)
 {
 	json_object *ctx = NULL;
 	json_object *subject = NULL;
@@ -291,7 +295,7 @@ check_storable(json_object *event, CdvizEventInfo *info, CdvizProblems *problems
 		info->subject_id = get_str(subject, "id");
 	(void) v;
 
-	if (problems->count == before && has_nul(event))
+	if (problems->count == before && !nul_free && has_nul(event))
 		find_nul(event, path, 0, sizeof(path), problems);
 	return problems->count == before;
 }
@@ -433,6 +437,13 @@ bool
 cdviz_event_check(json_object *event, CdvizValidation mode,
 				  CdvizEventInfo *info, CdvizProblems *problems)
 {
+	return cdviz_event_check_ex(event, mode, false, info, problems);
+}
+
+bool
+cdviz_event_check_ex(json_object *event, CdvizValidation mode, bool nul_free,
+					 CdvizEventInfo *info, CdvizProblems *problems)
+{
 	const CdvizEventSchema *es;
 	const CdvizSchema *schema = NULL;
 	CdvizSchemaLevel level;
@@ -447,7 +458,7 @@ cdviz_event_check(json_object *event, CdvizValidation mode,
 						   rules_error ? rules_error : "unknown error");
 		return false;
 	}
-	storable = check_storable(event, info, problems);
+	storable = check_storable(event, nul_free, info, problems);
 	if (mode == CDVIZ_VALIDATION_OFF)
 	{
 		info->judged_by = "storage checks (validation off)";

@@ -59,6 +59,15 @@ extern bool cdviz_event_check(struct json_object *event, CdvizValidation mode,
 							  CdvizEventInfo *info, CdvizProblems *problems);
 
 /*
+ * The same, told whether the document can hold no NUL character (one built
+ * from PostgreSQL's jsonb, which refuses \u0000): then the search for one,
+ * a walk over every string, is skipped.
+ */
+extern bool cdviz_event_check_ex(struct json_object *event, CdvizValidation mode,
+								 bool nul_free, CdvizEventInfo *info,
+								 CdvizProblems *problems);
+
+/*
  * Parse one JSON document of len bytes.  NULL with a problem saying where
  * and why when it is not JSON, or has more than white space after it.
  * Release the result with cdviz_json_free().

@@ -695,7 +695,8 @@ cdviz_store_items(CdvizItem *items, int nitems, const char *origin)
 			json = cdviz_json_parse(it->raw, it->raw_len, &it->problems);
 		if (json == NULL)
 			continue;
-		if (cdviz_event_check(json, mode, &info, &it->problems))
+		/* a document built from jsonb holds no NUL (jsonb refuses \u0000) */
+		if (cdviz_event_check_ex(json, mode, it->raw == NULL, &info, &it->problems))
 			payload = it->jsonb ? it->jsonb : payload_from_raw(it);
 		if (payload != NULL)
 		{
