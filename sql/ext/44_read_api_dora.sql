@@ -96,10 +96,10 @@ COMMENT ON FUNCTION cdviz.dora_lead_time(timestamptz, timestamptz, text, text) I
 -- each is charged to the latest deployment at or before it, found by one
 -- descent of the (environment_id, service_id, valid_from) index, so the
 -- deployments themselves are only counted, never sorted.
-CREATE FUNCTION cdviz.dora_change_failure_rate(from_ts timestamptz, to_ts timestamptz,
-											   environment text DEFAULT NULL,
-											   service text DEFAULT NULL)
-RETURNS TABLE (rate numeric, failed bigint, deployments bigint, sample_size bigint, tier text)
+CREATE FUNCTION cdviz.dora_failed_deployments(from_ts timestamptz, to_ts timestamptz,
+											  environment text DEFAULT NULL,
+											  service text DEFAULT NULL)
+RETURNS TABLE (event_id bigint)
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
 -- A signal is charged to the latest deployment at or before it, so a
@@ -146,21 +146,54 @@ WITH horizon AS (
 		ORDER BY h.valid_from DESC, h.event_id DESC
 		LIMIT 1) AS d
 	WHERE d.valid_from >= from_ts AND d.valid_from < to_ts
-), total AS (
-	SELECT count(*) AS n
-	FROM cdviz.environment_history AS h
-	WHERE h.valid_from >= from_ts AND h.valid_from < to_ts
-	  AND h.predicate IN ('deployed', 'upgraded')
-	  AND (environment IS NULL OR h.environment_id = environment)
-	  AND (service IS NULL OR h.service_id = service)
 )
+SELECT f.event_id FROM failed AS f
+$$;
+
+COMMENT ON FUNCTION cdviz.dora_failed_deployments(timestamptz, timestamptz, text, text) IS
+'cdviz DORA: the environment_history event ids of the deployments in [from_ts, to_ts) (optionally of one environment and/or service) that failed: a service.rolledback or an incident detected/reported on that service and environment followed them before the next deployment there. What cdviz.dora_change_failure_rate and cdviz.dora_change_failures count. Example: SELECT count(*) FROM cdviz.dora_failed_deployments(now() - interval ''30 days'', now(), ''prod'');';
+
+CREATE FUNCTION cdviz.dora_change_failures(from_ts timestamptz, to_ts timestamptz,
+										   environment text DEFAULT NULL,
+										   service text DEFAULT NULL)
+RETURNS TABLE (event_id bigint, environment_id text, service_id text, deployed_at timestamptz,
+			   failed boolean)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+SELECT h.event_id, h.environment_id, h.service_id, h.valid_from,
+	   h.event_id IN (SELECT f.event_id FROM cdviz.dora_failed_deployments(from_ts, to_ts, environment, service) AS f)
+FROM cdviz.environment_history AS h
+WHERE h.valid_from >= from_ts AND h.valid_from < to_ts
+  AND h.predicate IN ('deployed', 'upgraded')
+  AND (environment IS NULL OR h.environment_id = environment)
+  AND (service IS NULL OR h.service_id = service)
+$$;
+
+COMMENT ON FUNCTION cdviz.dora_change_failures(timestamptz, timestamptz, text, text) IS
+'cdviz DORA: every deployment (service deployed or upgraded event) in [from_ts, to_ts), optionally of one environment and/or service, with failed as cdviz.dora_failed_deployments says. A deployment''s verdict does not depend on the range asked, so one call over a long range serves rates over its sub-ranges (a trailing window per day). Example: SELECT date_trunc(''day'', deployed_at), count(*) FILTER (WHERE failed), count(*) FROM cdviz.dora_change_failures(now() - interval ''30 days'', now(), ''prod'') GROUP BY 1;';
+
+CREATE FUNCTION cdviz.dora_change_failure_rate(from_ts timestamptz, to_ts timestamptz,
+											   environment text DEFAULT NULL,
+											   service text DEFAULT NULL)
+RETURNS TABLE (rate numeric, failed bigint, deployments bigint, sample_size bigint, tier text)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+-- counted apart: the deployments by an index-only scan, the failed ones
+-- from the signals
 SELECT round(f.n::numeric / nullif(t.n, 0), 4), f.n, t.n, t.n,
 	   CASE WHEN t.n = 0 THEN NULL
 			WHEN f.n::numeric / t.n <= 0.05 THEN 'elite'
 			WHEN f.n::numeric / t.n <= 0.10 THEN 'high'
 			WHEN f.n::numeric / t.n <= 0.15 THEN 'medium'
 			ELSE 'low' END
-FROM total AS t, (SELECT count(*) AS n FROM failed) AS f
+FROM (SELECT count(*) AS n
+	  FROM cdviz.environment_history AS h
+	  WHERE h.valid_from >= from_ts AND h.valid_from < to_ts
+		AND h.predicate IN ('deployed', 'upgraded')
+		AND (environment IS NULL OR h.environment_id = environment)
+		AND (service IS NULL OR h.service_id = service)) AS t,
+	 (SELECT count(*) AS n
+	  FROM cdviz.dora_failed_deployments(from_ts, to_ts, environment, service)) AS f
 $$;
 
 COMMENT ON FUNCTION cdviz.dora_change_failure_rate(timestamptz, timestamptz, text, text) IS

@@ -45,6 +45,8 @@ REVOKE EXECUTE ON FUNCTION
 	cdviz.dora_deployment_frequency(timestamptz, timestamptz, text, text),
 	cdviz.dora_lead_time(timestamptz, timestamptz, text, text),
 	cdviz.dora_change_failure_rate(timestamptz, timestamptz, text, text),
+	cdviz.dora_change_failures(timestamptz, timestamptz, text, text),
+	cdviz.dora_failed_deployments(timestamptz, timestamptz, text, text),
 	cdviz.dora_time_to_restore(timestamptz, timestamptz, text, text),
 	cdviz.dora_by_environment(timestamptz, timestamptz, text),
 	cdviz.chain(text), cdviz.related(text, int)
@@ -71,6 +73,8 @@ GRANT EXECUTE ON FUNCTION
 	cdviz.dora_deployment_frequency(timestamptz, timestamptz, text, text),
 	cdviz.dora_lead_time(timestamptz, timestamptz, text, text),
 	cdviz.dora_change_failure_rate(timestamptz, timestamptz, text, text),
+	cdviz.dora_change_failures(timestamptz, timestamptz, text, text),
+	cdviz.dora_failed_deployments(timestamptz, timestamptz, text, text),
 	cdviz.dora_time_to_restore(timestamptz, timestamptz, text, text),
 	cdviz.dora_by_environment(timestamptz, timestamptz, text),
 	cdviz.chain(text), cdviz.related(text, int)

@@ -21,7 +21,7 @@ BEGIN
 END
 $$;
 
-SELECT plan(72);
+SELECT plan(74);
 
 -- ---------------------------------------------------------------- the lake
 SELECT is((SELECT count(*) FROM cdviz.cdevents_lake),
@@ -164,6 +164,23 @@ SELECT results_eq(
 	$$SELECT * FROM cdviz.dora_change_failure_rate('2024-03-01Z', '2024-03-20Z', 'prod')$$,
 	$$VALUES (0.5000::numeric, 3::bigint, 6::bigint, 6::bigint, 'low'::text)$$,
 	'a failure signal after the range still fails a deployment of the range');
+-- Per deployment: which prod deployments failed (p3, p5, p6), and a verdict
+-- that does not depend on the range asked: the trailing-window counts of
+-- one long call equal the rate function over each window
+SELECT results_eq(
+	$$SELECT count(*) FILTER (WHERE failed), count(*)
+	  FROM cdviz.dora_change_failures('2024-03-01Z', '2024-03-31Z', 'prod')$$,
+	$$VALUES (3::bigint, 7::bigint)$$,
+	'dora_change_failures lists the 7 prod deployments, 3 of them failed');
+SELECT is_empty(
+	$$SELECT d FROM generate_series(timestamptz '2024-03-02Z', '2024-03-31Z', interval '1 day') AS d
+	  CROSS JOIN (VALUES ('prod'), ('dev'), ('staging')) AS e(env)
+	  CROSS JOIN LATERAL cdviz.dora_change_failure_rate(d - interval '7 days', d, e.env) AS r
+	  CROSS JOIN LATERAL (SELECT count(*) FILTER (WHERE c.failed) AS failed, count(*) AS deployments
+						  FROM cdviz.dora_change_failures('2024-02-20Z', '2024-04-01Z', e.env) AS c
+						  WHERE c.deployed_at >= d - interval '7 days' AND c.deployed_at < d) AS w
+	  WHERE (r.failed, r.deployments) IS DISTINCT FROM (w.failed, w.deployments)$$,
+	'one call of dora_change_failures gives every trailing 7-day window the rate function gives');
 -- Time to restore: incident-1 13:00 -> 15:00 = 2h (detected before
 -- reported), incident-2 30 min, incident-3 reported -> resolved 24h,
 -- incident-4 4h.  Sorted 0.5 2 4 24: median 3h, p90 at rank 2.7 =
