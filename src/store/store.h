@@ -83,13 +83,13 @@ extern int64 cdviz_store_dead_letter(const char *origin, const char *origin_ref,
 									 const char *raw, size_t raw_len,
 									 const CdvizProblems *problems);
 
-/* Bytes as text, invalid encoding and NUL bytes escaped as \xNN. */
 /*
  * A jsonb object or array as a json-c document, to be freed before the
  * current memory context is reset (see jsonb_to_json.c).
  */
 extern struct json_object *cdviz_jsonb_to_json(Jsonb *jb);
 
+/* Bytes as text, invalid encoding and NUL bytes escaped as \xNN. */
 extern text *cdviz_bytes_as_text(const char *raw, size_t len);
 
 /* Check one document without storing it (cdviz.validate). */
