@@ -178,8 +178,8 @@ CREATE FUNCTION cdviz.dora_change_failure_rate(from_ts timestamptz, to_ts timest
 RETURNS TABLE (rate numeric, failed bigint, deployments bigint, sample_size bigint, tier text)
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
--- counted apart: the deployments by an index-only scan, the failed ones
--- from the signals
+-- counted apart: the deployments from dora_change_failures without its
+-- verdict column (an index-only scan), the failed ones from the signals
 SELECT round(f.n::numeric / nullif(t.n, 0), 4), f.n, t.n, t.n,
 	   CASE WHEN t.n = 0 THEN NULL
 			WHEN f.n::numeric / t.n <= 0.05 THEN 'elite'
@@ -187,11 +187,7 @@ SELECT round(f.n::numeric / nullif(t.n, 0), 4), f.n, t.n, t.n,
 			WHEN f.n::numeric / t.n <= 0.15 THEN 'medium'
 			ELSE 'low' END
 FROM (SELECT count(*) AS n
-	  FROM cdviz.environment_history AS h
-	  WHERE h.valid_from >= from_ts AND h.valid_from < to_ts
-		AND h.predicate IN ('deployed', 'upgraded')
-		AND (environment IS NULL OR h.environment_id = environment)
-		AND (service IS NULL OR h.service_id = service)) AS t,
+	  FROM cdviz.dora_change_failures(from_ts, to_ts, environment, service)) AS t,
 	 (SELECT count(*) AS n
 	  FROM cdviz.dora_failed_deployments(from_ts, to_ts, environment, service)) AS f
 $$;
