@@ -19,6 +19,17 @@ AS 'MODULE_PATHNAME', 'cdviz_ingest_batch';
 COMMENT ON FUNCTION cdviz.ingest_batch(jsonb, text) IS
 'cdviz: stores a JSON array of CDEvents in one statement and returns how many were stored, were duplicates and were rejected. Each invalid element is kept in cdviz.rejected_events (origin sql, origin_ref "<origin_ref>[<index>]"); one bad event never costs the others. Example: SELECT * FROM cdviz.ingest_batch(''[{...}, {...}]'');';
 
+-- The events of one webhook delivery: all or none (see _webhook_transform).
+CREATE FUNCTION cdviz._ingest_all_or_nothing(events jsonb, origin_ref text,
+											 OUT stored bigint, OUT duplicates bigint,
+											 OUT event_ids bigint[], OUT problems jsonb)
+RETURNS record
+LANGUAGE c VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'cdviz_ingest_all_or_nothing';
+COMMENT ON FUNCTION cdviz._ingest_all_or_nothing(jsonb, text) IS
+'cdviz internal: stores every event of a JSON array, returning their lake ids in order (retransmissions give the id stored before), or, when any is invalid, stores none and returns the problems of each invalid one as [{index, path, message}] (index from 0) with event_ids NULL. Keeps no dead letter: the caller keeps the input (webhook deliveries).';
+
 CREATE FUNCTION cdviz.validate(event jsonb)
 RETURNS TABLE (path text, message text)
 LANGUAGE c STRICT STABLE
@@ -78,6 +89,7 @@ GRANT EXECUTE ON FUNCTION cdviz.ingest(jsonb), cdviz.ingest_batch(jsonb, text),
 GRANT EXECUTE ON FUNCTION cdviz.validate(jsonb) TO cdviz_reader;
 -- nobody but the owner calls the internal helpers directly
 REVOKE EXECUTE ON FUNCTION cdviz._replay_rejected(bigint, boolean),
+	cdviz._ingest_all_or_nothing(jsonb, text),
 	cdviz.ensure_partition(timestamptz), cdviz.drop_partitions_before(timestamptz) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION cdviz.ingest(jsonb), cdviz.ingest_batch(jsonb, text),
 	cdviz.replay_rejected(bigint), cdviz.replay_rejected(text, timestamptz) FROM PUBLIC;

@@ -231,32 +231,39 @@ COMMENT ON FUNCTION cdviz.drop_webhook(text) IS
 
 -- ---------------------------------------------------------------------
 -- Helpers for transformers
+--
+-- The one-expression helpers have no SET clause and declare the
+-- volatility of what they call, so that the planner inlines them into the
+-- transformer's statements: a SET (or a FROM) makes each call a function
+-- execution of its own, planned afresh in every statement that calls it,
+-- which cost more than the rest of a transformer.  Inlined, they run under
+-- the caller's search_path (the shipped transformers pin pg_catalog) and
+-- name only built-in functions and cdviz-qualified objects.
 -- ---------------------------------------------------------------------
 
 CREATE FUNCTION cdviz.webhook_timestamp(ts text)
 RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
+LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
 	-- RFC 3339 in UTC, microseconds only when there are some: the tools
-	-- write "2016-08-12 15:23:28 UTC", "+0200" offsets or epoch seconds
-	SELECT CASE
-		WHEN ts IS NULL OR ts = '' THEN NULL
-		ELSE to_char(t AT TIME ZONE 'UTC',
-					 CASE WHEN date_trunc('second', t) = t THEN 'YYYY-MM-DD"T"HH24:MI:SS"Z"'
-						  ELSE 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"' END)
-	END
-	FROM (SELECT CASE WHEN ts ~ '^[0-9]+(\.[0-9]+)?$' THEN to_timestamp(ts::numeric)
-					  WHEN ts IS NULL OR ts = '' THEN NULL
-					  ELSE ts::timestamptz END AS t) x
+	-- write "2016-08-12 15:23:28 UTC", "+0200" offsets or epoch seconds.
+	-- One expression (t three times), so that it is inlined.
+	SELECT to_char(
+		CASE WHEN ts ~ '^[0-9]+(\.[0-9]+)?$' THEN to_timestamp(ts::numeric)
+			 ELSE nullif(ts, '')::timestamptz END AT TIME ZONE 'UTC',
+		CASE WHEN date_trunc('second', CASE WHEN ts ~ '^[0-9]+(\.[0-9]+)?$' THEN to_timestamp(ts::numeric)
+											ELSE nullif(ts, '')::timestamptz END)
+				  = CASE WHEN ts ~ '^[0-9]+(\.[0-9]+)?$' THEN to_timestamp(ts::numeric)
+						 ELSE nullif(ts, '')::timestamptz END
+			 THEN 'YYYY-MM-DD"T"HH24:MI:SS"Z"'
+			 ELSE 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"' END)
 $$;
 COMMENT ON FUNCTION cdviz.webhook_timestamp(text) IS
 'cdviz: a tool''s time (ISO 8601, "2016-08-12 15:23:28 UTC", "+0200" offsets, epoch seconds) as an RFC 3339 UTC string for context.timestamp; NULL stays NULL. Example: SELECT cdviz.webhook_timestamp(''2021-04-28 21:50:00 +0200'');';
 
 CREATE FUNCTION cdviz.webhook_cdevent(kind text, source text, ts text, subject_id text, content jsonb)
 RETURNS jsonb
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
+LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
 	-- The version of each type is the one CDEvents 0.5.1 ships; context.id
 	-- is a placeholder that process_webhook replaces by one derived from the
@@ -356,8 +363,7 @@ COMMENT ON FUNCTION cdviz._webhook_clean_headers(jsonb) IS
 
 CREATE FUNCTION cdviz.webhook_delivery_key(headers jsonb, body jsonb)
 RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
+LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
 	SELECT CASE
 		WHEN headers ? 'x-github-delivery'
@@ -377,7 +383,6 @@ COMMENT ON FUNCTION cdviz.webhook_delivery_key(jsonb, jsonb) IS
 CREATE FUNCTION cdviz._webhook_event_name(headers jsonb, body jsonb)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT coalesce(
 		(headers ->> 'x-github-event') || coalesce('.' || (body ->> 'action'), ''),
@@ -392,35 +397,33 @@ COMMENT ON FUNCTION cdviz._webhook_event_name(jsonb, jsonb) IS
 
 -- Run the route's transformer over a stored delivery and store its
 -- events; the delivery row records the outcome.  Shared by process_webhook
--- and retransform.
-CREATE FUNCTION cdviz._webhook_transform(delivery_id bigint,
+-- (which hands over the row it has just written) and retransform.
+--
+-- No statement here or in process_webhook finds a delivery through a plan:
+-- the row comes from the caller and the outcome is written through the
+-- unique key (an upsert that always finds it), so the http worker, which
+-- keeps its plans for the life of its connection, cannot keep one made
+-- while the table was empty, which would read it whole at every delivery.
+CREATE FUNCTION cdviz._webhook_transform(d cdviz.webhook_deliveries,
 										  OUT status text, OUT event_ids bigint[],
 										  OUT stored bigint, OUT duplicates bigint, OUT error text)
 RETURNS record
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
--- The http worker runs this for the whole life of its connection: a plan
--- cached while the deliveries table or a lake partition was empty (a new
--- route, a new month) read them whole, once per delivery, long after they
--- had grown.  Planning each statement for its values costs less than one
--- such scan.
-SET plan_cache_mode = force_custom_plan
 AS $$
 DECLARE
-	d cdviz.webhook_deliveries;
 	fn text;
 	out_rows jsonb;
 	events jsonb := '[]';
 	ids text[] := '{}';
 	reason text;
-	found_problems jsonb;
 	ev jsonb;
 	n integer := 0;
 	default_ts text;
 	default_source text;
 	r record;
+	found_problems jsonb;
 BEGIN
-	SELECT * INTO d FROM cdviz.webhook_deliveries WHERE id = delivery_id;
 	SELECT format('%I.%I', pn.nspname, p.proname) INTO fn
 	FROM cdviz.webhooks w
 	JOIN pg_proc p ON p.oid = w.transformer
@@ -442,92 +445,68 @@ BEGIN
 		GET STACKED DIAGNOSTICS error = MESSAGE_TEXT;
 		error := format('transformer %s failed: %s', fn, error);
 		status := 'failed';
-		UPDATE cdviz.webhook_deliveries
-		SET status = 'failed', error = _webhook_transform.error, problems = NULL,
-			event_ids = NULL, context_ids = NULL, transformed_at = now()
-		WHERE id = delivery_id;
-		RETURN;
+		ids := NULL;
 	END;
 
-	default_ts := cdviz.webhook_timestamp(d.received_at::text);
-	default_source := '/webhooks/' || d.route;
-	FOR ev IN SELECT e FROM jsonb_array_elements(out_rows) AS e
-	LOOP
-		-- {"ignored": "reason"} says why nothing comes out
-		IF jsonb_typeof(ev) = 'object' AND ev ? 'ignored' AND NOT ev ? 'context' THEN
-			reason := coalesce(reason || '; ', '') || (ev ->> 'ignored');
-			CONTINUE;
-		END IF;
-		IF jsonb_typeof(ev) = 'object' AND jsonb_typeof(ev -> 'context') = 'object' THEN
-			ev := jsonb_set(ev, '{context}',
-							jsonb_build_object('specversion', '0.5.1', 'source', default_source,
-											   'timestamp', default_ts)
-							|| jsonb_strip_nulls(ev -> 'context')
-							|| jsonb_build_object('id', d.delivery_key || '#' || n));
-		END IF;
-		events := events || jsonb_build_array(ev);
-		ids := ids || (d.delivery_key || '#' || n);
-		n := n + 1;
-	END LOOP;
+	IF status IS NULL THEN
+		default_ts := cdviz.webhook_timestamp(d.received_at::text);
+		default_source := '/webhooks/' || d.route;
+		FOR ev IN SELECT e FROM jsonb_array_elements(out_rows) AS e
+		LOOP
+			-- {"ignored": "reason"} says why nothing comes out
+			IF jsonb_typeof(ev) = 'object' AND ev ? 'ignored' AND NOT ev ? 'context' THEN
+				reason := coalesce(reason || '; ', '') || (ev ->> 'ignored');
+				CONTINUE;
+			END IF;
+			IF jsonb_typeof(ev) = 'object' AND jsonb_typeof(ev -> 'context') = 'object' THEN
+				ev := jsonb_set(ev, '{context}',
+								jsonb_build_object('specversion', '0.5.1', 'source', default_source,
+												   'timestamp', default_ts)
+								|| jsonb_strip_nulls(ev -> 'context')
+								|| jsonb_build_object('id', d.delivery_key || '#' || n));
+			END IF;
+			events := events || jsonb_build_array(ev);
+			ids := ids || (d.delivery_key || '#' || n);
+			n := n + 1;
+		END LOOP;
+	END IF;
 
-	IF n = 0 THEN
+	IF status IS NOT NULL THEN
+		NULL;					-- the transformer failed
+	ELSIF n = 0 THEN
 		status := CASE WHEN d.event_name = 'ping' THEN 'ping' ELSE 'ignored' END;
 		error := 'ignored: ' || coalesce(reason, 'the transformer returned no event for ' || coalesce(d.event_name, 'this delivery'));
-		UPDATE cdviz.webhook_deliveries
-		SET status = _webhook_transform.status, error = _webhook_transform.error, problems = NULL,
-			event_ids = '{}', context_ids = '{}', transformed_at = now()
-		WHERE id = delivery_id;
 		event_ids := '{}';
-		RETURN;
+	ELSE
+		-- All or nothing: a delivery whose output is partly invalid is kept
+		-- whole, for retransform once the transformer is fixed.
+		SELECT * INTO r FROM cdviz._ingest_all_or_nothing(events, format('webhook %s delivery %s', d.route, d.id));
+		found_problems := r.problems;
+		IF found_problems IS NOT NULL THEN
+			status := 'failed';
+			error := format('the transformer returned %s invalid event(s) of %s: %s at %s: %s',
+							(SELECT count(DISTINCT p ->> 'index') FROM jsonb_array_elements(found_problems) p), n,
+							'event ' || (found_problems -> 0 ->> 'index'), found_problems -> 0 ->> 'path',
+							found_problems -> 0 ->> 'message');
+		ELSE
+			stored := r.stored;
+			duplicates := r.duplicates;
+			event_ids := r.event_ids;
+			status := CASE WHEN stored > 0 THEN 'stored' ELSE 'duplicate' END;
+		END IF;
 	END IF;
 
-	-- All or nothing: a delivery whose output is partly invalid is kept
-	-- whole, for retransform once the transformer is fixed.
-	SELECT jsonb_agg(jsonb_build_object('index', t.n - 1, 'path', v.path, 'message', v.message) ORDER BY t.n)
-	INTO found_problems
-	FROM jsonb_array_elements(events) WITH ORDINALITY AS t(e, n)
-	CROSS JOIN LATERAL cdviz.validate(t.e) AS v;
-	IF found_problems IS NOT NULL THEN
-		status := 'failed';
-		error := format('the transformer returned %s invalid event(s) of %s: %s at %s: %s',
-						(SELECT count(DISTINCT p ->> 'index') FROM jsonb_array_elements(found_problems) p), n,
-						'event ' || (found_problems -> 0 ->> 'index'), found_problems -> 0 ->> 'path',
-						found_problems -> 0 ->> 'message');
-		UPDATE cdviz.webhook_deliveries
-		SET status = 'failed', error = _webhook_transform.error, problems = found_problems,
-			event_ids = NULL, context_ids = ids, transformed_at = now()
-		WHERE id = delivery_id;
-		RETURN;
-	END IF;
-
-	SELECT b.stored, b.duplicates INTO r
-	FROM cdviz.ingest_batch(events, format('webhook %s delivery %s', d.route, d.id)) AS b;
-	stored := r.stored;
-	duplicates := r.duplicates;
-
-	-- One probe of the lake's dedup key per event (LATERAL, LIMIT 1): a join
-	-- let the planner pick a hash join that read every partition the
-	-- timestamps could be in, once per delivery.
-	SELECT array_agg(l.id ORDER BY t.n) INTO event_ids
-	FROM jsonb_array_elements(events) WITH ORDINALITY AS t(e, n)
-	CROSS JOIN LATERAL (
-		SELECT x.id FROM cdviz.cdevents_lake AS x
-		WHERE x.context_source = t.e #>> '{context,source}'
-		  AND x.context_id = t.e #>> '{context,id}'
-		  AND x."timestamp" = (t.e #>> '{context,timestamp}')::timestamptz
-		LIMIT 1) AS l;
-
-	status := CASE WHEN stored > 0 THEN 'stored' ELSE 'duplicate' END;
-	error := NULL;
 	-- a redelivery of a stored delivery stays "stored": it did produce them
-	UPDATE cdviz.webhook_deliveries
-	SET status = CASE WHEN d.status = 'stored' THEN 'stored' ELSE _webhook_transform.status END,
-		error = NULL, problems = NULL,
-		event_ids = _webhook_transform.event_ids, context_ids = ids, transformed_at = now()
-	WHERE id = delivery_id;
+	INSERT INTO cdviz.webhook_deliveries AS x (route, delivery_key, headers, body, status)
+	VALUES (d.route, d.delivery_key, d.headers, d.body, _webhook_transform.status)
+	ON CONFLICT ON CONSTRAINT webhook_deliveries_route_delivery_key_key DO UPDATE
+	SET status = CASE WHEN x.status = 'stored' AND excluded.status = 'duplicate' THEN 'stored'
+					  ELSE excluded.status END,
+		error = _webhook_transform.error, problems = found_problems,
+		event_ids = _webhook_transform.event_ids, context_ids = ids, transformed_at = now();
 END
 $$;
-COMMENT ON FUNCTION cdviz._webhook_transform(bigint) IS
+COMMENT ON FUNCTION cdviz._webhook_transform(cdviz.webhook_deliveries) IS
 'cdviz internal: runs the route''s transformer over one stored delivery, stores its events and records the outcome on the delivery';
 
 CREATE FUNCTION cdviz.process_webhook(route text, headers jsonb, body jsonb,
@@ -536,11 +515,14 @@ CREATE FUNCTION cdviz.process_webhook(route text, headers jsonb, body jsonb,
 RETURNS record
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_custom_plan	-- see cdviz._webhook_transform
 AS $$
 DECLARE
 	h jsonb := cdviz._webhook_clean_headers(headers);
 	key text := cdviz.webhook_delivery_key(h, body);
+	-- computed here, where the inlined expression is planned once, not
+	-- folded (executed as a function) in each plan of the insert
+	ev_name text := cdviz._webhook_event_name(h, body);
+	delivery cdviz.webhook_deliveries;
 	r record;
 	keep interval;
 BEGIN
@@ -553,22 +535,24 @@ BEGIN
 	-- same ids (and the same default timestamp), so the lake stores nothing new.
 	INSERT INTO cdviz.webhook_deliveries AS d
 		(route, event_name, delivery_key, headers, body, status)
-	VALUES (process_webhook.route, cdviz._webhook_event_name(h, body), key, h, body, 'ignored')
+	VALUES (process_webhook.route, ev_name, key, h, body, 'ignored')
 	ON CONFLICT ON CONSTRAINT webhook_deliveries_route_delivery_key_key DO UPDATE
 	SET attempts = d.attempts + 1, last_received_at = now()
-	RETURNING d.id INTO delivery_id;
+	RETURNING d.* INTO delivery;
+	delivery_id := delivery.id;
 
-	SELECT * INTO r FROM cdviz._webhook_transform(delivery_id) AS t;
+	SELECT * INTO r FROM cdviz._webhook_transform(delivery) AS t;
 	status := r.status;
 	event_ids := r.event_ids;
 	stored := r.stored;
 	duplicates := r.duplicates;
 	error := r.error;
 
-	-- Retention as deliveries arrive: one cheap indexed delete in a thousand.
+	-- Retention as deliveries arrive: one cheap indexed delete in a
+	-- thousand, planned for the table as it is now (EXECUTE).
 	IF delivery_id % 1000 = 0 THEN
-		DELETE FROM cdviz.webhook_deliveries d
-		WHERE d.route = process_webhook.route AND d.received_at < now() - keep;
+		EXECUTE 'DELETE FROM cdviz.webhook_deliveries d WHERE d.route = $1 AND d.received_at < now() - $2'
+			USING route, keep;
 	END IF;
 END
 $$;
@@ -584,7 +568,7 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	d record;
+	d cdviz.webhook_deliveries;
 	r record;
 BEGIN
 	IF NOT EXISTS (SELECT FROM cdviz.webhooks w WHERE w.name = retransform.route) THEN
@@ -592,12 +576,12 @@ BEGIN
 	END IF;
 	deliveries := 0; stored := 0; duplicates := 0; failed := 0; ignored := 0;
 	FOR d IN
-		SELECT x.id FROM cdviz.webhook_deliveries x
+		SELECT x.* FROM cdviz.webhook_deliveries x
 		WHERE x.route = retransform.route AND x.received_at >= since
 		  AND (NOT only_failed OR x.status = 'failed')
 		ORDER BY x.received_at, x.id
 	LOOP
-		SELECT * INTO r FROM cdviz._webhook_transform(d.id) AS t;
+		SELECT * INTO r FROM cdviz._webhook_transform(d) AS t;
 		deliveries := deliveries + 1;
 		stored := stored + coalesce(r.stored, 0);
 		duplicates := duplicates + coalesce(r.duplicates, 0);
@@ -643,7 +627,7 @@ REVOKE EXECUTE ON FUNCTION
 	cdviz.alter_webhook(text, regprocedure, text, text, interval, text),
 	cdviz.drop_webhook(text),
 	cdviz._webhook_clean_headers(jsonb), cdviz._webhook_event_name(jsonb, jsonb),
-	cdviz._webhook_transform(bigint),
+	cdviz._webhook_transform(cdviz.webhook_deliveries),
 	cdviz.process_webhook(text, jsonb, jsonb),
 	cdviz.retransform(text, timestamptz, boolean),
 	cdviz.prune_webhook_deliveries()

@@ -6,7 +6,6 @@
 CREATE FUNCTION cdviz.github_outcome(conclusion text)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT CASE conclusion
 		WHEN 'success' THEN 'success'

@@ -6,7 +6,6 @@
 CREATE FUNCTION cdviz.gitlab_outcome(status text)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT CASE status
 		WHEN 'success' THEN 'success'
@@ -25,7 +24,6 @@ COMMENT ON FUNCTION cdviz.gitlab_outcome(text) IS
 CREATE FUNCTION cdviz.gitlab_purl(project_path text, version text)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT 'pkg:gitlab/' || lower(project_path) || '@' || version
 $$;

@@ -13,7 +13,6 @@
 CREATE FUNCTION cdviz.argocd_environment(app jsonb)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT coalesce(
 		nullif(app #>> '{metadata,annotations,cdviz.dev/environment}', ''),

@@ -7,7 +7,6 @@
 CREATE FUNCTION cdviz.tekton_outcome(condition jsonb)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT CASE
 		WHEN condition ->> 'status' = 'True' THEN 'success'

@@ -1,20 +1,24 @@
 /*
  * sql_api.c
  *	  The SQL-callable ingest functions: cdviz.ingest(), cdviz.ingest_batch(),
- *	  cdviz.validate() and the dead-letter replay.
+ *	  the all-or-nothing batch of webhook deliveries, cdviz.validate() and
+ *	  the dead-letter replay.
  */
 #include "postgres.h"
 
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
 
 #include "store/store.h"
 
 PG_FUNCTION_INFO_V1(cdviz_ingest);
 PG_FUNCTION_INFO_V1(cdviz_ingest_batch);
+PG_FUNCTION_INFO_V1(cdviz_ingest_all_or_nothing);
 PG_FUNCTION_INFO_V1(cdviz_validate);
 PG_FUNCTION_INFO_V1(cdviz_replay_rejected);
 
@@ -53,6 +57,55 @@ item_from_jsonb(CdvizItem *item, Jsonb *jb, const char *origin_ref)
 	}
 	else
 		item->json = cdviz_jsonb_to_json(jb);
+}
+
+/*
+ * The items of the function's (events jsonb, origin_ref text) arguments:
+ * a JSON array of events (an object or scalar counts as an array of one),
+ * each with origin_ref "<ref>[<index>]" (ref default_ref when NULL).
+ */
+static CdvizItem *
+items_from_args(FunctionCallInfo fcinfo, const char *default_ref, int *nitems)
+{
+	Jsonb	   *events = PG_GETARG_JSONB_P(0);
+	const char *ref = PG_ARGISNULL(1) ? default_ref : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	CdvizItem  *items;
+	int			n = 0;
+
+	if (JB_ROOT_IS_SCALAR(events) || !JB_ROOT_IS_ARRAY(events))
+	{
+		items = palloc(sizeof(CdvizItem));
+		item_from_jsonb(&items[0], events, psprintf("%s[0]", ref));
+		n = 1;
+	}
+	else
+	{
+		JsonbIterator *it = JsonbIteratorInit(&events->root);
+		JsonbValue	v;
+		JsonbIteratorToken tok;
+
+		items = palloc(sizeof(CdvizItem) * Max(JB_ROOT_COUNT(events), 1));
+		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		{
+			if (tok != WJB_ELEM)
+				continue;
+			item_from_jsonb(&items[n], JsonbValueToJsonb(&v), psprintf("%s[%d]", ref, n));
+			n++;
+		}
+	}
+	*nitems = n;
+	return items;
+}
+
+/* The row type a function returning a record was declared with. */
+static TupleDesc
+result_tupdesc(FunctionCallInfo fcinfo)
+{
+	TupleDesc	tupdesc;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "function returning record called in context that cannot accept type record");
+	return BlessTupleDesc(tupdesc);
 }
 
 /* Raise the problems of a rejected item as a SQL error. */
@@ -113,46 +166,95 @@ cdviz_ingest(PG_FUNCTION_ARGS)
 Datum
 cdviz_ingest_batch(PG_FUNCTION_ARGS)
 {
-	Jsonb	   *events = PG_GETARG_JSONB_P(0);
-	const char *ref = PG_ARGISNULL(1) ? "ingest_batch" : text_to_cstring(PG_GETARG_TEXT_PP(1));
 	TupleDesc	tupdesc;
 	CdvizItem  *items;
-	int			n = 0;
+	int			n;
 	CdvizStoreResult res;
 	Datum		values[3];
 	bool		nulls[3] = {false, false, false};
 
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "cdviz.ingest_batch must return a composite type");
-	tupdesc = BlessTupleDesc(tupdesc);
-
-	if (JB_ROOT_IS_SCALAR(events) || !JB_ROOT_IS_ARRAY(events))
-	{
-		items = palloc(sizeof(CdvizItem));
-		item_from_jsonb(&items[0], events, psprintf("%s[0]", ref));
-		n = 1;
-	}
-	else
-	{
-		JsonbIterator *it = JsonbIteratorInit(&events->root);
-		JsonbValue	v;
-		JsonbIteratorToken tok;
-
-		items = palloc(sizeof(CdvizItem) * Max(JB_ROOT_COUNT(events), 1));
-		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-		{
-			if (tok != WJB_ELEM)
-				continue;
-			item_from_jsonb(&items[n], JsonbValueToJsonb(&v), psprintf("%s[%d]", ref, n));
-			n++;
-		}
-	}
+	tupdesc = result_tupdesc(fcinfo);
+	items = items_from_args(fcinfo, "ingest_batch", &n);
 	res = cdviz_store_items(items, n, "sql");
 	cdviz_store_release_items(items, n);
 
 	values[0] = Int64GetDatum(res.stored);
 	values[1] = Int64GetDatum(res.duplicates);
 	values[2] = Int64GetDatum(res.rejected);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/* One problem of item index as {"index": …, "path": …, "message": …}. */
+static void
+append_problem(StringInfo buf, int index, const char *path, const char *message)
+{
+	appendStringInfo(buf, "%s{\"index\": %d, \"path\": ", buf->len > 1 ? ", " : "", index);
+	escape_json(buf, path);
+	appendStringInfoString(buf, ", \"message\": ");
+	escape_json(buf, message);
+	appendStringInfoChar(buf, '}');
+}
+
+/*
+ * cdviz._ingest_all_or_nothing(events jsonb, origin_ref text)
+ *	 RETURNS (stored bigint, duplicates bigint, event_ids bigint[], problems jsonb)
+ *
+ * The events of one webhook delivery: all stored (or found stored), with
+ * their lake ids in input order, or, when any is invalid, none, with the
+ * problems of each invalid one ([{index, path, message}], index from 0)
+ * and event_ids NULL.  Nothing goes to the dead letters: the delivery
+ * itself keeps the input, for cdviz.retransform().
+ */
+Datum
+cdviz_ingest_all_or_nothing(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	CdvizItem  *items;
+	int			n;
+	CdvizStoreResult res;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+
+	tupdesc = result_tupdesc(fcinfo);
+	items = items_from_args(fcinfo, "delivery", &n);
+	for (int i = 0; i < n; i++)
+		items[i].no_dead_letter = true;
+	res = cdviz_store_items_atomic(items, n, "webhook");
+
+	values[0] = Int64GetDatum(res.stored);
+	values[1] = Int64GetDatum(res.duplicates);
+	if (res.rejected == 0)
+	{
+		Datum	   *ids = palloc(sizeof(Datum) * Max(n, 1));
+
+		for (int i = 0; i < n; i++)
+			ids[i] = Int64GetDatum(items[i].event_id);
+		values[2] = PointerGetDatum(construct_array(ids, n, INT8OID, sizeof(int64),
+													FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		nulls[3] = true;
+	}
+	else
+	{
+		StringInfoData buf;
+
+		initStringInfo(&buf);
+		appendStringInfoChar(&buf, '[');
+		for (int i = 0; i < n; i++)
+		{
+			const CdvizProblems *p = &items[i].problems;
+
+			if (items[i].status != CDVIZ_ITEM_REJECTED)
+				continue;
+			for (int k = 0; k < p->count; k++)
+				append_problem(&buf, i, p->items[k].path, p->items[k].message);
+			if (p->truncated)
+				append_problem(&buf, i, "$", "more problems were found than are listed");
+		}
+		appendStringInfoChar(&buf, ']');
+		nulls[2] = true;
+		values[3] = DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+	}
+	cdviz_store_release_items(items, n);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 

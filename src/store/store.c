@@ -643,10 +643,37 @@ cdviz_store_dead_letter(const char *origin, const char *origin_ref,
 	return id;
 }
 
-CdvizStoreResult
-cdviz_store_items(CdvizItem *items, int nitems, const char *origin)
+/*
+ * An all-or-nothing batch with an invalid item: the valid ones (those with
+ * a row to insert, and their in-batch retransmissions) are withheld and
+ * nothing is inserted.
+ */
+static void
+withhold_valid(CdvizItem *items, int nitems, BatchRows *rows)
 {
-	CdvizStoreResult result = {0, 0, 0};
+	for (int r = 0; r < rows->nrows; r++)
+		items[rows->item[r]].status = CDVIZ_ITEM_WITHHELD;
+	for (int i = 0; i < nitems; i++)
+	{
+		if (items[i].first_of_key >= 0)
+		{
+			items[i].status = CDVIZ_ITEM_WITHHELD;
+			items[i].first_of_key = -1;
+		}
+	}
+	rows->nrows = 0;
+}
+
+/*
+ * Validate every item, then insert the valid ones in one statement and
+ * find the lake ids of the retransmissions; atomic: see
+ * cdviz_store_items_atomic().
+ */
+static CdvizStoreResult
+store_items(CdvizItem *items, int nitems, const char *origin, bool atomic)
+{
+	CdvizStoreResult result = {0, 0, 0, 0};
+	int			invalid = 0;
 	MemoryContext batchcxt;
 	MemoryContext oldcxt;
 	KeyTable	keys;
@@ -698,7 +725,9 @@ cdviz_store_items(CdvizItem *items, int nitems, const char *origin)
 		/* a document built from jsonb holds no NUL (jsonb refuses \u0000) */
 		if (cdviz_event_check_ex(json, mode, it->raw == NULL, &info, &it->problems))
 			payload = it->jsonb ? it->jsonb : payload_from_raw(it);
-		if (payload != NULL)
+		if (payload == NULL)
+			invalid++;
+		else
 		{
 			slot = keytable_slot(&keys, info.context_source.ptr, info.context_source.len,
 								 info.context_id.ptr, info.context_id.len,
@@ -715,6 +744,9 @@ cdviz_store_items(CdvizItem *items, int nitems, const char *origin)
 		/* info pointed into the document: rows_add copied what it needs */
 		cdviz_json_free(json);
 	}
+
+	if (atomic && invalid > 0)
+		withhold_valid(items, nitems, &rows);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "cdviz: SPI_connect failed");
@@ -751,6 +783,8 @@ cdviz_store_items(CdvizItem *items, int nitems, const char *origin)
 		}
 		else if (it->status == CDVIZ_ITEM_STORED)
 			result.stored++;
+		else if (it->status == CDVIZ_ITEM_WITHHELD)
+			result.withheld++;
 		else
 			result.duplicates++;
 	}
@@ -760,6 +794,18 @@ cdviz_store_items(CdvizItem *items, int nitems, const char *origin)
 	/* payloads built from raw die with the batch; the caller's stay valid */
 	MemoryContextDelete(batchcxt);
 	return result;
+}
+
+CdvizStoreResult
+cdviz_store_items(CdvizItem *items, int nitems, const char *origin)
+{
+	return store_items(items, nitems, origin, false);
+}
+
+CdvizStoreResult
+cdviz_store_items_atomic(CdvizItem *items, int nitems, const char *origin)
+{
+	return store_items(items, nitems, origin, true);
 }
 
 void

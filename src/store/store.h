@@ -18,7 +18,9 @@ typedef enum CdvizItemStatus
 {
 	CDVIZ_ITEM_STORED,			/* new row in the lake */
 	CDVIZ_ITEM_DUPLICATE,		/* a retransmission: the lake already had it */
-	CDVIZ_ITEM_REJECTED			/* not an event: see problems */
+	CDVIZ_ITEM_REJECTED,		/* not an event: see problems */
+	CDVIZ_ITEM_WITHHELD			/* valid, but not stored: another item of an
+								 * all-or-nothing batch was rejected */
 } CdvizItemStatus;
 
 /* One input document and, after cdviz_store_items(), its fate. */
@@ -57,6 +59,7 @@ typedef struct CdvizStoreResult
 	int64		stored;
 	int64		duplicates;
 	int64		rejected;
+	int64		withheld;
 } CdvizStoreResult;
 
 /* cdviz.validation, set in postgresql.conf (superuser only). */
@@ -72,6 +75,13 @@ extern void cdviz_store_define_gucs(void);
  * cdviz_store_release_items().
  */
 extern CdvizStoreResult cdviz_store_items(CdvizItem *items, int nitems, const char *origin);
+
+/*
+ * The same, all or nothing: when any item is rejected, none is stored (the
+ * valid ones are WITHHELD).  For callers that keep the whole input
+ * elsewhere and will submit it again whole (webhook deliveries).
+ */
+extern CdvizStoreResult cdviz_store_items_atomic(CdvizItem *items, int nitems, const char *origin);
 extern void cdviz_store_release_items(CdvizItem *items, int nitems);
 
 /*

@@ -1,6 +1,6 @@
 -- Schema objects, privileges and contracts of the extension core.
 BEGIN;
-SELECT plan(46);
+SELECT plan(52);
 
 SELECT has_schema('cdviz');
 SELECT has_table('cdviz', 'cdevents_lake', 'the lake exists');
@@ -154,6 +154,37 @@ SELECT is_empty($$
 		  (SELECT jsonb_agg(jsonb_build_object('path', v.path, 'message', v.message))
 		   FROM cdviz.validate(m.e) v)$$,
 	'ingest_batch (jsonb walked) and validate (text parsed) find the same problems for every mutation');
+
+-- the events of a webhook delivery: all stored, ids in input order
+-- (retransmissions and in-batch repeats give the stored id), or none
+CREATE TEMP TABLE aon_events AS
+SELECT jsonb_build_array(
+	jsonb_build_object('context', jsonb_build_object('specversion', '0.5.1', 'id', 'aon-1', 'source', '/tap/aon',
+		'type', 'dev.cdevents.build.started.0.3.0', 'timestamp', '2024-05-02T00:00:00Z'),
+		'subject', jsonb_build_object('id', 'b-aon', 'content', '{}'::jsonb)),
+	(SELECT payload FROM cdviz.cdevents_lake WHERE context_id = 'tap-1'),
+	jsonb_build_object('context', jsonb_build_object('specversion', '0.5.1', 'id', 'aon-1', 'source', '/tap/aon',
+		'type', 'dev.cdevents.build.started.0.3.0', 'timestamp', '2024-05-02T00:00:00Z'),
+		'subject', jsonb_build_object('id', 'b-aon', 'content', '{}'::jsonb))) AS events;
+SELECT is((SELECT (a.stored, a.duplicates, a.problems IS NULL)::text
+		   FROM cdviz._ingest_all_or_nothing((SELECT events FROM aon_events), 'tap') a),
+		  '(1,2,t)', 'all or nothing: one new, one retransmission, one repeat');
+SELECT is((SELECT a.event_ids FROM cdviz._ingest_all_or_nothing((SELECT events FROM aon_events), 'tap') a),
+		  ARRAY[(SELECT id FROM cdviz.cdevents_lake WHERE context_id = 'aon-1'),
+				(SELECT id FROM cdviz.cdevents_lake WHERE context_id = 'tap-1'),
+				(SELECT id FROM cdviz.cdevents_lake WHERE context_id = 'aon-1')],
+		  'all or nothing: the lake ids, in input order');
+CREATE TEMP TABLE aon_bad AS
+SELECT * FROM cdviz._ingest_all_or_nothing(
+	(SELECT jsonb_set(events, '{0,context,id}', '"aon-2"') || '[{"context": {}}]'::jsonb FROM aon_events), 'tap');
+SELECT is((SELECT (stored, duplicates, event_ids IS NULL)::text FROM aon_bad), '(0,0,t)',
+		  'all or nothing: an invalid event and none is stored');
+SELECT is((SELECT count(*) FROM cdviz.cdevents_lake WHERE context_id = 'aon-2')::int, 0,
+		  'not even the valid new one');
+SELECT is((SELECT array_agg(DISTINCT (p ->> 'index')::int) FROM aon_bad, jsonb_array_elements(problems) p),
+		  ARRAY[3], 'the problems name the invalid event by its index');
+SELECT is((SELECT count(*) FROM cdviz.rejected_events WHERE origin_ref LIKE 'tap[%')::int, 0,
+		  'and keep no dead letter');
 
 SELECT * FROM finish();
 ROLLBACK;

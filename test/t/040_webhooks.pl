@@ -14,6 +14,7 @@ use MIME::Base64;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(usleep);
 use HttpTest;
 
 my $fixtures = "$FindBin::Bin/../fixtures/webhooks";
@@ -285,5 +286,40 @@ is(q1(q{SELECT (deliveries, stored, failed)::text FROM cdviz.retransform('buggy'
 is(q1(q{SELECT status FROM cdviz.webhook_deliveries WHERE route = 'buggy'}), 'stored', 'the delivery is now stored');
 ($code, $answer) = http_request(path => '/webhooks/buggy', body => $bug_body, headers => ['Content-Type: application/json']);
 like($answer, qr/"status":"duplicate"/, 'the same body again is a duplicate (hash of the body)');
+
+# ---- plans made while the deliveries table was empty --------------------------
+# The worker keeps its plans for the life of its connection.  With the table
+# vacuumed empty, a plan that looked a delivery up by key would be a
+# sequential scan, kept as the table grows: the delivery path must not
+# depend on plans (the row comes from the insert, the outcome goes through
+# the unique key).
+$node->safe_psql('postgres', 'DELETE FROM cdviz.webhook_deliveries');
+$node->safe_psql('postgres', 'VACUUM ANALYZE cdviz.webhook_deliveries');
+is(q1(q{SELECT relpages FROM pg_class WHERE oid = 'cdviz.webhook_deliveries'::regclass}), '0',
+	'the deliveries table is vacuumed empty');
+sub delivery_scans
+{
+	return q1(q{SELECT n_tup_ins || ' ' || seq_scan FROM pg_stat_user_tables
+				WHERE relid = 'cdviz.webhook_deliveries'::regclass});
+}
+my ($ins0, $seq0) = split / /, delivery_scans();
+my $planned_ok = 0;
+for my $i (1 .. 30)
+{
+	my $b = qq({"service":"planned","env":"prod","at":"2024-07-01T08:00:${\ sprintf('%02d', $i)}Z","artifact":"pkg:generic/planned\@$i"});
+	($code) = http_request(path => '/webhooks/buggy', body => $b, headers => ['Content-Type: application/json']);
+	$planned_ok++ if $code == 201;
+}
+is($planned_ok, 30, '30 deliveries stored after the table was emptied');
+# the worker sends its table statistics at most once a second, after a transaction
+my ($ins1, $seq1) = ($ins0, $seq0);
+for (my $i = 0; $i < 30 && $ins1 - $ins0 < 30; $i++)
+{
+	usleep(1_100_000);
+	http_request(path => '/webhooks/buggy', body => '{"ping": true}', headers => ['Content-Type: application/json']);
+	($ins1, $seq1) = split / /, delivery_scans();
+}
+cmp_ok($ins1 - $ins0, '>=', 30, 'the worker reported its inserts');
+is($seq1 - $seq0, 0, 'no delivery read the deliveries table sequentially');
 
 done_testing();
