@@ -64,7 +64,7 @@ cleanup
 EVENT='{"context":{"version":"0.4.1","id":"pgbench","source":"/bench/http","type":"dev.cdevents.service.deployed.0.2.0","timestamp":"2024-05-01T10:00:00Z"},"subject":{"id":"svc/bench","source":"/bench/http","type":"service","content":{"environment":{"id":"prod"},"artifactId":"pkg:oci/app@sha256%3A0b31b1c02ff458ad9b7b81cbdf8f028bd54699fa151f221d1e8de6817db93427"}}}'
 
 $PSQL <<SQL
-CREATE TABLE bench_http_baseline (LIKE cdviz.cdevents_lake INCLUDING DEFAULTS INCLUDING INDEXES);
+CREATE TABLE bench_http_baseline (LIKE cdviz.cdevents_lake INCLUDING DEFAULTS INCLUDING INDEXES INCLUDING COMPRESSION);
 SQL
 
 # one INSERT of the event per transaction, ids unique per client (the

@@ -48,7 +48,7 @@ SELECT count(*) AS events, round(avg(length(payload::text))) AS avg_bytes,
 
 -- the baseline: the lake's shape, indexes and monthly partitions, no
 -- validation, no dedup handling, no triggers
-CREATE TABLE plain_lake (LIKE cdviz.cdevents_lake INCLUDING DEFAULTS INCLUDING CONSTRAINTS
+CREATE TABLE plain_lake (LIKE cdviz.cdevents_lake INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING COMPRESSION
 						 INCLUDING INDEXES) PARTITION BY RANGE ("timestamp");
 DO \$\$
 DECLARE m timestamptz;

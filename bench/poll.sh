@@ -58,7 +58,7 @@ echo "file: $N lines, $SIZE bytes"
 
 # ---- COPY into one jsonb column (the file as it is: csv with quote and
 # delimiter bytes that never occur, so each line is one value)
-"${PSQL[@]}" -c "CREATE TABLE copy_target (doc jsonb)"
+"${PSQL[@]}" -c "CREATE TABLE copy_target (doc jsonb)" -c "SELECT cdviz._prefer_lz4('copy_target', 'doc')"  # compressed as the lake is
 t0=$(date +%s.%N)
 "${PSQL[@]}" -c "\\copy copy_target FROM '$FILE' (FORMAT csv, QUOTE e'\\x01', DELIMITER e'\\x02')"
 t1=$(date +%s.%N)

@@ -67,6 +67,8 @@ CREATE TABLE cdviz.webhook_deliveries (
 	transformed_at	timestamptz NOT NULL DEFAULT now(),
 	UNIQUE (route, delivery_key)
 );
+SELECT cdviz._prefer_lz4('cdviz.webhook_deliveries', 'body');
+SELECT cdviz._prefer_lz4('cdviz.webhook_deliveries', 'headers');
 CREATE INDEX webhook_deliveries_received_at ON cdviz.webhook_deliveries (route, received_at);
 CREATE INDEX webhook_deliveries_failed ON cdviz.webhook_deliveries (route, received_at)
 	WHERE status = 'failed';

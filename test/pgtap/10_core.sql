@@ -1,6 +1,6 @@
 -- Schema objects, privileges and contracts of the extension core.
 BEGIN;
-SELECT plan(52);
+SELECT plan(53);
 
 SELECT has_schema('cdviz');
 SELECT has_table('cdviz', 'cdevents_lake', 'the lake exists');
@@ -185,6 +185,14 @@ SELECT is((SELECT array_agg(DISTINCT (p ->> 'index')::int) FROM aon_bad, jsonb_a
 		  ARRAY[3], 'the problems name the invalid event by its index');
 SELECT is((SELECT count(*) FROM cdviz.rejected_events WHERE origin_ref LIKE 'tap[%')::int, 0,
 		  'and keep no dead letter');
+
+-- payloads are compressed with lz4 where the server has it, partitions too
+SELECT is((SELECT bool_and(a.attcompression = 'l') FROM pg_attribute a
+		   WHERE a.attname = 'payload'
+			 AND a.attrelid IN (SELECT 'cdviz.cdevents_lake'::regclass
+								UNION ALL SELECT cdviz.ensure_partition('2031-07-01')::regclass)),
+		  EXISTS (SELECT FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY (enumvals)),
+		  'lake payloads use lz4 when the server was built with it');
 
 SELECT * FROM finish();
 ROLLBACK;
