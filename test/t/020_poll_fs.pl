@@ -6,6 +6,9 @@
 use strict;
 use warnings;
 use File::Path qw(make_path);
+use FindBin;
+use lib $FindBin::Bin;
+use CdvizNode;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -15,12 +18,7 @@ my $tmp = PostgreSQL::Test::Utils::tempdir();
 my $in = "$tmp/in";
 make_path($in);
 
-my $node = PostgreSQL::Test::Cluster->new('poll_fs');
-$node->init;
-$node->append_conf('postgresql.conf', qq(
-shared_preload_libraries = 'cdviz'
-cdviz.database = 'postgres'
-cdviz.http_listen_addresses = ''
+my $node = cdviz_node('poll_fs', qq(
 cdviz.fs_path = '$in'
 cdviz.fs_poll_interval = 1
 cdviz.poll_batch_lines = 1000

@@ -7,6 +7,9 @@ use strict;
 use warnings;
 use File::Path qw(make_path);
 use IPC::Run;
+use FindBin;
+use lib $FindBin::Bin;
+use CdvizNode;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -86,12 +89,7 @@ sub ev
 
 start_s3rver();
 
-my $node = PostgreSQL::Test::Cluster->new('poll_s3');
-$node->init;
-$node->append_conf('postgresql.conf', qq(
-shared_preload_libraries = 'cdviz'
-cdviz.database = 'postgres'
-cdviz.http_listen_addresses = ''
+my $node = cdviz_node('poll_s3', qq(
 cdviz.s3_endpoint = '$s3url'
 cdviz.s3_bucket = 'bkt'
 cdviz.s3_prefix = 'events/'

@@ -8,16 +8,13 @@
 use strict;
 use warnings;
 use FindBin;
+use lib $FindBin::Bin;
+use CdvizNode;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('summaries');
-$node->init;
-$node->append_conf('postgresql.conf', qq(
-shared_preload_libraries = 'cdviz'
-cdviz.database = 'postgres'
-cdviz.http_listen_addresses = ''
+my $node = cdviz_node('summaries', qq(
 cdviz.summaries_interval = 50
 ));
 $node->start;

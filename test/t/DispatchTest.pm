@@ -11,6 +11,7 @@ use IO::Socket::INET;
 use IPC::Run;
 use JSON::PP;
 use PostgreSQL::Test::Cluster;
+use CdvizNode;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep time);
@@ -22,12 +23,7 @@ our @EXPORT = qw(dispatch_node start_receiver receiver_control receiver_log
 sub dispatch_node
 {
 	my ($name, $extra) = @_;
-	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
-	$node->append_conf('postgresql.conf', qq(
-shared_preload_libraries = 'cdviz'
-cdviz.database = 'postgres'
-cdviz.http_listen_addresses = ''
+	my $node = cdviz_node($name, qq(
 cdviz.dispatch_interval = 50
 cdviz.dispatch_chunk = 50
 restart_after_crash = on

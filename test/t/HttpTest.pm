@@ -8,6 +8,7 @@ use Exporter 'import';
 use File::Temp qw(tempdir);
 use IPC::Run;
 use PostgreSQL::Test::Cluster;
+use CdvizNode;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep);
@@ -21,12 +22,8 @@ our $http_port;
 sub start_http_node
 {
 	my ($name, $extra) = @_;
-	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
 	$http_port = PostgreSQL::Test::Cluster::get_free_port();
-	$node->append_conf('postgresql.conf', qq(
-shared_preload_libraries = 'cdviz'
-cdviz.database = 'postgres'
+	my $node = cdviz_node($name, qq(
 cdviz.http_listen_addresses = '127.0.0.1'
 cdviz.http_port = $http_port
 cdviz.http_timeout = 5
