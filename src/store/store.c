@@ -767,18 +767,20 @@ store_items(CdvizItem *items, int nitems, const char *origin, bool atomic)
 		{
 			if (it->problems.count == 0)
 				cdviz_problems_add(&it->problems, "$", "the lake refused the event");
-			if (it->raw == NULL)
-			{
-				/* printed in the caller's context: raw outlives the batch */
-				MemoryContext cxt = MemoryContextSwitchTo(oldcxt);
-
-				it->raw = JsonbToCString(NULL, &it->jsonb->root, VARSIZE(it->jsonb));
-				it->raw_len = strlen(it->raw);
-				MemoryContextSwitchTo(cxt);
-			}
 			if (!it->no_dead_letter)
-				it->rejected_id = cdviz_store_dead_letter(origin, it->origin_ref, it->raw,
-														  it->raw_len, &it->problems);
+			{
+				const char *raw = it->raw;
+				size_t		raw_len = it->raw_len;
+
+				/* a jsonb item's text is printed only for its dead letter */
+				if (raw == NULL)
+				{
+					raw = JsonbToCString(NULL, &it->jsonb->root, VARSIZE(it->jsonb));
+					raw_len = strlen(raw);
+				}
+				it->rejected_id = cdviz_store_dead_letter(origin, it->origin_ref, raw,
+														  raw_len, &it->problems);
+			}
 			result.rejected++;
 		}
 		else if (it->status == CDVIZ_ITEM_STORED)
