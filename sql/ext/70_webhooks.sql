@@ -473,13 +473,12 @@ BEGIN
 		END LOOP;
 	END IF;
 
-	IF status IS NOT NULL THEN
-		NULL;					-- the transformer failed
-	ELSIF n = 0 THEN
+	-- (status is 'failed' already when the transformer raised)
+	IF status IS NULL AND n = 0 THEN
 		status := CASE WHEN d.event_name = 'ping' THEN 'ping' ELSE 'ignored' END;
 		error := 'ignored: ' || coalesce(reason, 'the transformer returned no event for ' || coalesce(d.event_name, 'this delivery'));
 		event_ids := '{}';
-	ELSE
+	ELSIF status IS NULL THEN
 		-- All or nothing: a delivery whose output is partly invalid is kept
 		-- whole, for retransform once the transformer is fixed.
 		SELECT * INTO r FROM cdviz._ingest_all_or_nothing(events, format('webhook %s delivery %s', d.route, d.id));
