@@ -255,8 +255,14 @@ CREATE TABLE cdviz.task_run_summaries (
 -- durations, pipeline run): 30 days at 10M events are 71,000 task runs,
 -- read by an index-only scan from 900 index pages instead of 23,000 heap
 -- pages (rows inserted in one statement lie in any order of their window).
-CREATE INDEX task_run_summaries_first_event_at ON cdviz.task_run_summaries (first_event_at)
-	INCLUDE (last_event_at, task_name, outcome, started_at, finished_at, pipeline_run_id);
+-- last_event_at is a key column, not an included one, so that the window's
+-- "last_event_at >= from" test is an index condition: its bound is computed
+-- once per scan, whereas as a filter an expression bound (now() - interval
+-- '30 days') was computed again for every row, a tenth of the query's time.
+-- (It is indexed either way, so updates of it were never HOT here.)
+CREATE INDEX task_run_summaries_first_event_at
+	ON cdviz.task_run_summaries (first_event_at, last_event_at)
+	INCLUDE (task_name, outcome, started_at, finished_at, pipeline_run_id);
 
 CREATE TABLE cdviz.build_summaries (
 	build_id		text PRIMARY KEY,
@@ -317,9 +323,10 @@ CREATE TABLE cdviz.test_case_run_summaries (
 	event_count		bigint NOT NULL
 ) WITH (fillfactor = 80);
 -- covers the counts per test case and outcome (118,000 runs in 30 days at
--- 10M events), as for task runs
-CREATE INDEX test_case_run_summaries_first_event_at ON cdviz.test_case_run_summaries (first_event_at)
-	INCLUDE (last_event_at, test_case_name, test_case_id, outcome, skipped_at, finished_at);
+-- 10M events), as for task runs (last_event_at a key column likewise)
+CREATE INDEX test_case_run_summaries_first_event_at
+	ON cdviz.test_case_run_summaries (first_event_at, last_event_at)
+	INCLUDE (test_case_name, test_case_id, outcome, skipped_at, finished_at);
 -- flaky tests: the other runs of a chain (one delivery cycle, one artifact)
 CREATE INDEX test_case_run_summaries_chain_id ON cdviz.test_case_run_summaries (chain_id);
 -- failed runs are few: finding them in a window reads only them
