@@ -21,7 +21,7 @@ BEGIN
 END
 $$;
 
-SELECT plan(74);
+SELECT plan(76);
 
 -- ---------------------------------------------------------------- the lake
 SELECT is((SELECT count(*) FROM cdviz.cdevents_lake),
@@ -517,6 +517,22 @@ SELECT unalike(
 	(SELECT string_agg(p, E'\n') FROM (SELECT * FROM pg_temp.explain_lines(
 		$$SELECT * FROM cdviz.test_case_runs_between(now() - interval '30 days', now())$$)) AS e(p)),
 	'%Seq Scan on cdevents_lake%', 'last_payload is fetched from the lake by primary key, never by a scan');
+-- The window's last_event_at bound is an index condition of the covering
+-- window indexes (computed once per scan), not a filter computed per row.
+-- The fixture is small enough for a sequential scan: the plan asked for is
+-- the one a 10M-event lake gets.
+SET LOCAL enable_seqscan = off;
+SELECT ok(
+	(SELECT bool_or(p LIKE '%Index Cond: %last_event_at >= %') AND NOT bool_or(p LIKE '%Filter: %last_event_at%')
+	 FROM pg_temp.explain_lines(
+		$$SELECT task_name, count(*) FROM cdviz.task_runs_between(now() - interval '30 days', now()) GROUP BY 1$$) AS e(p)),
+	'task runs of a window: last_event_at is tested in the index condition');
+SELECT ok(
+	(SELECT bool_or(p LIKE '%Index Cond: %last_event_at >= %') AND NOT bool_or(p LIKE '%Filter: %last_event_at%')
+	 FROM pg_temp.explain_lines(
+		$$SELECT test_case_name, count(*) FROM cdviz.test_case_runs_between(now() - interval '30 days', now()) GROUP BY 1$$) AS e(p)),
+	'test case runs of a window: last_event_at is tested in the index condition');
+RESET enable_seqscan;
 
 -- ------------------------------------------------- summaries kept at ingest
 -- The fixture stores its events one statement each, several out of order:
