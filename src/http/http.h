@@ -85,6 +85,7 @@ typedef struct HttpRequest
 	const char *answer_type;
 	bool		retry_after;
 	bool		www_authenticate;
+	const char *challenge;		/* a webhook's WWW-Authenticate, or NULL */
 
 	struct HttpRequest *next;	/* in the commit queue */
 } HttpRequest;

@@ -4,21 +4,27 @@
  *	  Tekton, or anything a user wrote a SQL transformer for).
  *
  * The route (cdviz.webhooks) names the transformer and how the tool proves
- * who it is; the secret is in cdviz.webhook_secrets.  One transaction per
- * delivery looks the route up, checks the credentials here in C, then calls
- * cdviz.process_webhook(), which records the delivery, runs the transformer
- * and stores its events.  The answer leaves after COMMIT.
+ * who it is; the secret is in cdviz.webhook_secrets.  For each delivery a
+ * subtransaction looks the route up, checks the credentials here in C, then
+ * calls cdviz.process_webhook(), which records the delivery, runs the
+ * transformer and stores its events.  The answer leaves after COMMIT.
+ *
+ * Group commit, as for POST /cdevents (http_commit.c) but in a queue of its
+ * own: a complete delivery is suspended and queued, and the worker loop
+ * processes every queued delivery in one transaction, one subtransaction
+ * each, so that the WAL flush of the commit is shared.  A delivery whose
+ * subtransaction fails is answered for itself, as it would have been in a
+ * transaction of its own; when the group's transaction fails as a whole,
+ * each delivery runs again alone.  Deliveries of one group run in order,
+ * so a transformer sees what the earlier ones stored (the inventory).
  *
  * A failed credential check is answered 401 before anything is written:
- * the transaction has then written nothing, so its commit costs no WAL
- * flush, and nobody can fill the disk with unauthenticated bodies.
- *
- * Webhooks are not group-committed with POST /cdevents: a delivery runs a
- * transformer (PL/pgSQL, possibly reading the inventory) whose outcome
- * belongs to that delivery alone, and tools send them one at a time.
+ * its subtransaction has written nothing, and nobody can fill the disk
+ * with unauthenticated bodies.
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/base64.h"
 #include "common/hmac.h"
@@ -26,6 +32,7 @@
 #include "common/sha2.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
+#include "postmaster/bgworker.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
@@ -35,6 +42,9 @@
 
 /* Longest route name (cdviz.webhooks.name allows 63 characters). */
 #define WEBHOOK_NAME_MAX 63
+
+/* Most deliveries one transaction takes; the rest wait for the next. */
+#define WEBHOOK_GROUP_MAX 64
 
 /* What one delivery's transaction found and did. */
 typedef struct WebhookCall
@@ -53,7 +63,20 @@ typedef struct WebhookCall
 	char	   *answer;			/* JSON answer of a processed delivery */
 	int64		stored;
 	int64		duplicates;
+	ErrorData  *error;			/* why its subtransaction failed, if it did */
+
+	struct WebhookCall *next;	/* in the queue */
 } WebhookCall;
+
+/* Deliveries processed in one transaction. */
+typedef struct WebhookGroup
+{
+	WebhookCall **calls;
+	int			ncalls;
+} WebhookGroup;
+
+static WebhookCall *queue_head;
+static WebhookCall *queue_tail;
 
 /* The route name of a webhook path, or NULL when it cannot be one. */
 static char *
@@ -321,49 +344,81 @@ process_delivery(void *arg)
 }
 
 /*
- * The complete body: one transaction, then the answer.  Returns the
- * WWW-Authenticate value a 401 carries, if any.
+ * Inside the group's transaction: each delivery in a subtransaction, so
+ * that one the database refuses leaves the others' work in place.
  */
-static const char *
-process(HttpRequest *req, const char *name)
+static void
+process_group(void *arg)
 {
-	WebhookCall call;
-	ErrorData  *edata = NULL;
-	const char *scheme = NULL;
-	MemoryContext old = MemoryContextSwitchTo(req->cxt);
+	WebhookGroup *g = (WebhookGroup *) arg;
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
 
-	memset(&call, 0, sizeof(call));
-	call.req = req;
-	call.name = name;
-	call.headers_json = headers_as_json(req);
-	MemoryContextSwitchTo(old);
+	for (int i = 0; i < g->ncalls; i++)
+	{
+		WebhookCall *call = g->calls[i];
 
-	switch (cdviz_worker_transaction("processing a webhook delivery", process_delivery, &call, &edata))
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(cxt);
+		PG_TRY();
+		{
+			process_delivery(call);
+			ReleaseCurrentSubTransaction();
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(call->req->cxt);
+			call->error = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			ereport(LOG,
+					(errcode(call->error->sqlerrcode),
+					 errmsg("%s: processing a webhook delivery to \"%s\" failed: %s",
+							MyBgworkerEntry->bgw_type, call->name, call->error->message)));
+		}
+		PG_END_TRY();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+}
+
+/* The answer of a delivery, from its transaction's outcome and its own. */
+static void
+answer_call(WebhookCall *call, CdvizTxResult res, ErrorData *edata)
+{
+	HttpRequest *req = call->req;
+
+	if (res == CDVIZ_TX_DONE && call->error)
+	{
+		res = CDVIZ_TX_FAILED;
+		edata = call->error;
+	}
+	switch (res)
 	{
 		case CDVIZ_TX_DONE:
-			if (!call.found)
+			if (!call->found)
 				http_set_error(req, MHD_HTTP_NOT_FOUND,
-							   psprintf("no webhook \"%s\": see cdviz.webhook_routes", name));
-			else if (!call.authorized)
+							   psprintf("no webhook \"%s\": see cdviz.webhook_routes", call->name));
+			else if (!call->authorized)
 			{
-				http_set_error(req, MHD_HTTP_UNAUTHORIZED, call.why);
-				if (strcmp(call.auth, "bearer") == 0)
-					scheme = "Bearer realm=\"cdviz\"";
-				else if (strcmp(call.auth, "basic") == 0)
-					scheme = "Basic realm=\"cdviz\"";
-				req->www_authenticate = scheme != NULL;
+				http_set_error(req, MHD_HTTP_UNAUTHORIZED, call->why);
+				if (strcmp(call->auth, "bearer") == 0)
+					req->challenge = "Bearer realm=\"cdviz\"";
+				else if (strcmp(call->auth, "basic") == 0)
+					req->challenge = "Basic realm=\"cdviz\"";
+				req->www_authenticate = req->challenge != NULL;
 			}
-			else if (call.not_json)
+			else if (call->not_json)
 				http_set_error(req, MHD_HTTP_BAD_REQUEST,
 							   "the body is not JSON: set the webhook's content type to application/json");
 			else
 			{
-				http_metrics_events(call.stored, call.duplicates, 0);
+				http_metrics_events(call->stored, call->duplicates, 0);
 				http_set_answer(req,
-								strcmp(call.status, "ping") == 0 ? MHD_HTTP_OK :
-								strcmp(call.status, "stored") == 0 || strcmp(call.status, "duplicate") == 0 ?
+								strcmp(call->status, "ping") == 0 ? MHD_HTTP_OK :
+								strcmp(call->status, "stored") == 0 || strcmp(call->status, "duplicate") == 0 ?
 								MHD_HTTP_CREATED : MHD_HTTP_ACCEPTED,
-								"application/json", call.answer);
+								"application/json", call->answer);
 			}
 			break;
 		case CDVIZ_TX_NO_EXTENSION:
@@ -383,10 +438,99 @@ process(HttpRequest *req, const char *name)
 							   psprintf("the database is not available: %s", edata->message));
 				req->retry_after = true;
 			}
-			FreeErrorData(edata);
 			break;
 	}
-	return scheme;
+}
+
+/* Forget what an attempt found, before the delivery runs again. */
+static void
+reset_call(WebhookCall *call)
+{
+	call->found = call->authorized = call->not_json = false;
+	call->auth = call->why = call->status = NULL;
+	call->answer = NULL;
+	call->stored = call->duplicates = 0;
+	call->error = NULL;
+}
+
+/* Process g in one transaction and set every delivery's answer. */
+static void
+run_group(WebhookGroup *g)
+{
+	ErrorData  *edata = NULL;
+	CdvizTxResult res;
+
+	res = cdviz_worker_transaction(g->ncalls > 1 ? "processing webhook deliveries" :
+								   "processing a webhook delivery", process_group, g, &edata);
+	if (res == CDVIZ_TX_FAILED && g->ncalls > 1)
+	{
+		/* the transaction failed as a whole (its commit, say): each alone */
+		for (int i = 0; i < g->ncalls; i++)
+		{
+			WebhookGroup one = {&g->calls[i], 1};
+
+			reset_call(g->calls[i]);
+			run_group(&one);
+		}
+	}
+	else
+		for (int i = 0; i < g->ncalls; i++)
+			answer_call(g->calls[i], res, edata);
+	if (edata)
+		FreeErrorData(edata);
+}
+
+/* A complete delivery: suspended until its group's transaction is over. */
+static void
+enqueue(HttpRequest *req, const char *url)
+{
+	MemoryContext old = MemoryContextSwitchTo(req->cxt);
+	WebhookCall *call = palloc0(sizeof(WebhookCall));
+
+	call->req = req;
+	call->name = route_name(url);
+	call->headers_json = headers_as_json(req);
+	MemoryContextSwitchTo(old);
+
+	req->state = REQ_QUEUED;
+	MHD_suspend_connection(req->conn);
+	if (queue_tail)
+		queue_tail->next = call;
+	else
+		queue_head = call;
+	queue_tail = call;
+}
+
+/* See http_webhook.h. */
+bool
+http_webhook_pending(void)
+{
+	return queue_head != NULL;
+}
+
+/* See http_webhook.h. */
+void
+http_webhook_flush(void)
+{
+	WebhookCall *calls[WEBHOOK_GROUP_MAX];
+	WebhookGroup g = {calls, 0};
+
+	while (queue_head && g.ncalls < WEBHOOK_GROUP_MAX)
+	{
+		calls[g.ncalls++] = queue_head;
+		queue_head = queue_head->next;
+	}
+	if (queue_head == NULL)
+		queue_tail = NULL;
+	if (g.ncalls == 0)
+		return;
+
+	run_group(&g);
+	for (int i = 0; i < g.ncalls; i++)
+	{
+		Assert(calls[i]->req->state == REQ_ANSWERED);
+		MHD_resume_connection(calls[i]->req->conn);
+	}
 }
 
 /* First call, headers only: what can be refused before the body. */
@@ -431,7 +575,6 @@ http_webhook_handle(struct MHD_Connection *conn, const char *url, const char *me
 {
 	HttpRequest *req = *con_cls;
 	MemoryContext old;
-	const char *scheme = NULL;
 
 	if (req == NULL)
 	{
@@ -481,18 +624,19 @@ http_webhook_handle(struct MHD_Connection *conn, const char *url, const char *me
 		return MHD_YES;
 	}
 
-	/* the whole body is in */
-	if (req->too_large)
-		http_set_error(req, MHD_HTTP_CONTENT_TOO_LARGE,
-					   psprintf("the body is larger than cdviz.http_max_body (%d kB)", cdviz_http_max_body));
-	else
-	{
-		char	   *name;
+	/* resumed after its group's commit, or called while it waits */
+	if (req->state == REQ_ANSWERED)
+		return http_queue_answer(req, req->challenge, "POST");
+	if (req->state == REQ_QUEUED)
+		return MHD_YES;
 
-		old = MemoryContextSwitchTo(req->cxt);
-		name = route_name(url);
-		MemoryContextSwitchTo(old);
-		scheme = process(req, name);
+	/* the whole body is in */
+	if (!req->too_large)
+	{
+		enqueue(req, url);
+		return MHD_YES;
 	}
-	return http_queue_answer(req, scheme, "POST");
+	http_set_error(req, MHD_HTTP_CONTENT_TOO_LARGE,
+				   psprintf("the body is larger than cdviz.http_max_body (%d kB)", cdviz_http_max_body));
+	return http_queue_answer(req, NULL, "POST");
 }

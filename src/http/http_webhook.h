@@ -24,4 +24,10 @@ extern enum MHD_Result http_webhook_handle(struct MHD_Connection *conn,
 										   size_t *upload_data_size,
 										   void **con_cls);
 
+/* Whether deliveries wait for their group's transaction. */
+extern bool http_webhook_pending(void);
+
+/* Process the waiting deliveries (a group) in one transaction, answer them. */
+extern void http_webhook_flush(void);
+
 #endif							/* CDVIZ_HTTP_WEBHOOK_H */

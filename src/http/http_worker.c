@@ -28,6 +28,7 @@
 #include "utils/wait_event.h"
 
 #include "http/http.h"
+#include "http/http_webhook.h"
 #include "http/http_worker.h"
 #include "store/worker.h"
 
@@ -335,9 +336,10 @@ cdviz_http_main(Datum arg)
 		 * Whatever arrived during the last transaction is now queued: store
 		 * it all in one, then let the answers go out at once.
 		 */
-		if (http_commit_pending())
+		if (http_commit_pending() || http_webhook_pending())
 		{
 			http_commit_flush();
+			http_webhook_flush();
 			run_daemons();
 			continue;
 		}

@@ -10,6 +10,7 @@ use FindBin;
 use lib $FindBin::Bin;
 use Digest::SHA qw(hmac_sha256_hex);
 use File::Find;
+use IPC::Run;
 use MIME::Base64;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -286,6 +287,52 @@ is(q1(q{SELECT (deliveries, stored, failed)::text FROM cdviz.retransform('buggy'
 is(q1(q{SELECT status FROM cdviz.webhook_deliveries WHERE route = 'buggy'}), 'stored', 'the delivery is now stored');
 ($code, $answer) = http_request(path => '/webhooks/buggy', body => $bug_body, headers => ['Content-Type: application/json']);
 like($answer, qr/"status":"duplicate"/, 'the same body again is a duplicate (hash of the body)');
+
+# ---- concurrent deliveries share transactions, each answered for itself -------
+# 160 deliveries posted 16 at a time: 150 good ones, 5 whose body jsonb
+# refuses (a \u0000 escape the JSON check lets through: their subtransaction
+# fails) and 5 with a wrong token.  The worker groups what arrives during a
+# transaction; a delivery that fails in its subtransaction must not take
+# the others of its group with it.
+$node->safe_psql('postgres',
+	q{SELECT cdviz.create_webhook('grouped', 'public.transform_buggy(jsonb,jsonb)', 'bearer', 'grp-token')});
+my $gdir = PostgreSQL::Test::Utils::tempdir();
+open my $glist, '>', "$gdir/list" or die;
+for my $i (1 .. 160)
+{
+	my $kind = $i % 32 == 7 ? 'bad' : $i % 32 == 23 ? 'unauth' : 'ok';
+	my $svc = $kind eq 'bad' ? "grp\\u0000$i" : "grp$i";
+	PostgreSQL::Test::Utils::append_to_file("$gdir/$kind-$i.json",
+		qq({"service":"$svc","env":"grp","at":"2024-08-01T08:00:00Z","artifact":"pkg:generic/grp\@$i"}));
+	print $glist "$gdir/$kind-$i.json\n";
+}
+close $glist;
+PostgreSQL::Test::Utils::append_to_file("$gdir/post.sh", <<"SH");
+#!/bin/sh
+case "\$1" in *unauth-*) tok=wrong ;; *) tok=grp-token ;; esac
+code=\$(curl -s -o /dev/null -w '%{http_code}' --max-time 30 -H 'Content-Type: application/json' -H "Authorization: Bearer \$tok" --data-binary "\@\$1" http://127.0.0.1:$http_port/webhooks/grouped)
+echo "\$code \$(basename "\$1" .json)"
+SH
+chmod 0755, "$gdir/post.sh";
+my ($gout, $gerr) = ('', '');
+IPC::Run::run([ 'xargs', '-P', '16', '-n', '1', "$gdir/post.sh" ], '<', "$gdir/list", '>', \$gout, '2>', \$gerr);
+my %by;
+for (split /\n/, $gout)
+{
+	my ($c, $name) = split / /;
+	my ($kind) = $name =~ /^([a-z]+)-/;
+	$by{"$kind $c"}++;
+}
+is(join(', ', map { "$_: $by{$_}" } sort keys %by), 'bad 400: 5, ok 201: 150, unauth 401: 5',
+	'each delivery answered for itself: 150 stored, 5 refused by the database, 5 unauthorized');
+is(q1(q{SELECT count(*) || ' ' || count(*) FILTER (WHERE status = 'stored') || ' ' || sum(cardinality(event_ids))
+		FROM cdviz.webhook_deliveries WHERE route = 'grouped'}),
+	'150 150 150', 'the 150 good deliveries are recorded with one event each, nothing of the others');
+is(q1(q{SELECT count(*) FROM cdviz.environment_inventory WHERE environment_id = 'grp'}), '150',
+	'their events reached the inventory');
+# received_at is the transaction's start: deliveries of one group share it
+cmp_ok(q1(q{SELECT count(DISTINCT received_at) FROM cdviz.webhook_deliveries WHERE route = 'grouped'}),
+	'<', 150, 'group commit: deliveries shared transactions');
 
 # ---- plans made while the deliveries table was empty --------------------------
 # The worker keeps its plans for the life of its connection.  With the table
