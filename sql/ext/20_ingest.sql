@@ -68,6 +68,8 @@ BEGIN
 	FOR r IN
 		SELECT e.id FROM cdviz.rejected_events e
 		WHERE e.replayed_at IS NULL
+		  -- a webhook's dead letter is the tool's payload, not a CDEvent
+		  AND e.origin <> 'webhook'
 		  AND (replay_rejected.origin IS NULL OR e.origin = replay_rejected.origin)
 		  AND e.received_at >= since
 		ORDER BY e.id
@@ -81,7 +83,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION cdviz.replay_rejected(text, timestamptz) IS
-'cdviz: replays every pending dead letter (optionally only of one origin, received since a time) and returns how many were stored and how many are still invalid (their problems are updated). Example: SELECT * FROM cdviz.replay_rejected(''http'');';
+'cdviz: replays every pending dead letter (optionally only of one origin, received since a time) and returns how many were stored and how many are still invalid (their problems are updated). Webhook deliveries the receiver refused (origin webhook) are tools'' payloads, not CDEvents: they are kept for inspection and not replayed. Example: SELECT * FROM cdviz.replay_rejected(''http'');';
 
 GRANT EXECUTE ON FUNCTION cdviz.ingest(jsonb), cdviz.ingest_batch(jsonb, text),
 	cdviz.validate(jsonb), cdviz.replay_rejected(bigint),

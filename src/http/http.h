@@ -103,6 +103,8 @@ extern void http_request_completed(void *cls, struct MHD_Connection *conn,
 extern void http_set_answer(HttpRequest *req, int status, const char *type,
 							const char *text);
 extern void http_set_error(HttpRequest *req, int status, const char *message);
+extern void http_set_rejected(HttpRequest *req, int status, const char *message,
+							  int64 rejected_id);
 
 /* http_auth.c */
 extern enum MHD_Result http_queue_answer(HttpRequest *req, const char *www_authenticate,
@@ -116,6 +118,8 @@ extern bool http_auth_check(const char *authorization, const char *signature,
 							const char **why);
 
 /* http_commit.c */
+extern int64 http_store_refused_body(const char *origin, const char *origin_ref,
+									 const char *body, size_t len, const char *problem);
 extern void http_commit_enqueue(HttpRequest *req);
 extern bool http_commit_pending(void);
 extern void http_commit_flush(void);

@@ -117,6 +117,21 @@ build_items(CommitGroup *g)
 	g->nitems = n;
 }
 
+/* Keep a whole body that could not be stored, with its one problem. */
+int64
+http_store_refused_body(const char *origin, const char *origin_ref,
+						const char *body, size_t len, const char *problem)
+{
+	CdvizProblems problems;
+	int64		id;
+
+	cdviz_problems_init(&problems);
+	cdviz_problems_add(&problems, "$", "%s", problem);
+	id = cdviz_store_dead_letter(origin, origin_ref, body, len, &problems);
+	cdviz_problems_reset(&problems);
+	return id;
+}
+
 /* Inside the transaction: the store, then the dead letters of the envelopes. */
 static void
 store_group(void *arg)
@@ -132,14 +147,9 @@ store_group(void *arg)
 
 		if (req->keep_body)
 		{
-			CdvizProblems problems;
-
-			cdviz_problems_init(&problems);
-			cdviz_problems_add(&problems, "$", "%s", req->keep_problem);
-			req->keep_rejected_id = cdviz_store_dead_letter("http", req->origin_ref,
+			req->keep_rejected_id = http_store_refused_body("http", req->origin_ref,
 															req->keep_body, req->keep_len,
-															&problems);
-			cdviz_problems_reset(&problems);
+															req->keep_problem);
 			continue;
 		}
 		for (int i = 0; i < req->env.nevents; i++)
@@ -171,11 +181,7 @@ answer_stored(HttpRequest *req, CdvizItem *items)
 
 	if (req->keep_body)
 	{
-		initStringInfo(&out);
-		appendStringInfoString(&out, "{\"error\":");
-		escape_json(&out, req->keep_problem);
-		appendStringInfo(&out, ",\"rejected_id\":" INT64_FORMAT "}\n", req->keep_rejected_id);
-		http_set_answer(req, req->status, "application/json", out.data);
+		http_set_rejected(req, req->status, req->keep_problem, req->keep_rejected_id);
 		return;
 	}
 	initStringInfo(&ev);

@@ -102,6 +102,20 @@ http_set_error(HttpRequest *req, int status, const char *message)
 	pfree(buf.data);
 }
 
+/* A refused body kept as a dead letter: {"error": message, "rejected_id": id}. */
+void
+http_set_rejected(HttpRequest *req, int status, const char *message, int64 rejected_id)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"error\":");
+	escape_json(&buf, message);
+	appendStringInfo(&buf, ",\"rejected_id\":" INT64_FORMAT "}\n", rejected_id);
+	http_set_answer(req, status, "application/json", buf.data);
+	pfree(buf.data);
+}
+
 /* The answer of a /cdevents, health or metrics request. */
 static enum MHD_Result
 queue_answer(HttpRequest *req)

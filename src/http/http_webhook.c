@@ -28,7 +28,6 @@
 #include "catalog/pg_type.h"
 #include "common/base64.h"
 #include "common/hmac.h"
-#include "common/jsonapi.h"
 #include "common/sha2.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
@@ -45,6 +44,8 @@
 
 /* Most deliveries one transaction takes; the rest wait for the next. */
 #define WEBHOOK_GROUP_MAX 64
+
+#define NOT_JSON "the body is not JSON: set the webhook's content type to application/json"
 
 /* What one delivery's transaction found and did. */
 typedef struct WebhookCall
@@ -64,6 +65,7 @@ typedef struct WebhookCall
 	int64		stored;
 	int64		duplicates;
 	ErrorData  *error;			/* why its subtransaction failed, if it did */
+	int64		rejected_id;	/* the dead letter of a refused body */
 
 	struct WebhookCall *next;	/* in the queue */
 } WebhookCall;
@@ -244,17 +246,50 @@ headers_as_json(HttpRequest *req)
 	return buf.data;
 }
 
-/* Whether body is JSON text in the database encoding. */
-static bool
-body_is_json(HttpRequest *req)
+/*
+ * The body as jsonb, or 0 when it is not JSON text in the database encoding.
+ * Parsed once, here, in a subtransaction of its own: a body jsonb refuses
+ * then gets a precise answer, and process_webhook() takes the jsonb as it
+ * is instead of parsing the text again.
+ */
+static Datum
+body_as_jsonb(HttpRequest *req)
 {
-	JsonLexContext *lex;
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	Datum		result = (Datum) 0;
 
+	/* jsonb_in reads a C string: a NUL would end the body early */
 	if (memchr(req->body.data, '\0', req->body.len) != NULL ||
 		!pg_verifymbstr(req->body.data, req->body.len, true))
-		return false;
-	lex = makeJsonLexContextCstringLen(req->body.data, req->body.len, GetDatabaseEncoding(), false);
-	return pg_parse_json(lex, &nullSemAction) == JSON_SUCCESS;
+		return (Datum) 0;
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		result = DirectFunctionCall1(jsonb_in, CStringGetDatum(req->body.data));
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		/* only the text's fault (class 22) makes it "not JSON" */
+		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
+			ReThrowError(edata);
+		FreeErrorData(edata);
+		result = (Datum) 0;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return result;
 }
 
 /* Inside the transaction: route, credentials, then process_webhook(). */
@@ -265,7 +300,7 @@ process_delivery(void *arg)
 	HttpRequest *req = call->req;
 	Oid			route_type[1] = {TEXTOID};
 	Datum		route_value[1];
-	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Oid			types[3] = {TEXTOID, TEXTOID, JSONBOID};
 	Datum		values[3];
 	char	   *auth;
 	char	   *secret;
@@ -299,18 +334,19 @@ process_delivery(void *arg)
 	}
 	if (!call->authorized)
 		return;
-	/* checked here rather than by the jsonb cast: a precise answer */
-	if (!body_is_json(req))
+	values[2] = body_as_jsonb(req);
+	if (values[2] == (Datum) 0)
 	{
 		call->not_json = true;
+		call->rejected_id = http_store_refused_body("webhook", req->origin_ref, req->body.data,
+													req->body.len, NOT_JSON);
 		return;
 	}
 
 	values[0] = route_value[0];
 	values[1] = CStringGetTextDatum(call->headers_json);
-	values[2] = PointerGetDatum(cstring_to_text_with_len(req->body.data, req->body.len));
 	if (SPI_execute_with_args("SELECT status, delivery_id, event_ids::text, stored, duplicates, error "
-							  "FROM cdviz.process_webhook($1, $2::jsonb, $3::jsonb)",
+							  "FROM cdviz.process_webhook($1, $2::jsonb, $3)",
 							  3, types, values, NULL, false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "cdviz.process_webhook(\"%s\") returned no row", call->name);
@@ -341,6 +377,13 @@ process_delivery(void *arg)
 	appendStringInfoString(&out, "}\n");
 	call->status = MemoryContextStrdup(req->cxt, status);
 	call->answer = MemoryContextStrdup(req->cxt, out.data);
+}
+
+/* Why the database refused a delivery, as answered and kept. */
+static char *
+refused_message(ErrorData *edata)
+{
+	return psprintf("the database refused the delivery: %s", edata->message);
 }
 
 /*
@@ -379,6 +422,13 @@ process_group(void *arg)
 		PG_END_TRY();
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = owner;
+
+		/* a body the database refuses is kept (not one it could not reach) */
+		if (call->error && http_is_data_error(call->error->sqlerrcode))
+			call->rejected_id =
+				http_store_refused_body("webhook", call->req->origin_ref,
+										call->req->body.data, call->req->body.len,
+										refused_message(call->error));
 	}
 }
 
@@ -409,8 +459,7 @@ answer_call(WebhookCall *call, CdvizTxResult res, ErrorData *edata)
 				req->www_authenticate = req->challenge != NULL;
 			}
 			else if (call->not_json)
-				http_set_error(req, MHD_HTTP_BAD_REQUEST,
-							   "the body is not JSON: set the webhook's content type to application/json");
+				http_set_rejected(req, MHD_HTTP_BAD_REQUEST, NOT_JSON, call->rejected_id);
 			else
 			{
 				http_metrics_events(call->stored, call->duplicates, 0);
@@ -429,9 +478,10 @@ answer_call(WebhookCall *call, CdvizTxResult res, ErrorData *edata)
 			break;
 		case CDVIZ_TX_FAILED:
 			/* a transformer's own errors are kept by process_webhook */
-			if (http_is_data_error(edata->sqlerrcode))
-				http_set_error(req, MHD_HTTP_BAD_REQUEST,
-							   psprintf("the database refused the delivery: %s", edata->message));
+			if (http_is_data_error(edata->sqlerrcode) && call->rejected_id)
+				http_set_rejected(req, MHD_HTTP_BAD_REQUEST, refused_message(edata), call->rejected_id);
+			else if (http_is_data_error(edata->sqlerrcode))
+				http_set_error(req, MHD_HTTP_BAD_REQUEST, refused_message(edata));
 			else
 			{
 				http_set_error(req, MHD_HTTP_SERVICE_UNAVAILABLE,
@@ -451,6 +501,7 @@ reset_call(WebhookCall *call)
 	call->answer = NULL;
 	call->stored = call->duplicates = 0;
 	call->error = NULL;
+	call->rejected_id = 0;
 }
 
 /* Process g in one transaction and set every delivery's answer. */

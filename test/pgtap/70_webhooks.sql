@@ -7,7 +7,7 @@ SET client_min_messages = warning;
 \ir ../fixtures/webhooks/load.sql
 \set QUIET off
 
-SELECT plan(97);
+SELECT plan(98);
 
 -- post(route, headers, fixture): one delivery of a fixture
 CREATE FUNCTION pg_temp.post(route text, headers jsonb, fixture text)
@@ -237,6 +237,14 @@ SELECT is((SELECT count(*) FROM cdviz.cdevents_lake l CROSS JOIN LATERAL cdviz.v
 SELECT is((SELECT count(*) FROM cdviz.cdevents_lake WHERE spec_version <> '0.5.1'), 0::bigint, 'all are spec 0.5.1');
 SELECT is((SELECT count(*) FROM cdviz.webhook_deliveries WHERE status = 'failed'), 0::bigint, 'no GitHub delivery failed');
 SELECT is((SELECT count(*) FROM cdviz.rejected_events), 0::bigint, 'nothing became a dead letter');
+
+-- a webhook body the receiver refused is a tool's payload, even when it
+-- happens to read as a CDEvent: the bulk replay leaves it alone
+INSERT INTO cdviz.rejected_events (origin, origin_ref, raw, problems)
+SELECT 'webhook', 'POST /webhooks/github', l.payload::text, '[{"path": "$", "message": "refused"}]'
+FROM cdviz.cdevents_lake l ORDER BY l.id LIMIT 1;
+SELECT is((SELECT (replayed, still_rejected)::text FROM cdviz.replay_rejected()), '(0,0)',
+		  'replay_rejected() skips webhook dead letters');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -289,11 +289,12 @@ is(q1(q{SELECT status FROM cdviz.webhook_deliveries WHERE route = 'buggy'}), 'st
 like($answer, qr/"status":"duplicate"/, 'the same body again is a duplicate (hash of the body)');
 
 # ---- concurrent deliveries share transactions, each answered for itself -------
-# 160 deliveries posted 16 at a time: 150 good ones, 5 whose body jsonb
-# refuses (a \u0000 escape the JSON check lets through: their subtransaction
-# fails) and 5 with a wrong token.  The worker groups what arrives during a
-# transaction; a delivery that fails in its subtransaction must not take
-# the others of its group with it.
+# 160 deliveries posted 16 at a time: 150 good ones, 5 the database refuses
+# (an X-GitHub-Delivery of 8,000 random characters: the delivery key is too
+# large for its index, so their subtransaction fails) and 5 with a wrong
+# token.  The worker groups what arrives during a transaction; a delivery
+# that fails in its subtransaction must not take the others of its group
+# with it.
 $node->safe_psql('postgres',
 	q{SELECT cdviz.create_webhook('grouped', 'public.transform_buggy(jsonb,jsonb)', 'bearer', 'grp-token')});
 my $gdir = PostgreSQL::Test::Utils::tempdir();
@@ -301,16 +302,19 @@ open my $glist, '>', "$gdir/list" or die;
 for my $i (1 .. 160)
 {
 	my $kind = $i % 32 == 7 ? 'bad' : $i % 32 == 23 ? 'unauth' : 'ok';
-	my $svc = $kind eq 'bad' ? "grp\\u0000$i" : "grp$i";
 	PostgreSQL::Test::Utils::append_to_file("$gdir/$kind-$i.json",
-		qq({"service":"$svc","env":"grp","at":"2024-08-01T08:00:00Z","artifact":"pkg:generic/grp\@$i"}));
+		qq({"service":"grp$i","env":"grp","at":"2024-08-01T08:00:00Z","artifact":"pkg:generic/grp\@$i"}));
 	print $glist "$gdir/$kind-$i.json\n";
 }
 close $glist;
 PostgreSQL::Test::Utils::append_to_file("$gdir/post.sh", <<"SH");
 #!/bin/sh
-case "\$1" in *unauth-*) tok=wrong ;; *) tok=grp-token ;; esac
-code=\$(curl -s -o /dev/null -w '%{http_code}' --max-time 30 -H 'Content-Type: application/json' -H "Authorization: Bearer \$tok" --data-binary "\@\$1" http://127.0.0.1:$http_port/webhooks/grouped)
+tok=grp-token; id=\$(basename "\$1" .json)
+case "\$1" in
+*unauth-*) tok=wrong ;;
+*bad-*) id=\$(head -c 6000 /dev/urandom | base64 -w 0) ;;
+esac
+code=\$(curl -s -o /dev/null -w '%{http_code}' --max-time 30 -H 'Content-Type: application/json' -H "Authorization: Bearer \$tok" -H "X-GitHub-Delivery: \$id" --data-binary "\@\$1" http://127.0.0.1:$http_port/webhooks/grouped)
 echo "\$code \$(basename "\$1" .json)"
 SH
 chmod 0755, "$gdir/post.sh";
@@ -330,9 +334,32 @@ is(q1(q{SELECT count(*) || ' ' || count(*) FILTER (WHERE status = 'stored') || '
 	'150 150 150', 'the 150 good deliveries are recorded with one event each, nothing of the others');
 is(q1(q{SELECT count(*) FROM cdviz.environment_inventory WHERE environment_id = 'grp'}), '150',
 	'their events reached the inventory');
+is(q1(q{SELECT count(*) FROM cdviz.rejected_events WHERE origin = 'webhook'
+		AND origin_ref = 'POST /webhooks/grouped' AND problems::text LIKE '%index row size%'}), '5',
+	'the 5 refused deliveries are kept as dead letters, with why');
 # received_at is the transaction's start: deliveries of one group share it
 cmp_ok(q1(q{SELECT count(DISTINCT received_at) FROM cdviz.webhook_deliveries WHERE route = 'grouped'}),
 	'<', 150, 'group commit: deliveries shared transactions');
+
+# ---- a body that is not JSON: 400 with why, kept as a dead letter only ----------
+for my $bad ('this is not JSON', '{"service": "x"', qq({"a": "\\u0000"}), qq({"a": 1}\0{"b": 2}))
+{
+	my $before = q1(q{SELECT count(*) FROM cdviz.webhook_deliveries WHERE route = 'grouped'});
+	my $dead = q1(q{SELECT count(*) FROM cdviz.rejected_events WHERE origin = 'webhook'});
+	($code, $answer) = http_request(path => '/webhooks/grouped', body => $bad,
+		headers => ['Content-Type: application/json', 'Authorization: Bearer grp-token']);
+	(my $shown = $bad) =~ s/\0/\\0/g;
+	is($code, 400, "not JSON ($shown): 400");
+	like($answer, qr/the body is not JSON.*"rejected_id":\d+/, "not JSON ($shown): the answer says so, and where it is kept");
+	is(q1(q{SELECT count(*) FROM cdviz.webhook_deliveries WHERE route = 'grouped'}), $before,
+		"not JSON ($shown): no delivery recorded");
+	is(q1(q{SELECT count(*) FROM cdviz.rejected_events WHERE origin = 'webhook'}), $dead + 1,
+		"not JSON ($shown): kept as a dead letter");
+}
+($code) = http_request(path => '/webhooks/grouped', body => 'not JSON, no token', headers => ['Content-Type: application/json']);
+is($code, 401, 'not JSON without credentials: 401 first');
+is(q1(q{SELECT count(*) FROM cdviz.rejected_events WHERE raw = 'not JSON, no token'}), '0',
+	'an unauthenticated body is not kept, even as a dead letter');
 
 # ---- plans made while the deliveries table was empty --------------------------
 # The worker keeps its plans for the life of its connection.  With the table
