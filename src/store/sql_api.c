@@ -319,7 +319,7 @@ cdviz_replay_rejected(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "cdviz: SPI_connect failed");
-	if (SPI_execute_with_args("SELECT raw, replayed_event_id FROM cdviz.rejected_events "
+	if (SPI_execute_with_args("SELECT raw, replayed_event_id, origin, origin_ref FROM cdviz.rejected_events "
 							  "WHERE id = $1 FOR UPDATE",
 							  1, &argtype, &arg, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "cdviz: reading rejected event failed");
@@ -328,6 +328,14 @@ cdviz_replay_rejected(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("rejected event %lld does not exist", (long long) rid),
 				 errhint("SELECT id FROM cdviz.rejected_events lists the dead letters.")));
+	/* a webhook body the receiver refused is the tool's payload, not a CDEvent */
+	if (strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3), "webhook") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("rejected event %lld is a webhook delivery, not a CDEvent", (long long) rid),
+				 errdetail("The receiver could not take it at \"%s\".",
+						   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4)),
+				 errhint("Post it to its webhook again once the cause is fixed.")));
 	(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
 	if (!isnull)
 	{

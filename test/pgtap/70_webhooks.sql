@@ -7,7 +7,7 @@ SET client_min_messages = warning;
 \ir ../fixtures/webhooks/load.sql
 \set QUIET off
 
-SELECT plan(98);
+SELECT plan(99);
 
 -- post(route, headers, fixture): one delivery of a fixture
 CREATE FUNCTION pg_temp.post(route text, headers jsonb, fixture text)
@@ -245,6 +245,8 @@ SELECT 'webhook', 'POST /webhooks/github', l.payload::text, '[{"path": "$", "mes
 FROM cdviz.cdevents_lake l ORDER BY l.id LIMIT 1;
 SELECT is((SELECT (replayed, still_rejected)::text FROM cdviz.replay_rejected()), '(0,0)',
 		  'replay_rejected() skips webhook dead letters');
+SELECT throws_ok($$SELECT cdviz.replay_rejected((SELECT max(id) FROM cdviz.rejected_events WHERE origin = 'webhook'))$$,
+				 '42809', NULL, 'replaying one webhook dead letter is refused: it is not a CDEvent');
 
 SELECT * FROM finish();
 ROLLBACK;
