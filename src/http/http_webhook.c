@@ -565,6 +565,8 @@ http_webhook_flush(void)
 {
 	WebhookCall *calls[WEBHOOK_GROUP_MAX];
 	WebhookGroup g = {calls, 0};
+	MemoryContext flushcxt;
+	MemoryContext old;
 
 	while (queue_head && g.ncalls < WEBHOOK_GROUP_MAX)
 	{
@@ -576,12 +578,18 @@ http_webhook_flush(void)
 	if (g.ncalls == 0)
 		return;
 
+	/* what the answers need is copied into each request's context */
+	flushcxt = AllocSetContextCreate(TopMemoryContext, "cdviz webhook group",
+									 ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(flushcxt);
 	run_group(&g);
 	for (int i = 0; i < g.ncalls; i++)
 	{
 		Assert(calls[i]->req->state == REQ_ANSWERED);
 		MHD_resume_connection(calls[i]->req->conn);
 	}
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(flushcxt);
 }
 
 /* First call, headers only: what can be refused before the body. */
