@@ -42,8 +42,13 @@
 /* Longest route name (cdviz.webhooks.name allows 63 characters). */
 #define WEBHOOK_NAME_MAX 63
 
-/* Most deliveries one transaction takes; the rest wait for the next. */
-#define WEBHOOK_GROUP_MAX 64
+/*
+ * Most deliveries one transaction takes; the rest wait for the next.  A
+ * stored delivery takes two or three subtransaction ids (its own, the
+ * lake insert's): past 64 in one transaction every other backend's
+ * snapshots overflow to pg_subtrans while it runs.
+ */
+#define WEBHOOK_GROUP_MAX 16
 
 #define NOT_JSON "the body is not JSON: set the webhook's content type to application/json"
 
@@ -424,7 +429,7 @@ process_group(void *arg)
 		CurrentResourceOwner = owner;
 
 		/* a body the database refuses is kept (not one it could not reach) */
-		if (call->error && http_is_data_error(call->error->sqlerrcode))
+		if (call->error && call->authorized && http_is_data_error(call->error->sqlerrcode))
 			call->rejected_id =
 				http_store_refused_body("webhook", call->req->origin_ref,
 										call->req->body.data, call->req->body.len,
@@ -526,7 +531,12 @@ run_group(WebhookGroup *g)
 	}
 	else
 		for (int i = 0; i < g->ncalls; i++)
+		{
+			/* a dead letter of a transaction that failed was not kept */
+			if (res == CDVIZ_TX_FAILED)
+				g->calls[i]->rejected_id = 0;
 			answer_call(g->calls[i], res, edata);
+		}
 	if (edata)
 		FreeErrorData(edata);
 }

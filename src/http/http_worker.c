@@ -294,6 +294,7 @@ void
 cdviz_http_main(Datum arg)
 {
 	WaitEventSet *set;
+	MemoryContext loopcxt;
 
 	cdviz_worker_connect("serving HTTP");
 	start_daemons();
@@ -324,10 +325,21 @@ cdviz_http_main(Datum arg)
 	/* say once, at start, whether requests can be stored yet */
 	(void) cdviz_worker_extension_exists();
 
+	/*
+	 * What the handlers allocate for one turn of the loop (error texts, a
+	 * peer's name) goes here and is freed at the next turn: what a request
+	 * keeps lives in its own context, its answer is copied there.  In
+	 * TopMemoryContext each refused request leaked its error text (about
+	 * 450 bytes a request, 45 MB for 100,000 requests with a bad encoding).
+	 */
+	loopcxt = AllocSetContextCreate(TopMemoryContext, "cdviz http loop",
+									ALLOCSET_DEFAULT_SIZES);
 	for (;;)
 	{
 		WaitEvent	events[MAX_DAEMONS + 2];
 
+		MemoryContextReset(loopcxt);
+		MemoryContextSwitchTo(loopcxt);
 		cdviz_worker_process_interrupts();
 		run_daemons();
 		drain_daemons();
@@ -339,6 +351,8 @@ cdviz_http_main(Datum arg)
 		if (http_commit_pending() || http_webhook_pending())
 		{
 			http_commit_flush();
+			/* the /cdevents answers leave before the webhooks' group runs */
+			run_daemons();
 			http_webhook_flush();
 			run_daemons();
 			continue;
