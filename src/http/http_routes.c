@@ -88,32 +88,35 @@ http_set_answer(HttpRequest *req, int status, const char *type, const char *text
 	req->state = REQ_ANSWERED;
 }
 
-/* An error answer: {"error": message}. */
-void
-http_set_error(HttpRequest *req, int status, const char *message)
+/* An error answer: {"error": message}, and "rejected_id" when with_id. */
+static void
+set_error_answer(HttpRequest *req, int status, const char *message, bool with_id,
+				 int64 rejected_id)
 {
 	StringInfoData buf;
 
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, "{\"error\":");
 	escape_json(&buf, message);
+	if (with_id)
+		appendStringInfo(&buf, ",\"rejected_id\":" INT64_FORMAT, rejected_id);
 	appendStringInfoString(&buf, "}\n");
 	http_set_answer(req, status, "application/json", buf.data);
 	pfree(buf.data);
+}
+
+/* An error answer: {"error": message}. */
+void
+http_set_error(HttpRequest *req, int status, const char *message)
+{
+	set_error_answer(req, status, message, false, 0);
 }
 
 /* A refused body kept as a dead letter: {"error": message, "rejected_id": id}. */
 void
 http_set_rejected(HttpRequest *req, int status, const char *message, int64 rejected_id)
 {
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"error\":");
-	escape_json(&buf, message);
-	appendStringInfo(&buf, ",\"rejected_id\":" INT64_FORMAT "}\n", rejected_id);
-	http_set_answer(req, status, "application/json", buf.data);
-	pfree(buf.data);
+	set_error_answer(req, status, message, true, rejected_id);
 }
 
 /* The answer of a /cdevents, health or metrics request. */

@@ -575,8 +575,6 @@ http_webhook_flush(void)
 {
 	WebhookCall *calls[WEBHOOK_GROUP_MAX];
 	WebhookGroup g = {calls, 0};
-	MemoryContext flushcxt;
-	MemoryContext old;
 
 	while (queue_head && g.ncalls < WEBHOOK_GROUP_MAX)
 	{
@@ -588,18 +586,17 @@ http_webhook_flush(void)
 	if (g.ncalls == 0)
 		return;
 
-	/* what the answers need is copied into each request's context */
-	flushcxt = AllocSetContextCreate(TopMemoryContext, "cdviz webhook group",
-									 ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(flushcxt);
+	/*
+	 * What the group allocates outside its transaction lives in the worker
+	 * loop's context, reset at the next turn; what the answers need is
+	 * copied into each request's context.
+	 */
 	run_group(&g);
 	for (int i = 0; i < g.ncalls; i++)
 	{
 		Assert(calls[i]->req->state == REQ_ANSWERED);
 		MHD_resume_connection(calls[i]->req->conn);
 	}
-	MemoryContextSwitchTo(old);
-	MemoryContextDelete(flushcxt);
 }
 
 /* First call, headers only: what can be refused before the body. */
