@@ -66,7 +66,11 @@ CREATE TABLE cdviz.webhook_deliveries (
 	problems		jsonb,
 	transformed_at	timestamptz NOT NULL DEFAULT now(),
 	UNIQUE (route, delivery_key)
-);
+)
+-- A tool's body compresses to a few kB (GitHub's 20 kB workflow_run: 4.7
+-- kB with lz4): kept in the row rather than in TOAST chunks, one heap
+-- insert instead of three and no TOAST index entries per delivery.
+WITH (toast_tuple_target = 8160);
 SELECT cdviz._prefer_lz4('cdviz.webhook_deliveries', 'body');
 SELECT cdviz._prefer_lz4('cdviz.webhook_deliveries', 'headers');
 CREATE INDEX webhook_deliveries_received_at ON cdviz.webhook_deliveries (route, received_at);
@@ -348,165 +352,27 @@ COMMENT ON FUNCTION cdviz.webhook_oci_purl(text, text) IS
 -- Processing deliveries
 -- ---------------------------------------------------------------------
 
--- Names of headers that carry credentials: never stored, never shown to
--- transformers.
-CREATE FUNCTION cdviz._webhook_clean_headers(headers jsonb)
-RETURNS jsonb
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-	SELECT coalesce(jsonb_object_agg(lower(k), v), '{}')
-	FROM jsonb_each(coalesce(headers, '{}')) AS h(k, v)
-	WHERE lower(k) NOT IN ('authorization', 'proxy-authorization', 'cookie', 'x-gitlab-token',
-						   'x-hub-signature', 'x-hub-signature-256', 'x-signature-256')
-$$;
-COMMENT ON FUNCTION cdviz._webhook_clean_headers(jsonb) IS
-'cdviz internal: headers with names in lower case and credentials removed';
+-- A delivery is processed in C (src/store/webhook_store.c): the route's
+-- transformer is called through a kept plan, its output completed and
+-- stored as items, and the delivery row written once with its outcome.
+-- The transformers stay SQL.  These functions pin search_path to
+-- pg_catalog, pg_temp themselves while a transformer runs, whoever calls.
 
 CREATE FUNCTION cdviz.webhook_delivery_key(headers jsonb, body jsonb)
 RETURNS text
-LANGUAGE sql STABLE PARALLEL SAFE
-AS $$
-	SELECT CASE
-		WHEN headers ? 'x-github-delivery'
-			THEN 'github:' || coalesce(headers ->> 'x-github-hook-id', '') || ':' || (headers ->> 'x-github-delivery')
-		WHEN headers ? 'idempotency-key'
-			THEN 'gitlab:' || (headers ->> 'idempotency-key')
-		WHEN headers ? 'x-gitlab-event-uuid'
-			THEN 'gitlab:' || (headers ->> 'x-gitlab-event-uuid')
-		WHEN headers ? 'ce-id'
-			THEN 'ce:' || coalesce(headers ->> 'ce-source', '') || ':' || (headers ->> 'ce-id')
-		ELSE 'sha256:' || encode(sha256(convert_to(body::text, 'UTF8')), 'hex')
-	END
-$$;
+LANGUAGE c STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'cdviz_webhook_delivery_key';
 COMMENT ON FUNCTION cdviz.webhook_delivery_key(jsonb, jsonb) IS
-'cdviz: the identity of a delivery, stable across redeliveries: github:<X-GitHub-Hook-ID>:<X-GitHub-Delivery>, gitlab:<Idempotency-Key, else X-Gitlab-Event-UUID>, ce:<ce-source>:<ce-id> (CloudEvents such as Tekton''s), else sha256:<hash of the body>. Events get context.id <key>#<position>. Headers are in lower case.';
-
-CREATE FUNCTION cdviz._webhook_event_name(headers jsonb, body jsonb)
-RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
-	SELECT coalesce(
-		(headers ->> 'x-github-event') || coalesce('.' || (body ->> 'action'), ''),
-		headers ->> 'x-gitlab-event',
-		headers ->> 'ce-type',
-		headers ->> 'x-event-name',
-		CASE WHEN jsonb_typeof(body -> 'app') = 'object' AND body ? 'context' THEN 'argocd' END,
-		body ->> 'object_kind')
-$$;
-COMMENT ON FUNCTION cdviz._webhook_event_name(jsonb, jsonb) IS
-'cdviz internal: what the tool calls the delivery, for cdviz.webhook_deliveries.event_name';
+'cdviz: the identity of a delivery, stable across redeliveries: github:<X-GitHub-Hook-ID>:<X-GitHub-Delivery>, gitlab:<Idempotency-Key, else X-Gitlab-Event-UUID>, ce:<ce-source>:<ce-id> (CloudEvents such as Tekton''s), else sha256:<hash of the body''s jsonb text>. Events get context.id <key>#<position>. Headers are in lower case. Example: SELECT cdviz.webhook_delivery_key(''{"x-github-delivery": "72d3162e"}'', ''{}'');';
 
 -- Run the route's transformer over a stored delivery and store its
--- events; the delivery row records the outcome.  Shared by process_webhook
--- (which hands over the row it has just written) and retransform.
---
--- No statement here or in process_webhook finds a delivery through a plan:
--- the row comes from the caller and the outcome is written through the
--- unique key (an upsert that always finds it), so the http worker, which
--- keeps its plans for the life of its connection, cannot keep one made
--- while the table was empty, which would read it whole at every delivery.
+-- events; the delivery row records the outcome (for retransform).
 CREATE FUNCTION cdviz._webhook_transform(d cdviz.webhook_deliveries,
 										  OUT status text, OUT event_ids bigint[],
 										  OUT stored bigint, OUT duplicates bigint, OUT error text)
 RETURNS record
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	fn text;
-	out_rows jsonb;
-	events jsonb := '[]';
-	ids text[] := '{}';
-	reason text;
-	ev jsonb;
-	n integer := 0;
-	default_ts text;
-	default_source text;
-	r record;
-	found_problems jsonb;
-BEGIN
-	SELECT format('%I.%I', pn.nspname, p.proname) INTO fn
-	FROM cdviz.webhooks w
-	JOIN pg_proc p ON p.oid = w.transformer
-	JOIN pg_namespace pn ON pn.oid = p.pronamespace
-	WHERE w.name = d.route;
-	IF fn IS NULL THEN
-		RAISE EXCEPTION 'webhook "%" does not exist', d.route USING ERRCODE = 'undefined_object';
-	END IF;
-	stored := 0;
-	duplicates := 0;
-
-	-- A transformer's error must not cost the delivery: run it in a
-	-- subtransaction and keep the delivery with the error.
-	BEGIN
-		EXECUTE format('SELECT coalesce(jsonb_agg(e ORDER BY n), ''[]'') FROM %s($1, $2) WITH ORDINALITY AS t(e, n)', fn)
-			INTO out_rows
-			USING d.headers || jsonb_build_object('x-cdviz-route', d.route), d.body;
-	EXCEPTION WHEN OTHERS THEN
-		GET STACKED DIAGNOSTICS error = MESSAGE_TEXT;
-		error := format('transformer %s failed: %s', fn, error);
-		status := 'failed';
-		ids := NULL;
-	END;
-
-	IF status IS NULL THEN
-		default_ts := cdviz.webhook_timestamp(d.received_at::text);
-		default_source := '/webhooks/' || d.route;
-		FOR ev IN SELECT e FROM jsonb_array_elements(out_rows) AS e
-		LOOP
-			-- {"ignored": "reason"} says why nothing comes out
-			IF jsonb_typeof(ev) = 'object' AND ev ? 'ignored' AND NOT ev ? 'context' THEN
-				reason := coalesce(reason || '; ', '') || (ev ->> 'ignored');
-				CONTINUE;
-			END IF;
-			IF jsonb_typeof(ev) = 'object' AND jsonb_typeof(ev -> 'context') = 'object' THEN
-				ev := jsonb_set(ev, '{context}',
-								jsonb_build_object('specversion', '0.5.1', 'source', default_source,
-												   'timestamp', default_ts)
-								|| jsonb_strip_nulls(ev -> 'context')
-								|| jsonb_build_object('id', d.delivery_key || '#' || n));
-			END IF;
-			events := events || jsonb_build_array(ev);
-			ids := ids || (d.delivery_key || '#' || n);
-			n := n + 1;
-		END LOOP;
-	END IF;
-
-	-- (status is 'failed' already when the transformer raised)
-	IF status IS NULL AND n = 0 THEN
-		status := CASE WHEN d.event_name = 'ping' THEN 'ping' ELSE 'ignored' END;
-		error := 'ignored: ' || coalesce(reason, 'the transformer returned no event for ' || coalesce(d.event_name, 'this delivery'));
-		event_ids := '{}';
-	ELSIF status IS NULL THEN
-		-- All or nothing: a delivery whose output is partly invalid is kept
-		-- whole, for retransform once the transformer is fixed.
-		SELECT * INTO r FROM cdviz._ingest_all_or_nothing(events, format('webhook %s delivery %s', d.route, d.id));
-		found_problems := r.problems;
-		IF found_problems IS NOT NULL THEN
-			status := 'failed';
-			error := format('the transformer returned %s invalid event(s) of %s: %s at %s: %s',
-							(SELECT count(DISTINCT p ->> 'index') FROM jsonb_array_elements(found_problems) p), n,
-							'event ' || (found_problems -> 0 ->> 'index'), found_problems -> 0 ->> 'path',
-							found_problems -> 0 ->> 'message');
-		ELSE
-			stored := r.stored;
-			duplicates := r.duplicates;
-			event_ids := r.event_ids;
-			status := CASE WHEN stored > 0 THEN 'stored' ELSE 'duplicate' END;
-		END IF;
-	END IF;
-
-	-- a redelivery of a stored delivery stays "stored": it did produce them
-	INSERT INTO cdviz.webhook_deliveries AS x (route, delivery_key, headers, body, status)
-	VALUES (d.route, d.delivery_key, d.headers, d.body, _webhook_transform.status)
-	ON CONFLICT ON CONSTRAINT webhook_deliveries_route_delivery_key_key DO UPDATE
-	SET status = CASE WHEN x.status = 'stored' AND excluded.status = 'duplicate' THEN 'stored'
-					  ELSE excluded.status END,
-		error = _webhook_transform.error, problems = found_problems,
-		event_ids = _webhook_transform.event_ids, context_ids = ids, transformed_at = now();
-END
-$$;
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'cdviz_webhook_transform';
 COMMENT ON FUNCTION cdviz._webhook_transform(cdviz.webhook_deliveries) IS
 'cdviz internal: runs the route''s transformer over one stored delivery, stores its events and records the outcome on the delivery';
 
@@ -514,49 +380,8 @@ CREATE FUNCTION cdviz.process_webhook(route text, headers jsonb, body jsonb,
 									  OUT status text, OUT delivery_id bigint, OUT event_ids bigint[],
 									  OUT stored bigint, OUT duplicates bigint, OUT error text)
 RETURNS record
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	h jsonb := cdviz._webhook_clean_headers(headers);
-	key text := cdviz.webhook_delivery_key(h, body);
-	-- computed here, where the inlined expression is planned once, not
-	-- folded (executed as a function) in each plan of the insert
-	ev_name text := cdviz._webhook_event_name(h, body);
-	delivery cdviz.webhook_deliveries;
-	r record;
-	keep interval;
-BEGIN
-	SELECT w.retention INTO keep FROM cdviz.webhooks w WHERE w.name = process_webhook.route;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'webhook "%" does not exist', route
-			USING ERRCODE = 'undefined_object', HINT = 'Create it with cdviz.create_webhook().';
-	END IF;
-	-- A redelivery updates the first delivery's row: its events get the
-	-- same ids (and the same default timestamp), so the lake stores nothing new.
-	INSERT INTO cdviz.webhook_deliveries AS d
-		(route, event_name, delivery_key, headers, body, status)
-	VALUES (process_webhook.route, ev_name, key, h, body, 'ignored')
-	ON CONFLICT ON CONSTRAINT webhook_deliveries_route_delivery_key_key DO UPDATE
-	SET attempts = d.attempts + 1, last_received_at = now()
-	RETURNING d.* INTO delivery;
-	delivery_id := delivery.id;
-
-	SELECT * INTO r FROM cdviz._webhook_transform(delivery) AS t;
-	status := r.status;
-	event_ids := r.event_ids;
-	stored := r.stored;
-	duplicates := r.duplicates;
-	error := r.error;
-
-	-- Retention as deliveries arrive: one cheap indexed delete in a
-	-- thousand, planned for the table as it is now (EXECUTE).
-	IF delivery_id % 1000 = 0 THEN
-		EXECUTE 'DELETE FROM cdviz.webhook_deliveries d WHERE d.route = $1 AND d.received_at < now() - $2'
-			USING route, keep;
-	END IF;
-END
-$$;
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'cdviz_process_webhook';
 COMMENT ON FUNCTION cdviz.process_webhook(text, jsonb, jsonb) IS
 'cdviz: processes one delivery of a route (what the http worker calls for POST /webhooks/<name>, after checking credentials): records it in cdviz.webhook_deliveries, runs the transformer, derives each event''s context.id from the delivery key and its position, fills a missing context.source (/webhooks/<route>), specversion and timestamp (first reception), and stores the events through cdviz.ingest_batch — all or nothing. A transformer error or invalid output is recorded on the delivery (status failed) rather than raised. Returns status (stored, duplicate, ignored, failed, ping), the delivery id, the lake ids, counts and the error. Example: SELECT * FROM cdviz.process_webhook(''github'', ''{"X-GitHub-Event": "ping"}'', ''{}'');';
 
@@ -627,7 +452,6 @@ REVOKE EXECUTE ON FUNCTION
 	cdviz.create_webhook(text, regprocedure, text, text, interval),
 	cdviz.alter_webhook(text, regprocedure, text, text, interval, text),
 	cdviz.drop_webhook(text),
-	cdviz._webhook_clean_headers(jsonb), cdviz._webhook_event_name(jsonb, jsonb),
 	cdviz._webhook_transform(cdviz.webhook_deliveries),
 	cdviz.process_webhook(text, jsonb, jsonb),
 	cdviz.retransform(text, timestamptz, boolean),

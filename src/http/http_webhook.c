@@ -5,9 +5,9 @@
  *
  * The route (cdviz.webhooks) names the transformer and how the tool proves
  * who it is; the secret is in cdviz.webhook_secrets.  For each delivery a
- * subtransaction looks the route up, checks the credentials here in C, then
- * calls cdviz.process_webhook(), which records the delivery, runs the
- * transformer and stores its events.  The answer leaves after COMMIT.
+ * subtransaction looks the route up, checks the credentials, then records
+ * the delivery, runs the transformer and stores its events
+ * (webhook_store.c).  The answer leaves after COMMIT.
  *
  * Group commit, as for POST /cdevents (http_commit.c) but in a queue of its
  * own: a complete delivery is suspended and queued, and the worker loop
@@ -37,6 +37,7 @@
 #include "utils/memutils.h"
 
 #include "http/http_webhook.h"
+#include "store/webhook_store.h"
 #include "store/worker.h"
 
 /* Longest route name (cdviz.webhooks.name allows 63 characters). */
@@ -203,19 +204,6 @@ credentials_ok(WebhookCall *call, const char *auth, const char *secret)
 	return false;
 }
 
-/* Headers that carry credentials: not handed to SQL at all. */
-static bool
-is_credential_header(const char *name)
-{
-	return pg_strcasecmp(name, "Authorization") == 0 ||
-		pg_strcasecmp(name, "Proxy-Authorization") == 0 ||
-		pg_strcasecmp(name, "Cookie") == 0 ||
-		pg_strcasecmp(name, "X-Gitlab-Token") == 0 ||
-		pg_strcasecmp(name, "X-Hub-Signature") == 0 ||
-		pg_strcasecmp(name, "X-Hub-Signature-256") == 0 ||
-		pg_strcasecmp(name, "X-Signature-256") == 0;
-}
-
 /* One header into the JSON object being built (names in lower case). */
 static enum MHD_Result
 add_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
@@ -223,7 +211,7 @@ add_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *valu
 	StringInfo	buf = (StringInfo) cls;
 	char	   *lower;
 
-	if (key == NULL || value == NULL || is_credential_header(key))
+	if (key == NULL || value == NULL || cdviz_webhook_is_credential_header(key))
 		return MHD_YES;
 	/* jsonb would refuse text that is not in the database encoding */
 	if (!pg_verifymbstr(key, strlen(key), true) || !pg_verifymbstr(value, strlen(value), true))
@@ -297,50 +285,55 @@ body_as_jsonb(HttpRequest *req)
 	return result;
 }
 
-/* Inside the transaction: route, credentials, then process_webhook(). */
+/* {"delivery":1,"status":"stored","events":[1,2],"stored":2,"duplicates":0} */
+static char *
+outcome_answer(const CdvizWebhookOutcome *out)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "{\"delivery\":" INT64_FORMAT ",\"status\":", out->delivery_id);
+	escape_json(&buf, out->status);
+	appendStringInfoString(&buf, ",\"events\":[");
+	for (int i = 0; i < out->nevents; i++)
+		appendStringInfo(&buf, "%s" INT64_FORMAT, i > 0 ? "," : "", out->event_ids[i]);
+	appendStringInfo(&buf, "],\"stored\":" INT64_FORMAT ",\"duplicates\":" INT64_FORMAT,
+					 out->stored, out->duplicates);
+	if (out->error)
+	{
+		appendStringInfoString(&buf, ",\"error\":");
+		escape_json(&buf, out->error);
+	}
+	appendStringInfoString(&buf, "}\n");
+	return buf.data;
+}
+
+/* Inside the transaction: route, credentials, then the delivery itself. */
 static void
 process_delivery(void *arg)
 {
 	WebhookCall *call = (WebhookCall *) arg;
 	HttpRequest *req = call->req;
-	Oid			route_type[1] = {TEXTOID};
-	Datum		route_value[1];
-	Oid			types[3] = {TEXTOID, TEXTOID, JSONBOID};
-	Datum		values[3];
-	char	   *auth;
-	char	   *secret;
-	bool		isnull;
-	TupleDesc	desc;
-	HeapTuple	tuple;
-	StringInfoData out;
-	char	   *status;
-	char	   *ids;
-	char	   *error;
-	int64		delivery_id;
+	CdvizWebhookRoute route;
+	CdvizWebhookOutcome out;
+	Datum		body;
+	Jsonb	   *headers;
 
-	route_value[0] = CStringGetTextDatum(call->name);
-	if (SPI_execute_with_args("SELECT w.auth, s.secret FROM cdviz.webhooks w "
-							  "LEFT JOIN cdviz.webhook_secrets s ON s.name = w.name "
-							  "WHERE w.name = $1",
-							  1, route_type, route_value, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "looking up webhook \"%s\" failed", call->name);
-	if (SPI_processed == 0)
+	if (!cdviz_webhook_lookup(call->name, &route))
 		return;
 	call->found = true;
-	auth = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	secret = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-	call->auth = MemoryContextStrdup(req->cxt, auth);
-	call->authorized = credentials_ok(call, auth, secret);
-	if (secret)
+	call->auth = MemoryContextStrdup(req->cxt, route.auth);
+	call->authorized = credentials_ok(call, route.auth, route.secret);
+	if (route.secret)
 	{
 		/* do not leave the secret lying in memory longer than needed */
-		explicit_bzero(secret, strlen(secret));
-		pfree(secret);
+		explicit_bzero(route.secret, strlen(route.secret));
+		pfree(route.secret);
 	}
 	if (!call->authorized)
 		return;
-	values[2] = body_as_jsonb(req);
-	if (values[2] == (Datum) 0)
+	body = body_as_jsonb(req);
+	if (body == (Datum) 0)
 	{
 		call->not_json = true;
 		call->rejected_id = http_store_refused_body("webhook", req->origin_ref, req->body.data,
@@ -348,40 +341,12 @@ process_delivery(void *arg)
 		return;
 	}
 
-	values[0] = route_value[0];
-	values[1] = CStringGetTextDatum(call->headers_json);
-	if (SPI_execute_with_args("SELECT status, delivery_id, event_ids::text, stored, duplicates, error "
-							  "FROM cdviz.process_webhook($1, $2::jsonb, $3)",
-							  3, types, values, NULL, false, 1) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		elog(ERROR, "cdviz.process_webhook(\"%s\") returned no row", call->name);
-
-	desc = SPI_tuptable->tupdesc;
-	tuple = SPI_tuptable->vals[0];
-	status = SPI_getvalue(tuple, desc, 1);
-	delivery_id = DatumGetInt64(SPI_getbinval(tuple, desc, 2, &isnull));
-	ids = SPI_getvalue(tuple, desc, 3);
-	call->stored = DatumGetInt64(SPI_getbinval(tuple, desc, 4, &isnull));
-	call->duplicates = DatumGetInt64(SPI_getbinval(tuple, desc, 5, &isnull));
-	error = SPI_getvalue(tuple, desc, 6);
-
-	/* {"delivery":1,"status":"stored","events":[1,2],"stored":2,"duplicates":0} */
-	initStringInfo(&out);
-	appendStringInfo(&out, "{\"delivery\":" INT64_FORMAT ",\"status\":", delivery_id);
-	escape_json(&out, status);
-	appendStringInfoString(&out, ",\"events\":[");
-	if (ids && strlen(ids) > 2)
-		appendBinaryStringInfo(&out, ids + 1, strlen(ids) - 2);	/* {1,2} -> 1,2 */
-	appendStringInfo(&out, "],\"stored\":" INT64_FORMAT ",\"duplicates\":" INT64_FORMAT,
-					 call->stored, call->duplicates);
-	if (error)
-	{
-		appendStringInfoString(&out, ",\"error\":");
-		escape_json(&out, error);
-	}
-	appendStringInfoString(&out, "}\n");
-	call->status = MemoryContextStrdup(req->cxt, status);
-	call->answer = MemoryContextStrdup(req->cxt, out.data);
+	headers = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(call->headers_json)));
+	cdviz_webhook_process(&route, headers, DatumGetJsonbP(body), &out);
+	call->stored = out.stored;
+	call->duplicates = out.duplicates;
+	call->status = MemoryContextStrdup(req->cxt, out.status);
+	call->answer = MemoryContextStrdup(req->cxt, outcome_answer(&out));
 }
 
 /* Why the database refused a delivery, as answered and kept. */

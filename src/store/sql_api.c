@@ -37,29 +37,6 @@ validation_name(void)
 }
 
 /*
- * Fill an item from a jsonb value.  An object or array is handed to the
- * core as a document built from the jsonb (its text is printed only for a
- * dead letter); a scalar, never a valid event, goes the text way, so that
- * its problems read as for any client's text.
- */
-static void
-item_from_jsonb(CdvizItem *item, Jsonb *jb, const char *origin_ref)
-{
-	memset(item, 0, sizeof(*item));
-	item->jsonb = jb;
-	item->origin_ref = origin_ref;
-	if (JB_ROOT_IS_SCALAR(jb))
-	{
-		char	   *raw = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
-
-		item->raw = raw;
-		item->raw_len = strlen(raw);
-	}
-	else
-		item->json = cdviz_jsonb_to_json(jb);
-}
-
-/*
  * The items of the function's (events jsonb, origin_ref text) arguments:
  * a JSON array of events (an object or scalar counts as an array of one),
  * each with origin_ref "<ref>[<index>]" (ref default_ref when NULL).
@@ -75,7 +52,7 @@ items_from_args(FunctionCallInfo fcinfo, const char *default_ref, int *nitems)
 	if (JB_ROOT_IS_SCALAR(events) || !JB_ROOT_IS_ARRAY(events))
 	{
 		items = palloc(sizeof(CdvizItem));
-		item_from_jsonb(&items[0], events, psprintf("%s[0]", ref));
+		cdviz_item_from_jsonb(&items[0], events, psprintf("%s[0]", ref));
 		n = 1;
 	}
 	else
@@ -89,7 +66,7 @@ items_from_args(FunctionCallInfo fcinfo, const char *default_ref, int *nitems)
 		{
 			if (tok != WJB_ELEM)
 				continue;
-			item_from_jsonb(&items[n], JsonbValueToJsonb(&v), psprintf("%s[%d]", ref, n));
+			cdviz_item_from_jsonb(&items[n], JsonbValueToJsonb(&v), psprintf("%s[%d]", ref, n));
 			n++;
 		}
 	}
@@ -140,7 +117,7 @@ cdviz_ingest(PG_FUNCTION_ARGS)
 	CdvizItem	item;
 	int64		id;
 
-	item_from_jsonb(&item, jb, NULL);
+	cdviz_item_from_jsonb(&item, jb, NULL);
 	item.no_dead_letter = true;
 	cdviz_store_items(&item, 1, "sql");
 	if (item.status == CDVIZ_ITEM_REJECTED)
@@ -184,17 +161,6 @@ cdviz_ingest_batch(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
-/* One problem of item index as {"index": …, "path": …, "message": …}. */
-static void
-append_problem(StringInfo buf, int index, const char *path, const char *message)
-{
-	appendStringInfo(buf, "%s{\"index\": %d, \"path\": ", buf->len > 1 ? ", " : "", index);
-	escape_json(buf, path);
-	appendStringInfoString(buf, ", \"message\": ");
-	escape_json(buf, message);
-	appendStringInfoChar(buf, '}');
-}
-
 /*
  * cdviz._ingest_all_or_nothing(events jsonb, origin_ref text)
  *	 RETURNS (stored bigint, duplicates bigint, event_ids bigint[], problems jsonb)
@@ -235,24 +201,8 @@ cdviz_ingest_all_or_nothing(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		StringInfoData buf;
-
-		initStringInfo(&buf);
-		appendStringInfoChar(&buf, '[');
-		for (int i = 0; i < n; i++)
-		{
-			const CdvizProblems *p = &items[i].problems;
-
-			if (items[i].status != CDVIZ_ITEM_REJECTED)
-				continue;
-			for (int k = 0; k < p->count; k++)
-				append_problem(&buf, i, p->items[k].path, p->items[k].message);
-			if (p->truncated)
-				append_problem(&buf, i, "$", "more problems were found than are listed");
-		}
-		appendStringInfoChar(&buf, ']');
 		nulls[2] = true;
-		values[3] = DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+		values[3] = JsonbPGetDatum(cdviz_items_problems(items, n));
 	}
 	cdviz_store_release_items(items, n);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));

@@ -278,8 +278,9 @@ keytable_slot(KeyTable *t, const char *src, size_t srclen,
 /* SQL                                                                 */
 /* ------------------------------------------------------------------ */
 
-static SPIPlanPtr
-prepare_kept_with(const char *sql, int nargs, Oid *argtypes, int cursor_options)
+/* See store.h. */
+SPIPlanPtr
+cdviz_prepare_kept(const char *sql, int nargs, Oid *argtypes, int cursor_options)
 {
 	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, cursor_options);
 
@@ -294,7 +295,7 @@ prepare_kept_with(const char *sql, int nargs, Oid *argtypes, int cursor_options)
 static SPIPlanPtr
 prepare_kept(const char *sql, int nargs, Oid *argtypes)
 {
-	return prepare_kept_with(sql, nargs, argtypes, 0);
+	return cdviz_prepare_kept(sql, nargs, argtypes, 0);
 }
 
 static void
@@ -337,7 +338,7 @@ prepare_plans(void)
 		 * probes take 65 ms).  Planned for each batch's keys, as a worker
 		 * keeps this plan for its whole life.
 		 */
-		existing_plan = prepare_kept_with(
+		existing_plan = cdviz_prepare_kept(
 										  "SELECT l.id, k.src, k.cid, k.ts "
 										  "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
 										  " pg_catalog.unnest($3)) AS k(src, cid, ts) "

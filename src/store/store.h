@@ -9,6 +9,7 @@
 
 #include "postgres.h"
 
+#include "executor/spi.h"
 #include "utils/jsonb.h"
 
 #include "core/event.h"
@@ -98,6 +99,25 @@ extern int64 cdviz_store_dead_letter(const char *origin, const char *origin_ref,
  * current memory context is reset (see jsonb_to_json.c).
  */
 extern struct json_object *cdviz_jsonb_to_json(Jsonb *jb);
+
+/*
+ * Fill item from a jsonb value (an event, or anything a caller was given
+ * as one), with origin_ref for its dead letter (store_items.c).
+ */
+extern void cdviz_item_from_jsonb(CdvizItem *item, Jsonb *jb, const char *origin_ref);
+
+/*
+ * The problems of the rejected items as a jsonb array of
+ * {"index": n, "path": …, "message": …}, index from 0.
+ */
+extern Jsonb *cdviz_items_problems(const CdvizItem *items, int nitems);
+
+/*
+ * SPI_prepare_cursor() and SPI_keepplan(), raising on failure: a plan kept
+ * for the life of the session.
+ */
+extern SPIPlanPtr cdviz_prepare_kept(const char *sql, int nargs, Oid *argtypes,
+									 int cursor_options);
 
 /* Bytes as text, invalid encoding and NUL bytes escaped as \xNN. */
 extern text *cdviz_bytes_as_text(const char *raw, size_t len);
