@@ -7,7 +7,7 @@ SET client_min_messages = warning;
 \ir ../fixtures/webhooks/load.sql
 \set QUIET off
 
-SELECT plan(99);
+SELECT plan(118);
 
 -- post(route, headers, fixture): one delivery of a fixture
 CREATE FUNCTION pg_temp.post(route text, headers jsonb, fixture text)
@@ -237,6 +237,74 @@ SELECT is((SELECT count(*) FROM cdviz.cdevents_lake l CROSS JOIN LATERAL cdviz.v
 SELECT is((SELECT count(*) FROM cdviz.cdevents_lake WHERE spec_version <> '0.5.1'), 0::bigint, 'all are spec 0.5.1');
 SELECT is((SELECT count(*) FROM cdviz.webhook_deliveries WHERE status = 'failed'), 0::bigint, 'no GitHub delivery failed');
 SELECT is((SELECT count(*) FROM cdviz.rejected_events), 0::bigint, 'nothing became a dead letter');
+
+-- ------------------------------------------------- the delivery path in C
+-- delivery keys (the C function the worker and process_webhook share)
+SELECT is(cdviz.webhook_delivery_key('{"x-github-delivery": "g1", "x-github-hook-id": "7"}', '{}'), 'github:7:g1',
+		  'GitHub key: hook id and delivery GUID');
+SELECT is(cdviz.webhook_delivery_key('{"x-github-delivery": "g1"}', '{}'), 'github::g1', 'GitHub key without a hook id');
+SELECT is(cdviz.webhook_delivery_key('{"idempotency-key": "i1", "x-gitlab-event-uuid": "u1"}', '{}'), 'gitlab:i1',
+		  'GitLab key: Idempotency-Key first');
+SELECT is(cdviz.webhook_delivery_key('{"x-gitlab-event-uuid": "u1"}', '{}'), 'gitlab:u1', 'GitLab key: else the event UUID');
+SELECT is(cdviz.webhook_delivery_key('{"ce-id": "c1", "ce-source": "/tekton"}', '{}'), 'ce:/tekton:c1', 'CloudEvents key');
+SELECT is(cdviz.webhook_delivery_key('{}', '{"b": [1, "é"], "a": null}'),
+		  'sha256:' || encode(sha256(convert_to('{"b": [1, "é"], "a": null}'::jsonb::text, 'UTF8')), 'hex'),
+		  'otherwise the SHA-256 of the body''s jsonb text');
+SELECT is(cdviz.webhook_delivery_key('{}', NULL), NULL, 'no header and no body: no key');
+SELECT is(cdviz.webhook_delivery_key(NULL, '{}'), cdviz.webhook_delivery_key('{}', '{}'), 'NULL headers count as none');
+
+-- what a transformer is given and runs under, whoever calls
+CREATE FUNCTION public.transform_probe(headers jsonb, body jsonb)
+RETURNS SETOF jsonb LANGUAGE sql AS $$
+	SELECT jsonb_build_object('ignored', current_setting('search_path') || ' | ' || (headers ->> 'x-cdviz-route')
+		|| ' | ' || (SELECT string_agg(k, ',' ORDER BY k) FROM jsonb_object_keys(headers) k))
+$$;
+SELECT cdviz.create_webhook('probe', 'public.transform_probe(jsonb,jsonb)', 'none');
+SET search_path = public, cdviz;
+DROP TABLE IF EXISTS r;
+CREATE TEMP TABLE r AS SELECT * FROM cdviz.process_webhook('probe',
+	'{"AUTHORIZATION": "Bearer x", "Cookie": "c", "X-Gitlab-Token": "t", "X-Signature-256": "s", "X-Request-Id": "1"}', '{"n": 1}');
+SELECT is((SELECT error FROM r), 'ignored: pg_catalog, pg_temp | probe | x-cdviz-route,x-request-id',
+		  'a transformer runs under search_path pg_catalog, pg_temp and sees the route, no credential header');
+SELECT is(current_setting('search_path'), 'public, cdviz', 'the caller''s search_path is back afterwards');
+RESET search_path;
+SELECT is((SELECT headers FROM cdviz.webhook_deliveries WHERE id = (SELECT delivery_id FROM r)), '{"x-request-id": "1"}',
+		  'credential headers of any case are not stored');
+
+-- output completed: defaults for missing context members, nulls dropped,
+-- the id derived from the delivery
+CREATE OR REPLACE FUNCTION public.transform_probe(headers jsonb, body jsonb)
+RETURNS SETOF jsonb LANGUAGE sql AS $$
+	SELECT jsonb_build_object('context', jsonb_build_object('id', 'mine', 'type', 'dev.cdevents.pipelinerun.queued.0.3.0',
+		'source', NULL, 'chainId', NULL),
+		'subject', jsonb_build_object('id', 'run-' || (body ->> 'n'), 'content', jsonb_build_object('pipelineName', 'p')))
+	UNION ALL SELECT jsonb_build_object('ignored', 'second thoughts')
+$$;
+DROP TABLE r;
+CREATE TEMP TABLE r AS SELECT * FROM cdviz.process_webhook('probe', '{}', '{"n": 2}');
+SELECT is((SELECT status FROM r), 'stored', 'a completed event is stored');
+SELECT is(pg_temp.ev((SELECT event_ids FROM r)) -> 'context',
+		  jsonb_build_object('id', cdviz.webhook_delivery_key('{}', '{"n": 2}') || '#0', 'type', 'dev.cdevents.pipelinerun.queued.0.3.0',
+							 'source', '/webhooks/probe', 'specversion', '0.5.1',
+							 'timestamp', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')),
+		  'context: own id replaced, source, specversion and timestamp (first reception) filled, nulls dropped');
+SELECT is((SELECT (status, event_ids)::text FROM cdviz.process_webhook('probe', '{}', '{"n": 2}')),
+		  (SELECT ('duplicate', event_ids)::text FROM r), 'a redelivery finds the same events');
+SELECT is((SELECT attempts FROM cdviz.webhook_deliveries WHERE id = (SELECT delivery_id FROM r)), 2, 'and counts its attempt');
+
+-- a transformer whose function is gone: the delivery is kept as failed
+DROP TABLE r;
+DROP FUNCTION public.transform_probe(jsonb, jsonb);
+CREATE TEMP TABLE r AS SELECT * FROM cdviz.process_webhook('probe', '{}', '{"n": 3}');
+SELECT is((SELECT status FROM r), 'failed', 'a dropped transformer -> failed, not an error');
+SELECT alike((SELECT error FROM r), '%does not exist%', 'saying its function does not exist');
+CREATE FUNCTION public.transform_probe2(headers jsonb, body jsonb)
+RETURNS SETOF jsonb LANGUAGE sql AS $$ SELECT NULL::jsonb $$;
+SELECT cdviz.alter_webhook('probe', transformer => 'public.transform_probe2(jsonb,jsonb)');
+SELECT is((SELECT (deliveries, failed)::text FROM cdviz.retransform('probe')), '(1,1)',
+		  'retransform runs the new transformer over it');
+SELECT alike((SELECT error FROM cdviz.webhook_deliveries WHERE id = (SELECT delivery_id FROM r)),
+			 'the transformer returned 1 invalid event(s) of 1: event 0 at %', 'a SQL null out of a transformer is an invalid event');
 
 -- a webhook body the receiver refused is a tool's payload, even when it
 -- happens to read as a CDEvent: the bulk replay leaves it alone
