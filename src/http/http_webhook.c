@@ -81,6 +81,15 @@ typedef struct WebhookGroup
 {
 	WebhookCall **calls;
 	int			ncalls;
+
+	/*
+	 * Routes looked up by this group's transaction: deliveries of a group
+	 * mostly go to one route, read once per transaction (secrets are wiped
+	 * when the group is done).
+	 */
+	CdvizWebhookRoute routes[WEBHOOK_GROUP_MAX];
+	bool		route_found[WEBHOOK_GROUP_MAX];
+	int			nroutes;
 } WebhookGroup;
 
 static WebhookCall *queue_head;
@@ -308,28 +317,48 @@ outcome_answer(const CdvizWebhookOutcome *out)
 	return buf.data;
 }
 
+/* The route named name, as this group's transaction reads it; NULL if none. */
+static CdvizWebhookRoute *
+group_route(WebhookGroup *g, const char *name)
+{
+	int			i;
+
+	for (i = 0; i < g->nroutes; i++)
+		if (strcmp(g->routes[i].name, name) == 0)
+			return g->route_found[i] ? &g->routes[i] : NULL;
+	Assert(g->nroutes < WEBHOOK_GROUP_MAX);
+	g->route_found[i] = cdviz_webhook_lookup(name, &g->routes[i]);
+	if (!g->route_found[i])
+		g->routes[i].name = pstrdup(name);
+	g->nroutes++;
+	return g->route_found[i] ? &g->routes[i] : NULL;
+}
+
+/* Forget the group's routes, wiping their secrets. */
+static void
+forget_routes(WebhookGroup *g)
+{
+	for (int i = 0; i < g->nroutes; i++)
+		if (g->route_found[i] && g->routes[i].secret)
+			explicit_bzero(g->routes[i].secret, strlen(g->routes[i].secret));
+	g->nroutes = 0;
+}
+
 /* Inside the transaction: route, credentials, then the delivery itself. */
 static void
-process_delivery(void *arg)
+process_delivery(WebhookGroup *g, WebhookCall *call)
 {
-	WebhookCall *call = (WebhookCall *) arg;
 	HttpRequest *req = call->req;
-	CdvizWebhookRoute route;
+	CdvizWebhookRoute *route;
 	CdvizWebhookOutcome out;
 	Datum		body;
 	Jsonb	   *headers;
 
-	if (!cdviz_webhook_lookup(call->name, &route))
+	if ((route = group_route(g, call->name)) == NULL)
 		return;
 	call->found = true;
-	call->auth = MemoryContextStrdup(req->cxt, route.auth);
-	call->authorized = credentials_ok(call, route.auth, route.secret);
-	if (route.secret)
-	{
-		/* do not leave the secret lying in memory longer than needed */
-		explicit_bzero(route.secret, strlen(route.secret));
-		pfree(route.secret);
-	}
+	call->auth = MemoryContextStrdup(req->cxt, route->auth);
+	call->authorized = credentials_ok(call, route->auth, route->secret);
 	if (!call->authorized)
 		return;
 	body = body_as_jsonb(req);
@@ -342,7 +371,7 @@ process_delivery(void *arg)
 	}
 
 	headers = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(call->headers_json)));
-	cdviz_webhook_process(&route, headers, DatumGetJsonbP(body), &out);
+	cdviz_webhook_process(route, headers, DatumGetJsonbP(body), &out);
 	call->stored = out.stored;
 	call->duplicates = out.duplicates;
 	call->status = MemoryContextStrdup(req->cxt, out.status);
@@ -367,6 +396,7 @@ process_group(void *arg)
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
 
+	g->nroutes = 0;				/* none read by an earlier, failed attempt */
 	for (int i = 0; i < g->ncalls; i++)
 	{
 		WebhookCall *call = g->calls[i];
@@ -375,7 +405,7 @@ process_group(void *arg)
 		MemoryContextSwitchTo(cxt);
 		PG_TRY();
 		{
-			process_delivery(call);
+			process_delivery(g, call);
 			ReleaseCurrentSubTransaction();
 		}
 		PG_CATCH();
@@ -400,6 +430,7 @@ process_group(void *arg)
 										call->req->body.data, call->req->body.len,
 										refused_message(call->error));
 	}
+	forget_routes(g);
 }
 
 /* The answer of a delivery, from its transaction's outcome and its own. */
