@@ -33,6 +33,7 @@
 
 #include "dispatch/dispatch.h"
 #include "dispatch/dispatch_worker.h"
+#include "store/subxact.h"
 #include "store/worker.h"
 
 int			cdviz_dispatch_interval = 500;
@@ -169,43 +170,28 @@ write_tx(void *arg)
  * fails (a column dropped, a division by zero) backs off alone.
  */
 static void
+fetch_chunk(void *arg)
+{
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	dispatch_store_fetch((Sink *) arg);
+	SPI_finish();
+}
+
+static void
 fetch_one(Sink *sink)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
+	ErrorData  *edata = cdviz_subxact(fetch_chunk, sink, NULL);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
+	if (edata == NULL)
+		return;
+	if (sink->chunk)
 	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		dispatch_store_fetch(sink);
-		SPI_finish();
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
+		MemoryContextDelete(sink->chunk->cxt);
+		sink->chunk = NULL;
 	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-		SPI_restore_connection();
-		if (sink->chunk)
-		{
-			MemoryContextDelete(sink->chunk->cxt);
-			sink->chunk = NULL;
-		}
-		dispatch_sink_failed(sink, "reading events: %s", edata->message);
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
+	dispatch_sink_failed(sink, "reading events: %s", edata->message);
+	FreeErrorData(edata);
 }
 
 static void

@@ -37,6 +37,7 @@
 #include "utils/memutils.h"
 
 #include "http/http_webhook.h"
+#include "store/subxact.h"
 #include "store/webhook_store.h"
 #include "store/worker.h"
 
@@ -254,44 +255,40 @@ headers_as_json(HttpRequest *req)
  * then gets a precise answer, and process_webhook() takes the jsonb as it
  * is instead of parsing the text again.
  */
+/* A body's text and, once parsed, its jsonb. */
+typedef struct BodyParse
+{
+	const char *text;
+	Datum		jsonb;
+} BodyParse;
+
+static void
+parse_body(void *arg)
+{
+	BodyParse  *p = (BodyParse *) arg;
+
+	p->jsonb = DirectFunctionCall1(jsonb_in, CStringGetDatum(p->text));
+}
+
 static Datum
 body_as_jsonb(HttpRequest *req)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	Datum		result = (Datum) 0;
+	BodyParse	p = {req->body.data, (Datum) 0};
+	ErrorData  *edata;
 
 	/* jsonb_in reads a C string: a NUL would end the body early */
 	if (memchr(req->body.data, '\0', req->body.len) != NULL ||
 		!pg_verifymbstr(req->body.data, req->body.len, true))
 		return (Datum) 0;
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
+	if ((edata = cdviz_subxact(parse_body, &p, NULL)) != NULL)
 	{
-		result = DirectFunctionCall1(jsonb_in, CStringGetDatum(req->body.data));
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
 		/* only the text's fault (class 22) makes it "not JSON" */
 		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
 			ReThrowError(edata);
 		FreeErrorData(edata);
-		result = (Datum) 0;
+		return (Datum) 0;
 	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
-	CurrentResourceOwner = owner;
-	return result;
+	return p.jsonb;
 }
 
 /* {"delivery":1,"status":"stored","events":[1,2],"stored":2,"duplicates":0} */
@@ -378,6 +375,21 @@ process_delivery(WebhookGroup *g, WebhookCall *call)
 	call->answer = MemoryContextStrdup(req->cxt, outcome_answer(&out));
 }
 
+/* One delivery of a group, as cdviz_subxact() runs it. */
+typedef struct DeliveryRun
+{
+	WebhookGroup *g;
+	WebhookCall *call;
+} DeliveryRun;
+
+static void
+run_delivery(void *arg)
+{
+	DeliveryRun *run = (DeliveryRun *) arg;
+
+	process_delivery(run->g, run->call);
+}
+
 /* Why the database refused a delivery, as answered and kept. */
 static char *
 refused_message(ErrorData *edata)
@@ -393,35 +405,20 @@ static void
 process_group(void *arg)
 {
 	WebhookGroup *g = (WebhookGroup *) arg;
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
 
 	g->nroutes = 0;				/* none read by an earlier, failed attempt */
 	for (int i = 0; i < g->ncalls; i++)
 	{
 		WebhookCall *call = g->calls[i];
+		DeliveryRun run = {g, call};
 
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(cxt);
-		PG_TRY();
-		{
-			process_delivery(g, call);
-			ReleaseCurrentSubTransaction();
-		}
-		PG_CATCH();
-		{
-			MemoryContextSwitchTo(call->req->cxt);
-			call->error = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
+		/* the error is answered after the transaction: kept with the request */
+		call->error = cdviz_subxact(run_delivery, &run, call->req->cxt);
+		if (call->error)
 			ereport(LOG,
 					(errcode(call->error->sqlerrcode),
 					 errmsg("%s: processing a webhook delivery to \"%s\" failed: %s",
 							MyBgworkerEntry->bgw_type, call->name, call->error->message)));
-		}
-		PG_END_TRY();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
 
 		/* a body the database refuses is kept (not one it could not reach) */
 		if (call->error && call->authorized && http_is_data_error(call->error->sqlerrcode))

@@ -74,9 +74,9 @@ items_from_args(FunctionCallInfo fcinfo, const char *default_ref, int *nitems)
 	return items;
 }
 
-/* The row type a function returning a record was declared with. */
-static TupleDesc
-result_tupdesc(FunctionCallInfo fcinfo)
+/* See store.h. */
+TupleDesc
+cdviz_result_tupdesc(FunctionCallInfo fcinfo)
 {
 	TupleDesc	tupdesc;
 
@@ -150,7 +150,7 @@ cdviz_ingest_batch(PG_FUNCTION_ARGS)
 	Datum		values[3];
 	bool		nulls[3] = {false, false, false};
 
-	tupdesc = result_tupdesc(fcinfo);
+	tupdesc = cdviz_result_tupdesc(fcinfo);
 	items = items_from_args(fcinfo, "ingest_batch", &n);
 	res = cdviz_store_items(items, n, "sql");
 	cdviz_store_release_items(items, n);
@@ -181,7 +181,7 @@ cdviz_ingest_all_or_nothing(PG_FUNCTION_ARGS)
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
 
-	tupdesc = result_tupdesc(fcinfo);
+	tupdesc = cdviz_result_tupdesc(fcinfo);
 	items = items_from_args(fcinfo, "delivery", &n);
 	for (int i = 0; i < n; i++)
 		items[i].no_dead_letter = true;

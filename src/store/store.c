@@ -35,6 +35,7 @@
 #include "utils/timestamp.h"
 
 #include "store/store.h"
+#include "store/subxact.h"
 
 int			cdviz_validation = CDVIZ_VALIDATION_STRICT;
 
@@ -440,6 +441,22 @@ slot_of_result_row(KeyTable *keys, uint64 i, int64 *id)
  */
 static bool conflicts_expected = false;
 
+/* An insert plan and its arguments, as cdviz_subxact() runs them. */
+typedef struct InsertRun
+{
+	SPIPlanPtr	plan;
+	Datum	   *args;
+} InsertRun;
+
+static void
+run_insert(void *arg)
+{
+	InsertRun  *run = (InsertRun *) arg;
+
+	if (SPI_execute_plan(run->plan, run->args, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "cdviz: lake insert failed");
+}
+
 /*
  * Run an insert plan over the batch's column arrays, in a subtransaction
  * when tolerate_conflict: a unique violation then rolls it back and makes
@@ -448,43 +465,20 @@ static bool conflicts_expected = false;
 static bool
 execute_insert(SPIPlanPtr plan, Datum *args, bool tolerate_conflict)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	bool		ok = true;
+	InsertRun	run = {plan, args};
+	ErrorData  *edata;
 
 	if (!tolerate_conflict)
 	{
-		if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
-			elog(ERROR, "cdviz: lake insert failed");
+		run_insert(&run);
 		return true;
 	}
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
-	{
-		if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
-			elog(ERROR, "cdviz: lake insert failed");
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-		if (edata->sqlerrcode != ERRCODE_UNIQUE_VIOLATION)
-			ReThrowError(edata);
-		FreeErrorData(edata);
-		ok = false;
-	}
-	PG_END_TRY();
-	return ok;
+	if ((edata = cdviz_subxact(run_insert, &run, NULL)) == NULL)
+		return true;
+	if (edata->sqlerrcode != ERRCODE_UNIQUE_VIOLATION)
+		ReThrowError(edata);
+	FreeErrorData(edata);
+	return false;
 }
 
 /*

@@ -10,6 +10,7 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
+#include "fmgr.h"
 #include "utils/jsonb.h"
 
 #include "core/event.h"
@@ -118,6 +119,9 @@ extern Jsonb *cdviz_items_problems(const CdvizItem *items, int nitems);
  */
 extern SPIPlanPtr cdviz_prepare_kept(const char *sql, int nargs, Oid *argtypes,
 									 int cursor_options);
+
+/* The row type a SQL function returning a record was declared with. */
+extern TupleDesc cdviz_result_tupdesc(FunctionCallInfo fcinfo);
 
 /* Bytes as text, invalid encoding and NUL bytes escaped as \xNN. */
 extern text *cdviz_bytes_as_text(const char *raw, size_t len);

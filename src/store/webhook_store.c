@@ -49,6 +49,7 @@
 #include "utils/timestamp.h"
 
 #include "store/store.h"
+#include "store/subxact.h"
 #include "store/webhook_store.h"
 
 PG_FUNCTION_INFO_V1(cdviz_process_webhook);
@@ -429,6 +430,62 @@ default_timestamp(Delivery *d)
 	return d->default_ts;
 }
 
+/* The transformer's call and its output, inside run_transformer(). */
+typedef struct TransformerCall
+{
+	const CdvizWebhookRoute *route;
+	Datum		args[2];		/* headers, body */
+	List	   *rows;			/* Jsonb, or NULL for a SQL null */
+} TransformerCall;
+
+static void
+call_transformer(void *arg)
+{
+	TransformerCall *call = (TransformerCall *) arg;
+	const CdvizWebhookRoute *route = call->route;
+	MemoryContext cxt = CurrentMemoryContext;
+	TransformerPlan *tp = NULL;
+
+	if (route->transformer_name == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("function with OID %u does not exist", route->transformer)));
+	for (int i = 0; i < TRANSFORMER_PLANS && tp == NULL; i++)
+		if (transformer_plans[i].plan && transformer_plans[i].fn == route->transformer &&
+			strcmp(transformer_plans[i].name, route->transformer_name) == 0)
+			tp = &transformer_plans[i];
+	if (tp == NULL)
+	{
+		Oid			types[2] = {JSONBOID, JSONBOID};
+
+		/* a renamed function, or one plan too many: replace one */
+		tp = &transformer_plans[transformer_victim];
+		transformer_victim = (transformer_victim + 1) % TRANSFORMER_PLANS;
+		if (tp->plan)
+		{
+			SPI_freeplan(tp->plan);
+			pfree(tp->name);
+			tp->plan = NULL;
+		}
+		tp->plan = cdviz_prepare_kept(psprintf("SELECT t.e FROM %s($1, $2) AS t(e)",
+											   route->transformer_name),
+									  2, types, 0);
+		tp->fn = route->transformer;
+		tp->name = MemoryContextStrdup(TopMemoryContext, route->transformer_name);
+	}
+	if (SPI_execute_plan(tp->plan, call->args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "cdviz: calling transformer %s failed", route->transformer_name);
+	MemoryContextSwitchTo(cxt);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+
+		call->rows = lappend(call->rows, isnull ? NULL : DatumGetJsonbPCopy(d));
+	}
+	SPI_freetuptable(SPI_tuptable);
+}
+
 /*
  * Run the route's transformer in a subtransaction: its output rows as
  * Jsonb (NULL for a SQL null) in *rows, or false with *error saying why.
@@ -437,82 +494,21 @@ static bool
 run_transformer(const CdvizWebhookRoute *route, Jsonb *headers, Jsonb *body,
 				List **rows, char **error)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	bool		ok = true;
+	TransformerCall call = {route, {JsonbPGetDatum(headers), JsonbPGetDatum(body)}, NIL};
+	ErrorData  *edata = cdviz_subxact(call_transformer, &call, NULL);
 
-	*rows = NIL;
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		TransformerPlan *tp = NULL;
-		Datum		args[2] = {JsonbPGetDatum(headers), JsonbPGetDatum(body)};
-
-		if (route->transformer_name == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_FUNCTION),
-					 errmsg("function with OID %u does not exist", route->transformer)));
-		for (int i = 0; i < TRANSFORMER_PLANS && tp == NULL; i++)
-			if (transformer_plans[i].plan && transformer_plans[i].fn == route->transformer &&
-				strcmp(transformer_plans[i].name, route->transformer_name) == 0)
-				tp = &transformer_plans[i];
-		if (tp == NULL)
-		{
-			Oid			types[2] = {JSONBOID, JSONBOID};
-
-			/* a renamed function, or one plan too many: replace one */
-			tp = &transformer_plans[transformer_victim];
-			transformer_victim = (transformer_victim + 1) % TRANSFORMER_PLANS;
-			if (tp->plan)
-			{
-				SPI_freeplan(tp->plan);
-				pfree(tp->name);
-				tp->plan = NULL;
-			}
-			tp->plan = cdviz_prepare_kept(psprintf("SELECT t.e FROM %s($1, $2) AS t(e)",
-												   route->transformer_name),
-										  2, types, 0);
-			tp->fn = route->transformer;
-			tp->name = MemoryContextStrdup(TopMemoryContext, route->transformer_name);
-		}
-		if (SPI_execute_plan(tp->plan, args, NULL, false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "cdviz: calling transformer %s failed", route->transformer_name);
-		MemoryContextSwitchTo(cxt);
-		for (uint64 i = 0; i < SPI_processed; i++)
-		{
-			bool		isnull;
-			Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
-
-			*rows = lappend(*rows, isnull ? NULL : DatumGetJsonbPCopy(d));
-		}
-		SPI_freetuptable(SPI_tuptable);
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		/* a cancel is not the transformer's fault (PL/pgSQL's OTHERS agrees) */
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
-			ReThrowError(edata);
-		*error = psprintf("transformer %s failed: %s",
-						  route->transformer_name ? route->transformer_name
-						  : psprintf("%u", route->transformer),
-						  edata->message);
-		FreeErrorData(edata);
-		ok = false;
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
-	CurrentResourceOwner = owner;
-	return ok;
+	*rows = call.rows;
+	if (edata == NULL)
+		return true;
+	/* a cancel is not the transformer's fault (PL/pgSQL's OTHERS agrees) */
+	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+		ReThrowError(edata);
+	*error = psprintf("transformer %s failed: %s",
+					  route->transformer_name ? route->transformer_name
+					  : psprintf("%u", route->transformer),
+					  edata->message);
+	FreeErrorData(edata);
+	return false;
 }
 
 /* "the transformer returned 1 invalid event(s) of 2: event 0 at $.x: …" */
@@ -804,22 +800,28 @@ cdviz_webhook_clean_headers(Jsonb *headers)
 	return JsonbValueToJsonb(res);
 }
 
-/* The row type a function returning a record was declared with. */
-static TupleDesc
-record_tupdesc(FunctionCallInfo fcinfo)
-{
-	TupleDesc	tupdesc;
-
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "function returning record called in context that cannot accept type record");
-	return BlessTupleDesc(tupdesc);
-}
-
+/*
+ * (status, [delivery_id,] event_ids, stored, duplicates, error): the row
+ * cdviz.process_webhook() (with the delivery id) and
+ * cdviz._webhook_transform() return.
+ */
 static Datum
-text_or_null(const char *s, bool *isnull)
+outcome_record(TupleDesc tupdesc, const CdvizWebhookOutcome *out, bool with_delivery)
 {
-	*isnull = s == NULL;
-	return s ? CStringGetTextDatum(s) : (Datum) 0;
+	Datum		values[6];
+	bool		nulls[6] = {false, false, false, false, false, false};
+	int			n = 0;
+
+	values[n++] = CStringGetTextDatum(out->status);
+	if (with_delivery)
+		values[n++] = Int64GetDatum(out->delivery_id);
+	nulls[n] = out->event_ids == NULL;
+	values[n++] = out->event_ids ? int8_array(out->event_ids, out->nevents) : (Datum) 0;
+	values[n++] = Int64GetDatum(out->stored);
+	values[n++] = Int64GetDatum(out->duplicates);
+	nulls[n] = out->error == NULL;
+	values[n++] = out->error ? CStringGetTextDatum(out->error) : (Datum) 0;
+	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
 }
 
 /*
@@ -829,12 +831,10 @@ text_or_null(const char *s, bool *isnull)
 Datum
 cdviz_process_webhook(PG_FUNCTION_ARGS)
 {
-	TupleDesc	tupdesc = record_tupdesc(fcinfo);
+	TupleDesc	tupdesc = cdviz_result_tupdesc(fcinfo);
 	char	   *name;
 	CdvizWebhookRoute route;
 	CdvizWebhookOutcome out;
-	Datum		values[6];
-	bool		nulls[6] = {false, false, false, false, false, false};
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(2))
 		ereport(ERROR,
@@ -851,14 +851,7 @@ cdviz_process_webhook(PG_FUNCTION_ARGS)
 	cdviz_webhook_process(&route, cdviz_webhook_clean_headers(PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1)),
 						  PG_GETARG_JSONB_P(2), &out);
 
-	values[0] = CStringGetTextDatum(out.status);
-	values[1] = Int64GetDatum(out.delivery_id);
-	values[2] = out.event_ids ? int8_array(out.event_ids, out.nevents) : (Datum) 0;
-	nulls[2] = out.event_ids == NULL;
-	values[3] = Int64GetDatum(out.stored);
-	values[4] = Int64GetDatum(out.duplicates);
-	values[5] = text_or_null(out.error, &nulls[5]);
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+	PG_RETURN_DATUM(outcome_record(tupdesc, &out, true));
 }
 
 /* A column of a cdviz.webhook_deliveries row, by name; NULL when null. */
@@ -881,7 +874,7 @@ row_field(HeapTupleHeader row, const char *name)
 Datum
 cdviz_webhook_transform(PG_FUNCTION_ARGS)
 {
-	TupleDesc	tupdesc = record_tupdesc(fcinfo);
+	TupleDesc	tupdesc = cdviz_result_tupdesc(fcinfo);
 	HeapTupleHeader row = PG_GETARG_HEAPTUPLEHEADER(0);
 	MemoryContext outcxt = CurrentMemoryContext;
 	Datum		route_d = row_field(row, "route");
@@ -891,8 +884,6 @@ cdviz_webhook_transform(PG_FUNCTION_ARGS)
 	CdvizWebhookRoute route;
 	CdvizWebhookOutcome out;
 	Delivery	d;
-	Datum		values[5];
-	bool		nulls[5] = {false, false, false, false, false};
 	int			nest;
 
 	if (route_d == (Datum) 0 || key_d == (Datum) 0 || received_d == (Datum) 0 ||
@@ -923,13 +914,7 @@ cdviz_webhook_transform(PG_FUNCTION_ARGS)
 	SPI_finish();
 	restore_search_path(nest);
 
-	values[0] = CStringGetTextDatum(out.status);
-	values[1] = out.event_ids ? int8_array(out.event_ids, out.nevents) : (Datum) 0;
-	nulls[1] = out.event_ids == NULL;
-	values[2] = Int64GetDatum(out.stored);
-	values[3] = Int64GetDatum(out.duplicates);
-	values[4] = text_or_null(out.error, &nulls[4]);
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+	PG_RETURN_DATUM(outcome_record(tupdesc, &out, false));
 }
 
 /*
