@@ -371,7 +371,7 @@ CREATE FUNCTION cdviz._webhook_transform(d cdviz.webhook_deliveries,
 										  OUT status text, OUT event_ids bigint[],
 										  OUT stored bigint, OUT duplicates bigint, OUT error text)
 RETURNS record
-LANGUAGE c VOLATILE
+LANGUAGE c STRICT VOLATILE
 AS 'MODULE_PATHNAME', 'cdviz_webhook_transform';
 COMMENT ON FUNCTION cdviz._webhook_transform(cdviz.webhook_deliveries) IS
 'cdviz internal: runs the route''s transformer over one stored delivery, stores its events and records the outcome on the delivery';

@@ -407,27 +407,35 @@ process_group(void *arg)
 	WebhookGroup *g = (WebhookGroup *) arg;
 
 	g->nroutes = 0;				/* none read by an earlier, failed attempt */
-	for (int i = 0; i < g->ncalls; i++)
+	PG_TRY();
 	{
-		WebhookCall *call = g->calls[i];
-		DeliveryRun run = {g, call};
+		for (int i = 0; i < g->ncalls; i++)
+		{
+			WebhookCall *call = g->calls[i];
+			DeliveryRun run = {g, call};
 
-		/* the error is answered after the transaction: kept with the request */
-		call->error = cdviz_subxact(run_delivery, &run, call->req->cxt);
-		if (call->error)
-			ereport(LOG,
-					(errcode(call->error->sqlerrcode),
-					 errmsg("%s: processing a webhook delivery to \"%s\" failed: %s",
-							MyBgworkerEntry->bgw_type, call->name, call->error->message)));
+			/* the error is answered after the transaction: kept with the request */
+			call->error = cdviz_subxact(run_delivery, &run, call->req->cxt);
+			if (call->error)
+				ereport(LOG,
+						(errcode(call->error->sqlerrcode),
+						 errmsg("%s: processing a webhook delivery to \"%s\" failed: %s",
+								MyBgworkerEntry->bgw_type, call->name, call->error->message)));
 
-		/* a body the database refuses is kept (not one it could not reach) */
-		if (call->error && call->authorized && http_is_data_error(call->error->sqlerrcode))
-			call->rejected_id =
-				http_store_refused_body("webhook", call->req->origin_ref,
-										call->req->body.data, call->req->body.len,
-										refused_message(call->error));
+			/* a body the database refuses is kept (not one it could not reach) */
+			if (call->error && call->authorized && http_is_data_error(call->error->sqlerrcode))
+				call->rejected_id =
+					http_store_refused_body("webhook", call->req->origin_ref,
+											call->req->body.data, call->req->body.len,
+											refused_message(call->error));
+		}
 	}
-	forget_routes(g);
+	PG_FINALLY();
+	{
+		/* the secrets are wiped even when the group fails */
+		forget_routes(g);
+	}
+	PG_END_TRY();
 }
 
 /* The answer of a delivery, from its transaction's outcome and its own. */

@@ -297,13 +297,6 @@ cdviz_http_main(Datum arg)
 	MemoryContext loopcxt;
 
 	cdviz_worker_connect("serving HTTP");
-
-	/*
-	 * Webhook transformers run under this search_path whoever calls them
-	 * (webhook_store.c); set once here, each delivery need not set it.
-	 * Every statement of this worker names its objects in full.
-	 */
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
 	start_daemons();
 
 #ifdef __GLIBC__

@@ -73,7 +73,6 @@ typedef struct Delivery
 	const char *event_name;
 	Jsonb	   *headers;		/* clean */
 	Jsonb	   *body;
-	bool		received_known; /* received_at is set */
 	TimestampTz received_at;	/* first reception */
 	char	   *default_ts;		/* received_at for context.timestamp */
 	int			receptions;		/* 1 for a reception, 0 for a retransform */
@@ -90,6 +89,7 @@ static SPIPlanPtr lookup_plan;
 static SPIPlanPtr record_plan;
 static TransformerPlan transformer_plans[TRANSFORMER_PLANS];
 static int	transformer_victim;
+static int	transformer_depth;	/* transformer calls in progress */
 
 static void
 prepare_plans(void)
@@ -134,28 +134,26 @@ prepare_plans(void)
 }
 
 /*
- * Run under WEBHOOK_SEARCH_PATH (a user's transformer, whoever calls it);
- * returns the GUC nest level to pass to restore_search_path(), or 0 when
- * it was already in force (the http worker sets it once).
+ * Run under WEBHOOK_SEARCH_PATH (a user's transformer, whoever calls it),
+ * in a GUC nest level of our own, as a SET clause on a function would:
+ * the caller's search_path is back afterwards.  Returns the level for
+ * restore_search_path().
  */
 static int
 pin_search_path(void)
 {
-	int			nest;
+	int			nest = NewGUCNestLevel();
 
-	if (namespace_search_path && strcmp(namespace_search_path, WEBHOOK_SEARCH_PATH) == 0)
-		return 0;
-	nest = NewGUCNestLevel();
-	(void) set_config_option("search_path", WEBHOOK_SEARCH_PATH, PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	if (namespace_search_path == NULL || strcmp(namespace_search_path, WEBHOOK_SEARCH_PATH) != 0)
+		(void) set_config_option("search_path", WEBHOOK_SEARCH_PATH, PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
 	return nest;
 }
 
 static void
 restore_search_path(int nest)
 {
-	if (nest > 0)
-		AtEOXact_GUC(true, nest);
+	AtEOXact_GUC(true, nest);
 }
 
 /*
@@ -371,16 +369,32 @@ complete_event(Jsonb *ev, const char *id, const char *source, const char *ts)
 	return JsonbValueToJsonb(res);
 }
 
+/* A column of a deliveries row, by name, copied out of the tuple. */
+static Datum
+stored_column(HeapTuple tuple, Relation rel, const char *name, bool *isnull)
+{
+	Form_pg_attribute att;
+	AttrNumber	attnum = get_attnum(RelationGetRelid(rel), name);
+	Datum		v;
+
+	if (attnum == InvalidAttrNumber)
+		elog(ERROR, "cdviz: cdviz.webhook_deliveries has no column %s", name);
+	v = heap_getattr(tuple, attnum, RelationGetDescr(rel), isnull);
+	att = TupleDescAttr(RelationGetDescr(rel), attnum - 1);
+	return *isnull ? (Datum) 0 : datumCopy(v, att->attbyval, att->attlen);
+}
+
 /*
- * When the delivery (route, key) was first received: now, unless a row of
- * an earlier reception says otherwise.  Read through the unique index,
- * without a plan: one made while the table was empty would read it whole,
- * and a plan made for each call costs more than the probe.  The caller
- * holds the delivery's advisory lock, so the latest snapshot sees a
- * concurrent reception that committed.
+ * A redelivery: take the first reception's headers, body, event name and
+ * time from its row, so that the transformer makes the same events of it
+ * (as for cdviz.retransform()) whatever this attempt carried; a new
+ * delivery keeps its own and the time is now.  Read through the unique
+ * index, without a plan: one made while the table was empty would read it
+ * whole.  The caller holds the delivery's advisory lock, so the latest
+ * snapshot sees a concurrent reception that committed.
  */
-static TimestampTz
-first_reception(const char *route, const char *key)
+static void
+find_earlier_reception(Delivery *d)
 {
 	Oid			nsp = get_namespace_oid("cdviz", false);
 	Oid			relid = get_relname_relid("webhook_deliveries", nsp);
@@ -389,42 +403,41 @@ first_reception(const char *route, const char *key)
 	SysScanDesc scan;
 	ScanKeyData keys[2];
 	HeapTuple	tuple;
-	TimestampTz result = GetCurrentTransactionStartTimestamp();
 
 	if (!OidIsValid(relid) || !OidIsValid(indexid))
 		elog(ERROR, "cdviz: table cdviz.webhook_deliveries or its unique index is missing");
 	rel = table_open(relid, AccessShareLock);
 	ScanKeyEntryInitialize(&keys[0], 0, get_attnum(relid, "route"), BTEqualStrategyNumber,
-						   InvalidOid, DEFAULT_COLLATION_OID, F_TEXTEQ, CStringGetTextDatum(route));
+						   InvalidOid, DEFAULT_COLLATION_OID, F_TEXTEQ, CStringGetTextDatum(d->route));
 	ScanKeyEntryInitialize(&keys[1], 0, get_attnum(relid, "delivery_key"), BTEqualStrategyNumber,
-						   InvalidOid, DEFAULT_COLLATION_OID, F_TEXTEQ, CStringGetTextDatum(key));
+						   InvalidOid, DEFAULT_COLLATION_OID, F_TEXTEQ, CStringGetTextDatum(d->key));
 	scan = systable_beginscan(rel, indexid, true, GetLatestSnapshot(), 2, keys);
+	d->received_at = GetCurrentTransactionStartTimestamp();
 	if ((tuple = systable_getnext(scan)) != NULL)
 	{
 		bool		isnull;
-		Datum		v = heap_getattr(tuple, get_attnum(relid, "received_at"), RelationGetDescr(rel), &isnull);
+		Datum		v;
 
+		v = stored_column(tuple, rel, "received_at", &isnull);
 		if (!isnull)
-			result = DatumGetTimestampTz(v);
+			d->received_at = DatumGetTimestampTz(v);
+		v = stored_column(tuple, rel, "headers", &isnull);
+		if (!isnull)
+			d->headers = DatumGetJsonbP(v);
+		v = stored_column(tuple, rel, "body", &isnull);
+		if (!isnull)
+			d->body = DatumGetJsonbP(v);
+		v = stored_column(tuple, rel, "event_name", &isnull);
+		d->event_name = isnull ? NULL : TextDatumGetCString(v);
 	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
-	return result;
 }
 
-/*
- * The timestamp of events that have none: the delivery's first reception.
- * Looked up only for such events (the tools' transformers give theirs): a
- * redelivery finds the first reception's row.
- */
+/* The timestamp of events that have none: the delivery's first reception. */
 static const char *
 default_timestamp(Delivery *d)
 {
-	if (!d->received_known)
-	{
-		d->received_at = first_reception(d->route, d->key);
-		d->received_known = true;
-	}
 	if (d->default_ts == NULL)
 		d->default_ts = rfc3339_utc(d->received_at);
 	return d->default_ts;
@@ -438,43 +451,73 @@ typedef struct TransformerCall
 	List	   *rows;			/* Jsonb, or NULL for a SQL null */
 } TransformerCall;
 
+/*
+ * The transformer's call, its output in the order the function returns it
+ * (context ids are positions in it).
+ */
+static char *
+transformer_query(const CdvizWebhookRoute *route)
+{
+	return psprintf("SELECT t.e FROM %s($1, $2) WITH ORDINALITY AS t(e, n) ORDER BY t.n",
+					route->transformer_name);
+}
+
+/*
+ * The plan calling the route's transformer: kept, in a cache of
+ * TRANSFORMER_PLANS by function, which replaces one when full, or when the
+ * function was renamed.  Inside a transformer's call (which may process
+ * deliveries of its own) no kept plan is replaced, since the outer call's
+ * may be running: an unknown transformer then gets a plan for this call
+ * only, freed with the SPI connection.
+ */
+static SPIPlanPtr
+transformer_plan(const CdvizWebhookRoute *route)
+{
+	Oid			types[2] = {JSONBOID, JSONBOID};
+	TransformerPlan *tp;
+	SPIPlanPtr	plan;
+
+	for (int i = 0; i < TRANSFORMER_PLANS; i++)
+		if (transformer_plans[i].plan && transformer_plans[i].fn == route->transformer &&
+			strcmp(transformer_plans[i].name, route->transformer_name) == 0)
+			return transformer_plans[i].plan;
+	if (transformer_depth > 0)
+	{
+		if ((plan = SPI_prepare(transformer_query(route), 2, types)) == NULL)
+			elog(ERROR, "cdviz: SPI_prepare failed for transformer %s: %s", route->transformer_name,
+				 SPI_result_code_string(SPI_result));
+		return plan;
+	}
+	tp = &transformer_plans[transformer_victim];
+	transformer_victim = (transformer_victim + 1) % TRANSFORMER_PLANS;
+	if (tp->plan)
+		SPI_freeplan(tp->plan);
+	tp->plan = NULL;
+	if (tp->name)
+		pfree(tp->name);
+	tp->name = MemoryContextStrdup(TopMemoryContext, route->transformer_name);
+	tp->fn = route->transformer;
+	tp->plan = cdviz_prepare_kept(transformer_query(route), 2, types, 0);
+	return tp->plan;
+}
+
 static void
 call_transformer(void *arg)
 {
 	TransformerCall *call = (TransformerCall *) arg;
 	const CdvizWebhookRoute *route = call->route;
 	MemoryContext cxt = CurrentMemoryContext;
-	TransformerPlan *tp = NULL;
+	SPIPlanPtr	plan;
 
 	if (route->transformer_name == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
 				 errmsg("function with OID %u does not exist", route->transformer)));
-	for (int i = 0; i < TRANSFORMER_PLANS && tp == NULL; i++)
-		if (transformer_plans[i].plan && transformer_plans[i].fn == route->transformer &&
-			strcmp(transformer_plans[i].name, route->transformer_name) == 0)
-			tp = &transformer_plans[i];
-	if (tp == NULL)
-	{
-		Oid			types[2] = {JSONBOID, JSONBOID};
-
-		/* a renamed function, or one plan too many: replace one */
-		tp = &transformer_plans[transformer_victim];
-		transformer_victim = (transformer_victim + 1) % TRANSFORMER_PLANS;
-		if (tp->plan)
-		{
-			SPI_freeplan(tp->plan);
-			pfree(tp->name);
-			tp->plan = NULL;
-		}
-		tp->plan = cdviz_prepare_kept(psprintf("SELECT t.e FROM %s($1, $2) AS t(e)",
-											   route->transformer_name),
-									  2, types, 0);
-		tp->fn = route->transformer;
-		tp->name = MemoryContextStrdup(TopMemoryContext, route->transformer_name);
-	}
-	if (SPI_execute_plan(tp->plan, call->args, NULL, false, 0) != SPI_OK_SELECT)
+	plan = transformer_plan(route);
+	transformer_depth++;
+	if (SPI_execute_plan(plan, call->args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "cdviz: calling transformer %s failed", route->transformer_name);
+	transformer_depth--;
 	MemoryContextSwitchTo(cxt);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -495,8 +538,10 @@ run_transformer(const CdvizWebhookRoute *route, Jsonb *headers, Jsonb *body,
 				List **rows, char **error)
 {
 	TransformerCall call = {route, {JsonbPGetDatum(headers), JsonbPGetDatum(body)}, NIL};
+	int			depth = transformer_depth;
 	ErrorData  *edata = cdviz_subxact(call_transformer, &call, NULL);
 
+	transformer_depth = depth;	/* also when the call raised */
 	*rows = call.rows;
 	if (edata == NULL)
 		return true;
@@ -723,7 +768,6 @@ cdviz_webhook_process(const CdvizWebhookRoute *route, Jsonb *headers, Jsonb *bod
 	d.body = body;
 	d.key = delivery_key(headers, body);
 	d.event_name = event_name(headers, body);
-	d.received_known = false;
 	d.default_ts = NULL;
 	d.receptions = 1;
 
@@ -734,6 +778,7 @@ cdviz_webhook_process(const CdvizWebhookRoute *route, Jsonb *headers, Jsonb *bod
 						Int32GetDatum((int32) DatumGetUInt32(hash_any((unsigned char *) lockname.data,
 																	   lockname.len))));
 
+	find_earlier_reception(&d);
 	transform_and_record(route, &d, out, outcxt);
 
 	/*
@@ -786,9 +831,12 @@ cdviz_webhook_clean_headers(Jsonb *headers)
 		{
 			if (tok == WJB_KEY)
 			{
+				char	   *key = pnstrdup(v.val.string.val, v.val.string.len);
 				char	   *lower = str_tolower(v.val.string.val, v.val.string.len, DEFAULT_COLLATION_OID);
 
-				skip = cdviz_webhook_is_credential_header(lower);
+				/* (the original too: a locale may lower-case I to dotless ı) */
+				skip = cdviz_webhook_is_credential_header(key) ||
+					cdviz_webhook_is_credential_header(lower);
 				if (!skip)
 					push_string(&st, WJB_KEY, lower);
 			}
@@ -854,14 +902,19 @@ cdviz_process_webhook(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(outcome_record(tupdesc, &out, true));
 }
 
-/* A column of a cdviz.webhook_deliveries row, by name; NULL when null. */
+/* A column of a cdviz.webhook_deliveries row, by name; raises when null. */
 static Datum
 row_field(HeapTupleHeader row, const char *name)
 {
 	bool		isnull;
 	Datum		v = GetAttributeByName(row, name, &isnull);
 
-	return isnull ? (Datum) 0 : v;
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("the webhook delivery has no %s", name),
+				 errhint("Pass a row of cdviz.webhook_deliveries.")));
+	return v;
 }
 
 /*
@@ -877,35 +930,28 @@ cdviz_webhook_transform(PG_FUNCTION_ARGS)
 	TupleDesc	tupdesc = cdviz_result_tupdesc(fcinfo);
 	HeapTupleHeader row = PG_GETARG_HEAPTUPLEHEADER(0);
 	MemoryContext outcxt = CurrentMemoryContext;
-	Datum		route_d = row_field(row, "route");
-	Datum		key_d = row_field(row, "delivery_key");
-	Datum		name_d = row_field(row, "event_name");
-	Datum		received_d = row_field(row, "received_at");
 	CdvizWebhookRoute route;
 	CdvizWebhookOutcome out;
 	Delivery	d;
+	bool		isnull;
+	Datum		name_d;
 	int			nest;
 
-	if (route_d == (Datum) 0 || key_d == (Datum) 0 || received_d == (Datum) 0 ||
-		row_field(row, "headers") == (Datum) 0 || row_field(row, "body") == (Datum) 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("a webhook delivery needs its route, key, reception time, headers and body")));
-	d.route = TextDatumGetCString(route_d);
+	d.route = TextDatumGetCString(row_field(row, "route"));
+	d.key = TextDatumGetCString(row_field(row, "delivery_key"));
+	d.headers = DatumGetJsonbP(row_field(row, "headers"));
+	d.body = DatumGetJsonbP(row_field(row, "body"));
+	d.received_at = DatumGetTimestampTz(row_field(row, "received_at"));
+	name_d = GetAttributeByName(row, "event_name", &isnull);
+	d.event_name = isnull ? NULL : TextDatumGetCString(name_d);
+	d.default_ts = NULL;
+	d.receptions = 0;
 	if (!cdviz_webhook_lookup(d.route, &route))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("webhook \"%s\" does not exist", d.route)));
 	if (route.secret)
 		explicit_bzero(route.secret, strlen(route.secret));
-	d.key = TextDatumGetCString(key_d);
-	d.event_name = name_d ? TextDatumGetCString(name_d) : NULL;
-	d.headers = DatumGetJsonbP(row_field(row, "headers"));
-	d.body = DatumGetJsonbP(row_field(row, "body"));
-	d.received_at = DatumGetTimestampTz(received_d);
-	d.received_known = true;
-	d.default_ts = NULL;
-	d.receptions = 0;
 
 	nest = pin_search_path();
 	SPI_connect();

@@ -7,7 +7,7 @@ SET client_min_messages = warning;
 \ir ../fixtures/webhooks/load.sql
 \set QUIET off
 
-SELECT plan(118);
+SELECT plan(121);
 
 -- post(route, headers, fixture): one delivery of a fixture
 CREATE FUNCTION pg_temp.post(route text, headers jsonb, fixture text)
@@ -305,6 +305,24 @@ SELECT is((SELECT (deliveries, failed)::text FROM cdviz.retransform('probe')), '
 		  'retransform runs the new transformer over it');
 SELECT alike((SELECT error FROM cdviz.webhook_deliveries WHERE id = (SELECT delivery_id FROM r)),
 			 'the transformer returned 1 invalid event(s) of 1: event 0 at %', 'a SQL null out of a transformer is an invalid event');
+
+-- a redelivery is transformed from the first reception's body, whatever it carries now
+CREATE FUNCTION public.transform_echo(headers jsonb, body jsonb)
+RETURNS SETOF jsonb LANGUAGE plpgsql AS $$
+BEGIN
+	RETURN NEXT cdviz.webhook_cdevent('pipelinerun.queued', '/echo', body ->> 'at', body ->> 'run', '{"pipelineName": "p"}');
+END
+$$;
+SELECT cdviz.create_webhook('echo', 'public.transform_echo(jsonb,jsonb)', 'none');
+DROP TABLE r;
+CREATE TEMP TABLE r AS SELECT * FROM cdviz.process_webhook('echo', '{"ce-id": "e1", "ce-source": "/s"}',
+	'{"run": "first", "at": "2024-07-01T08:00:00Z"}');
+SELECT is((SELECT (status, event_ids)::text FROM cdviz.process_webhook('echo', '{"ce-id": "e1", "ce-source": "/s"}',
+	'{"run": "second", "at": "2024-07-02T08:00:00Z"}')), (SELECT ('duplicate', event_ids)::text FROM r),
+		  'a redelivery with another body gives the first reception''s events again');
+SELECT is((SELECT body ->> 'run' FROM cdviz.webhook_deliveries WHERE id = (SELECT delivery_id FROM r)), 'first',
+		  'and the delivery keeps the body its events came from');
+SELECT is(cdviz._webhook_transform(NULL), NULL, '_webhook_transform(NULL) is NULL');
 
 -- a webhook body the receiver refused is a tool's payload, even when it
 -- happens to read as a CDEvent: the bulk replay leaves it alone

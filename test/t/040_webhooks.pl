@@ -318,8 +318,17 @@ code=\$(curl -s -o /dev/null -w '%{http_code}' --max-time 30 -H 'Content-Type: a
 echo "\$code \$(basename "\$1" .json)"
 SH
 chmod 0755, "$gdir/post.sh";
+# Grouping must not depend on how fast this machine starts curl: a session
+# holds a lock the first delivery's transaction waits for, so that the
+# deliveries sent meanwhile are waiting together when it is released.
+my $locker = IPC::Run::start([ 'psql', '-X', '-q', '-d', $node->connstr('postgres'), '-c',
+	'BEGIN; LOCK TABLE cdviz.webhook_deliveries IN SHARE ROW EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT;' ]);
+$node->poll_query_until('postgres', q{SELECT count(*) > 0 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+	WHERE c.relname = 'webhook_deliveries' AND l.mode = 'ShareRowExclusiveLock' AND l.granted})
+  or die 'the locking session did not get its lock';
 my ($gout, $gerr) = ('', '');
 IPC::Run::run([ 'xargs', '-P', '16', '-n', '1', "$gdir/post.sh" ], '<', "$gdir/list", '>', \$gout, '2>', \$gerr);
+$locker->finish;
 my %by;
 for (split /\n/, $gout)
 {
