@@ -55,6 +55,11 @@ DELETE FROM cdviz.cdevents_lake WHERE context_source = '/bench/http';
 DELETE FROM cdviz.environment_history WHERE service_id LIKE 'svc/bench%';
 DELETE FROM cdviz.environment_state WHERE service_id LIKE 'svc/bench%';
 DELETE FROM cdviz.first_deployments WHERE service_id LIKE 'svc/bench%';
+-- and their dead rows, or the next run's trigger wades through them (the
+-- same services, the same timestamps): a run measures the receiver on
+-- tables as autovacuum keeps them, not a backlog of earlier runs
+VACUUM cdviz.cdevents_lake, cdviz.environment_history, cdviz.environment_state,
+	cdviz.first_deployments, cdviz.summary_queue;
 SQL
 }
 # (requests wrk left in flight are still committed after it stops: let them)

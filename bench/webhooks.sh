@@ -40,7 +40,9 @@ cleanup_sql="
 DELETE FROM cdviz.cdevents_lake WHERE context_source LIKE '/webhooks/bench-github/%' OR context_source LIKE '/bench/direct/%';
 DELETE FROM cdviz.webhook_deliveries WHERE route = 'bench-github';
 SELECT cdviz.drop_webhook('bench-github');"
-$PSQL -c "$cleanup_sql" >/dev/null
+# dead rows of earlier runs would weigh on this one (VACUUM: a statement of its own)
+vacuum_sql="VACUUM cdviz.cdevents_lake, cdviz.webhook_deliveries, cdviz.summary_queue"
+$PSQL -c "$cleanup_sql" -c "$vacuum_sql" >/dev/null
 $PSQL -c "SELECT cdviz.create_webhook('bench-github', 'cdviz.transform_github(jsonb,jsonb)', 'github', '$SECRET')" >/dev/null
 
 # Templates with __ID__ where the run / job id goes, the signatures of every
@@ -117,4 +119,4 @@ echo "$stored" | {
 		printf "ratio webhooks / cdevents: %.2f (goal >= 0.5); HTTP errors %d, deliveries not stored %d\n", hr / dr, err, f;
 	}'
 }
-$PSQL -c "$cleanup_sql" >/dev/null
+$PSQL -c "$cleanup_sql" -c "$vacuum_sql" >/dev/null

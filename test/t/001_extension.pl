@@ -62,5 +62,28 @@ my $out = $node->safe_psql('two', qq{
 });
 like($out, qr/t$/, 'a session that dropped and recreated the extension still ingests');
 
+# The lake trigger's statements are planned once per session and kept (the
+# http worker keeps its connection for days): planned while the history was
+# vacuumed empty, they must still probe it by key once it is large.
+$node->safe_psql('one', 'CREATE EXTENSION IF NOT EXISTS cdviz');
+$node->safe_psql('one', 'VACUUM cdviz.environment_history, cdviz.environment_state');
+sub deploy
+{
+	my ($id, $svc, $ts) = @_;
+	return qq(DO \$\$ BEGIN PERFORM cdviz.ingest('{"context": {"specversion": "0.5.1", "id": "$id", "source": "/t",
+		"type": "dev.cdevents.service.deployed.0.3.0", "timestamp": "$ts"},
+		"subject": {"id": "$svc", "content": {"environment": {"id": "prod"}, "artifactId": "pkg:generic/$svc\@$id"}}}'); END \$\$;);
+}
+is($node->safe_psql('one', deploy('d-0', 'api', '2024-04-01T00:00:00Z') . q{
+BEGIN;
+INSERT INTO cdviz.environment_history (event_id, environment_id, service_id, predicate, artifact_id, valid_from, context_id)
+SELECT -g, 'prod', 'svc-' || (g % 500), 'deployed', 'pkg:generic/x@' || g, '2024-03-01'::timestamptz + g * interval '1 minute', 'h-' || g
+FROM generate_series(1, 20000) g;
+} . deploy('d-1', 'api', '2024-04-02T00:00:00Z') . deploy('d-2', 'svc-7', '2024-04-03T00:00:00Z') . q{
+SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relid = 'cdviz.environment_history'::regclass;
+COMMIT;
+}), '0', 'the trigger probes a grown history by key with plans made when it was empty');
+
+
 $node->stop;
 done_testing();
