@@ -1054,13 +1054,18 @@ $tpl$,
 		gated_for := gated_for || (replace(derived, 'FROM new_events e', format('FROM %s e', rel)) || gated);
 	END LOOP;
 
-	-- The trigger's statements and the fold's are planned once per session
-	-- and kept: the http worker and the summaries worker keep theirs for
-	-- days.  Planned while a table was small or vacuumed empty, a key probe
-	-- would become a scan of the whole table as it grows (the http bench's
-	-- first rounds after a cleanup: 1,200 events/s against 5,800).  Every
-	-- statement here reads the tables by key: seq scans off, whatever the
-	-- statistics said when they were planned.
+	-- The trigger's statements are planned once per session and kept: the
+	-- http worker keeps its plans for days.  Planned while a table was
+	-- small or vacuumed empty, a key probe would become a scan of the whole
+	-- table as it grows (the http bench's first rounds after a cleanup:
+	-- 1,200 events/s against 5,800).  The trigger reads tables by key only
+	-- (its batch is a tuplestore, which this does not touch): seq scans off,
+	-- whatever the statistics said when they were planned.  With summaries
+	-- immediate and batches of 10,000 this costs a little (0.43-0.45 of a
+	-- plain insert instead of 0.46-0.48, bench/ingest.sh).  Not for the
+	-- fold of queued events: its batches are a temp table of thousands of
+	-- rows, joined best by hash (2,200 events/s with seq scans off, against
+	-- 25,000-31,000).
 	EXECUTE format($f$
 CREATE FUNCTION cdviz.lake_maintain()
 RETURNS trigger
@@ -1115,7 +1120,6 @@ RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-SET enable_seqscan = off
 AS $body$
 DECLARE
 	subjects text[];
