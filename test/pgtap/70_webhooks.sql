@@ -307,12 +307,8 @@ SELECT alike((SELECT error FROM cdviz.webhook_deliveries WHERE id = (SELECT deli
 			 'the transformer returned 1 invalid event(s) of 1: event 0 at %', 'a SQL null out of a transformer is an invalid event');
 
 -- a redelivery is transformed from the first reception's body, whatever it carries now
-CREATE FUNCTION public.transform_echo(headers jsonb, body jsonb)
-RETURNS SETOF jsonb LANGUAGE plpgsql AS $$
-BEGIN
-	RETURN NEXT cdviz.webhook_cdevent('pipelinerun.queued', '/echo', body ->> 'at', body ->> 'run', '{"pipelineName": "p"}');
-END
-$$;
+CREATE FUNCTION public.transform_echo(headers jsonb, body jsonb) RETURNS SETOF jsonb LANGUAGE sql
+AS $$ SELECT cdviz.webhook_cdevent('pipelinerun.queued', '/echo', body ->> 'at', body ->> 'run', '{"pipelineName": "p"}') $$;
 SELECT cdviz.create_webhook('echo', 'public.transform_echo(jsonb,jsonb)', 'none');
 DROP TABLE r;
 CREATE TEMP TABLE r AS SELECT * FROM cdviz.process_webhook('echo', '{"ce-id": "e1", "ce-source": "/s"}',
