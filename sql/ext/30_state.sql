@@ -1065,7 +1065,7 @@ $tpl$,
 	-- plain insert instead of 0.46-0.48, bench/ingest.sh).  Not for the
 	-- fold of queued events: its batches are a temp table of thousands of
 	-- rows, joined best by hash (2,200 events/s with seq scans off, against
-	-- 25,000-31,000).
+	-- 21,000-31,500).
 	EXECUTE format($f$
 CREATE FUNCTION cdviz.lake_maintain()
 RETURNS trigger
