@@ -19,7 +19,9 @@ AS 'MODULE_PATHNAME', 'cdviz_ingest_batch';
 COMMENT ON FUNCTION cdviz.ingest_batch(jsonb, text) IS
 'cdviz: stores a JSON array of CDEvents in one statement and returns how many were stored, were duplicates and were rejected. Each invalid element is kept in cdviz.rejected_events (origin sql, origin_ref "<origin_ref>[<index>]"); one bad event never costs the others. Example: SELECT * FROM cdviz.ingest_batch(''[{...}, {...}]'');';
 
--- The events of one webhook delivery: all or none (see _webhook_transform).
+-- A batch stored all or none, from SQL.  (Webhook deliveries, which used
+-- to come through here, now hand their events to the store in C:
+-- src/store/webhook_store.c.)
 CREATE FUNCTION cdviz._ingest_all_or_nothing(events jsonb, origin_ref text,
 											 OUT stored bigint, OUT duplicates bigint,
 											 OUT event_ids bigint[], OUT problems jsonb)
@@ -28,7 +30,7 @@ LANGUAGE c VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'cdviz_ingest_all_or_nothing';
 COMMENT ON FUNCTION cdviz._ingest_all_or_nothing(jsonb, text) IS
-'cdviz internal: stores every event of a JSON array, returning their lake ids in order (retransmissions give the id stored before), or, when any is invalid, stores none and returns the problems of each invalid one as [{index, path, message}] (index from 0) with event_ids NULL. Keeps no dead letter: the caller keeps the input (webhook deliveries).';
+'cdviz internal: stores every event of a JSON array, returning their lake ids in order (retransmissions give the id stored before), or, when any is invalid, stores none and returns the problems of each invalid one as [{index, path, message}] (index from 0) with event_ids NULL. Keeps no dead letter: the caller keeps the input.';
 
 CREATE FUNCTION cdviz.validate(event jsonb)
 RETURNS TABLE (path text, message text)

@@ -86,10 +86,9 @@ typedef struct WebhookGroup
 	/*
 	 * Routes looked up by this group's transaction: deliveries of a group
 	 * mostly go to one route, read once per transaction (secrets are wiped
-	 * when the group is done).
+	 * when the group is done).  A name with no route has only its name.
 	 */
 	CdvizWebhookRoute routes[WEBHOOK_GROUP_MAX];
-	bool		route_found[WEBHOOK_GROUP_MAX];
 	int			nroutes;
 } WebhookGroup;
 
@@ -249,12 +248,6 @@ headers_as_json(HttpRequest *req)
 	return buf.data;
 }
 
-/*
- * The body as jsonb, or 0 when it is not JSON text in the database encoding.
- * Parsed once, here, in a subtransaction of its own: a body jsonb refuses
- * then gets a precise answer, and process_webhook() takes the jsonb as it
- * is instead of parsing the text again.
- */
 /* A body's text and, once parsed, its jsonb. */
 typedef struct BodyParse
 {
@@ -270,6 +263,12 @@ parse_body(void *arg)
 	p->jsonb = DirectFunctionCall1(jsonb_in, CStringGetDatum(p->text));
 }
 
+/*
+ * The body as jsonb, or 0 when it is not JSON text in the database encoding.
+ * Parsed once, here, in a subtransaction of its own: a body jsonb refuses
+ * then gets a precise answer, and the delivery path takes the jsonb as it
+ * is instead of parsing the text again.
+ */
 static Datum
 body_as_jsonb(HttpRequest *req)
 {
@@ -320,15 +319,19 @@ group_route(WebhookGroup *g, const char *name)
 {
 	int			i;
 
-	for (i = 0; i < g->nroutes; i++)
-		if (strcmp(g->routes[i].name, name) == 0)
-			return g->route_found[i] ? &g->routes[i] : NULL;
-	Assert(g->nroutes < WEBHOOK_GROUP_MAX);
-	g->route_found[i] = cdviz_webhook_lookup(name, &g->routes[i]);
-	if (!g->route_found[i])
-		g->routes[i].name = pstrdup(name);
-	g->nroutes++;
-	return g->route_found[i] ? &g->routes[i] : NULL;
+	for (i = 0; i < g->nroutes && strcmp(g->routes[i].name, name) != 0; i++)
+		;
+	if (i == g->nroutes)
+	{
+		Assert(g->nroutes < WEBHOOK_GROUP_MAX);
+		if (!cdviz_webhook_lookup(name, &g->routes[i]))
+		{
+			memset(&g->routes[i], 0, sizeof(CdvizWebhookRoute));
+			g->routes[i].name = pstrdup(name);
+		}
+		g->nroutes++;
+	}
+	return g->routes[i].auth ? &g->routes[i] : NULL;
 }
 
 /* Forget the group's routes, wiping their secrets. */
@@ -336,7 +339,7 @@ static void
 forget_routes(WebhookGroup *g)
 {
 	for (int i = 0; i < g->nroutes; i++)
-		if (g->route_found[i] && g->routes[i].secret)
+		if (g->routes[i].secret)
 			explicit_bzero(g->routes[i].secret, strlen(g->routes[i].secret));
 	g->nroutes = 0;
 }

@@ -11,11 +11,12 @@
  * once, with its outcome.  The transformers themselves stay SQL.
  *
  * A delivery is known by its route and key (delivery_key()).  A
- * redelivery finds the first one's row and takes its reception time as
- * the default timestamp of the events, so they get the same identity and
- * the lake stores nothing new.  Two sessions processing one delivery at
- * once are serialized by a transaction advisory lock on that identity,
- * taken before the row is looked up.
+ * redelivery finds the first one's row and is transformed from its
+ * headers, body and reception time (the default timestamp of the events),
+ * so its events get the same identity and the lake stores nothing new.
+ * Two sessions processing one delivery at once are serialized by a
+ * transaction advisory lock on that identity, taken before the row is
+ * looked up.
  */
 #include "postgres.h"
 
@@ -220,7 +221,8 @@ body_hash(Jsonb *body)
 
 /*
  * The identity of a delivery, stable across redeliveries (see the comment
- * of cdviz.webhook_delivery_key); headers in lower case.
+ * of cdviz.webhook_delivery_key); headers in lower case.  NULL when only
+ * the body could tell and there is none.
  */
 static char *
 delivery_key(Jsonb *headers, Jsonb *body)
@@ -243,7 +245,7 @@ delivery_key(Jsonb *headers, Jsonb *body)
 
 		return psprintf("ce:%s:%s", source ? source : "", v);
 	}
-	return psprintf("sha256:%s", body_hash(body));
+	return body ? psprintf("sha256:%s", body_hash(body)) : NULL;
 }
 
 /* What the tool calls the delivery: X-GitHub-Event.action, ... or NULL. */
@@ -737,6 +739,7 @@ cdviz_webhook_lookup(const char *name, CdvizWebhookRoute *route)
 	if (found)
 	{
 		MemoryContext old = MemoryContextSwitchTo(outcxt);
+
 		tuple = SPI_tuptable->vals[0];
 		desc = SPI_tuptable->tupdesc;
 		route->name = pstrdup(name);
@@ -873,6 +876,22 @@ outcome_record(TupleDesc tupdesc, const CdvizWebhookOutcome *out, bool with_deli
 }
 
 /*
+ * The route named name for the SQL functions, which check no credentials:
+ * its secret is wiped at once.  Raises when there is no such route.
+ */
+static void
+route_for_sql(const char *name, CdvizWebhookRoute *route)
+{
+	if (!cdviz_webhook_lookup(name, route))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("webhook \"%s\" does not exist", name),
+				 errhint("Create it with cdviz.create_webhook().")));
+	if (route->secret)
+		explicit_bzero(route->secret, strlen(route->secret));
+}
+
+/*
  * cdviz.process_webhook(route text, headers jsonb, body jsonb)
  *	 RETURNS (status, delivery_id, event_ids, stored, duplicates, error)
  */
@@ -889,13 +908,7 @@ cdviz_process_webhook(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("route and body of a webhook delivery may not be null")));
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	if (!cdviz_webhook_lookup(name, &route))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("webhook \"%s\" does not exist", name),
-				 errhint("Create it with cdviz.create_webhook().")));
-	if (route.secret)
-		explicit_bzero(route.secret, strlen(route.secret));
+	route_for_sql(name, &route);
 	cdviz_webhook_process(&route, cdviz_webhook_clean_headers(PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1)),
 						  PG_GETARG_JSONB_P(2), &out);
 
@@ -946,12 +959,7 @@ cdviz_webhook_transform(PG_FUNCTION_ARGS)
 	d.event_name = isnull ? NULL : TextDatumGetCString(name_d);
 	d.default_ts = NULL;
 	d.receptions = 0;
-	if (!cdviz_webhook_lookup(d.route, &route))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("webhook \"%s\" does not exist", d.route)));
-	if (route.secret)
-		explicit_bzero(route.secret, strlen(route.secret));
+	route_for_sql(d.route, &route);
 
 	nest = pin_search_path();
 	SPI_connect();
@@ -972,17 +980,9 @@ Datum
 cdviz_webhook_delivery_key(PG_FUNCTION_ARGS)
 {
 	Jsonb	   *headers = PG_ARGISNULL(0) ? cdviz_webhook_clean_headers(NULL) : PG_GETARG_JSONB_P(0);
-	Jsonb	   *body = PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1);
-	char	   *key;
+	char	   *key = delivery_key(headers, PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1));
 
-	if (body == NULL)
-	{
-		/* only the hash needs the body */
-		key = delivery_key(headers, DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("null"))));
-		if (strncmp(key, "sha256:", 7) == 0)
-			PG_RETURN_NULL();
-	}
-	else
-		key = delivery_key(headers, body);
+	if (key == NULL)
+		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(key));
 }
