@@ -8,6 +8,7 @@
 use strict;
 use warnings;
 use FindBin;
+use IPC::Run;
 use lib $FindBin::Bin;
 use CdvizNode;
 use PostgreSQL::Test::Cluster;
@@ -145,6 +146,59 @@ $node->safe_psql('postgres',
 ok($node->poll_query_until('postgres',
 	"SELECT cdviz.summaries_pending() = 0 AND EXISTS (SELECT FROM cdviz.pipeline_run_summaries WHERE pipeline_run_id = 'run-x')"),
 	'after DROP and CREATE EXTENSION the worker folds again');
+
+# 8. pace: one fold per cdviz.summaries_interval, so that the http worker's
+# many small commits become one fold (it used to fold again at once after
+# any fold that found something); a backlog is folded without pause
+$node->append_conf('postgresql.conf', 'cdviz.summaries_interval = 60s');
+$node->reload;
+sleep 1;	# the reload woke the worker: it folded nothing and waits 60 s
+# a session holds a lock the next fold waits for, so that an event can be
+# queued while that fold runs
+my $locker = IPC::Run::start([ 'psql', '-X', '-q', '-d', $node->connstr('postgres'), '-c',
+	'BEGIN; LOCK TABLE cdviz.pipeline_run_summaries IN SHARE ROW EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT;' ]);
+$node->poll_query_until('postgres', q{SELECT count(*) > 0 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+	WHERE c.relname = 'pipeline_run_summaries' AND l.mode = 'ShareRowExclusiveLock' AND l.granted})
+  or die 'the locking session did not get its lock';
+$node->safe_psql('postgres',
+	"SELECT cdviz.ingest('" . run_event('p-1', 'run-p1', 'started', '2024-03-06T10:00:00Z') . "')");
+$node->reload;		# wakes the worker: its fold of p-1 waits for the lock
+ok($node->poll_query_until('postgres', q{SELECT count(*) > 0 FROM pg_locks l
+	JOIN pg_stat_activity a USING (pid) WHERE a.backend_type = 'cdviz summaries' AND NOT l.granted}),
+	'a fold waits for the locking session');
+$node->safe_psql('postgres',
+	"SELECT cdviz.ingest('" . run_event('p-2', 'run-p2', 'started', '2024-03-06T10:00:01Z') . "')");
+$locker->finish;
+ok($node->poll_query_until('postgres',
+	"SELECT EXISTS (SELECT FROM cdviz.pipeline_run_summaries WHERE pipeline_run_id = 'run-p1')"),
+	'the fold ends when the lock is released');
+sleep 2;
+is($node->safe_psql('postgres', 'SELECT cdviz.summaries_pending()'), '1',
+	'an event queued during a fold waits for the next interval');
+$node->safe_psql('postgres', q{
+	DO $$
+	BEGIN
+		FOR i IN 1..2500 LOOP
+			PERFORM cdviz.ingest(jsonb_build_object(
+				'context', jsonb_build_object('specversion', '0.5.1', 'id', 'b-' || i, 'source', '/t',
+					'type', 'dev.cdevents.pipelinerun.started.0.3.0',
+					'timestamp', '2024-03-07T10:00:00Z'),
+				'subject', jsonb_build_object('id', 'run-b-' || i,
+					'content', jsonb_build_object('pipelineName', 'p', 'uri', 'https://ci/b'))));
+		END LOOP;
+	END $$;
+});
+is($node->safe_psql('postgres', 'SELECT count(*) FROM cdviz.summary_queue'), '2501',
+	'2,500 more insert statements queued, more than one fold takes');
+my $t0 = time;
+$node->reload;		# wakes the worker
+ok($node->poll_query_until('postgres', 'SELECT cdviz.summaries_pending() = 0'),
+	'the worker folds the backlog');
+cmp_ok(time - $t0, '<', 45,
+	'in folds that follow each other at once, not one per 60 s interval');
+is($node->safe_psql('postgres',
+	"SELECT count(*) FROM cdviz.pipeline_run_summaries WHERE pipeline_run_id LIKE 'run-b-%' OR pipeline_run_id = 'run-p2'"),
+	'2501', 'every queued event is in the summaries');
 
 $node->stop;
 done_testing();
