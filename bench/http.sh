@@ -11,15 +11,22 @@
 # BATCH_SIZE (500), TOKEN (bearer token), PGBENCH_MODE (prepared).
 #
 # Run 1: wrk posts one distinct event per request over CONNECTIONS keep-alive
-# connections; pgbench runs CONNECTIONS clients each doing one INSERT of the
-# same event per transaction into bench_http_baseline, a table with the
-# lake's columns and indexes (not its trigger: the baseline does less work
-# per event than the lake).  Goal: http/pgbench >= 1.5.  For the same work
-# per event, pgbench also runs CONNECTIONS clients each calling
-# cdviz.ingest() once per transaction (validation, store, lake trigger).
-# Run 2: wrk posts arrays of BATCH_SIZE events; compared with the ceiling of
-# INSERT ... SELECT statements of 5,000 generated rows (one group commit's
-# worth) into the baseline table, each its own transaction.  Goal: >= 0.6.
+# connections, what a delivery platform sends (bench/http_post.lua, EVENTS=
+# delivery: pipeline runs with their tasks, test cases, artifact and one
+# deployment in 16 events); pgbench runs CONNECTIONS clients each doing one
+# INSERT of an event per transaction into bench_http_baseline, a table with
+# the lake's columns and indexes (not its trigger: the baseline does less
+# work per event than the lake).  Goal: http/pgbench >= 1.5.
+# Run 1b, the lake trigger's worst case: every event a deployment, whose
+# inventory upkeep runs in the ingest transaction (EVENTS=deployments), the
+# same pgbench INSERT baseline, and, for the same work per event, pgbench
+# clients each calling cdviz.ingest() with such a deployment once per
+# transaction (validation, store, lake trigger).
+# Run 2: wrk posts arrays of BATCH_SIZE events of a delivery platform;
+# compared with the ceiling of INSERT ... SELECT statements of 5,000
+# generated rows (one group commit's worth) into the baseline table, each
+# its own transaction.  Goal: >= 0.6.  Run 2b: the same with deployments
+# only, the worst case.
 #
 # The machine may be shared and busy: both sides of a run are measured in
 # ROUNDS short rounds that alternate (ABBA...), so that they see the same
@@ -55,11 +62,18 @@ DELETE FROM cdviz.cdevents_lake WHERE context_source = '/bench/http';
 DELETE FROM cdviz.environment_history WHERE service_id LIKE 'svc/bench%';
 DELETE FROM cdviz.environment_state WHERE service_id LIKE 'svc/bench%';
 DELETE FROM cdviz.first_deployments WHERE service_id LIKE 'svc/bench%';
+DELETE FROM cdviz.pipeline_run_summaries WHERE source = '/bench/http';
+DELETE FROM cdviz.task_run_summaries WHERE source = '/bench/http';
+DELETE FROM cdviz.test_case_run_summaries WHERE source = '/bench/http';
+DELETE FROM cdviz.artifact_summaries WHERE source = '/bench/http';
+DELETE FROM cdviz.event_counts_hourly WHERE context_source = '/bench/http';
+DELETE FROM cdviz.test_case_outcomes_daily WHERE test_case LIKE 'bench-test-%';
 -- and their dead rows, or the next run's trigger wades through them (the
 -- same services, the same timestamps): a run measures the receiver on
 -- tables as autovacuum keeps them, not a backlog of earlier runs
 VACUUM cdviz.cdevents_lake, cdviz.environment_history, cdviz.environment_state,
-	cdviz.first_deployments, cdviz.summary_queue;
+	cdviz.first_deployments, cdviz.summary_queue, cdviz.pipeline_run_summaries,
+	cdviz.task_run_summaries, cdviz.test_case_run_summaries, cdviz.artifact_summaries;
 SQL
 }
 # (requests wrk left in flight are still committed after it stops: let them)
@@ -99,11 +113,11 @@ SELECT cdviz.ingest(jsonb_build_object(
     'artifactId', 'pkg.oci/app@sha256%3A' || :n))));
 SQL
 
-# one round of wrk: $1 batch size, $2 output prefix.  Appends the latency
-# histogram (microseconds, count) to $2.hist and "requests seconds errors"
-# to $2.sum.
+# one round of wrk: $1 batch size, $2 output prefix, $3 events (delivery
+# or deployments).  Appends the latency histogram (microseconds, count) to
+# $2.hist and "requests seconds errors" to $2.sum.
 wrk_round() {
-	BATCH=$1 RUN_ID="$(date +%s%N)" HIST="$2.hist" wrk -t"$THREADS" -c"$CONNECTIONS" \
+	EVENTS=${3:-deployments} BATCH=$1 RUN_ID="$(date +%s%N)" HIST="$2.hist" wrk -t"$THREADS" -c"$CONNECTIONS" \
 		-d"${ROUND}s" -s "$HERE/http_post.lua" "$URL" > "$TMP/wrk.out"
 	awk '/^summary /{print $2, $3, $4}' "$TMP/wrk.out" >> "$2.sum"
 }
@@ -120,7 +134,7 @@ pgbench_round() {
 }
 
 # one round of the ceiling: INSERT ... SELECT of CEIL_ROWS rows, repeated
-# for ROUND seconds; "rows milliseconds" (statement time) to $TMP/ceil.sum
+# for ROUND seconds; "rows milliseconds" (statement time) to $TMP/$1.sum
 ceiling_round() {
 	end=$(( $(date +%s) + ROUND ))
 	rows=0
@@ -141,7 +155,7 @@ SQL
 		rows=$((rows + CEIL_ROWS))
 		ms=$(awk -v a="$ms" -v b="$t" 'BEGIN{printf "%.3f", a + b}')
 	done
-	echo "$rows $ms" >> "$TMP/ceil.sum"
+	echo "$rows $ms" >> "$TMP/$1.sum"
 }
 
 # percentile $2 of a file of latencies in microseconds, one per line, as ms
@@ -159,52 +173,85 @@ pct_hist() {
 last_rate() { tail -1 "$1" | awk -v k="${2:-1}" '{printf "%.0f", $1*k/$2}'; }
 total_rate() { awk -v k="${2:-1}" '{n+=$1; t+=$2} END{printf "%.0f", n*k/t}' "$1"; }
 
-echo "== run 1: one event per request, $CONNECTIONS connections, $ROUNDS rounds of ${ROUND}s per side"
+echo "== run 1: one event per request (a delivery platform's events), $CONNECTIONS connections, $ROUNDS rounds of ${ROUND}s per side"
 for r in $(seq 1 "$ROUNDS"); do
 	if [ $((r % 2)) -eq 1 ]; then
-		wrk_round 1 "$TMP/w1"; pgbench_round insert.sql pgb; pgbench_round ingest.sql pgi
+		wrk_round 1 "$TMP/w1" delivery; pgbench_round insert.sql pgb
 	else
-		pgbench_round ingest.sql pgi; pgbench_round insert.sql pgb; wrk_round 1 "$TMP/w1"
+		pgbench_round insert.sql pgb; wrk_round 1 "$TMP/w1" delivery
 	fi
-	a=$(last_rate "$TMP/w1.sum"); b=$(last_rate "$TMP/pgb.sum"); c=$(last_rate "$TMP/pgi.sum")
-	printf '  round %d: http %s events/s, pgbench INSERT %s tx/s (ratio %s), cdviz.ingest %s tx/s (ratio %s)\n' \
-		"$r" "$a" "$b" "$(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.2f", a/b}')" \
-		"$c" "$(awk -v a="$a" -v b="$c" 'BEGIN{printf "%.2f", a/b}')"
+	a=$(last_rate "$TMP/w1.sum"); b=$(last_rate "$TMP/pgb.sum")
+	printf '  round %d: http %s events/s, pgbench INSERT %s tx/s (ratio %s)\n' \
+		"$r" "$a" "$b" "$(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.2f", a/b}')"
 done
 HTTP_RPS=$(total_rate "$TMP/w1.sum")
 HTTP_BAD=$(awk '{n+=$3} END{print n+0}' "$TMP/w1.sum")
 PGB_TPS=$(total_rate "$TMP/pgb.sum")
-PGI_TPS=$(total_rate "$TMP/pgi.sum")
 printf '%-44s %10s %10s %10s\n' "" "events/s" "p50 ms" "p99 ms"
 printf '%-44s %10s %10s %10s\n' "http worker (wrk, 1 event/req)" "$HTTP_RPS" \
 	"$(pct_hist "$TMP/w1.hist" 50)" "$(pct_hist "$TMP/w1.hist" 99)"
 printf '%-44s %10s %10s %10s\n' "pgbench 1 INSERT per commit ($PGBENCH_MODE)" "$PGB_TPS" \
 	"$(pct_list "$TMP/pgb.lat" 50)" "$(pct_list "$TMP/pgb.lat" 99)"
-printf '%-44s %10s %10s %10s\n' "pgbench 1 cdviz.ingest() per commit" "$PGI_TPS" \
-	"$(pct_list "$TMP/pgi.lat" 50)" "$(pct_list "$TMP/pgi.lat" 99)"
 R1=$(awk -v a="$HTTP_RPS" -v b="$PGB_TPS" 'BEGIN{printf "%.2f", a/b}')
-R1I=$(awk -v a="$HTTP_RPS" -v b="$PGI_TPS" 'BEGIN{printf "%.2f", a/b}')
-echo "ratio http/pgbench INSERT: $R1 (goal >= 1.5); http/cdviz.ingest (same work per event): $R1I"
+echo "ratio http/pgbench INSERT: $R1 (goal >= 1.5)"
 echo "failed requests: $HTTP_BAD"
 
-echo "== run 2: $BATCH_SIZE events per request, $CONNECTIONS connections, $ROUNDS rounds of ${ROUND}s per side"
-$PSQL -c "TRUNCATE bench_http_baseline"
+echo "== run 1b: one deployment per request (the lake trigger's worst case), $CONNECTIONS connections, $ROUNDS rounds of ${ROUND}s per side"
+rm -f "$TMP/pgb.sum" "$TMP/pgb.lat"
 for r in $(seq 1 "$ROUNDS"); do
 	if [ $((r % 2)) -eq 1 ]; then
-		wrk_round "$BATCH_SIZE" "$TMP/w2"; ceiling_round
+		wrk_round 1 "$TMP/wd"; pgbench_round insert.sql pgb; pgbench_round ingest.sql pgi
 	else
-		ceiling_round; wrk_round "$BATCH_SIZE" "$TMP/w2"
+		pgbench_round ingest.sql pgi; pgbench_round insert.sql pgb; wrk_round 1 "$TMP/wd"
 	fi
-	a=$(last_rate "$TMP/w2.sum" "$BATCH_SIZE"); b=$(last_rate "$TMP/ceil.sum" 1000)
-	printf '  round %d: http %s events/s, ceiling %s rows/s, ratio %s\n' "$r" "$a" "$b" \
-		"$(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.2f", a/b}')"
+	a=$(last_rate "$TMP/wd.sum"); b=$(last_rate "$TMP/pgb.sum"); c=$(last_rate "$TMP/pgi.sum")
+	printf '  round %d: http %s events/s, pgbench INSERT %s tx/s (ratio %s), cdviz.ingest %s tx/s (ratio %s)\n' \
+		"$r" "$a" "$b" "$(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.2f", a/b}')" \
+		"$c" "$(awk -v a="$a" -v b="$c" 'BEGIN{printf "%.2f", a/b}')"
 done
-BATCH_EPS=$(total_rate "$TMP/w2.sum" "$BATCH_SIZE")
-BATCH_BAD=$(awk '{n+=$3} END{print n+0}' "$TMP/w2.sum")
-CEIL_EPS=$(total_rate "$TMP/ceil.sum" 1000)
-printf '%-36s %10s %10s %10s\n' "" "events/s" "p50 ms" "p99 ms"
-printf '%-36s %10s %10s %10s\n' "http worker (wrk, $BATCH_SIZE events/req)" "$BATCH_EPS" \
-	"$(pct_hist "$TMP/w2.hist" 50)" "$(pct_hist "$TMP/w2.hist" 99)"
-printf '%-36s %10s %10s %10s\n' "INSERT ... SELECT ceiling" "$CEIL_EPS" "-" "-"
-R2=$(awk -v a="$BATCH_EPS" -v b="$CEIL_EPS" 'BEGIN{printf "%.2f", a/b}')
+HTTP_RPS=$(total_rate "$TMP/wd.sum")
+HTTP_BAD=$(awk '{n+=$3} END{print n+0}' "$TMP/wd.sum")
+PGB_TPS=$(total_rate "$TMP/pgb.sum")
+PGI_TPS=$(total_rate "$TMP/pgi.sum")
+printf '%-44s %10s %10s %10s\n' "" "events/s" "p50 ms" "p99 ms"
+printf '%-44s %10s %10s %10s\n' "http worker (wrk, 1 deployment/req)" "$HTTP_RPS" \
+	"$(pct_hist "$TMP/wd.hist" 50)" "$(pct_hist "$TMP/wd.hist" 99)"
+printf '%-44s %10s %10s %10s\n' "pgbench 1 INSERT per commit ($PGBENCH_MODE)" "$PGB_TPS" \
+	"$(pct_list "$TMP/pgb.lat" 50)" "$(pct_list "$TMP/pgb.lat" 99)"
+printf '%-44s %10s %10s %10s\n' "pgbench 1 cdviz.ingest() per commit" "$PGI_TPS" \
+	"$(pct_list "$TMP/pgi.lat" 50)" "$(pct_list "$TMP/pgi.lat" 99)"
+R1B=$(awk -v a="$HTTP_RPS" -v b="$PGB_TPS" 'BEGIN{printf "%.2f", a/b}')
+R1I=$(awk -v a="$HTTP_RPS" -v b="$PGI_TPS" 'BEGIN{printf "%.2f", a/b}')
+echo "ratio http/pgbench INSERT: $R1B (worst case); http/cdviz.ingest (same work per event): $R1I"
+echo "failed requests: $HTTP_BAD"
+
+# run 2 and 2b: batches of $1 events (delivery or deployments) against the
+# ceiling; prints the per-round and total figures, sets R2
+batch_run() {
+	$PSQL -c "TRUNCATE bench_http_baseline"
+	for r in $(seq 1 "$ROUNDS"); do
+		if [ $((r % 2)) -eq 1 ]; then
+			wrk_round "$BATCH_SIZE" "$TMP/b$1" "$1"; ceiling_round "ceil$1"
+		else
+			ceiling_round "ceil$1"; wrk_round "$BATCH_SIZE" "$TMP/b$1" "$1"
+		fi
+		a=$(last_rate "$TMP/b$1.sum" "$BATCH_SIZE"); b=$(last_rate "$TMP/ceil$1.sum" 1000)
+		printf '  round %d: http %s events/s, ceiling %s rows/s, ratio %s\n' "$r" "$a" "$b" \
+			"$(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.2f", a/b}')"
+	done
+	BATCH_EPS=$(total_rate "$TMP/b$1.sum" "$BATCH_SIZE")
+	BATCH_BAD=$(awk '{n+=$3} END{print n+0}' "$TMP/b$1.sum")
+	CEIL_EPS=$(total_rate "$TMP/ceil$1.sum" 1000)
+	printf '%-36s %10s %10s %10s\n' "" "events/s" "p50 ms" "p99 ms"
+	printf '%-36s %10s %10s %10s\n' "http worker (wrk, $BATCH_SIZE events/req)" "$BATCH_EPS" \
+		"$(pct_hist "$TMP/b$1.hist" 50)" "$(pct_hist "$TMP/b$1.hist" 99)"
+	printf '%-36s %10s %10s %10s\n' "INSERT ... SELECT ceiling" "$CEIL_EPS" "-" "-"
+	R2=$(awk -v a="$BATCH_EPS" -v b="$CEIL_EPS" 'BEGIN{printf "%.2f", a/b}')
+}
+
+echo "== run 2: $BATCH_SIZE events of a delivery platform per request, $CONNECTIONS connections, $ROUNDS rounds of ${ROUND}s per side"
+batch_run delivery
 echo "ratio http batches/ceiling: $R2 (goal >= 0.6); failed requests: $BATCH_BAD"
+echo "== run 2b: $BATCH_SIZE deployments per request (the worst case), $CONNECTIONS connections, $ROUNDS rounds of ${ROUND}s per side"
+batch_run deployments
+echo "ratio http batches/ceiling: $R2 (worst case); failed requests: $BATCH_BAD"
