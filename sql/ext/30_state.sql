@@ -551,6 +551,25 @@ DECLARE
 	-- the current-state statements, over the trigger's transition table
 	state text := $state$
 	IF subjects @> '{service}' THEN
+		-- Writers of one (environment, service) take turns.  Its state is
+		-- recomputed below from the history this transaction sees; without
+		-- the turns, two transactions storing events of one key at once each
+		-- missed the other's uncommitted event, and the one committing last
+		-- wrote its view: an older event could overwrite a newer state (TAP
+		-- 001_extension.pl).  With a transaction lock per key taken first,
+		-- the statements after this one (new snapshots: READ COMMITTED)
+		-- see what an earlier holder committed.  Keys in one order, so that
+		-- two statements do not deadlock; the class is "cdvs".
+		PERFORM pg_catalog.pg_advisory_xact_lock(1667528307, k.h)
+		FROM (SELECT DISTINCT pg_catalog.hashtext((e.payload #>> '{subject,content,environment,id}')
+												   || E'\n' || e.subject_id) AS h
+			  FROM new_events e
+			  WHERE e.subject = 'service'
+				AND e.predicate IN ('deployed', 'upgraded', 'rolledback', 'removed', 'published')
+				AND e.subject_id IS NOT NULL
+				AND e.payload #>> '{subject,content,environment,id}' IS NOT NULL
+			  ORDER BY 1) AS k;
+
 		-- service events: history, then recompute the state of the touched keys
 		INSERT INTO cdviz.environment_history
 			(event_id, environment_id, service_id, predicate, artifact_id, valid_from, context_id)

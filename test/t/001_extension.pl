@@ -2,6 +2,7 @@
 # two databases of one cluster; DROP EXTENSION leaves nothing but the roles.
 use strict;
 use warnings;
+use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -83,6 +84,34 @@ FROM generate_series(1, 20000) g;
 SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relid = 'cdviz.environment_history'::regclass;
 COMMIT;
 }), '0', 'the trigger probes a grown history by key with plans made when it was empty');
+
+# Concurrent writers of one (environment, service).  Its state is
+# recomputed from the history a transaction sees, so a writer must see the
+# events of another that is storing the same key: the one committing last
+# used to write its own view, and an older event could overwrite a newer
+# state.  A session stores one event and holds its transaction open while
+# another stores an event of the same key; both orders.
+sub race
+{
+	my ($svc, $first, $first_ts, $second, $second_ts) = @_;
+	my $holder = IPC::Run::start([ 'psql', '-X', '-q', '-d', $node->connstr('one'), '-c',
+		'BEGIN; ' . deploy("$svc-$first", $svc, $first_ts) . ' SELECT pg_sleep(2); COMMIT;' ]);
+	$node->poll_query_until('one', q{SELECT count(*) = 1 FROM pg_stat_activity
+		WHERE wait_event = 'PgSleep' AND query LIKE '%pg_sleep(2)%'})
+	  or die 'the holding session did not store its event';
+	$node->safe_psql('one', deploy("$svc-$second", $svc, $second_ts));
+	$holder->finish;
+	return $node->safe_psql('one', qq{SELECT artifact_id, previous_artifact_id
+		FROM cdviz.environment_state WHERE service_id = '$svc'});
+}
+# (the month's partition first: its creation would make them take turns)
+$node->safe_psql('one', deploy('first', 'race-2', '2024-05-01T10:00:00Z'));
+is(race('race-1', 'new', '2024-05-01T10:01:41Z', 'old', '2024-05-01T10:01:40Z'),
+	'pkg:generic/race-1@race-1-new|pkg:generic/race-1@race-1-old',
+	'an older event stored while a newer one commits does not overwrite the state');
+is(race('race-2', 'old', '2024-05-01T10:01:40Z', 'new', '2024-05-01T10:01:41Z'),
+	'pkg:generic/race-2@race-2-new|pkg:generic/race-2@race-2-old',
+	'a newer event stored while an older one commits sees it as the previous artifact');
 
 
 $node->stop;
