@@ -12,8 +12,8 @@
 #
 # Run 1: wrk posts one distinct event per request over CONNECTIONS keep-alive
 # connections, what a delivery platform sends (bench/http_post.lua, EVENTS=
-# delivery: pipeline runs with their tasks, test cases, artifact and one
-# deployment in 16 events); pgbench runs CONNECTIONS clients each doing one
+# delivery: a pipeline run with its tasks and test cases, its artifact
+# published and deployed, in 16 events); pgbench runs CONNECTIONS clients each doing one
 # INSERT of an event per transaction into bench_http_baseline, a table with
 # the lake's columns and indexes (not its trigger: the baseline does less
 # work per event than the lake).  Goal: http/pgbench >= 1.5.
@@ -67,13 +67,14 @@ DELETE FROM cdviz.task_run_summaries WHERE source = '/bench/http';
 DELETE FROM cdviz.test_case_run_summaries WHERE source = '/bench/http';
 DELETE FROM cdviz.artifact_summaries WHERE source = '/bench/http';
 DELETE FROM cdviz.event_counts_hourly WHERE context_source = '/bench/http';
-DELETE FROM cdviz.test_case_outcomes_daily WHERE test_case LIKE 'bench-test-%';
+DELETE FROM cdviz.test_case_outcomes_daily WHERE test_case LIKE 'bench test %';
 -- and their dead rows, or the next run's trigger wades through them (the
 -- same services, the same timestamps): a run measures the receiver on
 -- tables as autovacuum keeps them, not a backlog of earlier runs
 VACUUM cdviz.cdevents_lake, cdviz.environment_history, cdviz.environment_state,
 	cdviz.first_deployments, cdviz.summary_queue, cdviz.pipeline_run_summaries,
-	cdviz.task_run_summaries, cdviz.test_case_run_summaries, cdviz.artifact_summaries;
+	cdviz.task_run_summaries, cdviz.test_case_run_summaries, cdviz.artifact_summaries,
+	cdviz.event_counts_hourly, cdviz.test_case_outcomes_daily;
 SQL
 }
 # (requests wrk left in flight are still committed after it stops: let them)

@@ -14,9 +14,10 @@
 --     earlier runs, not the receiver.)
 --   delivery: what a delivery platform sends, in cycles of 16 events per
 --     pipeline run: queued, started, three tasks started and finished,
---     four test cases, finished, the artifact published and one deployment
---     of it (1 event in 16 keeps the inventory; the others are summarised
---     later by the summaries worker).
+--     five test cases, finished, its artifact published, then deployed (1
+--     event in 16 keeps the inventory; the others are summarised later by
+--     the summaries worker).  Run, task, test and artifact ids carry
+--     RUN_ID, so that every round's are new.
 local batch = tonumber(os.getenv("BATCH") or "1")
 local run = os.getenv("RUN_ID") or tostring(os.time())
 local token = os.getenv("TOKEN")
@@ -45,28 +46,31 @@ end
 -- event n of a delivery platform's cycle of 16 (see above)
 local function delivery_event(id, n)
 	local k = n % 16
-	local runid = "run/bench-" .. tostring(tid) .. "-" .. tostring(math.floor(n / 16))
+	local cycle = run .. "-" .. tostring(tid) .. "-" .. tostring(math.floor(n / 16))
+	local runid = "run/bench-" .. cycle
+	local artifact = "pkg:oci/app@sha256%3A" .. cycle
 	local url = ',"url":"https://ci.example/' .. runid .. '"'
 	if k == 0 or k == 1 then
 		return cdevent(id, k == 0 and "pipelinerun.queued.0.2.0" or "pipelinerun.started.0.2.0", n,
 			runid, "pipelineRun", '{"pipelineName":"build"' .. url .. '}')
 	elseif k <= 7 then
-		local task = runid .. "/task-" .. tostring(math.floor((k - 2) / 2))
+		local task = tostring(math.floor((k - 2) / 2))
 		local fin = k % 2 == 1
-		return cdevent(id, fin and "taskrun.finished.0.2.0" or "taskrun.started.0.2.0", n, task, "taskRun",
-			'{"taskName":"task-' .. tostring(math.floor((k - 2) / 2)) .. '"' .. url .. ',"pipelineRun":{"id":"' .. runid .. '"}'
+		return cdevent(id, fin and "taskrun.finished.0.2.0" or "taskrun.started.0.2.0", n,
+			runid .. "/task-" .. task, "taskRun",
+			'{"taskName":"task-' .. task .. '"' .. url .. ',"pipelineRun":{"id":"' .. runid .. '"}'
 			.. (fin and ',"outcome":"success"' or '') .. '}')
-	elseif k <= 11 then
+	elseif k <= 12 then
 		return cdevent(id, "testcaserun.finished.0.2.0", n, runid .. "/test-" .. tostring(k), "testCaseRun",
-			'{"outcome":"pass","environment":{"id":"ci"},"testCase":{"id":"bench-test-' .. tostring(k) .. '","name":"bench test ' .. tostring(k) .. '"}}')
-	elseif k == 12 then
+			'{"outcome":"pass","environment":{"id":"ci"},"testCase":{"id":"bench-test-' .. tostring(k)
+			.. '","name":"bench test ' .. tostring(k) .. '"}}')
+	elseif k == 13 then
 		return cdevent(id, "pipelinerun.finished.0.2.0", n, runid, "pipelineRun",
 			'{"pipelineName":"build"' .. url .. ',"outcome":"success"}')
-	elseif k <= 14 then
-		return cdevent(id, "artifact.published.0.2.0", n, "pkg:oci/app@sha256%3A" .. id, "artifact", '{}')
+	elseif k == 14 then
+		return cdevent(id, "artifact.published.0.2.0", n, artifact, "artifact", '{}')
 	end
-	return deployment(id, n, "svc/bench-" .. tostring(tid) .. "-" .. tostring(math.floor(n / 16) % 64),
-		"pkg:oci/app@sha256%3A" .. id)
+	return deployment(id, n, "svc/bench-" .. tostring(tid) .. "-" .. tostring(math.floor(n / 16) % 64), artifact)
 end
 
 local function event(id, n)

@@ -558,14 +558,18 @@ DECLARE
 		-- wrote its view: an older event could overwrite a newer state (TAP
 		-- 001_extension.pl).  With a transaction lock per key taken first,
 		-- the statements after this one (new snapshots: READ COMMITTED)
-		-- see what an earlier holder committed.  Keys in one order, so that
-		-- two statements do not deadlock; the class is "cdvs".
+		-- see what an earlier holder committed; under REPEATABLE READ the
+		-- upsert fails with a serialization error instead, to be retried.
+		-- Keys hash into 1,024 locks (the "cdvs" class), so that a batch of
+		-- thousands of services does not fill the lock table, taken in one
+		-- order: one statement never deadlocks with another.  (Transactions
+		-- of several insert statements can, as they could on the state rows.)
 		PERFORM pg_catalog.pg_advisory_xact_lock(1667528307, k.h)
 		FROM (SELECT DISTINCT pg_catalog.hashtext((e.payload #>> '{subject,content,environment,id}')
-												   || E'\n' || e.subject_id) AS h
+												   || E'\n' || e.subject_id) & 1023 AS h
 			  FROM new_events e
 			  WHERE e.subject = 'service'
-				AND e.predicate IN ('deployed', 'upgraded', 'rolledback', 'removed', 'published')
+				AND e.predicate IN ('deployed', 'upgraded', 'rolledback', 'removed')
 				AND e.subject_id IS NOT NULL
 				AND e.payload #>> '{subject,content,environment,id}' IS NOT NULL
 			  ORDER BY 1) AS k;

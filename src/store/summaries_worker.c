@@ -26,6 +26,7 @@
 #include "postmaster/bgworker.h"
 #include "storage/latch.h"
 #include "utils/guc.h"
+#include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
 #include "store/summaries_worker.h"
@@ -107,15 +108,21 @@ cdviz_summaries_deferred(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(dbname != NULL && strcmp(dbname, cdviz_database) == 0);
 }
 
-/* One fold; *arg says whether it took FOLD_STATEMENTS, so more may wait. */
+/*
+ * One fold; *arg says whether it took FOLD_STATEMENTS, so more may wait.
+ * Counted among the statements this fold can take: rows that another
+ * transaction is folding (a writer catching up on its own) are locked and
+ * skipped by both, or the worker would spin while that transaction runs.
+ */
 static void
 fold_tx(void *arg)
 {
 	bool	   *full = (bool *) arg;
 	bool		isnull;
 
-	if (SPI_execute("SELECT count(*) FROM (SELECT FROM cdviz.summary_queue LIMIT "
-					CppAsString2(FOLD_STATEMENTS) ") AS q", true, 1) != SPI_OK_SELECT)
+	if (SPI_execute("SELECT count(*) FROM (SELECT FROM cdviz.summary_queue AS q ORDER BY q.id LIMIT "
+					CppAsString2(FOLD_STATEMENTS) " FOR UPDATE SKIP LOCKED) AS q",
+					false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not count cdviz.summary_queue");
 	*full = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 										1, &isnull)) >= FOLD_STATEMENTS;
@@ -124,23 +131,39 @@ fold_tx(void *arg)
 		elog(ERROR, "cdviz.fold_queued_summaries() failed");
 }
 
-/* Entry point of the worker. */
+/*
+ * Entry point of the worker.  The next fold is due at a time, not after a
+ * wake-up: a latch is also set by signals that are none of our business
+ * (cache invalidation catch-up, timeouts), and a wake-up taken as "fold
+ * now" folded a few events again.  A reload (SIGHUP) folds at once, since
+ * the interval may have changed.
+ */
 void
 cdviz_summaries_main(Datum arg)
 {
+	TimestampTz next_fold = 0;
+
 	cdviz_worker_connect("folding summaries");
 	for (;;)
 	{
 		bool		full = false;
 		long		wait_ms;
+		TimestampTz now;
 
-		(void) cdviz_worker_process_interrupts();
+		now = GetCurrentTimestamp();
+		if (!cdviz_worker_process_interrupts() && now < next_fold)
+		{
+			wait_ms = (long) ((next_fold - now + 999) / 1000);
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 wait_ms, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			continue;
+		}
 		switch (cdviz_worker_transaction("folding summaries", fold_tx, &full, NULL))
 		{
 			case CDVIZ_TX_DONE:
-				if (full)
-					continue;	/* a backlog: fold the next ones at once */
-				wait_ms = cdviz_summaries_interval;
+				/* a backlog: fold the next ones at once */
+				wait_ms = full ? 0 : cdviz_summaries_interval;
 				break;
 			case CDVIZ_TX_NO_EXTENSION:
 				wait_ms = CDVIZ_WORKER_RETRY_SECONDS * 1000L;
@@ -150,8 +173,6 @@ cdviz_summaries_main(Datum arg)
 				wait_ms = 1000;
 				break;
 		}
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 wait_ms, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+		next_fold = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait_ms);
 	}
 }

@@ -89,18 +89,24 @@ COMMIT;
 # recomputed from the history a transaction sees, so a writer must see the
 # events of another that is storing the same key: the one committing last
 # used to write its own view, and an older event could overwrite a newer
-# state.  A session stores one event and holds its transaction open while
-# another stores an event of the same key; both orders.
+# state.  A session stores one event and keeps its transaction open; a
+# second writer of the same key is started and waits (for the key's turn;
+# without it, for the state row); then the first commits.  Both orders.
 sub race
 {
 	my ($svc, $first, $first_ts, $second, $second_ts) = @_;
-	my $holder = IPC::Run::start([ 'psql', '-X', '-q', '-d', $node->connstr('one'), '-c',
-		'BEGIN; ' . deploy("$svc-$first", $svc, $first_ts) . ' SELECT pg_sleep(2); COMMIT;' ]);
-	$node->poll_query_until('one', q{SELECT count(*) = 1 FROM pg_stat_activity
-		WHERE wait_event = 'PgSleep' AND query LIKE '%pg_sleep(2)%'})
-	  or die 'the holding session did not store its event';
-	$node->safe_psql('one', deploy("$svc-$second", $svc, $second_ts));
-	$holder->finish;
+	my $holder = $node->background_psql('one');
+	$holder->query_safe('BEGIN');
+	$holder->query_safe(deploy("$svc-$first", $svc, $first_ts));
+	my ($out, $err) = ('', '');
+	my $writer = IPC::Run::start([ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('one'),
+		'-c', deploy("$svc-$second", $svc, $second_ts) ], '>', \$out, '2>', \$err);
+	$node->poll_query_until('one', qq{SELECT count(*) = 1 FROM pg_stat_activity
+		WHERE wait_event_type = 'Lock' AND query LIKE '%$svc-$second%'})
+	  or die "the second writer of $svc did not wait for the first";
+	$holder->query_safe('COMMIT');
+	$holder->quit;
+	$writer->finish or die "the second writer of $svc failed: $err";
 	return $node->safe_psql('one', qq{SELECT artifact_id, previous_artifact_id
 		FROM cdviz.environment_state WHERE service_id = '$svc'});
 }

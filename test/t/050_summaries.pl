@@ -8,7 +8,6 @@
 use strict;
 use warnings;
 use FindBin;
-use IPC::Run;
 use lib $FindBin::Bin;
 use CdvizNode;
 use PostgreSQL::Test::Cluster;
@@ -155,11 +154,9 @@ $node->reload;
 sleep 1;	# the reload woke the worker: it folded nothing and waits 60 s
 # a session holds a lock the next fold waits for, so that an event can be
 # queued while that fold runs
-my $locker = IPC::Run::start([ 'psql', '-X', '-q', '-d', $node->connstr('postgres'), '-c',
-	'BEGIN; LOCK TABLE cdviz.pipeline_run_summaries IN SHARE ROW EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT;' ]);
-$node->poll_query_until('postgres', q{SELECT count(*) > 0 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
-	WHERE c.relname = 'pipeline_run_summaries' AND l.mode = 'ShareRowExclusiveLock' AND l.granted})
-  or die 'the locking session did not get its lock';
+my $locker = $node->background_psql('postgres');
+$locker->query_safe('BEGIN');
+$locker->query_safe('LOCK TABLE cdviz.pipeline_run_summaries IN SHARE ROW EXCLUSIVE MODE');
 $node->safe_psql('postgres',
 	"SELECT cdviz.ingest('" . run_event('p-1', 'run-p1', 'started', '2024-03-06T10:00:00Z') . "')");
 $node->reload;		# wakes the worker: its fold of p-1 waits for the lock
@@ -168,7 +165,8 @@ ok($node->poll_query_until('postgres', q{SELECT count(*) > 0 FROM pg_locks l
 	'a fold waits for the locking session');
 $node->safe_psql('postgres',
 	"SELECT cdviz.ingest('" . run_event('p-2', 'run-p2', 'started', '2024-03-06T10:00:01Z') . "')");
-$locker->finish;
+$locker->query_safe('COMMIT');
+$locker->quit;
 ok($node->poll_query_until('postgres',
 	"SELECT EXISTS (SELECT FROM cdviz.pipeline_run_summaries WHERE pipeline_run_id = 'run-p1')"),
 	'the fold ends when the lock is released');
