@@ -174,6 +174,19 @@ pct_hist() {
 last_rate() { tail -1 "$1" | awk -v k="${2:-1}" '{printf "%.0f", $1*k/$2}'; }
 total_rate() { awk -v k="${2:-1}" '{n+=$1; t+=$2} END{printf "%.0f", n*k/t}' "$1"; }
 
+# totals of a run of single events: $1 the wrk files' prefix, $2 their
+# label.  Sets HTTP_RPS, HTTP_BAD and PGB_TPS; prints the http and pgbench
+# INSERT lines.
+single_totals() {
+	HTTP_RPS=$(total_rate "$1.sum")
+	HTTP_BAD=$(awk '{n+=$3} END{print n+0}' "$1.sum")
+	PGB_TPS=$(total_rate "$TMP/pgb.sum")
+	printf '%-44s %10s %10s %10s\n' "" "events/s" "p50 ms" "p99 ms"
+	printf '%-44s %10s %10s %10s\n' "$2" "$HTTP_RPS" "$(pct_hist "$1.hist" 50)" "$(pct_hist "$1.hist" 99)"
+	printf '%-44s %10s %10s %10s\n' "pgbench 1 INSERT per commit ($PGBENCH_MODE)" "$PGB_TPS" \
+		"$(pct_list "$TMP/pgb.lat" 50)" "$(pct_list "$TMP/pgb.lat" 99)"
+}
+
 echo "== run 1: one event per request (a delivery platform's events), $CONNECTIONS connections, $ROUNDS rounds of ${ROUND}s per side"
 for r in $(seq 1 "$ROUNDS"); do
 	if [ $((r % 2)) -eq 1 ]; then
@@ -185,14 +198,7 @@ for r in $(seq 1 "$ROUNDS"); do
 	printf '  round %d: http %s events/s, pgbench INSERT %s tx/s (ratio %s)\n' \
 		"$r" "$a" "$b" "$(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.2f", a/b}')"
 done
-HTTP_RPS=$(total_rate "$TMP/w1.sum")
-HTTP_BAD=$(awk '{n+=$3} END{print n+0}' "$TMP/w1.sum")
-PGB_TPS=$(total_rate "$TMP/pgb.sum")
-printf '%-44s %10s %10s %10s\n' "" "events/s" "p50 ms" "p99 ms"
-printf '%-44s %10s %10s %10s\n' "http worker (wrk, 1 event/req)" "$HTTP_RPS" \
-	"$(pct_hist "$TMP/w1.hist" 50)" "$(pct_hist "$TMP/w1.hist" 99)"
-printf '%-44s %10s %10s %10s\n' "pgbench 1 INSERT per commit ($PGBENCH_MODE)" "$PGB_TPS" \
-	"$(pct_list "$TMP/pgb.lat" 50)" "$(pct_list "$TMP/pgb.lat" 99)"
+single_totals "$TMP/w1" "http worker (wrk, 1 event/req)"
 R1=$(awk -v a="$HTTP_RPS" -v b="$PGB_TPS" 'BEGIN{printf "%.2f", a/b}')
 echo "ratio http/pgbench INSERT: $R1 (goal >= 1.5)"
 echo "failed requests: $HTTP_BAD"
@@ -210,15 +216,8 @@ for r in $(seq 1 "$ROUNDS"); do
 		"$r" "$a" "$b" "$(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.2f", a/b}')" \
 		"$c" "$(awk -v a="$a" -v b="$c" 'BEGIN{printf "%.2f", a/b}')"
 done
-HTTP_RPS=$(total_rate "$TMP/wd.sum")
-HTTP_BAD=$(awk '{n+=$3} END{print n+0}' "$TMP/wd.sum")
-PGB_TPS=$(total_rate "$TMP/pgb.sum")
+single_totals "$TMP/wd" "http worker (wrk, 1 deployment/req)"
 PGI_TPS=$(total_rate "$TMP/pgi.sum")
-printf '%-44s %10s %10s %10s\n' "" "events/s" "p50 ms" "p99 ms"
-printf '%-44s %10s %10s %10s\n' "http worker (wrk, 1 deployment/req)" "$HTTP_RPS" \
-	"$(pct_hist "$TMP/wd.hist" 50)" "$(pct_hist "$TMP/wd.hist" 99)"
-printf '%-44s %10s %10s %10s\n' "pgbench 1 INSERT per commit ($PGBENCH_MODE)" "$PGB_TPS" \
-	"$(pct_list "$TMP/pgb.lat" 50)" "$(pct_list "$TMP/pgb.lat" 99)"
 printf '%-44s %10s %10s %10s\n' "pgbench 1 cdviz.ingest() per commit" "$PGI_TPS" \
 	"$(pct_list "$TMP/pgi.lat" 50)" "$(pct_list "$TMP/pgi.lat" 99)"
 R1B=$(awk -v a="$HTTP_RPS" -v b="$PGB_TPS" 'BEGIN{printf "%.2f", a/b}')
