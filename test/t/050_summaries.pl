@@ -198,5 +198,36 @@ is($node->safe_psql('postgres',
 	"SELECT count(*) FROM cdviz.pipeline_run_summaries WHERE pipeline_run_id LIKE 'run-b-%' OR pipeline_run_id = 'run-p2'"),
 	'2501', 'every queued event is in the summaries');
 
+# 9. a writer folding the queue itself (read-after-write) holds what it
+# took until it commits: the worker must not take those rows for a backlog
+# it cannot fold, and spin on them meanwhile (the interval is still 60 s)
+$node->safe_psql('postgres', q{
+	DO $$
+	BEGIN
+		FOR i IN 1..1000 LOOP
+			PERFORM cdviz.ingest(jsonb_build_object(
+				'context', jsonb_build_object('specversion', '0.5.1', 'id', 'f-' || i, 'source', '/t',
+					'type', 'dev.cdevents.pipelinerun.started.0.3.0',
+					'timestamp', '2024-03-08T10:00:00Z'),
+				'subject', jsonb_build_object('id', 'run-f-' || i,
+					'content', jsonb_build_object('pipelineName', 'p', 'uri', 'https://ci/f'))));
+		END LOOP;
+	END $$;
+});
+my $folder = $node->background_psql('postgres');
+$folder->query_safe('BEGIN');
+is($folder->query_safe('SELECT cdviz.fold_queued_summaries()'), '1000',
+	'a writer folds 1,000 queued statements in its transaction');
+my $commits = "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = 'postgres'";
+my $before = $node->safe_psql('postgres', $commits);
+$node->reload;		# wakes the worker
+sleep 3;
+cmp_ok($node->safe_psql('postgres', $commits) - $before, '<', 100,
+	'meanwhile the worker waits instead of folding nothing again and again');
+$folder->query_safe('COMMIT');
+$folder->quit;
+is($node->safe_psql('postgres', 'SELECT cdviz.summaries_pending()'), '0',
+	'and the writer\'s fold is committed');
+
 $node->stop;
 done_testing();
