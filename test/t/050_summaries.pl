@@ -146,6 +146,25 @@ ok($node->poll_query_until('postgres',
 	"SELECT cdviz.summaries_pending() = 0 AND EXISTS (SELECT FROM cdviz.pipeline_run_summaries WHERE pipeline_run_id = 'run-x')"),
 	'after DROP and CREATE EXTENSION the worker folds again');
 
+# $n insert statements of one pipeline run started each (context ids
+# "$prefix-<i>", runs "run-$prefix-<i>"): $n queued statements
+sub queue_statements
+{
+	my ($n, $prefix, $ts) = @_;
+	$node->safe_psql('postgres', qq{
+	DO \$\$
+	BEGIN
+		FOR i IN 1..$n LOOP
+			PERFORM cdviz.ingest(jsonb_build_object(
+				'context', jsonb_build_object('specversion', '0.5.1', 'id', '$prefix-' || i, 'source', '/t',
+					'type', 'dev.cdevents.pipelinerun.started.0.3.0', 'timestamp', '$ts'),
+				'subject', jsonb_build_object('id', 'run-$prefix-' || i,
+					'content', jsonb_build_object('pipelineName', 'p', 'uri', 'https://ci/$prefix'))));
+		END LOOP;
+	END \$\$;
+	});
+}
+
 # 8. pace: one fold per cdviz.summaries_interval, so that the http worker's
 # many small commits become one fold (it used to fold again at once after
 # any fold that found something); a backlog is folded without pause
@@ -173,19 +192,7 @@ ok($node->poll_query_until('postgres',
 sleep 2;
 is($node->safe_psql('postgres', 'SELECT cdviz.summaries_pending()'), '1',
 	'an event queued during a fold waits for the next interval');
-$node->safe_psql('postgres', q{
-	DO $$
-	BEGIN
-		FOR i IN 1..2500 LOOP
-			PERFORM cdviz.ingest(jsonb_build_object(
-				'context', jsonb_build_object('specversion', '0.5.1', 'id', 'b-' || i, 'source', '/t',
-					'type', 'dev.cdevents.pipelinerun.started.0.3.0',
-					'timestamp', '2024-03-07T10:00:00Z'),
-				'subject', jsonb_build_object('id', 'run-b-' || i,
-					'content', jsonb_build_object('pipelineName', 'p', 'uri', 'https://ci/b'))));
-		END LOOP;
-	END $$;
-});
+queue_statements(2500, 'b', '2024-03-07T10:00:00Z');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM cdviz.summary_queue'), '2501',
 	'2,500 more insert statements queued, more than one fold takes');
 my $t0 = time;
@@ -201,19 +208,7 @@ is($node->safe_psql('postgres',
 # 9. a writer folding the queue itself (read-after-write) holds what it
 # took until it commits: the worker must not take those rows for a backlog
 # it cannot fold, and spin on them meanwhile (the interval is still 60 s)
-$node->safe_psql('postgres', q{
-	DO $$
-	BEGIN
-		FOR i IN 1..1000 LOOP
-			PERFORM cdviz.ingest(jsonb_build_object(
-				'context', jsonb_build_object('specversion', '0.5.1', 'id', 'f-' || i, 'source', '/t',
-					'type', 'dev.cdevents.pipelinerun.started.0.3.0',
-					'timestamp', '2024-03-08T10:00:00Z'),
-				'subject', jsonb_build_object('id', 'run-f-' || i,
-					'content', jsonb_build_object('pipelineName', 'p', 'uri', 'https://ci/f'))));
-		END LOOP;
-	END $$;
-});
+queue_statements(1000, 'f', '2024-03-08T10:00:00Z');
 my $folder = $node->background_psql('postgres');
 $folder->query_safe('BEGIN');
 is($folder->query_safe('SELECT cdviz.fold_queued_summaries()'), '1000',
