@@ -11,7 +11,7 @@
  * http worker's group commits) with one statement per summary table.
  *
  * So the worker folds at most once per cdviz.summaries_interval, unless a
- * fold took a full FOLD_STATEMENTS (a backlog).  Folding again as soon as a
+ * fold was full (a backlog: see fold_tx).  Folding again as soon as a
  * fold found anything, it used to chase the http worker's commits: folds
  * of 33 events on average, each paying every summary statement's start-up,
  * took 63% of a core beside an http worker storing 5,000 events/s, on a
@@ -82,8 +82,9 @@ cdviz_summaries_init(bool preloading)
 	cdviz_worker_define_gucs();
 	DefineCustomIntVariable("cdviz.summaries_interval",
 							"Milliseconds between the summaries worker's folds.",
-							"A fold takes what was queued meanwhile; after a fold of 1,000 insert "
-							"statements (a backlog) the next one follows at once.  Reloaded on SIGHUP.",
+							"A fold takes what was queued meanwhile, up to 1,000 insert statements; "
+							"after a fold of 1,000 events or more (a backlog) the next one follows at "
+							"once.  Reloaded on SIGHUP.",
 							&cdviz_summaries_interval, 100, 10, 60000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	cdviz_worker_register("cdviz summaries", "cdviz summaries", "cdviz_summaries_main", 5);
@@ -109,10 +110,13 @@ cdviz_summaries_deferred(PG_FUNCTION_ARGS)
 }
 
 /*
- * One fold; *arg says whether it took FOLD_STATEMENTS, so more may wait.
- * Counted among the statements this fold can take: rows that another
- * transaction is folding (a writer catching up on its own) are locked and
- * skipped by both, or the worker would spin while that transaction runs.
+ * One fold; *arg says whether it was a full one, so that more may wait:
+ * FOLD_STATEMENTS insert statements hold at least as many events, so a
+ * fold of fewer events did not take them all.  (A fold of many events from
+ * fewer statements makes one more fold follow at once, which finds what
+ * came meanwhile.)  Rows another transaction is folding are skipped by the
+ * fold and not counted: the worker does not spin while a writer catches up
+ * on its own.
  */
 static void
 fold_tx(void *arg)
@@ -120,15 +124,11 @@ fold_tx(void *arg)
 	bool	   *full = (bool *) arg;
 	bool		isnull;
 
-	if (SPI_execute("SELECT count(*) FROM (SELECT FROM cdviz.summary_queue AS q ORDER BY q.id LIMIT "
-					CppAsString2(FOLD_STATEMENTS) " FOR UPDATE SKIP LOCKED) AS q",
-					false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not count cdviz.summary_queue");
-	*full = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-										1, &isnull)) >= FOLD_STATEMENTS;
 	if (SPI_execute("SELECT cdviz.fold_queued_summaries(" CppAsString2(FOLD_STATEMENTS) ")",
 					false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "cdviz.fold_queued_summaries() failed");
+	*full = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+										1, &isnull)) >= FOLD_STATEMENTS;
 }
 
 /*
