@@ -55,6 +55,9 @@ test/unit/test_core: test/unit/test_core.c test/unit/tap.h $(CORE_SRCS) src/core
 test/unit/test_jsonl: test/unit/test_jsonl.c src/core/jsonl.c src/core/jsonl.h
 	$(CORE_CC) $(CORE_CFLAGS) -o $@ test/unit/test_jsonl.c src/core/jsonl.c $(CORE_LIBS)
 
+test/unit/test_json_scan: test/unit/test_json_scan.c test/unit/tap.h src/core/json_scan.c src/core/json_scan.h
+	$(CORE_CC) $(CORE_CFLAGS) -o $@ test/unit/test_json_scan.c src/core/json_scan.c
+
 test/unit/test_envelope: test/unit/test_envelope.c test/unit/tap.h $(CORE_SRCS) src/core/*.h
 	$(CORE_CC) $(CORE_CFLAGS) -o $@ test/unit/test_envelope.c $(CORE_SRCS) $(CORE_LIBS)
 
@@ -62,10 +65,11 @@ test/unit/validate_cli: test/unit/validate_cli.c $(CORE_SRCS) src/core/*.h
 	$(CORE_CC) $(CORE_CFLAGS) -o $@ test/unit/validate_cli.c $(CORE_SRCS) $(CORE_LIBS)
 
 .PHONY: unit fuzz prove prove-installcheck schemas
-unit: test/unit/test_core test/unit/test_jsonl test/unit/test_envelope test/unit/validate_cli
+unit: test/unit/test_core test/unit/test_jsonl test/unit/test_envelope test/unit/test_json_scan test/unit/validate_cli
 	test/unit/test_core
 	test/unit/test_jsonl
 	test/unit/test_envelope
+	test/unit/test_json_scan
 
 FUZZ_SECONDS ?= 60
 fuzz/fuzz_core: fuzz/fuzz_core.c $(CORE_SRCS) src/core/*.h
@@ -93,4 +97,4 @@ SPEC_DIR ?= test/fixtures/cdevents-spec
 schemas:
 	python3 tools/gen_schemas.py $(SPEC_DIR) > src/core/cdevents_schemas.c
 
-EXTRA_CLEAN = test/unit/test_envelope test/unit/test_core test/unit/test_jsonl test/unit/validate_cli fuzz/fuzz_core build
+EXTRA_CLEAN = test/unit/test_envelope test/unit/test_json_scan test/unit/test_core test/unit/test_jsonl test/unit/validate_cli fuzz/fuzz_core build

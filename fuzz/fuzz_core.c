@@ -5,8 +5,10 @@
  * Each input is parsed as JSON (json-c's tokener, and cdviz_json_parse),
  * checked as an event in all three validation modes, its problems rendered
  * as JSON and text, and the format parsers run on the raw bytes and on
- * every string of the document.  Besides memory errors (ASan, LSan, UBSan)
- * it traps on broken invariants: strict acceptance implies lenient
+ * every string of the document; the receivers' strict scanner runs on the
+ * raw bytes.  Besides memory errors (ASan, LSan, UBSan) it traps on broken
+ * invariants: what the scanner accepts json-c accepts; strict acceptance
+ * implies lenient
  * acceptance implies acceptance with validation off; a refused event has
  * at least one problem; an accepted one has the columns storage needs.
  *
@@ -21,6 +23,7 @@
 
 #include "core/event.h"
 #include "core/formats.h"
+#include "core/json_scan.h"
 #include "core/problems.h"
 
 #define CHECK(cond) do { if (!(cond)) __builtin_trap(); } while (0)
@@ -99,6 +102,62 @@ check_mode(json_object *ev, CdvizValidation mode)
 	return valid;
 }
 
+/* Depth of the scan so far, and the deepest it went. */
+typedef struct ScanDepth
+{
+	int			depth;
+	int			deepest;
+} ScanDepth;
+
+static bool
+track_depth(void *arg, CdvizJsonToken token, const char *s, size_t len)
+{
+	ScanDepth  *d = (ScanDepth *) arg;
+
+	if (token == CDVIZ_JSON_OBJECT_START || token == CDVIZ_JSON_ARRAY_START)
+	{
+		if (++d->depth > d->deepest)
+			d->deepest = d->depth;
+	}
+	else if (token == CDVIZ_JSON_OBJECT_END || token == CDVIZ_JSON_ARRAY_END)
+		d->depth--;
+	/* a string handed out lies within the text, unescaped in place */
+	CHECK(len == 0 || s != NULL);
+	return true;
+}
+
+/*
+ * The strict scanner (the receivers' parser) on a copy of the input: what
+ * it accepts, json-c accepts too (within json-c's depth of 32), and it
+ * ends balanced.
+ */
+static void
+fuzz_scan(const char *s, size_t size)
+{
+	char	   *copy = malloc(size + 1);
+	ScanDepth	d = {0, 0};
+	CdvizProblems problems;
+	json_object *doc;
+
+	if (copy == NULL)
+		return;
+	memcpy(copy, s, size);
+	copy[size] = '\0';
+	if (cdviz_json_scan(copy, size, track_depth, &d))
+	{
+		CHECK(d.depth == 0 && d.deepest >= 1);
+		if (d.deepest < 32)
+		{
+			cdviz_problems_init(&problems);
+			doc = cdviz_json_parse(s, size, &problems);
+			CHECK(doc != NULL);
+			cdviz_json_free(doc);
+			cdviz_problems_reset(&problems);
+		}
+	}
+	free(copy);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -110,6 +169,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_formats(s, size);
 	if (size > INT_MAX)
 		return 0;
+	fuzz_scan(s, size);
 
 	/* json-c's own tokener, as the CLI and tests use it */
 	tok = json_tokener_new();

@@ -97,3 +97,11 @@ REVOKE EXECUTE ON FUNCTION cdviz._replay_rejected(bigint, boolean),
 	cdviz.ensure_partition(timestamptz), cdviz.drop_partitions_before(timestamptz) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION cdviz.ingest(jsonb), cdviz.ingest_batch(jsonb, text),
 	cdviz.replay_rejected(bigint), cdviz.replay_rejected(text, timestamptz) FROM PUBLIC;
+
+-- The receivers' JSON parser (the core's scanner), for tests: it must
+-- make of every document it does not decline what doc::jsonb makes.
+CREATE FUNCTION cdviz._jsonb_from_text(doc text) RETURNS jsonb
+LANGUAGE c STRICT STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'cdviz_jsonb_from_text_sql';
+COMMENT ON FUNCTION cdviz._jsonb_from_text(text) IS
+'cdviz internal: the document as the HTTP receiver and the webhooks parse it (the same value as doc::jsonb, faster), NULL when that parser declines it and leaves it to jsonb_in; for tests';

@@ -37,6 +37,7 @@
 #include "utils/memutils.h"
 
 #include "http/http_webhook.h"
+#include "store/store.h"
 #include "store/subxact.h"
 #include "store/webhook_store.h"
 #include "store/worker.h"
@@ -74,6 +75,13 @@ typedef struct WebhookCall
 	ErrorData  *error;			/* why its subtransaction failed, if it did */
 	int64		rejected_id;	/* the dead letter of a refused body */
 
+	/* between its two subtransactions, in the group's transaction */
+	CdvizWebhookRoute *route;	/* NULL: nothing to process */
+	Jsonb	   *headers;
+	Jsonb	   *body;
+	bool		processed;		/* out is filled at the group's flush */
+	CdvizWebhookOutcome out;
+
 	struct WebhookCall *next;	/* in the queue */
 } WebhookCall;
 
@@ -90,6 +98,9 @@ typedef struct WebhookGroup
 	 */
 	CdvizWebhookRoute routes[WEBHOOK_GROUP_MAX];
 	int			nroutes;
+
+	/* the deliveries' events and records, written together; NULL alone */
+	CdvizWebhookBatch *batch;
 } WebhookGroup;
 
 static WebhookCall *queue_head;
@@ -265,20 +276,24 @@ parse_body(void *arg)
 
 /*
  * The body as jsonb, or 0 when it is not JSON text in the database encoding.
- * Parsed once, here, in a subtransaction of its own: a body jsonb refuses
- * then gets a precise answer, and the delivery path takes the jsonb as it
- * is instead of parsing the text again.
+ * Parsed once, here: by the core's scanner (jsonb_parse.c), or when it
+ * declines by jsonb_in in a subtransaction of its own, so that a body
+ * jsonb refuses gets a precise answer.  The delivery path takes the jsonb
+ * as it is instead of parsing the text again.
  */
 static Datum
 body_as_jsonb(HttpRequest *req)
 {
 	BodyParse	p = {req->body.data, (Datum) 0};
 	ErrorData  *edata;
+	Jsonb	   *jb;
 
 	/* jsonb_in reads a C string: a NUL would end the body early */
 	if (memchr(req->body.data, '\0', req->body.len) != NULL ||
 		!pg_verifymbstr(req->body.data, req->body.len, true))
 		return (Datum) 0;
+	if ((jb = cdviz_jsonb_from_text(req->body.data, req->body.len)) != NULL)
+		return JsonbPGetDatum(jb);
 	if ((edata = cdviz_subxact(parse_body, &p, NULL)) != NULL)
 	{
 		/* only the text's fault (class 22) makes it "not JSON" */
@@ -344,15 +359,16 @@ forget_routes(WebhookGroup *g)
 	g->nroutes = 0;
 }
 
-/* Inside the transaction: route, credentials, then the delivery itself. */
+/*
+ * Inside the transaction, first subtransaction: route, credentials and
+ * body.  A delivery to process gets call->route, headers and body.
+ */
 static void
-process_delivery(WebhookGroup *g, WebhookCall *call)
+prepare_delivery(WebhookGroup *g, WebhookCall *call)
 {
 	HttpRequest *req = call->req;
 	CdvizWebhookRoute *route;
-	CdvizWebhookOutcome out;
 	Datum		body;
-	Jsonb	   *headers;
 
 	if ((route = group_route(g, call->name)) == NULL)
 		return;
@@ -369,13 +385,35 @@ process_delivery(WebhookGroup *g, WebhookCall *call)
 													req->body.len, NOT_JSON);
 		return;
 	}
+	call->headers = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(call->headers_json)));
+	call->body = DatumGetJsonbP(body);
+	call->route = route;
+}
 
-	headers = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(call->headers_json)));
-	cdviz_webhook_process(route, headers, DatumGetJsonbP(body), &out);
-	call->stored = out.stored;
-	call->duplicates = out.duplicates;
-	call->status = MemoryContextStrdup(req->cxt, out.status);
-	call->answer = MemoryContextStrdup(req->cxt, outcome_answer(&out));
+/*
+ * Second subtransaction: the delivery itself (into the group's batch).
+ * Its outcome is allocated with the request, to outlive the transaction.
+ */
+static void
+process_delivery(WebhookGroup *g, WebhookCall *call)
+{
+	MemoryContext old = MemoryContextSwitchTo(call->req->cxt);
+
+	cdviz_webhook_process(call->route, call->headers, call->body, &call->out, g->batch);
+	MemoryContextSwitchTo(old);
+	call->processed = true;
+}
+
+/* The answer of a processed delivery, from its outcome. */
+static void
+take_outcome(WebhookCall *call)
+{
+	HttpRequest *req = call->req;
+
+	call->stored = call->out.stored;
+	call->duplicates = call->out.duplicates;
+	call->status = MemoryContextStrdup(req->cxt, call->out.status);
+	call->answer = MemoryContextStrdup(req->cxt, outcome_answer(&call->out));
 }
 
 /* One delivery of a group, as cdviz_subxact() runs it. */
@@ -386,7 +424,15 @@ typedef struct DeliveryRun
 } DeliveryRun;
 
 static void
-run_delivery(void *arg)
+run_prepare(void *arg)
+{
+	DeliveryRun *run = (DeliveryRun *) arg;
+
+	prepare_delivery(run->g, run->call);
+}
+
+static void
+run_process(void *arg)
 {
 	DeliveryRun *run = (DeliveryRun *) arg;
 
@@ -401,8 +447,32 @@ refused_message(ErrorData *edata)
 }
 
 /*
- * Inside the group's transaction: each delivery in a subtransaction, so
- * that one the database refuses leaves the others' work in place.
+ * A delivery the database refused (call->error): said in the log, and its
+ * body kept as a dead letter when it was the data's fault (not when the
+ * database could not be reached).
+ */
+static void
+delivery_failed(WebhookCall *call)
+{
+	ereport(LOG,
+			(errcode(call->error->sqlerrcode),
+			 errmsg("%s: processing a webhook delivery to \"%s\" failed: %s",
+					MyBgworkerEntry->bgw_type, call->name, call->error->message)));
+	if (call->authorized && http_is_data_error(call->error->sqlerrcode))
+		call->rejected_id =
+			http_store_refused_body("webhook", call->req->origin_ref,
+									call->req->body.data, call->req->body.len,
+									refused_message(call->error));
+}
+
+/*
+ * Inside the group's transaction: each delivery in subtransactions, so
+ * that one the database refuses leaves the others' work in place.  Their
+ * events and records are written together at the end (the batch), or
+ * earlier when a transformer could read them (see
+ * cdviz_webhook_batch_wants_flush): outside any delivery's
+ * subtransaction, whose rollback would take them along.  A delivery whose
+ * write the database refuses fails alone (cdviz_webhook_batch_flush).
  */
 static void
 process_group(void *arg)
@@ -410,6 +480,7 @@ process_group(void *arg)
 	WebhookGroup *g = (WebhookGroup *) arg;
 
 	g->nroutes = 0;				/* none read by an earlier, failed attempt */
+	g->batch = g->ncalls > 1 ? cdviz_webhook_batch_start() : NULL;
 	PG_TRY();
 	{
 		for (int i = 0; i < g->ncalls; i++)
@@ -418,25 +489,38 @@ process_group(void *arg)
 			DeliveryRun run = {g, call};
 
 			/* the error is answered after the transaction: kept with the request */
-			call->error = cdviz_subxact(run_delivery, &run, call->req->cxt);
+			call->error = cdviz_subxact(run_prepare, &run, call->req->cxt);
+			if (call->error == NULL && call->route != NULL)
+			{
+				if (g->batch &&
+					cdviz_webhook_batch_wants_flush(g->batch, call->route, call->headers, call->body))
+					cdviz_webhook_batch_flush(g->batch);
+				call->error = cdviz_subxact(run_process, &run, call->req->cxt);
+			}
 			if (call->error)
-				ereport(LOG,
-						(errcode(call->error->sqlerrcode),
-						 errmsg("%s: processing a webhook delivery to \"%s\" failed: %s",
-								MyBgworkerEntry->bgw_type, call->name, call->error->message)));
+				delivery_failed(call);
+		}
+		if (g->batch)
+			cdviz_webhook_batch_flush(g->batch);
+		for (int i = 0; i < g->ncalls; i++)
+		{
+			WebhookCall *call = g->calls[i];
 
-			/* a body the database refuses is kept (not one it could not reach) */
-			if (call->error && call->authorized && http_is_data_error(call->error->sqlerrcode))
-				call->rejected_id =
-					http_store_refused_body("webhook", call->req->origin_ref,
-											call->req->body.data, call->req->body.len,
-											refused_message(call->error));
+			if (!call->processed || call->error != NULL)
+				continue;
+			if ((call->error = call->out.failure) != NULL)
+				delivery_failed(call);
+			else
+				take_outcome(call);
 		}
 	}
 	PG_FINALLY();
 	{
 		/* the secrets are wiped even when the group fails */
 		forget_routes(g);
+		if (g->batch)
+			cdviz_webhook_batch_end(g->batch);
+		g->batch = NULL;
 	}
 	PG_END_TRY();
 }
@@ -511,6 +595,10 @@ reset_call(WebhookCall *call)
 	call->stored = call->duplicates = 0;
 	call->error = NULL;
 	call->rejected_id = 0;
+	call->route = NULL;
+	call->headers = call->body = NULL;
+	call->processed = false;
+	memset(&call->out, 0, sizeof(call->out));
 }
 
 /* Process g in one transaction and set every delivery's answer. */

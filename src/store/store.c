@@ -97,7 +97,8 @@ lake_timestamp(int64 epoch_us)
 }
 
 /*
- * Build the jsonb payload from raw text.  jsonb_in refuses a few things
+ * Build the jsonb payload from raw text, by the core's scanner unless it
+ * declines (cdviz_jsonb_from_text).  jsonb_in refuses a few things
  * json-c accepts (lone surrogate escapes, numbers out of numeric range);
  * those become a problem of the item instead of an error of the batch.
  */
@@ -105,8 +106,10 @@ static Jsonb *
 payload_from_raw(CdvizItem *item)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
-	Jsonb	   *result = NULL;
+	Jsonb	   *result = cdviz_jsonb_from_text(item->raw, item->raw_len);
 
+	if (result != NULL)
+		return result;
 	PG_TRY();
 	{
 		result = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(item->raw)));
@@ -639,16 +642,32 @@ cdviz_store_dead_letter(const char *origin, const char *origin_ref,
 }
 
 /*
- * An all-or-nothing batch with an invalid item: the valid ones (those with
- * a row to insert, and their in-batch retransmissions) are withheld and
- * nothing is inserted.
+ * An invalid item in an all-or-nothing unit that began at item first and
+ * row first_row: the unit's valid items so far are withheld.  Their rows
+ * are the batch's last ones (a unit's items are adjacent), so they are
+ * taken off the end and out of the key table in the reverse order of
+ * their insertion, which leaves the open-addressing table as if they had
+ * never been there.
  */
 static void
-withhold_valid(CdvizItem *items, int nitems, BatchRows *rows)
+withhold_unit(CdvizItem *items, int first, int upto, BatchRows *rows, KeyTable *keys,
+			  int first_row)
 {
-	for (int r = 0; r < rows->nrows; r++)
+	for (int r = rows->nrows - 1; r >= first_row; r--)
+	{
+		int		   *slot;
+		text	   *src = DatumGetTextPP(rows->cols[COL_SOURCE][r]);
+		text	   *cid = DatumGetTextPP(rows->cols[COL_ID][r]);
+
+		slot = keytable_slot(keys, VARDATA_ANY(src), VARSIZE_ANY_EXHDR(src),
+							 VARDATA_ANY(cid), VARSIZE_ANY_EXHDR(cid),
+							 DatumGetTimestampTz(rows->cols[COL_TS][r]));
+		Assert(*slot == r);
+		*slot = -1;
 		items[rows->item[r]].status = CDVIZ_ITEM_WITHHELD;
-	for (int i = 0; i < nitems; i++)
+	}
+	rows->nrows = first_row;
+	for (int i = first; i < upto; i++)
 	{
 		if (items[i].first_of_key >= 0)
 		{
@@ -656,7 +675,6 @@ withhold_valid(CdvizItem *items, int nitems, BatchRows *rows)
 			items[i].first_of_key = -1;
 		}
 	}
-	rows->nrows = 0;
 }
 
 /*
@@ -668,7 +686,9 @@ static CdvizStoreResult
 store_items(CdvizItem *items, int nitems, const char *origin, bool atomic)
 {
 	CdvizStoreResult result = {0, 0, 0, 0};
-	int			invalid = 0;
+	int			unit_first = 0; /* atomic: where the current unit began */
+	int			unit_first_row = 0;
+	bool		unit_failed = false;
 	MemoryContext batchcxt;
 	MemoryContext oldcxt;
 	KeyTable	keys;
@@ -697,6 +717,12 @@ store_items(CdvizItem *items, int nitems, const char *origin, bool atomic)
 		Jsonb	   *payload = NULL;
 		int		   *slot;
 
+		if (atomic && (i == 0 || it->unit != items[i - 1].unit))
+		{
+			unit_first = i;
+			unit_first_row = rows.nrows;
+			unit_failed = false;
+		}
 		cdviz_problems_init(&it->problems);
 		it->status = CDVIZ_ITEM_REJECTED;
 		it->event_id = 0;
@@ -711,17 +737,22 @@ store_items(CdvizItem *items, int nitems, const char *origin, bool atomic)
 			cdviz_problems_add(&it->problems, "$", "not valid %s text",
 							   GetDatabaseEncodingName());
 			cdviz_json_free(json);
-			continue;
+			json = NULL;
 		}
-		if (json == NULL)
+		else if (json == NULL)
 			json = cdviz_json_parse(it->raw, it->raw_len, &it->problems);
-		if (json == NULL)
-			continue;
 		/* a document built from jsonb holds no NUL (jsonb refuses \u0000) */
-		if (cdviz_event_check_ex(json, mode, it->raw == NULL, &info, &it->problems))
+		if (json != NULL &&
+			cdviz_event_check_ex(json, mode, it->raw == NULL, &info, &it->problems))
 			payload = it->jsonb ? it->jsonb : payload_from_raw(it);
 		if (payload == NULL)
-			invalid++;
+		{
+			if (atomic && !unit_failed)
+				withhold_unit(items, unit_first, i, &rows, &keys, unit_first_row);
+			unit_failed = atomic;
+		}
+		else if (unit_failed)
+			it->status = CDVIZ_ITEM_WITHHELD;
 		else
 		{
 			slot = keytable_slot(&keys, info.context_source.ptr, info.context_source.len,
@@ -739,9 +770,6 @@ store_items(CdvizItem *items, int nitems, const char *origin, bool atomic)
 		/* info pointed into the document: rows_add copied what it needs */
 		cdviz_json_free(json);
 	}
-
-	if (atomic && invalid > 0)
-		withhold_valid(items, nitems, &rows);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "cdviz: SPI_connect failed");

@@ -44,6 +44,8 @@ typedef struct CdvizItem
 								 * cdviz_store_release_items() */
 	const char *origin_ref;		/* where it came from: peer+path, file:line */
 	bool		no_dead_letter; /* report rejection without storing it */
+	int			unit;			/* cdviz_store_items_atomic(): items of one
+								 * unit (adjacent) are stored all or nothing */
 
 	/* output */
 	CdvizItemStatus status;
@@ -79,9 +81,11 @@ extern void cdviz_store_define_gucs(void);
 extern CdvizStoreResult cdviz_store_items(CdvizItem *items, int nitems, const char *origin);
 
 /*
- * The same, all or nothing: when any item is rejected, none is stored (the
- * valid ones are WITHHELD).  For callers that keep the whole input
- * elsewhere and will submit it again whole (webhook deliveries).
+ * The same, all or nothing per unit: when any item of a unit is rejected,
+ * none of that unit is stored (its valid ones are WITHHELD); the other
+ * units are stored.  A unit is a run of adjacent items with the same unit
+ * number.  For callers that keep each unit's whole input elsewhere and
+ * will submit it again whole (webhook deliveries, one unit each).
  */
 extern CdvizStoreResult cdviz_store_items_atomic(CdvizItem *items, int nitems, const char *origin);
 extern void cdviz_store_release_items(CdvizItem *items, int nitems);
@@ -122,6 +126,14 @@ extern SPIPlanPtr cdviz_prepare_kept(const char *sql, int nargs, Oid *argtypes,
 
 /* The row type a SQL function returning a record was declared with. */
 extern TupleDesc cdviz_result_tupdesc(FunctionCallInfo fcinfo);
+
+/*
+ * JSON text (valid in the database encoding, no NUL byte) as jsonb, the
+ * same value jsonb_in makes of it, faster; NULL when it is declined: not
+ * JSON, a scalar, or something only jsonb_in should judge.  Raises no
+ * error of its own (jsonb_parse.c).
+ */
+extern Jsonb *cdviz_jsonb_from_text(const char *text, size_t len);
 
 /* Bytes as text, invalid encoding and NUL bytes escaped as \xNN. */
 extern text *cdviz_bytes_as_text(const char *raw, size_t len);

@@ -17,6 +17,17 @@
  * Two sessions processing one delivery at once are serialized by a
  * transaction advisory lock on that identity, taken before the row is
  * looked up.
+ *
+ * Deliveries are written in batches (CdvizWebhookBatch): the http worker
+ * transforms a group's deliveries one after another, and their events go
+ * to the lake in one statement, their rows to the deliveries table in
+ * another, as /cdevents stores a group's events.  Paid per delivery, the
+ * lake insert and the record cost more than the transformer.  The batch
+ * is written before a transformer that could read it runs (see
+ * cdviz_webhook_batch_wants_flush()), so a transformer still sees every
+ * earlier delivery's inventory; a delivery's events are still all or
+ * nothing (the store's units); and a delivery the database refuses still
+ * fails alone (write_isolated()).
  */
 #include "postgres.h"
 
@@ -79,6 +90,38 @@ typedef struct Delivery
 	int			receptions;		/* 1 for a reception, 0 for a retransform */
 } Delivery;
 
+/* A delivery transformed, waiting for its batch's flush. */
+typedef struct Pending
+{
+	Delivery	d;
+	const CdvizWebhookRoute *route;
+	CdvizWebhookOutcome *out;	/* filled at the flush */
+	MemoryContext outcxt;		/* where out's strings and ids go */
+	int			first_item;		/* its events: the batch's items from here */
+	int			nitems;
+	List	   *context_ids;	/* NULL when the transformer raised */
+	const char *status;			/* failed, ignored or ping; NULL: stored or
+								 * duplicate, or failed if the store rejects
+								 * an event */
+	char	   *error;
+} Pending;
+
+/* See webhook_store.h. */
+struct CdvizWebhookBatch
+{
+	MemoryContext cxt;			/* the deliveries' data, reset at the flush */
+	Pending    *pending;		/* in the batch's parent context, as items */
+	int			npending;
+	int			maxpending;
+	CdvizItem  *items;			/* the events, unit = index of their Pending */
+	int			nitems;
+	int			maxitems;
+	bool		inventory_events;	/* service or incident events among them */
+	bool		isolate;		/* a delivery's write error is its own
+								 * (out->failure), not the batch's: for the
+								 * http worker's groups */
+};
+
 typedef struct TransformerPlan
 {
 	Oid			fn;
@@ -102,7 +145,13 @@ prepare_plans(void)
 		lookup_plan = cdviz_prepare_kept(
 										 "SELECT w.auth, s.secret, w.transformer::pg_catalog.oid,"
 										 " CASE WHEN p.oid IS NOT NULL THEN pg_catalog.format('%I.%I', n.nspname, p.proname) END,"
-										 " w.retention "
+										 " w.retention,"
+										 " EXISTS (SELECT FROM pg_catalog.pg_depend dp"
+										 " JOIN pg_catalog.pg_extension e ON e.oid = dp.refobjid"
+										 " WHERE dp.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass"
+										 " AND dp.objid = w.transformer::pg_catalog.oid"
+										 " AND dp.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass"
+										 " AND dp.deptype = 'e' AND e.extname = 'cdviz') "
 										 "FROM cdviz.webhooks w "
 										 "LEFT JOIN cdviz.webhook_secrets s ON s.name = w.name "
 										 "LEFT JOIN pg_catalog.pg_proc p ON p.oid = w.transformer "
@@ -112,14 +161,28 @@ prepare_plans(void)
 	}
 	if (record_plan == NULL)
 	{
-		Oid			types[11] = {TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, TEXTOID,
-		INT8ARRAYOID, TEXTARRAYOID, TEXTOID, JSONBOID, INT4OID};
+		Oid			types[11] = {TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, JSONBARRAYOID,
+			JSONBARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+		JSONBARRAYOID, INT4OID};
 
-		/* a redelivery of a stored delivery stays "stored": it did produce them */
+		/*
+		 * The deliveries of a flush, one row each, in one statement (its
+		 * start, the check constraint's and the indexes' set-up are paid
+		 * once).  event_ids and context_ids come as array text: arrays of
+		 * arrays do not unnest; an unnest of several arrays is only known
+		 * unqualified (search_path is pg_catalog here).  No two rows have
+		 * the same key (a redelivery flushes the batch first).  A
+		 * redelivery of a stored delivery stays "stored": it did produce
+		 * them.
+		 */
 		record_plan = cdviz_prepare_kept(
 										 "INSERT INTO cdviz.webhook_deliveries AS x (route, event_name, delivery_key,"
 										 " headers, body, status, event_ids, context_ids, error, problems) "
-										 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+										 "SELECT u.route, u.event_name, u.delivery_key, u.headers, u.body, u.status,"
+										 " u.event_ids::pg_catalog.int8[], u.context_ids::pg_catalog.text[], u.error, u.problems "
+										 "FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+										 " AS u(route, event_name, delivery_key, headers, body, status, event_ids,"
+										 " context_ids, error, problems) "
 										 "ON CONFLICT ON CONSTRAINT webhook_deliveries_route_delivery_key_key DO UPDATE "
 										 "SET attempts = x.attempts + $11,"
 										 " last_received_at = CASE WHEN $11 > 0 THEN pg_catalog.now()"
@@ -129,7 +192,7 @@ prepare_plans(void)
 										 " error = excluded.error, problems = excluded.problems,"
 										 " event_ids = excluded.event_ids, context_ids = excluded.context_ids,"
 										 " transformed_at = pg_catalog.now() "
-										 "RETURNING x.id",
+										 "RETURNING x.id, x.route, x.delivery_key",
 										 11, types, 0);
 	}
 }
@@ -600,123 +663,458 @@ int8_array(const int64 *values, int n)
 										   FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
+/* Whether an event of the transformer is one the built-in ones read. */
+static bool
+is_inventory_event(Jsonb *ev)
+{
+	JsonbContainer *context = member_object(&ev->root, "context");
+	char	   *type = context ? member_text(context, "type") : NULL;
+
+	return type != NULL &&
+		(strncmp(type, "dev.cdevents.service.", 21) == 0 ||
+		 strncmp(type, "dev.cdevents.incident.", 22) == 0);
+}
+
 /*
- * Run the transformer over d, store its events all or nothing, and write
- * the delivery row with the outcome.  Inside SPI; out's strings and ids
- * are allocated in outcxt.
+ * Run the transformer over p's delivery and add its events to the batch,
+ * as the unit of p (the batch's next Pending).  Nothing is added when
+ * this raises.
  */
 static void
-transform_and_record(const CdvizWebhookRoute *route, Delivery *d, CdvizWebhookOutcome *out,
-					 MemoryContext outcxt)
+transform(const CdvizWebhookRoute *route, CdvizWebhookBatch *b, Pending *p)
 {
+	Delivery   *d = &p->d;
 	List	   *rows;
-	List	   *context_ids = NIL;
 	char	   *reason = NULL;
-	char	   *error = NULL;
-	const char *status = NULL;
-	Jsonb	   *problems = NULL;
-	CdvizItem  *items = NULL;
+	CdvizItem  *items;
 	int			n = 0;
-	Datum		args[11];
-	char		nulls[11];
-	bool		isnull;
+	bool		inventory = false;
+	const char *default_source;
+	ListCell   *lc;
+
+	p->first_item = b->nitems;
+	p->nitems = 0;
+	if (!run_transformer(route, with_route_header(d->headers, d->route), d->body, &rows, &p->error))
+	{
+		p->status = "failed";
+		return;
+	}
+	default_source = psprintf("/webhooks/%s", d->route);
+	items = palloc0(sizeof(CdvizItem) * Max(list_length(rows), 1));
+	foreach(lc, rows)
+	{
+		Jsonb	   *ev = (Jsonb *) lfirst(lc);
+		JsonbContainer *context;
+		char	   *id;
+
+		if (ev == NULL)
+			ev = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("null")));
+		/* {"ignored": "reason"} says why nothing comes out */
+		if (has_member(&ev->root, "ignored") && !has_member(&ev->root, "context"))
+		{
+			char	   *why = member_text(&ev->root, "ignored");
+
+			if (why)
+				reason = reason ? psprintf("%s; %s", reason, why) : why;
+			continue;
+		}
+		id = psprintf("%s#%d", d->key, n);
+		if ((context = member_object(&ev->root, "context")) != NULL)
+		{
+			char	   *ts = member_text(context, "timestamp");
+
+			ev = complete_event(ev, id, default_source, ts ? NULL : default_timestamp(d));
+		}
+		inventory |= is_inventory_event(ev);
+		cdviz_item_from_jsonb(&items[n], ev, psprintf("webhook %s delivery %s[%d]", d->route, d->key, n));
+		items[n].no_dead_letter = true;
+		items[n].unit = b->npending;
+		p->context_ids = lappend(p->context_ids, id);
+		n++;
+	}
+	if (n == 0)
+	{
+		p->status = d->event_name && strcmp(d->event_name, "ping") == 0 ? "ping" : "ignored";
+		p->error = psprintf("ignored: %s", reason ? reason :
+							psprintf("the transformer returned no event for %s",
+									 d->event_name ? d->event_name : "this delivery"));
+		return;
+	}
+
+	/* nothing can fail from here: the events join the batch */
+	if (b->nitems + n > b->maxitems)
+	{
+		b->maxitems = Max(b->maxitems * 2, b->nitems + n);
+		b->items = repalloc(b->items, sizeof(CdvizItem) * b->maxitems);
+	}
+	memcpy(b->items + b->nitems, items, sizeof(CdvizItem) * n);
+	b->nitems += n;
+	p->nitems = n;
+	b->inventory_events |= inventory;
+}
+
+/* The delivery rows of a flush, one array element per delivery. */
+#define RECORD_COLS 10
+
+typedef struct RecordRows
+{
+	Datum	   *cols[RECORD_COLS];
+	bool	   *nulls[RECORD_COLS];
+} RecordRows;
+
+/* An array text (array_out) as a text datum, for the record's unnest. */
+static Datum
+array_as_text(Datum array)
+{
+	/* array_out caches in its flinfo: called through one */
+	return CStringGetTextDatum(OidOutputFunctionCall(F_ARRAY_OUT, array));
+}
+
+/*
+ * p's outcome, now that its events were stored (or rejected), in p->out
+ * but for the delivery id; its row as element i of rows.
+ */
+static void
+delivery_outcome(Pending *p, const CdvizItem *items, RecordRows *rows, int i)
+{
+	Delivery   *d = &p->d;
+	CdvizWebhookOutcome *out = p->out;
+	const char *status = p->status;
+	char	   *error = p->error;
+	Jsonb	   *problems = NULL;
+	int64		rejected = 0;
+	Datum		v[RECORD_COLS];
+	bool		n[RECORD_COLS];
 
 	memset(out, 0, sizeof(*out));
-	if (!run_transformer(route, with_route_header(d->headers, d->route), d->body, &rows, &error))
-		status = "failed";
-	else
+	for (int k = 0; k < p->nitems; k++)
 	{
-		const char *default_source = psprintf("/webhooks/%s", d->route);
-		ListCell   *lc;
-
-		items = palloc0(sizeof(CdvizItem) * Max(list_length(rows), 1));
-		foreach(lc, rows)
-		{
-			Jsonb	   *ev = (Jsonb *) lfirst(lc);
-			JsonbContainer *context;
-			char	   *id;
-
-			if (ev == NULL)
-				ev = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("null")));
-			/* {"ignored": "reason"} says why nothing comes out */
-			if (has_member(&ev->root, "ignored") && !has_member(&ev->root, "context"))
-			{
-				char	   *why = member_text(&ev->root, "ignored");
-
-				if (why)
-					reason = reason ? psprintf("%s; %s", reason, why) : why;
-				continue;
-			}
-			id = psprintf("%s#%d", d->key, n);
-			if ((context = member_object(&ev->root, "context")) != NULL)
-			{
-				char	   *ts = member_text(context, "timestamp");
-
-				ev = complete_event(ev, id, default_source, ts ? NULL : default_timestamp(d));
-			}
-			cdviz_item_from_jsonb(&items[n], ev, psprintf("webhook %s delivery %s[%d]", d->route, d->key, n));
-			items[n].no_dead_letter = true;
-			context_ids = lappend(context_ids, id);
-			n++;
-		}
+		if (items[k].status == CDVIZ_ITEM_REJECTED)
+			rejected++;
+		else if (items[k].status == CDVIZ_ITEM_STORED)
+			out->stored++;
+		else if (items[k].status == CDVIZ_ITEM_DUPLICATE)
+			out->duplicates++;
 	}
-
-	if (status == NULL && n == 0)
+	if (status != NULL)
 	{
-		status = d->event_name && strcmp(d->event_name, "ping") == 0 ? "ping" : "ignored";
-		error = psprintf("ignored: %s", reason ? reason :
-						 psprintf("the transformer returned no event for %s",
-								  d->event_name ? d->event_name : "this delivery"));
-		out->event_ids = MemoryContextAlloc(outcxt, sizeof(int64));
+		/* a transformer that raised made no events; "ignored" made none */
+		if (strcmp(status, "failed") != 0)
+			out->event_ids = MemoryContextAlloc(p->outcxt, sizeof(int64));
 	}
-	else if (status == NULL)
+	else if (rejected > 0)
 	{
 		/*
 		 * All or nothing: a delivery whose output is partly invalid is kept
 		 * whole, for retransform once the transformer is fixed.
 		 */
-		CdvizStoreResult res = cdviz_store_items_atomic(items, n, "webhook");
-
-		if (res.rejected > 0)
-		{
-			status = "failed";
-			problems = cdviz_items_problems(items, n);
-			error = invalid_output_error(items, n, res.rejected);
-		}
-		else
-		{
-			out->stored = res.stored;
-			out->duplicates = res.duplicates;
-			out->event_ids = MemoryContextAlloc(outcxt, sizeof(int64) * Max(n, 1));
-			out->nevents = n;
-			for (int i = 0; i < n; i++)
-				out->event_ids[i] = items[i].event_id;
-			status = res.stored > 0 ? "stored" : "duplicate";
-		}
-		cdviz_store_release_items(items, n);
+		status = "failed";
+		problems = cdviz_items_problems(items, p->nitems);
+		error = invalid_output_error(items, p->nitems, rejected);
+		out->stored = out->duplicates = 0;
 	}
+	else
+	{
+		out->event_ids = MemoryContextAlloc(p->outcxt, sizeof(int64) * p->nitems);
+		out->nevents = p->nitems;
+		for (int k = 0; k < p->nitems; k++)
+			out->event_ids[k] = items[k].event_id;
+		status = out->stored > 0 ? "stored" : "duplicate";
+	}
+	out->status = MemoryContextStrdup(p->outcxt, status);
+	out->error = error ? MemoryContextStrdup(p->outcxt, error) : NULL;
 
-	memset(nulls, ' ', sizeof(nulls));
-	args[0] = CStringGetTextDatum(d->route);
-	args[1] = d->event_name ? CStringGetTextDatum(d->event_name) : (nulls[1] = 'n', (Datum) 0);
-	args[2] = CStringGetTextDatum(d->key);
-	args[3] = JsonbPGetDatum(d->headers);
-	args[4] = JsonbPGetDatum(d->body);
-	args[5] = CStringGetTextDatum(status);
-	args[6] = out->event_ids ? int8_array(out->event_ids, out->nevents) : (nulls[6] = 'n', (Datum) 0);
+	memset(n, false, sizeof(n));
+	v[0] = CStringGetTextDatum(d->route);
+	v[1] = d->event_name ? CStringGetTextDatum(d->event_name) : (n[1] = true, (Datum) 0);
+	v[2] = CStringGetTextDatum(d->key);
+	v[3] = JsonbPGetDatum(d->headers);
+	v[4] = JsonbPGetDatum(d->body);
+	v[5] = CStringGetTextDatum(status);
+	v[6] = out->event_ids ? array_as_text(int8_array(out->event_ids, out->nevents))
+		: (n[6] = true, (Datum) 0);
 	/* a transformer that raised made no ids; one with invalid output did */
-	args[7] = strcmp(status, "failed") == 0 && problems == NULL ? (nulls[7] = 'n', (Datum) 0)
-		: text_array(context_ids);
-	args[8] = error ? CStringGetTextDatum(error) : (nulls[8] = 'n', (Datum) 0);
-	args[9] = problems ? JsonbPGetDatum(problems) : (nulls[9] = 'n', (Datum) 0);
-	args[10] = Int32GetDatum(d->receptions);
-	if (SPI_execute_plan(record_plan, args, nulls, false, 1) != SPI_OK_INSERT_RETURNING ||
-		SPI_processed != 1)
-		elog(ERROR, "cdviz: recording webhook delivery %s of \"%s\" failed", d->key, d->route);
+	v[7] = strcmp(status, "failed") == 0 && problems == NULL ? (n[7] = true, (Datum) 0)
+		: array_as_text(text_array(p->context_ids));
+	v[8] = error ? CStringGetTextDatum(error) : (n[8] = true, (Datum) 0);
+	v[9] = problems ? JsonbPGetDatum(problems) : (n[9] = true, (Datum) 0);
+	for (int c = 0; c < RECORD_COLS; c++)
+	{
+		rows->cols[c][i] = v[c];
+		rows->nulls[c][i] = n[c];
+	}
+}
 
-	out->delivery_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	out->status = MemoryContextStrdup(outcxt, status);
-	out->error = error ? MemoryContextStrdup(outcxt, error) : NULL;
+/*
+ * Write the delivery rows of the batch's deliveries from .. to-1 with
+ * their outcomes, in one statement, and give each outcome its delivery
+ * id.  Inside SPI.
+ */
+static void
+record_deliveries(CdvizWebhookBatch *b, int from, int to)
+{
+	int			n = to - from;
+	int			receptions = b->pending[from].d.receptions;
+	static const Oid elemtypes[RECORD_COLS] = {TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID,
+	TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID};
+	RecordRows	rows;
+	Datum		args[RECORD_COLS + 1];
+	bool		prune = false;
+
+	for (int c = 0; c < RECORD_COLS; c++)
+	{
+		rows.cols[c] = palloc(sizeof(Datum) * n);
+		rows.nulls[c] = palloc(sizeof(bool) * n);
+	}
+	for (int i = 0; i < n; i++)
+		delivery_outcome(&b->pending[from + i], b->items + b->pending[from + i].first_item, &rows, i);
+	for (int c = 0; c < RECORD_COLS; c++)
+	{
+		int			dims[1] = {n};
+		int			lbs[1] = {1};
+		int16		typlen;
+		bool		typbyval;
+		char		typalign;
+
+		get_typlenbyvalalign(elemtypes[c], &typlen, &typbyval, &typalign);
+		args[c] = PointerGetDatum(construct_md_array(rows.cols[c], rows.nulls[c], 1, dims, lbs,
+													 elemtypes[c], typlen, typbyval, typalign));
+	}
+	args[RECORD_COLS] = Int32GetDatum(receptions);
+	if (SPI_execute_plan(record_plan, args, NULL, false, 0) != SPI_OK_INSERT_RETURNING ||
+		SPI_processed != (uint64) n)
+		elog(ERROR, "cdviz: recording %d webhook deliveries failed", n);
+
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		int64		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		char	   *route = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
+		char	   *key = TextDatumGetCString(SPI_getbinval(tup, desc, 3, &isnull));
+
+		for (int i = from; i < to; i++)
+			if (strcmp(b->pending[i].d.route, route) == 0 && strcmp(b->pending[i].d.key, key) == 0)
+				b->pending[i].out->delivery_id = id;
+		prune |= receptions > 0 && id % 1000 == 0;
+	}
+	SPI_freetuptable(SPI_tuptable);
+
+	/*
+	 * Retention as deliveries arrive: one cheap indexed delete per route of
+	 * the batch when a delivery id crosses a thousand, planned for the
+	 * table as it is now.
+	 */
+	for (int i = from; prune && i < to; i++)
+	{
+		Oid			types[2] = {TEXTOID, INTERVALOID};
+		Datum		pargs[2] = {CStringGetTextDatum(b->pending[i].d.route), b->pending[i].route->retention};
+		bool		seen = false;
+
+		for (int j = from; j < i && !seen; j++)
+			seen = strcmp(b->pending[j].d.route, b->pending[i].d.route) == 0;
+		if (seen)
+			continue;
+		if (SPI_execute_with_args("DELETE FROM cdviz.webhook_deliveries d "
+								  "WHERE d.route = $1 AND d.received_at < pg_catalog.now() - $2",
+								  2, types, pargs, NULL, false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "cdviz: pruning webhook deliveries of \"%s\" failed", b->pending[i].d.route);
+	}
+}
+
+/*
+ * Store the events of the batch's deliveries from .. to-1 (all or nothing
+ * per delivery) and record them.  Inside SPI.
+ */
+static void
+write_deliveries(CdvizWebhookBatch *b, int from, int to)
+{
+	int			first = b->pending[from].first_item;
+	int			end = to < b->npending ? b->pending[to].first_item : b->nitems;
+
+	if (end > first)
+		(void) cdviz_store_items_atomic(b->items + first, end - first, "webhook");
+	record_deliveries(b, from, to);
+}
+
+/* Deliveries of a batch, as cdviz_subxact() writes them. */
+typedef struct WriteRun
+{
+	CdvizWebhookBatch *b;
+	int			from;
+	int			to;
+} WriteRun;
+
+static void
+run_write(void *arg)
+{
+	WriteRun   *w = (WriteRun *) arg;
+
+	write_deliveries(w->b, w->from, w->to);
+}
+
+/*
+ * A write rolled back took the events' json-c documents (the store frees
+ * them as it goes): make them again for the next attempt.
+ */
+static void
+renew_documents(CdvizWebhookBatch *b, int from, int to)
+{
+	int			first = b->pending[from].first_item;
+	int			end = to < b->npending ? b->pending[to].first_item : b->nitems;
+
+	for (int k = first; k < end; k++)
+	{
+		CdvizItem  *it = &b->items[k];
+
+		cdviz_problems_reset(&it->problems);
+		if (it->json == NULL && it->raw == NULL)
+			it->json = cdviz_jsonb_to_json(it->jsonb);
+	}
+}
+
+/*
+ * Write the whole batch in a subtransaction; if the database refuses it,
+ * each delivery alone, so that the error is only the delivery's that
+ * caused it (out->failure) and the others are written as they would have
+ * been on their own.
+ */
+static void
+write_isolated(CdvizWebhookBatch *b)
+{
+	WriteRun	all = {b, 0, b->npending};
+	ErrorData  *edata;
+
+	if (b->npending > 1)
+	{
+		if ((edata = cdviz_subxact(run_write, &all, NULL)) == NULL)
+			return;
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			ReThrowError(edata);
+		FreeErrorData(edata);
+		renew_documents(b, 0, b->npending);
+	}
+	for (int i = 0; i < b->npending; i++)
+	{
+		WriteRun	one = {b, i, i + 1};
+		Pending    *p = &b->pending[i];
+
+		if ((edata = cdviz_subxact(run_write, &one, p->outcxt)) == NULL)
+			continue;
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			ReThrowError(edata);
+		memset(p->out, 0, sizeof(*p->out));
+		p->out->failure = edata;
+	}
+}
+
+/* An empty batch; see CdvizWebhookBatch.isolate. */
+static CdvizWebhookBatch *
+batch_new(bool isolate)
+{
+	CdvizWebhookBatch *b = palloc0(sizeof(CdvizWebhookBatch));
+
+	b->isolate = isolate;
+	b->cxt = AllocSetContextCreate(CurrentMemoryContext, "cdviz webhook batch",
+								   ALLOCSET_DEFAULT_SIZES);
+	b->maxpending = 16;
+	b->pending = palloc(sizeof(Pending) * b->maxpending);
+	b->maxitems = 16;
+	b->items = palloc(sizeof(CdvizItem) * b->maxitems);
+	return b;
+}
+
+/* See webhook_store.h. */
+CdvizWebhookBatch *
+cdviz_webhook_batch_start(void)
+{
+	return batch_new(true);
+}
+
+/* See webhook_store.h. */
+bool
+cdviz_webhook_batch_wants_flush(CdvizWebhookBatch *b, const CdvizWebhookRoute *route,
+								Jsonb *headers, Jsonb *body)
+{
+	char	   *key;
+	bool		found = false;
+
+	if (b->npending == 0)
+		return false;
+	if (!route->builtin || b->inventory_events)
+		return true;
+	key = delivery_key(headers, body);
+	for (int i = 0; i < b->npending && !found; i++)
+		found = strcmp(b->pending[i].d.route, route->name) == 0 &&
+			strcmp(b->pending[i].d.key, key) == 0;
+	pfree(key);
+	return found;
+}
+
+/* See webhook_store.h. */
+void
+cdviz_webhook_batch_flush(CdvizWebhookBatch *b)
+{
+	int			nest;
+
+	if (b->npending == 0)
+		return;
+	nest = pin_search_path();
+	SPI_connect();
+	prepare_plans();
+	if (b->isolate)
+		write_isolated(b);
+	else
+		write_deliveries(b, 0, b->npending);
+	SPI_finish();
+	restore_search_path(nest);
+	cdviz_store_release_items(b->items, b->nitems);
+	b->npending = 0;
+	b->nitems = 0;
+	b->inventory_events = false;
+	MemoryContextReset(b->cxt);
+}
+
+/* See webhook_store.h. */
+void
+cdviz_webhook_batch_end(CdvizWebhookBatch *b)
+{
+	cdviz_store_release_items(b->items, b->nitems);
+	MemoryContextDelete(b->cxt);
+	pfree(b->items);
+	pfree(b->pending);
+	pfree(b);
+}
+
+/*
+ * Transform d (filled but for what find_earlier_reception() tells) into
+ * the batch, with its outcome to go to out.  Inside SPI, in the batch's
+ * memory context.
+ */
+static void
+add_delivery(CdvizWebhookBatch *b, const CdvizWebhookRoute *route, const Delivery *d,
+			 CdvizWebhookOutcome *out, MemoryContext outcxt, bool lookup)
+{
+	Pending    *p;
+
+	if (b->npending == b->maxpending)
+	{
+		b->maxpending *= 2;
+		b->pending = repalloc(b->pending, sizeof(Pending) * b->maxpending);
+	}
+	p = &b->pending[b->npending];
+	/* one statement records the batch: receptions or retransforms, not both */
+	Assert(b->npending == 0 || b->pending[0].d.receptions == d->receptions);
+	memset(p, 0, sizeof(*p));
+	p->d = *d;
+	p->route = route;
+	p->out = out;
+	p->outcxt = outcxt;
+	if (lookup)
+		find_earlier_reception(&p->d);
+	transform(route, b, p);
+	b->npending++;
 }
 
 /* See webhook_store.h. */
@@ -748,6 +1146,7 @@ cdviz_webhook_lookup(const char *name, CdvizWebhookRoute *route)
 		route->transformer = DatumGetObjectId(SPI_getbinval(tuple, desc, 3, &isnull));
 		route->transformer_name = SPI_getvalue(tuple, desc, 4);
 		route->retention = datumCopy(SPI_getbinval(tuple, desc, 5, &isnull), false, 16);
+		route->builtin = DatumGetBool(SPI_getbinval(tuple, desc, 6, &isnull));
 		MemoryContextSwitchTo(old);
 	}
 	SPI_finish();
@@ -757,15 +1156,17 @@ cdviz_webhook_lookup(const char *name, CdvizWebhookRoute *route)
 /* See webhook_store.h. */
 void
 cdviz_webhook_process(const CdvizWebhookRoute *route, Jsonb *headers, Jsonb *body,
-					  CdvizWebhookOutcome *out)
+					  CdvizWebhookOutcome *out, CdvizWebhookBatch *batch)
 {
 	MemoryContext outcxt = CurrentMemoryContext;
+	CdvizWebhookBatch *b = batch ? batch : batch_new(false);
 	int			nest = pin_search_path();
 	Delivery	d;
 	StringInfoData lockname;
 
 	SPI_connect();
 	prepare_plans();
+	MemoryContextSwitchTo(b->cxt);
 	d.route = route->name;
 	d.headers = headers;
 	d.body = body;
@@ -780,26 +1181,14 @@ cdviz_webhook_process(const CdvizWebhookRoute *route, Jsonb *headers, Jsonb *bod
 	DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(WEBHOOK_LOCK_CLASS),
 						Int32GetDatum((int32) DatumGetUInt32(hash_any((unsigned char *) lockname.data,
 																	   lockname.len))));
-
-	find_earlier_reception(&d);
-	transform_and_record(route, &d, out, outcxt);
-
-	/*
-	 * Retention as deliveries arrive: one cheap indexed delete in a
-	 * thousand, planned for the table as it is now.
-	 */
-	if (out->delivery_id % 1000 == 0)
-	{
-		Oid			types[2] = {TEXTOID, INTERVALOID};
-		Datum		pargs[2] = {CStringGetTextDatum(d.route), route->retention};
-
-		if (SPI_execute_with_args("DELETE FROM cdviz.webhook_deliveries d "
-								  "WHERE d.route = $1 AND d.received_at < pg_catalog.now() - $2",
-								  2, types, pargs, NULL, false, 0) != SPI_OK_DELETE)
-			elog(ERROR, "cdviz: pruning webhook deliveries of \"%s\" failed", d.route);
-	}
+	add_delivery(b, route, &d, out, outcxt, true);
 	SPI_finish();
 	restore_search_path(nest);
+	if (batch == NULL)
+	{
+		cdviz_webhook_batch_flush(b);
+		cdviz_webhook_batch_end(b);
+	}
 }
 
 /* See webhook_store.h. */
@@ -910,7 +1299,7 @@ cdviz_process_webhook(PG_FUNCTION_ARGS)
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	route_for_sql(name, &route);
 	cdviz_webhook_process(&route, cdviz_webhook_clean_headers(PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1)),
-						  PG_GETARG_JSONB_P(2), &out);
+						  PG_GETARG_JSONB_P(2), &out, NULL);
 
 	PG_RETURN_DATUM(outcome_record(tupdesc, &out, true));
 }
@@ -945,6 +1334,7 @@ cdviz_webhook_transform(PG_FUNCTION_ARGS)
 	MemoryContext outcxt = CurrentMemoryContext;
 	CdvizWebhookRoute route;
 	CdvizWebhookOutcome out;
+	CdvizWebhookBatch *batch;
 	Delivery	d;
 	bool		isnull;
 	Datum		name_d;
@@ -961,12 +1351,16 @@ cdviz_webhook_transform(PG_FUNCTION_ARGS)
 	d.receptions = 0;
 	route_for_sql(d.route, &route);
 
+	batch = batch_new(false);
 	nest = pin_search_path();
 	SPI_connect();
 	prepare_plans();
-	transform_and_record(&route, &d, &out, outcxt);
+	MemoryContextSwitchTo(batch->cxt);
+	add_delivery(batch, &route, &d, &out, outcxt, false);
 	SPI_finish();
 	restore_search_path(nest);
+	cdviz_webhook_batch_flush(batch);
+	cdviz_webhook_batch_end(batch);
 
 	PG_RETURN_DATUM(outcome_record(tupdesc, &out, false));
 }

@@ -23,6 +23,9 @@ typedef struct CdvizWebhookRoute
 	char	   *transformer_name;	/* schema.name, quoted; NULL when the
 									 * function no longer exists */
 	Datum		retention;		/* interval */
+	bool		builtin;		/* the transformer is one of the extension's:
+								 * of the lake it reads only the inventory
+								 * (service events) and open incidents */
 } CdvizWebhookRoute;
 
 /* What processing one delivery did. */
@@ -35,6 +38,9 @@ typedef struct CdvizWebhookOutcome
 	int64		stored;
 	int64		duplicates;
 	char	   *error;			/* ignored: <reason>, or why it failed */
+	ErrorData  *failure;		/* a batch's: the database refused to write
+								 * this delivery (nothing of it was); the
+								 * fields above are then unset */
 } CdvizWebhookOutcome;
 
 /*
@@ -45,14 +51,48 @@ typedef struct CdvizWebhookOutcome
 extern bool cdviz_webhook_lookup(const char *name, CdvizWebhookRoute *route);
 
 /*
+ * Deliveries whose events and records are written together, at the
+ * batch's flush: one lake insert for all of them instead of one each
+ * (which cost more than the transformer).  Made by the http worker for a
+ * group of deliveries in one transaction.
+ */
+typedef struct CdvizWebhookBatch CdvizWebhookBatch;
+
+/* An empty batch, in the current memory context. */
+extern CdvizWebhookBatch *cdviz_webhook_batch_start(void);
+
+/*
+ * Whether the batch must be flushed before this delivery of route is
+ * processed: when its transformer could read what the batch holds (any
+ * user transformer; the extension's own when the batch holds inventory
+ * or incident events), or when it is a redelivery of one the batch holds.
+ */
+extern bool cdviz_webhook_batch_wants_flush(CdvizWebhookBatch *batch,
+											const CdvizWebhookRoute *route,
+											Jsonb *headers, Jsonb *body);
+
+/*
+ * Store the batch's events (all or nothing per delivery) and record its
+ * deliveries, in the current transaction; fills their outcomes.  When the
+ * database refuses the batch, each delivery is written alone, and one it
+ * refuses gets the error in its outcome's failure.
+ */
+extern void cdviz_webhook_batch_flush(CdvizWebhookBatch *batch);
+
+/* Release what the batch holds, flushed or not. */
+extern void cdviz_webhook_batch_end(CdvizWebhookBatch *batch);
+
+/*
  * Record one delivery of route and store the events its transformer makes
  * of it, in the current transaction; headers must already be clean (names
  * in lower case, no credentials: see cdviz_webhook_clean_headers).  A
  * transformer's error or invalid output is recorded on the delivery, not
- * raised.  out is allocated in the caller's memory context.
+ * raised.  out is allocated in the caller's memory context.  With a batch
+ * the events and the record are written at its flush, and out is filled
+ * then: it must stay valid until then.  Without one, they are written now.
  */
 extern void cdviz_webhook_process(const CdvizWebhookRoute *route, Jsonb *headers, Jsonb *body,
-								  CdvizWebhookOutcome *out);
+								  CdvizWebhookOutcome *out, CdvizWebhookBatch *batch);
 
 /* Headers with names in lower case and the credential headers removed. */
 extern Jsonb *cdviz_webhook_clean_headers(Jsonb *headers);

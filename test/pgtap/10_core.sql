@@ -1,6 +1,6 @@
 -- Schema objects, privileges and contracts of the extension core.
 BEGIN;
-SELECT plan(53);
+SELECT plan(57);
 
 SELECT has_schema('cdviz');
 SELECT has_table('cdviz', 'cdevents_lake', 'the lake exists');
@@ -193,6 +193,32 @@ SELECT is((SELECT bool_and(a.attcompression = 'l') FROM pg_attribute a
 								UNION ALL SELECT cdviz.ensure_partition('2031-07-01')::regclass)),
 		  EXISTS (SELECT FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY (enumvals)),
 		  'lake payloads use lz4 when the server was built with it');
+
+-- the receivers' JSON parser (core/json_scan.c) makes what jsonb_in makes,
+-- byte for byte, of everything it does not decline
+CREATE TEMP TABLE scan_docs(d text);
+INSERT INTO scan_docs VALUES
+	('{"a":1,"b":[true,false,null],"a":2,"c":"x\"y\\z\/\b\f\n\r\t"}'),
+	('{"d":"\u00e9\u4e2d\ud83d\ude00\u0041","é":"中😀","":""}'),
+	('[1.0, 1.50, -0, 0e0, -2.5E-3, 12345678901234567890123, 1e1000, 1e-1000]'),
+	('{"z":1,"a":{"y":[1,{"b":2,"a":3}],"x":{}},"m":[[[]]]}'),
+	(E' \t\r\n[ {} , [] , "" ] \n'),
+	('{"long":"' || repeat('abc\\n', 5000) || '"}');
+-- and a document of 2,000 members with escapes, numbers and nesting
+INSERT INTO scan_docs
+SELECT '{' || string_agg(format('"k%s\u00e9\t":{"n":%s,"s":"v\"%s\"","a":[%s,true,null]}', i, i * 7 - 3000, i, i::numeric / 7), ',') || '}'
+FROM generate_series(1, 2000) i;
+SELECT is((SELECT count(*) FROM scan_docs WHERE cdviz._jsonb_from_text(d) IS NULL), 0::bigint,
+		  'the receivers'' parser takes every valid document of the sample');
+SELECT is((SELECT count(*) FROM scan_docs WHERE jsonb_send(cdviz._jsonb_from_text(d)) <> jsonb_send(d::jsonb)), 0::bigint,
+		  'and makes of each the same jsonb as jsonb_in, byte for byte');
+SELECT is((SELECT count(*) FROM (VALUES ('"a string"'), ('3'), ('{"a":1,}'), ('[01]'), ('["\u0000"]'),
+			('["\ud800"]'), ('{"a":1}x'), ('[1e1001]'), ('[' || repeat('1', 70) || ']'),
+			(repeat('[', 300) || repeat(']', 300))) AS v(d)
+		   WHERE cdviz._jsonb_from_text(d) IS NOT NULL), 0::bigint,
+		  'it declines what is not JSON, a scalar document, what jsonb refuses and what only jsonb_in should judge');
+SELECT is(cdviz._jsonb_from_text(repeat('[', 256) || repeat(']', 256)), (repeat('[', 256) || repeat(']', 256))::jsonb,
+		  'nesting of 256 levels is parsed');
 
 SELECT * FROM finish();
 ROLLBACK;

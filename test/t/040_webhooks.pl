@@ -405,4 +405,91 @@ for (my $i = 0; $i < 30 && $ins1 - $ins0 < 30; $i++)
 cmp_ok($ins1 - $ins0, '>=', 30, 'the worker reported its inserts');
 is($seq1 - $seq0, 0, 'no delivery read the deliveries table sequentially');
 
+
+# ---- one group's deliveries: written together, and yet each for itself ------
+# The worker stores a group's events in one statement and records its
+# deliveries in another (a batch), yet a delivery must be all or nothing,
+# a redelivery must find the first reception, and a transformer must see
+# the inventory the earlier deliveries of its group changed.  The order of
+# a group is the order libmicrohttpd reads its requests in, so each check
+# holds in any order.  To make a group: a session locks the deliveries
+# table, a first delivery's transaction waits for it, the group's
+# deliveries are sent meanwhile and run together once it is released.
+sub post_async
+{
+	my ($path, $body, @headers) = @_;
+	my $dir = PostgreSQL::Test::Utils::tempdir();
+	PostgreSQL::Test::Utils::append_to_file("$dir/in", $body);
+	my @cmd = ('curl', '-s', '-o', "$dir/out", '-w', '%{http_code}', '--max-time', '60',
+		(map { ('-H', $_) } 'Content-Type: application/json', @headers),
+		'--data-binary', "\@$dir/in", "http://127.0.0.1:$http_port$path");
+	my $code = '';
+	my $h = IPC::Run::start(\@cmd, '>', \$code);
+	return sub { $h->finish; return ($code + 0, -f "$dir/out" ? slurp_file("$dir/out") : ''); };
+}
+sub one_group
+{
+	my (@sends) = @_;
+	my $locker = $node->background_psql('postgres');
+	$locker->query_safe('BEGIN');
+	$locker->query_safe('LOCK TABLE cdviz.webhook_deliveries IN SHARE ROW EXCLUSIVE MODE');
+	my $first = post_async('/webhooks/tekton', '{"group": "opener"}', 'Ce-Id: opener-' . $n++, 'Ce-Source: /t');
+	$node->poll_query_until('postgres', q{SELECT count(*) > 0 FROM pg_stat_activity
+		WHERE backend_type = 'cdviz http' AND wait_event_type = 'Lock'})
+	  or die 'the first delivery did not wait for the lock';
+	my @waits = map { post_async(@$_) } @sends;
+	sleep 1;					# they are sent, and wait for the worker
+	$locker->query_safe('COMMIT');
+	$locker->quit;
+	$first->();
+	return map { [ $_->() ] } @waits;
+}
+
+# A transformer of the extension's own kind (a member of it) whose output is
+# half invalid, a GitHub delivery and its redelivery: one batch.
+$node->safe_psql('postgres', q{
+CREATE FUNCTION public.transform_half(headers jsonb, body jsonb)
+RETURNS SETOF jsonb LANGUAGE sql AS $$
+	SELECT cdviz.webhook_cdevent('pipelinerun.started', '/half', '2024-09-01T08:00:00Z', 'half-run',
+		jsonb_build_object('pipelineName', 'half', 'uri', 'https://ci.example.com/half'))
+	UNION ALL SELECT '{"context": {"type": "dev.cdevents.nothing.0.1.0"}, "subject": {}}'::jsonb
+$$;
+ALTER EXTENSION cdviz ADD FUNCTION public.transform_half(jsonb, jsonb);
+SELECT cdviz.create_webhook('half', 'public.transform_half(jsonb,jsonb)', 'none');
+});
+my $run_body = slurp_file("$fixtures/github/workflow_run/completed.json");
+$run_body =~ s/289782451/777000777/g;
+my @gh = ("X-GitHub-Event: workflow_run", 'X-GitHub-Hook-ID: 109948940', 'X-GitHub-Delivery: batch-run',
+	'X-Hub-Signature-256: sha256=' . hmac_sha256_hex($run_body, $secret));
+my $lake_before = lake_count();
+my ($half, $run1, $run2) = one_group([ '/webhooks/half', '{"n": 1}' ],
+	[ '/webhooks/github', $run_body, @gh ], [ '/webhooks/github', $run_body, @gh ]);
+is($half->[0], 202, 'batch: half-invalid output is answered 202') or diag($half->[1]);
+like($half->[1], qr/"status":"failed".*1 invalid event/, 'batch: and recorded as failed, with why');
+is(join(' ', sort map { $_->[1] =~ /"status":"(\w+)"/ } $run1, $run2), 'duplicate stored',
+	'batch: a delivery and its redelivery in one group: stored once, then a duplicate');
+my @ids = map { $_->[1] =~ /"events":\[(\d+)\]/ } $run1, $run2;
+is(scalar(@ids) == 2 && $ids[0] == $ids[1] ? 'same' : "@ids", 'same', 'batch: both answers name the same event');
+is(lake_count() - $lake_before, 1, 'batch: one event stored, nothing of the half-invalid delivery');
+is(q1(q{SELECT attempts || ' ' || status FROM cdviz.webhook_deliveries WHERE delivery_key = 'github:109948940:batch-run'}),
+	'2 stored', 'batch: the redelivery counted on the first reception');
+is(q1(q{SELECT count(DISTINCT received_at) FROM cdviz.webhook_deliveries
+		WHERE route = 'half' OR delivery_key = 'github:109948940:batch-run'}), '1',
+	'batch: the three ran in one transaction');
+is(q1(q{SELECT status || ' ' || jsonb_array_length(problems) || ' ' || cardinality(context_ids)
+		FROM cdviz.webhook_deliveries WHERE route = 'half'}), 'failed 1 2',
+	'batch: the failed delivery keeps its problems and the ids it would have had');
+
+# Two Argo CD notifications of one sync (two deliveries, one body): the
+# second must see the first's deployment in the inventory and make nothing.
+(my $argo_body = slurp_file("$fixtures/argocd/sync_succeeded.annotated.json")) =~ s/aaaaaaaaa/batchapp/g;
+my @argo = map { [ '/webhooks/argocd', $argo_body, 'Authorization: Bearer argo-token', "Idempotency-Key: argo-$_" ] } 1 .. 2;
+my @argo_answers = one_group(@argo);
+is(join(' ', sort map { $_->[0] } @argo_answers), '201 202', 'batch: one notification stored, one ignored')
+  or diag(join("\n", map { $_->[1] } @argo_answers));
+is(q1(q{SELECT count(*) || ' ' || min(predicate) FROM cdviz.cdevents_lake WHERE subject = 'service' AND subject_id = 'batchapp'}),
+	'1 deployed', 'batch: the second transformer saw the first deployment (the batch was stored before it ran)');
+is(q1(q{SELECT count(DISTINCT received_at) FROM cdviz.webhook_deliveries WHERE delivery_key LIKE 'gitlab:argo-%'}), '1',
+	'batch: the two ran in one transaction');
+
 done_testing();
