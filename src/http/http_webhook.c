@@ -716,6 +716,14 @@ first_call(HttpRequest *req, const char *url, const char *method)
 					   psprintf("the body is larger than cdviz.http_max_body (%d kB)", cdviz_http_max_body));
 		return;
 	}
+	/* room for the whole body at once, not five doublings of it */
+	if (length && strtoull(length, NULL, 10) <= 64 * 1024 * 1024)
+	{
+		MemoryContext old = MemoryContextSwitchTo(req->cxt);
+
+		enlargeStringInfo(&req->body, (int) strtoul(length, NULL, 10));
+		MemoryContextSwitchTo(old);
+	}
 	/* signatures are over the bytes sent: no tool compresses its webhooks */
 	encoding = header(req, MHD_HTTP_HEADER_CONTENT_ENCODING);
 	if (encoding && pg_strcasecmp(encoding, "identity") != 0)

@@ -22,9 +22,10 @@
 #include "store/store.h"
 
 /*
- * Longest number taken here.  numeric_in refuses exponents beyond 1000
- * and this file raises no error of its own; a short number with a small
- * exponent is always a numeric.
+ * Longest number, and largest exponent, taken here: this file raises no
+ * error of its own, and numeric_in refuses numbers out of its range (an
+ * exponent beyond INT_MAX / 2, a weight beyond 32767).  A short number
+ * with an exponent of at most 1000 is always a numeric.
  */
 #define NUMBER_MAX_LEN 64
 #define EXPONENT_MAX 1000
@@ -57,9 +58,14 @@ number_fits(const char *s, size_t len)
 	if (e == NULL)
 		return true;
 	for (e++; e < s + len; e++)
+	{
 		if (*e >= '0' && *e <= '9')
 			exponent = exponent * 10 + (*e - '0');
-	return exponent <= EXPONENT_MAX;
+		/* checked digit by digit: twenty digits would wrap around */
+		if (exponent > EXPONENT_MAX)
+			return false;
+	}
+	return true;
 }
 
 /* One token pushed as jsonb_in's callbacks push it. */

@@ -213,7 +213,7 @@ SELECT is((SELECT count(*) FROM scan_docs WHERE cdviz._jsonb_from_text(d) IS NUL
 SELECT is((SELECT count(*) FROM scan_docs WHERE jsonb_send(cdviz._jsonb_from_text(d)) <> jsonb_send(d::jsonb)), 0::bigint,
 		  'and makes of each the same jsonb as jsonb_in, byte for byte');
 SELECT is((SELECT count(*) FROM (VALUES ('"a string"'), ('3'), ('{"a":1,}'), ('[01]'), ('["\u0000"]'),
-			('["\ud800"]'), ('{"a":1}x'), ('[1e1001]'), ('[' || repeat('1', 70) || ']'),
+			('["\ud800"]'), ('{"a":1}x'), ('[1e1001]'), ('[1e10000000000000000000]'), ('[1E-99999999999999999999]'), ('[' || repeat('1', 70) || ']'),
 			(repeat('[', 300) || repeat(']', 300))) AS v(d)
 		   WHERE cdviz._jsonb_from_text(d) IS NOT NULL), 0::bigint,
 		  'it declines what is not JSON, a scalar document, what jsonb refuses and what only jsonb_in should judge');
