@@ -13,6 +13,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_extension.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -21,6 +22,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lmgr.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -135,6 +137,26 @@ note_extension(bool present)
 	extension_state = now;
 }
 
+/*
+ * Whether the extension exists, holding a share lock on it until the end
+ * of the transaction.  DROP EXTENSION locks the extension before anything
+ * else, then every table in turn: a worker that locked some of those
+ * tables first and then waited for another deadlocked with it (TAP 050
+ * saw DROP EXTENSION fail so, against a fold of the summaries).  Now one
+ * of the two waits for the other before holding anything.  After the
+ * wait the extension may be gone (or created anew): look again.
+ */
+static bool
+extension_locked(void)
+{
+	Oid			ext = get_extension_oid("cdviz", true);
+
+	if (!OidIsValid(ext))
+		return false;
+	LockDatabaseObject(ExtensionRelationId, ext, 0, AccessShareLock);
+	return get_extension_oid("cdviz", true) == ext;
+}
+
 /* Run fn in a transaction; see worker.h. */
 CdvizTxResult
 cdviz_worker_transaction(const char *activity, CdvizTxFunc fn, void *arg,
@@ -157,7 +179,7 @@ cdviz_worker_transaction(const char *activity, CdvizTxFunc fn, void *arg,
 		 * EXTENSION may happen at any time, and the catalog lookup is a
 		 * syscache hit.
 		 */
-		if (!OidIsValid(get_extension_oid("cdviz", true)))
+		if (!extension_locked())
 			result = CDVIZ_TX_NO_EXTENSION;
 		else
 		{
