@@ -696,6 +696,7 @@ static void
 first_call(HttpRequest *req, const char *url, const char *method)
 {
 	const char *length;
+	unsigned long long declared;
 	const char *encoding;
 
 	if (route_name(url) == NULL)
@@ -710,18 +711,19 @@ first_call(HttpRequest *req, const char *url, const char *method)
 		return;
 	}
 	length = header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
-	if (length && strtoull(length, NULL, 10) > (size_t) cdviz_http_max_body * 1024)
+	declared = length ? strtoull(length, NULL, 10) : 0;
+	if (declared > (size_t) cdviz_http_max_body * 1024)
 	{
 		http_set_error(req, MHD_HTTP_CONTENT_TOO_LARGE,
 					   psprintf("the body is larger than cdviz.http_max_body (%d kB)", cdviz_http_max_body));
 		return;
 	}
 	/* room for the whole body at once, not five doublings of it */
-	if (length && strtoull(length, NULL, 10) <= 64 * 1024 * 1024)
+	if (declared > 0 && declared <= 64 * 1024 * 1024)
 	{
 		MemoryContext old = MemoryContextSwitchTo(req->cxt);
 
-		enlargeStringInfo(&req->body, (int) strtoul(length, NULL, 10));
+		enlargeStringInfo(&req->body, (int) declared);
 		MemoryContextSwitchTo(old);
 	}
 	/* signatures are over the bytes sent: no tool compresses its webhooks */

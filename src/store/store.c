@@ -406,8 +406,9 @@ ensure_partitions(BatchRows *rows)
 	}
 }
 
-static ArrayType *
-make_array(Datum *values, bool *nulls, int n, Oid elemtype)
+/* See store.h. */
+ArrayType *
+cdviz_make_array(Datum *values, bool *nulls, int n, Oid elemtype)
 {
 	int16		typlen;
 	bool		typbyval;
@@ -503,7 +504,7 @@ insert_rows(CdvizItem *items, BatchRows *rows, KeyTable *keys)
 	bool		done = false;
 
 	for (int c = 0; c < N_LAKE_COLS; c++)
-		args[c] = PointerGetDatum(make_array(rows->cols[c], rows->nulls[c], rows->nrows,
+		args[c] = PointerGetDatum(cdviz_make_array(rows->cols[c], rows->nulls[c], rows->nrows,
 											 elemtypes[c]));
 
 	/*
@@ -563,9 +564,9 @@ resolve_existing(CdvizItem *items, BatchRows *rows, KeyTable *keys)
 	}
 	if (n == 0)
 		return;
-	args[0] = PointerGetDatum(make_array(src, NULL, n, TEXTOID));
-	args[1] = PointerGetDatum(make_array(cid, NULL, n, TEXTOID));
-	args[2] = PointerGetDatum(make_array(ts, NULL, n, TIMESTAMPTZOID));
+	args[0] = PointerGetDatum(cdviz_make_array(src, NULL, n, TEXTOID));
+	args[1] = PointerGetDatum(cdviz_make_array(cid, NULL, n, TEXTOID));
+	args[2] = PointerGetDatum(cdviz_make_array(ts, NULL, n, TIMESTAMPTZOID));
 	if (SPI_execute_plan(existing_plan, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "cdviz: dedup lookup failed");
 	for (uint64 i = 0; i < SPI_processed; i++)

@@ -11,6 +11,7 @@
 
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "utils/array.h"
 #include "utils/jsonb.h"
 
 #include "core/event.h"
@@ -123,6 +124,9 @@ extern Jsonb *cdviz_items_problems(const CdvizItem *items, int nitems);
  */
 extern SPIPlanPtr cdviz_prepare_kept(const char *sql, int nargs, Oid *argtypes,
 									 int cursor_options);
+
+/* A one-dimensional array of n values of elemtype (nulls may be NULL). */
+extern ArrayType *cdviz_make_array(Datum *values, bool *nulls, int n, Oid elemtype);
 
 /* The row type a SQL function returning a record was declared with. */
 extern TupleDesc cdviz_result_tupdesc(FunctionCallInfo fcinfo);

@@ -805,7 +805,6 @@ delivery_outcome(Pending *p, const CdvizItem *items, RecordRows *rows, int i)
 		status = "failed";
 		problems = cdviz_items_problems(items, p->nitems);
 		error = invalid_output_error(items, p->nitems, rejected);
-		out->stored = out->duplicates = 0;
 	}
 	else
 	{
@@ -863,17 +862,7 @@ record_deliveries(CdvizWebhookBatch *b, int from, int to)
 	for (int i = 0; i < n; i++)
 		delivery_outcome(&b->pending[from + i], b->items + b->pending[from + i].first_item, &rows, i);
 	for (int c = 0; c < RECORD_COLS; c++)
-	{
-		int			dims[1] = {n};
-		int			lbs[1] = {1};
-		int16		typlen;
-		bool		typbyval;
-		char		typalign;
-
-		get_typlenbyvalalign(elemtypes[c], &typlen, &typbyval, &typalign);
-		args[c] = PointerGetDatum(construct_md_array(rows.cols[c], rows.nulls[c], 1, dims, lbs,
-													 elemtypes[c], typlen, typbyval, typalign));
-	}
+		args[c] = PointerGetDatum(cdviz_make_array(rows.cols[c], rows.nulls[c], n, elemtypes[c]));
 	args[RECORD_COLS] = Int32GetDatum(receptions);
 	if (SPI_execute_plan(record_plan, args, NULL, false, 0) != SPI_OK_INSERT_RETURNING ||
 		SPI_processed != (uint64) n)
@@ -917,6 +906,14 @@ record_deliveries(CdvizWebhookBatch *b, int from, int to)
 	}
 }
 
+/* The batch's items made by its deliveries from .. to-1: *first .. *end-1. */
+static void
+items_of(CdvizWebhookBatch *b, int from, int to, int *first, int *end)
+{
+	*first = b->pending[from].first_item;
+	*end = b->pending[to - 1].first_item + b->pending[to - 1].nitems;
+}
+
 /*
  * Store the events of the batch's deliveries from .. to-1 (all or nothing
  * per delivery) and record them.  Inside SPI.
@@ -924,9 +921,10 @@ record_deliveries(CdvizWebhookBatch *b, int from, int to)
 static void
 write_deliveries(CdvizWebhookBatch *b, int from, int to)
 {
-	int			first = b->pending[from].first_item;
-	int			end = to < b->npending ? b->pending[to].first_item : b->nitems;
+	int			first;
+	int			end;
 
+	items_of(b, from, to, &first, &end);
 	if (end > first)
 		(void) cdviz_store_items_atomic(b->items + first, end - first, "webhook");
 	record_deliveries(b, from, to);
@@ -955,9 +953,10 @@ run_write(void *arg)
 static void
 renew_documents(CdvizWebhookBatch *b, int from, int to)
 {
-	int			first = b->pending[from].first_item;
-	int			end = to < b->npending ? b->pending[to].first_item : b->nitems;
+	int			first;
+	int			end;
 
+	items_of(b, from, to, &first, &end);
 	for (int k = first; k < end; k++)
 	{
 		CdvizItem  *it = &b->items[k];
@@ -1082,13 +1081,13 @@ cdviz_webhook_batch_end(CdvizWebhookBatch *b)
 }
 
 /*
- * Transform d (filled but for what find_earlier_reception() tells) into
- * the batch, with its outcome to go to out.  Inside SPI, in the batch's
- * memory context.
+ * Transform d (filled but for what find_earlier_reception() tells a
+ * reception) into the batch, with its outcome to go to out.  Inside SPI,
+ * in the batch's memory context.
  */
 static void
 add_delivery(CdvizWebhookBatch *b, const CdvizWebhookRoute *route, const Delivery *d,
-			 CdvizWebhookOutcome *out, MemoryContext outcxt, bool lookup)
+			 CdvizWebhookOutcome *out, MemoryContext outcxt)
 {
 	Pending    *p;
 
@@ -1105,7 +1104,7 @@ add_delivery(CdvizWebhookBatch *b, const CdvizWebhookRoute *route, const Deliver
 	p->route = route;
 	p->out = out;
 	p->outcxt = outcxt;
-	if (lookup)
+	if (d->receptions > 0)
 		find_earlier_reception(&p->d);
 	transform(route, b, p);
 	b->npending++;
@@ -1164,35 +1163,36 @@ cdviz_webhook_lookup(const char *name, CdvizWebhookRoute *route)
 	return found;
 }
 
-/* See webhook_store.h. */
-void
-cdviz_webhook_process(const CdvizWebhookRoute *route, Jsonb *headers, Jsonb *body,
-					  CdvizWebhookOutcome *out, CdvizWebhookBatch *batch)
+/*
+ * Add d to batch, or when batch is NULL write it at once in a batch of
+ * its own.  A reception is keyed and named here, and locked (one session
+ * at a time per delivery, until it commits) before its earlier reception
+ * is looked up; a retransform comes with its stored key and name.
+ */
+static void
+process(const CdvizWebhookRoute *route, Delivery *d, CdvizWebhookOutcome *out,
+		CdvizWebhookBatch *batch)
 {
 	MemoryContext outcxt = CurrentMemoryContext;
 	CdvizWebhookBatch *b = batch ? batch : batch_new(false);
 	int			nest = pin_search_path();
-	Delivery	d;
-	StringInfoData lockname;
 
 	SPI_connect();
 	prepare_plans();
 	MemoryContextSwitchTo(b->cxt);
-	d.route = route->name;
-	d.headers = headers;
-	d.body = body;
-	d.key = delivery_key(headers, body);
-	d.event_name = event_name(headers, body);
-	d.default_ts = NULL;
-	d.receptions = 1;
+	if (d->receptions > 0)
+	{
+		StringInfoData lockname;
 
-	/* one session at a time per delivery, until it commits */
-	initStringInfo(&lockname);
-	appendStringInfo(&lockname, "%s%c%s", d.route, '\0', d.key);
-	DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(WEBHOOK_LOCK_CLASS),
-						Int32GetDatum((int32) DatumGetUInt32(hash_any((unsigned char *) lockname.data,
-																	   lockname.len))));
-	add_delivery(b, route, &d, out, outcxt, true);
+		d->key = delivery_key(d->headers, d->body);
+		d->event_name = event_name(d->headers, d->body);
+		initStringInfo(&lockname);
+		appendStringInfo(&lockname, "%s%c%s", d->route, '\0', d->key);
+		DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(WEBHOOK_LOCK_CLASS),
+							Int32GetDatum((int32) DatumGetUInt32(hash_any((unsigned char *) lockname.data,
+																		   lockname.len))));
+	}
+	add_delivery(b, route, d, out, outcxt);
 	SPI_finish();
 	restore_search_path(nest);
 	if (batch == NULL)
@@ -1200,6 +1200,21 @@ cdviz_webhook_process(const CdvizWebhookRoute *route, Jsonb *headers, Jsonb *bod
 		cdviz_webhook_batch_flush(b);
 		cdviz_webhook_batch_end(b);
 	}
+}
+
+/* See webhook_store.h. */
+void
+cdviz_webhook_process(const CdvizWebhookRoute *route, Jsonb *headers, Jsonb *body,
+					  CdvizWebhookOutcome *out, CdvizWebhookBatch *batch)
+{
+	Delivery	d;
+
+	memset(&d, 0, sizeof(d));
+	d.route = route->name;
+	d.headers = headers;
+	d.body = body;
+	d.receptions = 1;
+	process(route, &d, out, batch);
 }
 
 /* See webhook_store.h. */
@@ -1342,14 +1357,11 @@ cdviz_webhook_transform(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc = cdviz_result_tupdesc(fcinfo);
 	HeapTupleHeader row = PG_GETARG_HEAPTUPLEHEADER(0);
-	MemoryContext outcxt = CurrentMemoryContext;
 	CdvizWebhookRoute route;
 	CdvizWebhookOutcome out;
-	CdvizWebhookBatch *batch;
 	Delivery	d;
 	bool		isnull;
 	Datum		name_d;
-	int			nest;
 
 	d.route = TextDatumGetCString(row_field(row, "route"));
 	d.key = TextDatumGetCString(row_field(row, "delivery_key"));
@@ -1361,17 +1373,7 @@ cdviz_webhook_transform(PG_FUNCTION_ARGS)
 	d.default_ts = NULL;
 	d.receptions = 0;
 	route_for_sql(d.route, &route);
-
-	batch = batch_new(false);
-	nest = pin_search_path();
-	SPI_connect();
-	prepare_plans();
-	MemoryContextSwitchTo(batch->cxt);
-	add_delivery(batch, &route, &d, &out, outcxt, false);
-	SPI_finish();
-	restore_search_path(nest);
-	cdviz_webhook_batch_flush(batch);
-	cdviz_webhook_batch_end(batch);
+	process(&route, &d, &out, NULL);
 
 	PG_RETURN_DATUM(outcome_record(tupdesc, &out, false));
 }
