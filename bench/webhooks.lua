@@ -4,7 +4,10 @@
 -- deliveries produce to /cdevents.  Requests FROM .. FROM+COUNT-1 are shared
 -- among the threads; a thread that has sent its share stops and leaves a
 -- marker file, so the script knows when the chunk is done (it then idles
--- with GET /healthz, whose answers are not counted).
+-- with GET /healthz, whose answers are not counted).  The marker holds the
+-- wall-clock times of the thread's first request and last answer: the chunk
+-- is timed from these, not from the shell, so neither the client's start-up
+-- (reading 20,000 signatures) nor the shell's polling counts.
 local mode = os.getenv("MODE") or "webhook"
 local dir = os.getenv("DIR")
 local from = tonumber(os.getenv("FROM") or "0")
@@ -12,6 +15,19 @@ local count = tonumber(os.getenv("COUNT") or "1000")
 local route = os.getenv("ROUTE") or "bench-github"
 local nthreads = tonumber(os.getenv("THREADS") or "1")
 local thread_id = 0
+local ffi = require("ffi")
+ffi.cdef [[
+typedef struct { long tv_sec; long tv_nsec; } cdviz_bench_ts;
+int clock_gettime(int clock, cdviz_bench_ts *ts);
+]]
+local ts = ffi.new("cdviz_bench_ts")
+
+-- CLOCK_REALTIME, comparable across threads and with date +%s.%N
+local function wall()
+	ffi.C.clock_gettime(0, ts)
+	return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) / 1e9
+end
+local first_sent
 
 setup = function(thread)
 	thread:set("tid", thread_id)
@@ -73,6 +89,9 @@ request = function()
 		return wrk.format("GET", "/healthz")
 	end
 	next_i = next_i + 1
+	if first_sent == nil then
+		first_sent = wall()
+	end
 	local kind = (i % 2 == 0) and "run" or "job"
 	local id = tostring(1000000000 + i)
 	local body = table.concat(templates[kind], id)
@@ -96,7 +115,7 @@ response = function(status, headers, body)
 	answered = answered + 1
 	if answered == #queue then
 		local f = io.open(dir .. "/done." .. mode .. "." .. tostring(from) .. "." .. tostring(tid), "w")
-		f:write("done\n")
+		f:write(string.format("%.6f %.6f\n", first_sent, wall()))
 		f:close()
 		wrk.thread:stop()
 	end

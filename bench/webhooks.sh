@@ -6,18 +6,26 @@
 #
 # The server is the one named by the libpq environment (PGHOST, PGPORT,
 # PGDATABASE, PGUSER): the database the cdviz http worker stores into, with
-# the extension created.  Options (environment): DELIVERIES (20000),
-# CONNECTIONS (8), ROUNDS (4).
+# the extension created, as its owner (the bench adds a function to the
+# extension for the time of the run, see below).  Options (environment):
+# DELIVERIES (20000), CONNECTIONS (8), ROUNDS (4).
 #
 # DELIVERIES GitHub workflow_run (completed, ~22 KB) and workflow_job
 # (completed, ~11 KB) deliveries, every one distinct and signed with
 # HMAC-SHA256 (precomputed here, checked by the receiver), are posted to
 # POST /webhooks/bench-github over CONNECTIONS keep-alive connections; the
 # CDEvents 0.5.1 those deliveries produce (same type, same content, other
-# ids) are posted to POST /cdevents.  The two alternate in ROUNDS chunks so
-# that both see the same server state.  Prints both rates, the ratio
-# (goal >= 0.5: transforming may not cost more than storing) and p99
-# latencies.  What the bench stored is deleted at the end.
+# ids) are posted to POST /cdevents.  The same deliveries are also posted
+# to POST /webhooks/bench-constant, whose transformer returns one fixed
+# event without reading the body (a member of the extension during the
+# run, so that its deliveries are written in groups as those of the
+# extension's own transformers are): the difference between the two
+# webhook routes is what the transformation itself costs, the rest is
+# taking the delivery in (reading, checking the signature, parsing and
+# keeping the body).  The three alternate in ROUNDS chunks so that they
+# see the same server state.  Prints the rates, the ratio (goal >= 0.5:
+# transforming may not cost more than storing) and p99 latencies.  What
+# the bench stored is deleted at the end.
 set -eu
 
 URL=${1:-http://127.0.0.1:8080}
@@ -37,9 +45,17 @@ SECRET=bench-secret
 curl -sf "$URL/readyz" >/dev/null || { echo "bench: $URL/readyz is not 200" >&2; exit 1; }
 
 cleanup_sql="
-DELETE FROM cdviz.cdevents_lake WHERE context_source LIKE '/webhooks/bench-github/%' OR context_source LIKE '/bench/direct/%';
-DELETE FROM cdviz.webhook_deliveries WHERE route = 'bench-github';
-SELECT cdviz.drop_webhook('bench-github');"
+DELETE FROM cdviz.cdevents_lake WHERE context_source LIKE '/webhooks/bench-github/%'
+	OR context_source LIKE '/webhooks/bench-constant' OR context_source LIKE '/bench/direct/%';
+DELETE FROM cdviz.webhook_deliveries WHERE route IN ('bench-github', 'bench-constant');
+SELECT cdviz.drop_webhook('bench-github');
+SELECT cdviz.drop_webhook('bench-constant');
+DO \$\$ BEGIN
+	IF to_regprocedure('cdviz.bench_constant(jsonb,jsonb)') IS NOT NULL THEN
+		ALTER EXTENSION cdviz DROP FUNCTION cdviz.bench_constant(jsonb, jsonb);
+		DROP FUNCTION cdviz.bench_constant(jsonb, jsonb);
+	END IF;
+END \$\$;"
 # dead rows of earlier runs would weigh on this one (VACUUM: a statement of its own)
 vacuum_sql="VACUUM cdviz.cdevents_lake, cdviz.webhook_deliveries, cdviz.summary_queue"
 $PSQL -c "$cleanup_sql" -c "$vacuum_sql" >/dev/null
@@ -71,52 +87,72 @@ SELECT replace(jsonb_set(jsonb_set(e, '{context,id}', '"bench-direct-__ID__"'), 
 FROM cdviz.transform_github(jsonb_build_object('x-github-event', :'event', 'x-cdviz-route', 'bench-github'), :'body'::jsonb) e;
 SQL
 done
+# the constant transformer's event: the workflow_run's, from the route's source
+$PSQL -v event="$(sed 's/__ID__/999000999/g' "$TMP/cd_run.json")" <<'SQL'
+SELECT format('CREATE FUNCTION cdviz.bench_constant(headers jsonb, body jsonb) RETURNS SETOF jsonb '
+	'LANGUAGE sql STABLE AS %L',
+	format('SELECT pg_catalog.jsonb_set(%L::jsonb, %L, pg_catalog.to_jsonb(%L || (headers ->> %L)))',
+		:'event', '{context,source}', '/webhooks/', 'x-cdviz-route')) \gexec
+ALTER EXTENSION cdviz ADD FUNCTION cdviz.bench_constant(jsonb, jsonb);
+SQL
+$PSQL -c "SELECT cdviz.create_webhook('bench-constant', 'cdviz.bench_constant(jsonb,jsonb)', 'github', '$SECRET')" >/dev/null
 printf 'bench: %s deliveries, %s B workflow_run / %s B workflow_job, %s connections, %s rounds\n' \
 	"$DELIVERIES" "$(wc -c < "$TMP/run.json")" "$(wc -c < "$TMP/job.json")" "$CONNECTIONS" "$ROUNDS"
 
-now() { date +%s.%N; }
-
-# run_chunk MODE FROM COUNT: prints "seconds p99_ms errors"
+# run_chunk MODE FROM COUNT [ROUTE]: prints "seconds p99_ms errors".  The seconds run
+# from the first request of any thread to the last answer of any thread, as
+# the threads wrote them in their marker files; the wait for the markers
+# polls slowly, since each poll forks on a machine the server shares.
 run_chunk() {
 	rm -f "$TMP"/done.*
-	start=$(now)
-	MODE=$1 FROM=$2 COUNT=$3 DIR=$TMP THREADS=$THREADS \
+	MODE=$1 FROM=$2 COUNT=$3 ROUTE=${4:-bench-github} DIR=$TMP THREADS=$THREADS \
 		wrk -t"$THREADS" -c"$CONNECTIONS" -d600s --latency -s "$HERE/webhooks.lua" "$URL" > "$TMP/wrk.out" 2>&1 &
 	WRK_PID=$!
 	while [ "$(ls "$TMP" | grep -c "^done\.$1\.$2\.")" -lt "$THREADS" ]; do
 		kill -0 "$WRK_PID" 2>/dev/null || { cat "$TMP/wrk.out" >&2; exit 1; }
-		sleep 0.01
+		sleep 0.2
 	done
-	end=$(now)
 	kill -INT "$WRK_PID"
 	wait "$WRK_PID" || true
 	WRK_PID=""
-	awk -v s="$start" -v e="$end" '/^p99_ms /{p=$2} /^errors /{x=$2} END{printf "%.3f %s %s\n", e - s, p, x}' "$TMP/wrk.out"
+	cat "$TMP"/done.* | awk 'NR == 1 || $1 < s {s = $1} NR == 1 || $2 > e {e = $2} END {print s, e}' > "$TMP/span"
+	awk 'NR == FNR {s = $1; e = $2; next} /^p99_ms /{p=$2} /^errors /{x=$2} END{printf "%.3f %s %s\n", e - s, p, x}' \
+		"$TMP/span" "$TMP/wrk.out"
 }
 
 chunk=$((DELIVERIES / ROUNDS))
-hook_s=0 direct_s=0 hook_p99=0 direct_p99=0 errors=0
+hook_s=0 const_s=0 direct_s=0 hook_p99=0 const_p99=0 direct_p99=0 errors=0
+max() { echo "if ($1 > $2) $1 else $2" | bc -l; }
 r=0
 while [ "$r" -lt "$ROUNDS" ]; do
 	from=$((r * chunk))
 	set -- $(run_chunk webhook "$from" "$chunk")
-	hook_s=$(echo "$hook_s + $1" | bc -l); hook_p99=$(echo "if ($2 > $hook_p99) $2 else $hook_p99" | bc -l); errors=$((errors + $3))
+	hook_s=$(echo "$hook_s + $1" | bc -l); hook_p99=$(max "$2" "$hook_p99"); errors=$((errors + $3))
+	set -- $(run_chunk webhook "$from" "$chunk" bench-constant)
+	const_s=$(echo "$const_s + $1" | bc -l); const_p99=$(max "$2" "$const_p99"); errors=$((errors + $3))
 	set -- $(run_chunk cdevents "$from" "$chunk")
-	direct_s=$(echo "$direct_s + $1" | bc -l); direct_p99=$(echo "if ($2 > $direct_p99) $2 else $direct_p99" | bc -l); errors=$((errors + $3))
+	direct_s=$(echo "$direct_s + $1" | bc -l); direct_p99=$(max "$2" "$direct_p99"); errors=$((errors + $3))
 	r=$((r + 1))
 done
 total=$((chunk * ROUNDS))
 
-stored=$($PSQL -c "SELECT count(*) FILTER (WHERE context_source LIKE '/webhooks/bench-github/%') || ' ' || count(*) FILTER (WHERE context_source LIKE '/bench/direct/%') FROM cdviz.cdevents_lake WHERE context_source LIKE '/webhooks/bench-github/%' OR context_source LIKE '/bench/direct/%'")
-failed=$($PSQL -c "SELECT count(*) FROM cdviz.webhook_deliveries WHERE route = 'bench-github' AND status <> 'stored'")
+stored=$($PSQL -c "SELECT count(*) FILTER (WHERE context_source LIKE '/webhooks/bench-github/%') || ' '
+	|| count(*) FILTER (WHERE context_source = '/webhooks/bench-constant') || ' '
+	|| count(*) FILTER (WHERE context_source LIKE '/bench/direct/%')
+	FROM cdviz.cdevents_lake WHERE context_source LIKE '/webhooks/bench-%' OR context_source LIKE '/bench/direct/%'")
+failed=$($PSQL -c "SELECT count(*) FROM cdviz.webhook_deliveries WHERE route IN ('bench-github', 'bench-constant') AND status <> 'stored'")
 echo "$stored" | {
-	read -r hook_events direct_events
-	awk -v n="$total" -v hs="$hook_s" -v ds="$direct_s" -v hp="$hook_p99" -v dp="$direct_p99" \
-		-v he="$hook_events" -v de="$direct_events" -v err="$errors" -v f="$failed" 'BEGIN {
-		hr = n / hs; dr = n / ds;
-		printf "webhooks  (POST /webhooks/bench-github): %6d deliveries in %7.2f s = %8.1f /s, p99 %7.2f ms (%d events stored)\n", n, hs, hr, hp, he;
-		printf "cdevents  (POST /cdevents, same events): %6d events     in %7.2f s = %8.1f /s, p99 %7.2f ms (%d events stored)\n", n, ds, dr, dp, de;
+	read -r hook_events const_events direct_events
+	awk -v n="$total" -v hs="$hook_s" -v cs="$const_s" -v ds="$direct_s" -v hp="$hook_p99" -v cp="$const_p99" \
+		-v dp="$direct_p99" -v he="$hook_events" -v ce="$const_events" -v de="$direct_events" -v err="$errors" \
+		-v f="$failed" 'BEGIN {
+		hr = n / hs; cr = n / cs; dr = n / ds;
+		printf "webhooks  (POST /webhooks/bench-github):   %6d deliveries in %7.2f s = %8.1f /s, p99 %7.2f ms (%d events stored)\n", n, hs, hr, hp, he;
+		printf "constant  (POST /webhooks/bench-constant): %6d deliveries in %7.2f s = %8.1f /s, p99 %7.2f ms (%d events stored)\n", n, cs, cr, cp, ce;
+		printf "cdevents  (POST /cdevents, same events):   %6d events     in %7.2f s = %8.1f /s, p99 %7.2f ms (%d events stored)\n", n, ds, dr, dp, de;
 		printf "ratio webhooks / cdevents: %.2f (goal >= 0.5); HTTP errors %d, deliveries not stored %d\n", hr / dr, err, f;
+		printf "per delivery or event: transforming %.0f us (github - constant), taking the delivery in %.0f us (constant - cdevents), storing an event %.0f us\n",
+			1e6 * (1 / hr - 1 / cr), 1e6 * (1 / cr - 1 / dr), 1e6 / dr;
 	}'
 }
 $PSQL -c "$cleanup_sql" -c "$vacuum_sql" >/dev/null
