@@ -203,14 +203,19 @@ INSERT INTO scan_docs VALUES
 	('[1.0, 1.50, -0, 0e0, -2.5E-3, 12345678901234567890123, 1e1000, 1e-1000]'),
 	('{"z":1,"a":{"y":[1,{"b":2,"a":3}],"x":{}},"m":[[[]]]}'),
 	(E' \t\r\n[ {} , [] , "" ] \n'),
-	('{"long":"' || repeat('abc\\n', 5000) || '"}');
+	('{"long":"' || repeat('abc\\n', 5000) || '"}'),
+	('{"b":1,"a":2,"aa":3,"a":4,"b":{"z":[1,{"y":2,"x":3,"y":5}],"a":null},"a":5}');
+-- members with equal keys, in every order: the last one read is kept
+INSERT INTO scan_docs
+SELECT '{' || string_agg(format('"%s":%s', (i * 7919) % 97, i), ',') || '}' FROM generate_series(1, 300) i;
 -- and a document of 2,000 members with escapes, numbers and nesting
 INSERT INTO scan_docs
 SELECT '{' || string_agg(format('"k%s\u00e9\t":{"n":%s,"s":"v\"%s\"","a":[%s,true,null]}', i, i * 7 - 3000, i, i::numeric / 7), ',') || '}'
 FROM generate_series(1, 2000) i;
 SELECT is((SELECT count(*) FROM scan_docs WHERE cdviz._jsonb_from_text(d) IS NULL), 0::bigint,
 		  'the receivers'' parser takes every valid document of the sample');
-SELECT is((SELECT count(*) FROM scan_docs WHERE jsonb_send(cdviz._jsonb_from_text(d)) <> jsonb_send(d::jsonb)), 0::bigint,
+SELECT is((SELECT count(*) FROM scan_docs WHERE jsonb_send(cdviz._jsonb_from_text(d)) <> jsonb_send(d::jsonb)
+			   OR pg_column_size(cdviz._jsonb_from_text(d)) <> pg_column_size(d::jsonb)), 0::bigint,
 		  'and makes of each the same jsonb as jsonb_in, byte for byte');
 SELECT is((SELECT count(*) FROM (VALUES ('"a string"'), ('3'), ('{"a":1,}'), ('[01]'), ('["\u0000"]'),
 			('["\ud800"]'), ('{"a":1}x'), ('[1e1001]'), ('[1e10000000000000000000]'), ('[1E-99999999999999999999]'), ('[' || repeat('1', 70) || ']'),
