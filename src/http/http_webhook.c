@@ -385,7 +385,10 @@ prepare_delivery(WebhookGroup *g, WebhookCall *call)
 													req->body.len, NOT_JSON);
 		return;
 	}
-	call->headers = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(call->headers_json)));
+	/* JSON of our own: jsonb_in only where the scanner declines (not UTF-8) */
+	call->headers = cdviz_jsonb_from_text(call->headers_json, strlen(call->headers_json));
+	if (call->headers == NULL)
+		call->headers = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(call->headers_json)));
 	call->body = DatumGetJsonbP(body);
 	call->route = route;
 }
