@@ -121,17 +121,20 @@ run_chunk() {
 }
 
 chunk=$((DELIVERIES / ROUNDS))
-hook_s=0 const_s=0 direct_s=0 hook_p99=0 const_p99=0 direct_p99=0 errors=0
+hook_s=0 const_s=0 direct_s=0 hook_p99=0 const_p99=0 direct_p99=0 errors=0 rounds=""
 max() { echo "if ($1 > $2) $1 else $2" | bc -l; }
 r=0
 while [ "$r" -lt "$ROUNDS" ]; do
 	from=$((r * chunk))
 	set -- $(run_chunk webhook "$from" "$chunk")
-	hook_s=$(echo "$hook_s + $1" | bc -l); hook_p99=$(max "$2" "$hook_p99"); errors=$((errors + $3))
+	hook_s=$(echo "$hook_s + $1" | bc -l); hook_p99=$(max "$2" "$hook_p99"); errors=$((errors + $3)); round_hook=$1
 	set -- $(run_chunk webhook "$from" "$chunk" bench-constant)
 	const_s=$(echo "$const_s + $1" | bc -l); const_p99=$(max "$2" "$const_p99"); errors=$((errors + $3))
 	set -- $(run_chunk cdevents "$from" "$chunk")
 	direct_s=$(echo "$direct_s + $1" | bc -l); direct_p99=$(max "$2" "$direct_p99"); errors=$((errors + $3))
+	# this round's ratio: its chunks ran one after the other, so a stall of
+	# the machine's disk in another round (p99 jumps) does not weigh here
+	rounds="$rounds $(echo "$1 / $round_hook" | bc -l)"
 	r=$((r + 1))
 done
 total=$((chunk * ROUNDS))
@@ -143,7 +146,7 @@ stored=$($PSQL -c "SELECT count(*) FILTER (WHERE context_source LIKE '/webhooks/
 failed=$($PSQL -c "SELECT count(*) FROM cdviz.webhook_deliveries WHERE route IN ('bench-github', 'bench-constant') AND status <> 'stored'")
 echo "$stored" | {
 	read -r hook_events const_events direct_events
-	awk -v n="$total" -v hs="$hook_s" -v cs="$const_s" -v ds="$direct_s" -v hp="$hook_p99" -v cp="$const_p99" \
+	awk -v n="$total" -v rounds="$rounds" -v hs="$hook_s" -v cs="$const_s" -v ds="$direct_s" -v hp="$hook_p99" -v cp="$const_p99" \
 		-v dp="$direct_p99" -v he="$hook_events" -v ce="$const_events" -v de="$direct_events" -v err="$errors" \
 		-v f="$failed" 'BEGIN {
 		hr = n / hs; cr = n / cs; dr = n / ds;
@@ -151,6 +154,14 @@ echo "$stored" | {
 		printf "constant  (POST /webhooks/bench-constant): %6d deliveries in %7.2f s = %8.1f /s, p99 %7.2f ms (%d events stored)\n", n, cs, cr, cp, ce;
 		printf "cdevents  (POST /cdevents, same events):   %6d events     in %7.2f s = %8.1f /s, p99 %7.2f ms (%d events stored)\n", n, ds, dr, dp, de;
 		printf "ratio webhooks / cdevents: %.2f (goal >= 0.5); HTTP errors %d, deliveries not stored %d\n", hr / dr, err, f;
+		k = split(rounds, q, " ");
+		for (i = 1; i <= k; i++)
+			for (j = i + 1; j <= k; j++)
+				if (q[j] < q[i]) { t = q[i]; q[i] = q[j]; q[j] = t; }
+		printf "ratio per round, sorted:";
+		for (i = 1; i <= k; i++)
+			printf " %.2f", q[i];
+		printf " (median %.2f)\n", k % 2 ? q[(k + 1) / 2] : (q[k / 2] + q[k / 2 + 1]) / 2;
 		printf "per delivery or event: transforming %.0f us (github - constant), taking the delivery in %.0f us (constant - cdevents), storing an event %.0f us\n",
 			1e6 * (1 / hr - 1 / cr), 1e6 * (1 / cr - 1 / dr), 1e6 / dr;
 	}'
