@@ -135,7 +135,7 @@ extern TupleDesc cdviz_result_tupdesc(FunctionCallInfo fcinfo);
  * JSON text (valid in the database encoding, no NUL byte) as jsonb, the
  * same value jsonb_in makes of it, faster; NULL when it is declined: not
  * JSON, a scalar, or something only jsonb_in should judge.  Raises no
- * error of its own (jsonb_parse.c).
+ * error of its own but for running out of memory (jsonb_parse.c).
  */
 extern Jsonb *cdviz_jsonb_from_text(const char *text, size_t len);
 

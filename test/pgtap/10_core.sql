@@ -214,8 +214,9 @@ SELECT '{' || string_agg(format('"k%s\u00e9\t":{"n":%s,"s":"v\"%s\"","a":[%s,tru
 FROM generate_series(1, 2000) i;
 SELECT is((SELECT count(*) FROM scan_docs WHERE cdviz._jsonb_from_text(d) IS NULL), 0::bigint,
 		  'the receivers'' parser takes every valid document of the sample');
-SELECT is((SELECT count(*) FROM scan_docs WHERE jsonb_send(cdviz._jsonb_from_text(d)) <> jsonb_send(d::jsonb)
-			   OR pg_column_size(cdviz._jsonb_from_text(d)) <> pg_column_size(d::jsonb)), 0::bigint,
+-- the datum's bytes, through a cast that only this rolled-back transaction knows
+CREATE CAST (jsonb AS bytea) WITHOUT FUNCTION;
+SELECT is((SELECT count(*) FROM scan_docs WHERE cdviz._jsonb_from_text(d)::bytea <> d::jsonb::bytea), 0::bigint,
 		  'and makes of each the same jsonb as jsonb_in, byte for byte');
 SELECT is((SELECT count(*) FROM (VALUES ('"a string"'), ('3'), ('{"a":1,}'), ('[01]'), ('["\u0000"]'),
 			('["\ud800"]'), ('{"a":1}x'), ('[1e1001]'), ('[1e10000000000000000000]'), ('[1E-99999999999999999999]'), ('[' || repeat('1', 70) || ']'),
