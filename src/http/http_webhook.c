@@ -259,32 +259,16 @@ headers_as_json(HttpRequest *req)
 	return buf.data;
 }
 
-/* A body's text and, once parsed, its jsonb. */
-typedef struct BodyParse
-{
-	const char *text;
-	Datum		jsonb;
-} BodyParse;
-
-static void
-parse_body(void *arg)
-{
-	BodyParse  *p = (BodyParse *) arg;
-
-	p->jsonb = DirectFunctionCall1(jsonb_in, CStringGetDatum(p->text));
-}
-
 /*
  * The body as jsonb, or 0 when it is not JSON text in the database encoding.
- * Parsed once, here: by the core's scanner (jsonb_parse.c), or when it
- * declines by jsonb_in in a subtransaction of its own, so that a body
- * jsonb refuses gets a precise answer.  The delivery path takes the jsonb
- * as it is instead of parsing the text again.
+ * Parsed once, here (cdviz_jsonb_parse: jsonb_in words what the core's
+ * scanner declines, so that a body jsonb refuses gets a precise answer).
+ * The delivery path takes the jsonb as it is instead of parsing the text
+ * again.
  */
 static Datum
 body_as_jsonb(HttpRequest *req)
 {
-	BodyParse	p = {req->body.data, (Datum) 0};
 	ErrorData  *edata;
 	Jsonb	   *jb;
 
@@ -292,17 +276,12 @@ body_as_jsonb(HttpRequest *req)
 	if (memchr(req->body.data, '\0', req->body.len) != NULL ||
 		!pg_verifymbstr(req->body.data, req->body.len, true))
 		return (Datum) 0;
-	if ((jb = cdviz_jsonb_from_text(req->body.data, req->body.len)) != NULL)
-		return JsonbPGetDatum(jb);
-	if ((edata = cdviz_subxact(parse_body, &p, NULL)) != NULL)
+	if ((jb = cdviz_jsonb_parse(req->body.data, req->body.len, &edata)) == NULL)
 	{
-		/* only the text's fault (class 22) makes it "not JSON" */
-		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
-			ReThrowError(edata);
 		FreeErrorData(edata);
 		return (Datum) 0;
 	}
-	return p.jsonb;
+	return JsonbPGetDatum(jb);
 }
 
 /* {"delivery":1,"status":"stored","events":[1,2],"stored":2,"duplicates":0} */

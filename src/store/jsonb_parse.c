@@ -27,6 +27,7 @@
 
 #include "core/json_scan.h"
 #include "store/store.h"
+#include "store/subxact.h"
 
 /*
  * Longest number, and largest exponent, taken here: this file raises no
@@ -301,6 +302,39 @@ cdviz_jsonb_from_text(const char *text, size_t len)
 	MemoryContextSwitchTo(caller);
 	MemoryContextReset(building);
 	return result;
+}
+
+/* jsonb_in over a text, as cdviz_subxact() runs it. */
+typedef struct JsonbIn
+{
+	const char *text;
+	Jsonb	   *result;
+} JsonbIn;
+
+static void
+run_jsonb_in(void *arg)
+{
+	JsonbIn    *in = (JsonbIn *) arg;
+
+	in->result = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(in->text)));
+}
+
+/* See store.h. */
+Jsonb *
+cdviz_jsonb_parse(const char *text, size_t len, ErrorData **edata)
+{
+	JsonbIn		in = {text, NULL};
+	Jsonb	   *result = cdviz_jsonb_from_text(text, len);
+
+	*edata = NULL;
+	if (result != NULL)
+		return result;
+	if ((*edata = cdviz_subxact(run_jsonb_in, &in, NULL)) == NULL)
+		return in.result;
+	/* only the text's fault (class 22) is the document's */
+	if (ERRCODE_TO_CATEGORY((*edata)->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
+		ReThrowError(*edata);
+	return NULL;
 }
 
 PG_FUNCTION_INFO_V1(cdviz_jsonb_from_text_sql);

@@ -97,35 +97,24 @@ lake_timestamp(int64 epoch_us)
 }
 
 /*
- * Build the jsonb payload from raw text, by the core's scanner unless it
- * declines (cdviz_jsonb_from_text).  jsonb_in refuses a few things
- * json-c accepts (lone surrogate escapes, numbers out of numeric range);
- * those become a problem of the item instead of an error of the batch.
+ * Build the jsonb payload from raw text (cdviz_jsonb_parse).  jsonb_in
+ * refuses a few things json-c accepts (lone surrogate escapes, numbers out
+ * of numeric range); those become a problem of the item instead of an
+ * error of the batch.
  */
 static Jsonb *
 payload_from_raw(CdvizItem *item)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	Jsonb	   *result = cdviz_jsonb_from_text(item->raw, item->raw_len);
+	ErrorData  *edata;
+	Jsonb	   *result = cdviz_jsonb_parse(item->raw, item->raw_len, &edata);
 
-	if (result != NULL)
-		return result;
-	PG_TRY();
+	if (result == NULL)
 	{
-		result = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(item->raw)));
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		cdviz_problems_add(&item->problems, "$", "cannot be stored as jsonb: %s", edata->message);
+		/* the detail says what: "Unicode low surrogate must follow …" */
+		cdviz_problems_add(&item->problems, "$", "cannot be stored as jsonb: %s%s%s", edata->message,
+						   edata->detail ? ": " : "", edata->detail ? edata->detail : "");
 		FreeErrorData(edata);
-		result = NULL;
 	}
-	PG_END_TRY();
 	return result;
 }
 

@@ -139,6 +139,14 @@ extern TupleDesc cdviz_result_tupdesc(FunctionCallInfo fcinfo);
  */
 extern Jsonb *cdviz_jsonb_from_text(const char *text, size_t len);
 
+/*
+ * The same, NUL-terminated text, where what the scanner declines goes to
+ * jsonb_in in a subtransaction: NULL with *edata (the caller frees it)
+ * when jsonb_in refuses the text (a data exception); any other error is
+ * raised (jsonb_parse.c).
+ */
+extern Jsonb *cdviz_jsonb_parse(const char *text, size_t len, ErrorData **edata);
+
 /* Bytes as text, invalid encoding and NUL bytes escaped as \xNN. */
 extern text *cdviz_bytes_as_text(const char *raw, size_t len);
 

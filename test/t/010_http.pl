@@ -61,6 +61,18 @@ like($body, qr/"index":1,"status":"rejected","rejected_id":\d+,"problems":\[\{"p
 is($node->safe_psql('postgres', "SELECT count(*) FROM cdviz.cdevents_lake WHERE context_id IN ('arr-1','arr-2')"),
 	2, 'array: both valid events stored');
 
+# ---- an event jsonb refuses (a lone surrogate escape, which JSON allows) ----
+# The receivers' parser declines it, jsonb_in refuses it: a problem of that
+# event, kept as a dead letter, while the other event of the batch is stored.
+my $lone = event_json('sur-1') =~ s/"svc\/sur-1"/"svc\/sur-1\\ud800"/r;
+($code, $body) = http_request(body => '[' . event_json('sur-2') . ",$lone]", headers => $json);
+is($code, 400, 'array with an event jsonb refuses: 400');
+like($body, qr/"index":1,"status":"rejected","rejected_id":\d+,"problems":\[\{"path":"\$","message":"cannot be stored as jsonb: [^"]*surrogate/,
+	'the refused event: jsonb_in\'s words');
+is($node->safe_psql('postgres', "SELECT count(*) FROM cdviz.cdevents_lake WHERE context_id = 'sur-2'")
+	  . $node->safe_psql('postgres', "SELECT count(*) FROM cdviz.rejected_events WHERE raw LIKE '%sur-1\\\\ud800%'"),
+	'11', 'the other event is stored, the refused one is a dead letter');
+
 # ---- CloudEvents binary mode ----------------------------------------------
 my @ce0 = ('Content-Type: application/json',
 	'ce-source: /cdviz/test', 'ce-type: dev.cdevents.service.deployed.0.2.0');
