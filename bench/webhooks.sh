@@ -25,7 +25,9 @@
 # keeping the body).  The three alternate in ROUNDS chunks so that they
 # see the same server state.  Prints the rates, the ratio (goal >= 0.5:
 # transforming may not cost more than storing) and p99 latencies.  What
-# the bench stored is deleted at the end.
+# the bench stored is deleted at the end.  The client builds a chunk's
+# requests before sending the first: it holds DELIVERIES / ROUNDS of them
+# (16 KB each on average) in memory.
 set -eu
 
 URL=${1:-http://127.0.0.1:8080}
