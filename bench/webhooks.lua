@@ -92,12 +92,33 @@ init = function(args)
 		queue[#queue + 1] = i
 	end
 	-- Every request of the share is built before the first is sent (and
-	-- the clock starts): building a 22 KB delivery costs the client sixteen
-	-- times what an event does, CPU it would take from the server on a
-	-- machine that runs both.
+	-- the clock starts; see ready()): building a 22 KB delivery costs the
+	-- client sixteen times what an event does, CPU it would take from the
+	-- server on a machine that runs both.
 	for k, i in ipairs(queue) do
 		requests[k] = build(i)
 	end
+	-- wrk runs the threads' init() one after another and starts each
+	-- thread after its own: the last one's says that all are ready
+	if tid == nthreads - 1 then
+		local f = assert(io.open(dir .. "/go", "w"))
+		f:close()
+	end
+end
+
+-- Whether every thread has built its requests (until then a thread only
+-- checks health: an earlier thread sending while a later one builds would
+-- time the building, on the webhook side only).
+local go = false
+local function ready()
+	if not go then
+		local f = io.open(dir .. "/go", "r")
+		if f ~= nil then
+			f:close()
+			go = true
+		end
+	end
+	return go
 end
 
 -- wrk calls request() once on the first thread to check the script before
@@ -110,8 +131,8 @@ request = function()
 		return wrk.format("GET", "/healthz")
 	end
 	local r = requests[next_i]
-	if r == nil then
-		-- the share is sent: idle with health checks until stopped
+	if r == nil or not ready() then
+		-- not started yet, or the share is sent: health checks, not counted
 		return wrk.format("GET", "/healthz")
 	end
 	requests[next_i] = nil

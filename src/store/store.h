@@ -142,8 +142,8 @@ extern Jsonb *cdviz_jsonb_from_text(const char *text, size_t len);
 /*
  * The same, NUL-terminated text, where what the scanner declines goes to
  * jsonb_in in a subtransaction: NULL with *edata (the caller frees it)
- * when jsonb_in refuses the text (a data exception); any other error is
- * raised (jsonb_parse.c).
+ * when jsonb_in refuses the text (a data exception, or a program limit
+ * such as jsonb's size); any other error is raised (jsonb_parse.c).
  */
 extern Jsonb *cdviz_jsonb_parse(const char *text, size_t len, ErrorData **edata);
 
