@@ -348,6 +348,7 @@ prepare_delivery(WebhookGroup *g, WebhookCall *call)
 	HttpRequest *req = call->req;
 	CdvizWebhookRoute *route;
 	Datum		body;
+	ErrorData  *edata;
 
 	if ((route = group_route(g, call->name)) == NULL)
 		return;
@@ -364,10 +365,10 @@ prepare_delivery(WebhookGroup *g, WebhookCall *call)
 													req->body.len, NOT_JSON);
 		return;
 	}
-	/* JSON of our own: jsonb_in only where the scanner declines (not UTF-8) */
-	call->headers = cdviz_jsonb_from_text(call->headers_json, strlen(call->headers_json));
-	if (call->headers == NULL)
-		call->headers = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(call->headers_json)));
+	/* JSON the receiver wrote itself: refused, it would be a bug of ours */
+	if ((call->headers = cdviz_jsonb_parse(call->headers_json, strlen(call->headers_json),
+										   &edata)) == NULL)
+		ReThrowError(edata);
 	call->body = DatumGetJsonbP(body);
 	call->route = route;
 }

@@ -494,7 +494,7 @@ insert_rows(CdvizItem *items, BatchRows *rows, KeyTable *keys)
 
 	for (int c = 0; c < N_LAKE_COLS; c++)
 		args[c] = PointerGetDatum(cdviz_make_array(rows->cols[c], rows->nulls[c], rows->nrows,
-											 elemtypes[c]));
+												   elemtypes[c]));
 
 	/*
 	 * The lake's statement trigger reads the batch from a transition table:

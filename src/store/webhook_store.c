@@ -643,7 +643,7 @@ text_array(List *strings)
 
 	foreach(lc, strings)
 		elems[i++] = CStringGetTextDatum((char *) lfirst(lc));
-	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
+	return PointerGetDatum(cdviz_make_array(elems, NULL, n, TEXTOID));
 }
 
 static Datum
@@ -653,8 +653,7 @@ int8_array(const int64 *values, int n)
 
 	for (int i = 0; i < n; i++)
 		elems[i] = Int64GetDatum(values[i]);
-	return PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64),
-										   FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	return PointerGetDatum(cdviz_make_array(elems, NULL, n, INT8OID));
 }
 
 /* Whether an event of the transformer is one the built-in ones read. */

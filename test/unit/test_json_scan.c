@@ -34,49 +34,27 @@ append(Tokens *t, const char *s, size_t len)
 	t->buf[t->len] = '\0';
 }
 
+/* Each token's mark, in the order of CdvizJsonToken; a value follows k, s, n. */
+static const char token_marks[] = "{}[]ksntfz";
+
 static bool
 collect(void *arg, CdvizJsonToken token, const char *s, size_t len)
 {
 	Tokens	   *t = (Tokens *) arg;
-	t->seen++;
-	switch (token)
-	{
-		case CDVIZ_JSON_OBJECT_START:
-			append(t, "{", 1);
-			break;
-		case CDVIZ_JSON_OBJECT_END:
-			append(t, "}", 1);
-			break;
-		case CDVIZ_JSON_ARRAY_START:
-			append(t, "[", 1);
-			break;
-		case CDVIZ_JSON_ARRAY_END:
-			append(t, "]", 1);
-			break;
-		case CDVIZ_JSON_TRUE:
-			append(t, "t", 1);
-			break;
-		case CDVIZ_JSON_FALSE:
-			append(t, "f", 1);
-			break;
-		case CDVIZ_JSON_NULL:
-			append(t, "z", 1);
-			break;
-		case CDVIZ_JSON_KEY:
-		case CDVIZ_JSON_STRING:
-		case CDVIZ_JSON_NUMBER:
-			{
-				char		item[1024];
+	char		item[1024];
 
-				item[0] = token == CDVIZ_JSON_KEY ? 'k' : token == CDVIZ_JSON_STRING ? 's' : 'n';
-				item[1] = ':';
-				if (len > sizeof(item) - 2)
-					len = sizeof(item) - 2;
-				memcpy(item + 2, s, len);
-				append(t, item, len + 2);
-			}
-			break;
+	t->seen++;
+	item[0] = token_marks[token];
+	if (token == CDVIZ_JSON_KEY || token == CDVIZ_JSON_STRING || token == CDVIZ_JSON_NUMBER)
+	{
+		item[1] = ':';
+		if (len > sizeof(item) - 2)
+			len = sizeof(item) - 2;
+		memcpy(item + 2, s, len);
+		append(t, item, len + 2);
 	}
+	else
+		append(t, item, 1);
 	return t->stop_after == 0 || t->seen < t->stop_after;
 }
 
