@@ -4,7 +4,13 @@
 # and `make prove` the TAP tests (both against an installed server).
 
 EXTENSION = cdviz
-EXTVERSION = 0.1.0
+EXTVERSION = 0.2.0
+# Every released version's install script is kept as shipped in
+# sql/versions/; sql/update/A--B/ holds the changes from A to B.  All are
+# installed, so CREATE EXTENSION cdviz VERSION 'A' then ALTER EXTENSION
+# cdviz UPDATE works from any release.
+UPDATE_DIRS = $(sort $(wildcard sql/update/*--*))
+UPDATE_SCRIPTS = $(patsubst sql/update/%,sql/$(EXTENSION)--%.sql,$(UPDATE_DIRS))
 MODULE_big = cdviz
 
 CORE_SRCS = $(sort $(wildcard src/core/*.c))
@@ -16,15 +22,17 @@ OBJS = src/cdviz.o \
 	$(CORE_SRCS:.c=.o) $(STORE_SRCS:.c=.o) $(HTTP_SRCS:.c=.o) \
 	$(POLL_SRCS:.c=.o) $(DISPATCH_SRCS:.c=.o)
 
-PG_CPPFLAGS = -I$(srcdir)/src
+PG_CPPFLAGS = -I$(srcdir)/src -DCDVIZ_EXTVERSION='"$(EXTVERSION)"'
 # libmicrohttpd: the HTTP receiver; libcurl: S3 and HTTP sinks; libxml2:
 # S3 listings; zlib: gzip request bodies.  --as-needed drops unused ones.
 SHLIB_LINK = -ljson-c -lmicrohttpd -lcurl -lxml2 -lz -lnats $(EXTRA_SHLIB_LINK)
 PG_CPPFLAGS += -I/usr/include/libxml2
 
-# The extension script is assembled from sql/ext/ in file-name order.
+# The extension script is assembled from sql/ext/ in file-name order, an
+# update script from sql/update/A--B/ likewise.
 EXT_SQL_PARTS = $(sort $(wildcard sql/ext/*.sql))
-DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
+DATA = $(wildcard sql/versions/$(EXTENSION)--*.sql)
+DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql $(UPDATE_SCRIPTS)
 
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/[0-9]*.sql)))
 REGRESS_OPTS = --load-extension=$(EXTENSION)
@@ -42,6 +50,10 @@ include $(PGXS)
 $(OBJS): $(wildcard src/*.h src/*/*.h)
 
 sql/$(EXTENSION)--$(EXTVERSION).sql: $(EXT_SQL_PARTS)
+	cat $^ > $@
+
+.SECONDEXPANSION:
+$(UPDATE_SCRIPTS): sql/$(EXTENSION)--%.sql: $$(sort $$(wildcard sql/update/%/*.sql))
 	cat $^ > $@
 
 # ---- PostgreSQL-free core: unit tests, validation CLI, fuzzing -----------
