@@ -27,6 +27,7 @@ void
 _PG_init(void)
 {
 	cdviz_store_define_gucs();
+	cdviz_lake_restore_init();
 	cdviz_summaries_init(process_shared_preload_libraries_in_progress);
 
 	/*

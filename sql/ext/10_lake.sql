@@ -146,3 +146,10 @@ COMMENT ON COLUMN cdviz.rejected_events.raw IS 'the input text as received';
 COMMENT ON COLUMN cdviz.rejected_events.problems IS 'JSON array of {"path": ..., "message": ...}';
 COMMENT ON COLUMN cdviz.rejected_events.replayed_at IS 'when a replay stored it as an event (NULL while pending)';
 COMMENT ON COLUMN cdviz.rejected_events.replayed_event_id IS 'lake id of the event the replay stored';
+
+-- pg_dump keeps the dead letters and the sequences' positions (a restored
+-- lake goes on with ids above the old ones).  The lake's partitions are
+-- not the extension's and are dumped as tables of their own.
+SELECT pg_catalog.pg_extension_config_dump('cdviz.cdevents_lake_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.rejected_events', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.rejected_events_id_seq', '');

@@ -162,3 +162,9 @@ COMMENT ON COLUMN cdviz.source_status.last_error IS 'the source''s current error
 COMMENT ON COLUMN cdviz.source_status.last_error_at IS 'when last_error happened';
 
 GRANT SELECT ON cdviz.source_status TO cdviz_reader;
+
+-- The pollers' progress survives pg_dump: a restored server reads nothing
+-- twice.
+SELECT pg_catalog.pg_extension_config_dump('cdviz.fs_files', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.s3_objects', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.source_polls', '');

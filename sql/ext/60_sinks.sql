@@ -185,6 +185,9 @@ SELECT pg_catalog.pg_extension_config_dump('cdviz.sink_secrets', '');
 SELECT pg_catalog.pg_extension_config_dump('cdviz.sink_progress', '');
 SELECT pg_catalog.pg_extension_config_dump('cdviz.lake_batches', '');
 SELECT pg_catalog.pg_extension_config_dump('cdviz.rejected_deliveries', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.sinks_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.lake_batches_batch_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.rejected_deliveries_id_seq', '');
 
 -- Options: which keys a kind takes, and which are secrets.
 CREATE FUNCTION cdviz._sink_check(kind text, target text, options jsonb,

@@ -284,8 +284,7 @@ run_group(CommitGroup *g)
 			for (int r = 0; r < g->nreqs; r++)
 			{
 				http_set_error(g->reqs[r], MHD_HTTP_SERVICE_UNAVAILABLE,
-							   psprintf("not ready: the cdviz extension is not created in database \"%s\"",
-										cdviz_database));
+							   psprintf("not ready: %s", cdviz_worker_not_ready()));
 				g->reqs[r]->retry_after = true;
 			}
 			break;

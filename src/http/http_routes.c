@@ -188,7 +188,7 @@ answer_get(HttpRequest *req)
 					break;
 				case CDVIZ_TX_NO_EXTENSION:
 					http_set_answer(req, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain",
-									"not ready: the cdviz extension is not created in the database\n");
+									psprintf("not ready: %s\n", cdviz_worker_not_ready()));
 					req->retry_after = true;
 					break;
 				case CDVIZ_TX_FAILED:

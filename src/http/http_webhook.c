@@ -548,8 +548,7 @@ answer_call(WebhookCall *call, CdvizTxResult res, ErrorData *edata)
 			break;
 		case CDVIZ_TX_NO_EXTENSION:
 			http_set_error(req, MHD_HTTP_SERVICE_UNAVAILABLE,
-						   psprintf("not ready: the cdviz extension is not created in database \"%s\"",
-									cdviz_database));
+						   psprintf("not ready: %s", cdviz_worker_not_ready()));
 			req->retry_after = true;
 			break;
 		case CDVIZ_TX_FAILED:

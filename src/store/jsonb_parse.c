@@ -27,6 +27,7 @@
 
 #include "core/json_scan.h"
 #include "store/store.h"
+#include "store/version.h"
 #include "store/subxact.h"
 
 /*
@@ -366,6 +367,7 @@ cdviz_jsonb_from_text_sql(PG_FUNCTION_ARGS)
 	text	   *doc = PG_GETARG_TEXT_PP(0);
 	Jsonb	   *jb = cdviz_jsonb_from_text(VARDATA_ANY(doc), VARSIZE_ANY_EXHDR(doc));
 
+	cdviz_check_version();
 	if (jb == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_JSONB_P(jb);

@@ -11,6 +11,7 @@
 #include "utils/builtins.h"
 
 #include "core/purl.h"
+#include "store/version.h"
 
 PG_FUNCTION_INFO_V1(cdviz_purl_split_text);
 PG_FUNCTION_INFO_V1(cdviz_percent_decode_text);
@@ -46,6 +47,7 @@ cdviz_purl_split_text(PG_FUNCTION_ARGS)
 	int			lbs[1] = {1};
 	char	   *type;
 
+	cdviz_check_version();
 	if (!cdviz_purl_split(VARDATA_ANY(purl), VARSIZE_ANY_EXHDR(purl), &p))
 		PG_RETURN_NULL();
 	type = pnstrdup(p.type.ptr, p.type.len);
@@ -72,5 +74,6 @@ cdviz_percent_decode_text(PG_FUNCTION_ARGS)
 	CdvizStr	in = {VARDATA_ANY(s), VARSIZE_ANY_EXHDR(s)};
 	bool		isnull;
 
+	cdviz_check_version();
 	PG_RETURN_DATUM(decoded(in, &isnull));
 }

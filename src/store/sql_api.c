@@ -15,6 +15,7 @@
 #include "utils/jsonb.h"
 
 #include "store/store.h"
+#include "store/version.h"
 
 PG_FUNCTION_INFO_V1(cdviz_ingest);
 PG_FUNCTION_INFO_V1(cdviz_ingest_batch);
@@ -117,6 +118,7 @@ cdviz_ingest(PG_FUNCTION_ARGS)
 	CdvizItem	item;
 	int64		id;
 
+	cdviz_check_version();
 	cdviz_item_from_jsonb(&item, jb, NULL);
 	item.no_dead_letter = true;
 	cdviz_store_items(&item, 1, "sql");
@@ -150,6 +152,7 @@ cdviz_ingest_batch(PG_FUNCTION_ARGS)
 	Datum		values[3];
 	bool		nulls[3] = {false, false, false};
 
+	cdviz_check_version();
 	tupdesc = cdviz_result_tupdesc(fcinfo);
 	items = items_from_args(fcinfo, "ingest_batch", &n);
 	res = cdviz_store_items(items, n, "sql");
@@ -181,6 +184,7 @@ cdviz_ingest_all_or_nothing(PG_FUNCTION_ARGS)
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
 
+	cdviz_check_version();
 	tupdesc = cdviz_result_tupdesc(fcinfo);
 	items = items_from_args(fcinfo, "delivery", &n);
 	for (int i = 0; i < n; i++)
@@ -222,6 +226,7 @@ cdviz_validate(PG_FUNCTION_ARGS)
 	char	   *raw = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
 	CdvizProblems problems;
 
+	cdviz_check_version();
 	InitMaterializedSRF(fcinfo, 0);
 	cdviz_problems_init(&problems);
 	cdviz_store_check(raw, strlen(raw), &problems);
@@ -267,6 +272,7 @@ cdviz_replay_rejected(PG_FUNCTION_ARGS)
 	bool		isnull;
 	int64		result = 0;
 
+	cdviz_check_version();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "cdviz: SPI_connect failed");
 	if (SPI_execute_with_args("SELECT raw, replayed_event_id, origin, origin_ref FROM cdviz.rejected_events "

@@ -316,7 +316,13 @@ prepare_plans(void)
 
 		insert_fast_plan = prepare_kept(psprintf("%s%s", insert, returning),
 										N_LAKE_COLS, types);
-		insert_plan = prepare_kept(psprintf("%sON CONFLICT DO NOTHING %s", insert, returning),
+		/*
+		 * The conflict target names the dedup key: a clash on any other
+		 * key (the primary key, when the id sequence is behind the rows)
+		 * is an error to report, not an event to skip.
+		 */
+		insert_plan = prepare_kept(psprintf("%sON CONFLICT (context_source, context_id, \"timestamp\") DO NOTHING %s",
+											insert, returning),
 								   N_LAKE_COLS, types);
 	}
 	if (existing_plan == NULL)

@@ -73,6 +73,12 @@ extern int	cdviz_validation;
 extern void cdviz_store_define_gucs(void);
 
 /*
+ * Install the utility hook that lets pg_restore recreate the lake's
+ * partitions (lake_restore.c).
+ */
+extern void cdviz_lake_restore_init(void);
+
+/*
  * Store items in the current transaction.  origin names the source
  * ('sql', 'http', 'fs', 's3', 'nats', 'webhook').  Never raises for bad
  * input: each item's status says what happened.  Items' problems (and a

@@ -31,6 +31,7 @@
 
 #include "store/summaries_worker.h"
 #include "store/worker.h"
+#include "store/version.h"
 
 PGDLLEXPORT void cdviz_summaries_main(Datum arg);
 
@@ -102,6 +103,7 @@ cdviz_summaries_deferred(PG_FUNCTION_ARGS)
 {
 	char	   *dbname;
 
+	cdviz_check_version();
 	if (cdviz_summaries != SUMMARIES_DEFERRED || !worker_registered ||
 		cdviz_database == NULL)
 		PG_RETURN_BOOL(false);

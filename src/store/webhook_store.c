@@ -64,6 +64,7 @@
 #include "utils/timestamp.h"
 
 #include "store/store.h"
+#include "store/version.h"
 #include "store/subxact.h"
 #include "store/webhook_store.h"
 
@@ -1317,6 +1318,7 @@ cdviz_process_webhook(PG_FUNCTION_ARGS)
 	CdvizWebhookRoute route;
 	CdvizWebhookOutcome out;
 
+	cdviz_check_version();
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(2))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -1362,6 +1364,7 @@ cdviz_webhook_transform(PG_FUNCTION_ARGS)
 	bool		isnull;
 	Datum		name_d;
 
+	cdviz_check_version();
 	d.route = TextDatumGetCString(row_field(row, "route"));
 	d.key = TextDatumGetCString(row_field(row, "delivery_key"));
 	d.headers = DatumGetJsonbP(row_field(row, "headers"));
@@ -1388,6 +1391,7 @@ cdviz_webhook_delivery_key(PG_FUNCTION_ARGS)
 	Jsonb	   *headers = PG_ARGISNULL(0) ? cdviz_webhook_clean_headers(NULL) : PG_GETARG_JSONB_P(0);
 	char	   *key = delivery_key(headers, PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1));
 
+	cdviz_check_version();
 	if (key == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(key));

@@ -28,19 +28,24 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
+#include "store/version.h"
 #include "store/worker.h"
 
 char	   *cdviz_database = NULL;
 
-/* Last known presence of the extension, to log changes only. */
+/* Last known state of the extension, to log changes only. */
 typedef enum ExtensionState
 {
 	EXT_UNKNOWN,
-	EXT_PRESENT,
-	EXT_MISSING
+	EXT_PRESENT,				/* created, of this library's version */
+	EXT_MISSING,
+	EXT_OTHER_VERSION			/* created, of another version */
 } ExtensionState;
 
 static ExtensionState extension_state = EXT_UNKNOWN;
+
+/* The installed version, while it is not the library's. */
+static char other_version[NAMEDATALEN];
 
 /* Define cdviz.database once, whichever worker asks first. */
 void
@@ -116,45 +121,73 @@ cdviz_worker_process_interrupts(void)
 	return false;
 }
 
-/* Log the extension's appearance and disappearance, once each. */
+/* Log the extension's changes of state, once each. */
 static void
-note_extension(bool present)
+note_extension(ExtensionState now)
 {
-	ExtensionState now = present ? EXT_PRESENT : EXT_MISSING;
+	const char *type = MyBgworkerEntry->bgw_type;
 
 	if (now == extension_state)
 		return;
-	if (!present)
+	if (now == EXT_MISSING)
 		ereport(LOG,
 				(errmsg("%s: extension \"cdviz\" is not created in database \"%s\"; waiting for it",
-						MyBgworkerEntry->bgw_type, cdviz_database),
+						type, cdviz_database),
 				 errhint("Run CREATE EXTENSION cdviz in database \"%s\", or set cdviz.database.",
 						 cdviz_database)));
+	else if (now == EXT_OTHER_VERSION)
+		ereport(LOG,
+				(errmsg("%s: extension \"cdviz\" in database \"%s\" is version %s, but the library is version %s; waiting for the update",
+						type, cdviz_database, other_version, CDVIZ_LIBRARY_VERSION),
+				 errhint("Run ALTER EXTENSION cdviz UPDATE in database \"%s\".", cdviz_database)));
 	else if (extension_state == EXT_MISSING)
 		ereport(LOG,
 				(errmsg("%s: extension \"cdviz\" found in database \"%s\"",
-						MyBgworkerEntry->bgw_type, cdviz_database)));
+						type, cdviz_database)));
+	else if (extension_state == EXT_OTHER_VERSION)
+		ereport(LOG,
+				(errmsg("%s: extension \"cdviz\" in database \"%s\" is now version %s; resuming",
+						type, cdviz_database, CDVIZ_LIBRARY_VERSION)));
 	extension_state = now;
 }
 
+/* See worker.h. */
+char *
+cdviz_worker_not_ready(void)
+{
+	if (extension_state == EXT_OTHER_VERSION)
+		return psprintf("the cdviz extension in database \"%s\" is version %s, the library version %s: run ALTER EXTENSION cdviz UPDATE",
+						cdviz_database, other_version, CDVIZ_LIBRARY_VERSION);
+	return psprintf("the cdviz extension is not created in database \"%s\"", cdviz_database);
+}
+
 /*
- * Whether the extension exists, holding a share lock on it until the end
- * of the transaction.  DROP EXTENSION locks the extension before anything
- * else, then every table in turn: a worker that locked some of those
- * tables first and then waited for another deadlocked with it (TAP 050
- * saw DROP EXTENSION fail so, against a fold of the summaries).  Now one
- * of the two waits for the other before holding anything.  After the
- * wait the extension may be gone (or created anew): look again.
+ * Whether the extension exists, of this library's version, holding a share
+ * lock on it until the end of the transaction.  DROP EXTENSION locks the
+ * extension before anything else, then every table in turn: a worker that
+ * locked some of those tables first and then waited for another
+ * deadlocked with it.  Now one of the two waits for the other before
+ * holding anything.  After the wait the extension may be gone (or created
+ * anew): look again.
  */
-static bool
+static ExtensionState
 extension_locked(void)
 {
 	Oid			ext = get_extension_oid("cdviz", true);
+	char	   *version;
 
 	if (!OidIsValid(ext))
-		return false;
+		return EXT_MISSING;
 	LockDatabaseObject(ExtensionRelationId, ext, 0, AccessShareLock);
-	return get_extension_oid("cdviz", true) == ext;
+	if (get_extension_oid("cdviz", true) != ext ||
+		(version = cdviz_extension_version(ext)) == NULL)
+		return EXT_MISSING;
+	if (strcmp(version, CDVIZ_LIBRARY_VERSION) != 0)
+	{
+		strlcpy(other_version, version, sizeof(other_version));
+		return EXT_OTHER_VERSION;
+	}
+	return EXT_PRESENT;
 }
 
 /* Run fn in a transaction; see worker.h. */
@@ -165,6 +198,7 @@ cdviz_worker_transaction(const char *activity, CdvizTxFunc fn, void *arg,
 	MemoryContext callercxt = CurrentMemoryContext;
 	ResourceOwner callerowner = CurrentResourceOwner;
 	volatile CdvizTxResult result = CDVIZ_TX_DONE;
+	volatile ExtensionState state = EXT_UNKNOWN;
 
 	if (error)
 		*error = NULL;
@@ -175,11 +209,11 @@ cdviz_worker_transaction(const char *activity, CdvizTxFunc fn, void *arg,
 		PushActiveSnapshot(GetTransactionSnapshot());
 
 		/*
-		 * Looked up in every transaction: DROP EXTENSION and CREATE
-		 * EXTENSION may happen at any time, and the catalog lookup is a
-		 * syscache hit.
+		 * Looked up in every transaction: DROP, CREATE and ALTER EXTENSION
+		 * may happen at any time, and the lookups are two index probes.
 		 */
-		if (!extension_locked())
+		state = extension_locked();
+		if (state != EXT_PRESENT)
 			result = CDVIZ_TX_NO_EXTENSION;
 		else
 		{
@@ -219,7 +253,7 @@ cdviz_worker_transaction(const char *activity, CdvizTxFunc fn, void *arg,
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	if (result != CDVIZ_TX_FAILED)
-		note_extension(result == CDVIZ_TX_DONE);
+		note_extension(state);
 	return result;
 }
 

@@ -32,7 +32,8 @@ extern char *cdviz_database;
 typedef enum CdvizTxResult
 {
 	CDVIZ_TX_DONE,				/* committed */
-	CDVIZ_TX_NO_EXTENSION,		/* extension not created: nothing was run */
+	CDVIZ_TX_NO_EXTENSION,		/* extension not created, or of another
+								 * version than the library: nothing was run */
 	CDVIZ_TX_FAILED				/* an error was raised; rolled back */
 } CdvizTxResult;
 
@@ -68,6 +69,12 @@ extern bool cdviz_worker_process_interrupts(void);
 extern CdvizTxResult cdviz_worker_transaction(const char *activity,
 											  CdvizTxFunc fn, void *arg,
 											  ErrorData **error);
+
+/*
+ * Why the last transaction found no extension to work with, for clients
+ * (palloc'd, without a final period).
+ */
+extern char *cdviz_worker_not_ready(void);
 
 /* Whether the extension exists, checked in a short transaction. */
 extern bool cdviz_worker_extension_exists(void);
