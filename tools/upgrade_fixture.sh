@@ -67,7 +67,8 @@ VERSION=$(psql -tAc "SELECT extversion FROM pg_extension WHERE extname = 'cdviz'
 			echo '\.'
 		done
 	psql -tAc "SELECT format('SELECT pg_catalog.setval(%L, %s, %s);', c.oid::regclass,
-					 coalesce(pg_sequence_last_value(c.oid), 1), pg_sequence_last_value(c.oid) IS NOT NULL)
+					 coalesce(pg_sequence_last_value(c.oid), 1),
+					 CASE WHEN pg_sequence_last_value(c.oid) IS NULL THEN 'false' ELSE 'true' END)
 			   FROM pg_class c
 			   WHERE c.relkind = 'S' AND c.relnamespace = 'cdviz'::regnamespace ORDER BY c.relname"
 	echo "RESET session_replication_role;"
