@@ -29,7 +29,8 @@ SHLIB_LINK = -ljson-c -lmicrohttpd -lcurl -lxml2 -lz -lnats $(EXTRA_SHLIB_LINK)
 PG_CPPFLAGS += -I/usr/include/libxml2
 
 # The extension script is assembled from sql/ext/ in file-name order, an
-# update script from sql/update/A--B/ likewise.
+# update script from sql/update/A--B/ likewise (the folder too is a
+# prerequisite, so that removing a part rebuilds the script).
 EXT_SQL_PARTS = $(sort $(wildcard sql/ext/*.sql))
 DATA = $(wildcard sql/versions/$(EXTENSION)--*.sql)
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql $(UPDATE_SCRIPTS)
@@ -49,12 +50,12 @@ include $(PGXS)
 # header of ours, so a changed struct never leaves a stale object behind.
 $(OBJS): $(wildcard src/*.h src/*/*.h)
 
-sql/$(EXTENSION)--$(EXTVERSION).sql: $(EXT_SQL_PARTS)
-	cat $^ > $@
+sql/$(EXTENSION)--$(EXTVERSION).sql: sql/ext $(EXT_SQL_PARTS)
+	cat $(filter %.sql,$^) > $@
 
 .SECONDEXPANSION:
-$(UPDATE_SCRIPTS): sql/$(EXTENSION)--%.sql: $$(sort $$(wildcard sql/update/%/*.sql))
-	cat $^ > $@
+$(UPDATE_SCRIPTS): sql/$(EXTENSION)--%.sql: sql/update/% $$(sort $$(wildcard sql/update/%/*.sql))
+	cat $(filter %.sql,$^) > $@
 
 # ---- PostgreSQL-free core: unit tests, validation CLI, fuzzing -----------
 CORE_CC ?= cc
