@@ -3,8 +3,9 @@
 # Source it; it sets no shell options of its own.
 #
 # Who runs what:
-#   * as root: dependencies, the build and `make install` run as root; every
-#     PostgreSQL server and every test that talks to or starts a server runs
+#   * as root: dependencies, the build and the installation (the Debian
+#     package with the system PostgreSQL, see cdviz_install_mode; else
+#     `make install`) run as root; every PostgreSQL server and every test that talks to or starts a server runs
 #     as the unprivileged system user $CDVIZ_USER (default "cdviz", created
 #     with home /var/lib/cdviz when missing), because PostgreSQL refuses root.
 #   * as a normal user: everything runs as that user; `make install` uses
@@ -23,13 +24,15 @@ CDVIZ_USER=${CDVIZ_USER:-cdviz}
 CDVIZ_USER_HOME=${CDVIZ_USER_HOME:-/var/lib/cdviz}
 CDVIZ_PGSUPERUSER=${CDVIZ_PGSUPERUSER:-postgres}
 
-# Debian packages the build and the tests need.
+# Debian packages the build, the Debian package's build (debian/) and the
+# tests need.
 CDVIZ_APT_PACKAGES=(
 	postgresql-15 postgresql-server-dev-15
 	libjson-c-dev libcurl4-openssl-dev libmicrohttpd-dev libxml2-dev zlib1g-dev
 	postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libipc-run-perl
 	python3 python3-jsonschema python3-rfc3987
 	curl wrk nats-server libnats-dev clang make
+	build-essential dpkg-dev debhelper postgresql-server-dev-all
 )
 # npm packages the tests need, installed into $CDVIZ_ROOT/node_modules.
 # Add more here ("name@version"); all are installed in one `npm install`
@@ -135,16 +138,26 @@ cdviz_make() {
 	make -C "$CDVIZ_ROOT" PG_CONFIG="$CDVIZ_PG_CONFIG" "$@"
 }
 
-# make && make install.  Returns non-zero (with a message) when the build
-# fails or the extension cannot be installed.
-cdviz_build_install() {
-	local pkglibdir sharedir jobs
+# make in the tree.  Returns non-zero (with a message) when the build fails.
+cdviz_build() {
+	local jobs
 	jobs=$(nproc 2>/dev/null || echo 2)
 	cdviz_log "building (make -j$jobs)"
 	if ! cdviz_make -j"$jobs"; then
 		printf 'ERROR: BUILD FAILED (make in %s)\n' "$CDVIZ_ROOT" >&2
 		return 1
 	fi
+}
+
+# make && make install.  Returns non-zero (with a message) when the build
+# fails or the extension cannot be installed.
+cdviz_build_install() {
+	cdviz_build && cdviz_install_make
+}
+
+# make install of the tree's build into the PostgreSQL of CDVIZ_PG_CONFIG.
+cdviz_install_make() {
+	local pkglibdir sharedir
 	pkglibdir=$("$CDVIZ_PG_CONFIG" --pkglibdir)
 	sharedir=$("$CDVIZ_PG_CONFIG" --sharedir)
 	cdviz_log "installing into $pkglibdir and $sharedir/extension"
@@ -168,6 +181,139 @@ cdviz_build_install() {
 		echo "ERROR: cannot run 'make install' (not root, no password-less sudo) and cdviz is not installed" >&2
 		return 1
 	fi
+}
+
+# Builds the Debian package postgresql-15-cdviz with PostgreSQL's packaging
+# tools (debian/: pg_buildext through debhelper) and prints the path of the
+# .deb.  dpkg-buildpackage writes into the parent of the source directory,
+# so the build runs in a copy of the tree, build/deb/cdviz, and leaves
+# build/deb/postgresql-15-cdviz_VERSION_ARCH.deb beside it; the repository
+# and its parent are not touched.  The copy leaves out what the build makes
+# (objects, generated scripts, test binaries) so that nothing of a build
+# against another PostgreSQL (CDVIZ_PG_CONFIG) gets into the package.
+# pg_buildext builds against /usr/lib/postgresql/15 (postgresql-server-dev-15)
+# and installs into debian/, never into /usr.  Only the build runs: no test
+# (debian/rules says why).  The log is build/deb/build.log.
+cdviz_build_deb() {
+	local out=$CDVIZ_ROOT/build/deb src version arch deb
+	src=$out/cdviz
+	cdviz_have dpkg-buildpackage || { echo "ERROR: dpkg-buildpackage not found (apt-get install dpkg-dev)" >&2; return 1; }
+	[ -x /usr/bin/pg_buildext ] || { echo "ERROR: pg_buildext not found (apt-get install postgresql-server-dev-all)" >&2; return 1; }
+	rm -rf "$out"
+	mkdir -p "$src"
+	tar -C "$CDVIZ_ROOT" -cf - --exclude=./.git --exclude=./build --exclude=./.run \
+		--exclude=./node_modules --exclude=./results --exclude=./tmp_check --exclude=./log \
+		--exclude=./regression.diffs --exclude=./regression.out \
+		--exclude='*.o' --exclude='*.so' --exclude='*.bc' --exclude='*.a' \
+		--exclude='./sql/cdviz--*.sql' . |
+		tar -C "$src" -xf - || { echo "ERROR: could not copy the tree to $src" >&2; return 1; }
+	# the test and fuzz binaries (built by `make unit`, `make fuzz`)
+	make -s -C "$src" PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config clean >/dev/null 2>&1
+	cdviz_log "building the Debian package in $src (log $out/build.log)"
+	if ! (cd "$src" && dpkg-buildpackage -b -us -uc) >"$out/build.log" 2>&1; then
+		tail -n 60 "$out/build.log" >&2
+		echo "ERROR: dpkg-buildpackage failed (full log: $out/build.log)" >&2
+		return 1
+	fi
+	version=$(dpkg-parsechangelog -l "$src/debian/changelog" -S Version) || return 1
+	arch=$(dpkg --print-architecture)
+	deb=$out/postgresql-15-cdviz_${version}_${arch}.deb
+	[ -f "$deb" ] || { echo "ERROR: dpkg-buildpackage made no $deb" >&2; return 1; }
+	echo "$deb"
+}
+
+# Installs the package DEB into the PostgreSQL of CDVIZ_PG_CONFIG, then
+# checks that the installed control file and scripts are those of this tree.
+#   * the system PostgreSQL 15 (/usr/lib/postgresql/15): apt-get install,
+#     as root (or password-less sudo).  --reinstall because a rebuilt
+#     package keeps its version, which apt would otherwise call installed
+#     already; --allow-downgrades when a later version is installed.
+#   * a relocated copy of Debian's layout (PREFIX/usr/lib/postgresql/15):
+#     dpkg -x DEB PREFIX puts the package's files where that server looks
+#     for them; dpkg's database is not touched.
+cdviz_install_deb() {
+	local deb=$1 pkglibdir sharedir prefix f bad=0
+	pkglibdir=$("$CDVIZ_PG_CONFIG" --pkglibdir) || return 1
+	sharedir=$("$CDVIZ_PG_CONFIG" --sharedir) || return 1
+	case "$pkglibdir" in
+	/usr/lib/postgresql/15/lib)
+		cdviz_log "installing ${deb##*/} on this machine (apt-get install)"
+		cdviz_as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 \
+			install -y -q --reinstall --allow-downgrades "$deb" || {
+			echo "ERROR: apt-get install $deb failed (it needs root or password-less sudo)" >&2
+			return 1
+		}
+		dpkg-query -W -f='${Package} ${Version} ${db:Status-Status}\n' postgresql-15-cdviz
+		;;
+	*/usr/lib/postgresql/15/lib)
+		prefix=${pkglibdir%/usr/lib/postgresql/15/lib}
+		cdviz_log "extracting ${deb##*/} into $prefix (a relocated PostgreSQL: dpkg -x, not registered with dpkg)"
+		dpkg -x "$deb" "$prefix" || { echo "ERROR: dpkg -x $deb $prefix failed" >&2; return 1; }
+		;;
+	*)
+		echo "ERROR: the package installs into /usr/lib/postgresql/15; the PostgreSQL of $CDVIZ_PG_CONFIG uses $pkglibdir (use CDVIZ_INSTALL=make)" >&2
+		return 1
+		;;
+	esac
+	[ -f "$pkglibdir/cdviz.so" ] || { echo "ERROR: no $pkglibdir/cdviz.so after installing the package" >&2; return 1; }
+	for f in "$CDVIZ_ROOT/cdviz.control" "$CDVIZ_ROOT"/sql/cdviz--*.sql "$CDVIZ_ROOT"/sql/versions/cdviz--*.sql; do
+		[ -f "$f" ] || continue
+		if ! cmp -s "$f" "$sharedir/extension/${f##*/}"; then
+			echo "ERROR: $sharedir/extension/${f##*/} is not this tree's ${f#"$CDVIZ_ROOT"/}" >&2
+			bad=1
+		fi
+	done
+	return "$bad"
+}
+
+# How the build suite installs the extension, from CDVIZ_INSTALL:
+#   deb   build the Debian package and install it (cdviz_install_deb)
+#   make  make install (cdviz_install_make)
+#   none  install nothing: the tests use what is installed already
+#   auto  (default) deb as root with the system PostgreSQL 15, which is how
+#         CI exercises the package at every run; make otherwise
+cdviz_install_mode() {
+	case "${CDVIZ_INSTALL:-auto}" in
+	deb | make | none) echo "$CDVIZ_INSTALL" ;;
+	auto)
+		if cdviz_is_root &&
+			[ "$("$CDVIZ_PG_CONFIG" --pkglibdir 2>/dev/null)" = /usr/lib/postgresql/15/lib ]; then
+			echo deb
+		else
+			echo make
+		fi
+		;;
+	*)
+		echo "ERROR: CDVIZ_INSTALL=$CDVIZ_INSTALL: expected deb, make, none or auto" >&2
+		return 1
+		;;
+	esac
+}
+
+# make, then install the extension the way MODE says (cdviz_install_mode).
+# The tree's own build comes first in every mode: the unit tests, the
+# oracle and the fuzzer use it.
+cdviz_build_install_as() {
+	local mode=$1 deb
+	cdviz_build || return 1
+	case "$mode" in
+	deb)
+		deb=$(cdviz_build_deb) || return 1
+		cdviz_install_deb "$deb" || return 1
+		cdviz_log "extension installed from the Debian package $deb"
+		;;
+	make)
+		cdviz_install_make || return 1
+		cdviz_log "extension installed with make install"
+		;;
+	none)
+		cdviz_log "extension not installed (CDVIZ_INSTALL=none): the tests use the cdviz installed in $("$CDVIZ_PG_CONFIG" --pkglibdir)"
+		;;
+	*)
+		echo "ERROR: unknown install mode '$mode'" >&2
+		return 1
+		;;
+	esac
 }
 
 # ---------------------------------------------------- unprivileged user ----

@@ -4,7 +4,13 @@
 #   bash scripts/test.sh [--quick] [--only SUITE]...
 #
 # Suites, in order:
-#   build    make && make install (always run: the others need it)
+#   build    make, then installs the extension (always run: the others need
+#            it): as root with the system PostgreSQL 15, builds the Debian
+#            package (build/deb/postgresql-15-cdviz_*.deb) and installs it
+#            with apt-get; otherwise make install.  CDVIZ_INSTALL=deb|make|none
+#            chooses (none: use the cdviz installed already); with deb and a
+#            relocated PostgreSQL (CDVIZ_PGBIN=PREFIX/usr/lib/postgresql/15/bin)
+#            the package is extracted into PREFIX (dpkg -x).
 #   unit     make unit: PostgreSQL-free C tests of the core
 #   regress  make installcheck: pg_regress of sql/[0-9]*.sql against the test cluster
 #   pgtap    pg_prove test/pgtap/*.sql in a fresh database with pgtap and cdviz
@@ -33,7 +39,7 @@ umask 022
 ALL_SUITES=(build unit regress pgtap tap oracle grafana fuzz)
 QUICK=0
 ONLY=()
-usage() { sed -n '2,26s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+usage() { sed -n '2,32s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--quick) QUICK=1 ;;
@@ -148,7 +154,12 @@ cdviz_ensure_user
 
 # ----------------------------------------------------------------- build ----
 BUILD_OK=0
-run_suite build "$CDVIZ_ROOT" cdviz_build_install && BUILD_OK=1
+# decided after the dependencies: the system pg_config it looks at may only
+# just have been installed
+INSTALL_MODE=$(cdviz_install_mode) || exit 2
+cdviz_log "the build suite installs the extension with: $INSTALL_MODE"
+run_suite build "$CDVIZ_ROOT" cdviz_build_install_as "$INSTALL_MODE" && BUILD_OK=1
+R_NOTE[-1]+=", installed by $INSTALL_MODE"
 
 # ------------------------------------------------------------------ unit ----
 if wanted unit; then
