@@ -836,7 +836,7 @@ BEGIN
 		ids := ids || stmt.ids;
 		stamps := stamps || stmt.stamps;
 		i := 1;
-		WHILE cardinality(ids) - i >= 10000 LOOP
+		WHILE cardinality(ids) - i + 1 >= 10000 LOOP
 			n := n + cdviz._fold_lake_keys(ids[i:i + 9999], stamps[i:i + 9999]);
 			i := i + 10000;
 		END LOOP;
