@@ -224,5 +224,46 @@ $folder->quit;
 is($node->safe_psql('postgres', 'SELECT cdviz.summaries_pending()'), '0',
 	'and the writer\'s fold is committed');
 
+# 10. folds in chunks: every path hands cdviz._fold_events() at most 10,000
+# rows at a time.  25,200 events of 8,400 runs in one insert statement,
+# all queued events first, then the started, then the finished ones, so
+# that every run's events lie in different chunks; in "other" (immediate:
+# the trigger's chunks), then refolded from one queued statement and from
+# 5,040 small ones (the queued fold's slices and groups), then by a rebuild
+# (the lake range's chunks): each must give every run whole.
+my $chunked = q{SELECT count(*) || ' ' || sum(event_count) || ' '
+	|| count(*) FILTER (WHERE queued_at < started_at AND started_at < finished_at
+						AND last_predicate = 'finished' AND outcome = 'success')
+	FROM cdviz.pipeline_run_summaries WHERE pipeline_run_id LIKE 'run-c-%'};
+$node->safe_psql('other', q{
+	SELECT cdviz.ingest_batch(jsonb_agg(jsonb_build_object(
+		'context', jsonb_build_object('specversion', '0.5.1', 'id', 'c-' || p || '-' || i, 'source', '/t',
+			'type', 'dev.cdevents.pipelinerun.' || p || '.0.3.0',
+			'timestamp', to_char(timestamptz '2024-04-01 00:00Z' + k * interval '1 hour' + i * interval '1 second',
+								 'YYYY-MM-DD"T"HH24:MI:SS"Z"')),
+		'subject', jsonb_build_object('id', 'run-c-' || i, 'content',
+			jsonb_build_object('pipelineName', 'p', 'uri', 'https://ci/run-c-' || i)
+			|| CASE WHEN p = 'finished' THEN '{"outcome": "success"}' ELSE '{}' END::jsonb))
+		ORDER BY k, i))
+	FROM generate_series(1, 8400) AS i,
+		 unnest(ARRAY['queued', 'started', 'finished']) WITH ORDINALITY AS t(p, k)});
+is($node->safe_psql('other', $chunked), '8400 25200 8400',
+	'one statement of 25,200 events is folded whole by the trigger');
+my $refold = q{
+	TRUNCATE cdviz.pipeline_run_summaries;
+	INSERT INTO cdviz.summary_queue (events, ids, stamps)
+	SELECT count(*), array_agg(l.id ORDER BY l.id), array_agg(l."timestamp" ORDER BY l.id)
+	FROM (SELECT l.id, l."timestamp", row_number() OVER (ORDER BY l.id) AS r
+		  FROM cdviz.cdevents_lake AS l WHERE l.subject_id LIKE 'run-c-%') AS l
+	GROUP BY (l.r - 1) / %d;
+	SELECT cdviz.fold_queued_summaries(10000);
+};
+is($node->safe_psql('other', sprintf($refold, 25200) . $chunked), "25200\n8400 25200 8400",
+	'and by the fold of queued events, from one queued statement');
+is($node->safe_psql('other', sprintf($refold, 5) . $chunked), "25200\n8400 25200 8400",
+	'and from 5,040 queued statements');
+$node->safe_psql('other', 'SELECT cdviz.rebuild_summaries()');
+is($node->safe_psql('other', $chunked), '8400 25200 8400', 'and by a rebuild');
+
 $node->stop;
 done_testing();
