@@ -23,6 +23,7 @@
 #
 # --quick skips fuzz; --only SUITE (repeatable) runs just those suites
 # (plus the build).  A suite whose test files do not exist yet is skipped.
+# PROVE_TESTS (e.g. test/t/070_replication.pl) narrows the tap suite.
 # The test cluster lives in build/testpg (port ${CDVIZ_TEST_PGPORT:-5456})
 # and is stopped on exit.  Each suite's output is also kept in
 # build/test-logs/SUITE.log.  As root, server-side suites run as the
@@ -39,7 +40,7 @@ umask 022
 ALL_SUITES=(build unit regress pgtap tap oracle grafana fuzz)
 QUICK=0
 ONLY=()
-usage() { sed -n '2,32s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+usage() { sed -n '2,33s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--quick) QUICK=1 ;;
@@ -240,13 +241,15 @@ suite_tap() {
 	if cdviz_runas make -n PG_CONFIG="$CDVIZ_PG_CONFIG" prove-installcheck >/dev/null 2>&1; then
 		cdviz_runas env -u PGHOST -u PGPORT -u PGUSER -u PGDATABASE \
 			PATH="$CDVIZ_PGBIN:$TREE/node_modules/.bin:/usr/local/bin:/usr/bin:/bin" \
-			make PG_CONFIG="$CDVIZ_PG_CONFIG" prove-installcheck || rc=$?
+			make PG_CONFIG="$CDVIZ_PG_CONFIG" ${PROVE_TESTS:+PROVE_TESTS="$PROVE_TESTS"} \
+			prove-installcheck || rc=$?
 	else
 		# PGXS has no prove-installcheck target: installcheck without
 		# REGRESS runs just the TAP part
 		cdviz_runas env -u PGHOST -u PGPORT -u PGUSER -u PGDATABASE \
 			PATH="$CDVIZ_PGBIN:$TREE/node_modules/.bin:/usr/local/bin:/usr/bin:/bin" \
-			make PG_CONFIG="$CDVIZ_PG_CONFIG" installcheck REGRESS= || rc=$?
+			make PG_CONFIG="$CDVIZ_PG_CONFIG" ${PROVE_TESTS:+PROVE_TESTS="$PROVE_TESTS"} \
+			installcheck REGRESS= || rc=$?
 	fi
 	if [ "$rc" != 0 ]; then
 		for f in tmp_check/log/regress_log_*; do
