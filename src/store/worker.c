@@ -13,6 +13,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
@@ -20,6 +21,9 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "replication/syncrep.h"
+#include "replication/walsender.h"
+#include "replication/walsender_private.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lmgr.h"
@@ -190,6 +194,46 @@ extension_locked(void)
 	return EXT_PRESENT;
 }
 
+/* End of this process's last commit record; see commit_confirmed(). */
+static XLogRecPtr last_commit_end = InvalidXLogRecPtr;
+
+/*
+ * Whether the synchronous standbys confirmed this process's last commit, as
+ * synchronous_commit asks.  A commit waiting for them is let go, committed
+ * locally only, when the wait is cancelled (pg_cancel_backend,
+ * statement_timeout) or the process is told to exit (pg_terminate_backend,
+ * pg_ctl stop -m fast): the server only warns.  Acknowledging such a commit
+ * to a client would promise what a failover can lose.  A transaction that
+ * wrote nothing (an answer of duplicates only, say) stands on that last
+ * commit too: it may be the one a retry finds.
+ */
+static bool
+commit_confirmed(void)
+{
+	int			mode;
+	bool		confirmed;
+
+	if (last_commit_end == InvalidXLogRecPtr || !SyncRepRequested() ||
+		SyncRepStandbyNames == NULL || SyncRepStandbyNames[0] == '\0')
+		return true;
+	switch (synchronous_commit)
+	{
+		case SYNCHRONOUS_COMMIT_REMOTE_WRITE:
+			mode = SYNC_REP_WAIT_WRITE;
+			break;
+		case SYNCHRONOUS_COMMIT_REMOTE_APPLY:
+			mode = SYNC_REP_WAIT_APPLY;
+			break;
+		default:
+			mode = SYNC_REP_WAIT_FLUSH;
+			break;
+	}
+	LWLockAcquire(SyncRepLock, LW_SHARED);
+	confirmed = WalSndCtl->lsn[mode] >= last_commit_end;
+	LWLockRelease(SyncRepLock);
+	return confirmed;
+}
+
 /* Run fn in a transaction; see worker.h. */
 CdvizTxResult
 cdviz_worker_transaction(const char *activity, CdvizTxFunc fn, void *arg,
@@ -199,6 +243,7 @@ cdviz_worker_transaction(const char *activity, CdvizTxFunc fn, void *arg,
 	ResourceOwner callerowner = CurrentResourceOwner;
 	volatile CdvizTxResult result = CDVIZ_TX_DONE;
 	volatile ExtensionState state = EXT_UNKNOWN;
+	bool		had_xid;
 
 	if (error)
 		*error = NULL;
@@ -224,7 +269,22 @@ cdviz_worker_transaction(const char *activity, CdvizTxFunc fn, void *arg,
 			SPI_finish();
 		}
 		PopActiveSnapshot();
+		/* only a transaction with an xid writes a commit record and waits */
+		had_xid = TransactionIdIsValid(GetTopTransactionIdIfAny());
 		CommitTransactionCommand();
+		if (had_xid)
+			last_commit_end = XactLastCommitEnd;
+
+		/*
+		 * Committed here, not on the synchronous standbys: a failure to
+		 * the caller, which then does not acknowledge (a retry is
+		 * deduplicated).
+		 */
+		if (result == CDVIZ_TX_DONE && !commit_confirmed())
+			ereport(ERROR,
+					(errcode(ERRCODE_OPERATOR_INTERVENTION),
+					 errmsg("the synchronous standbys have not confirmed the commit"),
+					 errdetail("The wait for them was cancelled; the transaction is committed on this server only.")));
 	}
 	PG_CATCH();
 	{
