@@ -20,6 +20,17 @@
 -- event) keeps the cost to ingestion small; bench/dispatch.sh measures it.
 -- While no sink exists the trigger writes nothing at all.
 
+-- Which cluster wrote a row of progress or of the outbox: transaction
+-- ids and snapshots have a meaning only there.  A streaming standby has
+-- its primary's identifier (and its transaction ids), so a failover keeps
+-- it; a cluster restored from pg_dump has a new one.
+CREATE FUNCTION cdviz._cluster_id()
+RETURNS bigint
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT system_identifier FROM pg_catalog.pg_control_system() $$;
+COMMENT ON FUNCTION cdviz._cluster_id() IS
+'cdviz internal: this cluster''s system identifier (pg_control_system()), shared by its streaming standbys';
+
 CREATE TABLE cdviz.sinks (
 	id				integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	name			text NOT NULL UNIQUE CHECK (name ~ '^[A-Za-z0-9_.-]{1,63}$'),
@@ -72,6 +83,7 @@ CREATE TABLE cdviz.lake_batches (
 	stored_at		timestamptz NOT NULL DEFAULT now(),
 	ids				bigint[] NOT NULL,
 	stamps			timestamptz[] NOT NULL,
+	cluster_id		bigint NOT NULL DEFAULT cdviz._cluster_id(),
 	PRIMARY KEY (xid, batch_id)
 );
 
@@ -82,6 +94,7 @@ COMMENT ON COLUMN cdviz.lake_batches.xid IS 'the inserting (top-level) transacti
 COMMENT ON COLUMN cdviz.lake_batches.stored_at IS 'transaction time of the insert';
 COMMENT ON COLUMN cdviz.lake_batches.ids IS 'lake ids of the statement, in insertion order';
 COMMENT ON COLUMN cdviz.lake_batches.stamps IS 'lake timestamps of the same rows (the partition key, for lookups)';
+COMMENT ON COLUMN cdviz.lake_batches.cluster_id IS 'the cluster whose transaction xid is (cdviz._cluster_id()); rows restored from another cluster are dropped when the dispatcher re-bases the sinks';
 
 CREATE FUNCTION cdviz.lake_record_batch()
 RETURNS trigger
@@ -132,7 +145,9 @@ CREATE TABLE cdviz.sink_progress (
 	last_delivered_id bigint,
 	last_success_at	timestamptz,
 	last_error		text,
-	last_error_at	timestamptz
+	last_error_at	timestamptz,
+	cluster_id		bigint DEFAULT cdviz._cluster_id(),
+	created_until	bigint
 );
 
 COMMENT ON TABLE cdviz.sink_progress IS
@@ -143,7 +158,7 @@ COMMENT ON COLUMN cdviz.sink_progress.next_snap IS 'the window being delivered: 
 COMMENT ON COLUMN cdviz.sink_progress.pos_xid IS 'window position: transaction of the last delivered event';
 COMMENT ON COLUMN cdviz.sink_progress.pos_batch IS 'window position: its cdviz.lake_batches row';
 COMMENT ON COLUMN cdviz.sink_progress.pos_ord IS 'window position: its place in that row (1-based)';
-COMMENT ON COLUMN cdviz.sink_progress.backfill_until IS 'backfill: the highest lake id that existed at creation (NULL: no backfill)';
+COMMENT ON COLUMN cdviz.sink_progress.backfill_until IS 'backfill: the highest lake id to deliver by id, that existed at creation or at a re-base (NULL: no backfill)';
 COMMENT ON COLUMN cdviz.sink_progress.backfill_pos IS 'backfill: the last lake id delivered';
 COMMENT ON COLUMN cdviz.sink_progress.delivered IS 'events delivered (a redelivery after a crash counts again)';
 COMMENT ON COLUMN cdviz.sink_progress.rejected IS 'events the sink refused for good (cdviz.rejected_deliveries)';
@@ -152,6 +167,8 @@ COMMENT ON COLUMN cdviz.sink_progress.last_delivered_id IS 'lake id of the last 
 COMMENT ON COLUMN cdviz.sink_progress.last_success_at IS 'when a delivery last succeeded';
 COMMENT ON COLUMN cdviz.sink_progress.last_error IS 'why the last failed attempt failed';
 COMMENT ON COLUMN cdviz.sink_progress.last_error_at IS 'when it failed';
+COMMENT ON COLUMN cdviz.sink_progress.cluster_id IS 'the cluster whose transaction ids snap, next_snap and pos_xid are (cdviz._cluster_id()); NULL: this one. Progress restored into another cluster is re-based by the dispatcher before it delivers anything';
+COMMENT ON COLUMN cdviz.sink_progress.created_until IS 'the highest lake id when the sink was created with start_at (or when it was re-based): the backfill delivers an event up to it only if imported since start_at, and every event above it';
 
 -- Dead letters of the way out: events a sink refused for good.
 CREATE TABLE cdviz.rejected_deliveries (
@@ -300,8 +317,8 @@ BEGIN
 	IF start_at IS NOT NULL THEN
 		SELECT max(id) INTO until FROM cdviz.cdevents_lake;
 	END IF;
-	INSERT INTO cdviz.sink_progress (sink_id, snap, backfill_until, backfill_pos)
-	VALUES (sid, pg_current_snapshot(), until, CASE WHEN until IS NOT NULL THEN 0 END);
+	INSERT INTO cdviz.sink_progress (sink_id, snap, backfill_until, backfill_pos, created_until)
+	VALUES (sid, pg_current_snapshot(), until, CASE WHEN until IS NOT NULL THEN 0 END, until);
 	RETURN sid;
 END
 $$;
@@ -405,6 +422,89 @@ $$;
 COMMENT ON FUNCTION cdviz.retry_rejected_deliveries(text, timestamptz) IS
 'cdviz: asks the dispatcher to deliver the refused events again (of one sink, refused since a time) and returns how many; a new refusal makes a new row. Example: SELECT cdviz.retry_rejected_deliveries(''ci'');';
 
+-- What a sink still owes of one outbox row: its last N events.  The
+-- window is (snap, next_snap] and pos the last event delivered in it
+-- (see cdviz.sink_progress); a row written by another cluster than the
+-- progress (a restore, the dispatcher not yet run) is owed whole, its
+-- transaction id being no transaction of the progress's cluster.  Plain
+-- SQL without SET, so that the planner inlines it into sink_status.
+CREATE FUNCTION cdviz._sink_owed(p cdviz.sink_progress, b cdviz.lake_batches)
+RETURNS integer
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+	SELECT CASE
+		WHEN b.cluster_id <> coalesce(p.cluster_id, b.cluster_id) THEN cardinality(b.ids)
+		WHEN pg_catalog.pg_visible_in_snapshot(b.xid, p.snap) THEN 0
+		WHEN p.next_snap IS NULL OR p.pos_xid IS NULL
+			OR NOT pg_catalog.pg_visible_in_snapshot(b.xid, p.next_snap) THEN cardinality(b.ids)
+		WHEN (b.xid, b.batch_id) = (p.pos_xid, p.pos_batch)
+			THEN greatest(cardinality(b.ids) - p.pos_ord, 0)
+		WHEN (b.xid, b.batch_id) > (p.pos_xid, p.pos_batch) THEN cardinality(b.ids)
+		ELSE 0
+	END
+$$;
+COMMENT ON FUNCTION cdviz._sink_owed(cdviz.sink_progress, cdviz.lake_batches) IS
+'cdviz internal: how many events at the end of an outbox row a sink has not passed yet (its pending events there, before its filter)';
+
+-- Progress restored from another cluster (pg_dump + pg_restore) holds
+-- transaction ids of that cluster: read as ids of this one, events stored
+-- here could look delivered and be skipped.  The dispatcher calls this
+-- before it delivers anything.  With the restored snapshots, against the
+-- restored outbox rows, it finds each sink's lowest lake id still owed
+-- (its backfill counts too); the sink then delivers by lake id, as a
+-- backfill, every event above it up to the newest stored one (those
+-- stored here since the restore included), and its window starts again
+-- from a snapshot of this cluster.  Owed events are delivered, none
+-- skipped; events above the lowest owed one that had been delivered are
+-- delivered again; a sink that had delivered everything delivers nothing
+-- again.  The restored outbox rows go: their ids are the backfill's now.
+CREATE FUNCTION cdviz._rebase_sinks()
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	here CONSTANT bigint := cdviz._cluster_id();
+	newest bigint;
+	rebased integer;
+BEGIN
+	UPDATE cdviz.sink_progress SET cluster_id = here WHERE cluster_id IS NULL;
+	IF NOT EXISTS (SELECT FROM cdviz.sink_progress WHERE cluster_id <> here) THEN
+		RETURN 0;
+	END IF;
+	-- As in create_sink(): writers in flight finish first and new ones
+	-- wait for our commit, so every event up to newest is in a
+	-- transaction visible in the snapshot the window starts from, and
+	-- every later one in a transaction that is not.
+	LOCK TABLE cdviz.cdevents_lake IN SHARE MODE;
+	SELECT max(id) INTO newest FROM cdviz.cdevents_lake;
+	WITH owed AS (
+		SELECT p.sink_id,
+			   least(CASE WHEN p.backfill_until IS NOT NULL THEN p.backfill_pos END,
+					 (SELECT min(u.id) - 1
+					  FROM cdviz.lake_batches b,
+						   unnest(b.ids) WITH ORDINALITY AS u(id, ord)
+					  WHERE u.ord > cardinality(b.ids) - cdviz._sink_owed(p, b))) AS after
+		FROM cdviz.sink_progress p
+		WHERE p.cluster_id <> here
+	)
+	UPDATE cdviz.sink_progress p
+	SET snap = pg_current_snapshot(), next_snap = NULL,
+		pos_xid = NULL, pos_batch = NULL, pos_ord = NULL,
+		backfill_until = CASE WHEN o.after < newest THEN newest END,
+		backfill_pos = CASE WHEN o.after < newest THEN o.after END,
+		created_until = coalesce(p.created_until, o.after, newest),
+		cluster_id = here
+	FROM owed o
+	WHERE o.sink_id = p.sink_id;
+	GET DIAGNOSTICS rebased = ROW_COUNT;
+	DELETE FROM cdviz.lake_batches WHERE cluster_id <> here;
+	RETURN rebased;
+END
+$$;
+COMMENT ON FUNCTION cdviz._rebase_sinks() IS
+'cdviz internal: called by the dispatcher; re-bases the progress of sinks restored from another cluster (see cdviz.sink_progress.cluster_id) on a backfill by lake id from the lowest id each still owed, and returns how many it re-based';
+
 -- Per sink: what was delivered and what waits.  Pending counts the events
 -- of the outbox the sink has not passed yet, before its filter.
 CREATE VIEW cdviz.sink_status AS
@@ -426,20 +526,15 @@ SELECT s.name, s.kind, s.target, s.paused,
 FROM cdviz.sinks s
 JOIN cdviz.sink_progress p ON p.sink_id = s.id
 LEFT JOIN LATERAL (
-	SELECT sum(CASE WHEN (b.xid, b.batch_id) = (p.pos_xid, p.pos_batch)
-					THEN greatest(cardinality(b.ids) - p.pos_ord, 0)
-					ELSE cardinality(b.ids) END) AS pending,
-		   min(b.stored_at) AS oldest
+	SELECT sum(cdviz._sink_owed(p, b)) AS pending, min(b.stored_at) AS oldest
 	FROM cdviz.lake_batches b
-	WHERE b.xid >= pg_snapshot_xmin(p.snap) AND NOT pg_visible_in_snapshot(b.xid, p.snap)
-	  AND (p.next_snap IS NULL OR p.pos_xid IS NULL OR NOT pg_visible_in_snapshot(b.xid, p.next_snap)
-		   OR (b.xid, b.batch_id) >= (p.pos_xid, p.pos_batch))
+	WHERE cdviz._sink_owed(p, b) > 0
 ) w ON true
 LEFT JOIN LATERAL (
 	SELECT count(*) AS pending, min(l.imported_at) AS oldest
 	FROM cdviz.cdevents_lake l
 	WHERE p.backfill_until IS NOT NULL AND l.id > p.backfill_pos AND l.id <= p.backfill_until
-	  AND l.imported_at >= s.start_at
+	  AND (l.id > p.created_until OR l.imported_at >= s.start_at)
 ) bf ON true;
 
 COMMENT ON VIEW cdviz.sink_status IS
@@ -467,5 +562,5 @@ REVOKE EXECUTE ON FUNCTION cdviz._sink_check(text, text, jsonb, text, text, text
 	cdviz.alter_sink(text, text, jsonb, text, text, text),
 	cdviz.drop_sink(text), cdviz.pause_sink(text, boolean), cdviz.resume_sink(text),
 	cdviz.retry_rejected_deliveries(text, timestamptz),
-	cdviz.lake_record_batch() FROM PUBLIC;
+	cdviz.lake_record_batch(), cdviz._rebase_sinks() FROM PUBLIC;
 GRANT SELECT ON cdviz.sinks, cdviz.sink_status TO cdviz_reader;

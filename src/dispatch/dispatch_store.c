@@ -150,6 +150,31 @@ dispatch_store_sync(List **sinks)
 {
 	ListCell   *lc;
 	List	   *keep = NIL;
+	int64		rebased;
+
+	/*
+	 * Progress restored from another cluster is re-based before anything
+	 * is read with it (see cdviz._rebase_sinks()).  The sinks are then
+	 * loaded again by the next sync: this transaction's read-only queries
+	 * would still see the progress as it was.
+	 */
+	if (SPI_execute("SELECT cdviz._rebase_sinks()", false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "cdviz dispatcher: re-basing the sinks failed");
+	rebased = int8_value(0, 1, 0);
+	if (rebased > 0)
+	{
+		ereport(LOG,
+				(errmsg("cdviz dispatcher: the progress of %lld sinks was written by another cluster",
+						(long long) rebased),
+				 errdetail("The database was restored from another cluster: each of these sinks "
+						   "delivers again by lake id from the oldest event it had not delivered."),
+				 errhint("See cdviz.sink_status for what is pending.")));
+		foreach(lc, *sinks)
+			dispatch_sink_free(lfirst(lc));
+		list_free(*sinks);
+		*sinks = NIL;
+		return;
+	}
 
 	if (SPI_execute("SELECT s.id, s.name, s.kind, s.target, s.options::text,"
 					" coalesce(x.secrets, '{}')::text, s.type_pattern, s.source_pattern,"
@@ -307,7 +332,11 @@ fetch_retries(Sink *sink)
 	return true;
 }
 
-/* Lake rows older than the sink, by id, when it was created with start_at. */
+/*
+ * Lake rows by id: those older than the sink when it was created with
+ * start_at (imported since then), or, after a re-base, every event from
+ * the oldest one the sink had not delivered (see cdviz._rebase_sinks()).
+ */
 static void
 fetch_backfill(Sink *sink)
 {
@@ -317,7 +346,8 @@ fetch_backfill(Sink *sink)
 	Oid			types[4] = {INT8OID, INT8OID, INT4OID, INT4OID};
 	char	   *sql = psprintf("SELECT " EVENT_COLUMNS " FROM cdviz.cdevents_lake e"
 							   " WHERE e.id > $1 AND e.id <= $2"
-							   " AND e.imported_at >= (SELECT start_at FROM cdviz.sinks WHERE id = $3)"
+							   " AND (e.id > (SELECT created_until FROM cdviz.sink_progress WHERE sink_id = $3)"
+							   " OR e.imported_at >= (SELECT start_at FROM cdviz.sinks WHERE id = $3))"
 							   " AND %s ORDER BY e.id LIMIT $4", sink->filter);
 	DispatchChunk *chunk;
 
@@ -647,6 +677,12 @@ write_sink(Sink *sink, DispatchChunk *chunk, const SinkPosition *p)
 	args[12] = sink->last_error ? CStringGetTextDatum(sink->last_error) : (Datum) 0;
 	args[13] = BoolGetDatum(delivered > 0);
 	args[14] = BoolGetDatum(sink->last_error != NULL);
+
+	/*
+	 * A row of another cluster was restored under this dispatcher: it is
+	 * not overwritten with a position of this cluster's, but re-based by
+	 * the next sync, which loads the sink again.
+	 */
 	if (SPI_execute_with_args("UPDATE cdviz.sink_progress SET snap = $2::pg_snapshot,"
 							  " next_snap = $3::pg_snapshot, pos_xid = $4::xid8, pos_batch = $5,"
 							  " pos_ord = $6, backfill_until = $7, backfill_pos = $8,"
@@ -656,7 +692,8 @@ write_sink(Sink *sink, DispatchChunk *chunk, const SinkPosition *p)
 							  " last_success_at = CASE WHEN $14 THEN now() ELSE last_success_at END,"
 							  " last_error = CASE WHEN $15 THEN $13 ELSE last_error END,"
 							  " last_error_at = CASE WHEN $15 THEN now() ELSE last_error_at END"
-							  " WHERE sink_id = $1",
+							  " WHERE sink_id = $1"
+							  " AND (cluster_id IS NULL OR cluster_id = cdviz._cluster_id())",
 							  15, types, args, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "cdviz dispatcher: writing the progress of sink \"%s\" failed", sink->name);
 }
@@ -763,6 +800,8 @@ dispatch_store_absorb_empty(Sink *sink)
  * older than the oldest committed snapshot of any sink (or, without
  * sinks, than every running transaction).  The SHARE lock waits for a
  * cdviz.create_sink() in progress, whose first snapshot must count.
+ * Nothing is deleted while progress of another cluster waits for its
+ * re-base: its snapshots say nothing of this cluster's transactions.
  */
 bool
 dispatch_store_prune(void)
@@ -772,7 +811,9 @@ dispatch_store_prune(void)
 	if (SPI_execute("DELETE FROM cdviz.lake_batches WHERE xid <"
 					" (SELECT coalesce(min(pg_catalog.pg_snapshot_xmin(snap)),"
 					"  pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot()))"
-					"  FROM cdviz.sink_progress)", false, 0) != SPI_OK_DELETE)
+					"  FROM cdviz.sink_progress)"
+					" AND NOT EXISTS (SELECT FROM cdviz.sink_progress"
+					"  WHERE cluster_id <> cdviz._cluster_id())", false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "cdviz dispatcher: pruning cdviz.lake_batches failed");
 	return SPI_processed > 0;
 }
