@@ -11,14 +11,22 @@ AS $$ SELECT system_identifier FROM pg_catalog.pg_control_system() $$;
 COMMENT ON FUNCTION cdviz._cluster_id() IS
 'cdviz internal: this cluster''s system identifier (pg_control_system()), shared by its streaming standbys';
 
-ALTER TABLE cdviz.lake_batches ADD COLUMN cluster_id bigint NOT NULL DEFAULT cdviz._cluster_id();
+-- Filled, then given their default: a default given with ADD COLUMN
+-- would be kept as the column's "missing value", which a fresh install
+-- has not.
+ALTER TABLE cdviz.lake_batches ADD COLUMN cluster_id bigint;
+UPDATE cdviz.lake_batches SET cluster_id = cdviz._cluster_id();
+ALTER TABLE cdviz.lake_batches ALTER COLUMN cluster_id SET DEFAULT cdviz._cluster_id(),
+	ALTER COLUMN cluster_id SET NOT NULL;
 COMMENT ON COLUMN cdviz.lake_batches.cluster_id IS 'the cluster whose transaction xid is (cdviz._cluster_id()); rows restored from another cluster are dropped when the dispatcher re-bases the sinks';
 
--- Rows written by 0.1.0 are this cluster's, and a backfill in progress
--- concerns the events that existed at the sink's creation.
-ALTER TABLE cdviz.sink_progress ADD COLUMN cluster_id bigint DEFAULT cdviz._cluster_id();
+-- Progress written by 0.1.0 is this cluster's, and a backfill in
+-- progress delivers the events that existed at the sink's creation.
+ALTER TABLE cdviz.sink_progress ADD COLUMN cluster_id bigint;
 ALTER TABLE cdviz.sink_progress ADD COLUMN created_until bigint;
-UPDATE cdviz.sink_progress SET created_until = backfill_until WHERE backfill_until IS NOT NULL;
+UPDATE cdviz.sink_progress SET cluster_id = cdviz._cluster_id(),
+	created_until = CASE WHEN backfill_until IS NOT NULL THEN backfill_until END;
+ALTER TABLE cdviz.sink_progress ALTER COLUMN cluster_id SET DEFAULT cdviz._cluster_id();
 COMMENT ON COLUMN cdviz.sink_progress.cluster_id IS 'the cluster whose transaction ids snap, next_snap and pos_xid are (cdviz._cluster_id()); NULL: this one. Progress restored into another cluster is re-based by the dispatcher before it delivers anything';
 COMMENT ON COLUMN cdviz.sink_progress.created_until IS 'the highest lake id when the sink was created with start_at (or when it was re-based): the backfill delivers an event up to it only if imported since start_at, and every event above it';
 COMMENT ON COLUMN cdviz.sink_progress.backfill_until IS 'backfill: the highest lake id to deliver by id, that existed at creation or at a re-base (NULL: no backfill)';
