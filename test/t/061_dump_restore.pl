@@ -131,5 +131,13 @@ my $new_ids = $new->safe_psql('postgres',
 is(join(',', sort { $a <=> $b } keys %seen), $new_ids, 'B\'s sink delivered exactly the events stored on B');
 is((grep { $_ > 1 } values %seen), 0, 'each once');
 
+# A lake id sequence left behind its rows (a hand-made partial restore) is
+# reported as the unique violation it is, not as a refused event.
+$new->safe_psql('postgres', q{SELECT setval('cdviz.cdevents_lake_id_seq', 1)});
+my ($rc, $out, $err) = $new->psql('postgres',
+	"\\set VERBOSITY verbose\nSELECT cdviz.ingest('" . event_json('behind-the-sequence') . "')");
+like($err, qr/ERROR:  23505: duplicate key value violates unique constraint "cdevents_lake_\d+_pkey"/,
+	'an id clash is a unique violation (23505)');
+
 $new->stop;
 done_testing();
