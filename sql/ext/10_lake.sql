@@ -69,6 +69,17 @@ COMMENT ON COLUMN cdviz.cdevents_lake.subject_id IS 'subject.id';
 COMMENT ON COLUMN cdviz.cdevents_lake.chain_id IS 'context.chainId, when given';
 COMMENT ON COLUMN cdviz.cdevents_lake.payload IS 'the whole event as received';
 
+-- Transaction locks no SQL role can take (src/store/locks.c): writers take
+-- turns on keys with them, and a read-only role calling pg_advisory_lock()
+-- with the same keys cannot hold a writer up.
+CREATE FUNCTION cdviz._lock_keys(class integer, keys integer[])
+RETURNS void
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'cdviz_lock_keys';
+COMMENT ON FUNCTION cdviz._lock_keys(integer, integer[]) IS
+'cdviz internal: takes the transaction locks (class, key) for each key, in array order (pass them sorted); advisory locks of a kind that pg_advisory_lock() cannot take (pg_locks: locktype advisory, objsubid 3)';
+REVOKE EXECUTE ON FUNCTION cdviz._lock_keys(integer, integer[]) FROM PUBLIC;
+
 -- Monthly partitions are created on demand by the ingest path.
 CREATE FUNCTION cdviz.ensure_partition(ts timestamptz)
 RETURNS regclass
@@ -85,10 +96,18 @@ BEGIN
 		RETURN part;
 	END IF;
 	-- serialise creators of the same month; the loser finds it created
-	PERFORM pg_advisory_xact_lock(hashtext('cdviz.cdevents_lake'), hashtext(part_name));
+	PERFORM cdviz._lock_keys(pg_catalog.hashtext('cdviz.cdevents_lake'), ARRAY[pg_catalog.hashtext(part_name)]);
 	part := to_regclass('cdviz.' || part_name);
 	IF part IS NULL THEN
-		EXECUTE format('CREATE TABLE cdviz.%I PARTITION OF cdviz.cdevents_lake FOR VALUES FROM (%L) TO (%L)',
+		-- Made apart, then attached: CREATE TABLE ... PARTITION OF would
+		-- lock the lake against every reader (ACCESS EXCLUSIVE), so the
+		-- open transaction of a read-only role would stall ingestion, where
+		-- ATTACH PARTITION takes SHARE UPDATE EXCLUSIVE, which neither
+		-- readers nor writers of the lake conflict with.  Attaching gives
+		-- the new, empty table the lake's indexes and keys.
+		EXECUTE format('CREATE TABLE cdviz.%I (LIKE cdviz.cdevents_lake INCLUDING DEFAULTS INCLUDING COMPRESSION INCLUDING STORAGE)',
+					   part_name);
+		EXECUTE format('ALTER TABLE cdviz.cdevents_lake ATTACH PARTITION cdviz.%I FOR VALUES FROM (%L) TO (%L)',
 					   part_name, month_start, month_start + interval '1 month');
 		part := to_regclass('cdviz.' || part_name);
 	END IF;

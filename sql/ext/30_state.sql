@@ -10,6 +10,8 @@
 --   environment_history   every deployed/upgraded/rolledback/removed/published
 --                         event (what cdviz.deployments lists)
 --   environment_state     what runs now, one row per (environment, service)
+--   environment_artifacts the latest deployment of each artifact per
+--                         (environment, service): the previous artifact
 --   first_deployments     first time each artifact reached each environment,
 --                         with the time of the change it was built from
 --   artifact_changes      the change each artifact was built from
@@ -84,6 +86,25 @@ COMMENT ON COLUMN cdviz.environment_state.previous_artifact_id IS 'artifact of t
 COMMENT ON COLUMN cdviz.environment_state.updated_at IS 'timestamp of the latest event (the removal time when removed)';
 COMMENT ON COLUMN cdviz.environment_state.event_id IS 'cdviz.cdevents_lake.id of the latest event';
 COMMENT ON COLUMN cdviz.environment_state.context_id IS 'context.id of the latest event';
+
+CREATE TABLE cdviz.environment_artifacts (
+	environment_id	text NOT NULL,
+	service_id		text NOT NULL,
+	artifact_id		text NOT NULL,
+	last_at			timestamptz NOT NULL,
+	last_event_id	bigint NOT NULL,
+	PRIMARY KEY (environment_id, service_id, artifact_id)
+);
+-- the artifacts of a key newest first: the one before the current one is
+-- the second entry, however often either was deployed
+CREATE INDEX environment_artifacts_latest
+	ON cdviz.environment_artifacts (environment_id, service_id, last_at, last_event_id);
+
+COMMENT ON TABLE cdviz.environment_artifacts IS
+'cdviz: the latest deployed/upgraded/rolledback event of each artifact in each (environment, service), kept by the lake trigger (latest wins, whatever the arrival order); where environment_state.previous_artifact_id is found in one index probe, however long the history of redeployments';
+COMMENT ON COLUMN cdviz.environment_artifacts.artifact_id IS 'subject.content.artifactId; empty for a deployment that named none';
+COMMENT ON COLUMN cdviz.environment_artifacts.last_at IS 'timestamp of the latest such event';
+COMMENT ON COLUMN cdviz.environment_artifacts.last_event_id IS 'cdviz.cdevents_lake.id of that event';
 
 CREATE TABLE cdviz.first_deployments (
 	environment_id	text NOT NULL,
@@ -164,6 +185,7 @@ COMMENT ON COLUMN cdviz.event_links.tags IS 'tags of the link';
 -- (the extension recreates the tables themselves).
 SELECT pg_catalog.pg_extension_config_dump('cdviz.environment_history', '');
 SELECT pg_catalog.pg_extension_config_dump('cdviz.environment_state', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.environment_artifacts', '');
 SELECT pg_catalog.pg_extension_config_dump('cdviz.first_deployments', '');
 SELECT pg_catalog.pg_extension_config_dump('cdviz.artifact_changes', '');
 SELECT pg_catalog.pg_extension_config_dump('cdviz.change_times', '');
@@ -1204,17 +1226,18 @@ BEGIN
 		-- upsert fails with a serialization error instead, to be retried.
 		-- Keys hash into 1,024 locks (the "cdvs" class), so that a batch of
 		-- thousands of services does not fill the lock table, taken in one
-		-- order: one statement never deadlocks with another.  (Transactions
+		-- order: one statement never deadlocks with another.  They are
+		-- locks no SQL role can take (src/store/locks.c): a read-only role
+		-- holding pg_advisory_lock() on the same keys delays nothing.  (Transactions
 		-- of several insert statements can, as they could on the state rows.)
-		PERFORM pg_catalog.pg_advisory_xact_lock(1667528307, k.h)
+		PERFORM cdviz._lock_keys(1667528307, array_agg(k.h ORDER BY k.h))
 		FROM (SELECT DISTINCT pg_catalog.hashtext((e.payload #>> '{subject,content,environment,id}')
 												   || E'\n' || e.subject_id) & 1023 AS h
 			  FROM new_events e
 			  WHERE e.subject = 'service'
 				AND e.predicate IN ('deployed', 'upgraded', 'rolledback', 'removed')
 				AND e.subject_id IS NOT NULL
-				AND e.payload #>> '{subject,content,environment,id}' IS NOT NULL
-			  ORDER BY 1) AS k;
+				AND e.payload #>> '{subject,content,environment,id}' IS NOT NULL) AS k;
 
 		-- service events: history, then recompute the state of the touched keys
 		INSERT INTO cdviz.environment_history
@@ -1231,6 +1254,22 @@ BEGIN
 		GET DIAGNOSTICS n = ROW_COUNT;
 
 		IF n > 0 THEN
+			INSERT INTO cdviz.environment_artifacts AS a
+				(environment_id, service_id, artifact_id, last_at, last_event_id)
+			SELECT DISTINCT ON (1, 2, 3)
+				   e.payload #>> '{subject,content,environment,id}', e.subject_id,
+				   coalesce(e.payload #>> '{subject,content,artifactId}', ''), e."timestamp", e.id
+			FROM new_events e
+			WHERE e.subject = 'service'
+			  AND e.predicate IN ('deployed', 'upgraded', 'rolledback')
+			  AND e.subject_id IS NOT NULL
+			  AND e.payload #>> '{subject,content,environment,id}' IS NOT NULL
+			ORDER BY 1, 2, 3, e."timestamp" DESC, e.id DESC
+			ON CONFLICT (environment_id, service_id, artifact_id) DO UPDATE
+			SET last_at = excluded.last_at,
+				last_event_id = excluded.last_event_id
+			WHERE (excluded.last_at, excluded.last_event_id) > (a.last_at, a.last_event_id);
+
 			-- The state of a key is a pure function of its history, so recomputing
 			-- it is right whatever order the events came in.
 			INSERT INTO cdviz.environment_state AS s
@@ -1253,12 +1292,13 @@ BEGIN
 				ORDER BY h.valid_from DESC, h.event_id DESC
 				LIMIT 1) cur
 			LEFT JOIN LATERAL (
-				SELECT h.artifact_id FROM cdviz.environment_history h
-				WHERE h.environment_id = k.environment_id AND h.service_id = k.service_id
-				  AND h.predicate IN ('deployed', 'upgraded', 'rolledback')
-				  AND (h.valid_from, h.event_id) < (cur.valid_from, cur.event_id)
-				  AND h.artifact_id IS DISTINCT FROM cur.artifact_id
-				ORDER BY h.valid_from DESC, h.event_id DESC
+				-- the latest deployment of another artifact: the newest
+				-- entry but the current artifact's
+				SELECT NULLIF(a.artifact_id, '') AS artifact_id FROM cdviz.environment_artifacts a
+				WHERE a.environment_id = k.environment_id AND a.service_id = k.service_id
+				  AND a.artifact_id <> coalesce(cur.artifact_id, '')
+				  AND (a.last_at, a.last_event_id) < (cur.valid_from, cur.event_id)
+				ORDER BY a.last_at DESC, a.last_event_id DESC
 				LIMIT 1) prev ON true
 			ON CONFLICT (environment_id, service_id) DO UPDATE
 			SET artifact_id = excluded.artifact_id,

@@ -15,8 +15,8 @@
  * headers, body and reception time (the default timestamp of the events),
  * so its events get the same identity and the lake stores nothing new.
  * Two sessions processing one delivery at once are serialized by a
- * transaction advisory lock on that identity, taken before the row is
- * looked up.
+ * transaction lock on that identity (store/locks.h: one no SQL role can
+ * take), taken before the row is looked up.
  *
  * Deliveries are written in batches (CdvizWebhookBatch): the http worker
  * transforms a group's deliveries one after another, and their events go
@@ -64,6 +64,7 @@
 #include "utils/timestamp.h"
 
 #include "store/store.h"
+#include "store/locks.h"
 #include "store/version.h"
 #include "store/subxact.h"
 #include "store/webhook_store.h"
@@ -75,8 +76,6 @@ PG_FUNCTION_INFO_V1(cdviz_webhook_delivery_key);
 /* What transformers and this file's statements run under. */
 #define WEBHOOK_SEARCH_PATH "pg_catalog, pg_temp"
 
-/* First key of the advisory locks on deliveries ("cdvz"). */
-#define WEBHOOK_LOCK_CLASS 0x6364767a
 
 /* Transformers whose call is planned and kept, by function. */
 #define TRANSFORMER_PLANS 16
@@ -450,7 +449,7 @@ stored_column(HeapTuple tuple, Relation rel, const char *name, bool *isnull)
  * (as for cdviz.retransform()) whatever this attempt carried; a new
  * delivery keeps its own and the time is now.  Read through the unique
  * index, without a plan: one made while the table was empty would read it
- * whole.  The caller holds the delivery's advisory lock, so the latest
+ * whole.  The caller holds the delivery's lock, so the latest
  * snapshot sees a concurrent reception that committed.
  */
 static void
@@ -1188,9 +1187,8 @@ process(const CdvizWebhookRoute *route, Delivery *d, CdvizWebhookOutcome *out,
 		d->event_name = event_name(d->headers, d->body);
 		initStringInfo(&lockname);
 		appendStringInfo(&lockname, "%s%c%s", d->route, '\0', d->key);
-		DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(WEBHOOK_LOCK_CLASS),
-							Int32GetDatum((int32) DatumGetUInt32(hash_any((unsigned char *) lockname.data,
-																		   lockname.len))));
+		cdviz_lock_key(CDVIZ_LOCK_WEBHOOK,
+					   DatumGetUInt32(hash_any((unsigned char *) lockname.data, lockname.len)));
 	}
 	add_delivery(b, route, d, out, outcxt);
 	SPI_finish();

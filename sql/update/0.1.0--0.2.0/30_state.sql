@@ -698,17 +698,18 @@ BEGIN
 		-- upsert fails with a serialization error instead, to be retried.
 		-- Keys hash into 1,024 locks (the "cdvs" class), so that a batch of
 		-- thousands of services does not fill the lock table, taken in one
-		-- order: one statement never deadlocks with another.  (Transactions
+		-- order: one statement never deadlocks with another.  They are
+		-- locks no SQL role can take (src/store/locks.c): a read-only role
+		-- holding pg_advisory_lock() on the same keys delays nothing.  (Transactions
 		-- of several insert statements can, as they could on the state rows.)
-		PERFORM pg_catalog.pg_advisory_xact_lock(1667528307, k.h)
+		PERFORM cdviz._lock_keys(1667528307, array_agg(k.h ORDER BY k.h))
 		FROM (SELECT DISTINCT pg_catalog.hashtext((e.payload #>> '{subject,content,environment,id}')
 												   || E'\n' || e.subject_id) & 1023 AS h
 			  FROM new_events e
 			  WHERE e.subject = 'service'
 				AND e.predicate IN ('deployed', 'upgraded', 'rolledback', 'removed')
 				AND e.subject_id IS NOT NULL
-				AND e.payload #>> '{subject,content,environment,id}' IS NOT NULL
-			  ORDER BY 1) AS k;
+				AND e.payload #>> '{subject,content,environment,id}' IS NOT NULL) AS k;
 
 		-- service events: history, then recompute the state of the touched keys
 		INSERT INTO cdviz.environment_history
@@ -725,6 +726,22 @@ BEGIN
 		GET DIAGNOSTICS n = ROW_COUNT;
 
 		IF n > 0 THEN
+			INSERT INTO cdviz.environment_artifacts AS a
+				(environment_id, service_id, artifact_id, last_at, last_event_id)
+			SELECT DISTINCT ON (1, 2, 3)
+				   e.payload #>> '{subject,content,environment,id}', e.subject_id,
+				   coalesce(e.payload #>> '{subject,content,artifactId}', ''), e."timestamp", e.id
+			FROM new_events e
+			WHERE e.subject = 'service'
+			  AND e.predicate IN ('deployed', 'upgraded', 'rolledback')
+			  AND e.subject_id IS NOT NULL
+			  AND e.payload #>> '{subject,content,environment,id}' IS NOT NULL
+			ORDER BY 1, 2, 3, e."timestamp" DESC, e.id DESC
+			ON CONFLICT (environment_id, service_id, artifact_id) DO UPDATE
+			SET last_at = excluded.last_at,
+				last_event_id = excluded.last_event_id
+			WHERE (excluded.last_at, excluded.last_event_id) > (a.last_at, a.last_event_id);
+
 			-- The state of a key is a pure function of its history, so recomputing
 			-- it is right whatever order the events came in.
 			INSERT INTO cdviz.environment_state AS s
@@ -747,12 +764,13 @@ BEGIN
 				ORDER BY h.valid_from DESC, h.event_id DESC
 				LIMIT 1) cur
 			LEFT JOIN LATERAL (
-				SELECT h.artifact_id FROM cdviz.environment_history h
-				WHERE h.environment_id = k.environment_id AND h.service_id = k.service_id
-				  AND h.predicate IN ('deployed', 'upgraded', 'rolledback')
-				  AND (h.valid_from, h.event_id) < (cur.valid_from, cur.event_id)
-				  AND h.artifact_id IS DISTINCT FROM cur.artifact_id
-				ORDER BY h.valid_from DESC, h.event_id DESC
+				-- the latest deployment of another artifact: the newest
+				-- entry but the current artifact's
+				SELECT NULLIF(a.artifact_id, '') AS artifact_id FROM cdviz.environment_artifacts a
+				WHERE a.environment_id = k.environment_id AND a.service_id = k.service_id
+				  AND a.artifact_id <> coalesce(cur.artifact_id, '')
+				  AND (a.last_at, a.last_event_id) < (cur.valid_from, cur.event_id)
+				ORDER BY a.last_at DESC, a.last_event_id DESC
 				LIMIT 1) prev ON true
 			ON CONFLICT (environment_id, service_id) DO UPDATE
 			SET artifact_id = excluded.artifact_id,
