@@ -43,3 +43,37 @@ BEGIN
 	RETURN part;
 END
 $$;
+
+-- Dropping a partition takes the whole lake (ACCESS EXCLUSIVE): waiting
+-- for a reader's open transaction, it would queue every writer behind it.
+-- So it waits one second at most and says why it gave up.
+CREATE OR REPLACE FUNCTION cdviz.drop_partitions_before(cutoff timestamptz)
+RETURNS SETOF text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '1s'
+AS $$
+DECLARE
+	r record;
+BEGIN
+	FOR r IN
+		SELECT c.oid::regclass AS part, c.relname,
+			   (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \(''([^'']+)''\)'))[1]::timestamptz AS upper_bound
+		FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+		WHERE i.inhparent = 'cdviz.cdevents_lake'::regclass
+		ORDER BY c.relname
+	LOOP
+		IF r.upper_bound <= cutoff THEN
+			BEGIN
+				EXECUTE format('DROP TABLE %s', r.part);
+			EXCEPTION WHEN lock_not_available THEN
+				RAISE EXCEPTION 'lake partition % is in use: not dropped', r.part
+					USING ERRCODE = 'lock_not_available',
+						  DETAIL = 'Dropping a partition needs the lake to itself; open transactions that read it (a dashboard''s among them) held it for more than 1 s, and ingestion would have waited behind the drop.',
+						  HINT = 'Run cdviz.drop_partitions_before() again, or end the long transactions listed in pg_stat_activity first.';
+			END;
+			RETURN NEXT r.relname::text;
+		END IF;
+	END LOOP;
+END
+$$;
