@@ -176,7 +176,13 @@ dispatch_store_sync(List **sinks)
 		return;
 	}
 
-	if (SPI_execute("SELECT s.id, s.name, s.kind, s.target, s.options::text,"
+	/*
+	 * cdviz.sinks shows the secret parts as ***; the target and options
+	 * used are those of cdviz.sink_secrets where it has them (the whole
+	 * URL, the header values by name).  See cdviz._sink_split().
+	 */
+	if (SPI_execute("SELECT s.id, s.name, s.kind, coalesce(x.secrets->>'target', s.target),"
+					" (s.options || (coalesce(x.secrets, '{}') - 'target'))::text,"
 					" coalesce(x.secrets, '{}')::text, s.type_pattern, s.source_pattern,"
 					" s.predicate, s.paused, s.updated_at::text,"
 					" p.snap::text, p.next_snap::text, p.pos_xid::text, p.pos_batch,"
@@ -681,7 +687,9 @@ write_sink(Sink *sink, DispatchChunk *chunk, const SinkPosition *p)
 	/*
 	 * A row of another cluster was restored under this dispatcher: it is
 	 * not overwritten with a position of this cluster's, but re-based by
-	 * the next sync, which loads the sink again.
+	 * the next sync, which loads the sink again.  cdviz_reader reads the
+	 * last error (cdviz.sink_status), and a receiver may answer with the
+	 * request it was sent: the sink's secrets are taken out of it.
 	 */
 	if (SPI_execute_with_args("UPDATE cdviz.sink_progress SET snap = $2::pg_snapshot,"
 							  " next_snap = $3::pg_snapshot, pos_xid = $4::xid8, pos_batch = $5,"
@@ -690,7 +698,9 @@ write_sink(Sink *sink, DispatchChunk *chunk, const SinkPosition *p)
 							  " failures = failures + $11,"
 							  " last_delivered_id = coalesce($12, last_delivered_id),"
 							  " last_success_at = CASE WHEN $14 THEN now() ELSE last_success_at END,"
-							  " last_error = CASE WHEN $15 THEN $13 ELSE last_error END,"
+							  " last_error = CASE WHEN $15 THEN cdviz._sink_redact($13,"
+							  "   (SELECT x.secrets FROM cdviz.sink_secrets x WHERE x.sink_id = $1))"
+							  "   ELSE last_error END,"
 							  " last_error_at = CASE WHEN $15 THEN now() ELSE last_error_at END"
 							  " WHERE sink_id = $1"
 							  " AND (cluster_id IS NULL OR cluster_id = cdviz._cluster_id())",

@@ -50,6 +50,19 @@ like($rows_before, qr/ webhook_deliveries=45 /, 'webhook deliveries in the fixtu
 like($rows_before, qr/ fs_files=1 /, 'folder progress in the fixture');
 like($rows_before, qr/ sink_progress=2 /, 'sink progress in the fixture');
 
+# A sink of 0.1.0 with credentials where 0.1.0 left them for cdviz_reader
+# to read (header values, the URL's user info and query), and the planner
+# statistics of those rows (pg_stats shows them to whoever reads the
+# columns): the update moves them to cdviz.sink_secrets.
+$node->safe_psql('postgres', q{SELECT cdviz.create_sink('legacy-creds', 'http',
+	'http://legacy-user:legacy-pass@127.0.0.1:9/in?key=legacy-query',
+	'{"headers": {"X-Api-Key": "legacy-header"}, "token": "legacy-token"}', paused => true);
+	ANALYZE cdviz.sinks});
+is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_stats WHERE schemaname = 'cdviz'
+	AND tablename = 'sinks' AND strpos(pg_stats::text, 'legacy-pass') > 0}), '1',
+	'0.1.0: the URL password is in the statistics of cdviz.sinks');
+$rows_before = $node->safe_psql('postgres', $count_rows);
+
 # The library is 0.2.0: each worker says so once and waits.
 for my $worker ('cdviz poller', 'cdviz dispatcher', 'cdviz summaries')
 {
@@ -90,6 +103,17 @@ my %before = map { split /=/ } split / /, $rows_before;
 my %after = map { split /=/ } split / /, $node->safe_psql('postgres', $count_rows);
 is_deeply({ map { $_ => $after{$_} } keys %before }, \%before, 'every row is still there');
 cmp_ok($after{environment_artifacts} // 0, '>', 0, 'the update filled the new environment_artifacts');
+is($node->safe_psql('postgres', q{SELECT s.target || ' ' || s.options::text || ' ' || s.secret_keys::text
+	FROM cdviz.sinks s WHERE s.name = 'legacy-creds'}),
+	'http://***@127.0.0.1:9/in?key=*** {"headers": {"X-Api-Key": "***"}} {headers,target,token}',
+	'the 0.1.0 sink\'s credentials are shown as ***');
+is($node->safe_psql('postgres', q{SELECT x.secrets FROM cdviz.sink_secrets x JOIN cdviz.sinks s ON s.id = x.sink_id
+	WHERE s.name = 'legacy-creds'}),
+	'{"token": "legacy-token", "target": "http://legacy-user:legacy-pass@127.0.0.1:9/in?key=legacy-query", "headers": {"X-Api-Key": "legacy-header"}}',
+	'and kept in cdviz.sink_secrets');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_stats WHERE schemaname = 'cdviz'
+	AND pg_stats::text ~ 'legacy-(user|pass|query|header|token)'}), '0',
+	'no statistic of cdviz shows them any more');
 
 # The updated schema is a fresh install's.
 $node->safe_psql('postgres', 'CREATE DATABASE fresh');

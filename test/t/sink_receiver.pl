@@ -11,6 +11,10 @@
 #   reject=TEXT          answer 400 to any request whose body contains TEXT
 #   down=1               close every connection without an answer
 #   delay_ms=N           wait before answering
+#   require_N=NAME: VALUE  answer 401 to a request without that header
+#                        (N: any word, one key per header)
+#   require_target=PATH  answer 401 to a request for another path?query
+#   echo_fail=1          answer 500 with the request's head as the body
 # Every request answered 2xx is appended to LOGFILE as one line:
 #   <content-type>\t<ce-id header or ->\t<x-signature-256 or ->\t<body>
 use strict;
@@ -84,6 +88,7 @@ while (1)
 			$buf{$s} = substr($buf{$s}, $end + 4 + $len);
 			my %h;
 			$h{lc $1} = $2 while $head =~ /^([\w-]+):\s*(.*?)\r?$/mg;
+			my ($target) = $head =~ /^\S+ (\S+)/;
 			my $c = control();
 			if ($c->{down})
 			{
@@ -96,6 +101,21 @@ while (1)
 			{
 				$hung{$s} = 1;
 				last;
+			}
+			if ($c->{echo_fail})
+			{
+				answer($s, 500, $head);
+				next;
+			}
+			my @missing = grep {
+				my ($n, $v) = $c->{$_} =~ /^([^:]+):\s*(.*)$/;
+				!defined $h{ lc $n } || $h{ lc $n } ne $v
+			} grep { /^require_/ && $_ ne 'require_target' } sort keys %$c;
+			push @missing, 'target' if defined $c->{require_target} && $target ne $c->{require_target};
+			if (@missing)
+			{
+				answer($s, 401, "missing or wrong: @missing");
+				next;
 			}
 			if ($c->{fail_rate} && rand() < $c->{fail_rate})
 			{

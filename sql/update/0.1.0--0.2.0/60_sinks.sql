@@ -31,47 +31,8 @@ COMMENT ON COLUMN cdviz.sink_progress.cluster_id IS 'the cluster whose transacti
 COMMENT ON COLUMN cdviz.sink_progress.created_until IS 'the highest lake id when the sink was created with start_at (or when it was re-based): the backfill delivers an event up to it only if imported since start_at, and every event above it';
 COMMENT ON COLUMN cdviz.sink_progress.backfill_until IS 'backfill: the highest lake id to deliver by id, that existed at creation or at a re-base (NULL: no backfill)';
 
-CREATE OR REPLACE FUNCTION cdviz.create_sink(name text, kind text, target text,
-								  options jsonb DEFAULT '{}',
-								  type_pattern text DEFAULT NULL,
-								  source_pattern text DEFAULT NULL,
-								  predicate text DEFAULT NULL,
-								  start_at timestamptz DEFAULT NULL,
-								  paused boolean DEFAULT false)
-RETURNS integer
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	secret_names CONSTANT text[] := ARRAY['token', 'hmac_secret'];
-	sid integer;
-	until bigint;
-BEGIN
-	PERFORM cdviz._sink_check(kind, target, options, type_pattern, source_pattern, predicate);
-	-- Wait for the writers in flight and hold new ones until we commit:
-	-- each writer's trigger then either ran before, and its transaction
-	-- is visible in the snapshot taken below (not this sink's event), or
-	-- runs after our commit and sees this sink (see lake_record_batch).
-	LOCK TABLE cdviz.cdevents_lake IN SHARE MODE;
-	INSERT INTO cdviz.sinks (name, kind, target, options, secret_keys, type_pattern,
-							 source_pattern, predicate, paused, start_at)
-	VALUES (name, kind, target, options - secret_names,
-			ARRAY(SELECT k FROM jsonb_object_keys(options) k WHERE k = ANY (secret_names) ORDER BY k),
-			nullif(type_pattern, ''), nullif(source_pattern, ''), nullif(predicate, ''),
-			paused, start_at)
-	RETURNING id INTO sid;
-	IF options ?| secret_names THEN
-		INSERT INTO cdviz.sink_secrets VALUES (sid, jsonb_strip_nulls(jsonb_build_object(
-			'token', options->'token', 'hmac_secret', options->'hmac_secret')));
-	END IF;
-	IF start_at IS NOT NULL THEN
-		SELECT max(id) INTO until FROM cdviz.cdevents_lake;
-	END IF;
-	INSERT INTO cdviz.sink_progress (sink_id, snap, backfill_until, backfill_pos, created_until)
-	VALUES (sid, pg_current_snapshot(), until, CASE WHEN until IS NOT NULL THEN 0 END, until);
-	RETURN sid;
-END
-$$;
+-- cdviz.create_sink(), which fills created_until, is replaced by
+-- 44_secrets.sql.
 
 -- What a sink still owes of one outbox row: its last N events.  The
 -- window is (snap, next_snap] and pos the last event delivered in it
