@@ -1443,6 +1443,11 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+	summaries text[] := ARRAY['pipeline_run_summaries', 'task_run_summaries', 'build_summaries',
+							  'branch_summaries',
+							  'test_case_run_summaries', 'test_suite_run_summaries',
+							  'artifact_summaries', 'change_summaries', 'incident_summaries',
+							  'event_counts_hourly', 'test_case_outcomes_daily'];
 	m record;
 	t text;
 BEGIN
@@ -1453,12 +1458,12 @@ BEGIN
 	-- no ingest meanwhile: a batch stored during the rebuild could be
 	-- counted twice (by its trigger and by the fold)
 	LOCK TABLE cdviz.cdevents_lake IN SHARE MODE;
-	TRUNCATE cdviz.pipeline_run_summaries, cdviz.task_run_summaries, cdviz.build_summaries,
-			 cdviz.branch_summaries,
-			 cdviz.test_case_run_summaries, cdviz.test_suite_run_summaries,
-			 cdviz.artifact_summaries, cdviz.change_summaries, cdviz.incident_summaries,
-			 cdviz.event_counts_hourly, cdviz.test_case_outcomes_daily,
-			 cdviz.summary_queue;
+	-- DELETE, not TRUNCATE: TRUNCATE waits for every open transaction that
+	-- read these tables (a dashboard's), holding the lake meanwhile
+	FOREACH t IN ARRAY summaries || 'summary_queue'::text
+	LOOP
+		EXECUTE format('DELETE FROM cdviz.%I', t);
+	END LOOP;
 	-- month by month (the folds merge), so memory stays bounded
 	FOR m IN
 		SELECT g.m AT TIME ZONE 'UTC' AS month_start
@@ -1469,11 +1474,7 @@ BEGIN
 	LOOP
 		PERFORM cdviz.summaries_fold(m.month_start, m.month_start + interval '1 month');
 	END LOOP;
-	FOREACH t IN ARRAY ARRAY['pipeline_run_summaries', 'task_run_summaries', 'build_summaries',
-							 'branch_summaries',
-							 'test_case_run_summaries', 'test_suite_run_summaries',
-							 'artifact_summaries', 'change_summaries', 'incident_summaries',
-							 'event_counts_hourly', 'test_case_outcomes_daily']
+	FOREACH t IN ARRAY summaries
 	LOOP
 		EXECUTE format('ANALYZE cdviz.%I', t);
 		summary := t;

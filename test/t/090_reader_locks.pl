@@ -106,6 +106,13 @@ like($err, qr/ERROR:  55P03: lake partition cdviz\.cdevents_lake_202405 is in us
 	'cdviz.drop_partitions_before() gives up on a lake in use (55P03)');
 like($err, qr/HINT:  Run cdviz\.drop_partitions_before\(\) again/, 'and says what to do');
 
+# Rebuilding the summaries (which holds the lake meanwhile) does not wait
+# for a reader of the summary tables.
+$reader->query_safe('LOCK TABLE cdviz.pipeline_run_summaries IN ACCESS SHARE MODE');
+($rc, $out, $err) = $node->psql('postgres',
+	"SET statement_timeout = '5s'; SELECT count(*) FROM cdviz.rebuild_summaries()");
+is($rc, 0, 'cdviz.rebuild_summaries() does not wait for a reader of the summaries') or diag($err);
+
 $reader->query_safe('COMMIT');
 $reader->quit;
 is($node->safe_psql('postgres', "SELECT cdviz.drop_partitions_before('2024-06-01')"),

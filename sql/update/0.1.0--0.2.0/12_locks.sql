@@ -77,3 +77,50 @@ BEGIN
 	END LOOP;
 END
 $$;
+
+CREATE OR REPLACE FUNCTION cdviz.rebuild_summaries()
+RETURNS TABLE (summary text, row_count bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	summaries text[] := ARRAY['pipeline_run_summaries', 'task_run_summaries', 'build_summaries',
+							  'branch_summaries',
+							  'test_case_run_summaries', 'test_suite_run_summaries',
+							  'artifact_summaries', 'change_summaries', 'incident_summaries',
+							  'event_counts_hourly', 'test_case_outcomes_daily'];
+	m record;
+	t text;
+BEGIN
+	IF NOT (SELECT r.rolsuper FROM pg_roles AS r WHERE r.rolname = current_user) THEN
+		RAISE EXCEPTION 'cdviz.rebuild_summaries() requires a superuser'
+			USING ERRCODE = 'insufficient_privilege';
+	END IF;
+	-- no ingest meanwhile: a batch stored during the rebuild could be
+	-- counted twice (by its trigger and by the fold)
+	LOCK TABLE cdviz.cdevents_lake IN SHARE MODE;
+	-- DELETE, not TRUNCATE: TRUNCATE waits for every open transaction that
+	-- read these tables (a dashboard's), holding the lake meanwhile
+	FOREACH t IN ARRAY summaries || 'summary_queue'::text
+	LOOP
+		EXECUTE format('DELETE FROM cdviz.%I', t);
+	END LOOP;
+	-- month by month (the folds merge), so memory stays bounded
+	FOR m IN
+		SELECT g.m AT TIME ZONE 'UTC' AS month_start
+		FROM (SELECT min(l."timestamp") AS lo, max(l."timestamp") AS hi FROM cdviz.cdevents_lake AS l) AS b,
+			 generate_series(date_trunc('month', b.lo AT TIME ZONE 'UTC'),
+							 date_trunc('month', b.hi AT TIME ZONE 'UTC'), interval '1 month') AS g(m)
+		ORDER BY 1
+	LOOP
+		PERFORM cdviz.summaries_fold(m.month_start, m.month_start + interval '1 month');
+	END LOOP;
+	FOREACH t IN ARRAY summaries
+	LOOP
+		EXECUTE format('ANALYZE cdviz.%I', t);
+		summary := t;
+		EXECUTE format('SELECT count(*) FROM cdviz.%I', t) INTO row_count;
+		RETURN NEXT;
+	END LOOP;
+END
+$$;
