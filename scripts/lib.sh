@@ -39,6 +39,7 @@ CDVIZ_APT_PACKAGES=(
 # because npm prunes --no-save packages it is not told about again.
 CDVIZ_NPM_PACKAGES=(
 	s3rver@3.7.1
+	cloudevents@10.0.0
 )
 
 cdviz_log() { printf '==> %s\n' "$*" >&2; }

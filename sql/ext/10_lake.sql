@@ -163,7 +163,8 @@ CREATE TABLE cdviz.rejected_events (
 	raw				text NOT NULL,
 	problems		jsonb NOT NULL,
 	replayed_at		timestamptz,
-	replayed_event_id bigint
+	replayed_event_id bigint,
+	envelope		jsonb
 );
 CREATE INDEX rejected_events_received_at ON cdviz.rejected_events (received_at);
 CREATE INDEX rejected_events_pending ON cdviz.rejected_events (id) WHERE replayed_at IS NULL;
@@ -176,6 +177,7 @@ COMMENT ON COLUMN cdviz.rejected_events.raw IS 'the input text as received';
 COMMENT ON COLUMN cdviz.rejected_events.problems IS 'JSON array of {"path": ..., "message": ...}';
 COMMENT ON COLUMN cdviz.rejected_events.replayed_at IS 'when a replay stored it as an event (NULL while pending)';
 COMMENT ON COLUMN cdviz.rejected_events.replayed_event_id IS 'lake id of the event the replay stored';
+COMMENT ON COLUMN cdviz.rejected_events.envelope IS 'how raw came, when that says how to read it: {"mode": "binary", "headers": {...}} (a CloudEvents binary-mode request: raw is its body, headers its Content-Type and ce-* headers as received), {"mode": "structured"} (raw is one CloudEvent) or {"mode": "batch"} (raw is one CloudEvent of a batch); NULL for plain JSON. cdviz.replay_rejected() reads raw as it says';
 
 -- pg_dump keeps the dead letters and the sequences' positions (a restored
 -- lake goes on with ids above the old ones).  The lake's partitions are

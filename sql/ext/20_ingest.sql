@@ -54,7 +54,7 @@ LANGUAGE sql STRICT VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT cdviz._replay_rejected(id, true) $$;
 COMMENT ON FUNCTION cdviz.replay_rejected(bigint) IS
-'cdviz: ingests dead letter id again (after the data or cdviz.validation was fixed) and returns the lake id; marks it replayed. Still invalid: raises SQLSTATE 22023 with the current problems, which are recorded on the dead letter. A webhook body the receiver refused (origin webhook) is not a CDEvent: raises 42809. Replaying twice is harmless. Example: SELECT cdviz.replay_rejected(42);';
+'cdviz: ingests dead letter id again (after the data or cdviz.validation was fixed) and returns the lake id; marks it replayed. raw is read as its envelope says: a CloudEvent (structured, or a batch element) gives its data; a binary-mode body is judged with the ce-* headers it came with, as the receiver judged it. Still invalid: raises SQLSTATE 22023 with the current problems, which are recorded on the dead letter. A webhook body the receiver refused (origin webhook) is not a CDEvent: raises 42809. Replaying twice is harmless. Example: SELECT cdviz.replay_rejected(42);';
 
 CREATE FUNCTION cdviz.replay_rejected(origin text DEFAULT NULL, since timestamptz DEFAULT '-infinity',
 									  OUT replayed bigint, OUT still_rejected bigint)

@@ -70,6 +70,152 @@ is_json_type(const char *mt)
 		(len > 5 && strcmp(mt + len - 5, "+json") == 0);
 }
 
+static int
+hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/*
+ * NULL when s (len bytes) is well-formed UTF-8 (no overlong form, no
+ * surrogate, nothing past U+10FFFF) holding no character that a
+ * CloudEvents attribute may not hold (U+0000-U+001F, U+007F-U+009F);
+ * otherwise what is wrong.
+ */
+static const char *
+attribute_text_problem(const unsigned char *s, size_t len)
+{
+	size_t		i = 0;
+
+	while (i < len)
+	{
+		unsigned int c = s[i];
+		unsigned int cp;
+		int			n;
+
+		if (c < 0x80)
+		{
+			if (c < 0x20 || c == 0x7F)
+				return "it holds a control character";
+			i++;
+			continue;
+		}
+		if (c >= 0xC2 && c <= 0xDF)
+			n = 1, cp = c & 0x1F;
+		else if (c >= 0xE0 && c <= 0xEF)
+			n = 2, cp = c & 0x0F;
+		else if (c >= 0xF0 && c <= 0xF4)
+			n = 3, cp = c & 0x07;
+		else
+			return "it is not valid UTF-8 once percent-decoded";
+		if ((size_t) n >= len - i)
+			return "it is not valid UTF-8 once percent-decoded";
+		for (int k = 1; k <= n; k++)
+		{
+			if ((s[i + k] & 0xC0) != 0x80)
+				return "it is not valid UTF-8 once percent-decoded";
+			cp = (cp << 6) | (s[i + k] & 0x3F);
+		}
+		if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+			(cp >= 0xD800 && cp <= 0xDFFF))
+			return "it is not valid UTF-8 once percent-decoded";
+		if (cp >= 0x80 && cp <= 0x9F)
+			return "it holds a control character";
+		i += n + 1;
+	}
+	return NULL;
+}
+
+/* See envelope.h. */
+char *
+cdviz_ce_header_decode(const char *value, const char **why)
+{
+	const char *start = value;
+	const char *end = value + strlen(value);
+	char	   *unquoted;
+	char	   *out;
+	size_t		n = 0;
+	size_t		o = 0;
+
+	*why = NULL;
+	/* surrounding white space (HTTP's OWS) is not part of the value */
+	while (start < end && (*start == ' ' || *start == '\t'))
+		start++;
+	while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	if ((unquoted = malloc(end - start + 1)) == NULL)
+		return NULL;
+	if (start < end && *start == '"')
+	{
+		/* an RFC 7230 quoted-string: "..." with backslash escapes */
+		const char *p = start + 1;
+
+		for (;;)
+		{
+			if (p < end && *p == '\\')
+				p++;
+			else if (p < end && *p == '"')
+				break;
+			if (p >= end)
+			{
+				*why = "its quoted string is not terminated";
+				free(unquoted);
+				return NULL;
+			}
+			unquoted[n++] = *p++;
+		}
+		if (p + 1 != end)
+		{
+			*why = "it has text after its quoted string";
+			free(unquoted);
+			return NULL;
+		}
+	}
+	else
+	{
+		memcpy(unquoted, start, end - start);
+		n = end - start;
+	}
+
+	/* one round of percent-decoding: the result is never longer */
+	if ((out = malloc(n + 1)) == NULL)
+	{
+		free(unquoted);
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++)
+	{
+		if (unquoted[i] != '%')
+		{
+			out[o++] = unquoted[i];
+			continue;
+		}
+		if (i + 2 >= n || hex_value(unquoted[i + 1]) < 0 || hex_value(unquoted[i + 2]) < 0)
+		{
+			*why = "a % is not followed by two hexadecimal digits";
+			free(unquoted);
+			free(out);
+			return NULL;
+		}
+		out[o++] = (char) (hex_value(unquoted[i + 1]) * 16 + hex_value(unquoted[i + 2]));
+		i += 2;
+	}
+	out[o] = '\0';
+	free(unquoted);
+	if ((*why = attribute_text_problem((const unsigned char *) out, o)) != NULL)
+	{
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
 /* Grow the event array by one; NULL when out of memory. */
 static CdvizEnvelopeEvent *
 add_event(CdvizEnvelope *env, int *capacity)
@@ -232,91 +378,142 @@ bad:
 }
 
 /*
- * One structured CloudEvent (a parsed object) to an event: its data, or
- * the CloudEvent's text with problems when it carries no usable CDEvent.
+ * The problems of required CloudEvents attributes that are absent, not
+ * strings or empty.  values and present are those of id, source and type;
+ * prefix says how they are spelt where they came from ("ce-" for headers,
+ * whose problems are about the whole input, "" for a structured event's
+ * members).
+ */
+static void
+check_required(const char *const values[3], const bool present[3], const char *prefix,
+			   CdvizProblems *problems)
+{
+	static const char *const names[3] = {"id", "source", "type"};
+	char		missing[64] = "";
+	int			nmissing = 0;
+
+	for (int i = 0; i < 3; i++)
+	{
+		const char *path = prefix[0] ? "$" : names[i];
+
+		if (!present[i])
+		{
+			snprintf(missing + strlen(missing), sizeof(missing) - strlen(missing), "%s%s%s",
+					 nmissing ? ", " : "", prefix, names[i]);
+			nmissing++;
+		}
+		else if (values[i] == NULL)
+			cdviz_problems_add(problems, path, "the CloudEvents attribute %s%s must be a string",
+							   prefix, names[i]);
+		else if (values[i][0] == '\0')
+			cdviz_problems_add(problems, path, "the CloudEvents attribute %s%s is empty",
+							   prefix, names[i]);
+	}
+	if (nmissing > 0)
+		cdviz_problems_add(problems, "$", "a CloudEvent requires %s: missing %s",
+						   prefix[0] ? "the headers ce-id, ce-source and ce-type"
+						   : "the attributes id, source and type",
+						   missing);
+}
+
+/*
+ * Fill ev from one structured CloudEvent (ce, parsed; text is it as
+ * received, len bytes, NUL-terminated, living as long as the envelope):
+ * raw is its CDEvent (data printed, or data_base64 decoded) and received
+ * is text; or, when it carries no usable CDEvent, raw is text with the
+ * problems.  Returns false only when out of memory.
  */
 static bool
-structured_event(struct json_object *ce, CdvizEnvelope *env, int *capacity)
+structured_fill(CdvizEnvelopeEvent *ev, struct json_object *ce, const char *text, size_t len)
 {
-	CdvizProblems problems;
+	CdvizProblems *problems = &ev->problems;
 	struct json_object *data = NULL;
 	const char *b64;
 	const char *specversion;
-	CdvizEnvelopeEvent *ev;
+	const char *attrs[3];
+	bool		present[3];
+	static const char *const names[3] = {"id", "source", "type"};
 
-	cdviz_problems_init(&problems);
 	if (!json_object_is_type(ce, json_type_object))
 	{
-		cdviz_problems_add(&problems, "$", "a structured CloudEvent must be a JSON object, not %s",
+		cdviz_problems_add(problems, "$", "a structured CloudEvent must be a JSON object, not %s",
 						   json_type_to_name(json_object_get_type(ce)));
 		goto refuse;
 	}
 	specversion = string_member(ce, "specversion");
 	if (specversion == NULL)
-		cdviz_problems_add(&problems, "specversion", "required CloudEvents attribute is missing");
+		cdviz_problems_add(problems, "specversion", "required CloudEvents attribute is missing");
 	else if (strcmp(specversion, CE_SPECVERSION) != 0)
-		cdviz_problems_add(&problems, "specversion", "CloudEvents \"%s\" is not supported (only %s)",
+		cdviz_problems_add(problems, "specversion", "CloudEvents \"%s\" is not supported (only %s)",
 						   specversion, CE_SPECVERSION);
+	for (int i = 0; i < 3; i++)
+	{
+		present[i] = json_object_object_get_ex(ce, names[i], NULL);
+		attrs[i] = string_member(ce, names[i]);
+	}
+	check_required(attrs, present, "", problems);
 
 	if (json_object_object_get_ex(ce, "data", &data) && data != NULL)
 	{
+		const char *printed;
+
 		if (!json_object_is_type(data, json_type_object))
 		{
-			cdviz_problems_add(&problems, "data", "must be the CDEvent as a JSON object, not %s",
+			cdviz_problems_add(problems, "data", "must be the CDEvent as a JSON object, not %s",
 							   json_type_to_name(json_object_get_type(data)));
 			goto refuse;
 		}
-		check_agreement(data, string_member(ce, "id"), string_member(ce, "source"),
-						string_member(ce, "type"), "", &problems);
-		if (problems.count > 0)
+		check_agreement(data, attrs[0], attrs[1], attrs[2], "", problems);
+		if (problems->count > 0)
 			goto refuse;
-		if ((ev = json_event(data, env, capacity)) == NULL)
+		printed = json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN |
+												 JSON_C_TO_STRING_NOSLASHESCAPE);
+		if (printed == NULL || (ev->raw = strdup(printed)) == NULL)
 			return false;
+		ev->raw_len = strlen(ev->raw);
+		ev->owned = true;
+		ev->received = text;
+		ev->received_len = len;
 		return true;
 	}
 	if ((b64 = string_member(ce, "data_base64")) != NULL)
 	{
-		size_t		len;
-		char	   *decoded = base64_decode(b64, &len);
+		size_t		dlen;
+		char	   *decoded = base64_decode(b64, &dlen);
 		struct json_object *doc;
 		CdvizProblems parse;
 
 		if (decoded == NULL)
 		{
-			if (len != (size_t) -1)
+			if (dlen != (size_t) -1)
 				return false;
-			cdviz_problems_add(&problems, "data_base64", "is not valid base64");
+			cdviz_problems_add(problems, "data_base64", "is not valid base64");
 			goto refuse;
 		}
 		/* only to compare the attributes: validation parses it again */
 		cdviz_problems_init(&parse);
-		doc = cdviz_json_parse(decoded, len, &parse);
+		doc = cdviz_json_parse(decoded, dlen, &parse);
 		cdviz_problems_reset(&parse);
-		check_agreement(doc, string_member(ce, "id"), string_member(ce, "source"),
-						string_member(ce, "type"), "", &problems);
+		check_agreement(doc, attrs[0], attrs[1], attrs[2], "", problems);
 		cdviz_json_free(doc);
-		if (problems.count > 0 || (ev = add_event(env, capacity)) == NULL)
+		if (problems->count > 0)
 		{
 			free(decoded);
-			if (problems.count > 0)
-				goto refuse;
-			return false;
+			goto refuse;
 		}
 		ev->raw = decoded;
-		ev->raw_len = len;
+		ev->raw_len = dlen;
 		ev->owned = true;
+		ev->received = text;
+		ev->received_len = len;
 		return true;
 	}
-	cdviz_problems_add(&problems, "data",
+	cdviz_problems_add(problems, "data",
 					   "missing: a structured CloudEvent carries the CDEvent in data or data_base64");
 
 refuse:
-	if ((ev = json_event(ce, env, capacity)) == NULL)
-	{
-		cdviz_problems_reset(&problems);
-		return false;
-	}
-	cdviz_problems_move(&ev->problems, &problems);
+	ev->raw = text;
+	ev->raw_len = len;
 	return true;
 }
 
@@ -434,6 +631,75 @@ first_char(const char *body, size_t len)
 	return '\0';
 }
 
+/*
+ * Binary mode: the body is the CDEvent, the ce-* headers its CloudEvents
+ * attributes.  The one event is the body, with the problems of the
+ * headers when they are not what the binding requires.
+ */
+static bool
+binary_event(const CdvizEnvelopeInput *in, CdvizEnvelope *env, int *capacity)
+{
+	CdvizProblems problems;
+	const char *raw[4] = {in->ce_specversion, in->ce_id, in->ce_source, in->ce_type};
+	static const char *const headers[4] = {"ce-specversion", "ce-id", "ce-source", "ce-type"};
+	char	   *decoded[4] = {NULL, NULL, NULL, NULL};
+	const char *values[3];
+	bool		present[3];
+	bool		ok = true;
+
+	cdviz_problems_init(&problems);
+	for (int i = 0; i < 4 && ok; i++)
+	{
+		const char *why = NULL;
+
+		if (raw[i] == NULL)
+			continue;
+		if (in->http_headers)
+			decoded[i] = cdviz_ce_header_decode(raw[i], &why);
+		else
+			decoded[i] = strdup(raw[i]);
+		if (decoded[i] == NULL && why == NULL)
+			ok = false;
+		else if (decoded[i] == NULL)
+			cdviz_problems_add(&problems, "$", "the %s header \"%s\" cannot be decoded: %s",
+							   headers[i], raw[i], why);
+	}
+	if (!ok)
+		goto done;
+
+	if (decoded[0] != NULL && strcmp(decoded[0], CE_SPECVERSION) != 0)
+		cdviz_problems_add(&problems, "$", "CloudEvents \"%s\" (ce-specversion) is not supported (only %s)",
+						   decoded[0], CE_SPECVERSION);
+	for (int i = 0; i < 3; i++)
+	{
+		present[i] = raw[i + 1] != NULL;
+		/* one that cannot be decoded was reported above, not as empty */
+		values[i] = decoded[i + 1] ? decoded[i + 1] : (present[i] ? "?" : NULL);
+	}
+	check_required(values, present, "ce-", &problems);
+	if (first_char(in->body, in->body_len) == '[')
+		cdviz_problems_add(&problems, "$", "a binary-mode CloudEvent carries one CDEvent, not an array; "
+						   "use application/cloudevents-batch+json for batches");
+	else
+	{
+		CdvizProblems parse;
+		struct json_object *doc;
+
+		cdviz_problems_init(&parse);
+		doc = cdviz_json_parse(in->body, in->body_len, &parse);
+		cdviz_problems_reset(&parse);	/* validation reports it */
+		check_agreement(doc, decoded[1], decoded[2], decoded[3], "ce-", &problems);
+		cdviz_json_free(doc);
+	}
+	ok = body_event(in, env, capacity, problems.count ? &problems : NULL);
+
+done:
+	for (int i = 0; i < 4; i++)
+		free(decoded[i]);
+	cdviz_problems_reset(&problems);
+	return ok;
+}
+
 /* See envelope.h. */
 bool
 cdviz_envelope_read(const CdvizEnvelopeInput *in, CdvizEnvelope *env)
@@ -478,23 +744,7 @@ cdviz_envelope_read(const CdvizEnvelopeInput *in, CdvizEnvelope *env)
 			return body_event(in, env, &capacity, NULL);
 
 		case CDVIZ_ENVELOPE_BINARY:
-			if (strcmp(in->ce_specversion, CE_SPECVERSION) != 0)
-				cdviz_problems_add(&problems, "$", "CloudEvents \"%s\" (ce-specversion) is not supported (only %s)",
-								   in->ce_specversion, CE_SPECVERSION);
-			if (first_char(in->body, in->body_len) == '[')
-				cdviz_problems_add(&problems, "$", "a binary-mode CloudEvent carries one CDEvent, not an array; "
-								   "use application/cloudevents-batch+json for batches");
-			else
-			{
-				CdvizProblems parse;
-
-				cdviz_problems_init(&parse);
-				doc = cdviz_json_parse(in->body, in->body_len, &parse);
-				cdviz_problems_reset(&parse);	/* validation reports it */
-				check_agreement(doc, in->ce_id, in->ce_source, in->ce_type, "ce-", &problems);
-				cdviz_json_free(doc);
-			}
-			return body_event(in, env, &capacity, problems.count ? &problems : NULL);
+			return binary_event(in, env, &capacity);
 
 		case CDVIZ_ENVELOPE_STRUCTURED:
 			doc = cdviz_json_parse(in->body, in->body_len, &problems);
@@ -507,17 +757,42 @@ cdviz_envelope_read(const CdvizEnvelopeInput *in, CdvizEnvelope *env)
 				ok = body_event(in, env, &capacity, &problems);
 			}
 			else
-				ok = structured_event(doc, env, &capacity);
+			{
+				CdvizEnvelopeEvent *ev = add_event(env, &capacity);
+
+				ok = ev != NULL && structured_fill(ev, doc, in->body, in->body_len);
+			}
 			break;
 
 		case CDVIZ_ENVELOPE_ARRAY:
 		case CDVIZ_ENVELOPE_BATCH:
-			if (env->mode == CDVIZ_ENVELOPE_ARRAY)
 			{
 				int			split = split_array(in, env, &capacity);
 
-				if (split != 0)
-					return split > 0;
+				if (split < 0)
+					return false;
+				if (split > 0 && env->mode == CDVIZ_ENVELOPE_ARRAY)
+					return true;
+				if (split > 0)
+				{
+					/* each element, as sent, is one structured CloudEvent */
+					for (int i = 0; i < env->nevents; i++)
+					{
+						CdvizEnvelopeEvent *ev = &env->events[i];
+						struct json_object *ce = ev->json;
+						const char *text = ev->raw;
+						size_t		len = ev->raw_len;
+
+						ev->json = NULL;
+						ev->raw = NULL;
+						ev->raw_len = 0;
+						ok = structured_fill(ev, ce, text, len);
+						json_object_put(ce);
+						if (!ok)
+							return false;
+					}
+					return true;
+				}
 			}
 			doc = cdviz_json_parse(in->body, in->body_len, &problems);
 			if (doc == NULL)
@@ -529,14 +804,28 @@ cdviz_envelope_read(const CdvizEnvelopeInput *in, CdvizEnvelope *env)
 				ok = body_event(in, env, &capacity, &problems);
 				break;
 			}
+			/* an empty array, or one the splitter could not take apart */
 			for (size_t i = 0; ok && i < json_object_array_length(doc); i++)
 			{
 				struct json_object *elem = json_object_array_get_idx(doc, i);
+				CdvizEnvelopeEvent *ev = json_event(elem, env, &capacity);
 
-				if (env->mode == CDVIZ_ENVELOPE_BATCH)
-					ok = structured_event(elem, env, &capacity);
-				else
-					ok = json_event(elem, env, &capacity) != NULL;
+				ok = ev != NULL;
+				if (ok && env->mode == CDVIZ_ENVELOPE_BATCH)
+				{
+					/* the element printed again is its text, owned by ev */
+					char	   *text = (char *) ev->raw;
+
+					ev->raw = NULL;
+					ok = structured_fill(ev, elem, text, ev->raw_len);
+					if (ev->raw != text)
+					{
+						/* accepted: raw is its CDEvent */
+						ev->received = NULL;
+						ev->received_len = 0;
+						free(text);
+					}
+				}
 			}
 			break;
 

@@ -25,7 +25,16 @@
  * binding says they are the same values; a disagreement means the sender
  * is confused about which event this is, so the event is refused with a
  * problem naming both values rather than stored under either identity.
- * An attribute that is absent is not compared.
+ * Binary mode requires the ce-id, ce-source and ce-type headers (and
+ * ce-specversion, which chooses the mode); a structured CloudEvent requires
+ * specversion, id, source and type as strings.  A request without them is
+ * not a CloudEvent and is refused.
+ *
+ * HTTP header values (input http_headers) are decoded as the HTTP binding
+ * (1.0.2, section 3.1.3.2) says: surrounding white space dropped, a
+ * double-quoted value unquoted (backslash escapes processed), then one
+ * round of percent-decoding, whose result must be UTF-8 without control
+ * characters.  Other transports (NATS headers) pass values as they are.
  */
 #ifndef CDVIZ_CORE_ENVELOPE_H
 #define CDVIZ_CORE_ENVELOPE_H
@@ -55,14 +64,20 @@ typedef struct CdvizEnvelopeInput
 	const char *ce_type;
 	const char *body;			/* NUL-terminated after body_len bytes */
 	size_t		body_len;
+	bool		http_headers;	/* the ce-* values are HTTP header values:
+								 * decode them (see above) */
 } CdvizEnvelopeInput;
 
 /*
  * One document to store.  raw is NUL-terminated; it points into the body,
  * into the envelope's copy of it (text), or is owned by the envelope.
  * With problems, the envelope itself refused it and raw is what to keep as
- * a dead letter (the CloudEvent element, or the whole body); otherwise it
- * goes to validation.
+ * a dead letter (the CloudEvent element or the whole body, as received);
+ * otherwise it goes to validation.
+ *
+ * received, when not NULL, is the structured CloudEvent raw was taken out
+ * of, as received (a slice of the body or of text, NUL-terminated): what
+ * a dead letter keeps if validation refuses raw.
  *
  * json, when not NULL, is raw already parsed (as cdviz_json_parse() would
  * parse it): the envelope had to parse it anyway, and validation can take
@@ -74,6 +89,8 @@ typedef struct CdvizEnvelopeEvent
 	const char *raw;
 	size_t		raw_len;
 	bool		owned;
+	const char *received;
+	size_t		received_len;
 	struct json_object *json;
 	CdvizProblems problems;
 } CdvizEnvelopeEvent;
@@ -98,6 +115,13 @@ typedef struct CdvizEnvelope
 extern bool cdviz_envelope_read(const CdvizEnvelopeInput *in, CdvizEnvelope *env);
 extern void cdviz_envelope_free(CdvizEnvelope *env);
 extern const char *cdviz_envelope_mode_name(CdvizEnvelopeMode mode);
+
+/*
+ * Decode one CloudEvents HTTP header value (see above) into a malloc'd,
+ * NUL-terminated string.  Returns NULL when out of memory, or when the
+ * value cannot be decoded, with *why (static text) saying why.
+ */
+extern char *cdviz_ce_header_decode(const char *value, const char **why);
 
 /* Outcome of cdviz_gzip_inflate(). */
 typedef enum CdvizInflateResult

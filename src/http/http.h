@@ -73,6 +73,9 @@ typedef struct HttpRequest
 	char	   *keep_body;		/* a whole body refused before the envelope */
 	size_t		keep_len;
 	char	   *keep_problem;	/* its one problem */
+	char	   *envelope;		/* JSON for the dead letters' envelope
+								 * column: how the body arrived (CloudEvents
+								 * mode, binary mode's headers), or NULL */
 	int			first_item;		/* its items in the group's array */
 	int			nitems;
 	int64	   *envelope_rejected_ids;	/* dead letters of refused envelope

@@ -107,6 +107,10 @@ build_items(CommitGroup *g)
 			memset(it, 0, sizeof(*it));
 			it->raw = ev->raw;
 			it->raw_len = ev->raw_len;
+			/* a dead letter keeps the CloudEvent and how it came */
+			it->received = ev->received;
+			it->received_len = ev->received_len;
+			it->envelope = req->envelope;
 			/* the envelope's parse, taken (and freed) by the store */
 			it->json = ev->json;
 			ev->json = NULL;
@@ -147,9 +151,15 @@ store_group(void *arg)
 
 		if (req->keep_body)
 		{
-			req->keep_rejected_id = http_store_refused_body("http", req->origin_ref,
-															req->keep_body, req->keep_len,
-															req->keep_problem);
+			CdvizProblems problems;
+
+			cdviz_problems_init(&problems);
+			cdviz_problems_add(&problems, "$", "%s", req->keep_problem);
+			req->keep_rejected_id =
+				cdviz_store_dead_letter_enveloped("http", req->origin_ref,
+												  req->keep_body, req->keep_len,
+												  req->envelope, &problems);
+			cdviz_problems_reset(&problems);
 			continue;
 		}
 		for (int i = 0; i < req->env.nevents; i++)
@@ -161,8 +171,8 @@ store_group(void *arg)
 				req->envelope_rejected_ids =
 					MemoryContextAllocZero(req->cxt, sizeof(int64) * req->env.nevents);
 			req->envelope_rejected_ids[i] =
-				cdviz_store_dead_letter("http", req->origin_ref, ev->raw, ev->raw_len,
-										&ev->problems);
+				cdviz_store_dead_letter_enveloped("http", req->origin_ref, ev->raw, ev->raw_len,
+												  req->envelope, &ev->problems);
 			g->envelope_rejected++;
 		}
 	}
@@ -316,6 +326,9 @@ run_group(CommitGroup *g)
 				req->keep_problem = MemoryContextStrdup(req->cxt,
 														psprintf("the database refused it: %s", edata->message));
 				req->status = MHD_HTTP_BAD_REQUEST;
+				/* a whole batch is not one element of it, which "batch" says */
+				if (req->env.mode == CDVIZ_ENVELOPE_BATCH)
+					req->envelope = NULL;
 				cdviz_store_release_items(g->items, g->nitems);
 				run_group(g);
 				g->nitems = 0;

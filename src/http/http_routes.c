@@ -16,11 +16,14 @@
 #include <netdb.h>
 #include <sys/socket.h>
 
+#include "utils/builtins.h"
+#include "utils/formatting.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
 
 #include "http/http.h"
 #include "http/http_webhook.h"
+#include "store/store.h"
 #include "store/worker.h"
 
 /* Which route a path names (the query string is not part of url). */
@@ -285,6 +288,80 @@ header(HttpRequest *req, const char *name)
 	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
+/* What collect_header() gathers: the headers as a JSON object. */
+typedef struct HeaderCollector
+{
+	StringInfoData json;
+	int			count;
+	char	   *repeated;		/* a header given twice, or NULL */
+	List	   *seen;			/* lower-cased names so far */
+} HeaderCollector;
+
+/*
+ * One request header: Content-Type and every ce-* header go into the
+ * object, named in lower case, their values as received (bytes that are
+ * not text in the database encoding escaped as \xNN, as in raw).
+ */
+static enum MHD_Result
+collect_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	HeaderCollector *c = cls;
+	char	   *name;
+	ListCell   *lc;
+
+	if (pg_strncasecmp(key, "ce-", 3) != 0 && pg_strcasecmp(key, "content-type") != 0)
+		return MHD_YES;
+	name = asc_tolower(key, strlen(key));
+	foreach(lc, c->seen)
+	{
+		if (strcmp((char *) lfirst(lc), name) == 0)
+		{
+			if (c->repeated == NULL)
+				c->repeated = name;
+			return MHD_YES;
+		}
+	}
+	c->seen = lappend(c->seen, name);
+	appendStringInfoString(&c->json, c->count++ ? ", " : "{");
+	escape_json(&c->json, name);
+	appendStringInfoString(&c->json, ": ");
+	escape_json(&c->json,
+				text_to_cstring(cdviz_bytes_as_text(value ? value : "",
+													value ? strlen(value) : 0)));
+	return MHD_YES;
+}
+
+/*
+ * The envelope column of the request's dead letters (see
+ * cdviz.rejected_events), in the current memory context; *repeated is set
+ * to a binary-mode header the request gives more than once.
+ */
+static char *
+envelope_json(HttpRequest *req, char **repeated)
+{
+	HeaderCollector c;
+
+	*repeated = NULL;
+	switch (req->env.mode)
+	{
+		case CDVIZ_ENVELOPE_STRUCTURED:
+			return pstrdup("{\"mode\": \"structured\"}");
+		case CDVIZ_ENVELOPE_BATCH:
+			return pstrdup("{\"mode\": \"batch\"}");
+		case CDVIZ_ENVELOPE_BINARY:
+			break;
+		default:
+			return NULL;
+	}
+	memset(&c, 0, sizeof(c));
+	initStringInfo(&c.json);
+	appendStringInfoString(&c.json, "{\"mode\": \"binary\", \"headers\": ");
+	MHD_get_connection_values(req->conn, MHD_HEADER_KIND, collect_header, &c);
+	appendStringInfoString(&c.json, c.count ? "}}" : "{}}");
+	*repeated = c.repeated;
+	return c.json.data;
+}
+
 /*
  * Keep the whole body as a dead letter with one problem, answering status
  * once it is stored (the group commit does both).
@@ -367,6 +444,7 @@ body_complete(HttpRequest *req)
 	in.ce_id = header(req, "ce-id");
 	in.ce_source = header(req, "ce-source");
 	in.ce_type = header(req, "ce-type");
+	in.http_headers = true;
 	if (!cdviz_envelope_read(&in, &req->env))
 	{
 		cdviz_envelope_free(&req->env);
@@ -380,9 +458,25 @@ body_complete(HttpRequest *req)
 		refuse_body(req, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, req->env.error);
 		return;
 	}
+	{
+		MemoryContext old = MemoryContextSwitchTo(req->cxt);
+		char	   *repeated;
+
+		req->envelope = envelope_json(req, &repeated);
+		MemoryContextSwitchTo(old);
+		if (repeated)
+		{
+			/* which of the values is the attribute would be a guess */
+			refuse_body(req, MHD_HTTP_BAD_REQUEST,
+						psprintf("the header %s is given more than once", repeated));
+			return;
+		}
+	}
 	if (req->env.nevents == 0)
 	{
-		refuse_body(req, MHD_HTTP_BAD_REQUEST, "the body holds no event");
+		/* an empty batch, which the binding allows: nothing to store */
+		http_set_answer(req, MHD_HTTP_OK, "application/json",
+						"{\"stored\":[],\"duplicates\":[],\"rejected\":0,\"events\":[]}\n");
 		return;
 	}
 	http_commit_enqueue(req);

@@ -14,6 +14,7 @@
 #include "utils/json.h"
 #include "utils/jsonb.h"
 
+#include "core/envelope.h"
 #include "store/store.h"
 #include "store/version.h"
 
@@ -253,12 +254,80 @@ cdviz_validate(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
+/* The value of column col of the one row SPI read, copied, or NULL. */
+static char *
+spi_text(int col)
+{
+	char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col);
+
+	return v ? MemoryContextStrdup(TopTransactionContext, v) : NULL;
+}
+
+/*
+ * Read a dead letter's raw as its envelope says (see the envelope column
+ * of cdviz.rejected_events) into item: the CDEvent of a CloudEvent, or a
+ * binary-mode body judged with the headers it came with.  When the
+ * envelope refuses it, item is REJECTED with its problems.
+ */
+static void
+replay_envelope(CdvizItem *item, const char *raw, const char *mode, char **headers)
+{
+	CdvizEnvelopeInput in;
+	CdvizEnvelope env;
+
+	memset(&in, 0, sizeof(in));
+	in.body = raw;
+	in.body_len = strlen(raw);
+	in.http_headers = true;
+	if (strcmp(mode, "binary") == 0)
+	{
+		in.content_type = headers[0];
+		/* binary mode is what the receiver saw, whatever was edited since */
+		in.ce_specversion = headers[1] ? headers[1] : "";
+		in.ce_id = headers[2];
+		in.ce_source = headers[3];
+		in.ce_type = headers[4];
+	}
+	else if (strcmp(mode, "structured") == 0 || strcmp(mode, "batch") == 0)
+		in.content_type = "application/cloudevents+json";
+	else
+	{
+		item->status = CDVIZ_ITEM_REJECTED;
+		cdviz_problems_add(&item->problems, "$",
+						   "the dead letter's envelope mode \"%s\" is none of binary, structured, batch",
+						   mode);
+		return;
+	}
+	if (!cdviz_envelope_read(&in, &env))
+	{
+		cdviz_envelope_free(&env);
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	}
+	Assert(env.nevents == 1);
+	if (env.events[0].problems.count > 0)
+	{
+		item->status = CDVIZ_ITEM_REJECTED;
+		cdviz_problems_move(&item->problems, &env.events[0].problems);
+	}
+	else
+	{
+		char	   *copy = MemoryContextAlloc(TopTransactionContext, env.events[0].raw_len + 1);
+
+		memcpy(copy, env.events[0].raw, env.events[0].raw_len);
+		copy[env.events[0].raw_len] = '\0';
+		item->raw = copy;
+		item->raw_len = env.events[0].raw_len;
+	}
+	cdviz_envelope_free(&env);
+}
+
 /*
  * cdviz._replay_rejected(id bigint, raise boolean) RETURNS bigint
  *
- * Runs a dead letter through ingestion again.  Stored (or found stored):
- * marks it replayed and returns the lake id.  Still invalid: records the
- * current problems and raises them (raise) or returns NULL.
+ * Runs a dead letter through ingestion again, reading it as its envelope
+ * says.  Stored (or found stored): marks it replayed and returns the lake
+ * id.  Still invalid: records the current problems and raises them (raise)
+ * or returns NULL.
  */
 Datum
 cdviz_replay_rejected(PG_FUNCTION_ARGS)
@@ -269,14 +338,21 @@ cdviz_replay_rejected(PG_FUNCTION_ARGS)
 	Oid			argtype = INT8OID;
 	CdvizItem	item;
 	char	   *raw;
+	char	   *mode;
+	char	   *headers[5];
 	bool		isnull;
 	int64		result = 0;
 
 	cdviz_check_version();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "cdviz: SPI_connect failed");
-	if (SPI_execute_with_args("SELECT raw, replayed_event_id, origin, origin_ref FROM cdviz.rejected_events "
-							  "WHERE id = $1 FOR UPDATE",
+	if (SPI_execute_with_args("SELECT raw, replayed_event_id, origin, origin_ref, envelope->>'mode', "
+							  "envelope #>> '{headers,content-type}', "
+							  "envelope #>> '{headers,ce-specversion}', "
+							  "envelope #>> '{headers,ce-id}', "
+							  "envelope #>> '{headers,ce-source}', "
+							  "envelope #>> '{headers,ce-type}' "
+							  "FROM cdviz.rejected_events WHERE id = $1 FOR UPDATE",
 							  1, &argtype, &arg, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "cdviz: reading rejected event failed");
 	if (SPI_processed == 0)
@@ -300,15 +376,21 @@ cdviz_replay_rejected(PG_FUNCTION_ARGS)
 		SPI_finish();
 		PG_RETURN_INT64(result);
 	}
-	raw = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	raw = MemoryContextStrdup(TopTransactionContext, raw);
+	raw = spi_text(1);
+	mode = spi_text(5);
+	for (int i = 0; i < 5; i++)
+		headers[i] = spi_text(6 + i);
 	SPI_finish();
 
 	memset(&item, 0, sizeof(item));
+	cdviz_problems_init(&item.problems);
 	item.raw = raw;
 	item.raw_len = strlen(raw);
 	item.no_dead_letter = true;
-	cdviz_store_items(&item, 1, "replay");
+	if (mode != NULL)
+		replay_envelope(&item, raw, mode, headers);
+	if (item.status != CDVIZ_ITEM_REJECTED)
+		cdviz_store_items(&item, 1, "replay");
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "cdviz: SPI_connect failed");

@@ -348,12 +348,12 @@ prepare_plans(void)
 	}
 	if (reject_plan == NULL)
 	{
-		Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, JSONBOID};
+		Oid			types[5] = {TEXTOID, TEXTOID, TEXTOID, JSONBOID, TEXTOID};
 
 		reject_plan = prepare_kept(
-								   "INSERT INTO cdviz.rejected_events (origin, origin_ref, raw, problems) "
-								   "VALUES ($1, $2, $3, $4) RETURNING id",
-								   4, types);
+								   "INSERT INTO cdviz.rejected_events (origin, origin_ref, raw, problems, envelope) "
+								   "VALUES ($1, $2, $3, $4, $5::jsonb) RETURNING id",
+								   5, types);
 	}
 	if (partition_plan == NULL)
 	{
@@ -616,9 +616,17 @@ int64
 cdviz_store_dead_letter(const char *origin, const char *origin_ref,
 						const char *raw, size_t raw_len, const CdvizProblems *problems)
 {
+	return cdviz_store_dead_letter_enveloped(origin, origin_ref, raw, raw_len, NULL, problems);
+}
+
+int64
+cdviz_store_dead_letter_enveloped(const char *origin, const char *origin_ref,
+								  const char *raw, size_t raw_len, const char *envelope,
+								  const CdvizProblems *problems)
+{
 	char	   *json = cdviz_problems_to_json(problems);
-	Datum		args[4];
-	char		nulls[4] = {' ', origin_ref ? ' ' : 'n', ' ', ' '};
+	Datum		args[5];
+	char		nulls[5] = {' ', origin_ref ? ' ' : 'n', ' ', ' ', envelope ? ' ' : 'n'};
 	bool		isnull;
 	int64		id;
 
@@ -629,6 +637,7 @@ cdviz_store_dead_letter(const char *origin, const char *origin_ref,
 	args[1] = origin_ref ? CStringGetTextDatum(origin_ref) : (Datum) 0;
 	args[2] = PointerGetDatum(cdviz_bytes_as_text(raw, raw_len));
 	args[3] = DirectFunctionCall1(jsonb_in, CStringGetDatum(json ? json : "[]"));
+	args[4] = envelope ? CStringGetTextDatum(envelope) : (Datum) 0;
 	free(json);
 	if (SPI_execute_plan(reject_plan, args, nulls, false, 1) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "cdviz: storing a rejected event failed");
@@ -788,8 +797,8 @@ store_items(CdvizItem *items, int nitems, const char *origin, bool atomic)
 				cdviz_problems_add(&it->problems, "$", "the lake refused the event");
 			if (!it->no_dead_letter)
 			{
-				const char *raw = it->raw;
-				size_t		raw_len = it->raw_len;
+				const char *raw = it->received ? it->received : it->raw;
+				size_t		raw_len = it->received ? it->received_len : it->raw_len;
 
 				/* a jsonb item's text is printed only for its dead letter */
 				if (raw == NULL)
@@ -797,8 +806,9 @@ store_items(CdvizItem *items, int nitems, const char *origin, bool atomic)
 					raw = JsonbToCString(NULL, &it->jsonb->root, VARSIZE(it->jsonb));
 					raw_len = strlen(raw);
 				}
-				it->rejected_id = cdviz_store_dead_letter(origin, it->origin_ref, raw,
-														  raw_len, &it->problems);
+				it->rejected_id = cdviz_store_dead_letter_enveloped(origin, it->origin_ref,
+																	raw, raw_len, it->envelope,
+																	&it->problems);
 			}
 			result.rejected++;
 		}

@@ -44,6 +44,12 @@ typedef struct CdvizItem
 								 * by an error is freed by
 								 * cdviz_store_release_items() */
 	const char *origin_ref;		/* where it came from: peer+path, file:line */
+	const char *received;		/* what a dead letter keeps instead of raw,
+								 * or NULL: the CloudEvent raw was taken out
+								 * of, as received */
+	size_t		received_len;
+	const char *envelope;		/* JSON text for the dead letter's envelope
+								 * column (how raw arrived), or NULL */
 	bool		no_dead_letter; /* report rejection without storing it */
 	int			unit;			/* cdviz_store_items_atomic(): items of one
 								 * unit (adjacent) are stored all or nothing */
@@ -105,6 +111,15 @@ extern void cdviz_store_release_items(CdvizItem *items, int nitems);
 extern int64 cdviz_store_dead_letter(const char *origin, const char *origin_ref,
 									 const char *raw, size_t raw_len,
 									 const CdvizProblems *problems);
+
+/*
+ * The same with the envelope it came in: JSON text for the envelope
+ * column (see cdviz.rejected_events), or NULL.
+ */
+extern int64 cdviz_store_dead_letter_enveloped(const char *origin, const char *origin_ref,
+											   const char *raw, size_t raw_len,
+											   const char *envelope,
+											   const CdvizProblems *problems);
 
 /*
  * A jsonb object or array as a json-c document, to be freed before the

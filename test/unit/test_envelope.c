@@ -19,7 +19,7 @@ read_env(CdvizEnvelope *env, const char *ctype, const char *specversion,
 		 const char *id, const char *body)
 {
 	CdvizEnvelopeInput in = {ctype, specversion, id, specversion ? "/s" : NULL,
-	specversion ? "t" : NULL, body, strlen(body)};
+	specversion ? "t" : NULL, body, strlen(body), true};
 
 	if (!cdviz_envelope_read(&in, env))
 		abort();
@@ -116,6 +116,65 @@ main(void)
 	ok(env.events[0].problems.count == 1, "binary: an array body is a problem");
 	cdviz_envelope_free(&env);
 
+	/* binary: header values are decoded as the HTTP binding says */
+	read_env(&env, "application/json", " \"1.0\" ", "\"b%20c\"", EV("b c"));
+	ok(env.nevents == 1 && env.events[0].problems.count == 0,
+	   "binary: quoted specversion, quoted and percent-encoded id agree with context.id");
+	cdviz_envelope_free(&env);
+	read_env(&env, "application/json", "1.0", "b%zz", EV("b"));
+	ok(strstr(problem(&env, 0), "ce-id header \"b%zz\" cannot be decoded") != NULL,
+	   "binary: an undecodable ce-id is a problem naming it");
+	cdviz_envelope_free(&env);
+	{
+		CdvizEnvelopeInput in = {"application/json", "1.0", NULL, NULL, "t", EV("a"), strlen(EV("a")), true};
+
+		if (!cdviz_envelope_read(&in, &env))
+			abort();
+		is_int(env.events[0].problems.count, 1, "binary: missing headers are one problem");
+		is_str(problem(&env, 0), "a CloudEvent requires the headers ce-id, ce-source and ce-type: missing ce-id, ce-source",
+			   "binary: it names the missing headers");
+		cdviz_envelope_free(&env);
+		in.http_headers = false;
+		in.ce_id = "b%20c";
+		in.ce_source = "/s";
+		if (!cdviz_envelope_read(&in, &env))
+			abort();
+		ok(strstr(problem(&env, 0), "ce-id \"b%20c\"") != NULL,
+		   "binary, not HTTP headers (NATS): values taken as they are");
+		cdviz_envelope_free(&env);
+	}
+
+	/* header decoding */
+	{
+		static const char *const good[][2] = {
+			{"qa%20pct", "qa pct"}, {"50%25", "50%"}, {"%C3%bc", "\xC3\xBC"},
+			{" \t1.0 \t", "1.0"}, {"\"x\"", "x"}, {"\"a\\\"b\\\\\"", "a\"b\\"},
+			{"\"%41\"", "A"}, {"%2541", "%41"}, {"a\"b", "a\"b"}, {"", ""},
+			{"%F0%9F%98%80", "\xF0\x9F\x98\x80"},
+		};
+		static const char *const bad[] = {
+			"%", "%4", "%zz", "%C0%A0", "%ED%A0%80", "%F4%90%80%80", "%C3", "%FF",
+			"%00", "a%0Ab", "%C2%85", "\"open", "\"x\"y", "\"x\\\"",
+		};
+
+		for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		{
+			const char *why;
+			char	   *d = cdviz_ce_header_decode(good[i][0], &why);
+
+			is_str(d ? d : why, good[i][1], "header decode");
+			free(d);
+		}
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		{
+			const char *why;
+			char	   *d = cdviz_ce_header_decode(bad[i], &why);
+
+			ok(d == NULL && why != NULL, "header decode refuses a bad value");
+			free(d);
+		}
+	}
+
 	/* structured */
 	read_env(&env, "application/cloudevents+json", NULL, NULL,
 			 "{\"specversion\":\"1.0\",\"id\":\"a\",\"source\":\"/s\",\"type\":\"t\",\"data\":" EV("a") "}");
@@ -126,23 +185,24 @@ main(void)
 
 	/* base64 of EV("b") */
 	read_env(&env, "application/cloudevents+json", NULL, NULL,
-			 "{\"specversion\":\"1.0\",\"id\":\"b\",\"data_base64\":"
+			 "{\"specversion\":\"1.0\",\"id\":\"b\",\"source\":\"/s\",\"type\":\"t\",\"data_base64\":"
 			 "\"eyJjb250ZXh0Ijp7ImlkIjoiYiIsInNvdXJjZSI6Ii9zIiwidHlwZSI6InQifSwic3ViamVjdCI6e319\"}");
 	ok(env.nevents == 1 && env.events[0].problems.count == 0, "structured data_base64: decoded");
 	is_str(env.events[0].raw, EV("b"), "structured data_base64: the CDEvent text");
 	cdviz_envelope_free(&env);
 
 	read_env(&env, "application/cloudevents+json", NULL, NULL,
-			 "{\"specversion\":\"1.0\",\"data_base64\":\"***\"}");
+			 "{\"specversion\":\"1.0\",\"id\":\"a\",\"source\":\"/s\",\"type\":\"t\",\"data_base64\":\"***\"}");
 	ok(strstr(problem(&env, 0), "base64") != NULL, "structured: bad base64 is a problem");
 	cdviz_envelope_free(&env);
 
-	read_env(&env, "application/cloudevents+json", NULL, NULL, "{\"specversion\":\"1.0\",\"id\":\"a\"}");
+	read_env(&env, "application/cloudevents+json", NULL, NULL,
+			 "{\"specversion\":\"1.0\",\"id\":\"a\",\"source\":\"/s\",\"type\":\"t\"}");
 	ok(strstr(problem(&env, 0), "data or data_base64") != NULL, "structured: no data is a problem");
 	cdviz_envelope_free(&env);
 
 	read_env(&env, "application/cloudevents+json", NULL, NULL,
-			 "{\"specversion\":\"1.0\",\"source\":\"/other\",\"data\":" EV("a") "}");
+			 "{\"specversion\":\"1.0\",\"id\":\"a\",\"source\":\"/other\",\"type\":\"t\",\"data\":" EV("a") "}");
 	ok(strstr(problem(&env, 0), "source \"/other\"") != NULL, "structured: source disagreeing is a problem");
 	cdviz_envelope_free(&env);
 
@@ -152,13 +212,54 @@ main(void)
 
 	/* batch */
 	read_env(&env, "application/cloudevents-batch+json", NULL, NULL,
-			 "[{\"specversion\":\"1.0\",\"data\":" EV("a") "},{\"specversion\":\"1.0\"},7]");
+			 "[{\"specversion\":\"1.0\",\"id\":\"a\",\"source\":\"/s\",\"type\":\"t\",\"data\":" EV("a") "},"
+			 " {\"specversion\":\"1.0\", \"id\":\"x\",\"source\":\"/s\",\"type\":\"t\"} ,7]");
 	is_str(cdviz_envelope_mode_name(env.mode), "batch", "cloudevents-batch+json: batch");
 	is_int(env.nevents, 3, "batch: one entry per element");
 	ok(env.events[0].problems.count == 0, "batch: first element fine");
 	ok(env.events[1].problems.count == 1 && env.events[2].problems.count == 1,
 	   "batch: the others carry their problems");
 	is_str(env.events[2].raw, "7", "batch: refused element kept as sent");
+	is_str(env.events[1].raw, "{\"specversion\":\"1.0\", \"id\":\"x\",\"source\":\"/s\",\"type\":\"t\"}",
+		   "batch: a refused CloudEvent is kept as sent, not printed again");
+	ok(env.events[0].received != NULL &&
+	   strncmp(env.events[0].received, "{\"specversion\":\"1.0\",\"id\":\"a\"", 29) == 0 &&
+	   env.events[0].received[env.events[0].received_len] == '\0' &&
+	   env.events[0].received[env.events[0].received_len - 1] == '}',
+	   "batch: an accepted element keeps its CloudEvent as received");
+	cdviz_envelope_free(&env);
+
+	/* an empty batch is a batch of nothing */
+	read_env(&env, "application/cloudevents-batch+json", NULL, NULL, " [ ] ");
+	ok(env.mode == CDVIZ_ENVELOPE_BATCH && env.nevents == 0, "batch: [ ] is no event and no problem");
+	cdviz_envelope_free(&env);
+	read_env(&env, "application/json", NULL, NULL, "[]");
+	ok(env.mode == CDVIZ_ENVELOPE_ARRAY && env.nevents == 0, "array: [] is no event and no problem");
+	cdviz_envelope_free(&env);
+
+	/* structured: a CloudEvent that is no CDEvent keeps the CloudEvent */
+	{
+		const char *foreign = "{\"specversion\":\"1.0\",\"id\":\"x1\",\"source\":\"/f\","
+			"\"type\":\"com.example.foo\",\"data\":{\"a\":1}}";
+
+		read_env(&env, "application/cloudevents+json", NULL, NULL, foreign);
+		ok(env.nevents == 1 && env.events[0].problems.count == 0, "structured foreign: validation judges data");
+		is_str(env.events[0].raw, "{\"a\":1}", "structured foreign: raw is data");
+		ok(env.events[0].received == foreign, "structured foreign: received is the body itself");
+		cdviz_envelope_free(&env);
+	}
+	read_env(&env, "application/cloudevents+json", NULL, NULL,
+			 "{ \"specversion\" : \"1.0\", \"data\": " EV("a") " }");
+	ok(env.events[0].problems.count == 1 &&
+	   strstr(problem(&env, 0), "requires the attributes id, source and type: missing id, source, type"),
+	   "structured: id, source and type are required");
+	is_str(env.events[0].raw, "{ \"specversion\" : \"1.0\", \"data\": " EV("a") " }",
+		   "structured: a refused CloudEvent is the body as sent");
+	cdviz_envelope_free(&env);
+	read_env(&env, "application/cloudevents+json", NULL, NULL,
+			 "{\"specversion\":\"1.0\",\"id\":7,\"source\":\"\",\"type\":\"t\",\"data\":" EV("a") "}");
+	ok(env.events[0].problems.count == 3 && strstr(problem(&env, 0), "id must be a string"),
+	   "structured: a number id and an empty source are problems");
 	cdviz_envelope_free(&env);
 
 	read_env(&env, "application/cloudevents-batch+json", NULL, NULL, EV("a"));
