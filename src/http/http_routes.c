@@ -288,6 +288,29 @@ header(HttpRequest *req, const char *name)
 	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
+/*
+ * A header value without the white space around it, which is not part of
+ * it (RFC 9110, section 5.5) and which libmicrohttpd leaves at its end.
+ */
+static const char *
+trimmed(HttpRequest *req, const char *value)
+{
+	size_t		len;
+	char	   *copy;
+
+	if (value == NULL)
+		return NULL;
+	while (*value == ' ' || *value == '\t')
+		value++;
+	len = strlen(value);
+	while (len > 0 && (value[len - 1] == ' ' || value[len - 1] == '\t'))
+		len--;
+	copy = MemoryContextAlloc(req->cxt, len + 1);
+	memcpy(copy, value, len);
+	copy[len] = '\0';
+	return copy;
+}
+
 /* What collect_header() gathers: the headers as a JSON object. */
 typedef struct HeaderCollector
 {
@@ -392,8 +415,8 @@ body_complete(HttpRequest *req)
 		return;
 	}
 	/* unauthenticated input is not kept: that would let anyone fill the disk */
-	if (!http_auth_check(header(req, MHD_HTTP_HEADER_AUTHORIZATION),
-						 header(req, "X-Signature-256"),
+	if (!http_auth_check(trimmed(req, header(req, MHD_HTTP_HEADER_AUTHORIZATION)),
+						 trimmed(req, header(req, "X-Signature-256")),
 						 req->body.data, req->body.len, &why))
 	{
 		http_set_error(req, MHD_HTTP_UNAUTHORIZED, why);
@@ -404,7 +427,7 @@ body_complete(HttpRequest *req)
 	memset(&in, 0, sizeof(in));
 	in.body = req->body.data;
 	in.body_len = req->body.len;
-	encoding = header(req, MHD_HTTP_HEADER_CONTENT_ENCODING);
+	encoding = trimmed(req, header(req, MHD_HTTP_HEADER_CONTENT_ENCODING));
 	if (encoding && pg_strcasecmp(encoding, "identity") != 0)
 	{
 		size_t		len;

@@ -12,6 +12,8 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use HttpTest;
+use Digest::SHA;
+use Time::HiRes;
 
 my $node = start_http_node('cebinding');
 $node->safe_psql('postgres', 'CREATE EXTENSION cdviz');
@@ -42,6 +44,21 @@ sub raw_is
 	$id //= 0;
 	is(sql("SELECT raw = \$raw\$$bytes\$raw\$ FROM cdviz.rejected_events WHERE id = $id"), 't', $what)
 	  or diag('kept: ' . sql("SELECT raw FROM cdviz.rejected_events WHERE id = $id"));
+}
+
+# Wait until the receiver has read a reload that turns auth on (1) or off
+# (0): an unauthenticated GET-free probe (an empty batch stores nothing)
+# is answered 401 exactly while auth is on.
+sub auth_wait
+{
+	my ($on) = @_;
+	for (my $i = 0; $i < 100; $i++)
+	{
+		my ($c) = http_request(body => '[]', headers => ['Content-Type: application/json']);
+		return if ($c == 401) == $on;
+		Time::HiRes::usleep(100_000);
+	}
+	die 'the receiver did not read the reload';
 }
 
 # A JSON string literal of s (the ids below need only " and \ escaped).
@@ -92,6 +109,34 @@ for my $case ([ 'bad%zz', 'a % not followed by two hexadecimal digits' ],
 }
 is(dead_count() - $dead0, 4, 'each undecodable request is a dead letter');
 is(lake_count('undecodable'), '0', 'and nothing was stored');
+
+# white space around other header values is not part of them either
+my $gz = PostgreSQL::Test::Utils::tempdir() . '/ev.json';
+PostgreSQL::Test::Utils::append_to_file($gz, event_json('gz-space'));
+system('gzip', '-f', $gz) == 0 or die 'gzip';
+($code, $body) = http_request(body_file => "$gz.gz",
+	headers => [ 'Content-Type: application/json ', 'Content-Encoding: gzip ' ]);
+is($code, 201, 'Content-Encoding: "gzip " is gzip') or diag($body);
+
+$node->safe_psql('postgres', "ALTER SYSTEM SET cdviz.http_auth_token = 'tok-ws'");
+$node->safe_psql('postgres', "ALTER SYSTEM SET cdviz.http_hmac_secret = 'key-ws'");
+$node->reload;
+auth_wait(1);
+{
+	my $ev = event_json('auth-space');
+	my $sig = Digest::SHA::hmac_sha256_hex($ev, 'key-ws');
+	($code, $body) = http_request(body => $ev,
+		headers => [ 'Content-Type: application/json', 'Authorization: Bearer tok-ws ',
+			"X-Signature-256: sha256=$sig " ]);
+	is($code, 201, 'a token and a signature with white space after them are accepted') or diag($body);
+	($code) = http_request(body => $ev, headers => [ 'Content-Type: application/json',
+			'Authorization: Bearer tok-ws x', "X-Signature-256: sha256=$sig" ]);
+	is($code, 401, 'but not a different token');
+}
+$node->safe_psql('postgres', "ALTER SYSTEM RESET cdviz.http_auth_token");
+$node->safe_psql('postgres', "ALTER SYSTEM RESET cdviz.http_hmac_secret");
+$node->reload;
+auth_wait(0);
 
 # ---- an empty batch is a batch: 2xx, nothing stored, nothing kept ---------
 $dead0 = dead_count();
