@@ -19,7 +19,7 @@ SELECT has_index('cdviz', 'cdevents_lake', 'cdevents_lake_subject_predicate_ts',
 				 ARRAY['subject', 'predicate', '"timestamp"'], 'time-window index by subject and predicate');
 SELECT has_table('cdviz', 'rejected_events', 'dead letters exist');
 SELECT columns_are('cdviz', 'rejected_events', ARRAY['id', 'received_at', 'origin', 'origin_ref',
-	'raw', 'problems', 'replayed_at', 'replayed_event_id']);
+	'raw', 'problems', 'replayed_at', 'replayed_event_id', 'envelope']);
 
 SELECT has_function('cdviz', 'ingest', ARRAY['jsonb']);
 SELECT function_returns('cdviz', 'ingest', ARRAY['jsonb'], 'bigint');
