@@ -10,7 +10,9 @@
  *
  * The connection reconnects by itself, forever, and is created without
  * waiting for the server: a NATS server that is down delays nothing, the
- * publishes and fetches fail and are retried.
+ * publishes and fetches fail and are retried.  (libnats retries a failed
+ * first connect in the background only when given a connected callback;
+ * without one, natsConnection_Connect() blocks until the server is up.)
  */
 #include "postgres.h"
 
@@ -19,6 +21,7 @@
 #include "dispatch/dispatch.h"
 
 static natsConnection *conn = NULL;
+static natsStatistics *stats = NULL;
 
 /* Bumped at each new connection: JetStream contexts of an older one are stale. */
 int			dispatch_nats_generation = 0;
@@ -36,6 +39,13 @@ void
 dispatch_nats_restore_signals(const sigset_t *saved)
 {
 	pthread_sigmask(SIG_SETMASK, saved, NULL);
+}
+
+/* libnats thread: the first connect succeeded in the background. */
+static void
+connected_cb(natsConnection *nc, void *closure)
+{
+	dispatch_wake();
 }
 
 /* The connection, created on first use; NULL when it cannot be made. */
@@ -70,7 +80,7 @@ dispatch_nats_connection(void)
 	if (s == NATS_OK)
 		s = natsOptions_SetPingInterval(opts, 5000);
 	if (s == NATS_OK)
-		s = natsOptions_SetRetryOnFailedConnect(opts, true, NULL, NULL);
+		s = natsOptions_SetRetryOnFailedConnect(opts, true, connected_cb, NULL);
 	if (s == NATS_OK)
 	{
 		s = natsConnection_Connect(&conn, opts);
@@ -106,4 +116,19 @@ bool
 dispatch_nats_connected(void)
 {
 	return conn && natsConnection_Status(conn) == NATS_CONN_STATUS_CONNECTED;
+}
+
+/* Reconnections of the connection so far: what was in flight may be lost. */
+uint64
+dispatch_nats_reconnects(void)
+{
+	uint64_t	reconnects = 0;
+
+	if (conn == NULL)
+		return 0;
+	if (stats == NULL && natsStatistics_Create(&stats) != NATS_OK)
+		stats = NULL;
+	if (stats && natsConnection_GetStats(conn, stats) == NATS_OK)
+		natsStatistics_GetCounts(stats, NULL, NULL, NULL, NULL, &reconnects);
+	return (uint64) reconnects;
 }
