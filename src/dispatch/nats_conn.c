@@ -21,7 +21,17 @@
 #include "dispatch/dispatch.h"
 
 static natsConnection *conn = NULL;
-static natsStatistics *stats = NULL;
+
+/*
+ * The connection's state as its callbacks (libnats threads) report it.
+ * The loop reads these instead of asking libnats: while libnats
+ * reconnects it holds the connection's lock for each attempt (up to the
+ * connect timeout against a server that accepts and answers nothing),
+ * and natsConnection_Status() would wait for it.
+ */
+static pg_atomic_uint32 conn_up;
+static pg_atomic_uint32 conn_closed;
+static pg_atomic_uint32 conn_reconnects;
 
 /* Bumped at each new connection: JetStream contexts of an older one are stale. */
 int			dispatch_nats_generation = 0;
@@ -45,6 +55,37 @@ dispatch_nats_restore_signals(const sigset_t *saved)
 static void
 connected_cb(natsConnection *nc, void *closure)
 {
+	if ((intptr_t) closure != dispatch_nats_generation)
+		return;					/* of a connection already replaced */
+	pg_atomic_write_u32(&conn_up, 1);
+	dispatch_wake();
+}
+
+static void
+reconnected_cb(natsConnection *nc, void *closure)
+{
+	if ((intptr_t) closure != dispatch_nats_generation)
+		return;					/* of a connection already replaced */
+	pg_atomic_fetch_add_u32(&conn_reconnects, 1);
+	pg_atomic_write_u32(&conn_up, 1);
+	dispatch_wake();
+}
+
+static void
+disconnected_cb(natsConnection *nc, void *closure)
+{
+	if ((intptr_t) closure != dispatch_nats_generation)
+		return;					/* of a connection already replaced */
+	pg_atomic_write_u32(&conn_up, 0);
+}
+
+static void
+closed_cb(natsConnection *nc, void *closure)
+{
+	if ((intptr_t) closure != dispatch_nats_generation)
+		return;					/* of a connection already replaced */
+	pg_atomic_write_u32(&conn_up, 0);
+	pg_atomic_write_u32(&conn_closed, 1);
 	dispatch_wake();
 }
 
@@ -55,14 +96,19 @@ dispatch_nats_connection(void)
 	natsOptions *opts = NULL;
 	natsStatus	s;
 	sigset_t	saved;
+	void	   *gen;
 
-	if (conn && natsConnection_Status(conn) != NATS_CONN_STATUS_CLOSED)
+	if (conn && pg_atomic_read_u32(&conn_closed) == 0)
 		return conn;
 	if (conn)
 	{
 		natsConnection_Destroy(conn);
 		conn = NULL;
 	}
+	pg_atomic_init_u32(&conn_up, 0);
+	pg_atomic_init_u32(&conn_closed, 0);
+	pg_atomic_init_u32(&conn_reconnects, 0);
+	gen = (void *) (intptr_t) ++dispatch_nats_generation;
 	dispatch_nats_block_signals(&saved);
 	s = natsOptions_Create(&opts);
 	if (s == NATS_OK)
@@ -80,13 +126,20 @@ dispatch_nats_connection(void)
 	if (s == NATS_OK)
 		s = natsOptions_SetPingInterval(opts, 5000);
 	if (s == NATS_OK)
-		s = natsOptions_SetRetryOnFailedConnect(opts, true, connected_cb, NULL);
+		s = natsOptions_SetRetryOnFailedConnect(opts, true, connected_cb, gen);
+	if (s == NATS_OK)
+		s = natsOptions_SetReconnectedCB(opts, reconnected_cb, gen);
+	if (s == NATS_OK)
+		s = natsOptions_SetDisconnectedCB(opts, disconnected_cb, gen);
+	if (s == NATS_OK)
+		s = natsOptions_SetClosedCB(opts, closed_cb, gen);
 	if (s == NATS_OK)
 	{
 		s = natsConnection_Connect(&conn, opts);
-		if (s == NATS_NOT_YET_CONNECTED)
+		if (s == NATS_OK)
+			pg_atomic_write_u32(&conn_up, 1);
+		else if (s == NATS_NOT_YET_CONNECTED)
 			s = NATS_OK;
-		dispatch_nats_generation++;
 	}
 	natsOptions_Destroy(opts);
 	dispatch_nats_restore_signals(&saved);
@@ -115,20 +168,12 @@ dispatch_nats_close(void)
 bool
 dispatch_nats_connected(void)
 {
-	return conn && natsConnection_Status(conn) == NATS_CONN_STATUS_CONNECTED;
+	return conn && pg_atomic_read_u32(&conn_up) == 1;
 }
 
 /* Reconnections of the connection so far: what was in flight may be lost. */
 uint64
 dispatch_nats_reconnects(void)
 {
-	uint64_t	reconnects = 0;
-
-	if (conn == NULL)
-		return 0;
-	if (stats == NULL && natsStatistics_Create(&stats) != NATS_OK)
-		stats = NULL;
-	if (stats && natsConnection_GetStats(conn, stats) == NATS_OK)
-		natsStatistics_GetCounts(stats, NULL, NULL, NULL, NULL, &reconnects);
-	return (uint64) reconnects;
+	return conn ? pg_atomic_read_u32(&conn_reconnects) : 0;
 }
