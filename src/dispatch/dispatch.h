@@ -45,6 +45,7 @@ extern char *cdviz_nats_url;
 extern char *cdviz_nats_subjects;
 extern char *cdviz_nats_stream;
 extern char *cdviz_nats_consumer;
+extern int	cdviz_nats_stream_check_interval;	/* s between looks for streams */
 
 /* One event to deliver. */
 typedef struct DispatchEvent
@@ -195,6 +196,7 @@ extern int	sink_http_sockets(int *fds, int *events, int max);
 /* sink_nats.c */
 extern void sink_nats_start(Sink *sink);
 extern void sink_nats_cancel(Sink *sink);
+extern void sink_nats_free(Sink *sink);
 
 /* sink_log.c */
 extern void sink_log_deliver(Sink *sink);
@@ -203,6 +205,7 @@ extern void sink_log_deliver(Sink *sink);
 extern natsConnection *dispatch_nats_connection(void);
 extern void dispatch_nats_close(void);
 extern bool dispatch_nats_connected(void);
+extern uint64 dispatch_nats_reconnects(void);
 extern int	dispatch_nats_generation;
 extern void dispatch_nats_block_signals(sigset_t *saved);
 extern void dispatch_nats_restore_signals(const sigset_t *saved);

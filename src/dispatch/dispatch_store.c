@@ -133,6 +133,7 @@ void
 dispatch_sink_free(Sink *sink)
 {
 	drop_chunk(sink);
+	sink_nats_free(sink);
 	position_free(&sink->pos);
 	if (sink->last_error)
 		free(sink->last_error);

@@ -42,6 +42,7 @@ char	   *cdviz_nats_url = NULL;
 char	   *cdviz_nats_subjects = NULL;
 char	   *cdviz_nats_stream = NULL;
 char	   *cdviz_nats_consumer = NULL;
+int			cdviz_nats_stream_check_interval = 60;
 
 /* Seconds between prunings of the outbox. */
 #define PRUNE_SECONDS 10
@@ -93,6 +94,13 @@ cdviz_dispatch_init(void)
 							   "Reloaded on SIGHUP.",
 							   &cdviz_nats_consumer, "cdviz",
 							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("cdviz.nats_stream_check_interval",
+							"Seconds after which a nats sink in jetstream = auto mode looks again which streams take a subject.",
+							"The look-up is a JetStream API request answered in the background; "
+							"until its answer the previous one is used.  Reloaded on SIGHUP.",
+							&cdviz_nats_stream_check_interval, 60, 1, 86400,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 
 	cdviz_worker_register("cdviz dispatcher", "cdviz dispatcher", "cdviz_dispatch_main",
 						  CDVIZ_WORKER_RETRY_SECONDS);

@@ -10,7 +10,9 @@
  *
  * The connection reconnects by itself, forever, and is created without
  * waiting for the server: a NATS server that is down delays nothing, the
- * publishes and fetches fail and are retried.
+ * publishes and fetches fail and are retried.  (libnats retries a failed
+ * first connect in the background only when given a connected callback;
+ * without one, natsConnection_Connect() blocks until the server is up.)
  */
 #include "postgres.h"
 
@@ -19,6 +21,17 @@
 #include "dispatch/dispatch.h"
 
 static natsConnection *conn = NULL;
+
+/*
+ * The connection's state as its callbacks (libnats threads) report it.
+ * The loop reads these instead of asking libnats: while libnats
+ * reconnects it holds the connection's lock for each attempt (up to the
+ * connect timeout against a server that accepts and answers nothing),
+ * and natsConnection_Status() would wait for it.
+ */
+static pg_atomic_uint32 conn_up;
+static pg_atomic_uint32 conn_closed;
+static pg_atomic_uint32 conn_reconnects;
 
 /* Bumped at each new connection: JetStream contexts of an older one are stale. */
 int			dispatch_nats_generation = 0;
@@ -38,6 +51,44 @@ dispatch_nats_restore_signals(const sigset_t *saved)
 	pthread_sigmask(SIG_SETMASK, saved, NULL);
 }
 
+/* libnats thread: the first connect succeeded in the background. */
+static void
+connected_cb(natsConnection *nc, void *closure)
+{
+	if ((intptr_t) closure != dispatch_nats_generation)
+		return;					/* of a connection already replaced */
+	pg_atomic_write_u32(&conn_up, 1);
+	dispatch_wake();
+}
+
+static void
+reconnected_cb(natsConnection *nc, void *closure)
+{
+	if ((intptr_t) closure != dispatch_nats_generation)
+		return;					/* of a connection already replaced */
+	pg_atomic_fetch_add_u32(&conn_reconnects, 1);
+	pg_atomic_write_u32(&conn_up, 1);
+	dispatch_wake();
+}
+
+static void
+disconnected_cb(natsConnection *nc, void *closure)
+{
+	if ((intptr_t) closure != dispatch_nats_generation)
+		return;					/* of a connection already replaced */
+	pg_atomic_write_u32(&conn_up, 0);
+}
+
+static void
+closed_cb(natsConnection *nc, void *closure)
+{
+	if ((intptr_t) closure != dispatch_nats_generation)
+		return;					/* of a connection already replaced */
+	pg_atomic_write_u32(&conn_up, 0);
+	pg_atomic_write_u32(&conn_closed, 1);
+	dispatch_wake();
+}
+
 /* The connection, created on first use; NULL when it cannot be made. */
 natsConnection *
 dispatch_nats_connection(void)
@@ -45,14 +96,19 @@ dispatch_nats_connection(void)
 	natsOptions *opts = NULL;
 	natsStatus	s;
 	sigset_t	saved;
+	void	   *gen;
 
-	if (conn && natsConnection_Status(conn) != NATS_CONN_STATUS_CLOSED)
+	if (conn && pg_atomic_read_u32(&conn_closed) == 0)
 		return conn;
 	if (conn)
 	{
 		natsConnection_Destroy(conn);
 		conn = NULL;
 	}
+	pg_atomic_init_u32(&conn_up, 0);
+	pg_atomic_init_u32(&conn_closed, 0);
+	pg_atomic_init_u32(&conn_reconnects, 0);
+	gen = (void *) (intptr_t) ++dispatch_nats_generation;
 	dispatch_nats_block_signals(&saved);
 	s = natsOptions_Create(&opts);
 	if (s == NATS_OK)
@@ -70,13 +126,20 @@ dispatch_nats_connection(void)
 	if (s == NATS_OK)
 		s = natsOptions_SetPingInterval(opts, 5000);
 	if (s == NATS_OK)
-		s = natsOptions_SetRetryOnFailedConnect(opts, true, NULL, NULL);
+		s = natsOptions_SetRetryOnFailedConnect(opts, true, connected_cb, gen);
+	if (s == NATS_OK)
+		s = natsOptions_SetReconnectedCB(opts, reconnected_cb, gen);
+	if (s == NATS_OK)
+		s = natsOptions_SetDisconnectedCB(opts, disconnected_cb, gen);
+	if (s == NATS_OK)
+		s = natsOptions_SetClosedCB(opts, closed_cb, gen);
 	if (s == NATS_OK)
 	{
 		s = natsConnection_Connect(&conn, opts);
-		if (s == NATS_NOT_YET_CONNECTED)
+		if (s == NATS_OK)
+			pg_atomic_write_u32(&conn_up, 1);
+		else if (s == NATS_NOT_YET_CONNECTED)
 			s = NATS_OK;
-		dispatch_nats_generation++;
 	}
 	natsOptions_Destroy(opts);
 	dispatch_nats_restore_signals(&saved);
@@ -105,5 +168,12 @@ dispatch_nats_close(void)
 bool
 dispatch_nats_connected(void)
 {
-	return conn && natsConnection_Status(conn) == NATS_CONN_STATUS_CONNECTED;
+	return conn && pg_atomic_read_u32(&conn_up) == 1;
+}
+
+/* Reconnections of the connection so far: what was in flight may be lost. */
+uint64
+dispatch_nats_reconnects(void)
+{
+	return conn ? pg_atomic_read_u32(&conn_reconnects) : 0;
 }
