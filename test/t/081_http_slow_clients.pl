@@ -195,12 +195,32 @@ is($node->safe_psql('postgres',
 		"SELECT count(*) FROM cdviz.cdevents_lake WHERE context_id = 'slow-keepalive'"),
 	'1', 'keepalive: the complete first request was stored');
 
+# ---- several slow peers take every slot ------------------------------------
+# Three peers within their own limit hold 48 slow connections, more than
+# the 32 slots: the oldest waiting ones give way, and another peer's POST
+# still gets a slot at once.
+$node->append_conf('postgresql.conf', "cdviz.http_max_connections = 32\n");
+$node->reload;
+wait_http('/healthz', 200);
+my @peers = map { [ start_slow("127.0.0.$_", $per_address, 'header') ] } (6, 7, 8);
+($status, $secs) = post_from_other_peer('slow-other-3');
+is($status, 201, 'a POST from another peer is stored while slow peers take every slot');
+cmp_ok($secs, '<', 1, "... and answered within 1 s (took ${secs}s)");
+my @results = map { finish_slow(@$_) } @peers;
+for my $r (@results)
+{
+	is($r->{open}, 0, 'every connection of the slow peers was closed');
+	cmp_ok($r->{max_life}, '<=', $deadline + 1.5, "... by the deadline ($r->{max_life}s)");
+}
+cmp_ok($results[0]{max_life}, '<', $deadline - 1,
+	"the first peer's connections, the oldest, gave way to the later ones ($results[0]{max_life}s)");
+
 # the well-behaved peer is still served, and nothing was stored by the slow ones
-($status) = post_from_other_peer('slow-other-2');
+($status) = post_from_other_peer('slow-other-4');
 is($status, 201, 'a POST from another peer is stored after the slow peers left');
 is($node->safe_psql('postgres',
 		"SELECT count(*) FROM cdviz.cdevents_lake WHERE context_id LIKE 'slow-other-%'"),
-	'2', 'both events of the well-behaved peer are stored');
+	'3', 'every event of the well-behaved peer is stored');
 
 $node->stop;
 done_testing();
