@@ -46,7 +46,7 @@
 #include "store/worker.h"
 
 /* defaults chosen from measurements; see the README */
-#define HTTP_DEFAULT_MAX_CONNECTIONS 256
+#define HTTP_DEFAULT_MAX_CONNECTIONS 4096
 #define HTTP_DEFAULT_MAX_PER_ADDRESS 64
 
 char	   *cdviz_http_listen_addresses = NULL;
