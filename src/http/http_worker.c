@@ -270,7 +270,14 @@ max_connections(void)
 		fd_capacity = INT_MAX;
 	else
 	{
-		fd_capacity = Max((int) rl.rlim_cur - max_safe_fds - HTTP_RESERVED_FDS, 1);
+		/*
+		 * Past the room PostgreSQL counts on, its files and the sockets
+		 * share the limit: on EMFILE, fd.c closes a cached file of its own
+		 * and retries, so it still works with fewer.  Half the limit is
+		 * left to connections whatever max_files_per_process says.
+		 */
+		fd_capacity = Max((int) rl.rlim_cur - max_safe_fds - HTTP_RESERVED_FDS,
+						  ((int) rl.rlim_cur - HTTP_RESERVED_FDS) / 2);
 		ereport(WARNING,
 				(errmsg("cdviz http: the open-file limit leaves room for %d connections, fewer than cdviz.http_max_connections (%d)",
 						fd_capacity, cdviz_http_max_connections),
