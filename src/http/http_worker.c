@@ -10,10 +10,20 @@
  * http_routes.c, which suspend complete POSTs), then stores every
  * suspended request in one transaction (http_commit.c), then lets it send
  * the answers.  Only this one thread ever touches PostgreSQL.
+ *
+ * The receiver faces the internet, so what one client can hold is
+ * bounded here: connections per address, a deadline for each request's
+ * headers and body whatever its pace (libmicrohttpd's own timeout is an
+ * idle timeout that every byte restarts), and, when every connection
+ * slot is taken, the oldest connection still waiting for its request
+ * gives its slot to the new one.
  */
 #include "postgres.h"
 
+#include <limits.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #ifdef __GLIBC__
 #include <malloc.h>
@@ -21,9 +31,12 @@
 
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "lib/ilist.h"
 #include "postmaster/bgworker.h"
+#include "storage/fd.h"
 #include "storage/latch.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/wait_event.h"
 
@@ -32,19 +45,86 @@
 #include "http/http_worker.h"
 #include "store/worker.h"
 
+/* defaults chosen from measurements; see the README */
+#define HTTP_DEFAULT_MAX_CONNECTIONS 4096
+#define HTTP_DEFAULT_MAX_PER_ADDRESS 64
+
 char	   *cdviz_http_listen_addresses = NULL;
 int			cdviz_http_port = 8080;
 char	   *cdviz_http_auth_token = NULL;
 char	   *cdviz_http_hmac_secret = NULL;
 int			cdviz_http_max_body = 10 * 1024;
-int			cdviz_http_max_connections = 256;
+int			cdviz_http_max_connections = HTTP_DEFAULT_MAX_CONNECTIONS;
+static int	cdviz_http_max_connections_per_address = HTTP_DEFAULT_MAX_PER_ADDRESS;
 int			cdviz_http_timeout = 30;
+static int	cdviz_http_request_deadline = 30;
 
 /* One libmicrohttpd daemon per listening address. */
 #define MAX_DAEMONS 16
 static struct MHD_Daemon *daemons[MAX_DAEMONS];
 static int	ndaemons;
 static int	open_connections;
+
+/*
+ * The peer a connection is counted against: its IPv4 address, or the /64
+ * network of its IPv6 address (one host commonly has a whole /64).
+ */
+typedef struct PeerKey
+{
+	uint8		family;			/* 4 or 6 */
+	uint8		addr[16];
+} PeerKey;
+
+typedef struct PeerEntry
+{
+	PeerKey		key;
+	int			connections;
+} PeerEntry;
+
+static HTAB *peers;
+
+/* What the worker knows of one open connection (its socket context). */
+typedef struct HttpConnection
+{
+	dlist_node	node;			/* in `waiting` while its request is awaited */
+	struct MHD_Connection *conn;
+	MHD_socket	fd;
+	PeerKey		peer;
+	int64		since_us;		/* since when its request is awaited */
+	bool		in_waiting;
+	bool		headers_in;		/* the handler saw this request's headers */
+	bool		closing;		/* shut down here, libmicrohttpd to close it */
+} HttpConnection;
+
+/*
+ * Connections whose request is not fully received yet, the longest
+ * waiting first: a connection enters at its opening and again at the end
+ * of each answer (a kept-alive connection waits for its next request),
+ * and leaves once its request is in (or answered at once).  Being in
+ * order of since_us, the overdue ones are at the head.
+ */
+static dlist_head waiting = DLIST_STATIC_INIT(waiting);
+static MemoryContext conncxt;
+static int	closing_connections;
+
+/* connections the open-file limit leaves room for (set at start) */
+static int	fd_capacity = INT_MAX;
+static int	fd_capacity_for = -1;	/* the setting fd_capacity was set for */
+
+/* what the limits refused or closed, logged at most once a minute */
+static int64 refused_per_address;
+static int64 refused_full;
+static int64 closed_at_deadline;
+static int64 closed_for_room;
+static int64 last_limits_report_us;
+
+#define LIMITS_REPORT_US (60 * INT64CONST(1000000))
+
+/*
+ * Descriptors kept for the worker itself beyond PostgreSQL's own files
+ * (max_safe_fds): listening sockets, epoll sets, the latch, log pipes.
+ */
+#define HTTP_RESERVED_FDS 64
 
 PGDLLEXPORT void cdviz_http_main(Datum arg);
 
@@ -80,14 +160,30 @@ cdviz_http_init(void)
 							&cdviz_http_max_body, 10 * 1024, 1, 1024 * 1024,
 							PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL, NULL);
 	DefineCustomIntVariable("cdviz.http_max_connections",
-							"Most HTTP connections open at once; more are closed on accept.",
+							"Most HTTP connections open at once.",
+							"When all are taken, the connection that has waited longest for its "
+							"request is closed to make room; the worker's open-file limit may "
+							"allow fewer.  Reloaded on SIGHUP.",
+							&cdviz_http_max_connections, HTTP_DEFAULT_MAX_CONNECTIONS, 1, 1000000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("cdviz.http_max_connections_per_address",
+							"Most HTTP connections open at once from one client address; 0 for no limit.",
+							"IPv6 clients are counted by /64 network.  More are closed on accept.  "
 							"Reloaded on SIGHUP.",
-							&cdviz_http_max_connections, 256, 1, 100000,
+							&cdviz_http_max_connections_per_address, HTTP_DEFAULT_MAX_PER_ADDRESS,
+							0, 1000000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("cdviz.http_timeout",
 							"Seconds an HTTP connection may stay idle (headers or body included) before it is closed.",
 							"Applies to connections opened after a reload.",
 							&cdviz_http_timeout, 30, 1, 3600,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("cdviz.http_request_deadline",
+							"Seconds a client has to send a request's headers and body, however steadily it sends.",
+							"Counted from the opening of the connection, or from the previous answer on "
+							"a kept-alive connection; the connection is closed when it passes.  "
+							"Reloaded on SIGHUP.",
+							&cdviz_http_request_deadline, 30, 1, 3600,
 							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 
 	if (cdviz_http_listen_addresses[0] != '\0')
@@ -105,27 +201,320 @@ mhd_log(void *cls, const char *fmt, va_list ap)
 	elog(DEBUG1, "cdviz http: libmicrohttpd: %s", buf);
 }
 
-/* Refuse connections past cdviz.http_max_connections (read live). */
+static int64
+now_us(void)
+{
+	instr_time	now;
+
+	INSTR_TIME_SET_CURRENT(now);
+	return (int64) INSTR_TIME_GET_MICROSEC(now);
+}
+
+/* The peer an address counts against. */
+static void
+peer_key(const struct sockaddr *sa, PeerKey *key)
+{
+	memset(key, 0, sizeof(*key));
+	if (sa == NULL)
+		return;
+	if (sa->sa_family == AF_INET)
+	{
+		key->family = 4;
+		memcpy(key->addr, &((const struct sockaddr_in *) sa)->sin_addr, 4);
+	}
+	else if (sa->sa_family == AF_INET6)
+	{
+		const struct in6_addr *a = &((const struct sockaddr_in6 *) sa)->sin6_addr;
+
+		if (IN6_IS_ADDR_V4MAPPED(a))
+		{
+			/* an IPv4 client of a dual-stack socket */
+			key->family = 4;
+			memcpy(key->addr, &a->s6_addr[12], 4);
+		}
+		else
+		{
+			key->family = 6;
+			memcpy(key->addr, a->s6_addr, 8);
+		}
+	}
+}
+
+/*
+ * Connections the worker can have open: cdviz.http_max_connections, or
+ * fewer if the open-file limit leaves no room for them beside the files
+ * PostgreSQL itself may open (max_safe_fds).  The soft limit is raised
+ * as far as the hard one allows, when the setting asks for it.
+ */
+static int
+max_connections(void)
+{
+	struct rlimit rl;
+	rlim_t		want;
+
+	if (fd_capacity_for == cdviz_http_max_connections)
+		return Min(cdviz_http_max_connections, fd_capacity);
+	fd_capacity_for = cdviz_http_max_connections;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return cdviz_http_max_connections;
+	want = (rlim_t) cdviz_http_max_connections + max_safe_fds + HTTP_RESERVED_FDS;
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want)
+	{
+		struct rlimit raised = rl;
+
+		raised.rlim_cur = (rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want) ? want : rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+			rl = raised;
+	}
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want)
+		fd_capacity = INT_MAX;
+	else
+	{
+		/*
+		 * Past the room PostgreSQL counts on, its files and the sockets
+		 * share the limit: on EMFILE, fd.c closes a cached file of its own
+		 * and retries, so it still works with fewer.  Half the limit is
+		 * left to connections whatever max_files_per_process says.
+		 */
+		fd_capacity = Max((int) rl.rlim_cur - max_safe_fds - HTTP_RESERVED_FDS,
+						  ((int) rl.rlim_cur - HTTP_RESERVED_FDS) / 2);
+		ereport(WARNING,
+				(errmsg("cdviz http: the open-file limit leaves room for %d connections, fewer than cdviz.http_max_connections (%d)",
+						fd_capacity, cdviz_http_max_connections),
+				 errdetail("The limit on open files is %lu; PostgreSQL's own files may take %d of them (max_files_per_process).",
+						   (unsigned long) rl.rlim_cur, max_safe_fds),
+				 errhint("Raise the hard limit on open files of the PostgreSQL service (LimitNOFILE= in its systemd unit, ulimit -Hn), or lower cdviz.http_max_connections.")));
+	}
+	return Min(cdviz_http_max_connections, fd_capacity);
+}
+
+/* Stop awaiting the connection's request. */
+static void
+stop_waiting(HttpConnection *c)
+{
+	if (c->in_waiting)
+	{
+		dlist_delete(&c->node);
+		c->in_waiting = false;
+	}
+}
+
+/* Await the connection's next request from now on. */
+static void
+start_waiting(HttpConnection *c)
+{
+	stop_waiting(c);
+	c->headers_in = false;
+	if (c->closing)
+		return;
+	c->since_us = now_us();
+	dlist_push_tail(&waiting, &c->node);
+	c->in_waiting = true;
+}
+
+/*
+ * Close a connection from outside libmicrohttpd's callbacks.  Its
+ * release 0.9.75 has no call for this; shutting the socket down makes
+ * epoll report a hang-up, and libmicrohttpd closes the connection the
+ * way it closes one the client dropped, at its next turn (request and
+ * connection callbacks included).  The descriptor stays its own.
+ */
+static void
+close_connection(HttpConnection *c)
+{
+	stop_waiting(c);
+	if (c->closing)
+		return;
+	c->closing = true;
+	closing_connections++;
+	(void) shutdown(c->fd, SHUT_RDWR);
+}
+
+/* Close the connections whose request is not in by its deadline. */
+static void
+close_overdue(void)
+{
+	int64		limit = now_us() - (int64) cdviz_http_request_deadline * 1000000;
+
+	while (!dlist_is_empty(&waiting))
+	{
+		HttpConnection *c = dlist_head_element(HttpConnection, node, &waiting);
+
+		if (c->since_us > limit)
+			break;
+		close_connection(c);
+		closed_at_deadline++;
+	}
+}
+
+/* Milliseconds until the next request deadline, or -1 if none. */
+static long
+next_deadline_ms(void)
+{
+	HttpConnection *c;
+	int64		left;
+
+	if (dlist_is_empty(&waiting))
+		return -1;
+	c = dlist_head_element(HttpConnection, node, &waiting);
+	left = c->since_us + (int64) cdviz_http_request_deadline * 1000000 - now_us();
+	return left <= 0 ? 0 : (long) (left / 1000) + 1;
+}
+
+/*
+ * Say, at most once a minute, what the limits refused or closed, so that
+ * an operator sees an attack, or limits too tight for the clients.
+ */
+static void
+report_limits(void)
+{
+	int64		now;
+
+	if (refused_per_address + refused_full + closed_at_deadline + closed_for_room == 0)
+		return;
+	now = now_us();
+	if (last_limits_report_us != 0 && now - last_limits_report_us < LIMITS_REPORT_US)
+		return;
+	last_limits_report_us = now;
+	ereport(LOG,
+			(errmsg("cdviz http: connections refused: " INT64_FORMAT " over cdviz.http_max_connections_per_address, " INT64_FORMAT " with no slot free; closed: " INT64_FORMAT " at cdviz.http_request_deadline, " INT64_FORMAT " to make room",
+					refused_per_address, refused_full, closed_at_deadline, closed_for_room),
+			 errdetail("Open connections: %d of %d.", open_connections, max_connections())));
+	refused_per_address = refused_full = closed_at_deadline = closed_for_room = 0;
+}
+
+/*
+ * Whether to take a new connection: not past its address's limit; and if
+ * every slot is taken, the connection that has waited longest for its
+ * request (a slow client, or an idle kept-alive one) is closed to make
+ * room, so that slow clients cannot keep others out.  Requests being
+ * stored or answered are never closed for room.
+ */
 static enum MHD_Result
 accept_policy(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 {
-	return open_connections < cdviz_http_max_connections ? MHD_YES : MHD_NO;
+	if (cdviz_http_max_connections_per_address > 0)
+	{
+		PeerKey		key;
+		PeerEntry  *peer;
+
+		peer_key(addr, &key);
+		peer = hash_search(peers, &key, HASH_FIND, NULL);
+		if (peer && peer->connections >= cdviz_http_max_connections_per_address)
+		{
+			refused_per_address++;
+			return MHD_NO;
+		}
+	}
+	if (open_connections - closing_connections >= max_connections())
+	{
+		if (dlist_is_empty(&waiting))
+		{
+			refused_full++;
+			return MHD_NO;
+		}
+		close_connection(dlist_head_element(HttpConnection, node, &waiting));
+		closed_for_room++;
+	}
+	return MHD_YES;
 }
 
-/* Count connections; give each the idle timeout of the moment. */
+/* The worker's record of a connection, or NULL. */
+static HttpConnection *
+connection_of(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *info =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	return info ? (HttpConnection *) info->socket_context : NULL;
+}
+
+/* Count connections, per peer too; await their first request. */
 static void
 connection_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
 				  enum MHD_ConnectionNotificationCode toe)
 {
+	HttpConnection *c;
+	PeerEntry  *peer;
+	bool		found;
+
 	if (toe == MHD_CONNECTION_NOTIFY_STARTED)
 	{
+		const union MHD_ConnectionInfo *info;
+
+		c = MemoryContextAllocZero(conncxt, sizeof(HttpConnection));
+		c->conn = conn;
+		info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		c->fd = info ? info->connect_fd : MHD_INVALID_SOCKET;
+		info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+		peer_key(info ? info->client_addr : NULL, &c->peer);
+		peer = hash_search(peers, &c->peer, HASH_ENTER, &found);
+		if (!found)
+			peer->connections = 0;
+		peer->connections++;
+		start_waiting(c);
+		*socket_context = c;
 		open_connections++;
 		MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
 								  (unsigned int) cdviz_http_timeout);
 	}
 	else
+	{
+		c = *socket_context;
+		if (c != NULL)
+		{
+			stop_waiting(c);
+			if (c->closing)
+				closing_connections--;
+			peer = hash_search(peers, &c->peer, HASH_FIND, NULL);
+			if (peer && --peer->connections <= 0)
+				hash_search(peers, &c->peer, HASH_REMOVE, NULL);
+			pfree(c);
+			*socket_context = NULL;
+		}
 		open_connections--;
+	}
 	http_metrics_connections(open_connections);
+}
+
+/*
+ * The request handler as libmicrohttpd sees it: http_handle_request(),
+ * noting when the request is in, which ends its deadline.  It is in when
+ * an answer is queued (given at once, or after an early refusal), or at
+ * the call that ends the body (no data, after the first call).
+ */
+static enum MHD_Result
+handle_request(void *cls, struct MHD_Connection *conn, const char *url,
+			   const char *method, const char *version,
+			   const char *upload_data, size_t *upload_data_size,
+			   void **con_cls)
+{
+	HttpConnection *c = connection_of(conn);
+	bool		body_end = c && c->headers_in && *upload_data_size == 0;
+	enum MHD_Result ret;
+
+	ret = http_handle_request(cls, conn, url, method, version,
+							  upload_data, upload_data_size, con_cls);
+	if (c != NULL)
+	{
+		c->headers_in = true;
+		if (body_end ||
+			MHD_get_connection_info(conn, MHD_CONNECTION_INFO_HTTP_STATUS) != NULL)
+			stop_waiting(c);
+	}
+	return ret;
+}
+
+/* A request is done: a kept-alive connection awaits its next one. */
+static void
+request_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+				  enum MHD_RequestTerminationCode toe)
+{
+	HttpConnection *c = connection_of(conn);
+
+	http_request_completed(cls, conn, con_cls, toe);
+	if (c != NULL)
+		start_waiting(c);
 }
 
 /* Start one daemon on addr (NULL: every address, IPv4 and IPv6). */
@@ -140,12 +529,12 @@ start_daemon(const struct sockaddr *addr, bool ipv6)
 		flags |= MHD_USE_IPv6;
 	return MHD_start_daemon(flags, (uint16_t) cdviz_http_port,
 							accept_policy, NULL,
-							http_handle_request, NULL,
+							handle_request, NULL,
 							MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-							MHD_OPTION_NOTIFY_COMPLETED, http_request_completed, NULL,
+							MHD_OPTION_NOTIFY_COMPLETED, request_completed, NULL,
 							MHD_OPTION_NOTIFY_CONNECTION, connection_notify, NULL,
 							MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) cdviz_http_timeout,
-							MHD_OPTION_CONNECTION_LIMIT, (unsigned int) 100000,
+							MHD_OPTION_CONNECTION_LIMIT, (unsigned int) 1000000,
 							MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int) 1024,
 							addr ? MHD_OPTION_SOCK_ADDR : MHD_OPTION_END, addr,
 							MHD_OPTION_END);
@@ -224,11 +613,18 @@ start_daemons(void)
 					cdviz_http_listen_addresses, cdviz_http_port, cdviz_database)));
 }
 
-/* Milliseconds until libmicrohttpd next needs a turn (idle timeouts). */
+/*
+ * Milliseconds until libmicrohttpd next needs a turn (idle timeouts), or
+ * a request deadline passes.
+ */
 static long
 next_timeout(void)
 {
 	long		timeout = 1000;
+	long		deadline = next_deadline_ms();
+
+	if (deadline >= 0 && deadline < timeout)
+		timeout = deadline;
 
 	for (int i = 0; i < ndaemons; i++)
 	{
@@ -296,7 +692,19 @@ cdviz_http_main(Datum arg)
 	WaitEventSet *set;
 	MemoryContext loopcxt;
 
+	HASHCTL		ctl;
+
 	cdviz_worker_connect("serving HTTP");
+
+	conncxt = AllocSetContextCreate(TopMemoryContext, "cdviz http connections",
+									ALLOCSET_DEFAULT_SIZES);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(PeerKey);
+	ctl.entrysize = sizeof(PeerEntry);
+	ctl.hcxt = conncxt;
+	peers = hash_create("cdviz http peers", 1024, &ctl,
+						HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	(void) max_connections();
 	start_daemons();
 
 #ifdef __GLIBC__
@@ -341,8 +749,10 @@ cdviz_http_main(Datum arg)
 		MemoryContextReset(loopcxt);
 		MemoryContextSwitchTo(loopcxt);
 		cdviz_worker_process_interrupts();
+		close_overdue();
 		run_daemons();
 		drain_daemons();
+		report_limits();
 
 		/*
 		 * Whatever arrived during the last transaction is now queued: store
