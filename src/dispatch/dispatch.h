@@ -104,6 +104,8 @@ typedef struct DispatchChunk
 	DispatchRejection *rejections;
 	SinkPosition after;			/* progress once the chunk is settled */
 	bool		more;			/* more events wait behind this chunk */
+	bool		passed;			/* it moved past statements of the outbox, or
+								 * closed a window that held some */
 } DispatchChunk;
 
 typedef enum SinkKind
