@@ -136,6 +136,8 @@ typedef struct Sink
 	bool		paused;
 	bool		seen;			/* still in cdviz.sinks */
 	char	   *filter;			/* SQL condition on the lake row "e" */
+	struct _SPI_plan *events_plan;	/* its window's events, kept, or NULL */
+	int			events_plan_limit;	/* the chunk size it was planned with */
 
 	/* options */
 	HttpMode	mode;

@@ -95,6 +95,15 @@ int8_value(int r, int n, int64 dflt)
 /* sinks                                                               */
 /* ------------------------------------------------------------------ */
 
+/* The kept plan of a sink's events goes with its filter. */
+static void
+forget_events_plan(Sink *sink)
+{
+	if (sink->events_plan)
+		SPI_freeplan(sink->events_plan);
+	sink->events_plan = NULL;
+}
+
 /* Read a sink's configuration from row r of the sinks query. */
 static void
 configure(Sink *sink, int r)
@@ -106,6 +115,7 @@ configure(Sink *sink, int r)
 	char	   *predicate = value(r, 9);
 	StringInfoData filter;
 
+	forget_events_plan(sink);
 	MemoryContextReset(sink->cxt);
 	old = MemoryContextSwitchTo(sink->cxt);
 	sink->name = pstrdup(value(r, 2));
@@ -149,6 +159,7 @@ void
 dispatch_sink_free(Sink *sink)
 {
 	drop_chunk(sink);
+	forget_events_plan(sink);
 	position_free(&sink->pos);
 	if (sink->last_error)
 		free(sink->last_error);
@@ -527,18 +538,30 @@ fetch_window(Sink *sink)
 	args[3] = Int64GetDatum(p->pos_xid ? p->pos_batch : first_batch);
 	args[4] = Int32GetDatum(p->pos_xid ? p->pos_ord : 0);
 	nulls[2] = ' ';
-	sql = psprintf("SELECT b.xid::text, b.batch_id, u.ord::int4, " EVENT_COLUMNS
-				   " FROM cdviz.lake_batches b"
-				   " CROSS JOIN LATERAL unnest(b.ids, b.stamps) WITH ORDINALITY AS u(lake_id, lake_ts, ord)"
-				   " JOIN cdviz.cdevents_lake e ON e.id = u.lake_id AND e.\"timestamp\" = u.lake_ts"
-				   " WHERE (b.xid, b.batch_id) >= ($3::xid8, $4) AND (b.xid, b.batch_id) <= ($6::xid8, $7)"
-				   " AND pg_catalog.pg_visible_in_snapshot(b.xid, $2::pg_snapshot)"
-				   " AND NOT pg_catalog.pg_visible_in_snapshot(b.xid, $1::pg_snapshot)"
-				   " AND (b.xid, b.batch_id, u.ord) > ($3::xid8, $4, $5)"
-				   " AND u.ord <= %d + CASE WHEN (b.xid, b.batch_id) = ($3::xid8, $4) THEN $5 ELSE 0 END"
-				   " AND %s ORDER BY b.xid, b.batch_id, u.ord LIMIT %d",
-				   limit, sink->filter, limit);
-	if (SPI_execute_with_args(sql, 7, types, args, nulls, true, 0) != SPI_OK_SELECT)
+
+	/*
+	 * Kept for the sink, as each chunk of a trickle of events would plan it
+	 * over every lake partition again; the lake rows are found by key.
+	 */
+	if (sink->events_plan != NULL && sink->events_plan_limit != limit)
+		forget_events_plan(sink);
+	if (sink->events_plan == NULL)
+	{
+		sql = psprintf("SELECT b.xid::text, b.batch_id, u.ord::int4, " EVENT_COLUMNS
+					   " FROM cdviz.lake_batches b"
+					   " CROSS JOIN LATERAL unnest(b.ids, b.stamps) WITH ORDINALITY AS u(lake_id, lake_ts, ord)"
+					   " JOIN cdviz.cdevents_lake e ON e.id = u.lake_id AND e.\"timestamp\" = u.lake_ts"
+					   " WHERE (b.xid, b.batch_id) >= ($3::xid8, $4) AND (b.xid, b.batch_id) <= ($6::xid8, $7)"
+					   " AND pg_catalog.pg_visible_in_snapshot(b.xid, $2::pg_snapshot)"
+					   " AND NOT pg_catalog.pg_visible_in_snapshot(b.xid, $1::pg_snapshot)"
+					   " AND (b.xid, b.batch_id, u.ord) > ($3::xid8, $4, $5)"
+					   " AND u.ord <= %d + CASE WHEN (b.xid, b.batch_id) = ($3::xid8, $4) THEN $5 ELSE 0 END"
+					   " AND %s ORDER BY b.xid, b.batch_id, u.ord LIMIT %d",
+					   limit, sink->filter, limit);
+		sink->events_plan = cdviz_prepare_kept(sql, 7, types, 0);
+		sink->events_plan_limit = limit;
+	}
+	if (SPI_execute_plan(sink->events_plan, args, nulls, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "cdviz dispatcher: reading the events of sink \"%s\" failed", sink->name);
 
 	chunk = chunk_create(CHUNK_WINDOW, (int) SPI_processed);
