@@ -94,10 +94,11 @@ cdviz_summaries_init(bool preloading)
 		return;
 	cdviz_worker_define_gucs();
 	DefineCustomIntVariable("cdviz.summaries_interval",
-							"Milliseconds between the summaries worker's folds.",
-							"A fold takes what was queued meanwhile, up to 1,000 insert statements; "
-							"after a fold of 1,000 events or more (a backlog) the next one follows at "
-							"once.  Reloaded on SIGHUP.",
+							"Least milliseconds between two folds of the summaries worker.",
+							"The worker sleeps until an ingest transaction that queued summaries "
+							"commits, then folds what was queued, up to 1,000 insert statements, at "
+							"most once per interval; after a fold of 1,000 events or more (a backlog) "
+							"the next one follows at once.  Reloaded on SIGHUP.",
 							&cdviz_summaries_interval, 100, 10, 60000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	cdviz_worker_register("cdviz summaries", "cdviz summaries", "cdviz_summaries_main", 5);
