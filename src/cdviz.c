@@ -17,6 +17,7 @@
 #include "poll/poll.h"
 #include "store/store.h"
 #include "store/summaries_worker.h"
+#include "store/wake.h"
 
 PG_MODULE_MAGIC;
 
@@ -37,6 +38,7 @@ _PG_init(void)
 	if (process_shared_preload_libraries_in_progress)
 	{
 		/* worker registrations */
+		cdviz_wake_init();
 		cdviz_http_init();
 		cdviz_poll_init();
 		cdviz_dispatch_init();

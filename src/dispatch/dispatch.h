@@ -105,6 +105,8 @@ typedef struct DispatchChunk
 	DispatchRejection *rejections;
 	SinkPosition after;			/* progress once the chunk is settled */
 	bool		more;			/* more events wait behind this chunk */
+	bool		passed;			/* it moved past statements of the outbox, or
+								 * closed a window that held some */
 } DispatchChunk;
 
 typedef enum SinkKind
@@ -135,6 +137,8 @@ typedef struct Sink
 	bool		paused;
 	bool		seen;			/* still in cdviz.sinks */
 	char	   *filter;			/* SQL condition on the lake row "e" */
+	struct _SPI_plan *events_plan;	/* its window's events, kept, or NULL */
+	int			events_plan_limit;	/* the chunk size it was planned with */
 
 	/* options */
 	HttpMode	mode;

@@ -16,6 +16,14 @@
  * of 33 events on average, each paying every summary statement's start-up,
  * took 63% of a core beside an http worker storing 5,000 events/s, on a
  * machine of two cores.  Folds of 100 ms of events took 20% (bench/http.sh).
+ *
+ * With nothing queued the worker sleeps: a transaction that queues
+ * summaries wakes it when it commits (see wake.h), and it then folds at
+ * once, or when the interval since its last fold has passed.  Folding an
+ * empty queue every interval instead cost an idle cluster a transaction
+ * ten times a second.  What no committing writer announces (a prepared
+ * transaction committed later, queue rows restored from a dump) is found
+ * by a look every IDLE_LOOK_SECONDS.
  */
 #include "postgres.h"
 
@@ -32,6 +40,7 @@
 #include "store/summaries_worker.h"
 #include "store/worker.h"
 #include "store/version.h"
+#include "store/wake.h"
 
 PGDLLEXPORT void cdviz_summaries_main(Datum arg);
 
@@ -61,6 +70,9 @@ static bool worker_registered = false;
 /* Insert statements folded per transaction. */
 #define FOLD_STATEMENTS 1000
 
+/* Seconds between looks at the queue when nobody woke the worker. */
+#define IDLE_LOOK_SECONDS 60
+
 /* Define the settings; register the worker when preloaded. */
 void
 cdviz_summaries_init(bool preloading)
@@ -82,10 +94,11 @@ cdviz_summaries_init(bool preloading)
 		return;
 	cdviz_worker_define_gucs();
 	DefineCustomIntVariable("cdviz.summaries_interval",
-							"Milliseconds between the summaries worker's folds.",
-							"A fold takes what was queued meanwhile, up to 1,000 insert statements; "
-							"after a fold of 1,000 events or more (a backlog) the next one follows at "
-							"once.  Reloaded on SIGHUP.",
+							"Least milliseconds between two folds of the summaries worker.",
+							"The worker sleeps until an ingest transaction that queued summaries "
+							"commits, then folds what was queued, up to 1,000 insert statements, at "
+							"most once per interval; after a fold of 1,000 events or more (a backlog) "
+							"the next one follows at once.  Reloaded on SIGHUP.",
 							&cdviz_summaries_interval, 100, 10, 60000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	cdviz_worker_register("cdviz summaries", "cdviz summaries", "cdviz_summaries_main", 5);
@@ -96,7 +109,10 @@ cdviz_summaries_init(bool preloading)
  * cdviz._summaries_deferred() RETURNS boolean
  *
  * Whether the lake trigger queues this statement's summaries: the setting
- * says deferred and a worker folds this database's queue.
+ * says deferred and a worker folds this database's queue.  The trigger
+ * asks once per insert statement and queues when told so: the worker is
+ * then woken when the transaction commits.  (A statement that stored
+ * nothing queues nothing; the worker then folds an empty queue once.)
  */
 Datum
 cdviz_summaries_deferred(PG_FUNCTION_ARGS)
@@ -108,7 +124,10 @@ cdviz_summaries_deferred(PG_FUNCTION_ARGS)
 		cdviz_database == NULL)
 		PG_RETURN_BOOL(false);
 	dbname = get_database_name(MyDatabaseId);
-	PG_RETURN_BOOL(dbname != NULL && strcmp(dbname, cdviz_database) == 0);
+	if (dbname == NULL || strcmp(dbname, cdviz_database) != 0)
+		PG_RETURN_BOOL(false);
+	cdviz_wake_at_commit(CDVIZ_WAKE_SUMMARIES);
+	PG_RETURN_BOOL(true);
 }
 
 /*
@@ -134,38 +153,55 @@ fold_tx(void *arg)
 }
 
 /*
- * Entry point of the worker.  The next fold is due at a time, not after a
- * wake-up: a latch is also set by signals that are none of our business
- * (cache invalidation catch-up, timeouts), and a wake-up taken as "fold
- * now" folded a few events again.  A reload (SIGHUP) folds at once, since
- * the interval may have changed.
+ * Entry point of the worker.  The next fold is due at a time: at once
+ * (start-up, reload, a backlog), after a failure, or, once the worker is
+ * woken, when the interval since the last fold has passed; until it is
+ * woken, none is due (DT_NOEND) but the occasional look.  Only the wake-up
+ * flag says "woken": a latch is also set by signals that are none of our
+ * business (cache invalidation catch-up, timeouts), and a wake-up taken as
+ * "fold now" folded a few events again.  A reload (SIGHUP) folds at once,
+ * since the interval may have changed.
  */
 void
 cdviz_summaries_main(Datum arg)
 {
 	TimestampTz next_fold = 0;
+	TimestampTz paced_until = 0;
+	TimestampTz idle_look = 0;
 
 	cdviz_worker_connect("folding summaries");
+	cdviz_wake_register(CDVIZ_WAKE_SUMMARIES);
 	for (;;)
 	{
 		bool		full = false;
 		long		wait_ms;
 		TimestampTz now;
 
+		if (cdviz_worker_process_interrupts())
+			next_fold = 0;
 		now = GetCurrentTimestamp();
-		if (!cdviz_worker_process_interrupts() && now < next_fold)
+		if (next_fold == DT_NOEND && cdviz_wake_take(CDVIZ_WAKE_SUMMARIES))
+			next_fold = Max(now, paced_until);
+		if (next_fold == DT_NOEND && now >= idle_look)
+			next_fold = now;
+		if (now < next_fold)
 		{
-			wait_ms = (long) ((next_fold - now + 999) / 1000);
+			TimestampTz until = next_fold == DT_NOEND ? idle_look : next_fold;
+
+			wait_ms = (long) ((until - now + 999) / 1000);
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 wait_ms, PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
 			continue;
 		}
+
+		/* what commits from now on is for the next fold */
+		(void) cdviz_wake_take(CDVIZ_WAKE_SUMMARIES);
 		switch (cdviz_worker_transaction("folding summaries", fold_tx, &full, NULL))
 		{
 			case CDVIZ_TX_DONE:
 				/* a backlog: fold the next ones at once */
-				wait_ms = full ? 0 : cdviz_summaries_interval;
+				wait_ms = full ? 0 : -1;
 				break;
 			case CDVIZ_TX_NO_EXTENSION:
 				wait_ms = CDVIZ_WORKER_RETRY_SECONDS * 1000L;
@@ -175,6 +211,9 @@ cdviz_summaries_main(Datum arg)
 				wait_ms = 1000;
 				break;
 		}
-		next_fold = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait_ms);
+		now = GetCurrentTimestamp();
+		paced_until = TimestampTzPlusMilliseconds(now, cdviz_summaries_interval);
+		idle_look = TimestampTzPlusMilliseconds(now, IDLE_LOOK_SECONDS * 1000L);
+		next_fold = wait_ms < 0 ? DT_NOEND : TimestampTzPlusMilliseconds(now, wait_ms);
 	}
 }
