@@ -18,6 +18,7 @@
 #include <zlib.h>
 
 #include "core/event.h"
+#include "core/hexdigit.h"
 
 #define CE_SPECVERSION "1.0"
 
@@ -68,18 +69,6 @@ is_json_type(const char *mt)
 	return strcmp(mt, "application/json") == 0 ||
 		strcmp(mt, "text/json") == 0 ||
 		(len > 5 && strcmp(mt + len - 5, "+json") == 0);
-}
-
-static int
-hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
 }
 
 /*
@@ -196,14 +185,14 @@ cdviz_ce_header_decode(const char *value, const char **why)
 			out[o++] = unquoted[i];
 			continue;
 		}
-		if (i + 2 >= n || hex_value(unquoted[i + 1]) < 0 || hex_value(unquoted[i + 2]) < 0)
+		if (i + 2 >= n || cdviz_hex_value(unquoted[i + 1]) < 0 || cdviz_hex_value(unquoted[i + 2]) < 0)
 		{
 			*why = "a % is not followed by two hexadecimal digits";
 			free(unquoted);
 			free(out);
 			return NULL;
 		}
-		out[o++] = (char) (hex_value(unquoted[i + 1]) * 16 + hex_value(unquoted[i + 2]));
+		out[o++] = (char) (cdviz_hex_value(unquoted[i + 1]) * 16 + cdviz_hex_value(unquoted[i + 2]));
 		i += 2;
 	}
 	out[o] = '\0';

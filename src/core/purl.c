@@ -7,6 +7,7 @@
  */
 #include <string.h>
 
+#include "core/hexdigit.h"
 #include "core/purl.h"
 
 static CdvizStr
@@ -129,18 +130,6 @@ cdviz_purl_split(const char *purl, size_t len, CdvizPurl *out)
 	return out->name.len > 0;
 }
 
-static int
-hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Is p[0..2] an escape of an ASCII character other than NUL? */
 static bool
 ascii_escape_at(const char *p, size_t left)
@@ -150,8 +139,8 @@ ascii_escape_at(const char *p, size_t left)
 
 	if (left < 3)
 		return false;
-	hi = hex_value(p[1]);
-	lo = hex_value(p[2]);
+	hi = cdviz_hex_value(p[1]);
+	lo = cdviz_hex_value(p[2]);
 	return hi >= 0 && hi <= 7 && lo >= 0 && (hi > 0 || lo > 0);
 }
 
@@ -171,7 +160,7 @@ cdviz_percent_decode(const char *in, size_t len, char *out)
 	{
 		if (in[i] == '%')
 		{
-			out[n++] = (char) (hex_value(in[i + 1]) * 16 + hex_value(in[i + 2]));
+			out[n++] = (char) (cdviz_hex_value(in[i + 1]) * 16 + cdviz_hex_value(in[i + 2]));
 			i += 2;
 		}
 		else
