@@ -71,6 +71,7 @@ typedef struct SubjectRoute
 struct NatsSinkState
 {
 	jsCtx	   *js;
+	bool		js_async;		/* js has published asynchronously */
 	int			generation;		/* of the connection js and inbox belong to */
 	natsSubscription *inbox_sub;
 	char		inbox[128];		/* replies come to <inbox>.L<n>, markers to <inbox>.F<n> */
@@ -198,7 +199,12 @@ sink_nats_cancel(Sink *sink)
 
 	if (st == NULL || !st->in_flight)
 		return;
-	if (st->js && st->generation == dispatch_nats_generation)
+	/*
+	 * Only a context that published asynchronously has a list of pending
+	 * messages: libnats creates it at the first such publish, and
+	 * js_PublishAsyncGetPendingList() reads it without checking.
+	 */
+	if (st->js && st->js_async && st->generation == dispatch_nats_generation)
 	{
 		natsMsgList pending;
 
@@ -242,6 +248,7 @@ close_state(NatsSinkState *st)
 	{
 		jsCtx_Destroy(st->js);
 		st->js = NULL;
+		st->js_async = false;
 	}
 	discard_inbox(st);
 	for (int i = 0; i < st->nroutes; i++)
@@ -663,6 +670,8 @@ sink_nats_start(Sink *sink)
 			jsPubOptions_Init(&po);
 			po.MaxWait = sink->timeout_ms;
 			s = js_PublishMsgAsync(st->js, &msg, &po);
+			if (s == NATS_OK)
+				st->js_async = true;
 		}
 		else if (s == NATS_OK)
 			s = natsConnection_PublishMsg(nc, msg);
