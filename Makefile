@@ -1,7 +1,7 @@
 # cdviz — PGXS build.  `make && make install`, then `CREATE EXTENSION cdviz;`.
 # `make unit` builds and runs the PostgreSQL-free core tests, `make fuzz`
-# the libFuzzer harness (clang), `make installcheck` the pg_regress suite
-# and `make prove` the TAP tests (both against an installed server).
+# the libFuzzer harness (clang), `make installcheck` the pg_regress and
+# pgTAP suites and `make prove` the TAP tests (against an installed server).
 
 EXTENSION = cdviz
 EXTVERSION = 0.2.0
@@ -37,6 +37,13 @@ DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql $(UPDATE_SCRIPTS)
 
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/[0-9]*.sql)))
 REGRESS_OPTS = --load-extension=$(EXTENSION)
+
+# `make installcheck` also runs the pgTAP suite, test/pgtap/*.sql, in a
+# database of its own (pgtap and cdviz created there): `make
+# pgtap-installcheck` runs it alone, NO_PGTAP=1 leaves it out.  Both take
+# the server from PGHOST, PGPORT and PGUSER.
+PGTAP_DB ?= cdviz_pgtap
+PGTAP_TESTS ?= $(sort $(wildcard test/pgtap/*.sql))
 
 # TAP tests run apart from pg_regress: `make prove-installcheck`.  Tests are
 # test/t/NNN_*.pl; other .pl files there are helpers the tests start.
@@ -77,7 +84,17 @@ test/unit/test_envelope: test/unit/test_envelope.c test/unit/tap.h $(CORE_SRCS) 
 test/unit/validate_cli: test/unit/validate_cli.c $(CORE_SRCS) src/core/*.h
 	$(CORE_CC) $(CORE_CFLAGS) -o $@ test/unit/validate_cli.c $(CORE_SRCS) $(CORE_LIBS)
 
-.PHONY: unit fuzz prove prove-installcheck schemas
+.PHONY: unit fuzz prove prove-installcheck pgtap-installcheck schemas
+
+pgtap-installcheck:
+	psql -X -q -v ON_ERROR_STOP=1 -d postgres \
+		-c 'DROP DATABASE IF EXISTS $(PGTAP_DB) WITH (FORCE)' -c 'CREATE DATABASE $(PGTAP_DB)'
+	psql -X -q -v ON_ERROR_STOP=1 -d $(PGTAP_DB) -c 'CREATE EXTENSION pgtap' -c 'CREATE EXTENSION cdviz'
+	pg_prove -d $(PGTAP_DB) $(PGTAP_TESTS)
+
+ifndef NO_PGTAP
+installcheck: pgtap-installcheck
+endif
 unit: test/unit/test_core test/unit/test_jsonl test/unit/test_envelope test/unit/test_json_scan test/unit/validate_cli
 	test/unit/test_core
 	test/unit/test_jsonl

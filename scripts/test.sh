@@ -13,7 +13,8 @@
 #            the package is extracted into PREFIX (dpkg -x).
 #   unit     make unit: PostgreSQL-free C tests of the core
 #   regress  make installcheck: pg_regress of sql/[0-9]*.sql against the test cluster
-#   pgtap    pg_prove test/pgtap/*.sql in a fresh database with pgtap and cdviz
+#   pgtap    make pgtap-installcheck: pg_prove test/pgtap/*.sql in a fresh
+#            database with pgtap and cdviz (make installcheck runs both)
 #   tap      make prove-installcheck: test/t/*.pl (PostgreSQL::Test::Cluster
 #            starts its own servers)
 #   oracle   test/oracle/*.py, each run with /usr/bin/python3
@@ -219,7 +220,7 @@ start_testpg() {
 }
 
 suite_regress() {
-	cdviz_runas make PG_CONFIG="$CDVIZ_PG_CONFIG" installcheck TAP_TESTS= || {
+	cdviz_runas make PG_CONFIG="$CDVIZ_PG_CONFIG" installcheck TAP_TESTS= NO_PGTAP=1 || {
 		local rc=$?
 		[ -f regression.diffs ] && head -n 300 regression.diffs
 		echo "(full diffs: $TREE/regression.diffs)"
@@ -228,12 +229,7 @@ suite_regress() {
 }
 
 suite_pgtap() {
-	local db=cdviz_pgtap
-	cdviz_psql "$TEST_PGPORT" -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" &&
-		cdviz_psql "$TEST_PGPORT" -d postgres -c "CREATE DATABASE $db" &&
-		cdviz_psql "$TEST_PGPORT" -d "$db" -c 'CREATE EXTENSION pgtap' -c 'CREATE EXTENSION cdviz' &&
-		cdviz_runas pg_prove -h 127.0.0.1 -p "$TEST_PGPORT" -U "$CDVIZ_PGSUPERUSER" -d "$db" \
-			test/pgtap/*.sql
+	cdviz_runas make PG_CONFIG="$CDVIZ_PG_CONFIG" pgtap-installcheck
 }
 
 suite_tap() {
