@@ -327,8 +327,21 @@ cdviz_dispatch_main(Datum arg)
 	WaitEventSet *set = NULL;
 	TimestampTz next_sync = 0;
 	TimestampTz next_prune = 0;
+	MemoryContext loopcxt;
 
 	cdviz_worker_connect("dispatching");
+
+	/*
+	 * What an iteration allocates outside its transactions (error copies
+	 * from cdviz_worker_transaction(), NATS subjects and route arrays, the
+	 * NATS source's batch context) lives in this context, reset at the top
+	 * of every iteration.  What outlives an iteration (the sinks, their
+	 * chunks and delivery states, the wait event set) is allocated in
+	 * TopMemoryContext or in the sink's and the chunk's own contexts.
+	 */
+	loopcxt = AllocSetContextCreate(TopMemoryContext, "cdviz dispatcher loop",
+									ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(loopcxt);
 	if (pipe(wake_pipe) != 0 ||
 		fcntl(wake_pipe[0], F_SETFL, O_NONBLOCK) != 0 ||
 		fcntl(wake_pipe[1], F_SETFL, O_NONBLOCK) != 0)
@@ -341,6 +354,7 @@ cdviz_dispatch_main(Datum arg)
 		TimestampTz now;
 		int			n;
 
+		MemoryContextReset(loopcxt);
 		if (cdviz_worker_process_interrupts())
 		{
 			/* new NATS settings: reconnect and subscribe again */

@@ -24,6 +24,7 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
+#include "storage/fd.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
@@ -275,26 +276,38 @@ folder_error(FsPoll *p, const char *path, const char *message)
 		p->error = pstrdup(message);
 }
 
-/* Collect the matching regular files under dir, depth-first. */
+/*
+ * Collect the matching regular files under dir, depth-first.
+ *
+ * The folder is read with AllocateDir(), which counts the descriptor
+ * against the server's limit and frees descriptors of its own when the
+ * kernel has none left.  The walk runs outside any transaction, so
+ * nothing would close the folder for us: FreeDir() does, before the
+ * sub-folders are walked, so that one folder is open at a time however
+ * deep the tree (AllocateDir() has a small limit of its own).
+ */
 static void
 walk(FsPoll *p, const char *dir, int depth)
 {
 	DIR		   *d;
 	struct dirent *de;
+	List	   *subdirs = NIL;
+	ListCell   *lc;
 
 	if (depth > MAX_DEPTH)
 	{
 		folder_error(p, dir, psprintf("folder \"%s\" is nested deeper than %d levels: skipped", dir, MAX_DEPTH));
 		return;
 	}
-	d = opendir(dir);
+	d = AllocateDir(dir);
 	if (d == NULL)
 	{
 		folder_error(p, dir, psprintf("could not open folder \"%s\": %m", dir));
 		return;
 	}
 	clear_report(dir);
-	while ((de = readdir(d)) != NULL)
+	/* a failed read is logged and ends the folder's listing, as its end */
+	while ((de = ReadDirExtended(d, dir, WARNING)) != NULL)
 	{
 		char		path[MAXPGPATH];
 		struct stat st;
@@ -310,7 +323,7 @@ walk(FsPoll *p, const char *dir, int depth)
 		{
 			if (p->done_path && strcmp(path, p->done_path) == 0)
 				continue;
-			walk(p, path, depth + 1);
+			subdirs = lappend(subdirs, pstrdup(path));
 			continue;
 		}
 		if (!poll_name_matches(de->d_name, p->patterns))
@@ -329,7 +342,10 @@ walk(FsPoll *p, const char *dir, int depth)
 			p->found = lappend(p->found, f);
 		}
 	}
-	closedir(d);
+	FreeDir(d);
+	foreach(lc, subdirs)
+		walk(p, (char *) lfirst(lc), depth + 1);
+	list_free_deep(subdirs);
 }
 
 static int
@@ -408,6 +424,40 @@ after_read(FsPoll *p, FsFound *file)
 /* one file                                                            */
 /* ------------------------------------------------------------------ */
 
+/*
+ * Open a found file for reading.  It stays open across the transactions
+ * that store its chunks, and the reader (src/core/jsonl.c) reads a kernel
+ * descriptor: OpenTransientFile() would be closed at the first commit and
+ * a virtual File may lose its descriptor to another file meanwhile.  So a
+ * plain descriptor, counted against the server's limit with
+ * AcquireExternalFD() (EMFILE when none is left), closed by close_file()
+ * on every path.
+ */
+static int
+open_file(const char *path)
+{
+	int			fd;
+	int			save_errno;
+
+	if (!AcquireExternalFD())
+		return -1;				/* errno is EMFILE */
+	fd = open(path, O_RDONLY | PG_BINARY, 0);
+	if (fd < 0)
+	{
+		save_errno = errno;
+		ReleaseExternalFD();
+		errno = save_errno;
+	}
+	return fd;
+}
+
+static void
+close_file(int fd)
+{
+	close(fd);
+	ReleaseExternalFD();
+}
+
 /* Decide about one found file and read it if it is due. */
 static void
 handle_file(FsPoll *p, FsFound *file)
@@ -455,7 +505,7 @@ handle_file(FsPoll *p, FsFound *file)
 		seen->mtime_us = file->mtime_us;
 	}
 
-	fd = open(file->path, O_RDONLY | PG_BINARY, 0);
+	fd = open_file(file->path);
 	if (fd < 0)
 	{
 		file_error(p, file, psprintf("could not open \"%s\": %m", file->path));
@@ -463,7 +513,7 @@ handle_file(FsPoll *p, FsFound *file)
 	}
 	if (fstat(fd, &st) != 0 || (int64) st.st_size != file->size || mtime_us(&st) != file->mtime_us)
 	{
-		close(fd);				/* it changed again: next poll */
+		close_file(fd);			/* it changed again: next poll */
 		return;
 	}
 
@@ -501,16 +551,16 @@ handle_file(FsPoll *p, FsFound *file)
 	}
 	if (f.offset == (uint64) file->size && same_as_row)
 	{
-		close(fd);
+		close_file(fd);
 		return;
 	}
 	if (!poll_read_file(&f, &error))
 	{
-		close(fd);
+		close_file(fd);
 		file_error(p, file, psprintf("reading \"%s\" failed: %s", file->path, error));
 		return;
 	}
-	close(fd);
+	close_file(fd);
 	clear_report(file->path);
 	if (f.events + f.duplicates + f.rejected > 0)
 		ereport(DEBUG1,

@@ -531,19 +531,47 @@ list_objects(S3Pass *p, char **error)
 /* objects                                                             */
 /* ------------------------------------------------------------------ */
 
-/* An empty anonymous file in the server's temporary folder. */
+/*
+ * An empty anonymous file in the server's temporary folder, for one object.
+ *
+ * The object is read back by the same reader as a folder's files
+ * (src/core/jsonl.c), which reads a kernel descriptor with pread() across
+ * the transactions that store its chunks.  BufFileCreateTemp() offers no
+ * descriptor and reads sequentially, and a virtual File from
+ * OpenTemporaryFile() may lose its descriptor to another file meanwhile;
+ * so a plain descriptor, counted against the server's limit with
+ * AcquireExternalFD().  Unlinked at once, it is gone with the descriptor
+ * whatever happens; its name in pgsql_tmp is also what the server removes
+ * at start-up.  close_temp_file() closes it on every path.
+ */
 static int
 temp_file(void)
 {
 	char	   *dir = psprintf("base/%s", PG_TEMP_FILES_DIR);
 	char	   *path = psprintf("%s/%scdviz_s3.%d", dir, PG_TEMP_FILE_PREFIX, MyProcPid);
 	int			fd;
+	int			save_errno;
 
-	(void) mkdir(dir, pg_dir_create_mode);
+	if (!AcquireExternalFD())
+		return -1;				/* errno is EMFILE */
+	(void) MakePGDirectory(dir);
 	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | PG_BINARY, pg_file_create_mode);
 	if (fd >= 0)
-		unlink(path);			/* gone with the process, whatever happens */
+		unlink(path);
+	else
+	{
+		save_errno = errno;
+		ReleaseExternalFD();
+		errno = save_errno;
+	}
 	return fd;
+}
+
+static void
+close_temp_file(int fd)
+{
+	close(fd);
+	ReleaseExternalFD();
 }
 
 /*
@@ -570,7 +598,7 @@ read_object(S3Pass *p, S3Pending *t, char **error)
 	rc = s3_get(p, url, to_file);
 	if (rc != CURLE_OK || p->http_status != 200)
 	{
-		close(p->fd);
+		close_temp_file(p->fd);
 		if (rc == CURLE_OK && p->http_status == 404)
 			return true;		/* deleted since the listing */
 		*error = describe_failure(p, rc, psprintf("reading %s", name));
@@ -606,11 +634,11 @@ read_object(S3Pass *p, S3Pending *t, char **error)
 				 errdetail("Events read before are deduplicated.")));
 	if (!poll_read_file(&f, &read_error))
 	{
-		close(p->fd);
+		close_temp_file(p->fd);
 		*error = psprintf("reading %s failed: %s", name, read_error);
 		return false;
 	}
-	close(p->fd);
+	close_temp_file(p->fd);
 	return true;
 }
 

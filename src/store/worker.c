@@ -234,6 +234,25 @@ commit_confirmed(void)
 	return confirmed;
 }
 
+/*
+ * Error context of a worker transaction: which worker, doing what.  The
+ * activity names the work (and often its source or sink) where the error's
+ * own message and location do not.
+ */
+static void
+transaction_error_callback(void *arg)
+{
+	const char *activity = (const char *) arg;
+	const char *type = MyBgworkerEntry->bgw_type;
+	size_t		len = strlen(type);
+
+	/* some activities name their worker already */
+	if (strncmp(activity, type, len) == 0 && activity[len] == ':')
+		errcontext("%s", activity);
+	else
+		errcontext("%s: %s", type, activity);
+}
+
 /* Run fn in a transaction; see worker.h. */
 CdvizTxResult
 cdviz_worker_transaction(const char *activity, CdvizTxFunc fn, void *arg,
@@ -244,12 +263,19 @@ cdviz_worker_transaction(const char *activity, CdvizTxFunc fn, void *arg,
 	volatile CdvizTxResult result = CDVIZ_TX_DONE;
 	volatile ExtensionState state = EXT_UNKNOWN;
 	bool		had_xid;
+	ErrorContextCallback errcallback;
 
 	if (error)
 		*error = NULL;
 	SetCurrentStatementStartTimestamp();
 	PG_TRY();
 	{
+		/* PG_CATCH restores error_context_stack; the normal path pops it */
+		errcallback.callback = transaction_error_callback;
+		errcallback.arg = unconstify(char *, activity);
+		errcallback.previous = error_context_stack;
+		error_context_stack = &errcallback;
+
 		StartTransactionCommand();
 		PushActiveSnapshot(GetTransactionSnapshot());
 
@@ -285,23 +311,28 @@ cdviz_worker_transaction(const char *activity, CdvizTxFunc fn, void *arg,
 					(errcode(ERRCODE_OPERATOR_INTERVENTION),
 					 errmsg("the synchronous standbys have not confirmed the commit"),
 					 errdetail("The wait for them was cancelled; the transaction is committed on this server only.")));
+		error_context_stack = errcallback.previous;
 	}
 	PG_CATCH();
 	{
 		ErrorData  *edata;
 
-		/* keep the error for the caller, then forget it and roll back */
+		/*
+		 * As PostgreSQL's own workers do: no interrupt while the error is
+		 * reported and the transaction aborted.  EmitErrorReport() logs the
+		 * error as raised, with its detail, hint, context (the worker and
+		 * activity, from the callback above) and location.  The caller gets
+		 * its own copy, then the error is forgotten and rolled back.
+		 */
+		HOLD_INTERRUPTS();
 		MemoryContextSwitchTo(callercxt);
+		EmitErrorReport();
 		edata = CopyErrorData();
 		FlushErrorState();
 		AbortOutOfAnyTransaction();
 		CurrentResourceOwner = callerowner;
 		MemoryContextSwitchTo(callercxt);
-		ereport(LOG,
-				(errcode(edata->sqlerrcode),
-				 errmsg("%s: %s failed: %s", MyBgworkerEntry->bgw_type, activity,
-						edata->message),
-				 edata->detail ? errdetail_internal("%s", edata->detail) : 0));
+		RESUME_INTERRUPTS();
 		if (error)
 			*error = edata;
 		else

@@ -260,5 +260,25 @@ is($node->psql('postgres', 'SELECT count(*) FROM cdviz.source_status', extra_par
 is(q1("SELECT count(*) FROM (SELECT context_source, context_id FROM cdviz.cdevents_lake GROUP BY 1, 2 HAVING count(*) > 1) d"),
 	'0', 'no event is in the lake twice');
 
+# ---------------------------------------- errors in a worker transaction ----
+# The error is logged as raised, with its context: the worker and what it did.
+my $poller = poller_pid();
+my $log_offset = -s $node->logfile;
+$node->safe_psql('postgres', q{
+	CREATE FUNCTION public.tap_refuse_poll() RETURNS trigger LANGUAGE plpgsql
+	AS $$BEGIN RAISE EXCEPTION 'tap refuses the poll note' USING HINT = 'tap hint'; END$$;
+	CREATE TRIGGER tap_refuse BEFORE INSERT OR UPDATE ON cdviz.source_polls
+	FOR EACH ROW EXECUTE FUNCTION public.tap_refuse_poll();
+});
+ok($node->wait_for_log(
+		qr/ERROR:  tap refuses the poll note\n[^\n]*HINT:  tap hint\n[^\n]*CONTEXT:  PL\/pgSQL function tap_refuse_poll\(\)[^\n]*\n(?:\t[^\n]*\n)*\tcdviz poller: noting the poll\n/,
+		$log_offset),
+	'a failed transaction logs the error with its hint and context, naming the worker\'s activity');
+$node->safe_psql('postgres', q{
+	DROP TRIGGER tap_refuse ON cdviz.source_polls;
+	DROP FUNCTION public.tap_refuse_poll();
+});
+is(poller_pid(), $poller, 'the poller goes on after the failed transaction');
+
 $node->stop;
 done_testing();
