@@ -210,6 +210,9 @@ is(sql("SELECT DISTINCT status FROM cdviz.rejected_deliveries d JOIN cdviz.sinks
 	WHERE s.name = 'hub-wrong'"), '401', 'with status 401');
 
 # ---- management: pause, alter, drop; log sink -------------------------------
+# (caught up first: a chunk in flight when the pause is asked would still
+# arrive)
+wait_for_sink($node, 'steady', 1, 120) or diag('steady did not catch up before the pause');
 sql("SELECT cdviz.pause_sink('steady')");
 my $before = scalar(receiver_ids($steady));
 ingest_events($node, 'p-', 1, 10, 10);
