@@ -6,11 +6,10 @@
 EXTENSION = cdviz
 EXTVERSION = 0.2.0
 # Every released version's install script is kept as shipped in
-# sql/versions/; sql/update/A--B/ holds the changes from A to B.  All are
-# installed, so CREATE EXTENSION cdviz VERSION 'A' then ALTER EXTENSION
+# sql/versions/, and sql/cdviz--A--B.sql holds the changes from A to B.  All
+# are installed, so CREATE EXTENSION cdviz VERSION 'A' then ALTER EXTENSION
 # cdviz UPDATE works from any release.
-UPDATE_DIRS = $(sort $(wildcard sql/update/*--*))
-UPDATE_SCRIPTS = $(patsubst sql/update/%,sql/$(EXTENSION)--%.sql,$(UPDATE_DIRS))
+UPDATE_SCRIPTS = $(sort $(wildcard sql/$(EXTENSION)--*--*.sql))
 MODULE_big = cdviz
 
 CORE_SRCS = $(sort $(wildcard src/core/*.c))
@@ -28,12 +27,11 @@ PG_CPPFLAGS = -I$(srcdir)/src -DCDVIZ_EXTVERSION='"$(EXTVERSION)"'
 SHLIB_LINK = -ljson-c -lmicrohttpd -lcurl -lxml2 -lz -lnats $(EXTRA_SHLIB_LINK)
 PG_CPPFLAGS += -I/usr/include/libxml2
 
-# The extension script is assembled from sql/ext/ in file-name order, an
-# update script from sql/update/A--B/ likewise (the folder too is a
-# prerequisite, so that removing a part rebuilds the script).
+# The extension script is assembled from sql/ext/ in file-name order (the
+# folder too is a prerequisite, so that removing a part rebuilds it).
 EXT_SQL_PARTS = $(sort $(wildcard sql/ext/*.sql))
-DATA = $(wildcard sql/versions/$(EXTENSION)--*.sql)
-DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql $(UPDATE_SCRIPTS)
+DATA = $(wildcard sql/versions/$(EXTENSION)--*.sql) $(UPDATE_SCRIPTS)
+DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/[0-9]*.sql)))
 REGRESS_OPTS = --load-extension=$(EXTENSION)
@@ -58,10 +56,6 @@ include $(PGXS)
 $(OBJS): $(wildcard src/*.h src/*/*.h)
 
 sql/$(EXTENSION)--$(EXTVERSION).sql: sql/ext $(EXT_SQL_PARTS)
-	cat $(filter %.sql,$^) > $@
-
-.SECONDEXPANSION:
-$(UPDATE_SCRIPTS): sql/$(EXTENSION)--%.sql: sql/update/% $$(sort $$(wildcard sql/update/%/*.sql))
 	cat $(filter %.sql,$^) > $@
 
 # ---- PostgreSQL-free core: unit tests, validation CLI, fuzzing -----------

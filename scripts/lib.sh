@@ -205,8 +205,7 @@ cdviz_build_deb() {
 	tar -C "$CDVIZ_ROOT" -cf - --exclude=./.git --exclude=./build --exclude=./.run \
 		--exclude=./node_modules --exclude=./results --exclude=./tmp_check --exclude=./log \
 		--exclude=./regression.diffs --exclude=./regression.out \
-		--exclude='*.o' --exclude='*.so' --exclude='*.bc' --exclude='*.a' \
-		--exclude='./sql/cdviz--*.sql' . |
+		--exclude='*.o' --exclude='*.so' --exclude='*.bc' --exclude='*.a' . |
 		tar -C "$src" -xf - || { echo "ERROR: could not copy the tree to $src" >&2; return 1; }
 	# the test and fuzz binaries (built by `make unit`, `make fuzz`)
 	make -s -C "$src" PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config clean >/dev/null 2>&1

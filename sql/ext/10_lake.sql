@@ -180,8 +180,11 @@ COMMENT ON COLUMN cdviz.rejected_events.replayed_event_id IS 'lake id of the eve
 COMMENT ON COLUMN cdviz.rejected_events.envelope IS 'how raw came, when that says how to read it: {"mode": "binary", "headers": {...}} (a CloudEvents binary-mode request: raw is its body, headers its Content-Type and ce-* headers as received), {"mode": "structured"} (raw is one CloudEvent) or {"mode": "batch"} (raw is one CloudEvent of a batch); NULL for plain JSON. cdviz.replay_rejected() reads raw as it says';
 
 -- pg_dump keeps the dead letters and the sequences' positions (a restored
--- lake goes on with ids above the old ones).  The lake's partitions are
--- not the extension's and are dumped as tables of their own.
+-- lake goes on with ids above the old ones).  cdviz.cdevents_lake itself is
+-- not registered with pg_extension_config_dump: a partitioned table holds
+-- no rows of its own (pg_dump skips its data), and its monthly partitions,
+-- which hold them, are not the extension's: pg_dump writes them, rows and
+-- all, as tables of their own (TAP 061_dump_restore.pl).
 SELECT pg_catalog.pg_extension_config_dump('cdviz.cdevents_lake_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('cdviz.rejected_events', '');
 SELECT pg_catalog.pg_extension_config_dump('cdviz.rejected_events_id_seq', '');

@@ -1,3 +1,146 @@
+-- cdviz update from 0.1.0 to 0.2.0: every change to an installed object since
+-- release 0.1.0, in the order of sql/ext/.  An install updated by it equals a fresh install of 0.2.0
+-- (TAP test 060_upgrade.pl compares their schema dumps).
+\echo Use "ALTER EXTENSION cdviz UPDATE TO '0.2.0'" to load this file. \quit
+
+-- pg_dump keeps every table with data or progress and the sequences behind
+-- them (0.1.0 left these out: a restore lost the dead letters and the
+-- pollers' progress, and restarted the lake's ids at 1).
+SELECT pg_catalog.pg_extension_config_dump('cdviz.cdevents_lake_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.rejected_events', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.rejected_events_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.fs_files', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.s3_objects', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.source_polls', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.sinks_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.lake_batches_batch_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.rejected_deliveries_id_seq', '');
+
+-- Transaction locks no SQL role can take (src/store/locks.c): writers take
+-- turns on keys with them, and a read-only role calling pg_advisory_lock()
+-- with the same keys cannot hold a writer up.
+CREATE FUNCTION cdviz._lock_keys(class integer, keys integer[])
+RETURNS void
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'cdviz_lock_keys';
+COMMENT ON FUNCTION cdviz._lock_keys(integer, integer[]) IS
+'cdviz internal: takes the transaction locks (class, key) for each key, in array order (pass them sorted); advisory locks of a kind that pg_advisory_lock() cannot take (pg_locks: locktype advisory, objsubid 3)';
+REVOKE EXECUTE ON FUNCTION cdviz._lock_keys(integer, integer[]) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION cdviz.ensure_partition(ts timestamptz)
+RETURNS regclass
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	month_start timestamptz := date_trunc('month', ts AT TIME ZONE 'UTC') AT TIME ZONE 'UTC';
+	part_name text := 'cdevents_lake_' || to_char(ts AT TIME ZONE 'UTC', 'YYYYMM');
+	part regclass;
+BEGIN
+	part := to_regclass('cdviz.' || part_name);
+	IF part IS NOT NULL THEN
+		RETURN part;
+	END IF;
+	-- serialise creators of the same month; the loser finds it created
+	PERFORM cdviz._lock_keys(pg_catalog.hashtext('cdviz.cdevents_lake'), ARRAY[pg_catalog.hashtext(part_name)]);
+	part := to_regclass('cdviz.' || part_name);
+	IF part IS NULL THEN
+		-- Made apart, then attached: CREATE TABLE ... PARTITION OF would
+		-- lock the lake against every reader (ACCESS EXCLUSIVE), so the
+		-- open transaction of a read-only role would stall ingestion, where
+		-- ATTACH PARTITION takes SHARE UPDATE EXCLUSIVE, which neither
+		-- readers nor writers of the lake conflict with.  Attaching gives
+		-- the new, empty table the lake's indexes and keys.
+		EXECUTE format('CREATE TABLE cdviz.%I (LIKE cdviz.cdevents_lake INCLUDING DEFAULTS INCLUDING COMPRESSION INCLUDING STORAGE)',
+					   part_name);
+		EXECUTE format('ALTER TABLE cdviz.cdevents_lake ATTACH PARTITION cdviz.%I FOR VALUES FROM (%L) TO (%L)',
+					   part_name, month_start, month_start + interval '1 month');
+		part := to_regclass('cdviz.' || part_name);
+	END IF;
+	RETURN part;
+END
+$$;
+
+-- Dropping a partition takes the whole lake (ACCESS EXCLUSIVE): waiting
+-- for a reader's open transaction, it would queue every writer behind it.
+-- So it waits one second at most and says why it gave up.
+CREATE OR REPLACE FUNCTION cdviz.drop_partitions_before(cutoff timestamptz)
+RETURNS SETOF text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '1s'
+AS $$
+DECLARE
+	r record;
+BEGIN
+	FOR r IN
+		SELECT c.oid::regclass AS part, c.relname,
+			   (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \(''([^'']+)''\)'))[1]::timestamptz AS upper_bound
+		FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+		WHERE i.inhparent = 'cdviz.cdevents_lake'::regclass
+		ORDER BY c.relname
+	LOOP
+		IF r.upper_bound <= cutoff THEN
+			BEGIN
+				EXECUTE format('DROP TABLE %s', r.part);
+			EXCEPTION WHEN lock_not_available THEN
+				RAISE EXCEPTION 'lake partition % is in use: not dropped', r.part
+					USING ERRCODE = 'lock_not_available',
+						  DETAIL = 'Dropping a partition needs the lake to itself; open transactions that read it (a dashboard''s among them) held it for more than 1 s, and ingestion would have waited behind the drop.',
+						  HINT = 'Run cdviz.drop_partitions_before() again, or end the long transactions listed in pg_stat_activity first.';
+			END;
+			RETURN NEXT r.relname::text;
+		END IF;
+	END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION cdviz.rebuild_summaries()
+RETURNS TABLE (summary text, row_count bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	summaries text[] := ARRAY['pipeline_run_summaries', 'task_run_summaries', 'build_summaries',
+							  'branch_summaries',
+							  'test_case_run_summaries', 'test_suite_run_summaries',
+							  'artifact_summaries', 'change_summaries', 'incident_summaries',
+							  'event_counts_hourly', 'test_case_outcomes_daily'];
+	m record;
+	t text;
+BEGIN
+	IF NOT (SELECT r.rolsuper FROM pg_roles AS r WHERE r.rolname = current_user) THEN
+		RAISE EXCEPTION 'cdviz.rebuild_summaries() requires a superuser'
+			USING ERRCODE = 'insufficient_privilege';
+	END IF;
+	-- no ingest meanwhile: a batch stored during the rebuild could be
+	-- counted twice (by its trigger and by the fold)
+	LOCK TABLE cdviz.cdevents_lake IN SHARE MODE;
+	-- DELETE, not TRUNCATE: TRUNCATE waits for every open transaction that
+	-- read these tables (a dashboard's), holding the lake meanwhile
+	FOREACH t IN ARRAY summaries || 'summary_queue'::text
+	LOOP
+		EXECUTE format('DELETE FROM cdviz.%I', t);
+	END LOOP;
+	-- month by month (the folds merge), so memory stays bounded
+	FOR m IN
+		SELECT g.m AT TIME ZONE 'UTC' AS month_start
+		FROM (SELECT min(l."timestamp") AS lo, max(l."timestamp") AS hi FROM cdviz.cdevents_lake AS l) AS b,
+			 generate_series(date_trunc('month', b.lo AT TIME ZONE 'UTC'),
+							 date_trunc('month', b.hi AT TIME ZONE 'UTC'), interval '1 month') AS g(m)
+		ORDER BY 1
+	LOOP
+		PERFORM cdviz.summaries_fold(m.month_start, m.month_start + interval '1 month');
+	END LOOP;
+	FOREACH t IN ARRAY summaries
+	LOOP
+		EXECUTE format('ANALYZE cdviz.%I', t);
+		summary := t;
+		EXECUTE format('SELECT count(*) FROM cdviz.%I', t) INTO row_count;
+		RETURN NEXT;
+	END LOOP;
+END
+$$;
 -- 30_state.sql: the lake trigger and the folds, written as SQL.  0.1.0
 -- built cdviz.lake_maintain(), cdviz.fold_queued_summaries() and
 -- cdviz.summaries_fold() from string templates in a DO block; 0.2.0 has one
@@ -902,3 +1045,443 @@ REVOKE EXECUTE ON FUNCTION cdviz._lake_rows(cdviz.cdevents_lake[]),
 
 -- summary_queue's identity sequence is dumped with the queue's rows
 SELECT pg_catalog.pg_extension_config_dump('cdviz.summary_queue_id_seq', '');
+
+-- The previous artifact of a redeployed service in one index probe: the
+-- lake trigger searched back through the key's whole history of
+-- redeployments of the current artifact (cdviz.lake_maintain() above uses
+-- the new table).
+CREATE TABLE cdviz.environment_artifacts (
+	environment_id	text NOT NULL,
+	service_id		text NOT NULL,
+	artifact_id		text NOT NULL,
+	last_at			timestamptz NOT NULL,
+	last_event_id	bigint NOT NULL,
+	PRIMARY KEY (environment_id, service_id, artifact_id)
+);
+-- the artifacts of a key newest first: the one before the current one is
+-- the second entry, however often either was deployed
+CREATE INDEX environment_artifacts_latest
+	ON cdviz.environment_artifacts (environment_id, service_id, last_at, last_event_id);
+
+COMMENT ON TABLE cdviz.environment_artifacts IS
+'cdviz: the latest deployed/upgraded/rolledback event of each artifact in each (environment, service), kept by the lake trigger (latest wins, whatever the arrival order); where environment_state.previous_artifact_id is found in one index probe, however long the history of redeployments';
+COMMENT ON COLUMN cdviz.environment_artifacts.artifact_id IS 'subject.content.artifactId; empty for a deployment that named none';
+COMMENT ON COLUMN cdviz.environment_artifacts.last_at IS 'timestamp of the latest such event';
+COMMENT ON COLUMN cdviz.environment_artifacts.last_event_id IS 'cdviz.cdevents_lake.id of that event';
+
+INSERT INTO cdviz.environment_artifacts
+	(environment_id, service_id, artifact_id, last_at, last_event_id)
+SELECT DISTINCT ON (h.environment_id, h.service_id, coalesce(h.artifact_id, ''))
+	   h.environment_id, h.service_id, coalesce(h.artifact_id, ''), h.valid_from, h.event_id
+FROM cdviz.environment_history h
+WHERE h.predicate IN ('deployed', 'upgraded', 'rolledback')
+ORDER BY h.environment_id, h.service_id, coalesce(h.artifact_id, ''), h.valid_from DESC, h.event_id DESC;
+
+SELECT pg_catalog.pg_extension_config_dump('cdviz.environment_artifacts', '');
+-- 41_dead_letters.sql: a dead letter keeps how its input came.  The HTTP
+-- receiver keeps the bytes it received (a whole structured CloudEvent, not
+-- its data printed again) and, for a CloudEvents binary-mode request, its
+-- Content-Type and ce-* headers, in the new column envelope, which
+-- cdviz.replay_rejected() reads.  0.1.0's dead letters have none (NULL:
+-- read as plain JSON, as 0.1.0 replayed them).
+
+ALTER TABLE cdviz.rejected_events ADD COLUMN envelope jsonb;
+COMMENT ON COLUMN cdviz.rejected_events.envelope IS 'how raw came, when that says how to read it: {"mode": "binary", "headers": {...}} (a CloudEvents binary-mode request: raw is its body, headers its Content-Type and ce-* headers as received), {"mode": "structured"} (raw is one CloudEvent) or {"mode": "batch"} (raw is one CloudEvent of a batch); NULL for plain JSON. cdviz.replay_rejected() reads raw as it says';
+
+COMMENT ON FUNCTION cdviz.replay_rejected(bigint) IS
+'cdviz: ingests dead letter id again (after the data or cdviz.validation was fixed) and returns the lake id; marks it replayed. raw is read as its envelope says: a CloudEvent (structured, or a batch element) gives its data; a binary-mode body is judged with the ce-* headers it came with, as the receiver judged it. Still invalid: raises SQLSTATE 22023 with the current problems, which are recorded on the dead letter. A webhook body the receiver refused (origin webhook) is not a CDEvent: raises 42809. Replaying twice is harmless. Example: SELECT cdviz.replay_rejected(42);';
+-- Sinks: every credential-bearing value of a sink (the token and HMAC key,
+-- every header value, the user info and query values of the URL) is kept
+-- in cdviz.sink_secrets, which only superusers read; cdviz.sinks and
+-- cdviz.sink_status, which cdviz_reader reads, show *** in its place.
+-- 0.1.0 moved only token and hmac_secret there.  (The text below is that
+-- of sql/ext/60_sinks.sql; create_sink() is replaced here only, this file
+-- coming before 60_sinks.sql.)
+COMMENT ON TABLE cdviz.sinks IS
+'cdviz: where the dispatcher forwards stored events; managed with cdviz.create_sink(), alter_sink(), drop_sink(), pause_sink(), resume_sink(). Secrets (token, hmac_secret, header values, the URL''s user info and query values) are kept apart in cdviz.sink_secrets and shown here as ***.';
+COMMENT ON COLUMN cdviz.sinks.target IS 'http: the URL, its user info and query values shown as ***; nats: the subject or subject template ({subject}, {predicate}, {version} are replaced); log: a label';
+COMMENT ON COLUMN cdviz.sinks.options IS 'options without secrets; http: mode (binary, structured, batch), batch_size, headers (values shown as ***), timeout, initial_backoff, max_backoff; nats: jetstream (auto, always, never), timeout';
+COMMENT ON COLUMN cdviz.sinks.secret_keys IS 'which secret parts are set: token, hmac_secret, headers (their values), target (the URL''s user info or query values); they are in cdviz.sink_secrets, readable by superusers only';
+COMMENT ON TABLE cdviz.sink_secrets IS
+'cdviz: secret parts of the sinks (token, hmac_secret, header values, URLs with their user info and query); superusers only';
+COMMENT ON COLUMN cdviz.sink_secrets.secrets IS 'JSON object: token, hmac_secret, headers (names and values), target (the whole URL), those the sink has';
+
+-- What cdviz_reader may see of a URL: the user info (before the last @
+-- of the authority, all of it, since a token is often given as the user
+-- name) and every query value become ***; scheme, host, port, path and
+-- query names stay.  Anything else is left as it is.
+CREATE FUNCTION cdviz._redact_url(url text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT u.base
+		   || coalesce('?' || (SELECT string_agg(CASE WHEN p.part = '' THEN ''
+													  WHEN strpos(p.part, '=') > 0 THEN split_part(p.part, '=', 1) || '=***'
+													  ELSE '***' END, '&' ORDER BY p.n)
+							   FROM regexp_split_to_table(u.query, '&') WITH ORDINALITY AS p(part, n)), '')
+		   || coalesce('#' || u.fragment, '')
+	FROM (SELECT substring(r.url FROM '^[^?#]*') AS base,
+				 substring(r.url FROM '^[^?#]*\?([^#]*)') AS query,
+				 substring(r.url FROM '^[^#]*#(.*)$') AS fragment
+		  FROM (SELECT regexp_replace(url, '^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@', '\1***@') AS url) r) u
+$$;
+COMMENT ON FUNCTION cdviz._redact_url(text) IS
+'cdviz internal: a URL with its user info and query values replaced by ***';
+
+-- A sink's definition split into what cdviz.sinks shows and what
+-- cdviz.sink_secrets keeps: every secret option, every header value (by
+-- name), and the whole URL when its user info or query is redacted.
+-- Credential options a kind takes later are added to secret_names.
+CREATE FUNCTION cdviz._sink_split(target text, options jsonb,
+								  OUT shown_target text, OUT shown_options jsonb,
+								  OUT secret_keys text[], OUT secrets jsonb)
+RETURNS record
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	secret_names CONSTANT text[] := ARRAY['token', 'hmac_secret'];
+BEGIN
+	shown_target := cdviz._redact_url(target);
+	shown_options := options - secret_names;
+	IF jsonb_typeof(options->'headers') = 'object' AND options->'headers' <> '{}' THEN
+		shown_options := jsonb_set(shown_options, '{headers}',
+								   (SELECT jsonb_object_agg(h, '***') FROM jsonb_object_keys(options->'headers') h));
+	END IF;
+	secrets := jsonb_strip_nulls(jsonb_build_object(
+		'token', options->'token',
+		'hmac_secret', options->'hmac_secret',
+		'headers', CASE WHEN shown_options->'headers' IS DISTINCT FROM options->'headers'
+						THEN options->'headers' END,
+		'target', CASE WHEN shown_target IS DISTINCT FROM target THEN to_jsonb(target) END));
+	secret_keys := ARRAY(SELECT k FROM jsonb_object_keys(secrets) k ORDER BY k);
+	IF secrets = '{}' THEN
+		secrets := NULL;
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION cdviz._sink_split(text, jsonb) IS
+'cdviz internal: splits a sink''s target and options into what cdviz.sinks shows (secrets as ***, token and hmac_secret left out), the names of the secret parts and the JSON object cdviz.sink_secrets keeps (NULL: none)';
+
+-- A message the dispatcher records about a sink (the last error, which
+-- cdviz_reader reads in cdviz.sink_status) with the sink's secrets in it
+-- replaced by ***: a receiver may answer a failure with the request it
+-- was sent.  Values shorter than four characters are left: replacing them
+-- would blank out the message, not hide a credential.
+CREATE FUNCTION cdviz._sink_redact(message text, secrets jsonb)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	userinfo text := substring(secrets->>'target' FROM '^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)@');
+	v text;
+BEGIN
+	IF message IS NULL OR secrets IS NULL THEN
+		RETURN message;
+	END IF;
+	FOR v IN
+		SELECT x.v FROM (
+			SELECT secrets->>'token' AS v
+			UNION ALL SELECT secrets->>'hmac_secret'
+			UNION ALL SELECT h.value FROM jsonb_each_text(CASE WHEN jsonb_typeof(secrets->'headers') = 'object'
+																THEN secrets->'headers' END) h
+			UNION ALL SELECT userinfo
+			UNION ALL SELECT p.part FROM regexp_split_to_table(userinfo, ':') p(part)
+			UNION ALL SELECT substring(p.part FROM '=(.*)$')
+			FROM regexp_split_to_table(substring(secrets->>'target' FROM '^[^?#]*\?([^#]*)'), '&') p(part)
+		) x
+		WHERE length(x.v) >= 4
+		GROUP BY x.v
+		-- the longer first: a password inside the user info
+		ORDER BY length(x.v) DESC, x.v
+	LOOP
+		message := replace(message, v, '***');
+	END LOOP;
+	RETURN message;
+END
+$$;
+COMMENT ON FUNCTION cdviz._sink_redact(text, jsonb) IS
+'cdviz internal: a message with the given sink secrets (of cdviz.sink_secrets) in it replaced by ***';
+
+CREATE OR REPLACE FUNCTION cdviz.create_sink(name text, kind text, target text,
+								  options jsonb DEFAULT '{}',
+								  type_pattern text DEFAULT NULL,
+								  source_pattern text DEFAULT NULL,
+								  predicate text DEFAULT NULL,
+								  start_at timestamptz DEFAULT NULL,
+								  paused boolean DEFAULT false)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	sp record;
+	sid integer;
+	until bigint;
+BEGIN
+	PERFORM cdviz._sink_check(kind, target, options, type_pattern, source_pattern, predicate);
+	sp := cdviz._sink_split(target, options);
+	-- Wait for the writers in flight and hold new ones until we commit:
+	-- each writer's trigger then either ran before, and its transaction
+	-- is visible in the snapshot taken below (not this sink's event), or
+	-- runs after our commit and sees this sink (see lake_record_batch).
+	LOCK TABLE cdviz.cdevents_lake IN SHARE MODE;
+	INSERT INTO cdviz.sinks (name, kind, target, options, secret_keys, type_pattern,
+							 source_pattern, predicate, paused, start_at)
+	VALUES (name, kind, sp.shown_target, sp.shown_options, sp.secret_keys,
+			nullif(type_pattern, ''), nullif(source_pattern, ''), nullif(predicate, ''),
+			paused, start_at)
+	RETURNING id INTO sid;
+	IF sp.secrets IS NOT NULL THEN
+		INSERT INTO cdviz.sink_secrets VALUES (sid, sp.secrets);
+	END IF;
+	IF start_at IS NOT NULL THEN
+		SELECT max(id) INTO until FROM cdviz.cdevents_lake;
+	END IF;
+	INSERT INTO cdviz.sink_progress (sink_id, snap, backfill_until, backfill_pos, created_until)
+	VALUES (sid, pg_current_snapshot(), until, CASE WHEN until IS NOT NULL THEN 0 END, until);
+	RETURN sid;
+END
+$$;
+COMMENT ON FUNCTION cdviz.create_sink(text, text, text, jsonb, text, text, text, timestamptz, boolean) IS
+'cdviz: creates a sink and returns its id; the dispatcher delivers to it every matching event stored after this transaction commits (with start_at: also those imported since start_at). Secrets (token, hmac_secret, header values, the URL''s user info and query values) go to cdviz.sink_secrets; cdviz.sinks shows them as ***. Example: SELECT cdviz.create_sink(''ci'', ''http'', ''https://hooks.example/cd'', ''{"mode": "batch", "batch_size": 100, "hmac_secret": "s3cret", "headers": {"X-Api-Key": "k3y"}}'', type_pattern => ''dev.cdevents.service.%'');';
+
+CREATE OR REPLACE FUNCTION cdviz.alter_sink(name text, target text DEFAULT NULL, options jsonb DEFAULT NULL,
+								 type_pattern text DEFAULT NULL,
+								 source_pattern text DEFAULT NULL,
+								 predicate text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	s cdviz.sinks;
+	cur jsonb;
+	full_target text;
+	full_options jsonb;
+	sp record;
+	k text;
+BEGIN
+	SELECT * INTO s FROM cdviz.sinks WHERE sinks.name = alter_sink.name FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'sink "%" does not exist', name USING ERRCODE = 'undefined_object';
+	END IF;
+	SELECT x.secrets INTO cur FROM cdviz.sink_secrets x WHERE x.sink_id = s.id;
+	cur := coalesce(cur, '{}');
+	-- The sink as the dispatcher sees it, secrets in place; the target as
+	-- cdviz.sinks shows it keeps the current one.
+	full_target := CASE WHEN target IS NULL OR target = s.target THEN coalesce(cur->>'target', s.target)
+						ELSE target END;
+	full_options := s.options || (cur - 'target');
+	IF options IS NOT NULL THEN
+		-- new options replace all options; a secret given as *** (as
+		-- cdviz.sinks shows it) keeps its current value
+		full_options := options;
+		FOREACH k IN ARRAY ARRAY['token', 'hmac_secret'] LOOP
+			IF options->>k = '***' AND cur ? k THEN
+				full_options := jsonb_set(full_options, ARRAY[k], cur->k);
+			END IF;
+		END LOOP;
+		IF jsonb_typeof(options->'headers') = 'object' THEN
+			full_options := jsonb_set(full_options, '{headers}', coalesce((
+				SELECT jsonb_object_agg(h.key, CASE WHEN h.value = '"***"' AND cur->'headers' ? h.key
+													THEN cur->'headers'->h.key ELSE h.value END)
+				FROM jsonb_each(options->'headers') h), '{}'));
+		END IF;
+	END IF;
+	s.type_pattern := CASE WHEN type_pattern IS NULL THEN s.type_pattern ELSE nullif(type_pattern, '') END;
+	s.source_pattern := CASE WHEN source_pattern IS NULL THEN s.source_pattern ELSE nullif(source_pattern, '') END;
+	s.predicate := CASE WHEN predicate IS NULL THEN s.predicate ELSE nullif(predicate, '') END;
+	PERFORM cdviz._sink_check(s.kind, full_target, full_options, s.type_pattern,
+							  s.source_pattern, s.predicate);
+	sp := cdviz._sink_split(full_target, full_options);
+	DELETE FROM cdviz.sink_secrets WHERE sink_id = s.id;
+	IF sp.secrets IS NOT NULL THEN
+		INSERT INTO cdviz.sink_secrets VALUES (s.id, sp.secrets);
+	END IF;
+	UPDATE cdviz.sinks
+	SET target = sp.shown_target, options = sp.shown_options, secret_keys = sp.secret_keys,
+		type_pattern = s.type_pattern, source_pattern = s.source_pattern,
+		predicate = s.predicate, updated_at = now()
+	WHERE id = s.id;
+END
+$$;
+COMMENT ON FUNCTION cdviz.alter_sink(text, text, jsonb, text, text, text) IS
+'cdviz: changes a sink; NULL arguments keep the current value, an empty string removes a filter, options (when given) replace all options, secrets included (a secret or header value given as ***, as cdviz.sinks shows it, keeps its current value; so does the target as cdviz.sinks shows it). Takes effect at the dispatcher''s next chunk; delivery resumes where it was. Example: SELECT cdviz.alter_sink(''ci'', type_pattern => ''dev.cdevents.%'');';
+
+REVOKE EXECUTE ON FUNCTION cdviz._redact_url(text), cdviz._sink_split(text, jsonb),
+	cdviz._sink_redact(text, jsonb) FROM PUBLIC;
+
+-- The sinks made by 0.1.0: their header values and URL credentials move
+-- to cdviz.sink_secrets, as create_sink() now puts them.  What the
+-- dispatcher uses is unchanged (it joins the two), so updated_at is left.
+WITH split AS (
+	SELECT s.id, sp.shown_target, sp.shown_options, sp.secret_keys, sp.secrets
+	FROM cdviz.sinks s
+	LEFT JOIN cdviz.sink_secrets x ON x.sink_id = s.id
+	CROSS JOIN LATERAL cdviz._sink_split(s.target, s.options || coalesce(x.secrets, '{}')) sp
+), shown AS (
+	UPDATE cdviz.sinks s
+	SET target = p.shown_target, options = p.shown_options, secret_keys = p.secret_keys
+	FROM split p
+	WHERE p.id = s.id
+)
+INSERT INTO cdviz.sink_secrets AS x (sink_id, secrets)
+SELECT p.id, p.secrets FROM split p WHERE p.secrets IS NOT NULL
+ON CONFLICT (sink_id) DO UPDATE SET secrets = excluded.secrets;
+
+-- Planner statistics are readable by whoever may read the table's
+-- columns (pg_stats): those of the rows as 0.1.0 stored them would show
+-- the old values to cdviz_reader until the next analyze.
+ANALYZE cdviz.sinks;
+-- Sinks: progress knows the cluster whose transaction ids it holds, and is
+-- re-based by the dispatcher when restored into another (60_sinks.sql).
+-- Which cluster wrote a row of progress or of the outbox: transaction
+-- ids and snapshots have a meaning only there.  A streaming standby has
+-- its primary's identifier (and its transaction ids), so a failover keeps
+-- it; a cluster restored from pg_dump has a new one.
+CREATE FUNCTION cdviz._cluster_id()
+RETURNS bigint
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT system_identifier FROM pg_catalog.pg_control_system() $$;
+COMMENT ON FUNCTION cdviz._cluster_id() IS
+'cdviz internal: this cluster''s system identifier (pg_control_system()), shared by its streaming standbys';
+
+-- Filled, then given their default: a default given with ADD COLUMN
+-- would be kept as the column's "missing value", which a fresh install
+-- has not.
+ALTER TABLE cdviz.lake_batches ADD COLUMN cluster_id bigint;
+UPDATE cdviz.lake_batches SET cluster_id = cdviz._cluster_id();
+ALTER TABLE cdviz.lake_batches ALTER COLUMN cluster_id SET DEFAULT cdviz._cluster_id(),
+	ALTER COLUMN cluster_id SET NOT NULL;
+COMMENT ON COLUMN cdviz.lake_batches.cluster_id IS 'the cluster whose transaction xid is (cdviz._cluster_id()); rows restored from another cluster are dropped when the dispatcher re-bases the sinks';
+
+-- Progress written by 0.1.0 is this cluster's, and a backfill in
+-- progress delivers the events that existed at the sink's creation.
+ALTER TABLE cdviz.sink_progress ADD COLUMN cluster_id bigint;
+ALTER TABLE cdviz.sink_progress ADD COLUMN created_until bigint;
+UPDATE cdviz.sink_progress SET cluster_id = cdviz._cluster_id(),
+	created_until = CASE WHEN backfill_until IS NOT NULL THEN backfill_until END;
+ALTER TABLE cdviz.sink_progress ALTER COLUMN cluster_id SET DEFAULT cdviz._cluster_id();
+COMMENT ON COLUMN cdviz.sink_progress.cluster_id IS 'the cluster whose transaction ids snap, next_snap and pos_xid are (cdviz._cluster_id()); NULL: this one. Progress restored into another cluster is re-based by the dispatcher before it delivers anything';
+COMMENT ON COLUMN cdviz.sink_progress.created_until IS 'the highest lake id when the sink was created with start_at (or when it was re-based): the backfill delivers an event up to it only if imported since start_at, and every event above it';
+COMMENT ON COLUMN cdviz.sink_progress.backfill_until IS 'backfill: the highest lake id to deliver by id, that existed at creation or at a re-base (NULL: no backfill)';
+
+-- cdviz.create_sink(), which fills created_until, is replaced by
+-- 44_secrets.sql.
+
+-- What a sink still owes of one outbox row: its last N events.  The
+-- window is (snap, next_snap] and pos the last event delivered in it
+-- (see cdviz.sink_progress); a row written by another cluster than the
+-- progress (a restore, the dispatcher not yet run) is owed whole, its
+-- transaction id being no transaction of the progress's cluster.  Plain
+-- SQL without SET, so that the planner inlines it into sink_status.
+CREATE FUNCTION cdviz._sink_owed(p cdviz.sink_progress, b cdviz.lake_batches)
+RETURNS integer
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+	SELECT CASE
+		WHEN b.cluster_id <> coalesce(p.cluster_id, b.cluster_id) THEN cardinality(b.ids)
+		WHEN pg_catalog.pg_visible_in_snapshot(b.xid, p.snap) THEN 0
+		WHEN p.next_snap IS NULL OR p.pos_xid IS NULL
+			OR NOT pg_catalog.pg_visible_in_snapshot(b.xid, p.next_snap) THEN cardinality(b.ids)
+		WHEN (b.xid, b.batch_id) = (p.pos_xid, p.pos_batch)
+			THEN greatest(cardinality(b.ids) - p.pos_ord, 0)
+		WHEN (b.xid, b.batch_id) > (p.pos_xid, p.pos_batch) THEN cardinality(b.ids)
+		ELSE 0
+	END
+$$;
+COMMENT ON FUNCTION cdviz._sink_owed(cdviz.sink_progress, cdviz.lake_batches) IS
+'cdviz internal: how many events at the end of an outbox row a sink has not passed yet (its pending events there, before its filter)';
+
+-- Progress restored from another cluster (pg_dump + pg_restore) holds
+-- transaction ids of that cluster: read as ids of this one, events stored
+-- here could look delivered and be skipped.  The dispatcher calls this
+-- before it delivers anything.  With the restored snapshots, against the
+-- restored outbox rows, it finds each sink's lowest lake id still owed
+-- (its backfill counts too); the sink then delivers by lake id, as a
+-- backfill, every event above it up to the newest stored one (those
+-- stored here since the restore included), and its window starts again
+-- from a snapshot of this cluster.  Owed events are delivered, none
+-- skipped; events above the lowest owed one that had been delivered are
+-- delivered again; a sink that had delivered everything delivers nothing
+-- again.  The restored outbox rows go: their ids are the backfill's now.
+CREATE FUNCTION cdviz._rebase_sinks()
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	here CONSTANT bigint := cdviz._cluster_id();
+	newest bigint;
+	rebased integer;
+BEGIN
+	UPDATE cdviz.sink_progress SET cluster_id = here WHERE cluster_id IS NULL;
+	IF NOT EXISTS (SELECT FROM cdviz.sink_progress WHERE cluster_id <> here) THEN
+		RETURN 0;
+	END IF;
+	-- As in create_sink(): writers in flight finish first and new ones
+	-- wait for our commit, so every event up to newest is in a
+	-- transaction visible in the snapshot the window starts from, and
+	-- every later one in a transaction that is not.
+	LOCK TABLE cdviz.cdevents_lake IN SHARE MODE;
+	SELECT max(id) INTO newest FROM cdviz.cdevents_lake;
+	WITH owed AS (
+		SELECT p.sink_id,
+			   least(CASE WHEN p.backfill_until IS NOT NULL THEN p.backfill_pos END,
+					 (SELECT min(u.id) - 1
+					  FROM cdviz.lake_batches b,
+						   unnest(b.ids) WITH ORDINALITY AS u(id, ord)
+					  WHERE u.ord > cardinality(b.ids) - cdviz._sink_owed(p, b))) AS after
+		FROM cdviz.sink_progress p
+		WHERE p.cluster_id <> here
+	)
+	UPDATE cdviz.sink_progress p
+	SET snap = pg_current_snapshot(), next_snap = NULL,
+		pos_xid = NULL, pos_batch = NULL, pos_ord = NULL,
+		backfill_until = CASE WHEN o.after < newest THEN newest END,
+		backfill_pos = CASE WHEN o.after < newest THEN o.after END,
+		created_until = coalesce(p.created_until, o.after, newest),
+		cluster_id = here
+	FROM owed o
+	WHERE o.sink_id = p.sink_id;
+	GET DIAGNOSTICS rebased = ROW_COUNT;
+	DELETE FROM cdviz.lake_batches WHERE cluster_id <> here;
+	RETURN rebased;
+END
+$$;
+COMMENT ON FUNCTION cdviz._rebase_sinks() IS
+'cdviz internal: called by the dispatcher; re-bases the progress of sinks restored from another cluster (see cdviz.sink_progress.cluster_id) on a backfill by lake id from the lowest id each still owed, and returns how many it re-based';
+REVOKE EXECUTE ON FUNCTION cdviz._rebase_sinks() FROM PUBLIC;
+
+CREATE OR REPLACE VIEW cdviz.sink_status AS
+SELECT s.name, s.kind, s.target, s.paused,
+	   p.delivered,
+	   p.rejected,
+	   (SELECT count(*) FROM cdviz.rejected_deliveries d
+		WHERE d.sink_id = s.id AND d.retry_requested_at IS NOT NULL AND d.retried_at IS NULL)
+		   AS retries_requested,
+	   coalesce(w.pending, 0) + coalesce(bf.pending, 0) AS pending,
+	   CASE WHEN coalesce(w.pending, 0) + coalesce(bf.pending, 0) = 0 THEN 0
+			ELSE extract(epoch FROM now() - least(w.oldest, bf.oldest)) END AS lag_seconds,
+	   p.failures,
+	   p.last_delivered_id,
+	   p.last_success_at,
+	   p.last_error,
+	   p.last_error_at,
+	   s.created_at
+FROM cdviz.sinks s
+JOIN cdviz.sink_progress p ON p.sink_id = s.id
+LEFT JOIN LATERAL (
+	SELECT sum(cdviz._sink_owed(p, b)) AS pending, min(b.stored_at) AS oldest
+	FROM cdviz.lake_batches b
+	WHERE cdviz._sink_owed(p, b) > 0
+) w ON true
+LEFT JOIN LATERAL (
+	SELECT count(*) AS pending, min(l.imported_at) AS oldest
+	FROM cdviz.cdevents_lake l
+	WHERE p.backfill_until IS NOT NULL AND l.id > p.backfill_pos AND l.id <= p.backfill_until
+	  AND (l.id > p.created_until OR l.imported_at >= s.start_at)
+) bf ON true;
