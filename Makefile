@@ -12,14 +12,14 @@ EXTVERSION = 0.2.0
 UPDATE_SCRIPTS = $(sort $(wildcard sql/$(EXTENSION)--*--*.sql))
 MODULE_big = cdviz
 
+# src/ is layered: core/ (no PostgreSQL header) at the bottom, common/
+# (what every worker shares) above it, then the lake's ingest path (store/),
+# webhooks, the summaries, and the workers that feed and read them.  A file
+# includes headers of its own folder or of folders below it.
 CORE_SRCS = $(sort $(wildcard src/core/*.c))
-STORE_SRCS = $(sort $(wildcard src/store/*.c))
-HTTP_SRCS = $(sort $(wildcard src/http/*.c))
-POLL_SRCS = $(sort $(wildcard src/poll/*.c))
-DISPATCH_SRCS = $(sort $(wildcard src/dispatch/*.c))
-OBJS = src/cdviz.o \
-	$(CORE_SRCS:.c=.o) $(STORE_SRCS:.c=.o) $(HTTP_SRCS:.c=.o) \
-	$(POLL_SRCS:.c=.o) $(DISPATCH_SRCS:.c=.o)
+BACKEND_DIRS = common store webhook summaries http poll dispatch
+BACKEND_SRCS = $(foreach d,$(BACKEND_DIRS),$(sort $(wildcard src/$(d)/*.c)))
+OBJS = src/cdviz.o $(CORE_SRCS:.c=.o) $(BACKEND_SRCS:.c=.o)
 
 PG_CPPFLAGS = -I$(srcdir)/src -DCDVIZ_EXTVERSION='"$(EXTVERSION)"'
 # libmicrohttpd: the HTTP receiver; libcurl: S3 and HTTP sinks; libxml2:

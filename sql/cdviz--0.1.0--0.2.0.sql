@@ -16,7 +16,7 @@ SELECT pg_catalog.pg_extension_config_dump('cdviz.sinks_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('cdviz.lake_batches_batch_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('cdviz.rejected_deliveries_id_seq', '');
 
--- Transaction locks no SQL role can take (src/store/locks.c): writers take
+-- Transaction locks no SQL role can take (src/common/locks.c): writers take
 -- turns on keys with them, and a read-only role calling pg_advisory_lock()
 -- with the same keys cannot hold a writer up.
 CREATE FUNCTION cdviz._lock_keys(class integer, keys integer[])
@@ -842,7 +842,7 @@ BEGIN
 		-- Keys hash into 1,024 locks (the "cdvs" class), so that a batch of
 		-- thousands of services does not fill the lock table, taken in one
 		-- order: one statement never deadlocks with another.  They are
-		-- locks no SQL role can take (src/store/locks.c): a read-only role
+		-- locks no SQL role can take (src/common/locks.c): a read-only role
 		-- holding pg_advisory_lock() on the same keys delays nothing.  (Transactions
 		-- of several insert statements can, as they could on the state rows.)
 		PERFORM cdviz._lock_keys(1667528307, array_agg(k.h ORDER BY k.h))

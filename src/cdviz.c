@@ -16,8 +16,8 @@
 #include "http/http_worker.h"
 #include "poll/poll.h"
 #include "store/store.h"
-#include "store/summaries_worker.h"
-#include "store/wake.h"
+#include "summaries/summaries_worker.h"
+#include "summaries/wake.h"
 
 PG_MODULE_MAGIC;
 

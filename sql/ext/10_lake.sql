@@ -69,7 +69,7 @@ COMMENT ON COLUMN cdviz.cdevents_lake.subject_id IS 'subject.id';
 COMMENT ON COLUMN cdviz.cdevents_lake.chain_id IS 'context.chainId, when given';
 COMMENT ON COLUMN cdviz.cdevents_lake.payload IS 'the whole event as received';
 
--- Transaction locks no SQL role can take (src/store/locks.c): writers take
+-- Transaction locks no SQL role can take (src/common/locks.c): writers take
 -- turns on keys with them, and a read-only role calling pg_advisory_lock()
 -- with the same keys cannot hold a writer up.
 CREATE FUNCTION cdviz._lock_keys(class integer, keys integer[])

@@ -21,7 +21,7 @@ COMMENT ON FUNCTION cdviz.ingest_batch(jsonb, text) IS
 
 -- A batch stored all or none, from SQL.  (Webhook deliveries, which used
 -- to come through here, now hand their events to the store in C:
--- src/store/webhook_store.c.)
+-- src/webhook/webhook_store.c.)
 CREATE FUNCTION cdviz._ingest_all_or_nothing(events jsonb, origin_ref text,
 											 OUT stored bigint, OUT duplicates bigint,
 											 OUT event_ids bigint[], OUT problems jsonb)

@@ -1227,7 +1227,7 @@ BEGIN
 		-- Keys hash into 1,024 locks (the "cdvs" class), so that a batch of
 		-- thousands of services does not fill the lock table, taken in one
 		-- order: one statement never deadlocks with another.  They are
-		-- locks no SQL role can take (src/store/locks.c): a read-only role
+		-- locks no SQL role can take (src/common/locks.c): a read-only role
 		-- holding pg_advisory_lock() on the same keys delays nothing.  (Transactions
 		-- of several insert statements can, as they could on the state rows.)
 		PERFORM cdviz._lock_keys(1667528307, array_agg(k.h ORDER BY k.h))

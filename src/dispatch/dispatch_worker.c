@@ -33,8 +33,8 @@
 
 #include "dispatch/dispatch.h"
 #include "dispatch/dispatch_worker.h"
-#include "store/subxact.h"
-#include "store/worker.h"
+#include "common/subxact.h"
+#include "common/worker.h"
 
 int			cdviz_dispatch_interval = 500;
 int			cdviz_dispatch_chunk = 1000;

@@ -30,7 +30,7 @@
 #include "core/envelope.h"
 #include "dispatch/dispatch.h"
 #include "store/store.h"
-#include "store/worker.h"
+#include "common/worker.h"
 
 /* Messages read per subscription per turn; one transaction stores them. */
 #define FETCH_BATCH 500

@@ -27,7 +27,7 @@
 #include "utils/memutils.h"
 
 #include "dispatch/dispatch.h"
-#include "store/hmac.h"
+#include "common/hmac_sha256.h"
 
 /* Bytes of an answer kept for the logs and rejected_deliveries. */
 #define RESPONSE_EXCERPT 1024

@@ -14,7 +14,7 @@
 
 
 #include "http/http.h"
-#include "store/hmac.h"
+#include "common/hmac_sha256.h"
 
 /* Equal strings, in time independent of their contents. */
 bool

@@ -27,7 +27,7 @@
 
 #include "http/http.h"
 #include "store/store.h"
-#include "store/worker.h"
+#include "common/worker.h"
 
 /* Past this many events a group waits for the next transaction. */
 #define GROUP_MAX_EVENTS 5000

@@ -18,7 +18,7 @@
 
 #include "http/http.h"
 #include "store/store.h"
-#include "store/worker.h"
+#include "common/worker.h"
 
 /* A cumulative histogram with fixed bounds. */
 typedef struct Histogram

@@ -24,7 +24,7 @@
 #include "http/http.h"
 #include "http/http_webhook.h"
 #include "store/store.h"
-#include "store/worker.h"
+#include "common/worker.h"
 
 /* Which route a path names (the query string is not part of url). */
 static HttpRoute

@@ -27,7 +27,7 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/base64.h"
-#include "common/hmac.h"
+#include "common/hmac_sha256.h"
 #include "common/sha2.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
@@ -38,9 +38,9 @@
 
 #include "http/http_webhook.h"
 #include "store/store.h"
-#include "store/subxact.h"
-#include "store/webhook_store.h"
-#include "store/worker.h"
+#include "common/subxact.h"
+#include "webhook/webhook_store.h"
+#include "common/worker.h"
 
 /* Longest route name (cdviz.webhooks.name allows 63 characters). */
 #define WEBHOOK_NAME_MAX 63

@@ -43,7 +43,7 @@
 #include "http/http.h"
 #include "http/http_webhook.h"
 #include "http/http_worker.h"
-#include "store/worker.h"
+#include "common/worker.h"
 
 /* defaults chosen from measurements; see the README */
 #define HTTP_DEFAULT_MAX_CONNECTIONS 4096

@@ -32,7 +32,7 @@
 
 #include "core/jsonl.h"
 #include "poll/poll.h"
-#include "store/worker.h"
+#include "common/worker.h"
 
 /* Deepest folder nesting walked; deeper folders are skipped with a warning. */
 #define MAX_DEPTH 32

@@ -24,7 +24,7 @@
 #include "core/jsonl.h"
 #include "poll/poll.h"
 #include "store/store.h"
-#include "store/worker.h"
+#include "common/worker.h"
 
 /* A chunk also ends after this much line text, whatever the line count. */
 #define CHUNK_BYTES (8 * 1024 * 1024)

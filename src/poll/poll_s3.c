@@ -36,7 +36,7 @@
 
 #include "core/jsonl.h"
 #include "poll/poll.h"
-#include "store/worker.h"
+#include "common/worker.h"
 
 /* Longest wait between passes after failures. */
 #define MAX_BACKOFF_SECONDS 600

@@ -25,7 +25,7 @@
 #include "utils/wait_event.h"
 
 #include "poll/poll.h"
-#include "store/worker.h"
+#include "common/worker.h"
 
 char	   *cdviz_fs_path = NULL;
 int			cdviz_fs_poll_interval = 5;

@@ -16,7 +16,7 @@
 
 #include "core/envelope.h"
 #include "store/store.h"
-#include "store/version.h"
+#include "common/version.h"
 
 PG_FUNCTION_INFO_V1(cdviz_ingest);
 PG_FUNCTION_INFO_V1(cdviz_ingest_batch);
@@ -74,17 +74,6 @@ items_from_args(FunctionCallInfo fcinfo, const char *default_ref, int *nitems)
 	}
 	*nitems = n;
 	return items;
-}
-
-/* See store.h. */
-TupleDesc
-cdviz_result_tupdesc(FunctionCallInfo fcinfo)
-{
-	TupleDesc	tupdesc;
-
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "function returning record called in context that cannot accept type record");
-	return BlessTupleDesc(tupdesc);
 }
 
 /* Raise the problems of a rejected item as a SQL error. */

@@ -35,7 +35,7 @@
 #include "utils/timestamp.h"
 
 #include "store/store.h"
-#include "store/subxact.h"
+#include "common/subxact.h"
 
 int			cdviz_validation = CDVIZ_VALIDATION_STRICT;
 
@@ -271,20 +271,6 @@ keytable_slot(KeyTable *t, const char *src, size_t srclen,
 /* SQL                                                                 */
 /* ------------------------------------------------------------------ */
 
-/* See store.h. */
-SPIPlanPtr
-cdviz_prepare_kept(const char *sql, int nargs, Oid *argtypes, int cursor_options)
-{
-	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, cursor_options);
-
-	if (plan == NULL)
-		elog(ERROR, "cdviz: SPI_prepare failed for \"%s\": %s", sql,
-			 SPI_result_code_string(SPI_result));
-	if (SPI_keepplan(plan) != 0)
-		elog(ERROR, "cdviz: SPI_keepplan failed");
-	return plan;
-}
-
 static SPIPlanPtr
 prepare_kept(const char *sql, int nargs, Oid *argtypes)
 {
@@ -399,20 +385,6 @@ ensure_partitions(BatchRows *rows)
 				elog(ERROR, "cdviz: creating lake partition %s failed", name);
 		}
 	}
-}
-
-/* See store.h. */
-ArrayType *
-cdviz_make_array(Datum *values, bool *nulls, int n, Oid elemtype)
-{
-	int16		typlen;
-	bool		typbyval;
-	char		typalign;
-	int			dims[1] = {n};
-	int			lbs[1] = {1};
-
-	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
-	return construct_md_array(values, nulls, 1, dims, lbs, elemtype, typlen, typbyval, typalign);
 }
 
 /*
@@ -580,36 +552,6 @@ resolve_existing(CdvizItem *items, BatchRows *rows, KeyTable *keys)
 		}
 	}
 	SPI_freetuptable(SPI_tuptable);
-}
-
-/*
- * Bytes as a text value.  Text holds neither NUL bytes nor invalid
- * encoding, both of which bad input may have: such bytes are kept as \xNN
- * escapes, so a dead letter still shows what was sent.
- */
-text *
-cdviz_bytes_as_text(const char *raw, size_t len)
-{
-	StringInfoData buf;
-	size_t		i = 0;
-
-	if (memchr(raw, '\0', len) == NULL && pg_verifymbstr(raw, (int) len, true))
-		return cstring_to_text_with_len(raw, (int) len);
-	initStringInfo(&buf);
-	while (i < len)
-	{
-		int			clen = pg_encoding_verifymbchar(GetDatabaseEncoding(), raw + i,
-													(int) (len - i));
-
-		if (raw[i] != '\0' && clen > 0)
-		{
-			appendBinaryStringInfo(&buf, raw + i, clen);
-			i += clen;
-		}
-		else
-			appendStringInfo(&buf, "\\x%02X", (unsigned char) raw[i++]);
-	}
-	return cstring_to_text_with_len(buf.data, buf.len);
 }
 
 int64

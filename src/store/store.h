@@ -16,6 +16,8 @@
 
 #include "core/event.h"
 #include "core/problems.h"
+#include "common/json.h"
+#include "common/spi_util.h"
 
 typedef enum CdvizItemStatus
 {
@@ -122,12 +124,6 @@ extern int64 cdviz_store_dead_letter_enveloped(const char *origin, const char *o
 											   const CdvizProblems *problems);
 
 /*
- * A jsonb object or array as a json-c document, to be freed before the
- * current memory context is reset (see jsonb_to_json.c).
- */
-extern struct json_object *cdviz_jsonb_to_json(Jsonb *jb);
-
-/*
  * Fill item from a jsonb value (an event, or anything a caller was given
  * as one), with origin_ref for its dead letter (store_items.c).
  */
@@ -138,38 +134,6 @@ extern void cdviz_item_from_jsonb(CdvizItem *item, Jsonb *jb, const char *origin
  * {"index": n, "path": …, "message": …}, index from 0.
  */
 extern Jsonb *cdviz_items_problems(const CdvizItem *items, int nitems);
-
-/*
- * SPI_prepare_cursor() and SPI_keepplan(), raising on failure: a plan kept
- * for the life of the session.
- */
-extern SPIPlanPtr cdviz_prepare_kept(const char *sql, int nargs, Oid *argtypes,
-									 int cursor_options);
-
-/* A one-dimensional array of n values of elemtype (nulls may be NULL). */
-extern ArrayType *cdviz_make_array(Datum *values, bool *nulls, int n, Oid elemtype);
-
-/* The row type a SQL function returning a record was declared with. */
-extern TupleDesc cdviz_result_tupdesc(FunctionCallInfo fcinfo);
-
-/*
- * JSON text (valid in the database encoding, no NUL byte) as jsonb, the
- * same value jsonb_in makes of it, faster; NULL when it is declined: not
- * JSON, a scalar, or something only jsonb_in should judge.  Raises no
- * error of its own but for running out of memory (jsonb_parse.c).
- */
-extern Jsonb *cdviz_jsonb_from_text(const char *text, size_t len);
-
-/*
- * The same, NUL-terminated text, where what the scanner declines goes to
- * jsonb_in in a subtransaction: NULL with *edata (the caller frees it)
- * when jsonb_in refuses the text (a data exception, or a program limit
- * such as jsonb's size); any other error is raised (jsonb_parse.c).
- */
-extern Jsonb *cdviz_jsonb_parse(const char *text, size_t len, ErrorData **edata);
-
-/* Bytes as text, invalid encoding and NUL bytes escaped as \xNN. */
-extern text *cdviz_bytes_as_text(const char *raw, size_t len);
 
 /* Check one document without storing it (cdviz.validate). */
 extern bool cdviz_store_check(const char *raw, size_t raw_len, CdvizProblems *problems);

@@ -1,5 +1,5 @@
 /*
- * hmac.c
+ * hmac_sha256.c
  *	  HMAC-SHA256 with PostgreSQL's own pg_hmac (OpenSSL when the server
  *	  has it), so no other crypto library is needed.
  */
@@ -8,7 +8,7 @@
 #include "common/hmac.h"
 #include "utils/resowner.h"
 
-#include "store/hmac.h"
+#include "common/hmac_sha256.h"
 
 bool
 cdviz_hmac_sha256_hex(const char *secret, const char *data, size_t len, char *hex)

@@ -8,8 +8,8 @@
  * read-only role could stall ingestion.  These locks are advisory locks
  * of a kind no SQL function takes (see locks.c).
  */
-#ifndef CDVIZ_STORE_LOCKS_H
-#define CDVIZ_STORE_LOCKS_H
+#ifndef CDVIZ_COMMON_LOCKS_H
+#define CDVIZ_COMMON_LOCKS_H
 
 #include "postgres.h"
 
@@ -20,4 +20,4 @@
 /* Take the transaction lock (class, key), waiting for it. */
 extern void cdviz_lock_key(uint32 class, uint32 key);
 
-#endif							/* CDVIZ_STORE_LOCKS_H */
+#endif							/* CDVIZ_COMMON_LOCKS_H */

@@ -32,8 +32,8 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
-#include "store/version.h"
-#include "store/worker.h"
+#include "common/version.h"
+#include "common/worker.h"
 
 char	   *cdviz_database = NULL;
 

@@ -26,9 +26,9 @@
 #include "utils/numeric.h"
 
 #include "core/json_scan.h"
-#include "store/store.h"
-#include "store/version.h"
-#include "store/subxact.h"
+#include "common/json.h"
+#include "common/version.h"
+#include "common/subxact.h"
 
 /*
  * Longest number, and largest exponent, taken here: this file raises no

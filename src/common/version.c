@@ -21,7 +21,7 @@
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
 
-#include "store/version.h"
+#include "common/version.h"
 
 /* See version.h. */
 char *

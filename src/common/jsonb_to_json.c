@@ -16,7 +16,7 @@
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 
-#include "store/store.h"
+#include "common/json.h"
 
 /*
  * From utils/fmgrprotos.h, which cannot be included here: it declares the

@@ -15,7 +15,7 @@
  * headers, body and reception time (the default timestamp of the events),
  * so its events get the same identity and the lake stores nothing new.
  * Two sessions processing one delivery at once are serialized by a
- * transaction lock on that identity (store/locks.h: one no SQL role can
+ * transaction lock on that identity (common/locks.h: one no SQL role can
  * take), taken before the row is looked up.
  *
  * Deliveries are written in batches (CdvizWebhookBatch): the http worker
@@ -64,10 +64,10 @@
 #include "utils/timestamp.h"
 
 #include "store/store.h"
-#include "store/locks.h"
-#include "store/version.h"
-#include "store/subxact.h"
-#include "store/webhook_store.h"
+#include "common/locks.h"
+#include "common/version.h"
+#include "common/subxact.h"
+#include "webhook/webhook_store.h"
 
 PG_FUNCTION_INFO_V1(cdviz_process_webhook);
 PG_FUNCTION_INFO_V1(cdviz_webhook_transform);

@@ -11,7 +11,7 @@
 #include "utils/builtins.h"
 
 #include "core/purl.h"
-#include "store/version.h"
+#include "common/version.h"
 
 PG_FUNCTION_INFO_V1(cdviz_purl_split_text);
 PG_FUNCTION_INFO_V1(cdviz_percent_decode_text);

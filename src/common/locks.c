@@ -17,8 +17,8 @@
 #include "storage/lock.h"
 #include "utils/array.h"
 
-#include "store/locks.h"
-#include "store/version.h"
+#include "common/locks.h"
+#include "common/version.h"
 
 /* What no SQL advisory lock function puts in locktag_field4. */
 #define CDVIZ_LOCKTAG_KIND 3

@@ -7,8 +7,8 @@
  * tables and functions of another shape: its SQL functions refuse with a
  * hint instead, and its workers wait.
  */
-#ifndef CDVIZ_STORE_VERSION_H
-#define CDVIZ_STORE_VERSION_H
+#ifndef CDVIZ_COMMON_VERSION_H
+#define CDVIZ_COMMON_VERSION_H
 
 #include "postgres.h"
 
@@ -24,4 +24,4 @@ extern char *cdviz_extension_version(Oid ext);
  */
 extern void cdviz_check_version(void);
 
-#endif							/* CDVIZ_STORE_VERSION_H */
+#endif							/* CDVIZ_COMMON_VERSION_H */

@@ -37,10 +37,10 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
-#include "store/summaries_worker.h"
-#include "store/worker.h"
-#include "store/version.h"
-#include "store/wake.h"
+#include "summaries/summaries_worker.h"
+#include "common/worker.h"
+#include "common/version.h"
+#include "summaries/wake.h"
 
 PGDLLEXPORT void cdviz_summaries_main(Datum arg);
 

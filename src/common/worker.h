@@ -20,8 +20,8 @@
  * cdviz_worker_transaction() looks it up inside every transaction it starts,
  * so a worker never touches a missing schema and picks up the new one.
  */
-#ifndef CDVIZ_STORE_WORKER_H
-#define CDVIZ_STORE_WORKER_H
+#ifndef CDVIZ_COMMON_WORKER_H
+#define CDVIZ_COMMON_WORKER_H
 
 #include "postgres.h"
 
@@ -89,4 +89,4 @@ extern bool cdviz_worker_wait_for_extension(void);
 /* Seconds between checks while the extension is missing. */
 #define CDVIZ_WORKER_RETRY_SECONDS 5
 
-#endif							/* CDVIZ_STORE_WORKER_H */
+#endif							/* CDVIZ_COMMON_WORKER_H */

@@ -22,7 +22,7 @@
 #include "storage/shmem.h"
 #include "storage/spin.h"
 
-#include "store/wake.h"
+#include "summaries/wake.h"
 
 typedef struct CdvizWakeShared
 {

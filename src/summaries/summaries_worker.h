@@ -2,8 +2,8 @@
  * summaries_worker.h
  *	  cdviz.summaries and the worker that folds deferred summaries.
  */
-#ifndef CDVIZ_STORE_SUMMARIES_WORKER_H
-#define CDVIZ_STORE_SUMMARIES_WORKER_H
+#ifndef CDVIZ_SUMMARIES_WORKER_H
+#define CDVIZ_SUMMARIES_WORKER_H
 
 /*
  * Define the settings (from _PG_init); when preloading, also register the
@@ -11,4 +11,4 @@
  */
 extern void cdviz_summaries_init(bool preloading);
 
-#endif							/* CDVIZ_STORE_SUMMARIES_WORKER_H */
+#endif							/* CDVIZ_SUMMARIES_WORKER_H */

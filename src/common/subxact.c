@@ -13,7 +13,7 @@
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 
-#include "store/subxact.h"
+#include "common/subxact.h"
 
 /* See subxact.h. */
 ErrorData *

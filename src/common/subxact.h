@@ -4,8 +4,8 @@
  *	  the way PL/pgSQL's EXCEPTION blocks do: what fails is rolled back,
  *	  the caller goes on in its transaction.
  */
-#ifndef CDVIZ_STORE_SUBXACT_H
-#define CDVIZ_STORE_SUBXACT_H
+#ifndef CDVIZ_COMMON_SUBXACT_H
+#define CDVIZ_COMMON_SUBXACT_H
 
 #include "postgres.h"
 
@@ -19,4 +19,4 @@
  */
 extern ErrorData *cdviz_subxact(void (*fn) (void *arg), void *arg, MemoryContext errcxt);
 
-#endif							/* CDVIZ_STORE_SUBXACT_H */
+#endif							/* CDVIZ_COMMON_SUBXACT_H */

@@ -1,11 +1,11 @@
 /*
- * hmac.h
+ * hmac_sha256.h
  *	  HMAC-SHA256 as hex, for what every worker signs or checks: the HTTP
  *	  receiver's X-Signature-256, GitHub's X-Hub-Signature-256 and the
  *	  signature the dispatcher's HTTP sinks send.
  */
-#ifndef CDVIZ_STORE_HMAC_H
-#define CDVIZ_STORE_HMAC_H
+#ifndef CDVIZ_COMMON_HMAC_SHA256_H
+#define CDVIZ_COMMON_HMAC_SHA256_H
 
 #include "common/sha2.h"
 
@@ -19,4 +19,4 @@
 extern bool cdviz_hmac_sha256_hex(const char *secret, const char *data, size_t len,
 								  char *hex);
 
-#endif							/* CDVIZ_STORE_HMAC_H */
+#endif							/* CDVIZ_COMMON_HMAC_SHA256_H */

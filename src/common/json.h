@@ -1,0 +1,37 @@
+/*
+ * json.h
+ *	  JSON text to jsonb (jsonb_parse.c) and jsonb to the json-c documents
+ *	  the core checks (jsonb_to_json.c).
+ */
+#ifndef CDVIZ_COMMON_JSON_H
+#define CDVIZ_COMMON_JSON_H
+
+#include "postgres.h"
+
+#include "utils/jsonb.h"
+
+struct json_object;
+
+/*
+ * A jsonb object or array as a json-c document, to be freed before the
+ * current memory context is reset (jsonb_to_json.c).
+ */
+extern struct json_object *cdviz_jsonb_to_json(Jsonb *jb);
+
+/*
+ * JSON text (valid in the database encoding, no NUL byte) as jsonb, the
+ * same value jsonb_in makes of it, faster; NULL when it is declined: not
+ * JSON, a scalar, or something only jsonb_in should judge.  Raises no
+ * error of its own but for running out of memory (jsonb_parse.c).
+ */
+extern Jsonb *cdviz_jsonb_from_text(const char *text, size_t len);
+
+/*
+ * The same, NUL-terminated text, where what the scanner declines goes to
+ * jsonb_in in a subtransaction: NULL with *edata (the caller frees it)
+ * when jsonb_in refuses the text (a data exception, or a program limit
+ * such as jsonb's size); any other error is raised (jsonb_parse.c).
+ */
+extern Jsonb *cdviz_jsonb_parse(const char *text, size_t len, ErrorData **edata);
+
+#endif							/* CDVIZ_COMMON_JSON_H */
