@@ -78,7 +78,7 @@ test/unit/test_envelope: test/unit/test_envelope.c test/unit/tap.h $(CORE_SRCS) 
 test/unit/validate_cli: test/unit/validate_cli.c $(CORE_SRCS) src/core/*.h
 	$(CORE_CC) $(CORE_CFLAGS) -o $@ test/unit/validate_cli.c $(CORE_SRCS) $(CORE_LIBS)
 
-.PHONY: unit fuzz prove prove-installcheck pgtap-installcheck schemas
+.PHONY: unit fuzz prove prove-installcheck pgtap-installcheck schemas check-layout
 
 pgtap-installcheck:
 	psql -X -q -v ON_ERROR_STOP=1 -d postgres \
@@ -94,6 +94,11 @@ unit: test/unit/test_core test/unit/test_jsonl test/unit/test_envelope test/unit
 	test/unit/test_jsonl
 	test/unit/test_envelope
 	test/unit/test_json_scan
+
+# The shape docs/design.md describes: includes point down the layers, no two
+# files of a folder call each other both ways, no C file over 800 lines.
+check-layout:
+	python3 $(srcdir)/tools/check_layout.py $(srcdir)/src
 
 FUZZ_SECONDS ?= 60
 fuzz/fuzz_core: fuzz/fuzz_core.c $(CORE_SRCS) src/core/*.h
