@@ -17,7 +17,7 @@
 #include "poll/poll.h"
 #include "store/store.h"
 #include "summaries/summaries_worker.h"
-#include "summaries/wake.h"
+#include "common/wake.h"
 
 PG_MODULE_MAGIC;
 

@@ -40,7 +40,7 @@
 #include "summaries/summaries_worker.h"
 #include "common/worker.h"
 #include "common/version.h"
-#include "summaries/wake.h"
+#include "common/wake.h"
 
 PGDLLEXPORT void cdviz_summaries_main(Datum arg);
 

@@ -10,8 +10,8 @@
  * its business, and reset by waits inside its own transactions (lock
  * waits, synchronous replication), which would lose a wake-up.
  */
-#ifndef CDVIZ_SUMMARIES_WAKE_H
-#define CDVIZ_SUMMARIES_WAKE_H
+#ifndef CDVIZ_COMMON_WAKE_H
+#define CDVIZ_COMMON_WAKE_H
 
 typedef enum CdvizWakeTarget
 {
@@ -35,4 +35,4 @@ extern void cdviz_wake_at_commit(CdvizWakeTarget target);
 /* In the worker: whether a wake-up came since the last call; clears it. */
 extern bool cdviz_wake_take(CdvizWakeTarget target);
 
-#endif							/* CDVIZ_SUMMARIES_WAKE_H */
+#endif							/* CDVIZ_COMMON_WAKE_H */

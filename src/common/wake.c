@@ -22,7 +22,7 @@
 #include "storage/shmem.h"
 #include "storage/spin.h"
 
-#include "summaries/wake.h"
+#include "common/wake.h"
 
 typedef struct CdvizWakeShared
 {
