@@ -67,7 +67,7 @@
 #include "common/locks.h"
 #include "common/version.h"
 #include "common/subxact.h"
-#include "webhook/webhook_store.h"
+#include "webhook/webhook.h"
 
 PG_FUNCTION_INFO_V1(cdviz_process_webhook);
 PG_FUNCTION_INFO_V1(cdviz_webhook_transform);
