@@ -17,7 +17,7 @@
 /*
  * The path of the value being checked, as a stack of segments grown and
  * cut as we descend.  It is rendered as text only when a problem is
- * reported: building the text for every value visited cost more than
+ * reported: building the text for every value visited would cost more than
  * checking it.
  */
 #define PATH_MAX_DEPTH 64
