@@ -17,7 +17,7 @@ MODULE_big = cdviz
 # webhooks, the summaries, and the workers that feed and read them.  A file
 # includes headers of its own folder or of folders below it.
 CORE_SRCS = $(sort $(wildcard src/core/*.c))
-BACKEND_DIRS = common store webhook summaries http poll dispatch
+BACKEND_DIRS = common store webhook summaries http poll dispatch sources
 BACKEND_SRCS = $(foreach d,$(BACKEND_DIRS),$(sort $(wildcard src/$(d)/*.c)))
 OBJS = src/cdviz.o $(CORE_SRCS:.c=.o) $(BACKEND_SRCS:.c=.o)
 

@@ -15,6 +15,7 @@
 #include "dispatch/dispatch_worker.h"
 #include "http/http_worker.h"
 #include "poll/poll.h"
+#include "sources/source.h"
 #include "store/store.h"
 #include "summaries/summaries_worker.h"
 #include "common/wake.h"
@@ -42,6 +43,8 @@ _PG_init(void)
 		cdviz_http_init();
 		cdviz_poll_init();
 		cdviz_dispatch_init();
+		/* after the poller and the dispatcher: their settings define sources */
+		cdviz_sources_init();
 	}
 	MarkGUCPrefixReserved("cdviz");
 }

@@ -22,7 +22,7 @@ import re
 import sys
 
 LAYERS = [["core"], ["common"], ["store"], ["webhook"], ["summaries"],
-          ["http", "poll", "dispatch"]]
+          ["http", "poll", "dispatch"], ["sources"]]
 MAX_LINES = 800
 
 RANK = {d: i for i, layer in enumerate(LAYERS) for d in layer}

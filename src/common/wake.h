@@ -4,7 +4,7 @@
  *
  * A worker with nothing to do sleeps on its latch.  A transaction that
  * queues work for it (lake rows for the dispatcher, queued summaries for
- * the summaries worker) asks for a wake-up; when it commits, a flag is set
+ * the summaries worker, a changed source for the sources launcher) asks for a wake-up; when it commits, a flag is set
  * in shared memory and the worker's latch too.  The worker tests and clears
  * the flag, not the latch: a latch is also set by signals that are none of
  * its business, and reset by waits inside its own transactions (lock
@@ -17,6 +17,7 @@ typedef enum CdvizWakeTarget
 {
 	CDVIZ_WAKE_SUMMARIES,
 	CDVIZ_WAKE_DISPATCHER,
+	CDVIZ_WAKE_SOURCES,			/* the sources launcher: cdviz.sources changed */
 	CDVIZ_WAKE_TARGETS
 } CdvizWakeTarget;
 
