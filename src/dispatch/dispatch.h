@@ -9,6 +9,7 @@
  *	  sink_options.c     a sink's options (JSON) into its settings
  *	  sink_http.c        HTTP sink on libcurl's multi interface
  *	  sink_nats.c        NATS sink (core NATS or JetStream)
+ *	  sink_kafka.c       Kafka sink (librdkafka idempotent producer)
  *	  sink_log.c         log sink
  *	  nats_conn.c        the one libnats connection
  *	  nats_source.c      NATS source: durable JetStream consumer or plain
@@ -17,7 +18,8 @@
  * Only the worker's main thread touches PostgreSQL.  libcurl runs in that
  * thread (curl_multi_socket_action from the loop); libnats has threads of
  * its own, whose callbacks only count and write a byte to a pipe the loop
- * waits on.
+ * waits on; so do librdkafka's, whose delivery reports the loop then
+ * serves with rd_kafka_poll().
  *
  * Delivery is at least once and in storage order per sink: a sink holds
  * one chunk of events at a time, delivers it front to back, and its
@@ -56,6 +58,7 @@ typedef struct DispatchEvent
 	char	   *source;
 	char	   *type;
 	char	   *subject;
+	char	   *subject_id;		/* subject.id, or NULL */
 	char	   *predicate;
 	char	   *version;
 	char	   *time;			/* context.timestamp as sent */
@@ -113,6 +116,7 @@ typedef enum SinkKind
 {
 	SINK_HTTP,
 	SINK_NATS,
+	SINK_KAFKA,
 	SINK_LOG
 } SinkKind;
 
@@ -125,6 +129,7 @@ typedef enum HttpMode
 
 typedef struct HttpSinkState HttpSinkState;
 typedef struct NatsSinkState NatsSinkState;
+typedef struct KafkaSinkState KafkaSinkState;
 
 typedef struct Sink
 {
@@ -150,6 +155,7 @@ typedef struct Sink
 	char	   *hmac_secret;
 	char	   *headers_json;	/* JSON object, or NULL */
 	int			jetstream;		/* 0 never, 1 always, 2 auto */
+	char	   *options_json;	/* all options, secrets included */
 
 	/* progress: committed, and in memory (may be ahead, never behind) */
 	SinkPosition pos;
@@ -167,6 +173,7 @@ typedef struct Sink
 	/* kind-specific state */
 	HttpSinkState *http;
 	NatsSinkState *nats;
+	KafkaSinkState *kafka;
 } Sink;
 
 /* dispatch_worker.c */
@@ -201,6 +208,11 @@ extern int	sink_http_sockets(int *fds, int *events, int max);
 extern void sink_nats_start(Sink *sink);
 extern void sink_nats_cancel(Sink *sink);
 extern void sink_nats_free(Sink *sink);
+
+/* sink_kafka.c */
+extern void sink_kafka_start(Sink *sink);
+extern void sink_kafka_cancel(Sink *sink);
+extern void sink_kafka_free(Sink *sink);
 
 /* sink_log.c */
 extern void sink_log_deliver(Sink *sink);

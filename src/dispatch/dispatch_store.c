@@ -120,7 +120,8 @@ configure(Sink *sink, int r)
 	old = MemoryContextSwitchTo(sink->cxt);
 	sink->name = pstrdup(value(r, 2));
 	sink->kind = strcmp(kind, "http") == 0 ? SINK_HTTP
-		: strcmp(kind, "nats") == 0 ? SINK_NATS : SINK_LOG;
+		: strcmp(kind, "nats") == 0 ? SINK_NATS
+		: strcmp(kind, "kafka") == 0 ? SINK_KAFKA : SINK_LOG;
 	sink->target = pstrdup(value(r, 4));
 	sink->paused = strcmp(value(r, 10), "t") == 0;
 	sink->updated_at = pstrdup(value(r, 11));
@@ -148,6 +149,8 @@ drop_chunk(Sink *sink)
 		sink_http_cancel(sink);
 	else if (sink->kind == SINK_NATS)
 		sink_nats_cancel(sink);
+	else if (sink->kind == SINK_KAFKA)
+		sink_kafka_cancel(sink);
 	if (sink->chunk)
 	{
 		MemoryContextDelete(sink->chunk->cxt);
@@ -160,6 +163,7 @@ dispatch_sink_free(Sink *sink)
 {
 	drop_chunk(sink);
 	sink_nats_free(sink);
+	sink_kafka_free(sink);
 	forget_events_plan(sink);
 	position_free(&sink->pos);
 	if (sink->last_error)
@@ -299,8 +303,9 @@ dispatch_store_sync(List **sinks)
 
 #define EVENT_COLUMNS \
 	"e.id, e.\"timestamp\"::text, e.context_id, e.context_source, e.type, e.subject," \
-	" e.predicate, e.type_version, e.payload->'context'->>'timestamp', e.payload::text"
-#define N_EVENT_COLUMNS 10
+	" e.predicate, e.type_version, e.payload->'context'->>'timestamp', e.payload::text," \
+	" e.subject_id"
+#define N_EVENT_COLUMNS 11
 
 static DispatchChunk *
 chunk_create(ChunkKind kind, int nrows)
@@ -340,6 +345,7 @@ chunk_fill(DispatchChunk *chunk, int first, bool with_reject_row)
 		ev->time = value(r, c++);
 		ev->payload = value(r, c++);
 		ev->payload_len = (int) strlen(ev->payload);
+		ev->subject_id = value(r, c++);
 	}
 	MemoryContextSwitchTo(old);
 }

@@ -272,6 +272,9 @@ deliver(TimestampTz now)
 			case SINK_NATS:
 				sink_nats_start(sink);
 				break;
+			case SINK_KAFKA:
+				sink_kafka_start(sink);
+				break;
 		}
 	}
 }
@@ -292,8 +295,8 @@ next_timeout(TimestampTz now, TimestampTz next_sync)
 
 		if (sink->chunk && sink->retry_at > now)
 			t = Min(t, (long) ((sink->retry_at - now) / 1000) + 1);
-		/* a NATS chunk in flight must notice its deadline */
-		if (sink->kind == SINK_NATS && sink->chunk)
+		/* a NATS or Kafka chunk in flight must notice its deadline */
+		if ((sink->kind == SINK_NATS || sink->kind == SINK_KAFKA) && sink->chunk)
 			t = Min(t, 250);
 	}
 	if (nats_source_active())
