@@ -48,6 +48,8 @@
 /* Seconds past the sink's timeout after which missing reports fail it. */
 #define REPORT_GRACE_MS 5000
 
+typedef struct KafkaSinkState KafkaSinkState;
+
 typedef enum KafkaKey
 {
 	KEY_SUBJECT,
@@ -151,10 +153,10 @@ log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 }
 
 /* Forget what is in flight (the chunk goes, or is read again). */
-void
-sink_kafka_cancel(Sink *sink)
+static void
+kafka_cancel(Sink *sink)
 {
-	KafkaSinkState *st = sink->kafka;
+	KafkaSinkState *st = sink->state;
 
 	if (st == NULL || !st->in_flight)
 		return;
@@ -187,18 +189,17 @@ close_producer(KafkaSinkState *st)
 	st->made_from = NULL;
 }
 
-/* The sink is dropped. */
-void
-sink_kafka_free(Sink *sink)
+/* The sink is dropped (after kafka_cancel). */
+static void
+kafka_close(Sink *sink)
 {
-	KafkaSinkState *st = sink->kafka;
+	KafkaSinkState *st = sink->state;
 
 	if (st == NULL)
 		return;
-	sink_kafka_cancel(sink);
 	close_producer(st);
 	pfree(st);
-	sink->kafka = NULL;
+	sink->state = NULL;
 }
 
 /* Set one producer property; false with errstr filled when refused. */
@@ -429,16 +430,16 @@ finish_attempt(Sink *sink, KafkaSinkState *st, bool timed_out)
 }
 
 /* Produce the sink's chunk, or see whether what is in flight is settled. */
-void
-sink_kafka_start(Sink *sink)
+static void
+kafka_start(Sink *sink)
 {
 	DispatchChunk *chunk = sink->chunk;
-	KafkaSinkState *st = sink->kafka;
+	KafkaSinkState *st = sink->state;
 	char		errstr[512];
 	StringInfoData buf;
 
 	if (st == NULL)
-		st = sink->kafka = MemoryContextAllocZero(TopMemoryContext, sizeof(KafkaSinkState));
+		st = sink->state = MemoryContextAllocZero(TopMemoryContext, sizeof(KafkaSinkState));
 	if (st->rk)
 		rd_kafka_poll(st->rk, 0);
 	if (st->in_flight)
@@ -516,3 +517,15 @@ sink_kafka_start(Sink *sink)
 	if (st->outstanding <= 0)
 		finish_attempt(sink, st, false);
 }
+
+/*
+ * Reports wake the loop through the pipe; the recheck notices an attempt
+ * whose reports are overdue.
+ */
+const SinkMethods sink_kafka_methods = {
+	.kind = "kafka",
+	.start = kafka_start,
+	.cancel = kafka_cancel,
+	.close = kafka_close,
+	.recheck_ms = 250,
+};
