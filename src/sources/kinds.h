@@ -16,4 +16,7 @@ extern void cdviz_s3_source_run(const CdvizSource *src);
 /* nats (nats_kind.c) */
 extern void cdviz_nats_source_run(const CdvizSource *src);
 
+/* kafka (kafka_source.c) */
+extern void cdviz_kafka_source_run(const CdvizSource *src);
+
 #endif							/* CDVIZ_SOURCES_KINDS_H */

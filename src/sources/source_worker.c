@@ -36,7 +36,7 @@ static const CdvizSourceKind source_kinds[] = {
 	{"folder", cdviz_folder_source_run},
 	{"s3", cdviz_s3_source_run},
 	{"nats", cdviz_nats_source_run},
-	{"kafka", NULL},
+	{"kafka", cdviz_kafka_source_run},
 };
 
 PGDLLEXPORT void cdviz_source_main(Datum arg);

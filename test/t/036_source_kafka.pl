@@ -1,0 +1,160 @@
+# The Kafka source against librdkafka's mock cluster (test/kafka/mock_cluster.c),
+# kcat producing: 3,000 messages stored exactly once through a SIGKILL of the
+# source's worker mid-stream, then all of them delivered again and kept once;
+# the CloudEvents Kafka binding's binary and structured modes and a plain
+# JSON array; a bad message dead-lettered with its topic, partition and offset
+# and committed (not read again after a restart); an outage of every broker
+# and back; two sources with their own groups at once; pause, resume and drop
+# taking effect without a restart; the counters and the lag in
+# cdviz.source_status.
+use strict;
+use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
+use DispatchTest;
+use KafkaTest;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep);
+
+my $why = KafkaTest::available();
+plan skip_all => $why if $why;
+
+my $tmp = PostgreSQL::Test::Utils::tempdir();
+my $kafka = KafkaTest->start($tmp, 3);
+my $bs = $kafka->bootstrap;
+$kafka->topic('ks.in', 4, 1);
+$kafka->topic('ks.modes', 1, 1);
+$kafka->topic('ks.two', 2, 1);
+
+my $node = dispatch_node('source_kafka', "max_worker_processes = 20\n");
+sub sql { return $node->safe_psql('postgres', $_[0]); }
+
+sub lake_count
+{
+	my ($like) = @_;
+	return sql(qq{SELECT count(*) || '/' || count(DISTINCT context_id) FROM cdviz.cdevents_lake
+		WHERE context_id LIKE '$like'});
+}
+
+# A source's options: a quick session timeout, so that a killed member's
+# partitions go to its successor within seconds.
+sub options
+{
+	my ($group, $extra) = @_;
+	return qq({"brokers": "$bs", "group": "$group", "batch_size": 100, )
+	  . qq("config": {"session.timeout.ms": "6000", "heartbeat.interval.ms": "500"}$extra});
+}
+
+# The pid of a source's worker, or '' when it has none.
+sub worker_pid
+{
+	my ($name) = @_;
+	return sql(qq{SELECT pid FROM pg_stat_activity
+		WHERE backend_type = 'cdviz source' AND application_name = 'cdviz source $name'});
+}
+
+sub status
+{
+	my ($name, $cols) = @_;
+	return sql(qq{SELECT $cols FROM cdviz.source_status WHERE name = '$name'});
+}
+
+sub produce_events
+{
+	my ($topic, $prefix, $from, $to) = @_;
+	$kafka->produce($topic, map { { value => event_doc("$prefix$_", '/kafka/test') } } $from .. $to);
+}
+
+# --- exactly once through a SIGKILL of the worker, then a redelivery ---
+sql("SELECT cdviz.create_source('k1', 'kafka', 'ks.in', '" . options('g1') . "')");
+ok(wait_until('the worker of k1', 60, sub { worker_pid('k1') ne '' }), 'the source k1 has a worker');
+produce_events('ks.in', 'k-', 1, 3000);
+ok(wait_until('k1 storing', 60, sub { (split m{/}, lake_count('k-%'))[0] > 0 }), 'k1 stores');
+my $pid = worker_pid('k1');
+my $before = (split m{/}, lake_count('k-%'))[0];
+ok(kill('KILL', $pid), "SIGKILL of the source worker (pid $pid) after $before events");
+cmp_ok($before, '<', 3000, 'killed mid-stream');
+$node->poll_query_until('postgres',
+	q{SELECT count(*) >= 3000 FROM cdviz.cdevents_lake WHERE context_id LIKE 'k-%'})
+  or diag('lake: ' . lake_count('k-%'));
+sleep 1;
+is(lake_count('k-%'), '3000/3000', 'every message stored once through the crash');
+
+produce_events('ks.in', 'k-', 1, 3000);
+ok(wait_until('the redelivery', 120, sub { status('k1', 'duplicates') >= 3000 }),
+	'all 3,000 delivered again');
+is(lake_count('k-%'), '3000/3000', 'the lake keeps one copy of each');
+ok(wait_until('the lag', 30, sub { status('k1', 'lag') eq '0' }), 'k1 lag 0 once read')
+  or diag(status('k1', 'lag'));
+
+# --- modes: binary, structured, a plain array; a bad message ---
+sql("SELECT cdviz.create_source('modes', 'kafka', 'ks.modes', '" . options('gm') . "')");
+my $type = 'dev.cdeventsx.probe-item.created.0.1.0';
+$kafka->produce('ks.modes',
+	{ value => event_doc('bin-1', '/kafka/test'),
+	  headers => [ 'content-type' => 'application/json', ce_specversion => '1.0', ce_id => 'bin-1',
+		ce_source => '/kafka/test', ce_type => $type ] });
+$kafka->produce('ks.modes',
+	{ value => qq({"specversion":"1.0","id":"str-1","source":"/kafka/test","type":"$type",)
+		  . qq("datacontenttype":"application/json","data":) . event_doc('str-1', '/kafka/test') . '}',
+	  headers => [ 'content-type' => 'application/cloudevents+json' ] });
+$kafka->produce('ks.modes',
+	{ value => '[' . event_doc('arr-1', '/kafka/test') . ',' . event_doc('arr-2', '/kafka/test') . ']' });
+$kafka->produce('ks.modes', { value => 'this is not an event' });
+ok(wait_until('the modes', 60, sub { status('modes', 'events + rejected') eq '5' }),
+	'binary, structured, array and a bad message read')
+  or diag(status('modes', 'events, rejected, last_error'));
+is(sql(q{SELECT string_agg(context_id, ',' ORDER BY context_id) FROM cdviz.cdevents_lake
+	WHERE context_id IN ('bin-1', 'str-1', 'arr-1', 'arr-2')}), 'arr-1,arr-2,bin-1,str-1',
+	'binary, structured and array events stored');
+is(sql(q{SELECT origin || ' ' || origin_ref FROM cdviz.rejected_events WHERE origin = 'kafka'}),
+	'kafka ks.modes/0@3', 'the bad message dead-lettered with its topic, partition and offset');
+is(status('modes', 'events || '' '' || rejected'), '4 1', 'counters of modes');
+
+# a restart of the whole server: the bad message was committed with its batch
+$node->restart;
+ok(wait_until('modes again', 60, sub { worker_pid('modes') ne '' }), 'modes restarted');
+$kafka->produce('ks.modes', { value => event_doc('after-1', '/kafka/test') });
+ok(wait_until('after-1', 60, sub { lake_count('after-%') eq '1/1' }), 'a message after the restart');
+is(sql(q{SELECT count(*) FROM cdviz.rejected_events WHERE origin = 'kafka'}), '1',
+	'the bad message was not read again');
+
+# --- every broker down, and back ---
+$kafka->broker_down(-1);
+sleep 4;
+$kafka->broker_up(-1);
+produce_events('ks.in', 'out-', 1, 300);
+ok(wait_until('after the outage', 120, sub { lake_count('out-%') eq '300/300' }),
+	'stored after every broker was down and came back')
+  or diag(lake_count('out-%'), ' ', status('k1', 'state, last_error'));
+
+# --- two sources, their own groups, at once ---
+sql("SELECT cdviz.create_source('k2', 'kafka', 'ks.two', '" . options('g2') . "')");
+produce_events('ks.two', 'two-', 1, 500);
+produce_events('ks.in', 'one-', 1, 500);
+ok(wait_until('both sources', 60,
+	sub { lake_count('two-%') eq '500/500' && lake_count('one-%') eq '500/500' }),
+	'two sources of different groups read at once');
+
+# --- pause, resume, drop: no restart ---
+my $old = worker_pid('k2');
+sql("SELECT cdviz.pause_source('k2')");
+ok(wait_until('k2 paused', 30, sub { worker_pid('k2') eq '' }), 'pausing stops the worker');
+produce_events('ks.two', 'paused-', 1, 50);
+sleep 3;
+is(lake_count('paused-%'), '0/0', 'nothing read while paused');
+sql("SELECT cdviz.resume_source('k2')");
+ok(wait_until('k2 resumed', 60, sub { lake_count('paused-%') eq '50/50' }), 'resumed, it reads on');
+isnt(worker_pid('k2'), $old, 'by a new worker');
+sql("SELECT cdviz.drop_source('k2')");
+ok(wait_until('k2 dropped', 30, sub { worker_pid('k2') eq '' }), 'dropping ends the worker');
+produce_events('ks.two', 'dropped-', 1, 20);
+sleep 3;
+is(lake_count('dropped-%'), '0/0', 'nothing read once dropped');
+is(sql(q{SELECT count(*) FROM cdviz.sources WHERE name = 'k2'}), '0', 'k2 is gone');
+
+$node->stop;
+$kafka->stop;
+done_testing();
