@@ -10,12 +10,14 @@
 use strict;
 use warnings;
 use FindBin;
+use IPC::Run;
 use lib $FindBin::RealBin;
 use DispatchTest;
 use KafkaTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use POSIX ();
 use Time::HiRes qw(usleep);
 
 my $why = KafkaTest::available();
@@ -43,6 +45,7 @@ sub lake_count
 sub options
 {
 	my ($group, $extra) = @_;
+	$extra //= '';
 	return qq({"brokers": "$bs", "group": "$group", "batch_size": 100, )
 	  . qq("config": {"session.timeout.ms": "6000", "heartbeat.interval.ms": "500"}$extra});
 }
@@ -70,21 +73,47 @@ sub produce_events
 # --- exactly once through a SIGKILL of the worker, then a redelivery ---
 sql("SELECT cdviz.create_source('k1', 'kafka', 'ks.in', '" . options('g1') . "')");
 ok(wait_until('the worker of k1', 60, sub { worker_pid('k1') ne '' }), 'the source k1 has a worker');
-produce_events('ks.in', 'k-', 1, 3000);
-ok(wait_until('k1 storing', 60, sub { (split m{/}, lake_count('k-%'))[0] > 0 }), 'k1 stores');
+# a stream: 30 runs of kcat, 100 messages each, from a child process
+my $producer = fork() // die "fork: $!";
+if ($producer == 0)
+{
+	for my $run (0 .. 29)
+	{
+		produce_events('ks.in', 'k-', $run * 100 + 1, $run * 100 + 100);
+		usleep(100_000);
+	}
+	POSIX::_exit(0);
+}
+ok(wait_until('k1 storing', 60, sub { (split m{/}, lake_count('k-%'))[0] >= 300 }), 'k1 stores');
+# the kill lands inside a batch's transaction: another session holds a lock
+# its last statement (the source's counters) waits for
+my $locker = IPC::Run::start(
+	[ 'psql', '-X', '-q', '-d', $node->connstr('postgres'), '-c',
+	  'LOCK TABLE cdviz.source_progress IN SHARE MODE; SELECT pg_sleep(600)' ],
+	'>', \my $lock_out, '2>', \my $lock_err);
 my $pid = worker_pid('k1');
+ok(wait_until('k1 waiting', 60, sub {
+	sql("SELECT wait_event_type FROM pg_stat_activity WHERE pid = $pid") eq 'Lock' }),
+	'a batch of k1 is being stored');
 my $before = (split m{/}, lake_count('k-%'))[0];
 ok(kill('KILL', $pid), "SIGKILL of the source worker (pid $pid) after $before events");
 cmp_ok($before, '<', 3000, 'killed mid-stream');
+$locker->kill_kill;
+waitpid($producer, 0);
+is($?, 0, 'the 3,000 messages produced');
 $node->poll_query_until('postgres',
 	q{SELECT count(*) >= 3000 FROM cdviz.cdevents_lake WHERE context_id LIKE 'k-%'})
   or diag('lake: ' . lake_count('k-%'));
 sleep 1;
 is(lake_count('k-%'), '3000/3000', 'every message stored once through the crash');
 
+is(status('k1', 'events'), '3000', 'k1 counted 3,000 events');
+my $dups = status('k1', 'duplicates');
 produce_events('ks.in', 'k-', 1, 3000);
-ok(wait_until('the redelivery', 120, sub { status('k1', 'duplicates') >= 3000 }),
+ok(wait_until('the redelivery', 120, sub { status('k1', 'duplicates') - $dups >= 3000 }),
 	'all 3,000 delivered again');
+is(status('k1', "events || ' ' || duplicates - $dups"), '3000 3000',
+	'counted as 3,000 duplicates');
 is(lake_count('k-%'), '3000/3000', 'the lake keeps one copy of each');
 ok(wait_until('the lag', 30, sub { status('k1', 'lag') eq '0' }), 'k1 lag 0 once read')
   or diag(status('k1', 'lag'));
@@ -111,7 +140,7 @@ is(sql(q{SELECT string_agg(context_id, ',' ORDER BY context_id) FROM cdviz.cdeve
 	'binary, structured and array events stored');
 is(sql(q{SELECT origin || ' ' || origin_ref FROM cdviz.rejected_events WHERE origin = 'kafka'}),
 	'kafka ks.modes/0@3', 'the bad message dead-lettered with its topic, partition and offset');
-is(status('modes', 'events || '' '' || rejected'), '4 1', 'counters of modes');
+is(status('modes', q{events || ' ' || rejected}), '4 1', 'counters of modes');
 
 # a restart of the whole server: the bad message was committed with its batch
 $node->restart;
@@ -123,12 +152,16 @@ is(sql(q{SELECT count(*) FROM cdviz.rejected_events WHERE origin = 'kafka'}), '1
 
 # --- every broker down, and back ---
 $kafka->broker_down(-1);
-sleep 4;
+ok(wait_until('the outage seen', 60, sub { status('k1', 'last_error IS NOT NULL') eq 't' }),
+	'the outage is the source\'s last_error');
 $kafka->broker_up(-1);
 produce_events('ks.in', 'out-', 1, 300);
 ok(wait_until('after the outage', 120, sub { lake_count('out-%') eq '300/300' }),
 	'stored after every broker was down and came back')
   or diag(lake_count('out-%'), ' ', status('k1', 'state, last_error'));
+ok(wait_until('the error cleared', 60, sub { status('k1', 'last_error IS NULL') eq 't' }),
+	'and the error is cleared')
+  or diag(status('k1', 'last_error'));
 
 # --- two sources, their own groups, at once ---
 sql("SELECT cdviz.create_source('k2', 'kafka', 'ks.two', '" . options('g2') . "')");
