@@ -393,13 +393,20 @@ DECLARE
 	sid integer := id;
 	other text;
 BEGIN
+	-- progress is kept per file and object: a folder inside another's,
+	-- or a key prefix inside another's, would be read by two sources
 	SELECT s.name INTO other FROM cdviz.sources s
-	WHERE s.kind = _source_store.kind AND s.location = _source_store.location
-	  AND s.id IS DISTINCT FROM sid;
+	WHERE s.kind = _source_store.kind AND s.id IS DISTINCT FROM sid
+	  AND (s.location = _source_store.location
+		   OR (_source_store.kind = 'folder' AND (starts_with(s.location || '/', rtrim(_source_store.location, '/') || '/')
+									OR starts_with(_source_store.location || '/', rtrim(s.location, '/') || '/')))
+		   OR (_source_store.kind = 's3' AND (starts_with(s.location, _source_store.location)
+								OR starts_with(_source_store.location, s.location))))
+	LIMIT 1;
 	IF other IS NOT NULL THEN
 		RAISE EXCEPTION 'source "%" reads "%" already', other, location
 			USING ERRCODE = 'unique_violation',
-				  HINT = 'A folder, bucket prefix, subject list or topic list is read by one source.';
+				  HINT = 'A folder (with its sub-folders), a bucket prefix, a subject list or a topic list is read by one source.';
 	END IF;
 	IF sid IS NULL THEN
 		INSERT INTO cdviz.sources (name, kind, location, options, secret_keys, paused, defined_by)
