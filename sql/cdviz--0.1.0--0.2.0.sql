@@ -1814,7 +1814,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION cdviz._source_redact(text, jsonb) IS
-'cdviz internal: a message with the given source secrets (of cdviz.source_secrets) in it replaced by ***';
+'cdviz internal: a message with the given source secrets (of cdviz.source_secrets) in it replaced by ***; executable by all, as cdviz.source_status calls it with its reader''s rights';
 
 -- The transformer contract (meta jsonb, body jsonb) RETURNS SETOF jsonb is
 -- checked, then refused: no source applies one in this version.
@@ -2088,7 +2088,7 @@ SELECT pg_catalog.pg_extension_config_dump('cdviz.sources_id_seq', '');
 -- Sources are managed by superusers only, as sinks are: a source writes
 -- into the lake and reads files the server's account can read.
 REVOKE EXECUTE ON FUNCTION cdviz._source_check(text, text, jsonb),
-	cdviz._source_split(text, jsonb), cdviz._source_redact(text, jsonb),
+	cdviz._source_split(text, jsonb),
 	cdviz._source_check_transformer(regprocedure), cdviz._source_for_change(text),
 	cdviz._source_store(integer, text, text, text, jsonb, text, boolean),
 	cdviz.create_source(text, text, text, jsonb, regprocedure, boolean),

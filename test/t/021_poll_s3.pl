@@ -150,7 +150,7 @@ is(q1("SELECT duplicates || ' ' || events FROM cdviz.s3_objects WHERE key = 'eve
 $node->append_conf('postgresql.conf', "cdviz.s3_access_key_id = 'WRONGKEY'\n");
 $node->reload;
 ok($node->poll_query_until('postgres',
-	"SELECT last_error LIKE '%403%InvalidAccessKeyId%' FROM cdviz.source_status WHERE source = 's3://bkt/events/'"),
+	"SELECT last_error LIKE '%403%InvalidAccessKeyId%' FROM cdviz.source_status WHERE location = 's3://bkt/events/'"),
 	'a wrong key id shows a clear error in cdviz.source_status');
 my $log_at = -s $node->logfile;
 sleep 8;

@@ -1,0 +1,153 @@
+-- Sources managed with SQL: every kind's known options accepted, and each
+-- wrong definition refused with SQLSTATE 22023 and a message (and hint)
+-- naming what is wrong: an unknown option, a missing required one, a
+-- value of the wrong type or out of range, a location of the wrong shape.
+-- Secrets go to cdviz.source_secrets: a member of cdviz_reader sees which
+-- options are secret (secret_keys), never a value.  The sources the
+-- settings define are changed through the settings only.
+BEGIN;
+SET client_min_messages = warning;
+
+SELECT plan(46);
+
+-- the error a statement raises: SQLSTATE, message and hint
+CREATE FUNCTION pg_temp.error_of(stmt text, OUT state text, OUT message text, OUT hint text)
+LANGUAGE plpgsql AS $$
+BEGIN
+	EXECUTE stmt;
+	state := 'no error';
+EXCEPTION WHEN OTHERS THEN
+	GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
+END
+$$;
+
+-- ---- the options of each kind -----------------------------------------------
+SELECT is(array_agg(option ORDER BY option),
+		  '{after,batch_lines,done_path,max_json_size,max_line_size,pattern,poll_interval}',
+		  'folder options') FROM cdviz.source_options('folder');
+SELECT is(array_agg(option ORDER BY option),
+		  '{access_key_id,batch_lines,endpoint,max_json_size,max_line_size,path_style,pattern,poll_interval,region,secret_access_key}',
+		  's3 options') FROM cdviz.source_options('s3');
+SELECT is(array_agg(option ORDER BY option), '{consumer,stream,url}', 'nats options')
+FROM cdviz.source_options('nats');
+SELECT is(array_agg(option ORDER BY option), '{batch_size,batch_timeout_ms,brokers,config,group,start}',
+		  'kafka options') FROM cdviz.source_options('kafka');
+
+-- every known option of each kind, with a value of its type
+SELECT lives_ok($$SELECT cdviz.create_source('all-folder', 'folder', '/srv/events/', '{"poll_interval": 2,
+	"pattern": "*.jsonl", "after": "move", "done_path": "/srv/done", "batch_lines": 100,
+	"max_line_size": 64, "max_json_size": 1024}')$$, 'a folder source with every option');
+SELECT lives_ok($$SELECT cdviz.create_source('all-s3', 's3', 's3://ci-events/builds/', '{"endpoint": "http://127.0.0.1:9000",
+	"region": "eu-west-1", "path_style": true, "access_key_id": "AKIA-PROBE-1", "secret_access_key": "PROBE-SECRET-2",
+	"poll_interval": 60, "pattern": "*.json", "batch_lines": 10, "max_line_size": 8, "max_json_size": 16}')$$,
+	'an s3 source with every option');
+SELECT lives_ok($$SELECT cdviz.create_source('all-nats', 'nats', 'ci.events.>, cd.events.>',
+	'{"url": "nats://probe:PROBE-PASS-3@127.0.0.1:4222", "stream": "CI", "consumer": "cdviz-ci"}')$$,
+	'a nats source with every option');
+SELECT lives_ok($$SELECT cdviz.create_source('all-kafka', 'kafka', 'ci-events,cd-events', '{"brokers": "127.0.0.1:9092",
+	"group": "cdviz", "batch_size": 1000, "batch_timeout_ms": 50, "start": "latest",
+	"config": {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN", "sasl.username": "probe-user-4",
+			   "sasl.password": "PROBE-PASS-5", "ssl.key.location": "/etc/kafka/PROBE-KEY-6.pem"}}', paused => true)$$,
+	'a kafka source with every option');
+SELECT is(string_agg(name || ' ' || location, ', ' ORDER BY id),
+		  'all-folder /srv/events, all-s3 s3://ci-events/builds/, all-nats ci.events.>,cd.events.>, all-kafka ci-events,cd-events',
+		  'locations are stored without a final slash or spaces') FROM cdviz.sources;
+
+-- ---- what is refused ---------------------------------------------------------
+SELECT is(e.state || ' ' || e.message || ' / ' || e.hint,
+		  '22023 unknown option "interval" for a source of kind folder / known options: after, batch_lines, done_path, max_json_size, max_line_size, pattern, poll_interval.',
+		  'an unknown option, with the known ones in the hint')
+FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'folder', '/x', '{"interval": 5}')$$) e;
+SELECT is(e.state || ' ' || e.message, '22023 unknown option "stream" for a source of kind kafka',
+		  'an option of another kind') FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'kafka', 't', '{"brokers": "b:9092", "stream": "S"}')$$) e;
+SELECT is(e.state || ' ' || e.message, '22023 unknown source kind "ftp"', 'an unknown kind')
+FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'ftp', '/x')$$) e;
+SELECT is(e.state || ' ' || e.message, '22023 option "url" is required for a source of kind nats',
+		  'nats needs its url') FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'nats', 'a.b')$$) e;
+SELECT is(e.state || ' ' || e.message, '22023 option "brokers" is required for a source of kind kafka',
+		  'kafka needs its brokers') FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'kafka', 't', '{}')$$) e;
+SELECT is(e.state || ' ' || e.message, '22023 option "done_path" (an absolute path) is required when "after" is move',
+		  'moving needs a done_path') FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'folder', '/x', '{"after": "move"}')$$) e;
+SELECT is(e.state || ' ' || e.message, '22023 option "poll_interval" of a source of kind folder must be an integer, not "5"',
+		  'a number as a string') FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'folder', '/x', '{"poll_interval": "5"}')$$) e;
+SELECT is(e.state || ' ' || e.message, '22023 option "batch_lines" of a source of kind s3 must be an integer, not 1.5',
+		  'a fraction') FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 's3', 's3://bkt', '{"batch_lines": 1.5}')$$) e;
+SELECT is(e.state || ' ' || e.message, '22023 option "path_style" of a source of kind s3 must be true or false, not "yes"',
+		  'a boolean as a string') FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 's3', 's3://bkt', '{"path_style": "yes"}')$$) e;
+SELECT is(e.state || ' ' || e.message, '22023 option "stream" of a source of kind nats must be a string, not 5',
+		  'a number for a string') FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'nats', 'a', '{"url": "nats://h", "stream": 5}')$$) e;
+SELECT is(e.state || ' ' || e.message, '22023 option "config" of a source of kind kafka must be an object of settings and their values',
+		  'kafka settings not an object') FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'kafka', 't', '{"brokers": "b", "config": "acks=all"}')$$) e;
+SELECT is(e.state || ' ' || e.message, '22023 option "poll_interval" must be from 1 to 86400, not 0',
+		  'out of range') FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'folder', '/x', '{"poll_interval": 0}')$$) e;
+SELECT is(e.state || ' ' || e.message, '22023 option "after" must be keep, delete or move, not "archive"',
+		  'an unknown choice') FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'folder', '/x', '{"after": "archive"}')$$) e;
+SELECT is(e.state || ' ' || e.message, '22023 option "start" must be earliest or latest, not "now"',
+		  'an unknown start') FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'kafka', 't', '{"brokers": "b", "start": "now"}')$$) e;
+SELECT is(e.state || ' ' || e.message, '22023 source options must be a JSON object', 'options not an object')
+FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'folder', '/x', '[]')$$) e;
+SELECT is(e.state || ' ' || e.message, '22023 the location of a folder source must be an absolute path, not "events"',
+		  'a relative folder') FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'folder', 'events')$$) e;
+SELECT is(e.state || ' ' || e.message, '22023 the location of an s3 source must be s3://bucket/prefix, not "https://bkt/x"',
+		  'an s3 location that is not s3://') FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 's3', 'https://bkt/x')$$) e;
+SELECT is(e.state, '22023', 'more than 16 NATS subjects')
+FROM pg_temp.error_of(format($$SELECT cdviz.create_source('x', 'nats', %L, '{"url": "nats://h"}')$$,
+							 (SELECT string_agg('s' || i, ',') FROM generate_series(1, 17) i))) e;
+SELECT is(e.state || ' ' || e.message, '22023 the location of a kafka source must be a comma-separated list of topics, not "a topic"',
+		  'a topic name with a space') FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'kafka', 'a topic', '{"brokers": "b"}')$$) e;
+SELECT is(e.state || ' ' || e.message, '23505 source "all-folder" reads "/srv/events" already',
+		  'one source per folder') FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'folder', '/srv/events/')$$) e;
+SELECT is(e.state || ' ' || e.message, '23505 source "all-folder" reads "/srv/events/agent-1" already',
+		  'nor a folder inside it') FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'folder', '/srv/events/agent-1')$$) e;
+SELECT is(e.state || ' ' || e.message, '23505 source "all-s3" reads "s3://ci-events/" already',
+		  'nor a prefix holding another''s') FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 's3', 's3://ci-events')$$) e;
+SELECT is(e.state, '22023', 'settings. names are kept for the settings')
+FROM pg_temp.error_of($$SELECT cdviz.create_source('settings.folder', 'folder', '/elsewhere')$$) e;
+
+-- a transformer is checked for the contract, then refused
+CREATE FUNCTION pg_temp.tr(meta jsonb, body jsonb) RETURNS SETOF jsonb LANGUAGE sql AS 'SELECT body';
+SELECT is(e.state || ' ' || e.message, '0A000 source transformers are not supported yet', 'a transformer is refused')
+FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'folder', '/x', transformer => 'pg_temp.tr(jsonb,jsonb)')$$) e;
+SELECT is(e.state, '22023', 'a function of another shape is refused as such')
+FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'folder', '/x', transformer => 'pg_catalog.lower(text)')$$) e;
+
+-- ---- alter, pause, resume, drop ------------------------------------------------
+SELECT lives_ok($$SELECT cdviz.alter_source('all-s3', options => '{"endpoint": "http://127.0.0.1:9001",
+	"path_style": true, "access_key_id": "***", "secret_access_key": "***"}')$$, 'alter with the secrets as shown');
+SELECT is(x.secrets, '{"access_key_id": "AKIA-PROBE-1", "secret_access_key": "PROBE-SECRET-2"}',
+		  'a secret given as *** keeps its value')
+FROM cdviz.source_secrets x JOIN cdviz.sources s ON s.id = x.source_id WHERE s.name = 'all-s3';
+SELECT is(e.state || ' ' || e.message, '22023 unknown option "bucket" for a source of kind s3', 'alter checks as create does')
+FROM pg_temp.error_of($$SELECT cdviz.alter_source('all-s3', options => '{"bucket": "b"}')$$) e;
+SELECT cdviz.pause_source('all-folder');
+SELECT is(state, 'paused', 'a paused source says so') FROM cdviz.source_status WHERE name = 'all-folder';
+SELECT cdviz.drop_source('all-folder');
+SELECT is(count(*), 0::bigint, 'a dropped source is gone') FROM cdviz.sources WHERE name = 'all-folder';
+SELECT is(e.state || ' ' || e.message, '42704 source "all-folder" does not exist', 'dropping it again')
+FROM pg_temp.error_of($$SELECT cdviz.drop_source('all-folder')$$) e;
+
+-- the settings' sources: through the settings only
+SELECT cdviz._source_sync_settings('folder', '/var/lib/cdviz/in', '{"poll_interval": 5}');
+SELECT is(e.state || ' ' || e.message || ' / ' || e.hint,
+		  '55000 source "settings.folder" is defined by the settings / Change the cdviz.fs_* settings in postgresql.conf and reload; an empty cdviz.fs_path removes the source.',
+		  'a source of the settings is not altered with SQL')
+FROM pg_temp.error_of($$SELECT cdviz.alter_source('settings.folder', location => '/elsewhere')$$) e;
+SELECT is(e.state, '55000', 'nor paused') FROM pg_temp.error_of($$SELECT cdviz.pause_source('settings.folder')$$) e;
+SELECT is(e.state, '55000', 'nor dropped') FROM pg_temp.error_of($$SELECT cdviz.drop_source('settings.folder')$$) e;
+
+-- ---- what a reader sees --------------------------------------------------------
+CREATE ROLE cdviz_sources_probe NOLOGIN IN ROLE cdviz_reader;
+SET LOCAL ROLE cdviz_sources_probe;
+SELECT is(string_agg(name || ' ' || secret_keys::text, ', ' ORDER BY id),
+		  'all-s3 {access_key_id,secret_access_key}, all-nats {url}, all-kafka {config.sasl.password,config.sasl.username,config.ssl.key.location}, settings.folder {}',
+		  'a reader sees which options are secrets')
+FROM cdviz.sources;
+SELECT is(count(*), 0::bigint, 'and no secret value in cdviz.sources or cdviz.source_status')
+FROM (SELECT s::text AS t FROM cdviz.sources s UNION ALL SELECT s::text FROM cdviz.source_status s) x
+WHERE x.t ~ '(PROBE|probe-user)';
+SELECT throws_ok('SELECT * FROM cdviz.source_secrets', '42501', NULL, 'cdviz.source_secrets is not for readers');
+SELECT throws_ok($$SELECT cdviz.create_source('r', 'folder', '/r')$$, '42501', NULL, 'nor is creating a source');
+RESET ROLE;
+
+SELECT * FROM finish();
+ROLLBACK;
