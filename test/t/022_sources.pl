@@ -227,6 +227,23 @@ ok($node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM cdviz.cdevents
 	'a source created again for the folder reads the new file');
 is(q1(q{SELECT sum(duplicates) FROM cdviz.fs_files WHERE source LIKE '%/b'}), 0, 'and no file twice');
 
+# ---- a worker that stops on its own is started again, after a pause ------
+my $pid_c = worker_of('folder-a');
+q1("SELECT pg_terminate_backend($pid_c)");
+ok($node->poll_query_until('postgres', q{SELECT state = 'failed' FROM cdviz.source_status WHERE name = 'folder-a'}),
+	'a worker terminated from outside leaves its source failed');
+my $t_fail = time;
+ok($node->poll_query_until('postgres', qq{SELECT count(*) = 1 FROM pg_stat_activity
+	WHERE application_name = 'cdviz source folder-a' AND pid <> $pid_c}), 'then a new worker reads it');
+my $pause = time - $t_fail;
+ok($pause >= 3 && $pause < 10, sprintf('after a pause of about 5 s (%.1f s)', $pause));
+ok($node->poll_query_until('postgres', q{SELECT s.state = 'running' AND p.restarts = 1
+	FROM cdviz.source_status s JOIN cdviz.source_progress p ON p.source_id = s.id WHERE s.name = 'folder-a'}),
+	'running again, the restart counted');
+drop_file("$tmp/c", 'c2.ndjson', ev('c-after-restart', '/c') . "\n");
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM cdviz.cdevents_lake WHERE context_id = 'c-after-restart'}),
+	'and stores what arrives');
+
 # ---- a reload changes nothing -------------------------------------------
 my $pids = q1(q{SELECT string_agg(pid::text, ',' ORDER BY pid) FROM pg_stat_activity WHERE backend_type = 'cdviz source'});
 $node->reload;
