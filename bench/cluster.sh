@@ -30,3 +30,22 @@ CONF
 bench_cluster_stop() {
 	"$PGBIN/pg_ctl" -D "$1/pg" -m immediate stop >/dev/null 2>&1 || true
 }
+
+# bench_own_cluster DB [SETTING...]: the setting of a benchmark that runs
+# alone.  Refuses root (PostgreSQL does), makes a temporary directory TMP,
+# starts a cluster there (PGHOST, PGPORT, PGUSER exported) with database DB
+# and the extension created, and removes both on exit; PSQL is the psql
+# command line, an array.
+bench_own_cluster() {
+	[ "$(id -u)" -ne 0 ] || { echo "bench: run as an unprivileged user" >&2; exit 1; }
+	DB=$1
+	shift
+	PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+	TMP=$(mktemp -d)
+	export PGHOST=$TMP PGPORT=$((20000 + $$ % 10000)) PGUSER=postgres
+	PSQL=(psql -X -q -v ON_ERROR_STOP=1)
+	trap 'bench_cluster_stop "$TMP"; rm -rf "$TMP"' EXIT
+	bench_cluster_start "$TMP" "$PGPORT" "$DB" "$@"
+	"${PSQL[@]}" -d postgres -c "CREATE DATABASE $DB"
+	"${PSQL[@]}" -d "$DB" -c "CREATE EXTENSION cdviz"
+}

@@ -19,9 +19,8 @@ AS 'MODULE_PATHNAME', 'cdviz_ingest_batch';
 COMMENT ON FUNCTION cdviz.ingest_batch(jsonb, text) IS
 'cdviz: stores a JSON array of CDEvents in one statement and returns how many were stored, were duplicates and were rejected. Each invalid element is kept in cdviz.rejected_events (origin sql, origin_ref "<origin_ref>[<index>]"); one bad event never costs the others. Example: SELECT * FROM cdviz.ingest_batch(''[{...}, {...}]'');';
 
--- A batch stored all or none, from SQL.  (Webhook deliveries, which used
--- to come through here, now hand their events to the store in C:
--- src/webhook/webhook_store.c.)
+-- A batch stored all or none, from SQL.  (Webhook deliveries hand their
+-- events to the store in C: src/webhook/webhook_delivery.c.)
 CREATE FUNCTION cdviz._ingest_all_or_nothing(events jsonb, origin_ref text,
 											 OUT stored bigint, OUT duplicates bigint,
 											 OUT event_ids bigint[], OUT problems jsonb)

@@ -352,7 +352,7 @@ COMMENT ON FUNCTION cdviz.webhook_oci_purl(text, text) IS
 -- Processing deliveries
 -- ---------------------------------------------------------------------
 
--- A delivery is processed in C (src/webhook/webhook_store.c): the route's
+-- A delivery is processed in C (src/webhook/): the route's
 -- transformer is called through a kept plan, its output completed and
 -- stored as items, and the delivery row written once with its outcome.
 -- The transformers stay SQL.  These functions pin search_path to

@@ -7,10 +7,10 @@
  * pushJsonbValue() calls make (members sorted by key length then bytes,
  * the last of equal keys kept), so it is the same value, byte for byte
  * (pgTAP 10_core compares the two on tricky documents).  The tree is
- * built here rather than through pushJsonbValue(): its generic qsort,
- * calling the comparison through a pointer, was 40% of the time spent
- * parsing a GitHub body, whose objects have up to a hundred members; the
- * sort below is PostgreSQL's template with the comparison inlined.
+ * built here rather than through pushJsonbValue(), whose generic qsort
+ * calls the comparison through a pointer: on a GitHub body, whose objects
+ * have up to a hundred members, that call dominates the parse.  The sort
+ * below is PostgreSQL's template with the comparison inlined.
  * Strings are not copied: they point into a copy of the text that the
  * scanner unescaped in place, alive until the jsonb is built.  Whatever
  * the scanner refuses or this file declines is left to jsonb_in, which
@@ -284,8 +284,8 @@ cdviz_jsonb_from_text(const char *text, size_t len)
 	 * jsonb.  In a context of this process's lifetime, reset after each
 	 * document, whose first block (kept by a reset) holds the tree of a
 	 * GitHub body: a context created for each document, or one whose blocks
-	 * a reset frees, had malloc map and unmap them each time, which made
-	 * parsing eight times slower.
+	 * a reset frees, would have malloc map and unmap them each time, which
+	 * costs more than the parse itself.
 	 */
 	if (building == NULL)
 		building = AllocSetContextCreate(TopMemoryContext, "cdviz jsonb parse",

@@ -4,8 +4,8 @@
  *	  the jsonb directly.
  *
  * The SQL functions receive jsonb.  Printing it as text only for json-c to
- * tokenize that text again cost a fifth of cdviz.ingest_batch's time; the
- * walk builds the same document (same keys in the same order, since jsonb's
+ * tokenize that text again would be a large part of cdviz.ingest_batch's
+ * time; the walk builds the same document (same keys in the same order, since jsonb's
  * text form lists them in its own order too), and the text is printed only
  * when a dead letter needs it.
  */

@@ -1,27 +1,27 @@
 /*
  * envelope.c
- *	  CloudEvents HTTP envelopes and gzip bodies; see envelope.h.
+ *	  The CloudEvents HTTP binding's modes: a body read as one plain
+ *	  CDEvent, an array of them, a binary-mode event (the ce-* headers as
+ *	  attributes), a structured event or a batch; see envelope.h.  The
+ *	  attributes are checked in envelope_ce.c, gzip bodies inflated in
+ *	  envelope_gzip.c.
  *
  * Memory comes from malloc, as everywhere in the core.  A single plain or
  * binary event is not copied: its raw text is the body itself, so the
  * common case costs one scan for the first character.
  */
-#include "core/envelope.h"
+#include "core/envelope_int.h"
 
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <json-c/json.h>
-#include <zlib.h>
 
 #include "core/event.h"
-#include "core/hexdigit.h"
 
-#define CE_SPECVERSION "1.0"
-
+/* See envelope.h. */
 const char *
 cdviz_envelope_mode_name(CdvizEnvelopeMode mode)
 {
@@ -69,140 +69,6 @@ is_json_type(const char *mt)
 	return strcmp(mt, "application/json") == 0 ||
 		strcmp(mt, "text/json") == 0 ||
 		(len > 5 && strcmp(mt + len - 5, "+json") == 0);
-}
-
-/*
- * NULL when s (len bytes) is well-formed UTF-8 (no overlong form, no
- * surrogate, nothing past U+10FFFF) holding no character that a
- * CloudEvents attribute may not hold (U+0000-U+001F, U+007F-U+009F);
- * otherwise what is wrong.
- */
-static const char *
-attribute_text_problem(const unsigned char *s, size_t len)
-{
-	size_t		i = 0;
-
-	while (i < len)
-	{
-		unsigned int c = s[i];
-		unsigned int cp;
-		int			n;
-
-		if (c < 0x80)
-		{
-			if (c < 0x20 || c == 0x7F)
-				return "it holds a control character";
-			i++;
-			continue;
-		}
-		if (c >= 0xC2 && c <= 0xDF)
-			n = 1, cp = c & 0x1F;
-		else if (c >= 0xE0 && c <= 0xEF)
-			n = 2, cp = c & 0x0F;
-		else if (c >= 0xF0 && c <= 0xF4)
-			n = 3, cp = c & 0x07;
-		else
-			return "it is not valid UTF-8 once percent-decoded";
-		if ((size_t) n >= len - i)
-			return "it is not valid UTF-8 once percent-decoded";
-		for (int k = 1; k <= n; k++)
-		{
-			if ((s[i + k] & 0xC0) != 0x80)
-				return "it is not valid UTF-8 once percent-decoded";
-			cp = (cp << 6) | (s[i + k] & 0x3F);
-		}
-		if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-			(cp >= 0xD800 && cp <= 0xDFFF))
-			return "it is not valid UTF-8 once percent-decoded";
-		if (cp >= 0x80 && cp <= 0x9F)
-			return "it holds a control character";
-		i += n + 1;
-	}
-	return NULL;
-}
-
-/* See envelope.h. */
-char *
-cdviz_ce_header_decode(const char *value, const char **why)
-{
-	const char *start = value;
-	const char *end = value + strlen(value);
-	char	   *unquoted;
-	char	   *out;
-	size_t		n = 0;
-	size_t		o = 0;
-
-	*why = NULL;
-	/* surrounding white space (HTTP's OWS) is not part of the value */
-	while (start < end && (*start == ' ' || *start == '\t'))
-		start++;
-	while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
-		end--;
-	if ((unquoted = malloc(end - start + 1)) == NULL)
-		return NULL;
-	if (start < end && *start == '"')
-	{
-		/* an RFC 7230 quoted-string: "..." with backslash escapes */
-		const char *p = start + 1;
-
-		for (;;)
-		{
-			if (p < end && *p == '\\')
-				p++;
-			else if (p < end && *p == '"')
-				break;
-			if (p >= end)
-			{
-				*why = "its quoted string is not terminated";
-				free(unquoted);
-				return NULL;
-			}
-			unquoted[n++] = *p++;
-		}
-		if (p + 1 != end)
-		{
-			*why = "it has text after its quoted string";
-			free(unquoted);
-			return NULL;
-		}
-	}
-	else
-	{
-		memcpy(unquoted, start, end - start);
-		n = end - start;
-	}
-
-	/* one round of percent-decoding: the result is never longer */
-	if ((out = malloc(n + 1)) == NULL)
-	{
-		free(unquoted);
-		return NULL;
-	}
-	for (size_t i = 0; i < n; i++)
-	{
-		if (unquoted[i] != '%')
-		{
-			out[o++] = unquoted[i];
-			continue;
-		}
-		if (i + 2 >= n || cdviz_hex_value(unquoted[i + 1]) < 0 || cdviz_hex_value(unquoted[i + 2]) < 0)
-		{
-			*why = "a % is not followed by two hexadecimal digits";
-			free(unquoted);
-			free(out);
-			return NULL;
-		}
-		out[o++] = (char) (cdviz_hex_value(unquoted[i + 1]) * 16 + cdviz_hex_value(unquoted[i + 2]));
-		i += 2;
-	}
-	out[o] = '\0';
-	free(unquoted);
-	if ((*why = attribute_text_problem((const unsigned char *) out, o)) != NULL)
-	{
-		free(out);
-		return NULL;
-	}
-	return out;
 }
 
 /* Grow the event array by one; NULL when out of memory. */
@@ -264,246 +130,6 @@ json_event(struct json_object *value, CdvizEnvelope *env, int *capacity)
 	ev->raw_len = strlen(copy);
 	ev->owned = true;
 	return ev;
-}
-
-/* The string member name of obj, or NULL. */
-static const char *
-string_member(struct json_object *obj, const char *name)
-{
-	struct json_object *v;
-
-	if (obj == NULL || !json_object_is_type(obj, json_type_object) ||
-		!json_object_object_get_ex(obj, name, &v) ||
-		!json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
-}
-
-/*
- * Compare the CloudEvents id/source/type with the CDEvent's context.  what
- * says where the attributes came from ("ce-" for headers, "" for a
- * structured event).
- */
-static void
-check_agreement(struct json_object *cdevent, const char *id, const char *source,
-				const char *type, const char *what, CdvizProblems *problems)
-{
-	struct json_object *ctx = NULL;
-	const char *attrs[3] = {id, source, type};
-	static const char *const names[3] = {"id", "source", "type"};
-
-	if (cdevent == NULL || !json_object_is_type(cdevent, json_type_object) ||
-		!json_object_object_get_ex(cdevent, "context", &ctx))
-		return;					/* validation will say what is missing */
-	for (int i = 0; i < 3; i++)
-	{
-		const char *mine = string_member(ctx, names[i]);
-
-		if (attrs[i] == NULL || mine == NULL || strcmp(attrs[i], mine) == 0)
-			continue;
-		cdviz_problems_add(problems, names[i][0] == 'i' ? "context.id" :
-						   names[i][0] == 's' ? "context.source" : "context.type",
-						   "\"%s\" does not match the CloudEvents attribute %s%s \"%s\"",
-						   mine, what, names[i], attrs[i]);
-	}
-}
-
-/* Decode standard base64 (white space ignored) into a malloc'd string. */
-static char *
-base64_decode(const char *in, size_t *out_len)
-{
-	size_t		len = strlen(in);
-	char	   *out = malloc(len / 4 * 3 + 4);
-	unsigned int acc = 0;
-	int			bits = 0;
-	size_t		n = 0;
-	bool		pad = false;
-
-	if (out == NULL)
-		return NULL;
-	for (const char *p = in; *p; p++)
-	{
-		int			c = (unsigned char) *p;
-		int			v;
-
-		if (c == ' ' || c == '\n' || c == '\r' || c == '\t')
-			continue;
-		if (c == '=')
-		{
-			pad = true;
-			continue;
-		}
-		if (pad)
-			goto bad;			/* data after padding */
-		if (c >= 'A' && c <= 'Z')
-			v = c - 'A';
-		else if (c >= 'a' && c <= 'z')
-			v = c - 'a' + 26;
-		else if (c >= '0' && c <= '9')
-			v = c - '0' + 52;
-		else if (c == '+')
-			v = 62;
-		else if (c == '/')
-			v = 63;
-		else
-			goto bad;
-		acc = (acc << 6) | (unsigned int) v;
-		bits += 6;
-		if (bits >= 8)
-		{
-			bits -= 8;
-			out[n++] = (char) ((acc >> bits) & 0xFF);
-		}
-	}
-	if (bits >= 6)
-		goto bad;				/* a lone sextet carries no byte */
-	out[n] = '\0';
-	*out_len = n;
-	return out;
-bad:
-	free(out);
-	*out_len = (size_t) -1;
-	return NULL;
-}
-
-/*
- * The problems of required CloudEvents attributes that are absent, not
- * strings or empty.  values and present are those of id, source and type;
- * prefix says how they are spelt where they came from ("ce-" for headers,
- * whose problems are about the whole input, "" for a structured event's
- * members).
- */
-static void
-check_required(const char *const values[3], const bool present[3], const char *prefix,
-			   CdvizProblems *problems)
-{
-	static const char *const names[3] = {"id", "source", "type"};
-	char		missing[64] = "";
-	int			nmissing = 0;
-
-	for (int i = 0; i < 3; i++)
-	{
-		const char *path = prefix[0] ? "$" : names[i];
-
-		if (!present[i])
-		{
-			snprintf(missing + strlen(missing), sizeof(missing) - strlen(missing), "%s%s%s",
-					 nmissing ? ", " : "", prefix, names[i]);
-			nmissing++;
-		}
-		else if (values[i] == NULL)
-			cdviz_problems_add(problems, path, "the CloudEvents attribute %s%s must be a string",
-							   prefix, names[i]);
-		else if (values[i][0] == '\0')
-			cdviz_problems_add(problems, path, "the CloudEvents attribute %s%s is empty",
-							   prefix, names[i]);
-	}
-	if (nmissing > 0)
-		cdviz_problems_add(problems, "$", "a CloudEvent requires %s: missing %s",
-						   prefix[0] ? "the headers ce-id, ce-source and ce-type"
-						   : "the attributes id, source and type",
-						   missing);
-}
-
-/*
- * Fill ev from one structured CloudEvent (ce, parsed; text is it as
- * received, len bytes, NUL-terminated, living as long as the envelope):
- * raw is its CDEvent (data printed, or data_base64 decoded) and received
- * is text; or, when it carries no usable CDEvent, raw is text with the
- * problems.  Returns false only when out of memory.
- */
-static bool
-structured_fill(CdvizEnvelopeEvent *ev, struct json_object *ce, const char *text, size_t len)
-{
-	CdvizProblems *problems = &ev->problems;
-	struct json_object *data = NULL;
-	const char *b64;
-	const char *specversion;
-	const char *attrs[3];
-	bool		present[3];
-	static const char *const names[3] = {"id", "source", "type"};
-
-	if (!json_object_is_type(ce, json_type_object))
-	{
-		cdviz_problems_add(problems, "$", "a structured CloudEvent must be a JSON object, not %s",
-						   json_type_to_name(json_object_get_type(ce)));
-		goto refuse;
-	}
-	specversion = string_member(ce, "specversion");
-	if (specversion == NULL)
-		cdviz_problems_add(problems, "specversion", "required CloudEvents attribute is missing");
-	else if (strcmp(specversion, CE_SPECVERSION) != 0)
-		cdviz_problems_add(problems, "specversion", "CloudEvents \"%s\" is not supported (only %s)",
-						   specversion, CE_SPECVERSION);
-	for (int i = 0; i < 3; i++)
-	{
-		present[i] = json_object_object_get_ex(ce, names[i], NULL);
-		attrs[i] = string_member(ce, names[i]);
-	}
-	check_required(attrs, present, "", problems);
-
-	if (json_object_object_get_ex(ce, "data", &data) && data != NULL)
-	{
-		const char *printed;
-
-		if (!json_object_is_type(data, json_type_object))
-		{
-			cdviz_problems_add(problems, "data", "must be the CDEvent as a JSON object, not %s",
-							   json_type_to_name(json_object_get_type(data)));
-			goto refuse;
-		}
-		check_agreement(data, attrs[0], attrs[1], attrs[2], "", problems);
-		if (problems->count > 0)
-			goto refuse;
-		printed = json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN |
-												 JSON_C_TO_STRING_NOSLASHESCAPE);
-		if (printed == NULL || (ev->raw = strdup(printed)) == NULL)
-			return false;
-		ev->raw_len = strlen(ev->raw);
-		ev->owned = true;
-		ev->received = text;
-		ev->received_len = len;
-		return true;
-	}
-	if ((b64 = string_member(ce, "data_base64")) != NULL)
-	{
-		size_t		dlen;
-		char	   *decoded = base64_decode(b64, &dlen);
-		struct json_object *doc;
-		CdvizProblems parse;
-
-		if (decoded == NULL)
-		{
-			if (dlen != (size_t) -1)
-				return false;
-			cdviz_problems_add(problems, "data_base64", "is not valid base64");
-			goto refuse;
-		}
-		/* only to compare the attributes: validation parses it again */
-		cdviz_problems_init(&parse);
-		doc = cdviz_json_parse(decoded, dlen, &parse);
-		cdviz_problems_reset(&parse);
-		check_agreement(doc, attrs[0], attrs[1], attrs[2], "", problems);
-		cdviz_json_free(doc);
-		if (problems->count > 0)
-		{
-			free(decoded);
-			goto refuse;
-		}
-		ev->raw = decoded;
-		ev->raw_len = dlen;
-		ev->owned = true;
-		ev->received = text;
-		ev->received_len = len;
-		return true;
-	}
-	cdviz_problems_add(problems, "data",
-					   "missing: a structured CloudEvent carries the CDEvent in data or data_base64");
-
-refuse:
-	ev->raw = text;
-	ev->raw_len = len;
-	return true;
 }
 
 static bool
@@ -665,7 +291,7 @@ binary_event(const CdvizEnvelopeInput *in, CdvizEnvelope *env, int *capacity)
 		/* one that cannot be decoded was reported above, not as empty */
 		values[i] = decoded[i + 1] ? decoded[i + 1] : (present[i] ? "?" : NULL);
 	}
-	check_required(values, present, "ce-", &problems);
+	cdviz_ce_check_required(values, present, "ce-", &problems);
 	if (first_char(in->body, in->body_len) == '[')
 		cdviz_problems_add(&problems, "$", "a binary-mode CloudEvent carries one CDEvent, not an array; "
 						   "use application/cloudevents-batch+json for batches");
@@ -677,7 +303,7 @@ binary_event(const CdvizEnvelopeInput *in, CdvizEnvelope *env, int *capacity)
 		cdviz_problems_init(&parse);
 		doc = cdviz_json_parse(in->body, in->body_len, &parse);
 		cdviz_problems_reset(&parse);	/* validation reports it */
-		check_agreement(doc, decoded[1], decoded[2], decoded[3], "ce-", &problems);
+		cdviz_ce_check_agreement(doc, decoded[1], decoded[2], decoded[3], "ce-", &problems);
 		cdviz_json_free(doc);
 	}
 	ok = body_event(in, env, capacity, problems.count ? &problems : NULL);
@@ -749,7 +375,7 @@ cdviz_envelope_read(const CdvizEnvelopeInput *in, CdvizEnvelope *env)
 			{
 				CdvizEnvelopeEvent *ev = add_event(env, &capacity);
 
-				ok = ev != NULL && structured_fill(ev, doc, in->body, in->body_len);
+				ok = ev != NULL && cdviz_ce_structured_fill(ev, doc, in->body, in->body_len);
 			}
 			break;
 
@@ -775,7 +401,7 @@ cdviz_envelope_read(const CdvizEnvelopeInput *in, CdvizEnvelope *env)
 						ev->json = NULL;
 						ev->raw = NULL;
 						ev->raw_len = 0;
-						ok = structured_fill(ev, ce, text, len);
+						ok = cdviz_ce_structured_fill(ev, ce, text, len);
 						json_object_put(ce);
 						if (!ok)
 							return false;
@@ -806,7 +432,7 @@ cdviz_envelope_read(const CdvizEnvelopeInput *in, CdvizEnvelope *env)
 					char	   *text = (char *) ev->raw;
 
 					ev->raw = NULL;
-					ok = structured_fill(ev, elem, text, ev->raw_len);
+					ok = cdviz_ce_structured_fill(ev, elem, text, ev->raw_len);
 					if (ev->raw != text)
 					{
 						/* accepted: raw is its CDEvent */
@@ -841,81 +467,4 @@ cdviz_envelope_free(CdvizEnvelope *env)
 	env->nevents = 0;
 	free(env->text);
 	env->text = NULL;
-}
-
-/* See envelope.h. */
-CdvizInflateResult
-cdviz_gzip_inflate(const char *in, size_t in_len, size_t max_out,
-				   char **out, size_t *out_len)
-{
-	z_stream	zs;
-	size_t		cap = in_len * 4 + 1024;
-	char	   *buf;
-	int			rc;
-
-	*out = NULL;
-	*out_len = 0;
-	if (cap > max_out + 1)
-		cap = max_out + 1;
-	if ((buf = malloc(cap + 1)) == NULL)
-		return CDVIZ_INFLATE_NO_MEMORY;
-	memset(&zs, 0, sizeof(zs));
-	/* 15 + 32: a zlib or gzip header, detected */
-	if (inflateInit2(&zs, 15 + 32) != Z_OK)
-	{
-		free(buf);
-		return CDVIZ_INFLATE_NO_MEMORY;
-	}
-	zs.next_in = (Bytef *) in;
-	zs.avail_in = (uInt) in_len;
-	for (;;)
-	{
-		zs.next_out = (Bytef *) buf + zs.total_out;
-		zs.avail_out = (uInt) (cap - zs.total_out);
-		rc = inflate(&zs, Z_NO_FLUSH);
-		if (rc == Z_STREAM_END)
-			break;
-		if (rc != Z_OK && rc != Z_BUF_ERROR)
-		{
-			inflateEnd(&zs);
-			free(buf);
-			return rc == Z_MEM_ERROR ? CDVIZ_INFLATE_NO_MEMORY : CDVIZ_INFLATE_CORRUPT;
-		}
-		if (zs.avail_out == 0)
-		{
-			char	   *bigger;
-
-			if (zs.total_out > max_out)
-			{
-				inflateEnd(&zs);
-				free(buf);
-				return CDVIZ_INFLATE_TOO_LARGE;
-			}
-			cap = cap * 2 > max_out + 1 ? max_out + 1 : cap * 2;
-			if ((bigger = realloc(buf, cap + 1)) == NULL)
-			{
-				inflateEnd(&zs);
-				free(buf);
-				return CDVIZ_INFLATE_NO_MEMORY;
-			}
-			buf = bigger;
-		}
-		else if (zs.avail_in == 0)
-		{
-			/* input ended before the stream did */
-			inflateEnd(&zs);
-			free(buf);
-			return CDVIZ_INFLATE_CORRUPT;
-		}
-	}
-	inflateEnd(&zs);
-	if (zs.total_out > max_out)
-	{
-		free(buf);
-		return CDVIZ_INFLATE_TOO_LARGE;
-	}
-	buf[zs.total_out] = '\0';
-	*out = buf;
-	*out_len = zs.total_out;
-	return CDVIZ_INFLATE_OK;
 }

@@ -193,7 +193,7 @@ has_nul(json_object *v)
 /*
  * Report the first string below v that contains a NUL, with its path.
  * Only called once has_nul() said there is one: building paths for every
- * value of every event cost more than the rest of the check.
+ * value of every event would cost more than the rest of the check.
  */
 static bool
 find_nul(json_object *v, char *path, size_t pathlen, size_t cap, CdvizProblems *problems)

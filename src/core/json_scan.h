@@ -5,8 +5,8 @@
  *
  * For webhook bodies and event payloads, which become jsonb: PostgreSQL
  * 15's JSON lexer appends every character of every string to a buffer
- * one call at a time, and parsing a 20 KB GitHub body cost more than its
- * transformer.  This scanner hands out each string as a pointer into the
+ * one call at a time, which makes parsing a large GitHub body cost more
+ * than running its transformer.  This scanner hands out each string as a pointer into the
  * text, unescaped in place (an escape never gets longer than what it
  * stands for), so a caller can build its values without copying.
  *

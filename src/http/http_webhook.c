@@ -39,7 +39,7 @@
 #include "http/http_webhook.h"
 #include "store/store.h"
 #include "common/subxact.h"
-#include "webhook/webhook_store.h"
+#include "webhook/webhook.h"
 #include "common/worker.h"
 
 /* Longest route name (cdviz.webhooks.name allows 63 characters). */

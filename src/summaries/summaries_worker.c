@@ -11,19 +11,18 @@
  * http worker's group commits) with one statement per summary table.
  *
  * So the worker folds at most once per cdviz.summaries_interval, unless a
- * fold was full (a backlog: see fold_tx).  Folding again as soon as a
- * fold found anything, it used to chase the http worker's commits: folds
- * of 33 events on average, each paying every summary statement's start-up,
- * took 63% of a core beside an http worker storing 5,000 events/s, on a
- * machine of two cores.  Folds of 100 ms of events took 20% (bench/http.sh).
+ * fold was full (a backlog: see fold_tx).  A worker that folded again as
+ * soon as a fold found anything would chase the http worker's group
+ * commits: many small folds, each paying every summary statement's
+ * start-up, taking the CPU the receiver needs (docs/benchmarks.md has the
+ * figures of bench/http.sh).
  *
  * With nothing queued the worker sleeps: a transaction that queues
  * summaries wakes it when it commits (see wake.h), and it then folds at
- * once, or when the interval since its last fold has passed.  Folding an
- * empty queue every interval instead cost an idle cluster a transaction
- * ten times a second.  What no committing writer announces (a prepared
- * transaction committed later, queue rows restored from a dump) is found
- * by a look every IDLE_LOOK_SECONDS.
+ * once, or when the interval since its last fold has passed, so that an
+ * idle cluster runs no transaction for an empty queue.  What no committing
+ * writer announces (a prepared transaction committed later, queue rows
+ * restored from a dump) is found by a look every IDLE_LOOK_SECONDS.
  */
 #include "postgres.h"
 

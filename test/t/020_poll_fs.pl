@@ -58,15 +58,8 @@ sub drop_file
 
 sub q1 { return $node->safe_psql('postgres', $_[0]); }
 
-sub events_of { return q1("SELECT count(*) FROM cdviz.cdevents_lake WHERE context_source = '$_[0]'"); }
-
-sub wait_events
-{
-	my ($src, $n, $what) = @_;
-	ok($node->poll_query_until('postgres',
-		"SELECT count(*) = $n FROM cdviz.cdevents_lake WHERE context_source = '$src'"),
-		$what) or diag('have ' . events_of($src));
-}
+sub events_of { return lake_count($node, $_[0]); }
+sub wait_events { return wait_lake_count($node, @_); }
 
 # A SIGKILLed worker makes the postmaster restart every backend: until it
 # has, a psql may die before reading its query (IPC::Run then croaks on the

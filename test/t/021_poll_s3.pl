@@ -100,15 +100,8 @@ cdviz.s3_poll_interval = 1
 ));
 
 sub q1 { return $node->safe_psql('postgres', $_[0]); }
-sub events_of { return q1("SELECT count(*) FROM cdviz.cdevents_lake WHERE context_source = '$_[0]'"); }
-
-sub wait_events
-{
-	my ($src, $n, $what) = @_;
-	ok($node->poll_query_until('postgres',
-		"SELECT count(*) = $n FROM cdviz.cdevents_lake WHERE context_source = '$src'"),
-		$what) or diag('have ' . events_of($src));
-}
+sub events_of { return lake_count($node, $_[0]); }
+sub wait_events { return wait_lake_count($node, @_); }
 
 sub poller_pid
 {

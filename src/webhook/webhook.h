@@ -1,13 +1,22 @@
 /*
- * webhook_store.h
- *	  One webhook delivery, from the request to the stored events: the
- *	  route, the delivery's identity, the transformer's run and the
- *	  delivery record, in C (webhook_store.c).  The http worker calls it
- *	  for POST /webhooks/<name>; cdviz.process_webhook() and
- *	  cdviz.retransform() reach it from SQL.
+ * webhook.h
+ *	  Webhook deliveries, from the request to the stored events: what the
+ *	  http worker calls for POST /webhooks/<name>.  The folder's files, each
+ *	  calling only files listed above it (their shared declarations are in
+ *	  webhook_int.h):
+ *
+ *	  webhook_util.c       jsonb members, arrays, the pinned search_path
+ *	  webhook_identity.c   a delivery's key and name, its headers cleaned
+ *	  webhook_route.c      a route's row and its transformer
+ *	  webhook_transform.c  the transformer's run: a delivery made events
+ *	  webhook_batch.c      deliveries written together: events and records
+ *	  webhook_delivery.c   one delivery: its lock, its earlier reception,
+ *	                       its transform, into a batch
+ *	  webhook_sql.c        cdviz.process_webhook(), cdviz._webhook_transform()
+ *	                       and cdviz.webhook_delivery_key()
  */
-#ifndef CDVIZ_WEBHOOK_STORE_H
-#define CDVIZ_WEBHOOK_STORE_H
+#ifndef CDVIZ_WEBHOOK_H
+#define CDVIZ_WEBHOOK_H
 
 #include "postgres.h"
 
@@ -100,4 +109,4 @@ extern Jsonb *cdviz_webhook_clean_headers(Jsonb *headers);
 /* Whether a header (any case) carries credentials: never stored. */
 extern bool cdviz_webhook_is_credential_header(const char *name);
 
-#endif							/* CDVIZ_WEBHOOK_STORE_H */
+#endif							/* CDVIZ_WEBHOOK_H */

@@ -1,0 +1,318 @@
+/*
+ * webhook_transform.c
+ *	  A delivery made events: the route's SQL transformer runs over its
+ *	  headers and body in a subtransaction, its call planned once and kept
+ *	  per function, and each event it returns gets its context completed:
+ *	  the id from the delivery's key, the source, and the first reception's
+ *	  time when it has no timestamp, so that a redelivery makes the same
+ *	  events.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "common/spi_util.h"
+#include "common/subxact.h"
+#include "store/store.h"
+#include "webhook/webhook_int.h"
+
+/* Transformers whose call is planned and kept, by function. */
+#define TRANSFORMER_PLANS 16
+
+/* A kept plan calling function fn, by the name it had when planned. */
+typedef struct TransformerPlan
+{
+	Oid			fn;
+	char	   *name;
+	SPIPlanPtr	plan;
+} TransformerPlan;
+
+static TransformerPlan transformer_plans[TRANSFORMER_PLANS];
+static int	transformer_victim;
+static int	transformer_depth;	/* transformer calls in progress */
+
+/* context.timestamp of a time: RFC 3339 in UTC, microseconds when any. */
+static char *
+rfc3339_utc(TimestampTz t)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+
+	if (timestamp2tm(t, NULL, &tm, &fsec, NULL, NULL) != 0)
+		elog(ERROR, "timestamp out of range");
+	if (fsec == 0)
+		return psprintf("%04d-%02d-%02dT%02d:%02d:%02dZ",
+						tm.tm_year, tm.tm_mon, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+	return psprintf("%04d-%02d-%02dT%02d:%02d:%02d.%06dZ",
+					tm.tm_year, tm.tm_mon, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int) fsec);
+}
+
+/*
+ * The members of an event's context: specversion, source and timestamp
+ * when it has none, its own members but nulls (as jsonb_strip_nulls drops
+ * them), and id, always ours.  Later pairs win over earlier ones.
+ */
+static void
+push_context(JsonbParseState **st, JsonbValue *context, const char *id,
+			 const char *source, const char *ts)
+{
+	Jsonb	   *stripped = DatumGetJsonbP(DirectFunctionCall1(jsonb_strip_nulls,
+															  JsonbPGetDatum(JsonbValueToJsonb(context))));
+	JsonbIterator *it = JsonbIteratorInit(&stripped->root);
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	pushJsonbValue(st, WJB_BEGIN_OBJECT, NULL);
+	cdviz_webhook_push_pair(st, "specversion", "0.5.1");
+	cdviz_webhook_push_pair(st, "source", source);
+	if (ts)
+		cdviz_webhook_push_pair(st, "timestamp", ts);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		if (tok == WJB_KEY || tok == WJB_VALUE)
+			pushJsonbValue(st, tok, &v);
+	cdviz_webhook_push_pair(st, "id", id);
+	pushJsonbValue(st, WJB_END_OBJECT, NULL);
+}
+
+/* What a transformer is handed: the headers and x-cdviz-route. */
+static Jsonb *
+with_route_header(Jsonb *headers, const char *route)
+{
+	JsonbParseState *st = NULL;
+	JsonbValue *res;
+
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	cdviz_webhook_push_pair(&st, "x-cdviz-route", route);
+	res = pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+	return DatumGetJsonbP(DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(headers),
+											  JsonbPGetDatum(JsonbValueToJsonb(res))));
+}
+
+/* An event of the transformer with its context completed (push_context). */
+static Jsonb *
+complete_event(Jsonb *ev, const char *id, const char *source, const char *ts)
+{
+	JsonbParseState *st = NULL;
+	JsonbIterator *it = JsonbIteratorInit(&ev->root);
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	JsonbValue *res = NULL;
+	bool		in_context = false;
+
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (in_context && tok == WJB_VALUE)
+		{
+			push_context(&st, &v, id, source, ts);
+			in_context = false;
+			continue;
+		}
+		if (tok == WJB_KEY && v.val.string.len == 7 && memcmp(v.val.string.val, "context", 7) == 0)
+			in_context = true;
+		res = pushJsonbValue(&st, tok, tok < WJB_BEGIN_ARRAY ? &v : NULL);
+	}
+	return JsonbValueToJsonb(res);
+}
+
+/* The timestamp of events that have none: the delivery's first reception. */
+static const char *
+default_timestamp(CdvizDelivery *d)
+{
+	if (d->default_ts == NULL)
+		d->default_ts = rfc3339_utc(d->received_at);
+	return d->default_ts;
+}
+
+/* The transformer's call and its output, inside run_transformer(). */
+typedef struct TransformerCall
+{
+	const CdvizWebhookRoute *route;
+	Datum		args[2];		/* headers, body */
+	List	   *rows;			/* Jsonb, or NULL for a SQL null */
+} TransformerCall;
+
+/*
+ * The transformer's call, its output in the order the function returns it
+ * (context ids are positions in it).
+ */
+static char *
+transformer_query(const CdvizWebhookRoute *route)
+{
+	return psprintf("SELECT t.e FROM %s($1, $2) WITH ORDINALITY AS t(e, n) ORDER BY t.n",
+					route->transformer_name);
+}
+
+/*
+ * The plan calling the route's transformer: kept, in a cache of
+ * TRANSFORMER_PLANS by function, which replaces one when full, or when the
+ * function was renamed.  Inside a transformer's call (which may process
+ * deliveries of its own) no kept plan is replaced, since the outer call's
+ * may be running: an unknown transformer then gets a plan for this call
+ * only, freed with the SPI connection.
+ */
+static SPIPlanPtr
+transformer_plan(const CdvizWebhookRoute *route)
+{
+	Oid			types[2] = {JSONBOID, JSONBOID};
+	TransformerPlan *tp;
+	SPIPlanPtr	plan;
+
+	for (int i = 0; i < TRANSFORMER_PLANS; i++)
+		if (transformer_plans[i].plan && transformer_plans[i].fn == route->transformer &&
+			strcmp(transformer_plans[i].name, route->transformer_name) == 0)
+			return transformer_plans[i].plan;
+	if (transformer_depth > 0)
+	{
+		if ((plan = SPI_prepare(transformer_query(route), 2, types)) == NULL)
+			elog(ERROR, "cdviz: SPI_prepare failed for transformer %s: %s", route->transformer_name,
+				 SPI_result_code_string(SPI_result));
+		return plan;
+	}
+	tp = &transformer_plans[transformer_victim];
+	transformer_victim = (transformer_victim + 1) % TRANSFORMER_PLANS;
+	if (tp->plan)
+		SPI_freeplan(tp->plan);
+	tp->plan = NULL;
+	if (tp->name)
+		pfree(tp->name);
+	tp->name = MemoryContextStrdup(TopMemoryContext, route->transformer_name);
+	tp->fn = route->transformer;
+	tp->plan = cdviz_prepare_kept(transformer_query(route), 2, types, 0);
+	return tp->plan;
+}
+
+/* The transformer's call, as cdviz_subxact() runs it: its rows kept. */
+static void
+call_transformer(void *arg)
+{
+	TransformerCall *call = (TransformerCall *) arg;
+	const CdvizWebhookRoute *route = call->route;
+	MemoryContext cxt = CurrentMemoryContext;
+	SPIPlanPtr	plan;
+
+	if (route->transformer_name == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("function with OID %u does not exist", route->transformer)));
+	plan = transformer_plan(route);
+	transformer_depth++;
+	if (SPI_execute_plan(plan, call->args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "cdviz: calling transformer %s failed", route->transformer_name);
+	transformer_depth--;
+	MemoryContextSwitchTo(cxt);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+
+		call->rows = lappend(call->rows, isnull ? NULL : DatumGetJsonbPCopy(d));
+	}
+	SPI_freetuptable(SPI_tuptable);
+}
+
+/*
+ * Run the route's transformer in a subtransaction: its output rows as
+ * Jsonb (NULL for a SQL null) in *rows, or false with *error saying why.
+ */
+static bool
+run_transformer(const CdvizWebhookRoute *route, Jsonb *headers, Jsonb *body,
+				List **rows, char **error)
+{
+	TransformerCall call = {route, {JsonbPGetDatum(headers), JsonbPGetDatum(body)}, NIL};
+	int			depth = transformer_depth;
+	ErrorData  *edata = cdviz_subxact(call_transformer, &call, NULL);
+
+	transformer_depth = depth;	/* also when the call raised */
+	*rows = call.rows;
+	if (edata == NULL)
+		return true;
+	/* a cancel is not the transformer's fault (PL/pgSQL's OTHERS agrees) */
+	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+		ReThrowError(edata);
+	*error = psprintf("transformer %s failed: %s",
+					  route->transformer_name ? route->transformer_name
+					  : psprintf("%u", route->transformer),
+					  edata->message);
+	FreeErrorData(edata);
+	return false;
+}
+
+/* Whether an event of the transformer is one the built-in ones read. */
+static bool
+is_inventory_event(Jsonb *ev)
+{
+	JsonbContainer *context = cdviz_webhook_member_object(&ev->root, "context");
+	char	   *type = context ? cdviz_webhook_member_text(context, "type") : NULL;
+
+	return type != NULL &&
+		(strncmp(type, "dev.cdevents.service.", 21) == 0 ||
+		 strncmp(type, "dev.cdevents.incident.", 22) == 0);
+}
+
+/*
+ * Run the transformer over d and make its events items of the lake, in
+ * *t.  Nothing is made when this raises.
+ */
+void
+cdviz_webhook_make_events(const CdvizWebhookRoute *route, CdvizDelivery *d, CdvizTransformed *t)
+{
+	List	   *rows;
+	char	   *reason = NULL;
+	int			n = 0;
+	const char *default_source;
+	ListCell   *lc;
+
+	memset(t, 0, sizeof(*t));
+	if (!run_transformer(route, with_route_header(d->headers, d->route), d->body, &rows, &t->error))
+	{
+		t->status = "failed";
+		return;
+	}
+	default_source = psprintf("/webhooks/%s", d->route);
+	t->items = palloc0(sizeof(CdvizItem) * Max(list_length(rows), 1));
+	foreach(lc, rows)
+	{
+		Jsonb	   *ev = (Jsonb *) lfirst(lc);
+		JsonbContainer *context;
+		char	   *id;
+
+		if (ev == NULL)
+			ev = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("null")));
+		/* {"ignored": "reason"} says why nothing comes out */
+		if (cdviz_webhook_has_member(&ev->root, "ignored") && !cdviz_webhook_has_member(&ev->root, "context"))
+		{
+			char	   *why = cdviz_webhook_member_text(&ev->root, "ignored");
+
+			if (why)
+				reason = reason ? psprintf("%s; %s", reason, why) : why;
+			continue;
+		}
+		id = psprintf("%s#%d", d->key, n);
+		if ((context = cdviz_webhook_member_object(&ev->root, "context")) != NULL)
+		{
+			char	   *ts = cdviz_webhook_member_text(context, "timestamp");
+
+			ev = complete_event(ev, id, default_source, ts ? NULL : default_timestamp(d));
+		}
+		t->inventory |= is_inventory_event(ev);
+		cdviz_item_from_jsonb(&t->items[n], ev, psprintf("webhook %s delivery %s[%d]", d->route, d->key, n));
+		t->items[n].no_dead_letter = true;
+		t->context_ids = lappend(t->context_ids, id);
+		n++;
+	}
+	if (n == 0)
+	{
+		t->status = d->event_name && strcmp(d->event_name, "ping") == 0 ? "ping" : "ignored";
+		t->error = psprintf("ignored: %s", reason ? reason :
+							psprintf("the transformer returned no event for %s",
+									 d->event_name ? d->event_name : "this delivery"));
+		return;
+	}
+	t->nitems = n;
+}
