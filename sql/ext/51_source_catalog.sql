@@ -287,39 +287,48 @@ $$;
 COMMENT ON FUNCTION cdviz._source_split(text, jsonb) IS
 'cdviz internal: splits a source''s options into what cdviz.sources shows (secrets as ***), the names of the secret options and the JSON object cdviz.source_secrets keeps (NULL: none)';
 
--- A message about a source (its last error, which cdviz_reader reads in
--- cdviz.source_status) with the source's secrets replaced by ***: a
--- server may answer with the request it was sent.  Values shorter than
--- four characters are left: replacing them would blank out the message.
-CREATE FUNCTION cdviz._source_redact(message text, secrets jsonb)
+-- A message with each of the given secret values replaced by ***, the
+-- longer first (a password inside a URL).  Values shorter than four
+-- characters are left: replacing them would blank out the message, not
+-- hide a credential.  Sinks and sources record errors that a server may
+-- have answered with the request it was sent.
+CREATE FUNCTION cdviz._redact_values(message text, secret_values text[])
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	userinfo text := substring(secrets->>'url' FROM '^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)@');
 	v text;
 BEGIN
-	IF message IS NULL OR secrets IS NULL THEN
-		RETURN message;
-	END IF;
 	FOR v IN
-		SELECT x.v FROM (
-			SELECT e.value AS v FROM jsonb_each_text(secrets - 'config') e
-			UNION ALL SELECT e.value FROM jsonb_each_text(CASE WHEN jsonb_typeof(secrets->'config') = 'object'
-															   THEN secrets->'config' END) e
-			UNION ALL SELECT userinfo
-			UNION ALL SELECT p.part FROM regexp_split_to_table(userinfo, ':') p(part)
-		) x
+		SELECT x.v FROM unnest(secret_values) x(v)
 		WHERE length(x.v) >= 4
 		GROUP BY x.v
-		-- the longer first: a password inside the URL
 		ORDER BY length(x.v) DESC, x.v
 	LOOP
 		message := replace(message, v, '***');
 	END LOOP;
 	RETURN message;
 END
+$$;
+COMMENT ON FUNCTION cdviz._redact_values(text, text[]) IS
+'cdviz internal: a message with each of the given values (of four characters or more) replaced by ***';
+
+-- A source's message (its last error, which cdviz_reader reads in
+-- cdviz.source_status) with the source's secrets replaced: every secret
+-- value, and the user info of the NATS URL and its parts.
+CREATE FUNCTION cdviz._source_redact(message text, secrets jsonb)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT cdviz._redact_values(message, ARRAY(
+		SELECT e.value FROM jsonb_each_text(secrets - 'config') e
+		UNION ALL SELECT e.value FROM jsonb_each_text(CASE WHEN jsonb_typeof(secrets->'config') = 'object'
+														   THEN secrets->'config' END) e
+		UNION ALL SELECT u.userinfo
+		UNION ALL SELECT p.part FROM regexp_split_to_table(u.userinfo, ':') p(part)))
+	FROM (SELECT substring(secrets->>'url' FROM '^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)@') AS userinfo) u
 $$;
 COMMENT ON FUNCTION cdviz._source_redact(text, jsonb) IS
 'cdviz internal: a message with the given source secrets (of cdviz.source_secrets) in it replaced by ***; executable by all, as cdviz.source_status calls it with its reader''s rights';

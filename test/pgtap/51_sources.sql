@@ -8,7 +8,7 @@
 BEGIN;
 SET client_min_messages = warning;
 
-SELECT plan(47);
+SELECT plan(48);
 
 -- the error a statement raises: SQLSTATE, message and hint
 CREATE FUNCTION pg_temp.error_of(stmt text, OUT state text, OUT message text, OUT hint text)
@@ -58,51 +58,55 @@ SELECT is(e.state || ' ' || e.message || ' / ' || e.hint,
 		  '22023 unknown option "interval" for a source of kind folder / known options: after, batch_lines, done_path, max_json_size, max_line_size, pattern, poll_interval.',
 		  'an unknown option, with the known ones in the hint')
 FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'folder', '/x', '{"interval": 5}')$$) e;
-SELECT is(e.state || ' ' || e.message, '22023 unknown option "stream" for a source of kind kafka',
-		  'an option of another kind') FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'kafka', 't', '{"brokers": "b:9092", "stream": "S"}')$$) e;
-SELECT is(e.state || ' ' || e.message, '22023 unknown source kind "ftp"', 'an unknown kind')
-FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'ftp', '/x')$$) e;
-SELECT is(e.state || ' ' || e.message, '22023 option "url" is required for a source of kind nats',
-		  'nats needs its url') FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'nats', 'a.b')$$) e;
-SELECT is(e.state || ' ' || e.message, '22023 option "brokers" is required for a source of kind kafka',
-		  'kafka needs its brokers') FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'kafka', 't', '{}')$$) e;
-SELECT is(e.state || ' ' || e.message, '22023 option "done_path" (an absolute path) is required when "after" is move',
-		  'moving needs a done_path') FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'folder', '/x', '{"after": "move"}')$$) e;
-SELECT is(e.state || ' ' || e.message, '22023 option "poll_interval" of a source of kind folder must be an integer, not "5"',
-		  'a number as a string') FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'folder', '/x', '{"poll_interval": "5"}')$$) e;
-SELECT is(e.state || ' ' || e.message, '22023 option "batch_lines" of a source of kind s3 must be an integer, not 1.5',
-		  'a fraction') FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 's3', 's3://bkt', '{"batch_lines": 1.5}')$$) e;
-SELECT is(e.state || ' ' || e.message, '22023 option "path_style" of a source of kind s3 must be true or false, not "yes"',
-		  'a boolean as a string') FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 's3', 's3://bkt', '{"path_style": "yes"}')$$) e;
-SELECT is(e.state || ' ' || e.message, '22023 option "stream" of a source of kind nats must be a string, not 5',
-		  'a number for a string') FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'nats', 'a', '{"url": "nats://h", "stream": 5}')$$) e;
-SELECT is(e.state || ' ' || e.message, '22023 option "config" of a source of kind kafka must be an object of settings and their values',
-		  'kafka settings not an object') FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'kafka', 't', '{"brokers": "b", "config": "acks=all"}')$$) e;
-SELECT is(e.state || ' ' || e.message, '22023 option "poll_interval" must be from 1 to 86400, not 0',
-		  'out of range') FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'folder', '/x', '{"poll_interval": 0}')$$) e;
-SELECT is(e.state || ' ' || e.message, '22023 option "after" must be keep, delete or move, not "archive"',
-		  'an unknown choice') FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'folder', '/x', '{"after": "archive"}')$$) e;
-SELECT is(e.state || ' ' || e.message, '22023 option "start" must be earliest or latest, not "now"',
-		  'an unknown start') FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'kafka', 't', '{"brokers": "b", "start": "now"}')$$) e;
-SELECT is(e.state || ' ' || e.message, '22023 source options must be a JSON object', 'options not an object')
-FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'folder', '/x', '[]')$$) e;
-SELECT is(e.state || ' ' || e.message, '22023 the location of a folder source must be an absolute path, not "events"',
-		  'a relative folder') FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'folder', 'events')$$) e;
-SELECT is(e.state || ' ' || e.message, '22023 the location of an s3 source must be s3://bucket/prefix, not "https://bkt/x"',
-		  'an s3 location that is not s3://') FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 's3', 'https://bkt/x')$$) e;
-SELECT is(e.state, '22023', 'more than 16 NATS subjects')
-FROM pg_temp.error_of(format($$SELECT cdviz.create_source('x', 'nats', %L, '{"url": "nats://h"}')$$,
-							 (SELECT string_agg('s' || i, ',') FROM generate_series(1, 17) i))) e;
-SELECT is(e.state || ' ' || e.message, '22023 the location of a kafka source must be a comma-separated list of topics, not "a topic"',
-		  'a topic name with a space') FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'kafka', 'a topic', '{"brokers": "b"}')$$) e;
-SELECT is(e.state || ' ' || e.message, '23505 source "all-folder" reads "/srv/events" already',
-		  'one source per folder') FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'folder', '/srv/events/')$$) e;
-SELECT is(e.state || ' ' || e.message, '23505 source "all-folder" reads "/srv/events/agent-1" already',
-		  'nor a folder inside it') FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'folder', '/srv/events/agent-1')$$) e;
-SELECT is(e.state || ' ' || e.message, '23505 source "all-s3" reads "s3://ci-events/" already',
-		  'nor a prefix holding another''s') FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 's3', 's3://ci-events')$$) e;
-SELECT is(e.state, '22023', 'settings. names are kept for the settings')
-FROM pg_temp.error_of($$SELECT cdviz.create_source('settings.folder', 'folder', '/elsewhere')$$) e;
+
+-- each row: a definition, the SQLSTATE and message it gets (LIKE pattern)
+SELECT alike(e.state || ' ' || e.message, t.expected, t.what)
+FROM (VALUES
+	('x', 'kafka', 't', '{"brokers": "b:9092", "stream": "S"}',
+	 '22023 unknown option "stream" for a source of kind kafka', 'an option of another kind'),
+	('x', 'ftp', '/x', '{}', '22023 unknown source kind "ftp"', 'an unknown kind'),
+	('x', 'nats', 'a.b', '{}', '22023 option "url" is required for a source of kind nats', 'nats needs its url'),
+	('x', 'kafka', 't', '{}', '22023 option "brokers" is required for a source of kind kafka', 'kafka needs its brokers'),
+	('x', 'folder', '/x', '{"after": "move"}',
+	 '22023 option "done_path" (an absolute path) is required when "after" is move', 'moving needs a done_path'),
+	('x', 'folder', '/x', '{"poll_interval": "5"}',
+	 '22023 option "poll_interval" of a source of kind folder must be an integer, not "5"', 'a number as a string'),
+	('x', 's3', 's3://bkt', '{"batch_lines": 1.5}',
+	 '22023 option "batch_lines" of a source of kind s3 must be an integer, not 1.5', 'a fraction'),
+	('x', 's3', 's3://bkt', '{"path_style": "yes"}',
+	 '22023 option "path_style" of a source of kind s3 must be true or false, not "yes"', 'a boolean as a string'),
+	('x', 'nats', 'a', '{"url": "nats://h", "stream": 5}',
+	 '22023 option "stream" of a source of kind nats must be a string, not 5', 'a number for a string'),
+	('x', 'kafka', 't', '{"brokers": "b", "config": "acks=all"}',
+	 '22023 option "config" of a source of kind kafka must be an object of settings and their values',
+	 'kafka settings not an object'),
+	('x', 'folder', '/x', '{"poll_interval": 0}', '22023 option "poll_interval" must be from 1 to 86400, not 0',
+	 'out of range'),
+	('x', 'folder', '/x', '{"after": "archive"}', '22023 option "after" must be keep, delete or move, not "archive"',
+	 'an unknown choice'),
+	('x', 'kafka', 't', '{"brokers": "b", "start": "now"}', '22023 option "start" must be earliest or latest, not "now"',
+	 'an unknown start'),
+	('x', 'folder', '/x', '[]', '22023 source options must be a JSON object', 'options not an object'),
+	('x', 'folder', 'events', '{}', '22023 the location of a folder source must be an absolute path, not "events"',
+	 'a relative folder'),
+	('x', 's3', 'https://bkt/x', '{}', '22023 the location of an s3 source must be s3://bucket/prefix, not "https://bkt/x"',
+	 'an s3 location that is not s3://'),
+	('x', 'nats', (SELECT string_agg('s' || i, ',') FROM generate_series(1, 17) i), '{"url": "nats://h"}',
+	 '22023 the location of a nats source must be a comma-separated list of at most 16 subjects, not "s1,%,s17"',
+	 'more than 16 NATS subjects'),
+	('x', 'kafka', 'a topic', '{"brokers": "b"}',
+	 '22023 the location of a kafka source must be a comma-separated list of topics, not "a topic"',
+	 'a topic name with a space'),
+	('x', 'folder', '/srv/events/', '{}', '23505 source "all-folder" reads "/srv/events" already', 'one source per folder'),
+	('x', 'folder', '/srv/events/agent-1', '{}', '23505 source "all-folder" reads "/srv/events/agent-1" already',
+	 'nor a folder inside it'),
+	('x', 's3', 's3://ci-events', '{}', '23505 source "all-s3" reads "s3://ci-events/" already',
+	 'nor a prefix holding another''s'),
+	('settings.folder', 'folder', '/elsewhere', '{}',
+	 '22023 source names starting with "settings." are kept for the sources the settings define',
+	 'settings. names are kept for the settings')
+) AS t (name, kind, location, options, expected, what),
+LATERAL pg_temp.error_of(format('SELECT cdviz.create_source(%L, %L, %L, %L)', t.name, t.kind, t.location, t.options)) e;
 
 -- a transformer is checked for the contract, then refused
 CREATE FUNCTION pg_temp.tr(meta jsonb, body jsonb) RETURNS SETOF jsonb LANGUAGE sql AS 'SELECT body';
@@ -134,6 +138,11 @@ SELECT is(e.state || ' ' || e.message || ' / ' || e.hint,
 FROM pg_temp.error_of($$SELECT cdviz.alter_source('settings.folder', location => '/elsewhere')$$) e;
 SELECT is(e.state, '55000', 'nor paused') FROM pg_temp.error_of($$SELECT cdviz.pause_source('settings.folder')$$) e;
 SELECT is(e.state, '55000', 'nor dropped') FROM pg_temp.error_of($$SELECT cdviz.drop_source('settings.folder')$$) e;
+
+-- errors are shown with the source's secrets as ***
+SELECT is(cdviz._source_redact('key AKIA-PROBE-1 refused; nats://probe:PROBE-PASS-3@h:4222 down; user probe:PROBE-PASS-3; sasl PROBE-PASS-5',
+		  '{"access_key_id": "AKIA-PROBE-1", "url": "nats://probe:PROBE-PASS-3@h:4222", "config": {"sasl.password": "PROBE-PASS-5"}}'),
+		  'key *** refused; *** down; user ***; sasl ***', 'a source''s error is shown with its secrets as ***');
 
 -- ---- what a reader sees --------------------------------------------------------
 CREATE ROLE cdviz_sources_probe NOLOGIN IN ROLE cdviz_reader;
