@@ -81,90 +81,12 @@ request_new(struct MHD_Connection *conn, const char *url, const char *method)
 	return req;
 }
 
-/* Set the answer; text is copied. */
-void
-http_set_answer(HttpRequest *req, int status, const char *type, const char *text)
-{
-	req->status = status;
-	req->answer_type = type;
-	req->answer = MemoryContextStrdup(req->cxt, text);
-	req->state = REQ_ANSWERED;
-}
-
-/* An error answer: {"error": message}, and "rejected_id" when with_id. */
-static void
-set_error_answer(HttpRequest *req, int status, const char *message, bool with_id,
-				 int64 rejected_id)
-{
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"error\":");
-	escape_json(&buf, message);
-	if (with_id)
-		appendStringInfo(&buf, ",\"rejected_id\":" INT64_FORMAT, rejected_id);
-	appendStringInfoString(&buf, "}\n");
-	http_set_answer(req, status, "application/json", buf.data);
-	pfree(buf.data);
-}
-
-/* An error answer: {"error": message}. */
-void
-http_set_error(HttpRequest *req, int status, const char *message)
-{
-	set_error_answer(req, status, message, false, 0);
-}
-
-/* A refused body kept as a dead letter: {"error": message, "rejected_id": id}. */
-void
-http_set_rejected(HttpRequest *req, int status, const char *message, int64 rejected_id)
-{
-	set_error_answer(req, status, message, true, rejected_id);
-}
-
 /* The answer of a /cdevents, health or metrics request. */
 static enum MHD_Result
 queue_answer(HttpRequest *req)
 {
 	return http_queue_answer(req, "Bearer realm=\"cdviz\"",
 							 req->route == ROUTE_CDEVENTS ? "POST" : "GET, HEAD");
-}
-
-/*
- * Hand the answer to libmicrohttpd; it is sent when the socket allows.
- * A 401 carries www_authenticate, a 405 allow (either may be NULL).
- */
-enum MHD_Result
-http_queue_answer(HttpRequest *req, const char *www_authenticate, const char *allow)
-{
-	struct MHD_Response *resp;
-	enum MHD_Result ret;
-	instr_time	now;
-
-	resp = MHD_create_response_from_buffer(strlen(req->answer), req->answer,
-										   MHD_RESPMEM_MUST_COPY);
-	if (resp == NULL)
-		return MHD_NO;
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, req->answer_type);
-	if (req->retry_after)
-	{
-		char		secs[16];
-
-		snprintf(secs, sizeof(secs), "%d", HTTP_RETRY_AFTER);
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, secs);
-	}
-	if (req->www_authenticate && www_authenticate)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, www_authenticate);
-	if (req->status == MHD_HTTP_METHOD_NOT_ALLOWED && allow)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
-	ret = MHD_queue_response(req->conn, (unsigned int) req->status, resp);
-	MHD_destroy_response(resp);
-	req->answer_queued = true;
-
-	INSTR_TIME_SET_CURRENT(now);
-	INSTR_TIME_SUBTRACT(now, req->started);
-	http_metrics_request(req->status, INSTR_TIME_GET_DOUBLE(now));
-	return ret;
 }
 
 /* Nothing to do: the transaction helper checks the extension. */
