@@ -196,11 +196,11 @@ cdviz_worker_not_ready(void)
 /*
  * Whether the extension exists, of this library's version, holding a share
  * lock on it until the end of the transaction.  DROP EXTENSION locks the
- * extension before anything else, then every table in turn: a worker that
- * locked some of those tables first and then waited for another
- * deadlocked with it.  Now one of the two waits for the other before
- * holding anything.  After the wait the extension may be gone (or created
- * anew): look again.
+ * extension before anything else, then every table in turn, so a worker
+ * that locked some of those tables before the extension could deadlock
+ * with it; taking the extension's lock first makes one of the two wait
+ * for the other before holding anything.  After the wait the extension
+ * may be gone (or created anew): look again.
  */
 static ExtensionState
 extension_locked(void)

@@ -592,10 +592,10 @@ daemons_ready(void)
 /*
  * Read everything the sockets already hold before the next transaction.
  * One MHD_run() reads at most one buffer per connection (the rest of a
- * large body waits in the socket, and the connection stays "ready"), so a
- * 200 kB batch took one transaction of the others per 32 kB piece to
- * arrive, and went into a later group than it could.  Bounded, so that a
- * stream of input cannot hold back the commit of what is queued.
+ * large body waits in the socket, and the connection stays "ready"), so
+ * without draining a large batch would take one transaction of the others
+ * per buffer to arrive, and go into a later group than it could.  Bounded,
+ * so that a stream of input cannot hold back the commit of what is queued.
  */
 #define DRAIN_MAX_TURNS 256
 #define DRAIN_MAX_US 20000
@@ -645,8 +645,8 @@ cdviz_http_main(Datum arg)
 	 * A group of batches allocates and frees tens of megabytes (bodies,
 	 * parsed documents, the INSERT's arrays).  By default glibc gives large
 	 * blocks back to the kernel at once and the next group faults every
-	 * page in again (8% of the worker's time with batches of 500): keep up
-	 * to 64 MB of freed memory for reuse instead.
+	 * page in again, a cost that grows with the batches: keep up to 64 MB
+	 * of freed memory for reuse instead.
 	 */
 	mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
 	mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
@@ -669,8 +669,7 @@ cdviz_http_main(Datum arg)
 	 * What the handlers allocate for one turn of the loop (error texts, a
 	 * peer's name) goes here and is freed at the next turn: what a request
 	 * keeps lives in its own context, its answer is copied there.  In
-	 * TopMemoryContext each refused request leaked its error text (about
-	 * 450 bytes a request, 45 MB for 100,000 requests with a bad encoding).
+	 * TopMemoryContext each refused request would leak its error text.
 	 */
 	loopcxt = AllocSetContextCreate(TopMemoryContext, "cdviz http loop",
 									ALLOCSET_DEFAULT_SIZES);
