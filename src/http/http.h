@@ -24,6 +24,7 @@
 
 #include <microhttpd.h>
 
+#include "lib/ilist.h"
 #include "lib/stringinfo.h"
 #include "portability/instr_time.h"
 
@@ -99,7 +100,7 @@ typedef struct HttpRequest
 	bool		www_authenticate;
 	const char *challenge;		/* a webhook's WWW-Authenticate, or NULL */
 
-	struct HttpRequest *next;	/* in the commit queue */
+	dlist_node	queue_node;		/* in the commit queue */
 } HttpRequest;
 
 /* http_routes.c */
@@ -121,6 +122,7 @@ extern void http_set_rejected(HttpRequest *req, int status, const char *message,
 							  int64 rejected_id);
 extern enum MHD_Result http_queue_answer(HttpRequest *req, const char *www_authenticate,
 										 const char *allow);
+extern void http_suspend(HttpRequest *req, dlist_head *queue, dlist_node *node);
 
 /* http_auth.c */
 extern bool http_equal_constant_time(const char *a, size_t alen, const char *b, size_t blen);

@@ -92,3 +92,15 @@ http_queue_answer(HttpRequest *req, const char *www_authenticate, const char *al
 	http_metrics_request(req->status, INSTR_TIME_GET_DOUBLE(now));
 	return ret;
 }
+
+/*
+ * Suspend the request's connection until a transaction answers it, at the
+ * end of queue (node is the request's place in that queue).
+ */
+void
+http_suspend(HttpRequest *req, dlist_head *queue, dlist_node *node)
+{
+	req->state = REQ_QUEUED;
+	MHD_suspend_connection(req->conn);
+	dlist_push_tail(queue, node);
+}

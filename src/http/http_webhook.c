@@ -82,7 +82,7 @@ typedef struct WebhookCall
 	bool		processed;		/* out is filled at the group's flush */
 	CdvizWebhookOutcome out;
 
-	struct WebhookCall *next;	/* in the queue */
+	dlist_node	node;			/* in the queue */
 } WebhookCall;
 
 /* Deliveries processed in one transaction. */
@@ -103,8 +103,7 @@ typedef struct WebhookGroup
 	CdvizWebhookBatch *batch;
 } WebhookGroup;
 
-static WebhookCall *queue_head;
-static WebhookCall *queue_tail;
+static dlist_head queue = DLIST_STATIC_INIT(queue);
 
 /* The route name of a webhook path, or NULL when it cannot be one. */
 static char *
@@ -627,20 +626,14 @@ enqueue(HttpRequest *req, const char *url)
 	call->headers_json = headers_as_json(req);
 	MemoryContextSwitchTo(old);
 
-	req->state = REQ_QUEUED;
-	MHD_suspend_connection(req->conn);
-	if (queue_tail)
-		queue_tail->next = call;
-	else
-		queue_head = call;
-	queue_tail = call;
+	http_suspend(req, &queue, &call->node);
 }
 
 /* See http_webhook.h. */
 bool
 http_webhook_pending(void)
 {
-	return queue_head != NULL;
+	return !dlist_is_empty(&queue);
 }
 
 /* See http_webhook.h. */
@@ -650,13 +643,8 @@ http_webhook_flush(void)
 	WebhookCall *calls[WEBHOOK_GROUP_MAX];
 	WebhookGroup g = {calls, 0};
 
-	while (queue_head && g.ncalls < WEBHOOK_GROUP_MAX)
-	{
-		calls[g.ncalls++] = queue_head;
-		queue_head = queue_head->next;
-	}
-	if (queue_head == NULL)
-		queue_tail = NULL;
+	while (!dlist_is_empty(&queue) && g.ncalls < WEBHOOK_GROUP_MAX)
+		calls[g.ncalls++] = dlist_container(WebhookCall, node, dlist_pop_head_node(&queue));
 	if (g.ncalls == 0)
 		return;
 

@@ -18,6 +18,10 @@
 
 #include "postgres.h"
 
+#include "access/htup.h"
+#include "access/tupdesc.h"
+#include "utils/hsearch.h"
+
 /* Define the settings and register the worker (from _PG_init, preloaded). */
 extern void cdviz_poll_init(void);
 
@@ -109,6 +113,29 @@ extern bool poll_name_matches(const char *name, const char *patterns);
 
 /* Whether a file or key names a .json document (else JSON Lines). */
 extern bool poll_is_document(const char *name);
+
+/*
+ * The delta as seven statement arguments from args[0] on (int8 offset,
+ * lines, hash, text status, int8 events, duplicates, rejected), in the
+ * order of both progress tables' columns.
+ */
+extern void poll_delta_args(Datum *args, const PollDelta *d);
+
+/* n text arguments (NULL: SQL NULL) into args[0..n-1] and nulls[0..n-1]. */
+extern void poll_text_args(Datum *args, char *nulls, int n,...);
+
+/* Copy the columns of a progress row after its key into its entry. */
+typedef void (*PollRowFill) (void *entry, HeapTuple tup, TupleDesc desc);
+
+/*
+ * The progress rows of a source, read from table by sql (whose first
+ * column is the row's key, a string shorter than keysize) in a
+ * transaction, in a hash table of entries of entrysize bytes made in the
+ * current memory context; NULL when the transaction failed.
+ */
+extern HTAB *poll_load_rows(const char *table, const char *sql, int nargs,
+							Oid *types, Datum *args, Size keysize, Size entrysize,
+							PollRowFill fill);
 
 /* Record the poll of a source in cdviz.source_polls; error NULL = success. */
 extern void poll_note_source(const char *source, const char *kind,

@@ -10,6 +10,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
 
 #include "poll/poll.h"
 #include "common/worker.h"
@@ -47,6 +48,36 @@ poll_is_document(const char *name)
 	return len >= 5 && pg_strcasecmp(name + len - 5, ".json") == 0;
 }
 
+/* See poll.h. */
+void
+poll_delta_args(Datum *args, const PollDelta *d)
+{
+	args[0] = Int64GetDatum((int64) d->offset);
+	args[1] = Int64GetDatum((int64) d->lines);
+	args[2] = Int64GetDatum((int64) d->hash);
+	args[3] = CStringGetTextDatum(d->status);
+	args[4] = Int64GetDatum(d->events);
+	args[5] = Int64GetDatum(d->duplicates);
+	args[6] = Int64GetDatum(d->rejected);
+}
+
+/* See poll.h. */
+void
+poll_text_args(Datum *args, char *nulls, int n,...)
+{
+	va_list		ap;
+
+	va_start(ap, n);
+	for (int i = 0; i < n; i++)
+	{
+		const char *value = va_arg(ap, const char *);
+
+		nulls[i] = value ? ' ' : 'n';
+		args[i] = value ? CStringGetTextDatum(value) : (Datum) 0;
+	}
+	va_end(ap);
+}
+
 /* Arguments of note_source(). */
 typedef struct SourceNote
 {
@@ -61,11 +92,9 @@ note_source(void *arg)
 	SourceNote *n = (SourceNote *) arg;
 	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
 	Datum		args[3];
-	char		nulls[3] = {' ', ' ', n->error ? ' ' : 'n'};
+	char		nulls[3];
 
-	args[0] = CStringGetTextDatum(n->source);
-	args[1] = CStringGetTextDatum(n->kind);
-	args[2] = n->error ? CStringGetTextDatum(n->error) : (Datum) 0;
+	poll_text_args(args, nulls, 3, n->source, n->kind, n->error);
 	if (SPI_execute_with_args("INSERT INTO cdviz.source_polls AS s (source, kind, last_poll_at, "
 							  " last_success_at, last_error, last_error_at) "
 							  "VALUES ($1, $2, now(), CASE WHEN $3 IS NULL THEN now() END, $3, "
@@ -85,4 +114,58 @@ poll_note_source(const char *source, const char *kind, const char *error)
 	SourceNote	n = {source, kind, error};
 
 	(void) cdviz_worker_transaction("cdviz poller: noting the poll", note_source, &n, NULL);
+}
+
+/* Arguments of load_rows(). */
+typedef struct RowsLoad
+{
+	const char *table;
+	const char *sql;
+	int			nargs;
+	Oid		   *types;
+	Datum	   *args;
+	HTAB	   *rows;
+	Size		keysize;
+	PollRowFill fill;
+} RowsLoad;
+
+static void
+load_rows(void *arg)
+{
+	RowsLoad   *l = (RowsLoad *) arg;
+
+	if (SPI_execute_with_args(l->sql, l->nargs, l->types, l->args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "cdviz poller: reading %s failed", l->table);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		char	   *key = SPI_getvalue(tup, desc, 1);
+
+		/* no file or object this source reads has such a key */
+		if (strlen(key) >= l->keysize)
+			continue;
+		l->fill(hash_search(l->rows, key, HASH_ENTER, NULL), tup, desc);
+	}
+}
+
+/* See poll.h. */
+HTAB *
+poll_load_rows(const char *table, const char *sql, int nargs, Oid *types, Datum *args,
+			   Size keysize, Size entrysize, PollRowFill fill)
+{
+	HASHCTL		ctl;
+	RowsLoad	l = {table, sql, nargs, types, args, NULL, keysize, fill};
+	char	   *activity = psprintf("cdviz poller: loading %s", table);
+	CdvizTxResult res;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = keysize;
+	ctl.entrysize = entrysize;
+	ctl.hcxt = CurrentMemoryContext;
+	l.rows = hash_create("cdviz poller progress rows", 256, &ctl,
+						 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	res = cdviz_worker_transaction(activity, load_rows, &l, NULL);
+	pfree(activity);
+	return res == CDVIZ_TX_DONE ? l.rows : NULL;
 }
