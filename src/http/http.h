@@ -103,6 +103,13 @@ typedef struct HttpRequest
 	dlist_node	queue_node;		/* in the commit queue */
 } HttpRequest;
 
+/* A request header's value, or NULL. */
+static inline const char *
+http_header(HttpRequest *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
 /* http_routes.c */
 extern enum MHD_Result http_handle_request(void *cls, struct MHD_Connection *conn,
 										   const char *url, const char *method,

@@ -204,12 +204,6 @@ body_piece(HttpRequest *req, const char *data, size_t size)
 	MemoryContextSwitchTo(old);
 }
 
-static const char *
-header(HttpRequest *req, const char *name)
-{
-	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
-}
-
 /*
  * A header value without the white space around it, which is not part of
  * it (RFC 9110, section 5.5) and which libmicrohttpd leaves at its end.
@@ -337,8 +331,8 @@ body_complete(HttpRequest *req)
 		return;
 	}
 	/* unauthenticated input is not kept: that would let anyone fill the disk */
-	if (!http_auth_check(trimmed(req, header(req, MHD_HTTP_HEADER_AUTHORIZATION)),
-						 trimmed(req, header(req, "X-Signature-256")),
+	if (!http_auth_check(trimmed(req, http_header(req, MHD_HTTP_HEADER_AUTHORIZATION)),
+						 trimmed(req, http_header(req, "X-Signature-256")),
 						 req->body.data, req->body.len, &why))
 	{
 		http_set_error(req, MHD_HTTP_UNAUTHORIZED, why);
@@ -349,7 +343,7 @@ body_complete(HttpRequest *req)
 	memset(&in, 0, sizeof(in));
 	in.body = req->body.data;
 	in.body_len = req->body.len;
-	encoding = trimmed(req, header(req, MHD_HTTP_HEADER_CONTENT_ENCODING));
+	encoding = trimmed(req, http_header(req, MHD_HTTP_HEADER_CONTENT_ENCODING));
 	if (encoding && pg_strcasecmp(encoding, "identity") != 0)
 	{
 		size_t		len;
@@ -384,11 +378,11 @@ body_complete(HttpRequest *req)
 		}
 	}
 
-	in.content_type = header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
-	in.ce_specversion = header(req, "ce-specversion");
-	in.ce_id = header(req, "ce-id");
-	in.ce_source = header(req, "ce-source");
-	in.ce_type = header(req, "ce-type");
+	in.content_type = http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
+	in.ce_specversion = http_header(req, "ce-specversion");
+	in.ce_id = http_header(req, "ce-id");
+	in.ce_source = http_header(req, "ce-source");
+	in.ce_type = http_header(req, "ce-type");
 	in.http_headers = true;
 	if (!cdviz_envelope_read(&in, &req->env))
 	{

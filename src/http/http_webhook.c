@@ -159,12 +159,6 @@ basic_ok(const char *given, const char *secret)
 	return ok;
 }
 
-static const char *
-header(HttpRequest *req, const char *name)
-{
-	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
-}
-
 /*
  * Check the request against the route's auth kind and secret; on failure
  * call->why says what is missing or wrong (never what was expected).
@@ -184,7 +178,7 @@ credentials_ok(WebhookCall *call, const char *auth, const char *secret)
 	}
 	if (strcmp(auth, "github") == 0)
 	{
-		given = header(req, "X-Hub-Signature-256");
+		given = http_header(req, "X-Hub-Signature-256");
 		if (http_signature_ok(given, secret, req->body.data, req->body.len))
 			return true;
 		call->why = given ? "the X-Hub-Signature-256 signature does not match the body"
@@ -193,13 +187,13 @@ credentials_ok(WebhookCall *call, const char *auth, const char *secret)
 	}
 	if (strcmp(auth, "gitlab") == 0)
 	{
-		given = header(req, "X-Gitlab-Token");
+		given = http_header(req, "X-Gitlab-Token");
 		if (given && http_equal_constant_time(given, strlen(given), secret, strlen(secret)))
 			return true;
 		call->why = given ? "the X-Gitlab-Token is not valid" : "an X-Gitlab-Token header is required";
 		return false;
 	}
-	given = header(req, MHD_HTTP_HEADER_AUTHORIZATION);
+	given = http_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
 	if (strcmp(auth, "bearer") == 0)
 	{
 		const char *token = credentials_of(given, "Bearer");
@@ -663,7 +657,7 @@ http_webhook_flush(void)
 
 /* First call, headers only: what can be refused before the body. */
 static void
-first_call(HttpRequest *req, const char *url, const char *method)
+webhook_first_call(HttpRequest *req, const char *url, const char *method)
 {
 	const char *length;
 	unsigned long long declared;
@@ -680,7 +674,7 @@ first_call(HttpRequest *req, const char *url, const char *method)
 		http_set_error(req, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed: use POST");
 		return;
 	}
-	length = header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	length = http_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
 	declared = length ? strtoull(length, NULL, 10) : 0;
 	if (declared > (size_t) cdviz_http_max_body * 1024)
 	{
@@ -697,7 +691,7 @@ first_call(HttpRequest *req, const char *url, const char *method)
 		MemoryContextSwitchTo(old);
 	}
 	/* signatures are over the bytes sent: no tool compresses its webhooks */
-	encoding = header(req, MHD_HTTP_HEADER_CONTENT_ENCODING);
+	encoding = http_header(req, MHD_HTTP_HEADER_CONTENT_ENCODING);
 	if (encoding && pg_strcasecmp(encoding, "identity") != 0)
 	{
 		http_set_error(req, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
@@ -731,7 +725,7 @@ http_webhook_handle(struct MHD_Connection *conn, const char *url, const char *me
 		MemoryContextSwitchTo(old);
 		*con_cls = req;
 
-		first_call(req, url, method);
+		webhook_first_call(req, url, method);
 		if (req->state == REQ_ANSWERED)
 			return http_queue_answer(req, NULL, "POST");
 		return MHD_YES;

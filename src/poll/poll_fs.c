@@ -136,7 +136,7 @@ clear_report(const char *path)
 
 /* PollRowFill of cdviz.fs_files. */
 static void
-fill_row(void *entry, HeapTuple tup, TupleDesc desc)
+fs_fill_row(void *entry, HeapTuple tup, TupleDesc desc)
 {
 	FsRow	   *row = (FsRow *) entry;
 	bool		isnull;
@@ -607,7 +607,7 @@ poll_fs_run(void)
 		p.rows = poll_load_rows("cdviz.fs_files",
 								"SELECT path, size, mtime, read_offset, lines_read, prefix_hash, status "
 								"FROM cdviz.fs_files WHERE source = $1",
-								1, types, args, MAXPGPATH, sizeof(FsRow), fill_row);
+								1, types, args, MAXPGPATH, sizeof(FsRow), fs_fill_row);
 	}
 	if (p.rows == NULL)
 		return;

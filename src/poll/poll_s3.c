@@ -316,7 +316,7 @@ bucket_url(S3Pass *p)
 
 /* PollRowFill of cdviz.s3_objects. */
 static void
-fill_row(void *entry, HeapTuple tup, TupleDesc desc)
+s3_fill_row(void *entry, HeapTuple tup, TupleDesc desc)
 {
 	S3Row	   *row = (S3Row *) entry;
 	bool		isnull;
@@ -648,7 +648,7 @@ poll_s3_run(void)
 		p.rows = poll_load_rows("cdviz.s3_objects",
 								"SELECT key, etag, status, read_offset, lines_read, prefix_hash "
 								"FROM cdviz.s3_objects WHERE bucket = $1 AND starts_with(key, $2)",
-								2, types, args, MAX_KEY, sizeof(S3Row), fill_row);
+								2, types, args, MAX_KEY, sizeof(S3Row), s3_fill_row);
 	}
 	if (p.rows == NULL)
 		return cdviz_s3_poll_interval;
