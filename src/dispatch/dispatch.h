@@ -10,6 +10,7 @@
  *	                       line with cdviz.sinks
  *	  sink_http.c          HTTP sink on libcurl's multi interface
  *	  sink_nats.c          NATS sink (core NATS or JetStream)
+ *	  sink_kafka.c         Kafka sink (librdkafka idempotent producer)
  *	  sink_log.c           log sink
  *	  nats_source.c        NATS source: durable JetStream consumer or plain
  *	                       subscription, stored through the common store path
@@ -28,7 +29,8 @@
  * Only the worker's main thread touches PostgreSQL.  libcurl runs in that
  * thread (curl_multi_socket_action from the loop); libnats has threads of
  * its own, whose callbacks only count and write a byte to a pipe the loop
- * waits on.
+ * waits on; so do librdkafka's, whose delivery reports the loop then
+ * serves with rd_kafka_poll().
  *
  * Delivery is at least once and in storage order per sink: a sink holds
  * one chunk of events at a time, delivers it front to back, and its
@@ -69,6 +71,7 @@ typedef struct DispatchEvent
 	char	   *source;
 	char	   *type;
 	char	   *subject;
+	char	   *subject_id;		/* subject.id, or NULL */
 	char	   *predicate;
 	char	   *version;
 	char	   *time;			/* context.timestamp as sent */
@@ -201,6 +204,7 @@ struct Sink
 	char	   *hmac_secret;
 	char	   *headers_json;	/* JSON object, or NULL */
 	int			jetstream;		/* 0 never, 1 always, 2 auto */
+	char	   *options_json;	/* all options, secrets included */
 
 	/* progress: committed, and in memory (may be ahead, never behind) */
 	SinkPosition pos;
@@ -251,9 +255,10 @@ extern void dispatch_position_free(SinkPosition *p);
 /* sink_options.c */
 extern void dispatch_sink_options(Sink *sink, const char *options, const char *secrets);
 
-/* the kinds of sink: sink_http.c, sink_nats.c, sink_log.c */
+/* the kinds of sink: sink_http.c, sink_nats.c, sink_kafka.c, sink_log.c */
 extern const SinkMethods sink_http_methods;
 extern const SinkMethods sink_nats_methods;
+extern const SinkMethods sink_kafka_methods;
 extern const SinkMethods sink_log_methods;
 
 /* nats_conn.c */

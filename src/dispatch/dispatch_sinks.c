@@ -19,6 +19,7 @@
 const SinkMethods *const dispatch_sink_kinds[] = {
 	&sink_http_methods,
 	&sink_nats_methods,
+	&sink_kafka_methods,
 	&sink_log_methods,
 };
 const int	dispatch_nsink_kinds = lengthof(dispatch_sink_kinds);

@@ -105,8 +105,9 @@ dispatch_store_forget_plan(Sink *sink)
 
 #define EVENT_COLUMNS \
 	"e.id, e.\"timestamp\"::text, e.context_id, e.context_source, e.type, e.subject," \
-	" e.predicate, e.type_version, e.payload->'context'->>'timestamp', e.payload::text"
-#define N_EVENT_COLUMNS 10
+	" e.predicate, e.type_version, e.payload->'context'->>'timestamp', e.payload::text," \
+	" e.subject_id"
+#define N_EVENT_COLUMNS 11
 
 static DispatchChunk *
 chunk_create(ChunkKind kind, int nrows)
@@ -146,6 +147,7 @@ chunk_fill(DispatchChunk *chunk, int first, bool with_reject_row)
 		ev->time = dispatch_value(r, c++);
 		ev->payload = dispatch_value(r, c++);
 		ev->payload_len = (int) strlen(ev->payload);
+		ev->subject_id = dispatch_value(r, c++);
 	}
 	MemoryContextSwitchTo(old);
 }
