@@ -23,8 +23,9 @@ OBJS = src/cdviz.o $(CORE_SRCS:.c=.o) $(BACKEND_SRCS:.c=.o)
 
 PG_CPPFLAGS = -I$(srcdir)/src -DCDVIZ_EXTVERSION='"$(EXTVERSION)"'
 # libmicrohttpd: the HTTP receiver; libcurl: S3 and HTTP sinks; libxml2:
-# S3 listings; zlib: gzip request bodies.  --as-needed drops unused ones.
-SHLIB_LINK = -ljson-c -lmicrohttpd -lcurl -lxml2 -lz -lnats $(EXTRA_SHLIB_LINK)
+# S3 listings; zlib: gzip request bodies; libnats and librdkafka: the NATS
+# and Kafka sinks and sources.  --as-needed drops unused ones.
+SHLIB_LINK = -ljson-c -lmicrohttpd -lcurl -lxml2 -lz -lnats -lrdkafka $(EXTRA_SHLIB_LINK)
 PG_CPPFLAGS += -I/usr/include/libxml2
 
 # The extension script is assembled from sql/ext/ in file-name order (the
@@ -94,6 +95,7 @@ unit: test/unit/test_core test/unit/test_jsonl test/unit/test_envelope test/unit
 	test/unit/test_jsonl
 	test/unit/test_envelope
 	test/unit/test_json_scan
+	python3 $(srcdir)/tools/check_layout.py $(srcdir)/src
 
 # The shape docs/design.md describes: includes point down the layers, no two
 # files of a folder call each other both ways, no C file over 800 lines.
@@ -115,7 +117,12 @@ fuzz: fuzz/fuzz_core
 		tail -n 60 build/fuzz.log; exit 1; \
 	fi
 
-prove-installcheck:
+# The Kafka tests' broker: librdkafka's mock cluster behind a small command
+# reader (test/kafka/mock_cluster.c; not part of the extension).
+test/kafka/mock_cluster: test/kafka/mock_cluster.c
+	$(CORE_CC) $(CORE_CFLAGS) -o $@ $< -lrdkafka
+
+prove-installcheck: test/kafka/mock_cluster
 	$(prove_installcheck)
 
 prove: prove-installcheck
@@ -126,4 +133,4 @@ SPEC_DIR ?= test/fixtures/cdevents-spec
 schemas:
 	python3 tools/gen_schemas.py $(SPEC_DIR) > src/core/cdevents_schemas.c
 
-EXTRA_CLEAN = test/unit/test_envelope test/unit/test_json_scan test/unit/test_core test/unit/test_jsonl test/unit/validate_cli fuzz/fuzz_core build
+EXTRA_CLEAN = test/kafka/mock_cluster test/unit/test_envelope test/unit/test_json_scan test/unit/test_core test/unit/test_jsonl test/unit/validate_cli fuzz/fuzz_core build

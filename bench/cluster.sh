@@ -49,3 +49,45 @@ bench_own_cluster() {
 	"${PSQL[@]}" -d postgres -c "CREATE DATABASE $DB"
 	"${PSQL[@]}" -d "$DB" -c "CREATE EXTENSION cdviz"
 }
+
+# bench_prepare_sets BATCH SET...
+#
+# In the database psql connects to (PGHOST, PGPORT, PGDATABASE): the
+# events of bench_events (bench/gen_events.sql) as one set per name, the
+# same events under other context ids (the first set keeps them), cut in
+# batches of BATCH assembled before any timing (bench_batches); the table
+# bench_times and the procedure bench_ingest(set), which ingests a set
+# batch by batch with cdviz.ingest_batch, one transaction each, and
+# records its time as 'ingest <set>'.
+bench_prepare_sets() {
+	batch=$1
+	shift
+	first=$1
+	sets=$(printf "('%s')," "$@")
+	psql -X -q -v ON_ERROR_STOP=1 <<SQL
+CREATE TABLE bench_batches AS
+SELECT s AS set, (seq - 1) / $batch AS n,
+	   jsonb_agg(CASE WHEN s = '$first' THEN payload
+				 ELSE jsonb_set(payload, '{context,id}', to_jsonb(payload->'context'->>'id' || '-' || s)) END
+				 ORDER BY seq) AS events
+FROM bench_events, (VALUES ${sets%,}) v(s)
+GROUP BY 1, 2;
+CREATE INDEX ON bench_batches (set, n);
+VACUUM ANALYZE bench_batches;
+CREATE TABLE bench_times (what text PRIMARY KEY, seconds float8);
+CREATE PROCEDURE bench_ingest(s text) LANGUAGE plpgsql AS \$\$
+DECLARE
+	t0 timestamptz := clock_timestamp();
+	r record;
+	i int;
+BEGIN
+	FOR i IN SELECT n FROM bench_batches WHERE set = s ORDER BY n LOOP
+		SELECT * INTO r FROM cdviz.ingest_batch((SELECT events FROM bench_batches WHERE set = s AND n = i));
+		COMMIT;
+	END LOOP;
+	INSERT INTO bench_times VALUES ('ingest ' || s, extract(epoch FROM clock_timestamp() - t0));
+	COMMIT;
+END
+\$\$;
+SQL
+}

@@ -1486,6 +1486,301 @@ LEFT JOIN LATERAL (
 	  AND (l.id > p.created_until OR l.imported_at >= s.start_at)
 ) bf ON true;
 
+-- Kafka sinks: kind kafka (a topic, brokers, librdkafka settings), whose
+-- secret settings are kept in cdviz.sink_secrets like the other secrets.
+ALTER TABLE cdviz.sinks DROP CONSTRAINT sinks_kind_check;
+ALTER TABLE cdviz.sinks ADD CONSTRAINT sinks_kind_check CHECK (kind IN ('http', 'nats', 'kafka', 'log'));
+COMMENT ON TABLE cdviz.sinks IS
+'cdviz: where the dispatcher forwards stored events; managed with cdviz.create_sink(), alter_sink(), drop_sink(), pause_sink(), resume_sink(). Secrets (token, hmac_secret, header values, the URL''s user info and query values, Kafka config values named like a secret) are kept apart in cdviz.sink_secrets and shown here as ***.';
+COMMENT ON COLUMN cdviz.sinks.kind IS 'http (POST to a URL), nats (publish to a subject on cdviz.nats_url), kafka (produce to a topic) or log (one JSON line per event in the server log)';
+COMMENT ON COLUMN cdviz.sinks.target IS 'http: the URL, its user info and query values shown as ***; nats: the subject or subject template ({subject}, {predicate}, {version} are replaced); kafka: the topic; log: a label';
+COMMENT ON COLUMN cdviz.sinks.options IS 'options without secrets; http: mode (binary, structured, batch), batch_size, headers (values shown as ***), timeout, initial_backoff, max_backoff; nats: jetstream (auto, always, never), timeout; kafka: brokers, mode (binary, structured), key (subject, source, none), config (librdkafka settings, secret ones shown as ***), timeout, initial_backoff, max_backoff';
+COMMENT ON COLUMN cdviz.sinks.secret_keys IS 'which secret parts are set: token, hmac_secret, headers (their values), config (Kafka settings named like a secret), target (the URL''s user info or query values); they are in cdviz.sink_secrets, readable by superusers only';
+COMMENT ON TABLE cdviz.sink_secrets IS
+'cdviz: secret parts of the sinks (token, hmac_secret, header values, Kafka config, URLs with their user info and query); superusers only';
+COMMENT ON COLUMN cdviz.sink_secrets.secrets IS 'JSON object: token, hmac_secret, headers (names and values), config (the whole Kafka config, when a setting of it is secret), target (the whole URL), those the sink has';
+COMMENT ON TABLE cdviz.rejected_deliveries IS
+'cdviz: events a sink refused for good (HTTP 4xx other than 408 and 429; Kafka: a message too large or invalid), with the answer; retry them with cdviz.retry_rejected_deliveries()';
+COMMENT ON COLUMN cdviz.rejected_deliveries.status IS 'HTTP status of the refusal; kafka sinks: the Kafka error code (10: message too large, 87: invalid record)';
+
+CREATE FUNCTION cdviz._sink_secret_setting(name text)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT name ~* '(password|secret|\.pem$|^ssl_key|^sasl\.oauthbearer\.config$)' $$;
+COMMENT ON FUNCTION cdviz._sink_secret_setting(text) IS
+'cdviz internal: whether a librdkafka setting of a kafka sink''s config is a secret (kept in cdviz.sink_secrets, shown as ***)';
+
+CREATE OR REPLACE FUNCTION cdviz._sink_split(target text, options jsonb,
+								  OUT shown_target text, OUT shown_options jsonb,
+								  OUT secret_keys text[], OUT secrets jsonb)
+RETURNS record
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	secret_names CONSTANT text[] := ARRAY['token', 'hmac_secret'];
+BEGIN
+	shown_target := cdviz._redact_url(target);
+	shown_options := options - secret_names;
+	IF jsonb_typeof(options->'headers') = 'object' AND options->'headers' <> '{}' THEN
+		shown_options := jsonb_set(shown_options, '{headers}',
+								   (SELECT jsonb_object_agg(h, '***') FROM jsonb_object_keys(options->'headers') h));
+	END IF;
+	IF jsonb_typeof(options->'config') = 'object' AND options->'config' <> '{}' THEN
+		shown_options := jsonb_set(shown_options, '{config}',
+								   (SELECT jsonb_object_agg(c.key, CASE WHEN cdviz._sink_secret_setting(c.key)
+																		THEN '"***"'::jsonb ELSE c.value END)
+									FROM jsonb_each(options->'config') c));
+	END IF;
+	secrets := jsonb_strip_nulls(jsonb_build_object(
+		'token', options->'token',
+		'hmac_secret', options->'hmac_secret',
+		'headers', CASE WHEN shown_options->'headers' IS DISTINCT FROM options->'headers'
+						THEN options->'headers' END,
+		'config', CASE WHEN shown_options->'config' IS DISTINCT FROM options->'config'
+					   THEN options->'config' END,
+		'target', CASE WHEN shown_target IS DISTINCT FROM target THEN to_jsonb(target) END));
+	secret_keys := ARRAY(SELECT k FROM jsonb_object_keys(secrets) k ORDER BY k);
+	IF secrets = '{}' THEN
+		secrets := NULL;
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION cdviz._sink_split(text, jsonb) IS
+'cdviz internal: splits a sink''s target and options into what cdviz.sinks shows (secrets as ***, token and hmac_secret left out, secret Kafka settings as ***), the names of the secret parts and the JSON object cdviz.sink_secrets keeps (NULL: none)';
+
+CREATE OR REPLACE FUNCTION cdviz._sink_redact(message text, secrets jsonb)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	userinfo text := substring(secrets->>'target' FROM '^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)@');
+	v text;
+BEGIN
+	IF message IS NULL OR secrets IS NULL THEN
+		RETURN message;
+	END IF;
+	FOR v IN
+		SELECT x.v FROM (
+			SELECT secrets->>'token' AS v
+			UNION ALL SELECT secrets->>'hmac_secret'
+			UNION ALL SELECT h.value FROM jsonb_each_text(CASE WHEN jsonb_typeof(secrets->'headers') = 'object'
+																THEN secrets->'headers' END) h
+			UNION ALL SELECT c.value FROM jsonb_each_text(CASE WHEN jsonb_typeof(secrets->'config') = 'object'
+																THEN secrets->'config' END) c
+			WHERE cdviz._sink_secret_setting(c.key)
+			UNION ALL SELECT userinfo
+			UNION ALL SELECT p.part FROM regexp_split_to_table(userinfo, ':') p(part)
+			UNION ALL SELECT substring(p.part FROM '=(.*)$')
+			FROM regexp_split_to_table(substring(secrets->>'target' FROM '^[^?#]*\?([^#]*)'), '&') p(part)
+		) x
+		WHERE length(x.v) >= 4
+		GROUP BY x.v
+		-- the longer first: a password inside the user info
+		ORDER BY length(x.v) DESC, x.v
+	LOOP
+		message := replace(message, v, '***');
+	END LOOP;
+	RETURN message;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION cdviz._sink_check(kind text, target text, options jsonb,
+								  type_pattern text, source_pattern text, predicate text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	allowed text[] := CASE kind
+		WHEN 'http' THEN ARRAY['mode', 'batch_size', 'headers', 'timeout', 'initial_backoff',
+							   'max_backoff', 'token', 'hmac_secret']
+		WHEN 'nats' THEN ARRAY['jetstream', 'timeout', 'initial_backoff', 'max_backoff']
+		WHEN 'kafka' THEN ARRAY['brokers', 'mode', 'key', 'config', 'timeout', 'initial_backoff',
+								'max_backoff']
+		WHEN 'log' THEN ARRAY[]::text[]
+	END;
+	k text;
+BEGIN
+	IF allowed IS NULL THEN
+		RAISE EXCEPTION 'unknown sink kind "%"', kind
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use http, nats, kafka or log.';
+	END IF;
+	IF jsonb_typeof(options) IS DISTINCT FROM 'object' THEN
+		RAISE EXCEPTION 'sink options must be a JSON object'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	FOR k IN SELECT jsonb_object_keys(options) LOOP
+		IF NOT k = ANY (allowed) THEN
+			RAISE EXCEPTION 'unknown option "%" for a % sink', k, kind
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = format('Options of a %s sink: %s.', kind,
+									coalesce(nullif(array_to_string(allowed, ', '), ''), 'none'));
+		END IF;
+	END LOOP;
+	IF kind = 'http' AND target !~* '^https?://' THEN
+		RAISE EXCEPTION 'an http sink needs an http:// or https:// URL, not "%"', target
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF kind = 'nats' AND (target = '' OR target ~ '\s') THEN
+		RAISE EXCEPTION 'a nats sink needs a subject without spaces, not "%"', target
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF options ? 'mode' AND NOT options->>'mode' IN ('binary', 'structured', 'batch') THEN
+		RAISE EXCEPTION 'unknown mode "%"', options->>'mode'
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use binary, structured or batch.';
+	END IF;
+	IF kind = 'kafka' THEN
+		PERFORM cdviz._sink_check_kafka(target, options);
+	END IF;
+	IF options ? 'jetstream' AND NOT options->>'jetstream' IN ('auto', 'always', 'never') THEN
+		RAISE EXCEPTION 'jetstream must be auto, always or never, not "%"', options->>'jetstream'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF options ? 'batch_size' AND NOT (jsonb_typeof(options->'batch_size') = 'number'
+									   AND (options->>'batch_size')::numeric BETWEEN 1 AND 10000) THEN
+		RAISE EXCEPTION 'batch_size must be a number from 1 to 10000'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	FOR k IN SELECT unnest(ARRAY['timeout', 'initial_backoff', 'max_backoff']) LOOP
+		IF options ? k AND NOT (jsonb_typeof(options->k) = 'number' AND (options->>k)::numeric > 0) THEN
+			RAISE EXCEPTION '% must be a positive number of seconds', k
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+	END LOOP;
+	IF options ? 'headers' AND (jsonb_typeof(options->'headers') <> 'object' OR EXISTS (
+			SELECT FROM jsonb_each(options->'headers') h
+			WHERE jsonb_typeof(h.value) <> 'string' OR h.key !~ '^[!#$%&''*+.^_`|~0-9A-Za-z-]+$'
+			   OR h.value->>0 ~ '[\r\n]')) THEN
+		RAISE EXCEPTION 'headers must be a JSON object of header names and string values'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	-- the filters must be valid SQL over the lake: try them on no row
+	EXECUTE format('SELECT FROM cdviz.cdevents_lake WHERE type LIKE $1 AND context_source LIKE $2 AND (%s) LIMIT 0',
+				   coalesce(nullif(predicate, ''), 'true'))
+		USING coalesce(type_pattern, '%'), coalesce(source_pattern, '%');
+END
+$$;
+
+CREATE FUNCTION cdviz._sink_check_kafka(target text, options jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	owned CONSTANT text[] := ARRAY['bootstrap.servers', 'metadata.broker.list', 'enable.idempotence',
+								   'acks', 'request.required.acks', 'message.timeout.ms',
+								   'delivery.timeout.ms', 'log.queue'];
+	k text;
+BEGIN
+	IF target !~ '^[A-Za-z0-9._-]{1,249}$' THEN
+		RAISE EXCEPTION 'a kafka sink needs a topic name (letters, digits, . _ -), not "%"', target
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF jsonb_typeof(options->'brokers') IS DISTINCT FROM 'string'
+	   OR options->>'brokers' !~ '^[^\s,]+(,[^\s,]+)*$' THEN
+		RAISE EXCEPTION 'a kafka sink needs "brokers": "host:port,host:port..."'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF options->>'mode' = 'batch' THEN
+		RAISE EXCEPTION 'a kafka sink sends one event per message: mode binary or structured'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF options ? 'key' AND NOT options->>'key' IN ('subject', 'source', 'none') THEN
+		RAISE EXCEPTION 'key must be subject, source or none, not "%"', options->>'key'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF options ? 'config' AND (jsonb_typeof(options->'config') <> 'object' OR EXISTS (
+			SELECT FROM jsonb_each(options->'config') c
+			WHERE jsonb_typeof(c.value) NOT IN ('string', 'number', 'boolean'))) THEN
+		RAISE EXCEPTION 'config must be a JSON object of librdkafka settings and their values'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	FOR k IN SELECT jsonb_object_keys(coalesce(options->'config', '{}')) LOOP
+		IF k = ANY (owned) THEN
+			RAISE EXCEPTION 'the kafka sink sets "%" itself', k
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Give the brokers as "brokers" and the delivery timeout as "timeout"; the sink always uses an idempotent producer with acks=all.';
+		END IF;
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION cdviz._sink_check_kafka(text, jsonb) IS
+'cdviz internal: checks a kafka sink''s topic and options; raises SQLSTATE 22023 naming what is wrong';
+
+COMMENT ON FUNCTION cdviz.create_sink(text, text, text, jsonb, text, text, text, timestamptz, boolean) IS
+'cdviz: creates a sink and returns its id; the dispatcher delivers to it every matching event stored after this transaction commits (with start_at: also those imported since start_at). Secrets (token, hmac_secret, header values, the URL''s user info and query values, Kafka settings named like a secret) go to cdviz.sink_secrets; cdviz.sinks shows them as ***. Example: SELECT cdviz.create_sink(''ci'', ''http'', ''https://hooks.example/cd'', ''{"mode": "batch", "batch_size": 100, "hmac_secret": "s3cret", "headers": {"X-Api-Key": "k3y"}}'', type_pattern => ''dev.cdevents.service.%'');';
+
+CREATE OR REPLACE FUNCTION cdviz.alter_sink(name text, target text DEFAULT NULL, options jsonb DEFAULT NULL,
+								 type_pattern text DEFAULT NULL,
+								 source_pattern text DEFAULT NULL,
+								 predicate text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	s cdviz.sinks;
+	cur jsonb;
+	full_target text;
+	full_options jsonb;
+	sp record;
+	k text;
+BEGIN
+	SELECT * INTO s FROM cdviz.sinks WHERE sinks.name = alter_sink.name FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'sink "%" does not exist', name USING ERRCODE = 'undefined_object';
+	END IF;
+	SELECT x.secrets INTO cur FROM cdviz.sink_secrets x WHERE x.sink_id = s.id;
+	cur := coalesce(cur, '{}');
+	-- The sink as the dispatcher sees it, secrets in place; the target as
+	-- cdviz.sinks shows it keeps the current one.
+	full_target := CASE WHEN target IS NULL OR target = s.target THEN coalesce(cur->>'target', s.target)
+						ELSE target END;
+	full_options := s.options || (cur - 'target');
+	IF options IS NOT NULL THEN
+		-- new options replace all options; a secret given as *** (as
+		-- cdviz.sinks shows it) keeps its current value
+		full_options := options;
+		FOREACH k IN ARRAY ARRAY['token', 'hmac_secret'] LOOP
+			IF options->>k = '***' AND cur ? k THEN
+				full_options := jsonb_set(full_options, ARRAY[k], cur->k);
+			END IF;
+		END LOOP;
+		FOREACH k IN ARRAY ARRAY['headers', 'config'] LOOP
+			IF jsonb_typeof(options->k) = 'object' THEN
+				full_options := jsonb_set(full_options, ARRAY[k], coalesce((
+					SELECT jsonb_object_agg(h.key, CASE WHEN h.value = '"***"' AND cur->k ? h.key
+														THEN cur->k->h.key ELSE h.value END)
+					FROM jsonb_each(options->k) h), '{}'));
+			END IF;
+		END LOOP;
+	END IF;
+	s.type_pattern := CASE WHEN type_pattern IS NULL THEN s.type_pattern ELSE nullif(type_pattern, '') END;
+	s.source_pattern := CASE WHEN source_pattern IS NULL THEN s.source_pattern ELSE nullif(source_pattern, '') END;
+	s.predicate := CASE WHEN predicate IS NULL THEN s.predicate ELSE nullif(predicate, '') END;
+	PERFORM cdviz._sink_check(s.kind, full_target, full_options, s.type_pattern,
+							  s.source_pattern, s.predicate);
+	sp := cdviz._sink_split(full_target, full_options);
+	DELETE FROM cdviz.sink_secrets WHERE sink_id = s.id;
+	IF sp.secrets IS NOT NULL THEN
+		INSERT INTO cdviz.sink_secrets VALUES (s.id, sp.secrets);
+	END IF;
+	UPDATE cdviz.sinks
+	SET target = sp.shown_target, options = sp.shown_options, secret_keys = sp.secret_keys,
+		type_pattern = s.type_pattern, source_pattern = s.source_pattern,
+		predicate = s.predicate, updated_at = now()
+	WHERE id = s.id;
+END
+$$;
+COMMENT ON FUNCTION cdviz.alter_sink(text, text, jsonb, text, text, text) IS
+'cdviz: changes a sink; NULL arguments keep the current value, an empty string removes a filter, options (when given) replace all options, secrets included (a secret, header or Kafka setting value given as ***, as cdviz.sinks shows it, keeps its current value; so does the target as cdviz.sinks shows it). Takes effect at the dispatcher''s next chunk; delivery resumes where it was. Example: SELECT cdviz.alter_sink(''ci'', type_pattern => ''dev.cdevents.%'');';
+
+COMMENT ON COLUMN cdviz.sink_status.kind IS 'http, nats, kafka or log';
+COMMENT ON COLUMN cdviz.sink_status.target IS 'URL, subject, topic or label';
+REVOKE EXECUTE ON FUNCTION cdviz._sink_check_kafka(text, jsonb), cdviz._sink_secret_setting(text) FROM PUBLIC;
+
 -- Sources as rows (sql/ext/51_source_catalog.sql).  Progress stays where it
 -- is: cdviz.fs_files and cdviz.s3_objects are keyed by path and by
 -- bucket and key, so a file read under 0.1.0 is known to the source that
@@ -1612,22 +1907,12 @@ AS $$
 		('kafka', 'batch_size', 'integer', '500', false, 'messages stored per transaction (1 to 100000)'),
 		('kafka', 'batch_timeout_ms', 'integer', '100', false, 'longest wait for a batch to fill, in ms (0 to 60000)'),
 		('kafka', 'start', 'string', 'earliest', false, 'where a new group starts: earliest or latest'),
-		('kafka', 'config', 'object', '{}', false, 'librdkafka settings (string values); those named like *password*, *secret*, *.pem, *key.location, sasl.oauthbearer.config are secrets')
+		('kafka', 'config', 'object', '{}', false, 'librdkafka settings; those a kafka sink keeps secret (named like *password*, *secret*, *.pem, ssl_key*, sasl.oauthbearer.config) are secrets')
 	) AS o (kind, option, type, default_value, secret, description)
 	WHERE source_options.kind IS NULL OR o.kind = source_options.kind
 $$;
 COMMENT ON FUNCTION cdviz.source_options(text) IS
 'cdviz: the options a kind of source takes (all kinds when NULL), their JSON type, default and meaning. Example: SELECT option, type, default_value FROM cdviz.source_options(''folder'');';
-
--- Whether a librdkafka setting carries a credential.
-CREATE FUNCTION cdviz._source_kafka_secret(setting text)
-RETURNS boolean
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
-	SELECT setting ~* '(password|secret|\.pem$|key\.location$|^sasl\.oauthbearer\.config$|^sasl\.username$)'
-$$;
-COMMENT ON FUNCTION cdviz._source_kafka_secret(text) IS
-'cdviz internal: whether a librdkafka setting is kept as a secret of a Kafka source';
 
 -- Checks a source's definition; returns its location as stored (folder
 -- paths without a final slash, s3://bucket/ with its slash, lists
@@ -1759,11 +2044,11 @@ BEGIN
 	END IF;
 	IF kind = 'kafka' AND jsonb_typeof(options->'config') = 'object' THEN
 		SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}') INTO config
-		FROM jsonb_each(options->'config') e WHERE cdviz._source_kafka_secret(e.key);
+		FROM jsonb_each(options->'config') e WHERE cdviz._sink_secret_setting(e.key);
 		IF config <> '{}' THEN
 			secrets := secrets || jsonb_build_object('config', config);
 			shown_options := jsonb_set(shown_options, '{config}', (
-				SELECT jsonb_object_agg(e.key, CASE WHEN cdviz._source_kafka_secret(e.key) THEN '"***"' ELSE e.value END)
+				SELECT jsonb_object_agg(e.key, CASE WHEN cdviz._sink_secret_setting(e.key) THEN '"***"' ELSE e.value END)
 				FROM jsonb_each(options->'config') e));
 		END IF;
 	END IF;
@@ -2202,6 +2487,9 @@ AS $$
 		UNION ALL SELECT secrets->>'hmac_secret'
 		UNION ALL SELECT h.value FROM jsonb_each_text(CASE WHEN jsonb_typeof(secrets->'headers') = 'object'
 														   THEN secrets->'headers' END) h
+		UNION ALL SELECT c.value FROM jsonb_each_text(CASE WHEN jsonb_typeof(secrets->'config') = 'object'
+														   THEN secrets->'config' END) c
+		WHERE cdviz._sink_secret_setting(c.key)
 		UNION ALL SELECT u.userinfo
 		UNION ALL SELECT p.part FROM regexp_split_to_table(u.userinfo, ':') p(part)
 		UNION ALL SELECT substring(p.part FROM '=(.*)$')

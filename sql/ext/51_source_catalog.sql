@@ -120,22 +120,12 @@ AS $$
 		('kafka', 'batch_size', 'integer', '500', false, 'messages stored per transaction (1 to 100000)'),
 		('kafka', 'batch_timeout_ms', 'integer', '100', false, 'longest wait for a batch to fill, in ms (0 to 60000)'),
 		('kafka', 'start', 'string', 'earliest', false, 'where a new group starts: earliest or latest'),
-		('kafka', 'config', 'object', '{}', false, 'librdkafka settings (string values); those named like *password*, *secret*, *.pem, *key.location, sasl.oauthbearer.config are secrets')
+		('kafka', 'config', 'object', '{}', false, 'librdkafka settings; those a kafka sink keeps secret (named like *password*, *secret*, *.pem, ssl_key*, sasl.oauthbearer.config) are secrets')
 	) AS o (kind, option, type, default_value, secret, description)
 	WHERE source_options.kind IS NULL OR o.kind = source_options.kind
 $$;
 COMMENT ON FUNCTION cdviz.source_options(text) IS
 'cdviz: the options a kind of source takes (all kinds when NULL), their JSON type, default and meaning. Example: SELECT option, type, default_value FROM cdviz.source_options(''folder'');';
-
--- Whether a librdkafka setting carries a credential.
-CREATE FUNCTION cdviz._source_kafka_secret(setting text)
-RETURNS boolean
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
-	SELECT setting ~* '(password|secret|\.pem$|key\.location$|^sasl\.oauthbearer\.config$|^sasl\.username$)'
-$$;
-COMMENT ON FUNCTION cdviz._source_kafka_secret(text) IS
-'cdviz internal: whether a librdkafka setting is kept as a secret of a Kafka source';
 
 -- Checks a source's definition; returns its location as stored (folder
 -- paths without a final slash, s3://bucket/ with its slash, lists
@@ -267,11 +257,11 @@ BEGIN
 	END IF;
 	IF kind = 'kafka' AND jsonb_typeof(options->'config') = 'object' THEN
 		SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}') INTO config
-		FROM jsonb_each(options->'config') e WHERE cdviz._source_kafka_secret(e.key);
+		FROM jsonb_each(options->'config') e WHERE cdviz._sink_secret_setting(e.key);
 		IF config <> '{}' THEN
 			secrets := secrets || jsonb_build_object('config', config);
 			shown_options := jsonb_set(shown_options, '{config}', (
-				SELECT jsonb_object_agg(e.key, CASE WHEN cdviz._source_kafka_secret(e.key) THEN '"***"' ELSE e.value END)
+				SELECT jsonb_object_agg(e.key, CASE WHEN cdviz._sink_secret_setting(e.key) THEN '"***"' ELSE e.value END)
 				FROM jsonb_each(options->'config') e));
 		END IF;
 	END IF;

@@ -1,6 +1,6 @@
 -- Sinks: where the cdviz dispatcher worker forwards stored events (HTTP
--- webhooks, NATS subjects, the server log), at least once, never skipping
--- one.
+-- webhooks, NATS subjects, Kafka topics, the server log), at least once,
+-- never skipping one.
 --
 -- Why an outbox of transaction ids, and not "lake id > last delivered":
 -- a lake id is taken from a sequence when the row is inserted, but the
@@ -34,7 +34,7 @@ COMMENT ON FUNCTION cdviz._cluster_id() IS
 CREATE TABLE cdviz.sinks (
 	id				integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	name			text NOT NULL UNIQUE CHECK (name ~ '^[A-Za-z0-9_.-]{1,63}$'),
-	kind			text NOT NULL CHECK (kind IN ('http', 'nats', 'log')),
+	kind			text NOT NULL CHECK (kind IN ('http', 'nats', 'kafka', 'log')),
 	target			text NOT NULL,
 	options			jsonb NOT NULL DEFAULT '{}',
 	secret_keys		text[] NOT NULL DEFAULT '{}',
@@ -48,13 +48,13 @@ CREATE TABLE cdviz.sinks (
 );
 
 COMMENT ON TABLE cdviz.sinks IS
-'cdviz: where the dispatcher forwards stored events; managed with cdviz.create_sink(), alter_sink(), drop_sink(), pause_sink(), resume_sink(). Secrets (token, hmac_secret, header values, the URL''s user info and query values) are kept apart in cdviz.sink_secrets and shown here as ***.';
+'cdviz: where the dispatcher forwards stored events; managed with cdviz.create_sink(), alter_sink(), drop_sink(), pause_sink(), resume_sink(). Secrets (token, hmac_secret, header values, the URL''s user info and query values, Kafka config values named like a secret) are kept apart in cdviz.sink_secrets and shown here as ***.';
 COMMENT ON COLUMN cdviz.sinks.id IS 'sink number';
 COMMENT ON COLUMN cdviz.sinks.name IS 'sink name (letters, digits, _ . -)';
-COMMENT ON COLUMN cdviz.sinks.kind IS 'http (POST to a URL), nats (publish to a subject on cdviz.nats_url) or log (one JSON line per event in the server log)';
-COMMENT ON COLUMN cdviz.sinks.target IS 'http: the URL, its user info and query values shown as ***; nats: the subject or subject template ({subject}, {predicate}, {version} are replaced); log: a label';
-COMMENT ON COLUMN cdviz.sinks.options IS 'options without secrets; http: mode (binary, structured, batch), batch_size, headers (values shown as ***), timeout, initial_backoff, max_backoff; nats: jetstream (auto, always, never), timeout';
-COMMENT ON COLUMN cdviz.sinks.secret_keys IS 'which secret parts are set: token, hmac_secret, headers (their values), target (the URL''s user info or query values); they are in cdviz.sink_secrets, readable by superusers only';
+COMMENT ON COLUMN cdviz.sinks.kind IS 'http (POST to a URL), nats (publish to a subject on cdviz.nats_url), kafka (produce to a topic) or log (one JSON line per event in the server log)';
+COMMENT ON COLUMN cdviz.sinks.target IS 'http: the URL, its user info and query values shown as ***; nats: the subject or subject template ({subject}, {predicate}, {version} are replaced); kafka: the topic; log: a label';
+COMMENT ON COLUMN cdviz.sinks.options IS 'options without secrets; http: mode (binary, structured, batch), batch_size, headers (values shown as ***), timeout, initial_backoff, max_backoff; nats: jetstream (auto, always, never), timeout; kafka: brokers, mode (binary, structured), key (subject, source, none), config (librdkafka settings, secret ones shown as ***), timeout, initial_backoff, max_backoff';
+COMMENT ON COLUMN cdviz.sinks.secret_keys IS 'which secret parts are set: token, hmac_secret, headers (their values), config (Kafka settings named like a secret), target (the URL''s user info or query values); they are in cdviz.sink_secrets, readable by superusers only';
 COMMENT ON COLUMN cdviz.sinks.type_pattern IS 'filter: LIKE pattern on the event type, e.g. dev.cdevents.service.%; NULL matches every type';
 COMMENT ON COLUMN cdviz.sinks.source_pattern IS 'filter: LIKE pattern on context.source; NULL matches every source';
 COMMENT ON COLUMN cdviz.sinks.predicate IS 'filter: SQL boolean expression over the lake row (columns of cdviz.cdevents_lake, e.g. payload->''subject''->''content''->''environment''->>''id'' = ''prod''); NULL matches every event';
@@ -76,9 +76,9 @@ CREATE TABLE cdviz.sink_secrets (
 REVOKE ALL ON cdviz.sink_secrets FROM PUBLIC;
 
 COMMENT ON TABLE cdviz.sink_secrets IS
-'cdviz: secret parts of the sinks (token, hmac_secret, header values, URLs with their user info and query); superusers only';
+'cdviz: secret parts of the sinks (token, hmac_secret, header values, Kafka config, URLs with their user info and query); superusers only';
 COMMENT ON COLUMN cdviz.sink_secrets.sink_id IS 'cdviz.sinks.id';
-COMMENT ON COLUMN cdviz.sink_secrets.secrets IS 'JSON object: token, hmac_secret, headers (names and values), target (the whole URL), those the sink has';
+COMMENT ON COLUMN cdviz.sink_secrets.secrets IS 'JSON object: token, hmac_secret, headers (names and values), config (the whole Kafka config, when a setting of it is secret), target (the whole URL), those the sink has';
 
 -- The outbox: one row per INSERT statement into the lake (see the top).
 CREATE TABLE cdviz.lake_batches (
@@ -191,11 +191,11 @@ CREATE INDEX rejected_deliveries_retry ON cdviz.rejected_deliveries (sink_id, id
 	WHERE retry_requested_at IS NOT NULL AND retried_at IS NULL;
 
 COMMENT ON TABLE cdviz.rejected_deliveries IS
-'cdviz: events a sink refused for good (HTTP 4xx other than 408 and 429), with the answer; retry them with cdviz.retry_rejected_deliveries()';
+'cdviz: events a sink refused for good (HTTP 4xx other than 408 and 429; Kafka: a message too large or invalid), with the answer; retry them with cdviz.retry_rejected_deliveries()';
 COMMENT ON COLUMN cdviz.rejected_deliveries.sink_id IS 'cdviz.sinks.id';
 COMMENT ON COLUMN cdviz.rejected_deliveries.event_id IS 'cdviz.cdevents_lake.id of the event';
 COMMENT ON COLUMN cdviz.rejected_deliveries.event_timestamp IS 'cdviz.cdevents_lake."timestamp" of the event';
-COMMENT ON COLUMN cdviz.rejected_deliveries.status IS 'HTTP status of the refusal';
+COMMENT ON COLUMN cdviz.rejected_deliveries.status IS 'HTTP status of the refusal; kafka sinks: the Kafka error code (10: message too large, 87: invalid record)';
 COMMENT ON COLUMN cdviz.rejected_deliveries.response IS 'the start of the response body (at most 1 kB)';
 COMMENT ON COLUMN cdviz.rejected_deliveries.rejected_at IS 'when the sink refused it';
 COMMENT ON COLUMN cdviz.rejected_deliveries.retry_requested_at IS 'when cdviz.retry_rejected_deliveries() asked for another attempt';
@@ -233,9 +233,23 @@ $$;
 COMMENT ON FUNCTION cdviz._redact_url(text) IS
 'cdviz internal: a URL with its user info and query values replaced by ***';
 
+-- Which librdkafka settings of a kafka sink's config are secrets: every
+-- password, secret and PEM text (sasl.password, ssl.key.password,
+-- ssl.key.pem, sasl.oauthbearer.client.secret...), the key settings
+-- (ssl_key...) and sasl.oauthbearer.config, which may hold a client
+-- secret.
+CREATE FUNCTION cdviz._sink_secret_setting(name text)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT name ~* '(password|secret|\.pem$|^ssl_key|^sasl\.oauthbearer\.config$)' $$;
+COMMENT ON FUNCTION cdviz._sink_secret_setting(text) IS
+'cdviz internal: whether a librdkafka setting of a kafka sink''s config is a secret (kept in cdviz.sink_secrets, shown as ***)';
+
 -- A sink's definition split into what cdviz.sinks shows and what
 -- cdviz.sink_secrets keeps: every secret option, every header value (by
--- name), and the whole URL when its user info or query is redacted.
+-- name), the whole Kafka config when a setting of it is secret (the
+-- secret ones by name), and the whole URL when its user info or query is
+-- redacted.
 -- Credential options a kind takes later are added to secret_names.
 CREATE FUNCTION cdviz._sink_split(target text, options jsonb,
 								  OUT shown_target text, OUT shown_options jsonb,
@@ -253,11 +267,19 @@ BEGIN
 		shown_options := jsonb_set(shown_options, '{headers}',
 								   (SELECT jsonb_object_agg(h, '***') FROM jsonb_object_keys(options->'headers') h));
 	END IF;
+	IF jsonb_typeof(options->'config') = 'object' AND options->'config' <> '{}' THEN
+		shown_options := jsonb_set(shown_options, '{config}',
+								   (SELECT jsonb_object_agg(c.key, CASE WHEN cdviz._sink_secret_setting(c.key)
+																		THEN '"***"'::jsonb ELSE c.value END)
+									FROM jsonb_each(options->'config') c));
+	END IF;
 	secrets := jsonb_strip_nulls(jsonb_build_object(
 		'token', options->'token',
 		'hmac_secret', options->'hmac_secret',
 		'headers', CASE WHEN shown_options->'headers' IS DISTINCT FROM options->'headers'
 						THEN options->'headers' END,
+		'config', CASE WHEN shown_options->'config' IS DISTINCT FROM options->'config'
+					   THEN options->'config' END,
 		'target', CASE WHEN shown_target IS DISTINCT FROM target THEN to_jsonb(target) END));
 	secret_keys := ARRAY(SELECT k FROM jsonb_object_keys(secrets) k ORDER BY k);
 	IF secrets = '{}' THEN
@@ -266,7 +288,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION cdviz._sink_split(text, jsonb) IS
-'cdviz internal: splits a sink''s target and options into what cdviz.sinks shows (secrets as ***, token and hmac_secret left out), the names of the secret parts and the JSON object cdviz.sink_secrets keeps (NULL: none)';
+'cdviz internal: splits a sink''s target and options into what cdviz.sinks shows (secrets as ***, token and hmac_secret left out, secret Kafka settings as ***), the names of the secret parts and the JSON object cdviz.sink_secrets keeps (NULL: none)';
 
 -- A message the dispatcher records about a sink (the last error, which
 -- cdviz_reader reads in cdviz.sink_status) with the sink's secrets in it
@@ -282,6 +304,9 @@ AS $$
 		UNION ALL SELECT secrets->>'hmac_secret'
 		UNION ALL SELECT h.value FROM jsonb_each_text(CASE WHEN jsonb_typeof(secrets->'headers') = 'object'
 														   THEN secrets->'headers' END) h
+		UNION ALL SELECT c.value FROM jsonb_each_text(CASE WHEN jsonb_typeof(secrets->'config') = 'object'
+														   THEN secrets->'config' END) c
+		WHERE cdviz._sink_secret_setting(c.key)
 		UNION ALL SELECT u.userinfo
 		UNION ALL SELECT p.part FROM regexp_split_to_table(u.userinfo, ':') p(part)
 		UNION ALL SELECT substring(p.part FROM '=(.*)$')
@@ -303,13 +328,15 @@ DECLARE
 		WHEN 'http' THEN ARRAY['mode', 'batch_size', 'headers', 'timeout', 'initial_backoff',
 							   'max_backoff', 'token', 'hmac_secret']
 		WHEN 'nats' THEN ARRAY['jetstream', 'timeout', 'initial_backoff', 'max_backoff']
+		WHEN 'kafka' THEN ARRAY['brokers', 'mode', 'key', 'config', 'timeout', 'initial_backoff',
+								'max_backoff']
 		WHEN 'log' THEN ARRAY[]::text[]
 	END;
 	k text;
 BEGIN
 	IF allowed IS NULL THEN
 		RAISE EXCEPTION 'unknown sink kind "%"', kind
-			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use http, nats or log.';
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use http, nats, kafka or log.';
 	END IF;
 	IF jsonb_typeof(options) IS DISTINCT FROM 'object' THEN
 		RAISE EXCEPTION 'sink options must be a JSON object'
@@ -334,6 +361,9 @@ BEGIN
 	IF options ? 'mode' AND NOT options->>'mode' IN ('binary', 'structured', 'batch') THEN
 		RAISE EXCEPTION 'unknown mode "%"', options->>'mode'
 			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use binary, structured or batch.';
+	END IF;
+	IF kind = 'kafka' THEN
+		PERFORM cdviz._sink_check_kafka(target, options);
 	END IF;
 	IF options ? 'jetstream' AND NOT options->>'jetstream' IN ('auto', 'always', 'never') THEN
 		RAISE EXCEPTION 'jetstream must be auto, always or never, not "%"', options->>'jetstream'
@@ -365,6 +395,58 @@ END
 $$;
 COMMENT ON FUNCTION cdviz._sink_check(text, text, jsonb, text, text, text) IS
 'cdviz internal: checks a sink definition; raises SQLSTATE 22023 naming what is wrong';
+
+-- A kafka sink: a topic, brokers, and librdkafka settings that leave the
+-- sink's guarantees alone (an acknowledged delivery means acks=all on an
+-- idempotent producer; the brokers and the delivery timeout have options
+-- of their own).  librdkafka itself checks the names and values of the
+-- rest when the dispatcher makes the producer (an error there is the
+-- sink's last error).
+CREATE FUNCTION cdviz._sink_check_kafka(target text, options jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	owned CONSTANT text[] := ARRAY['bootstrap.servers', 'metadata.broker.list', 'enable.idempotence',
+								   'acks', 'request.required.acks', 'message.timeout.ms',
+								   'delivery.timeout.ms', 'log.queue'];
+	k text;
+BEGIN
+	IF target !~ '^[A-Za-z0-9._-]{1,249}$' THEN
+		RAISE EXCEPTION 'a kafka sink needs a topic name (letters, digits, . _ -), not "%"', target
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF jsonb_typeof(options->'brokers') IS DISTINCT FROM 'string'
+	   OR options->>'brokers' !~ '^[^\s,]+(,[^\s,]+)*$' THEN
+		RAISE EXCEPTION 'a kafka sink needs "brokers": "host:port,host:port..."'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF options->>'mode' = 'batch' THEN
+		RAISE EXCEPTION 'a kafka sink sends one event per message: mode binary or structured'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF options ? 'key' AND NOT options->>'key' IN ('subject', 'source', 'none') THEN
+		RAISE EXCEPTION 'key must be subject, source or none, not "%"', options->>'key'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF options ? 'config' AND (jsonb_typeof(options->'config') <> 'object' OR EXISTS (
+			SELECT FROM jsonb_each(options->'config') c
+			WHERE jsonb_typeof(c.value) NOT IN ('string', 'number', 'boolean'))) THEN
+		RAISE EXCEPTION 'config must be a JSON object of librdkafka settings and their values'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	FOR k IN SELECT jsonb_object_keys(coalesce(options->'config', '{}')) LOOP
+		IF k = ANY (owned) THEN
+			RAISE EXCEPTION 'the kafka sink sets "%" itself', k
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Give the brokers as "brokers" and the delivery timeout as "timeout"; the sink always uses an idempotent producer with acks=all.';
+		END IF;
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION cdviz._sink_check_kafka(text, jsonb) IS
+'cdviz internal: checks a kafka sink''s topic and options; raises SQLSTATE 22023 naming what is wrong';
 
 CREATE FUNCTION cdviz.create_sink(name text, kind text, target text,
 								  options jsonb DEFAULT '{}',
@@ -407,7 +489,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION cdviz.create_sink(text, text, text, jsonb, text, text, text, timestamptz, boolean) IS
-'cdviz: creates a sink and returns its id; the dispatcher delivers to it every matching event stored after this transaction commits (with start_at: also those imported since start_at). Secrets (token, hmac_secret, header values, the URL''s user info and query values) go to cdviz.sink_secrets; cdviz.sinks shows them as ***. Example: SELECT cdviz.create_sink(''ci'', ''http'', ''https://hooks.example/cd'', ''{"mode": "batch", "batch_size": 100, "hmac_secret": "s3cret", "headers": {"X-Api-Key": "k3y"}}'', type_pattern => ''dev.cdevents.service.%'');';
+'cdviz: creates a sink and returns its id; the dispatcher delivers to it every matching event stored after this transaction commits (with start_at: also those imported since start_at). Secrets (token, hmac_secret, header values, the URL''s user info and query values, Kafka settings named like a secret) go to cdviz.sink_secrets; cdviz.sinks shows them as ***. Example: SELECT cdviz.create_sink(''ci'', ''http'', ''https://hooks.example/cd'', ''{"mode": "batch", "batch_size": 100, "hmac_secret": "s3cret", "headers": {"X-Api-Key": "k3y"}}'', type_pattern => ''dev.cdevents.service.%'');';
 
 CREATE FUNCTION cdviz.alter_sink(name text, target text DEFAULT NULL, options jsonb DEFAULT NULL,
 								 type_pattern text DEFAULT NULL,
@@ -445,12 +527,14 @@ BEGIN
 				full_options := jsonb_set(full_options, ARRAY[k], cur->k);
 			END IF;
 		END LOOP;
-		IF jsonb_typeof(options->'headers') = 'object' THEN
-			full_options := jsonb_set(full_options, '{headers}', coalesce((
-				SELECT jsonb_object_agg(h.key, CASE WHEN h.value = '"***"' AND cur->'headers' ? h.key
-													THEN cur->'headers'->h.key ELSE h.value END)
-				FROM jsonb_each(options->'headers') h), '{}'));
-		END IF;
+		FOREACH k IN ARRAY ARRAY['headers', 'config'] LOOP
+			IF jsonb_typeof(options->k) = 'object' THEN
+				full_options := jsonb_set(full_options, ARRAY[k], coalesce((
+					SELECT jsonb_object_agg(h.key, CASE WHEN h.value = '"***"' AND cur->k ? h.key
+														THEN cur->k->h.key ELSE h.value END)
+					FROM jsonb_each(options->k) h), '{}'));
+			END IF;
+		END LOOP;
 	END IF;
 	s.type_pattern := CASE WHEN type_pattern IS NULL THEN s.type_pattern ELSE nullif(type_pattern, '') END;
 	s.source_pattern := CASE WHEN source_pattern IS NULL THEN s.source_pattern ELSE nullif(source_pattern, '') END;
@@ -470,7 +554,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION cdviz.alter_sink(text, text, jsonb, text, text, text) IS
-'cdviz: changes a sink; NULL arguments keep the current value, an empty string removes a filter, options (when given) replace all options, secrets included (a secret or header value given as ***, as cdviz.sinks shows it, keeps its current value; so does the target as cdviz.sinks shows it). Takes effect at the dispatcher''s next chunk; delivery resumes where it was. Example: SELECT cdviz.alter_sink(''ci'', type_pattern => ''dev.cdevents.%'');';
+'cdviz: changes a sink; NULL arguments keep the current value, an empty string removes a filter, options (when given) replace all options, secrets included (a secret, header or Kafka setting value given as ***, as cdviz.sinks shows it, keeps its current value; so does the target as cdviz.sinks shows it). Takes effect at the dispatcher''s next chunk; delivery resumes where it was. Example: SELECT cdviz.alter_sink(''ci'', type_pattern => ''dev.cdevents.%'');';
 
 CREATE FUNCTION cdviz.drop_sink(name text)
 RETURNS void
@@ -645,8 +729,8 @@ LEFT JOIN LATERAL (
 COMMENT ON VIEW cdviz.sink_status IS
 'cdviz: per sink — events delivered and refused, events waiting (pending, before the filter) and how old the oldest is (lag_seconds), failed attempts, last success and last error; no secrets';
 COMMENT ON COLUMN cdviz.sink_status.name IS 'sink name';
-COMMENT ON COLUMN cdviz.sink_status.kind IS 'http, nats or log';
-COMMENT ON COLUMN cdviz.sink_status.target IS 'URL, subject or label';
+COMMENT ON COLUMN cdviz.sink_status.kind IS 'http, nats, kafka or log';
+COMMENT ON COLUMN cdviz.sink_status.target IS 'URL, subject, topic or label';
 COMMENT ON COLUMN cdviz.sink_status.paused IS 'whether delivery is paused';
 COMMENT ON COLUMN cdviz.sink_status.delivered IS 'events delivered';
 COMMENT ON COLUMN cdviz.sink_status.rejected IS 'events refused for good';
@@ -663,6 +747,7 @@ COMMENT ON COLUMN cdviz.sink_status.created_at IS 'when the sink was created';
 -- Sinks are managed by superusers only: a sink's predicate runs inside
 -- the dispatcher, and a sink sends events out of the database.
 REVOKE EXECUTE ON FUNCTION cdviz._sink_check(text, text, jsonb, text, text, text),
+	cdviz._sink_check_kafka(text, jsonb), cdviz._sink_secret_setting(text),
 	cdviz._redact_url(text), cdviz._sink_split(text, jsonb), cdviz._sink_redact(text, jsonb),
 	cdviz.create_sink(text, text, text, jsonb, text, text, text, timestamptz, boolean),
 	cdviz.alter_sink(text, text, jsonb, text, text, text),

@@ -1,7 +1,7 @@
 /*
  * dispatch_store.c
- *	  The dispatcher's SQL side: the sinks and their progress, chunks of
- *	  events read in storage order, and what was delivered written back.
+ *	  The dispatcher's SQL side: chunks of events read in storage order,
+ *	  and what was delivered written back with the sinks' progress.
  *
  * Storage order is (inserting transaction, statement, position in the
  * statement), read from the outbox cdviz.lake_batches in snapshot windows:
@@ -19,9 +19,9 @@
  * so what a look costs without finding anything must not grow with the
  * lake: the statements of that look are planned once for the process
  * (kept plans, re-planned by PostgreSQL when their tables change) and none
- * of them reads the lake.  A statement planned anew over the partitioned
- * lake at each look cost the dispatcher 0.45% of a core with 24 monthly
- * partitions, 9% with 300.
+ * of them reads the lake: planning a statement over the partitioned lake
+ * opens every partition, so a look planned anew would cost in proportion
+ * to the number of partitions.
  */
 #include "postgres.h"
 
@@ -40,8 +40,6 @@
 #define LAZY_WRITE_MS 5000
 
 /* Plans of the idle look, kept for the life of the process. */
-static SPIPlanPtr rebase_plan = NULL;
-static SPIPlanPtr sinks_plan = NULL;
 static SPIPlanPtr retries_exist_plan = NULL;
 static SPIPlanPtr snapshot_plan = NULL;
 static SPIPlanPtr window_plan = NULL;
@@ -55,8 +53,9 @@ set_str(char **dst, const char *src)
 	*dst = src ? MemoryContextStrdup(TopMemoryContext, src) : NULL;
 }
 
-static void
-position_copy(SinkPosition *dst, const SinkPosition *src)
+/* Copy a position into memory that outlives the transaction. */
+void
+dispatch_position_copy(SinkPosition *dst, const SinkPosition *src)
 {
 	set_str(&dst->snap, src->snap);
 	set_str(&dst->next_snap, src->next_snap);
@@ -68,8 +67,8 @@ position_copy(SinkPosition *dst, const SinkPosition *src)
 	dst->backfill_pos = src->backfill_pos;
 }
 
-static void
-position_free(SinkPosition *p)
+void
+dispatch_position_free(SinkPosition *p)
 {
 	set_str(&p->snap, NULL);
 	set_str(&p->next_snap, NULL);
@@ -77,220 +76,27 @@ position_free(SinkPosition *p)
 }
 
 /* Column n (1-based) of row r of the last result, or NULL. */
-static char *
-value(int r, int n)
+char *
+dispatch_value(int r, int n)
 {
 	return SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, n);
 }
 
-static int64
-int8_value(int r, int n, int64 dflt)
+int64
+dispatch_int8_value(int r, int n, int64 dflt)
 {
-	char	   *v = value(r, n);
+	char	   *v = dispatch_value(r, n);
 
 	return v ? strtoll(v, NULL, 10) : dflt;
 }
 
-/* ------------------------------------------------------------------ */
-/* sinks                                                               */
-/* ------------------------------------------------------------------ */
-
 /* The kept plan of a sink's events goes with its filter. */
-static void
-forget_events_plan(Sink *sink)
+void
+dispatch_store_forget_plan(Sink *sink)
 {
 	if (sink->events_plan)
 		SPI_freeplan(sink->events_plan);
 	sink->events_plan = NULL;
-}
-
-/* Read a sink's configuration from row r of the sinks query. */
-static void
-configure(Sink *sink, int r)
-{
-	MemoryContext old;
-	const char *kind = value(r, 3);
-	char	   *type_pattern = value(r, 7);
-	char	   *source_pattern = value(r, 8);
-	char	   *predicate = value(r, 9);
-	StringInfoData filter;
-
-	forget_events_plan(sink);
-	MemoryContextReset(sink->cxt);
-	old = MemoryContextSwitchTo(sink->cxt);
-	sink->name = pstrdup(value(r, 2));
-	sink->kind = strcmp(kind, "http") == 0 ? SINK_HTTP
-		: strcmp(kind, "nats") == 0 ? SINK_NATS : SINK_LOG;
-	sink->target = pstrdup(value(r, 4));
-	sink->paused = strcmp(value(r, 10), "t") == 0;
-	sink->updated_at = pstrdup(value(r, 11));
-
-	initStringInfo(&filter);
-	appendStringInfoString(&filter, "true");
-	if (type_pattern)
-		appendStringInfo(&filter, " AND e.type LIKE %s", quote_literal_cstr(type_pattern));
-	if (source_pattern)
-		appendStringInfo(&filter, " AND e.context_source LIKE %s",
-						 quote_literal_cstr(source_pattern));
-	if (predicate)
-		appendStringInfo(&filter, " AND (%s)", predicate);
-	sink->filter = filter.data;
-
-	dispatch_sink_options(sink, value(r, 5), value(r, 6));
-	MemoryContextSwitchTo(old);
-}
-
-/* Drop a sink's chunk, whatever is in flight. */
-static void
-drop_chunk(Sink *sink)
-{
-	if (sink->kind == SINK_HTTP)
-		sink_http_cancel(sink);
-	else if (sink->kind == SINK_NATS)
-		sink_nats_cancel(sink);
-	if (sink->chunk)
-	{
-		MemoryContextDelete(sink->chunk->cxt);
-		sink->chunk = NULL;
-	}
-}
-
-void
-dispatch_sink_free(Sink *sink)
-{
-	drop_chunk(sink);
-	sink_nats_free(sink);
-	forget_events_plan(sink);
-	position_free(&sink->pos);
-	if (sink->last_error)
-		free(sink->last_error);
-	MemoryContextDelete(sink->cxt);
-	pfree(sink);
-}
-
-/*
- * Bring the list of sinks in line with cdviz.sinks: new ones start from
- * their committed progress, changed ones are configured again (a changed
- * sink drops its chunk, which is read again), removed ones are freed.
- */
-void
-dispatch_store_sync(List **sinks)
-{
-	ListCell   *lc;
-	List	   *keep = NIL;
-	int64		rebased;
-
-	/*
-	 * Progress restored from another cluster is re-based before anything
-	 * is read with it (see cdviz._rebase_sinks()).  The sinks are then
-	 * loaded again by the next sync: this transaction's read-only queries
-	 * would still see the progress as it was.
-	 */
-	if (rebase_plan == NULL)
-		rebase_plan = cdviz_prepare_kept("SELECT cdviz._rebase_sinks()", 0, NULL, 0);
-	if (SPI_execute_plan(rebase_plan, NULL, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "cdviz dispatcher: re-basing the sinks failed");
-	rebased = int8_value(0, 1, 0);
-	if (rebased > 0)
-	{
-		ereport(LOG,
-				(errmsg("cdviz dispatcher: the progress of %lld sinks was written by another cluster",
-						(long long) rebased),
-				 errdetail("The database was restored from another cluster: each of these sinks "
-						   "delivers again by lake id from the oldest event it had not delivered."),
-				 errhint("See cdviz.sink_status for what is pending.")));
-		foreach(lc, *sinks)
-			dispatch_sink_free(lfirst(lc));
-		list_free(*sinks);
-		*sinks = NIL;
-		return;
-	}
-
-	/*
-	 * cdviz.sinks shows the secret parts as ***; the target and options
-	 * used are those of cdviz.sink_secrets where it has them (the whole
-	 * URL, the header values by name).  See cdviz._sink_split().
-	 */
-	if (sinks_plan == NULL)
-		sinks_plan = cdviz_prepare_kept("SELECT s.id, s.name, s.kind, coalesce(x.secrets->>'target', s.target),"
-										" (s.options || (coalesce(x.secrets, '{}') - 'target'))::text,"
-										" coalesce(x.secrets, '{}')::text, s.type_pattern, s.source_pattern,"
-										" s.predicate, s.paused, s.updated_at::text,"
-										" p.snap::text, p.next_snap::text, p.pos_xid::text, p.pos_batch,"
-										" p.pos_ord, p.backfill_until, p.backfill_pos"
-										" FROM cdviz.sinks s JOIN cdviz.sink_progress p ON p.sink_id = s.id"
-										" LEFT JOIN cdviz.sink_secrets x ON x.sink_id = s.id ORDER BY s.id",
-										0, NULL, 0);
-	if (SPI_execute_plan(sinks_plan, NULL, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "cdviz dispatcher: reading cdviz.sinks failed");
-
-	foreach(lc, *sinks)
-		((Sink *) lfirst(lc))->seen = false;
-
-	for (uint64 r = 0; r < SPI_processed; r++)
-	{
-		int			id = (int) int8_value(r, 1, 0);
-		Sink	   *sink = NULL;
-
-		foreach(lc, *sinks)
-		{
-			if (((Sink *) lfirst(lc))->id == id)
-				sink = lfirst(lc);
-		}
-		if (sink == NULL)
-		{
-			SinkPosition p = {0};
-			MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-			sink = palloc0(sizeof(Sink));
-			sink->cxt = AllocSetContextCreate(TopMemoryContext, "cdviz sink",
-											  ALLOCSET_SMALL_SIZES);
-			sink->id = id;
-			*sinks = lappend(*sinks, sink);
-			MemoryContextSwitchTo(old);
-			p.snap = value(r, 12);
-			p.next_snap = value(r, 13);
-			p.pos_xid = value(r, 14);
-			p.pos_batch = int8_value(r, 15, 0);
-			p.pos_ord = (int32) int8_value(r, 16, 0);
-			p.backfill = value(r, 17) != NULL;
-			p.backfill_until = int8_value(r, 17, 0);
-			p.backfill_pos = int8_value(r, 18, 0);
-			position_copy(&sink->pos, &p);
-			sink->more = true;
-			configure(sink, r);
-			elog(DEBUG1, "cdviz dispatcher: sink \"%s\" loaded", sink->name);
-		}
-		else if (strcmp(sink->updated_at, value(r, 11)) != 0)
-		{
-			drop_chunk(sink);
-			configure(sink, r);
-			sink->attempts = 0;
-			sink->retry_at = 0;
-			sink->more = true;
-		}
-		sink->seen = true;
-		if (sink->paused)
-			drop_chunk(sink);
-	}
-
-	foreach(lc, *sinks)
-	{
-		Sink	   *sink = lfirst(lc);
-
-		if (sink->seen)
-		{
-			/* the list outlives the transaction */
-			MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-			keep = lappend(keep, sink);
-			MemoryContextSwitchTo(old);
-		}
-		else
-			dispatch_sink_free(sink);
-	}
-	list_free(*sinks);
-	*sinks = keep;
 }
 
 /* ------------------------------------------------------------------ */
@@ -299,8 +105,9 @@ dispatch_store_sync(List **sinks)
 
 #define EVENT_COLUMNS \
 	"e.id, e.\"timestamp\"::text, e.context_id, e.context_source, e.type, e.subject," \
-	" e.predicate, e.type_version, e.payload->'context'->>'timestamp', e.payload::text"
-#define N_EVENT_COLUMNS 10
+	" e.predicate, e.type_version, e.payload->'context'->>'timestamp', e.payload::text," \
+	" e.subject_id"
+#define N_EVENT_COLUMNS 11
 
 static DispatchChunk *
 chunk_create(ChunkKind kind, int nrows)
@@ -328,18 +135,19 @@ chunk_fill(DispatchChunk *chunk, int first, bool with_reject_row)
 		int			c = first;
 
 		if (with_reject_row)
-			ev->reject_row = int8_value(r, 1, 0);
-		ev->id = int8_value(r, c++, 0);
-		ev->ts = value(r, c++);
-		ev->context_id = value(r, c++);
-		ev->source = value(r, c++);
-		ev->type = value(r, c++);
-		ev->subject = value(r, c++);
-		ev->predicate = value(r, c++);
-		ev->version = value(r, c++);
-		ev->time = value(r, c++);
-		ev->payload = value(r, c++);
+			ev->reject_row = dispatch_int8_value(r, 1, 0);
+		ev->id = dispatch_int8_value(r, c++, 0);
+		ev->ts = dispatch_value(r, c++);
+		ev->context_id = dispatch_value(r, c++);
+		ev->source = dispatch_value(r, c++);
+		ev->type = dispatch_value(r, c++);
+		ev->subject = dispatch_value(r, c++);
+		ev->predicate = dispatch_value(r, c++);
+		ev->version = dispatch_value(r, c++);
+		ev->time = dispatch_value(r, c++);
+		ev->payload = dispatch_value(r, c++);
 		ev->payload_len = (int) strlen(ev->payload);
+		ev->subject_id = dispatch_value(r, c++);
 	}
 	MemoryContextSwitchTo(old);
 }
@@ -378,7 +186,7 @@ fetch_retries(Sink *sink)
 		return false;
 	chunk = chunk_create(CHUNK_RETRY, (int) SPI_processed);
 	chunk_fill(chunk, 2, true);
-	position_copy(&chunk->after, &sink->pos);
+	dispatch_position_copy(&chunk->after, &sink->pos);
 	chunk->more = true;
 	sink->chunk = chunk;
 	return true;
@@ -407,7 +215,7 @@ fetch_backfill(Sink *sink)
 		elog(ERROR, "cdviz dispatcher: reading the backfill of sink \"%s\" failed", sink->name);
 	chunk = chunk_create(CHUNK_BACKFILL, (int) SPI_processed);
 	chunk_fill(chunk, 1, false);
-	position_copy(&chunk->after, &sink->pos);
+	dispatch_position_copy(&chunk->after, &sink->pos);
 	if (SPI_processed == (uint64) cdviz_dispatch_chunk)
 	{
 		chunk->after.backfill_pos = chunk->events[chunk->nevents - 1].id;
@@ -459,7 +267,7 @@ fetch_window(Sink *sink)
 											   0, NULL, 0);
 		if (SPI_execute_plan(snapshot_plan, NULL, NULL, true, 1) != SPI_OK_SELECT)
 			elog(ERROR, "cdviz dispatcher: pg_current_snapshot failed");
-		cur_snap = value(0, 1);
+		cur_snap = dispatch_value(0, 1);
 	}
 
 	/* step one: the window's statements from the position on */
@@ -489,9 +297,9 @@ fetch_window(Sink *sink)
 	nbatches = SPI_processed;
 	for (uint64 r = 0; r < nbatches && want < limit; r++)
 	{
-		int64		batch = int8_value(r, 2, 0);
-		int64		card = int8_value(r, 3, 0);
-		char	   *xid = value(r, 1);
+		int64		batch = dispatch_int8_value(r, 2, 0);
+		int64		card = dispatch_int8_value(r, 3, 0);
+		char	   *xid = dispatch_value(r, 1);
 		int64		start = 0;
 
 		if (p->pos_xid && strcmp(xid, p->pos_xid) == 0 && batch == p->pos_batch)
@@ -515,7 +323,7 @@ fetch_window(Sink *sink)
 	{
 		/* nothing (more) in the window: the newer snapshot is passed */
 		chunk = chunk_create(CHUNK_WINDOW, 0);
-		position_copy(&chunk->after, p);
+		dispatch_position_copy(&chunk->after, p);
 		chunk->passed = (taken > 0 || p->next_snap != NULL);
 		if (exhausted)
 		{
@@ -551,7 +359,7 @@ fetch_window(Sink *sink)
 	 * over every lake partition again; the lake rows are found by key.
 	 */
 	if (sink->events_plan != NULL && sink->events_plan_limit != limit)
-		forget_events_plan(sink);
+		dispatch_store_forget_plan(sink);
 	if (sink->events_plan == NULL)
 	{
 		sql = psprintf("SELECT b.xid::text, b.batch_id, u.ord::int4, " EVENT_COLUMNS
@@ -572,7 +380,7 @@ fetch_window(Sink *sink)
 		elog(ERROR, "cdviz dispatcher: reading the events of sink \"%s\" failed", sink->name);
 
 	chunk = chunk_create(CHUNK_WINDOW, (int) SPI_processed);
-	position_copy(&chunk->after, p);
+	dispatch_position_copy(&chunk->after, p);
 	chunk->passed = true;
 	if (p->next_snap == NULL)
 		set_str(&chunk->after.next_snap, cur_snap);
@@ -581,9 +389,9 @@ fetch_window(Sink *sink)
 		/* the chunk is full: continue right after its last event */
 		uint64		r = SPI_processed - 1;
 
-		set_str(&chunk->after.pos_xid, value(r, 1));
-		chunk->after.pos_batch = int8_value(r, 2, 0);
-		chunk->after.pos_ord = (int32) int8_value(r, 3, 0);
+		set_str(&chunk->after.pos_xid, dispatch_value(r, 1));
+		chunk->after.pos_batch = dispatch_int8_value(r, 2, 0);
+		chunk->after.pos_ord = (int32) dispatch_int8_value(r, 3, 0);
 		chunk->more = true;
 	}
 	else if (exhausted)
@@ -623,40 +431,6 @@ dispatch_store_fetch(Sink *sink)
 /* ------------------------------------------------------------------ */
 /* settling and writing back                                           */
 /* ------------------------------------------------------------------ */
-
-/*
- * Events [next, upto) of the chunk are settled: delivered (status 0) or
- * refused for good (an HTTP status, with the start of the answer).
- */
-void
-dispatch_chunk_settle(Sink *sink, int upto, int status, const char *response)
-{
-	DispatchChunk *chunk = sink->chunk;
-
-	Assert(upto <= chunk->nevents);
-	for (int i = chunk->next; i < upto; i++)
-	{
-		if (status == 0)
-			chunk->delivered++;
-		else
-		{
-			DispatchRejection *rej = &chunk->rejections[chunk->nrejections++];
-
-			rej->event = i;
-			rej->status = status;
-			rej->response = response ? MemoryContextStrdup(chunk->cxt, response) : NULL;
-		}
-	}
-	chunk->next = upto;
-	sink->attempts = 0;
-	sink->retry_at = 0;
-}
-
-static bool
-chunk_settled(Sink *sink)
-{
-	return sink->chunk && sink->chunk->next >= sink->chunk->nevents;
-}
 
 /* Write one sink's progress (and its chunk's refusals). */
 static void
@@ -777,9 +551,12 @@ write_sink(Sink *sink, DispatchChunk *chunk, const SinkPosition *p)
 static bool
 needs_write(Sink *sink, TimestampTz now)
 {
-	return chunk_settled(sink) || sink->failures > 0 || sink->last_error != NULL ||
+	return dispatch_chunk_settled(sink) || sink->failures > 0 || sink->last_error != NULL ||
 		(sink->pos_dirty && TimestampDifferenceExceeds(sink->pos_written_at, now, LAZY_WRITE_MS));
 }
+
+/* The sinks dispatch_store_write() wrote, for dispatch_store_written(). */
+static List *written_sinks = NIL;
 
 /*
  * Write what the sinks settled.  Called inside a transaction; the caller
@@ -790,40 +567,45 @@ dispatch_store_write(List *sinks)
 {
 	ListCell   *lc;
 	TimestampTz now = GetCurrentTimestamp();
+	MemoryContext old;
 
+	list_free(written_sinks);
+	written_sinks = NIL;
 	foreach(lc, sinks)
 	{
 		Sink	   *sink = lfirst(lc);
 
 		if (!needs_write(sink, now))
 			continue;
-		if (chunk_settled(sink))
+		if (dispatch_chunk_settled(sink))
 			write_sink(sink, sink->chunk, &sink->chunk->after);
 		else
 			write_sink(sink, NULL, &sink->pos);
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		written_sinks = lappend(written_sinks, sink);
+		MemoryContextSwitchTo(old);
 	}
 }
 
 /*
- * After the commit of dispatch_store_write(): positions move, chunks go,
- * counters start again.  Exported through the worker, which alone knows
- * the commit happened.
+ * After the commit of dispatch_store_write(): the positions of the sinks
+ * it wrote move, their chunks go, their counters start again.  Called by
+ * the worker, which alone knows the commit happened, before anything
+ * changes the list of sinks.
  */
 void
-dispatch_store_written(List *sinks)
+dispatch_store_written(void)
 {
 	ListCell   *lc;
 	TimestampTz now = GetCurrentTimestamp();
 
-	foreach(lc, sinks)
+	foreach(lc, written_sinks)
 	{
 		Sink	   *sink = lfirst(lc);
 
-		if (!needs_write(sink, now))
-			continue;
-		if (chunk_settled(sink))
+		if (dispatch_chunk_settled(sink))
 		{
-			position_copy(&sink->pos, &sink->chunk->after);
+			dispatch_position_copy(&sink->pos, &sink->chunk->after);
 			sink->more = sink->chunk->more;
 			MemoryContextDelete(sink->chunk->cxt);
 			sink->chunk = NULL;
@@ -837,6 +619,8 @@ dispatch_store_written(List *sinks)
 			sink->last_error = NULL;
 		}
 	}
+	list_free(written_sinks);
+	written_sinks = NIL;
 }
 
 /*
@@ -845,8 +629,8 @@ dispatch_store_written(List *sinks)
  * stretch again, which costs nothing and skips nothing).  A window that
  * held no statement at all moves the position too (its newer snapshot),
  * but is not worth a write: each write is a transaction that moves the
- * next snapshot again, so an idle dispatcher wrote its position every
- * LAZY_WRITE_MS for ever.  The next write of a chunk records it.
+ * next snapshot again, so an idle dispatcher would write its position
+ * every LAZY_WRITE_MS for ever.  The next write of a chunk records it.
  */
 bool
 dispatch_store_absorb_empty(Sink *sink)
@@ -864,7 +648,7 @@ dispatch_store_absorb_empty(Sink *sink)
 		(chunk->after.pos_xid == NULL) != (sink->pos.pos_xid == NULL) ||
 		chunk->after.pos_batch != sink->pos.pos_batch ||
 		chunk->after.pos_ord != sink->pos.pos_ord;
-	position_copy(&sink->pos, &chunk->after);
+	dispatch_position_copy(&sink->pos, &chunk->after);
 	sink->more = chunk->more && chunk->after.next_snap != NULL;
 	MemoryContextDelete(chunk->cxt);
 	sink->chunk = NULL;

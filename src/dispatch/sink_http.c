@@ -32,7 +32,7 @@
 /* Bytes of an answer kept for the logs and rejected_deliveries. */
 #define RESPONSE_EXCERPT 1024
 
-struct HttpSinkState
+typedef struct HttpSinkState
 {
 	CURL	   *easy;
 	struct curl_slist *headers;
@@ -42,7 +42,7 @@ struct HttpSinkState
 	int			end;			/* events [chunk->next, end) in flight */
 	bool		in_flight;
 	char		error[CURL_ERROR_SIZE];
-};
+} HttpSinkState;
 
 static CURLM *multi = NULL;
 
@@ -53,8 +53,6 @@ static int	socket_fd[MAX_SOCKETS];
 static int	socket_what[MAX_SOCKETS];
 static long timer_ms = -1;		/* -1: no timer */
 static TimestampTz timer_set_at;
-
-bool		dispatch_curl_sockets_changed = true;
 
 static int
 socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
@@ -80,7 +78,7 @@ socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 		socket_what[nsockets] = what;
 		nsockets++;
 	}
-	dispatch_curl_sockets_changed = true;
+	dispatch_sockets_changed = true;
 	return 0;
 }
 
@@ -92,8 +90,8 @@ timer_cb(CURLM *m, long timeout_ms, void *userp)
 	return 0;
 }
 
-void
-sink_http_init_multi(void)
+static void
+http_init(void)
 {
 	if (multi)
 		return;
@@ -107,8 +105,8 @@ sink_http_init_multi(void)
 }
 
 /* The sockets to wait on, as WL_SOCKET_* flags. */
-int
-sink_http_sockets(int *fds, int *events, int max)
+static int
+http_sockets(int *fds, int *events, int max)
 {
 	int			n = 0;
 
@@ -126,13 +124,12 @@ sink_http_sockets(int *fds, int *events, int max)
 		events[n] = ev;
 		n++;
 	}
-	dispatch_curl_sockets_changed = false;
 	return n;
 }
 
 /* Milliseconds until libcurl wants its timeout action, or -1. */
-long
-sink_http_timeout_ms(void)
+static long
+http_timer_ms(void)
 {
 	long		elapsed;
 
@@ -144,8 +141,8 @@ sink_http_timeout_ms(void)
 
 static void check_done(void);
 
-void
-sink_http_socket_action(int fd, int events)
+static void
+http_socket_ready(int fd, int events)
 {
 	int			running;
 	int			flags = 0;
@@ -158,12 +155,12 @@ sink_http_socket_action(int fd, int events)
 	check_done();
 }
 
-void
-sink_http_timeout(void)
+static void
+http_timer(void)
 {
 	int			running;
 
-	if (multi == NULL || sink_http_timeout_ms() != 0)
+	if (multi == NULL || http_timer_ms() != 0)
 		return;
 	timer_ms = -1;
 	curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
@@ -235,11 +232,11 @@ add_header(struct curl_slist *list, const char *name, const char *value)
 }
 
 /* Send the next request of the sink's chunk. */
-void
-sink_http_start(Sink *sink)
+static void
+http_start(Sink *sink)
 {
 	DispatchChunk *chunk = sink->chunk;
-	HttpSinkState *st = sink->http;
+	HttpSinkState *st = sink->state;
 	struct curl_slist *h = NULL;
 	MemoryContext old;
 
@@ -251,7 +248,7 @@ sink_http_start(Sink *sink)
 
 		st = palloc0(sizeof(HttpSinkState));
 		initStringInfo(&st->body);
-		sink->http = st;
+		sink->state = st;
 		MemoryContextSwitchTo(old);
 	}
 	if (st->in_flight)
@@ -355,10 +352,10 @@ sink_http_start(Sink *sink)
 }
 
 /* Stop what is in flight (the chunk is dropped or read again). */
-void
-sink_http_cancel(Sink *sink)
+static void
+http_cancel(Sink *sink)
 {
-	HttpSinkState *st = sink->http;
+	HttpSinkState *st = sink->state;
 
 	if (st == NULL)
 		return;
@@ -375,7 +372,7 @@ sink_http_cancel(Sink *sink)
 static void
 finished(Sink *sink, CURLcode rc)
 {
-	HttpSinkState *st = sink->http;
+	HttpSinkState *st = sink->state;
 	long		status = 0;
 
 	st->in_flight = false;
@@ -392,6 +389,8 @@ finished(Sink *sink, CURLcode rc)
 	{
 		dispatch_chunk_settle(sink, st->end, 0, NULL);
 		dispatch_sink_progressed(sink);
+		/* the next part of the chunk at once */
+		http_start(sink);
 	}
 	else if (status >= 400 && status < 500 && status != 408 && status != 429)
 	{
@@ -402,6 +401,7 @@ finished(Sink *sink, CURLcode rc)
 				 errdetail_internal("%s", st->response)));
 		dispatch_chunk_settle(sink, st->end, (int) status, st->response);
 		dispatch_sink_progressed(sink);
+		http_start(sink);
 	}
 	else
 		dispatch_sink_failed(sink, "HTTP %ld: %s", status, st->response);
@@ -424,3 +424,14 @@ check_done(void)
 			finished(sink, msg->data.result);
 	}
 }
+
+const SinkMethods sink_http_methods = {
+	.kind = "http",
+	.init = http_init,
+	.start = http_start,
+	.cancel = http_cancel,
+	.sockets = http_sockets,
+	.socket_ready = http_socket_ready,
+	.timer_ms = http_timer_ms,
+	.timer = http_timer,
+};

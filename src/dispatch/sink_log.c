@@ -10,8 +10,8 @@
 
 #include "dispatch/dispatch.h"
 
-void
-sink_log_deliver(Sink *sink)
+static void
+log_start(Sink *sink)
 {
 	DispatchChunk *chunk = sink->chunk;
 
@@ -29,3 +29,8 @@ sink_log_deliver(Sink *sink)
 	}
 	dispatch_chunk_settle(sink, chunk->nevents, 0, NULL);
 }
+
+const SinkMethods sink_log_methods = {
+	.kind = "log",
+	.start = log_start,
+};

@@ -68,7 +68,7 @@ typedef struct SubjectRoute
 	TimestampTz lookup_deadline;
 } SubjectRoute;
 
-struct NatsSinkState
+typedef struct NatsSinkState
 {
 	jsCtx	   *js;
 	bool		js_async;		/* js has published asynchronously */
@@ -98,7 +98,7 @@ struct NatsSinkState
 	SubjectRoute *routes;
 	int			nroutes;
 	uint32		next_id;		/* of markers and look-ups */
-};
+} NatsSinkState;
 
 /* libnats thread: count, remember the first error, wake the loop at the end. */
 static void
@@ -192,10 +192,10 @@ make_msg(Sink *sink, const DispatchEvent *ev, natsMsg **msg)
 }
 
 /* Forget what is in flight (after a timeout, or when the chunk goes). */
-void
-sink_nats_cancel(Sink *sink)
+static void
+nats_cancel(Sink *sink)
 {
-	NatsSinkState *st = sink->nats;
+	NatsSinkState *st = sink->state;
 
 	if (st == NULL || !st->in_flight)
 		return;
@@ -258,23 +258,23 @@ close_state(NatsSinkState *st)
 }
 
 /* The sink is dropped: stop listening (its state stays, see the top). */
-void
-sink_nats_free(Sink *sink)
+static void
+nats_close(Sink *sink)
 {
-	NatsSinkState *st = sink->nats;
+	NatsSinkState *st = sink->state;
 
 	if (st == NULL)
 		return;
-	sink_nats_cancel(sink);
+	nats_cancel(sink);
 	close_state(st);
 	forget_routes(st);
-	sink->nats = NULL;
+	sink->state = NULL;
 }
 
 static NatsSinkState *
 state_of(Sink *sink, natsConnection *nc)
 {
-	NatsSinkState *st = sink->nats;
+	NatsSinkState *st = sink->state;
 
 	if (st == NULL)
 	{
@@ -284,7 +284,7 @@ state_of(Sink *sink, natsConnection *nc)
 		pg_atomic_init_u32(&st->failed, 0);
 		pg_atomic_init_u32(&st->no_responders, 0);
 		st->routes = MemoryContextAllocZero(TopMemoryContext, sizeof(SubjectRoute) * MAX_ROUTES);
-		sink->nats = st;
+		sink->state = st;
 	}
 	if (st->generation != dispatch_nats_generation)
 	{
@@ -520,7 +520,7 @@ check_in_flight(Sink *sink, NatsSinkState *st)
 	{
 		bool		marker_missing = st->marker != 0 && !st->marker_back;
 
-		sink_nats_cancel(sink);
+		nats_cancel(sink);
 		if (acked < st->expected)
 			dispatch_sink_failed(sink, "JetStream acknowledged %u of %u messages within %d ms",
 								 acked, st->expected, sink->timeout_ms);
@@ -581,8 +581,8 @@ routes_known(Sink *sink, NatsSinkState *st, natsConnection *nc, SubjectRoute **r
 }
 
 /* Start publishing the chunk, or see whether what is in flight is done. */
-void
-sink_nats_start(Sink *sink)
+static void
+nats_start(Sink *sink)
 {
 	DispatchChunk *chunk = sink->chunk;
 	natsConnection *nc = dispatch_nats_connection();
@@ -678,7 +678,7 @@ sink_nats_start(Sink *sink)
 		natsMsg_Destroy(msg);
 		if (s != NATS_OK)
 		{
-			sink_nats_cancel(sink);
+			nats_cancel(sink);
 			dispatch_sink_failed(sink, "%s publish to \"%s\": %s", stream ? "JetStream" : "NATS",
 								 sink->target, natsStatus_GetText(s));
 			if (routes)
@@ -697,7 +697,7 @@ sink_nats_start(Sink *sink)
 		s = natsConnection_Publish(nc, subj, NULL, 0);
 		if (s != NATS_OK)
 		{
-			sink_nats_cancel(sink);
+			nats_cancel(sink);
 			dispatch_sink_failed(sink, "NATS publish to \"%s\": %s", subj, natsStatus_GetText(s));
 		}
 		else
@@ -706,3 +706,12 @@ sink_nats_start(Sink *sink)
 	if (routes)
 		pfree(routes);
 }
+
+/* A chunk in flight is looked at every 250 ms, so that its deadline is seen. */
+const SinkMethods sink_nats_methods = {
+	.kind = "nats",
+	.start = nats_start,
+	.cancel = nats_cancel,
+	.close = nats_close,
+	.recheck_ms = 250,
+};

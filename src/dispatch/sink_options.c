@@ -31,6 +31,8 @@ dispatch_sink_options(Sink *sink, const char *options, const char *secrets_text)
 	struct json_object *secrets = json_tokener_parse(secrets_text);
 	struct json_object *v;
 
+	/* the Kafka sink reads its own options (brokers, key, config) */
+	sink->options_json = pstrdup(options);
 	sink->mode = HTTP_BINARY;
 	if (opts && json_object_object_get_ex(opts, "mode", &v))
 	{
