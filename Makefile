@@ -95,6 +95,7 @@ unit: test/unit/test_core test/unit/test_jsonl test/unit/test_envelope test/unit
 	test/unit/test_jsonl
 	test/unit/test_envelope
 	test/unit/test_json_scan
+	python3 $(srcdir)/tools/check_layout.py $(srcdir)/src
 
 # The shape docs/design.md describes: includes point down the layers, no two
 # files of a folder call each other both ways, no C file over 800 lines.

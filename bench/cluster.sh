@@ -30,3 +30,64 @@ CONF
 bench_cluster_stop() {
 	"$PGBIN/pg_ctl" -D "$1/pg" -m immediate stop >/dev/null 2>&1 || true
 }
+
+# bench_own_cluster DB [SETTING...]: the setting of a benchmark that runs
+# alone.  Refuses root (PostgreSQL does), makes a temporary directory TMP,
+# starts a cluster there (PGHOST, PGPORT, PGUSER exported) with database DB
+# and the extension created, and removes both on exit; PSQL is the psql
+# command line, an array.
+bench_own_cluster() {
+	[ "$(id -u)" -ne 0 ] || { echo "bench: run as an unprivileged user" >&2; exit 1; }
+	DB=$1
+	shift
+	PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+	TMP=$(mktemp -d)
+	export PGHOST=$TMP PGPORT=$((20000 + $$ % 10000)) PGUSER=postgres
+	PSQL=(psql -X -q -v ON_ERROR_STOP=1)
+	trap 'bench_cluster_stop "$TMP"; rm -rf "$TMP"' EXIT
+	bench_cluster_start "$TMP" "$PGPORT" "$DB" "$@"
+	"${PSQL[@]}" -d postgres -c "CREATE DATABASE $DB"
+	"${PSQL[@]}" -d "$DB" -c "CREATE EXTENSION cdviz"
+}
+
+# bench_prepare_sets BATCH SET...
+#
+# In the database psql connects to (PGHOST, PGPORT, PGDATABASE): the
+# events of bench_events (bench/gen_events.sql) as one set per name, the
+# same events under other context ids (the first set keeps them), cut in
+# batches of BATCH assembled before any timing (bench_batches); the table
+# bench_times and the procedure bench_ingest(set), which ingests a set
+# batch by batch with cdviz.ingest_batch, one transaction each, and
+# records its time as 'ingest <set>'.
+bench_prepare_sets() {
+	batch=$1
+	shift
+	first=$1
+	sets=$(printf "('%s')," "$@")
+	psql -X -q -v ON_ERROR_STOP=1 <<SQL
+CREATE TABLE bench_batches AS
+SELECT s AS set, (seq - 1) / $batch AS n,
+	   jsonb_agg(CASE WHEN s = '$first' THEN payload
+				 ELSE jsonb_set(payload, '{context,id}', to_jsonb(payload->'context'->>'id' || '-' || s)) END
+				 ORDER BY seq) AS events
+FROM bench_events, (VALUES ${sets%,}) v(s)
+GROUP BY 1, 2;
+CREATE INDEX ON bench_batches (set, n);
+VACUUM ANALYZE bench_batches;
+CREATE TABLE bench_times (what text PRIMARY KEY, seconds float8);
+CREATE PROCEDURE bench_ingest(s text) LANGUAGE plpgsql AS \$\$
+DECLARE
+	t0 timestamptz := clock_timestamp();
+	r record;
+	i int;
+BEGIN
+	FOR i IN SELECT n FROM bench_batches WHERE set = s ORDER BY n LOOP
+		SELECT * INTO r FROM cdviz.ingest_batch((SELECT events FROM bench_batches WHERE set = s AND n = i));
+		COMMIT;
+	END LOOP;
+	INSERT INTO bench_times VALUES ('ingest ' || s, extract(epoch FROM clock_timestamp() - t0));
+	COMMIT;
+END
+\$\$;
+SQL
+}

@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/usr/bin/env bash
 # bench/dispatch.sh — the dispatcher's delivery rates against the ingest rate
 # of the same events, and what sinks cost ingestion.
 #
@@ -100,31 +100,8 @@ $PSQL -d postgres -c "CREATE DATABASE bench"
 $PSQL -c "CREATE EXTENSION cdviz"
 echo "generating $N events ..."
 $PSQL -v n="$N" -v target=staging -v staging=bench_events -f "$ROOT/bench/gen_events.sql" >/dev/null
+bench_prepare_sets "$BATCH" a b c
 $PSQL <<SQL
-CREATE TABLE bench_batches AS
-SELECT s AS set, (seq - 1) / $BATCH AS n,
-	   jsonb_agg(CASE WHEN s = 'a' THEN payload
-				 ELSE jsonb_set(payload, '{context,id}', to_jsonb(payload->'context'->>'id' || '-' || s)) END
-				 ORDER BY seq) AS events
-FROM bench_events, (VALUES ('a'), ('b'), ('c')) v(s)
-GROUP BY 1, 2;
-CREATE INDEX ON bench_batches (set, n);
-VACUUM ANALYZE bench_batches;
-CREATE TABLE bench_times (what text PRIMARY KEY, seconds float8);
-CREATE PROCEDURE bench_ingest(s text) LANGUAGE plpgsql AS \$\$
-DECLARE
-	t0 timestamptz := clock_timestamp();
-	r record;
-	i int;
-BEGIN
-	FOR i IN SELECT n FROM bench_batches WHERE set = s ORDER BY n LOOP
-		SELECT * INTO r FROM cdviz.ingest_batch((SELECT events FROM bench_batches WHERE set = s AND n = i));
-		COMMIT;
-	END LOOP;
-	INSERT INTO bench_times VALUES ('ingest ' || s, extract(epoch FROM clock_timestamp() - t0));
-	COMMIT;
-END
-\$\$;
 -- B with the outbox, C without, batch by batch, alternating which goes first
 CREATE PROCEDURE bench_interleaved() LANGUAGE plpgsql AS \$\$
 DECLARE

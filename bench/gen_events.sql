@@ -51,33 +51,8 @@ SELECT (:n / 33.0)::bigint AS ncycles,
 	   make_interval(days => :days) AS span
 \gset
 
--- Type versions of each subject.predicate in spec 0.3.0, 0.4.1 and 0.5.1.
-CREATE TEMP TABLE gen_type_versions (sp text PRIMARY KEY, v03 text, v04 text, v05 text);
-INSERT INTO gen_type_versions VALUES
-	('artifact.packaged', '0.1.1', '0.2.0', '0.3.0'), ('artifact.signed', '0.1.0', '0.2.0', '0.3.0'),
-	('artifact.published', '0.1.1', '0.2.0', '0.3.0'), ('artifact.downloaded', '0.1.0', '0.1.0', '0.2.0'),
-	('artifact.deleted', '0.1.0', '0.1.0', '0.2.0'),
-	('branch.created', '0.1.2', '0.2.0', '0.3.0'), ('branch.deleted', '0.1.2', '0.2.0', '0.3.0'),
-	('build.queued', '0.1.1', '0.2.0', '0.3.0'), ('build.started', '0.1.1', '0.2.0', '0.3.0'),
-	('build.finished', '0.1.1', '0.2.0', '0.3.0'),
-	('change.created', '0.1.2', '0.3.0', '0.4.0'), ('change.updated', '0.1.2', '0.2.0', '0.3.0'),
-	('change.reviewed', '0.1.2', '0.2.0', '0.3.0'), ('change.merged', '0.1.2', '0.2.0', '0.3.0'),
-	('change.abandoned', '0.1.2', '0.2.0', '0.3.0'),
-	('environment.created', '0.1.1', '0.2.0', '0.3.0'), ('environment.modified', '0.1.1', '0.2.0', '0.3.0'),
-	('incident.detected', '0.1.0', '0.2.0', '0.3.0'), ('incident.reported', '0.1.0', '0.2.0', '0.3.0'),
-	('incident.resolved', '0.1.0', '0.2.0', '0.3.0'),
-	('pipelinerun.queued', '0.1.1', '0.2.0', '0.3.0'), ('pipelinerun.started', '0.1.1', '0.2.0', '0.3.0'),
-	('pipelinerun.finished', '0.1.1', '0.2.0', '0.3.0'),
-	('repository.created', '0.1.1', '0.2.0', '0.3.0'),
-	('service.deployed', '0.1.1', '0.2.0', '0.3.0'), ('service.upgraded', '0.1.1', '0.2.0', '0.3.0'),
-	('service.rolledback', '0.1.1', '0.2.0', '0.3.0'),
-	('taskrun.started', '0.1.1', '0.2.0', '0.3.0'), ('taskrun.finished', '0.1.1', '0.2.0', '0.3.0'),
-	('testcaserun.started', '0.1.0', '0.2.0', '0.3.0'), ('testcaserun.finished', '0.1.0', '0.2.0', '0.3.0'),
-	('testoutput.published', '0.1.0', '0.2.0', '0.3.0'),
-	('testsuiterun.queued', '0.1.0', '0.2.0', '0.3.0'), ('testsuiterun.started', '0.1.0', '0.2.0', '0.3.0'),
-	('testsuiterun.finished', '0.1.0', '0.2.0', '0.3.0'),
-	('ticket.created', '0.1.0', '0.1.0', '0.2.0'), ('ticket.updated', '0.1.0', '0.1.0', '0.2.0'),
-	('ticket.closed', '0.1.0', '0.1.0', '0.2.0');
+-- cdevents_type_versions: the type versions of each subject.predicate
+\ir ../test/fixtures/type_versions.sql
 
 -- Spec 0.3 and 0.4 spelling of a 0.5 content: url for uri, pass/fail test
 -- outcomes, and none of the fields those versions did not have yet (their
@@ -298,7 +273,7 @@ WITH cyc AS (
 									WHEN 'service' THEN 'k8s' WHEN 'environment' THEN 'k8s'
 									WHEN 'incident' THEN 'monitor' WHEN 'ticket' THEN 'tickets'
 									ELSE 'ci' END || '.example.com' AS src
-	FROM ev JOIN gen_type_versions v ON v.sp = ev.subj || '.' || ev.pred
+	FROM ev JOIN cdevents_type_versions v ON v.sp = ev.subj || '.' || ev.pred
 )
 SELECT ts, ctx_id, src,
 	   'dev.cdevents.' || subj || '.' || pred || '.' || tv, subj, pred, tv, sv, sid,

@@ -24,19 +24,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000000}
 B=${2:-10000}
-PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
-TMP=$(mktemp -d)
-DB=bench
-export PGHOST=$TMP PGPORT=$((20000 + $$ % 10000)) PGUSER=postgres
-PSQL=(psql -X -q -v ON_ERROR_STOP=1)
-
-[ "$(id -u)" -ne 0 ] || { echo "bench: run as an unprivileged user" >&2; exit 1; }
 # shellcheck source=bench/cluster.sh
 . bench/cluster.sh
-trap 'bench_cluster_stop "$TMP"; rm -rf "$TMP"' EXIT
-bench_cluster_start "$TMP" "$PGPORT" "$DB" "shared_buffers = 1GB" "cdviz.summaries_interval = 10"
-"${PSQL[@]}" -d postgres -c "CREATE DATABASE $DB"
-"${PSQL[@]}" -d $DB -c "CREATE EXTENSION cdviz"
+bench_own_cluster bench "shared_buffers = 1GB" "cdviz.summaries_interval = 10"
 
 echo "generating $N events ..."
 "${PSQL[@]}" -d $DB -v n="$N" -v target=staging -v staging=bench_events -f bench/gen_events.sql >/dev/null

@@ -18,19 +18,9 @@ cd "$(dirname "$0")/.."
 H=${1:-10000}
 K=${2:-1000}
 R=${3:-5}
-PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
-TMP=$(mktemp -d)
-DB=bench
-export PGHOST=$TMP PGPORT=$((20000 + $$ % 10000)) PGUSER=postgres
-PSQL=(psql -X -q -v ON_ERROR_STOP=1)
-
-[ "$(id -u)" -ne 0 ] || { echo "bench: run as an unprivileged user" >&2; exit 1; }
 # shellcheck source=bench/cluster.sh
 . bench/cluster.sh
-trap 'bench_cluster_stop "$TMP"; rm -rf "$TMP"' EXIT
-bench_cluster_start "$TMP" "$PGPORT" "$DB"
-"${PSQL[@]}" -d postgres -c "CREATE DATABASE $DB"
-"${PSQL[@]}" -d $DB -c "CREATE EXTENSION cdviz"
+bench_own_cluster bench
 
 # one deployment event as SQL: $1 the service expression, $2 the id expression
 event() {

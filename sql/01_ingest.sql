@@ -3,22 +3,17 @@
 \set SHOW_CONTEXT never
 
 -- a CDEvents 0.5.1 service.deployed event
-SELECT cdviz.ingest('{
+SELECT '{
   "context": {"specversion": "0.5.1", "id": "evt-1", "source": "/ci/deployer",
               "type": "dev.cdevents.service.deployed.0.3.0",
               "timestamp": "2024-05-02T10:00:00.123456Z", "chainId": "chain-1"},
   "subject": {"id": "checkout", "source": "/ci/deployer",
               "content": {"environment": {"id": "prod"},
-                          "artifactId": "pkg:oci/checkout@sha256%3Aabc"}}}') AS first_id;
+                          "artifactId": "pkg:oci/checkout@sha256%3Aabc"}}}' AS deployed \gset
+SELECT cdviz.ingest(:'deployed') AS first_id;
 
 -- a retransmission stores nothing and answers the same id
-SELECT cdviz.ingest('{
-  "context": {"specversion": "0.5.1", "id": "evt-1", "source": "/ci/deployer",
-              "type": "dev.cdevents.service.deployed.0.3.0",
-              "timestamp": "2024-05-02T10:00:00.123456Z", "chainId": "chain-1"},
-  "subject": {"id": "checkout", "source": "/ci/deployer",
-              "content": {"environment": {"id": "prod"},
-                          "artifactId": "pkg:oci/checkout@sha256%3Aabc"}}}') AS same_id;
+SELECT cdviz.ingest(:'deployed') AS same_id;
 
 -- same id and source at another time is another event
 SELECT cdviz.ingest('{

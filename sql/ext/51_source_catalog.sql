@@ -120,22 +120,12 @@ AS $$
 		('kafka', 'batch_size', 'integer', '500', false, 'messages stored per transaction (1 to 100000)'),
 		('kafka', 'batch_timeout_ms', 'integer', '100', false, 'longest wait for a batch to fill, in ms (0 to 60000)'),
 		('kafka', 'start', 'string', 'earliest', false, 'where a new group starts: earliest or latest'),
-		('kafka', 'config', 'object', '{}', false, 'librdkafka settings (string values); those named like *password*, *secret*, *.pem, *key.location, sasl.oauthbearer.config are secrets')
+		('kafka', 'config', 'object', '{}', false, 'librdkafka settings; those a kafka sink keeps secret (named like *password*, *secret*, *.pem, ssl_key*, sasl.oauthbearer.config) are secrets')
 	) AS o (kind, option, type, default_value, secret, description)
 	WHERE source_options.kind IS NULL OR o.kind = source_options.kind
 $$;
 COMMENT ON FUNCTION cdviz.source_options(text) IS
 'cdviz: the options a kind of source takes (all kinds when NULL), their JSON type, default and meaning. Example: SELECT option, type, default_value FROM cdviz.source_options(''folder'');';
-
--- Whether a librdkafka setting carries a credential.
-CREATE FUNCTION cdviz._source_kafka_secret(setting text)
-RETURNS boolean
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
-	SELECT setting ~* '(password|secret|\.pem$|key\.location$|^sasl\.oauthbearer\.config$|^sasl\.username$)'
-$$;
-COMMENT ON FUNCTION cdviz._source_kafka_secret(text) IS
-'cdviz internal: whether a librdkafka setting is kept as a secret of a Kafka source';
 
 -- Checks a source's definition; returns its location as stored (folder
 -- paths without a final slash, s3://bucket/ with its slash, lists
@@ -267,11 +257,11 @@ BEGIN
 	END IF;
 	IF kind = 'kafka' AND jsonb_typeof(options->'config') = 'object' THEN
 		SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}') INTO config
-		FROM jsonb_each(options->'config') e WHERE cdviz._source_kafka_secret(e.key);
+		FROM jsonb_each(options->'config') e WHERE cdviz._sink_secret_setting(e.key);
 		IF config <> '{}' THEN
 			secrets := secrets || jsonb_build_object('config', config);
 			shown_options := jsonb_set(shown_options, '{config}', (
-				SELECT jsonb_object_agg(e.key, CASE WHEN cdviz._source_kafka_secret(e.key) THEN '"***"' ELSE e.value END)
+				SELECT jsonb_object_agg(e.key, CASE WHEN cdviz._sink_secret_setting(e.key) THEN '"***"' ELSE e.value END)
 				FROM jsonb_each(options->'config') e));
 		END IF;
 	END IF;
@@ -287,33 +277,23 @@ $$;
 COMMENT ON FUNCTION cdviz._source_split(text, jsonb) IS
 'cdviz internal: splits a source''s options into what cdviz.sources shows (secrets as ***), the names of the secret options and the JSON object cdviz.source_secrets keeps (NULL: none)';
 
--- A message about a source (its last error, which cdviz_reader reads in
--- cdviz.source_status) with the source's secrets replaced by ***: a
--- server may answer with the request it was sent.  Values shorter than
--- four characters are left: replacing them would blank out the message.
-CREATE FUNCTION cdviz._source_redact(message text, secrets jsonb)
+-- A message with each of the given secret values replaced by ***, the
+-- longer first (a password inside a URL).  Values shorter than four
+-- characters are left: replacing them would blank out the message, not
+-- hide a credential.  Sinks and sources record errors that a server may
+-- have answered with the request it was sent.
+CREATE FUNCTION cdviz._redact_values(message text, secret_values text[])
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	userinfo text := substring(secrets->>'url' FROM '^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)@');
 	v text;
 BEGIN
-	IF message IS NULL OR secrets IS NULL THEN
-		RETURN message;
-	END IF;
 	FOR v IN
-		SELECT x.v FROM (
-			SELECT e.value AS v FROM jsonb_each_text(secrets - 'config') e
-			UNION ALL SELECT e.value FROM jsonb_each_text(CASE WHEN jsonb_typeof(secrets->'config') = 'object'
-															   THEN secrets->'config' END) e
-			UNION ALL SELECT userinfo
-			UNION ALL SELECT p.part FROM regexp_split_to_table(userinfo, ':') p(part)
-		) x
+		SELECT x.v FROM unnest(secret_values) x(v)
 		WHERE length(x.v) >= 4
 		GROUP BY x.v
-		-- the longer first: a password inside the URL
 		ORDER BY length(x.v) DESC, x.v
 	LOOP
 		message := replace(message, v, '***');
@@ -321,8 +301,27 @@ BEGIN
 	RETURN message;
 END
 $$;
+COMMENT ON FUNCTION cdviz._redact_values(text, text[]) IS
+'cdviz internal: a message with each of the given values (of four characters or more) replaced by ***';
+
+-- A source's message (its last error, which cdviz_reader reads in
+-- cdviz.source_status) with the source's secrets replaced: every secret
+-- value, and the user info of the NATS URL and its parts.
+CREATE FUNCTION cdviz._source_redact(message text, secrets jsonb)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT cdviz._redact_values(message, ARRAY(
+		SELECT e.value FROM jsonb_each_text(secrets - 'config') e
+		UNION ALL SELECT e.value FROM jsonb_each_text(CASE WHEN jsonb_typeof(secrets->'config') = 'object'
+														   THEN secrets->'config' END) e
+		UNION ALL SELECT u.userinfo
+		UNION ALL SELECT p.part FROM regexp_split_to_table(u.userinfo, ':') p(part)))
+	FROM (SELECT substring(secrets->>'url' FROM '^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)@') AS userinfo) u
+$$;
 COMMENT ON FUNCTION cdviz._source_redact(text, jsonb) IS
-'cdviz internal: a message with the given source secrets (of cdviz.source_secrets) in it replaced by ***';
+'cdviz internal: a message with the given source secrets (of cdviz.source_secrets) in it replaced by ***; executable by all, as cdviz.source_status calls it with its reader''s rights';
 
 -- The transformer contract (meta jsonb, body jsonb) RETURNS SETOF jsonb is
 -- checked, then refused: no source applies one in this version.
@@ -393,13 +392,20 @@ DECLARE
 	sid integer := id;
 	other text;
 BEGIN
+	-- progress is kept per file and object: a folder inside another's,
+	-- or a key prefix inside another's, would be read by two sources
 	SELECT s.name INTO other FROM cdviz.sources s
-	WHERE s.kind = _source_store.kind AND s.location = _source_store.location
-	  AND s.id IS DISTINCT FROM sid;
+	WHERE s.kind = _source_store.kind AND s.id IS DISTINCT FROM sid
+	  AND (s.location = _source_store.location
+		   OR (_source_store.kind = 'folder' AND (starts_with(s.location || '/', rtrim(_source_store.location, '/') || '/')
+									OR starts_with(_source_store.location || '/', rtrim(s.location, '/') || '/')))
+		   OR (_source_store.kind = 's3' AND (starts_with(s.location, _source_store.location)
+								OR starts_with(_source_store.location, s.location))))
+	LIMIT 1;
 	IF other IS NOT NULL THEN
 		RAISE EXCEPTION 'source "%" reads "%" already', other, location
 			USING ERRCODE = 'unique_violation',
-				  HINT = 'A folder, bucket prefix, subject list or topic list is read by one source.';
+				  HINT = 'A folder (with its sub-folders), a bucket prefix, a subject list or a topic list is read by one source.';
 	END IF;
 	IF sid IS NULL THEN
 		INSERT INTO cdviz.sources (name, kind, location, options, secret_keys, paused, defined_by)
@@ -589,7 +595,7 @@ SELECT pg_catalog.pg_extension_config_dump('cdviz.sources_id_seq', '');
 -- Sources are managed by superusers only, as sinks are: a source writes
 -- into the lake and reads files the server's account can read.
 REVOKE EXECUTE ON FUNCTION cdviz._source_check(text, text, jsonb),
-	cdviz._source_split(text, jsonb), cdviz._source_redact(text, jsonb),
+	cdviz._source_split(text, jsonb),
 	cdviz._source_check_transformer(regprocedure), cdviz._source_for_change(text),
 	cdviz._source_store(integer, text, text, text, jsonb, text, boolean),
 	cdviz.create_source(text, text, text, jsonb, regprocedure, boolean),

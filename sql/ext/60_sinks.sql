@@ -292,44 +292,26 @@ COMMENT ON FUNCTION cdviz._sink_split(text, jsonb) IS
 
 -- A message the dispatcher records about a sink (the last error, which
 -- cdviz_reader reads in cdviz.sink_status) with the sink's secrets in it
--- replaced by ***: a receiver may answer a failure with the request it
--- was sent.  Values shorter than four characters are left: replacing them
--- would blank out the message, not hide a credential.
+-- replaced by *** (see cdviz._redact_values()): a receiver may answer a
+-- failure with the request it was sent.
 CREATE FUNCTION cdviz._sink_redact(message text, secrets jsonb)
 RETURNS text
-LANGUAGE plpgsql IMMUTABLE
+LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-	userinfo text := substring(secrets->>'target' FROM '^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)@');
-	v text;
-BEGIN
-	IF message IS NULL OR secrets IS NULL THEN
-		RETURN message;
-	END IF;
-	FOR v IN
-		SELECT x.v FROM (
-			SELECT secrets->>'token' AS v
-			UNION ALL SELECT secrets->>'hmac_secret'
-			UNION ALL SELECT h.value FROM jsonb_each_text(CASE WHEN jsonb_typeof(secrets->'headers') = 'object'
-																THEN secrets->'headers' END) h
-			UNION ALL SELECT c.value FROM jsonb_each_text(CASE WHEN jsonb_typeof(secrets->'config') = 'object'
-																THEN secrets->'config' END) c
-			WHERE cdviz._sink_secret_setting(c.key)
-			UNION ALL SELECT userinfo
-			UNION ALL SELECT p.part FROM regexp_split_to_table(userinfo, ':') p(part)
-			UNION ALL SELECT substring(p.part FROM '=(.*)$')
-			FROM regexp_split_to_table(substring(secrets->>'target' FROM '^[^?#]*\?([^#]*)'), '&') p(part)
-		) x
-		WHERE length(x.v) >= 4
-		GROUP BY x.v
-		-- the longer first: a password inside the user info
-		ORDER BY length(x.v) DESC, x.v
-	LOOP
-		message := replace(message, v, '***');
-	END LOOP;
-	RETURN message;
-END
+	SELECT cdviz._redact_values(message, ARRAY(
+		SELECT secrets->>'token'
+		UNION ALL SELECT secrets->>'hmac_secret'
+		UNION ALL SELECT h.value FROM jsonb_each_text(CASE WHEN jsonb_typeof(secrets->'headers') = 'object'
+														   THEN secrets->'headers' END) h
+		UNION ALL SELECT c.value FROM jsonb_each_text(CASE WHEN jsonb_typeof(secrets->'config') = 'object'
+														   THEN secrets->'config' END) c
+		WHERE cdviz._sink_secret_setting(c.key)
+		UNION ALL SELECT u.userinfo
+		UNION ALL SELECT p.part FROM regexp_split_to_table(u.userinfo, ':') p(part)
+		UNION ALL SELECT substring(p.part FROM '=(.*)$')
+		FROM regexp_split_to_table(substring(secrets->>'target' FROM '^[^?#]*\?([^#]*)'), '&') p(part)))
+	FROM (SELECT substring(secrets->>'target' FROM '^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)@') AS userinfo) u
 $$;
 COMMENT ON FUNCTION cdviz._sink_redact(text, jsonb) IS
 'cdviz internal: a message with the given sink secrets (of cdviz.sink_secrets) in it replaced by ***';

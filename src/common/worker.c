@@ -71,6 +71,34 @@ cdviz_worker_define_gucs(void)
 							   NULL, NULL, NULL);
 }
 
+/* See worker.h. */
+void
+cdviz_worker_define_settings(const CdvizSetting *settings, int n)
+{
+	cdviz_worker_define_gucs();
+	for (int i = 0; i < n; i++)
+	{
+		const CdvizSetting *s = &settings[i];
+
+		if (s->options)
+			DefineCustomEnumVariable(s->name, s->short_desc, s->long_desc, s->int_var,
+									 s->int_default, s->options, s->context, s->flags,
+									 NULL, NULL, NULL);
+		else if (s->int_var)
+			DefineCustomIntVariable(s->name, s->short_desc, s->long_desc, s->int_var,
+									s->int_default, s->min, s->max, s->context, s->flags,
+									NULL, NULL, NULL);
+		else if (s->string_var)
+			DefineCustomStringVariable(s->name, s->short_desc, s->long_desc, s->string_var,
+									   s->string_default, s->context, s->flags,
+									   NULL, NULL, NULL);
+		else
+			DefineCustomBoolVariable(s->name, s->short_desc, s->long_desc, s->bool_var,
+									 s->bool_default, s->context, s->flags,
+									 NULL, NULL, NULL);
+	}
+}
+
 /* Register one worker of this library; see worker.h. */
 void
 cdviz_worker_register(const char *name, const char *type,
@@ -168,11 +196,11 @@ cdviz_worker_not_ready(void)
 /*
  * Whether the extension exists, of this library's version, holding a share
  * lock on it until the end of the transaction.  DROP EXTENSION locks the
- * extension before anything else, then every table in turn: a worker that
- * locked some of those tables first and then waited for another
- * deadlocked with it.  Now one of the two waits for the other before
- * holding anything.  After the wait the extension may be gone (or created
- * anew): look again.
+ * extension before anything else, then every table in turn, so a worker
+ * that locked some of those tables before the extension could deadlock
+ * with it; taking the extension's lock first makes one of the two wait
+ * for the other before holding anything.  After the wait the extension
+ * may be gone (or created anew): look again.
  */
 static ExtensionState
 extension_locked(void)

@@ -25,6 +25,8 @@
 
 #include "postgres.h"
 
+#include "utils/guc.h"
+
 /* cdviz.database: the database every cdviz worker connects to. */
 extern char *cdviz_database;
 
@@ -42,6 +44,33 @@ typedef void (*CdvizTxFunc) (void *arg);
 
 /* Define cdviz.database; safe to call from every worker's init. */
 extern void cdviz_worker_define_gucs(void);
+
+/*
+ * One setting of a worker, for cdviz_worker_define_settings(): an integer
+ * (int_var, between min and max), an enum (int_var with options), a string
+ * (string_var) or a boolean (bool_var); the default is int_default,
+ * string_default or bool_default.  None of them has hooks.
+ */
+typedef struct CdvizSetting
+{
+	const char *name;
+	const char *short_desc;
+	const char *long_desc;
+	GucContext	context;
+	int			flags;
+	int		   *int_var;
+	int			int_default;
+	int			min;
+	int			max;
+	const struct config_enum_entry *options;
+	char	  **string_var;
+	const char *string_default;
+	bool	   *bool_var;
+	bool		bool_default;
+} CdvizSetting;
+
+/* Define cdviz.database and the n settings of a worker. */
+extern void cdviz_worker_define_settings(const CdvizSetting *settings, int n);
 
 /*
  * Register a background worker running function_name (exported by this

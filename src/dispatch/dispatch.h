@@ -244,7 +244,7 @@ extern void dispatch_sink_free(Sink *sink);
 extern void dispatch_store_fetch(Sink *sink);
 extern void dispatch_store_forget_plan(Sink *sink);
 extern void dispatch_store_write(List *sinks);
-extern void dispatch_store_written(List *sinks);
+extern void dispatch_store_written(void);
 extern bool dispatch_store_absorb_empty(Sink *sink);
 extern bool dispatch_store_prune(void);
 extern char *dispatch_value(int r, int n);

@@ -19,9 +19,9 @@
  * so what a look costs without finding anything must not grow with the
  * lake: the statements of that look are planned once for the process
  * (kept plans, re-planned by PostgreSQL when their tables change) and none
- * of them reads the lake.  A statement planned anew over the partitioned
- * lake at each look cost the dispatcher 0.45% of a core with 24 monthly
- * partitions, 9% with 300.
+ * of them reads the lake: planning a statement over the partitioned lake
+ * opens every partition, so a look planned anew would cost in proportion
+ * to the number of partitions.
  */
 #include "postgres.h"
 
@@ -555,6 +555,9 @@ needs_write(Sink *sink, TimestampTz now)
 		(sink->pos_dirty && TimestampDifferenceExceeds(sink->pos_written_at, now, LAZY_WRITE_MS));
 }
 
+/* The sinks dispatch_store_write() wrote, for dispatch_store_written(). */
+static List *written_sinks = NIL;
+
 /*
  * Write what the sinks settled.  Called inside a transaction; the caller
  * applies the result with dispatch_store_written() after the commit.
@@ -564,7 +567,10 @@ dispatch_store_write(List *sinks)
 {
 	ListCell   *lc;
 	TimestampTz now = GetCurrentTimestamp();
+	MemoryContext old;
 
+	list_free(written_sinks);
+	written_sinks = NIL;
 	foreach(lc, sinks)
 	{
 		Sink	   *sink = lfirst(lc);
@@ -575,26 +581,28 @@ dispatch_store_write(List *sinks)
 			write_sink(sink, sink->chunk, &sink->chunk->after);
 		else
 			write_sink(sink, NULL, &sink->pos);
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		written_sinks = lappend(written_sinks, sink);
+		MemoryContextSwitchTo(old);
 	}
 }
 
 /*
- * After the commit of dispatch_store_write(): positions move, chunks go,
- * counters start again.  Exported through the worker, which alone knows
- * the commit happened.
+ * After the commit of dispatch_store_write(): the positions of the sinks
+ * it wrote move, their chunks go, their counters start again.  Called by
+ * the worker, which alone knows the commit happened, before anything
+ * changes the list of sinks.
  */
 void
-dispatch_store_written(List *sinks)
+dispatch_store_written(void)
 {
 	ListCell   *lc;
 	TimestampTz now = GetCurrentTimestamp();
 
-	foreach(lc, sinks)
+	foreach(lc, written_sinks)
 	{
 		Sink	   *sink = lfirst(lc);
 
-		if (!needs_write(sink, now))
-			continue;
 		if (dispatch_chunk_settled(sink))
 		{
 			dispatch_position_copy(&sink->pos, &sink->chunk->after);
@@ -611,6 +619,8 @@ dispatch_store_written(List *sinks)
 			sink->last_error = NULL;
 		}
 	}
+	list_free(written_sinks);
+	written_sinks = NIL;
 }
 
 /*
@@ -619,8 +629,8 @@ dispatch_store_written(List *sinks)
  * stretch again, which costs nothing and skips nothing).  A window that
  * held no statement at all moves the position too (its newer snapshot),
  * but is not worth a write: each write is a transaction that moves the
- * next snapshot again, so an idle dispatcher wrote its position every
- * LAZY_WRITE_MS for ever.  The next write of a chunk records it.
+ * next snapshot again, so an idle dispatcher would write its position
+ * every LAZY_WRITE_MS for ever.  The next write of a chunk records it.
  */
 bool
 dispatch_store_absorb_empty(Sink *sink)

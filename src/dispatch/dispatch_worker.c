@@ -273,7 +273,7 @@ cdviz_dispatch_main(Datum arg)
 			}
 			if (any && cdviz_worker_transaction("recording deliveries", write_tx, NULL, NULL)
 				== CDVIZ_TX_DONE)
-				dispatch_store_written(sinks);
+				dispatch_store_written();
 		}
 
 		/* 2. new events for the sinks that are ready for them */

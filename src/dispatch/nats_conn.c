@@ -51,42 +51,36 @@ dispatch_nats_restore_signals(const sigset_t *saved)
 	pthread_sigmask(SIG_SETMASK, saved, NULL);
 }
 
-/* libnats thread: the first connect succeeded in the background. */
-static void
-connected_cb(natsConnection *nc, void *closure)
+/*
+ * What a libnats callback reports.  Its closure carries the event and the
+ * generation of the connection it was set for.
+ */
+typedef enum ConnEvent
 {
-	if ((intptr_t) closure != dispatch_nats_generation)
-		return;					/* of a connection already replaced */
-	pg_atomic_write_u32(&conn_up, 1);
-	dispatch_wake();
-}
+	CONN_CONNECTED,				/* the first connect, in the background */
+	CONN_RECONNECTED,
+	CONN_DISCONNECTED,
+	CONN_CLOSED					/* for good: the next use connects anew */
+} ConnEvent;
 
-static void
-reconnected_cb(natsConnection *nc, void *closure)
-{
-	if ((intptr_t) closure != dispatch_nats_generation)
-		return;					/* of a connection already replaced */
-	pg_atomic_fetch_add_u32(&conn_reconnects, 1);
-	pg_atomic_write_u32(&conn_up, 1);
-	dispatch_wake();
-}
+#define CONN_CLOSURE(gen, ev) ((void *) (((intptr_t) (gen) << 2) | (ev)))
 
+/* libnats thread: note the event, unless of a connection already replaced. */
 static void
-disconnected_cb(natsConnection *nc, void *closure)
+conn_event(natsConnection *nc, void *closure)
 {
-	if ((intptr_t) closure != dispatch_nats_generation)
-		return;					/* of a connection already replaced */
-	pg_atomic_write_u32(&conn_up, 0);
-}
+	intptr_t	c = (intptr_t) closure;
+	ConnEvent	ev = (ConnEvent) (c & 3);
 
-static void
-closed_cb(natsConnection *nc, void *closure)
-{
-	if ((intptr_t) closure != dispatch_nats_generation)
-		return;					/* of a connection already replaced */
-	pg_atomic_write_u32(&conn_up, 0);
-	pg_atomic_write_u32(&conn_closed, 1);
-	dispatch_wake();
+	if ((c >> 2) != dispatch_nats_generation)
+		return;
+	if (ev == CONN_RECONNECTED)
+		pg_atomic_fetch_add_u32(&conn_reconnects, 1);
+	pg_atomic_write_u32(&conn_up, ev == CONN_CONNECTED || ev == CONN_RECONNECTED);
+	if (ev == CONN_CLOSED)
+		pg_atomic_write_u32(&conn_closed, 1);
+	if (ev != CONN_DISCONNECTED)
+		dispatch_wake();
 }
 
 /* The connection, created on first use; NULL when it cannot be made. */
@@ -96,7 +90,7 @@ dispatch_nats_connection(void)
 	natsOptions *opts = NULL;
 	natsStatus	s;
 	sigset_t	saved;
-	void	   *gen;
+	int			gen;
 
 	if (conn && pg_atomic_read_u32(&conn_closed) == 0)
 		return conn;
@@ -108,7 +102,7 @@ dispatch_nats_connection(void)
 	pg_atomic_init_u32(&conn_up, 0);
 	pg_atomic_init_u32(&conn_closed, 0);
 	pg_atomic_init_u32(&conn_reconnects, 0);
-	gen = (void *) (intptr_t) ++dispatch_nats_generation;
+	gen = ++dispatch_nats_generation;
 	dispatch_nats_block_signals(&saved);
 	s = natsOptions_Create(&opts);
 	if (s == NATS_OK)
@@ -126,13 +120,13 @@ dispatch_nats_connection(void)
 	if (s == NATS_OK)
 		s = natsOptions_SetPingInterval(opts, 5000);
 	if (s == NATS_OK)
-		s = natsOptions_SetRetryOnFailedConnect(opts, true, connected_cb, gen);
+		s = natsOptions_SetRetryOnFailedConnect(opts, true, conn_event, CONN_CLOSURE(gen, CONN_CONNECTED));
 	if (s == NATS_OK)
-		s = natsOptions_SetReconnectedCB(opts, reconnected_cb, gen);
+		s = natsOptions_SetReconnectedCB(opts, conn_event, CONN_CLOSURE(gen, CONN_RECONNECTED));
 	if (s == NATS_OK)
-		s = natsOptions_SetDisconnectedCB(opts, disconnected_cb, gen);
+		s = natsOptions_SetDisconnectedCB(opts, conn_event, CONN_CLOSURE(gen, CONN_DISCONNECTED));
 	if (s == NATS_OK)
-		s = natsOptions_SetClosedCB(opts, closed_cb, gen);
+		s = natsOptions_SetClosedCB(opts, conn_event, CONN_CLOSURE(gen, CONN_CLOSED));
 	if (s == NATS_OK)
 	{
 		s = natsConnection_Connect(&conn, opts);

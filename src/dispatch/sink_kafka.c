@@ -41,6 +41,7 @@
 #include <json-c/json.h>
 #include <librdkafka/rdkafka.h>
 
+#include "utils/json.h"
 #include "utils/memutils.h"
 
 #include "dispatch/dispatch.h"
@@ -87,6 +88,12 @@ struct KafkaSinkState
 	char		error[256];		/* the first failure */
 	TimestampTz deadline;
 };
+
+/*
+ * Every open producer: the loop's timer serves their queues after each
+ * wait, idle ones included, so that their errors and logs do not pile up.
+ */
+static List *producers = NIL;
 
 /* The opaque of a message: attempt number and index in the chunk. */
 #define TAG(attempt, i)		((void *) (((uintptr_t) (attempt) << 32) | (uint32) (i)))
@@ -181,6 +188,7 @@ close_producer(KafkaSinkState *st)
 		if (st->rkt)
 			rd_kafka_topic_destroy(st->rkt);
 		rd_kafka_destroy(st->rk);
+		producers = list_delete_ptr(producers, st);
 	}
 	st->rk = NULL;
 	st->rkt = NULL;
@@ -304,18 +312,15 @@ open_producer(Sink *sink, KafkaSinkState *st, char *errstr, size_t errlen)
 	st->rkt = rd_kafka_topic_new(st->rk, sink->target, NULL);
 	st->made_from = strdup(from);
 	strlcpy(st->name, sink->name, sizeof(st->name));
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		producers = lappend(producers, st);
+		MemoryContextSwitchTo(old);
+	}
 	pfree(from);
 	st->last_error[0] = '\0';
 	return true;
-}
-
-static void
-append_json_string(StringInfo buf, const char *s)
-{
-	struct json_object *str = json_object_new_string(s ? s : "");
-
-	appendStringInfoString(buf, json_object_to_json_string_ext(str, JSON_C_TO_STRING_NOSLASHESCAPE));
-	json_object_put(str);
 }
 
 static void
@@ -324,7 +329,7 @@ append_attribute(StringInfo buf, const char *name, const char *value)
 	if (value == NULL)
 		return;
 	appendStringInfo(buf, ",\"%s\":", name);
-	append_json_string(buf, value);
+	escape_json(buf, value);
 }
 
 /* Produce one event; the librdkafka error, or 0. */
@@ -519,6 +524,19 @@ kafka_start(Sink *sink)
 }
 
 /*
+ * After each wait of the loop: reports, errors and logs of every producer
+ * (the loop was woken through the pipe when one of their queues filled).
+ */
+static void
+kafka_timer(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, producers)
+		rd_kafka_poll(((KafkaSinkState *) lfirst(lc))->rk, 0);
+}
+
+/*
  * Reports wake the loop through the pipe; the recheck notices an attempt
  * whose reports are overdue.
  */
@@ -528,4 +546,5 @@ const SinkMethods sink_kafka_methods = {
 	.cancel = kafka_cancel,
 	.close = kafka_close,
 	.recheck_ms = 250,
+	.timer = kafka_timer,
 };

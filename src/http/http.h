@@ -2,11 +2,16 @@
  * http.h
  *	  The cdviz http worker: what its files share.
  *
- *	  http_worker.c   settings, registration, the wait loop driving libmicrohttpd
- *	  http_routes.c   the request handler: routes, body, limits, answers
- *	  http_auth.c     bearer token and X-Signature-256 (HMAC-SHA256) checks
- *	  http_commit.c   group commit: queued requests stored in one transaction
- *	  http_metrics.c  counters and histograms for GET /metrics
+ * Files, each calling only those listed below it:
+ *
+ *	  http_worker.c    registration, the wait loop driving libmicrohttpd
+ *	  http_routes.c    the request handler: routes, body, limits
+ *	  http_webhook.c   POST /webhooks/<name> (http_webhook.h)
+ *	  http_commit.c    group commit: queued requests stored in one transaction
+ *	  http_answer.c    answers set on requests and queued to libmicrohttpd
+ *	  http_auth.c      bearer token and X-Signature-256 (HMAC-SHA256) checks
+ *	  http_metrics.c   counters and histograms for GET /metrics
+ *	  http_settings.c  the cdviz.http_* settings
  *
  * Everything runs in the worker's one thread: libmicrohttpd is driven in
  * its external event loop mode, so its callbacks are ordinary function
@@ -19,19 +24,24 @@
 
 #include <microhttpd.h>
 
+#include "lib/ilist.h"
 #include "lib/stringinfo.h"
 #include "portability/instr_time.h"
 
 #include "core/envelope.h"
 
-/* settings (http_worker.c) */
+/* settings (http_settings.c) */
 extern char *cdviz_http_listen_addresses;
 extern int	cdviz_http_port;
 extern char *cdviz_http_auth_token;
 extern char *cdviz_http_hmac_secret;
 extern int	cdviz_http_max_body;	/* kB */
 extern int	cdviz_http_max_connections;
-extern int	cdviz_http_timeout;		/* seconds */
+extern int	cdviz_http_max_connections_per_address;
+extern int	cdviz_http_timeout;		/* seconds, idle */
+extern int	cdviz_http_request_deadline;	/* seconds, whole request */
+
+extern void http_define_settings(void);
 
 /* Seconds a client is told to wait (Retry-After) when we cannot store. */
 #define HTTP_RETRY_AFTER 5
@@ -90,8 +100,15 @@ typedef struct HttpRequest
 	bool		www_authenticate;
 	const char *challenge;		/* a webhook's WWW-Authenticate, or NULL */
 
-	struct HttpRequest *next;	/* in the commit queue */
+	dlist_node	queue_node;		/* in the commit queue */
 } HttpRequest;
+
+/* A request header's value, or NULL. */
+static inline const char *
+http_header(HttpRequest *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
 
 /* http_routes.c */
 extern enum MHD_Result http_handle_request(void *cls, struct MHD_Connection *conn,
@@ -103,16 +120,18 @@ extern enum MHD_Result http_handle_request(void *cls, struct MHD_Connection *con
 extern void http_request_completed(void *cls, struct MHD_Connection *conn,
 								   void **con_cls,
 								   enum MHD_RequestTerminationCode toe);
+
+/* http_answer.c */
 extern void http_set_answer(HttpRequest *req, int status, const char *type,
 							const char *text);
 extern void http_set_error(HttpRequest *req, int status, const char *message);
 extern void http_set_rejected(HttpRequest *req, int status, const char *message,
 							  int64 rejected_id);
-
-/* http_auth.c */
 extern enum MHD_Result http_queue_answer(HttpRequest *req, const char *www_authenticate,
 										 const char *allow);
-extern bool http_is_data_error(int sqlerrcode);
+extern void http_suspend(HttpRequest *req, dlist_head *queue, dlist_node *node);
+
+/* http_auth.c */
 extern bool http_equal_constant_time(const char *a, size_t alen, const char *b, size_t blen);
 extern bool http_signature_ok(const char *header, const char *secret,
 							  const char *body, size_t len);
@@ -121,6 +140,7 @@ extern bool http_auth_check(const char *authorization, const char *signature,
 							const char **why);
 
 /* http_commit.c */
+extern bool http_is_data_error(int sqlerrcode);
 extern int64 http_store_refused_body(const char *origin, const char *origin_ref,
 									 const char *body, size_t len, const char *problem);
 extern void http_commit_enqueue(HttpRequest *req);

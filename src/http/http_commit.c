@@ -32,8 +32,7 @@
 /* Past this many events a group waits for the next transaction. */
 #define GROUP_MAX_EVENTS 5000
 
-static HttpRequest *queue_head;
-static HttpRequest *queue_tail;
+static dlist_head queue = DLIST_STATIC_INIT(queue);
 
 /* Dead letters of whole bodies and envelope-refused events. */
 
@@ -51,20 +50,13 @@ typedef struct CommitGroup
 void
 http_commit_enqueue(HttpRequest *req)
 {
-	req->state = REQ_QUEUED;
-	req->next = NULL;
-	MHD_suspend_connection(req->conn);
-	if (queue_tail)
-		queue_tail->next = req;
-	else
-		queue_head = req;
-	queue_tail = req;
+	http_suspend(req, &queue, &req->queue_node);
 }
 
 bool
 http_commit_pending(void)
 {
-	return queue_head != NULL;
+	return !dlist_is_empty(&queue);
 }
 
 /* Events a request brings to the store. */
@@ -355,17 +347,17 @@ http_commit_flush(void)
 	CommitGroup g;
 	int			nreqs = 0;
 	int			nevents = 0;
-	HttpRequest *req;
+	dlist_iter	iter;
 
-	if (queue_head == NULL)
+	if (dlist_is_empty(&queue))
 		return;
 	flushcxt = AllocSetContextCreate(TopMemoryContext, "cdviz http group commit",
 									 ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(flushcxt);
 
-	for (req = queue_head; req; req = req->next)
+	dlist_foreach(iter, &queue)
 	{
-		int			n = events_of(req);
+		int			n = events_of(dlist_container(HttpRequest, queue_node, iter.cur));
 
 		if (nreqs > 0 && nevents + n > GROUP_MAX_EVENTS)
 			break;
@@ -376,12 +368,8 @@ http_commit_flush(void)
 	g.reqs = palloc(sizeof(HttpRequest *) * nreqs);
 	g.items = palloc0(sizeof(CdvizItem) * Max(nevents, 1));
 	for (int r = 0; r < nreqs; r++)
-	{
-		g.reqs[g.nreqs++] = queue_head;
-		queue_head = queue_head->next;
-	}
-	if (queue_head == NULL)
-		queue_tail = NULL;
+		g.reqs[g.nreqs++] = dlist_container(HttpRequest, queue_node,
+											dlist_pop_head_node(&queue));
 
 	run_group(&g);
 	cdviz_store_release_items(g.items, g.nitems);

@@ -162,16 +162,23 @@ static const struct
 static SPIPlanPtr summaries_plan = NULL;
 static SPIPlanPtr sinks_plan = NULL;
 
+/* Run a kept plan of a SELECT without arguments, planning it the first time. */
+static void
+select_kept(SPIPlanPtr *plan, const char *sql, const char *relation)
+{
+	if (*plan == NULL)
+		*plan = cdviz_prepare_kept(sql, 0, NULL, 0);
+	if (SPI_execute_plan(*plan, NULL, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "cdviz: reading %s failed", relation);
+}
+
 /* Append the deferred summaries' backlog from cdviz.summary_queue. */
 static void
 render_summaries(StringInfo out)
 {
-	if (summaries_plan == NULL)
-		summaries_plan = cdviz_prepare_kept("SELECT coalesce(sum(events), 0),"
-											" coalesce(extract(epoch FROM now() - min(queued_at)), 0)"
-											" FROM cdviz.summary_queue", 0, NULL, 0);
-	if (SPI_execute_plan(summaries_plan, NULL, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "cdviz: reading cdviz.summary_queue failed");
+	select_kept(&summaries_plan, "SELECT coalesce(sum(events), 0),"
+				" coalesce(extract(epoch FROM now() - min(queued_at)), 0)"
+				" FROM cdviz.summary_queue", "cdviz.summary_queue");
 	appendStringInfo(out, "# HELP cdviz_summaries_pending_events Stored events not yet folded into the summary tables.\n"
 					 "# TYPE cdviz_summaries_pending_events gauge\ncdviz_summaries_pending_events %s\n",
 					 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
@@ -190,12 +197,9 @@ render_stored(void *arg)
 	StringInfo	out = (StringInfo) arg;
 	int			ncols = lengthof(sink_families);
 
-	if (sinks_plan == NULL)
-		sinks_plan = cdviz_prepare_kept("SELECT name, kind, delivered, rejected, failures, pending, lag_seconds,"
-										" paused::int, extract(epoch FROM last_success_at)"
-										" FROM cdviz.sink_status ORDER BY name", 0, NULL, 0);
-	if (SPI_execute_plan(sinks_plan, NULL, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "cdviz: reading cdviz.sink_status failed");
+	select_kept(&sinks_plan, "SELECT name, kind, delivered, rejected, failures, pending, lag_seconds,"
+				" paused::int, extract(epoch FROM last_success_at)"
+				" FROM cdviz.sink_status ORDER BY name", "cdviz.sink_status");
 	for (int f = 0; f < ncols; f++)
 	{
 		appendStringInfo(out, "# HELP %s %s\n# TYPE %s %s\n", sink_families[f].name,

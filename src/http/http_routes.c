@@ -81,90 +81,12 @@ request_new(struct MHD_Connection *conn, const char *url, const char *method)
 	return req;
 }
 
-/* Set the answer; text is copied. */
-void
-http_set_answer(HttpRequest *req, int status, const char *type, const char *text)
-{
-	req->status = status;
-	req->answer_type = type;
-	req->answer = MemoryContextStrdup(req->cxt, text);
-	req->state = REQ_ANSWERED;
-}
-
-/* An error answer: {"error": message}, and "rejected_id" when with_id. */
-static void
-set_error_answer(HttpRequest *req, int status, const char *message, bool with_id,
-				 int64 rejected_id)
-{
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"error\":");
-	escape_json(&buf, message);
-	if (with_id)
-		appendStringInfo(&buf, ",\"rejected_id\":" INT64_FORMAT, rejected_id);
-	appendStringInfoString(&buf, "}\n");
-	http_set_answer(req, status, "application/json", buf.data);
-	pfree(buf.data);
-}
-
-/* An error answer: {"error": message}. */
-void
-http_set_error(HttpRequest *req, int status, const char *message)
-{
-	set_error_answer(req, status, message, false, 0);
-}
-
-/* A refused body kept as a dead letter: {"error": message, "rejected_id": id}. */
-void
-http_set_rejected(HttpRequest *req, int status, const char *message, int64 rejected_id)
-{
-	set_error_answer(req, status, message, true, rejected_id);
-}
-
 /* The answer of a /cdevents, health or metrics request. */
 static enum MHD_Result
 queue_answer(HttpRequest *req)
 {
 	return http_queue_answer(req, "Bearer realm=\"cdviz\"",
 							 req->route == ROUTE_CDEVENTS ? "POST" : "GET, HEAD");
-}
-
-/*
- * Hand the answer to libmicrohttpd; it is sent when the socket allows.
- * A 401 carries www_authenticate, a 405 allow (either may be NULL).
- */
-enum MHD_Result
-http_queue_answer(HttpRequest *req, const char *www_authenticate, const char *allow)
-{
-	struct MHD_Response *resp;
-	enum MHD_Result ret;
-	instr_time	now;
-
-	resp = MHD_create_response_from_buffer(strlen(req->answer), req->answer,
-										   MHD_RESPMEM_MUST_COPY);
-	if (resp == NULL)
-		return MHD_NO;
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, req->answer_type);
-	if (req->retry_after)
-	{
-		char		secs[16];
-
-		snprintf(secs, sizeof(secs), "%d", HTTP_RETRY_AFTER);
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, secs);
-	}
-	if (req->www_authenticate && www_authenticate)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, www_authenticate);
-	if (req->status == MHD_HTTP_METHOD_NOT_ALLOWED && allow)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
-	ret = MHD_queue_response(req->conn, (unsigned int) req->status, resp);
-	MHD_destroy_response(resp);
-	req->answer_queued = true;
-
-	INSTR_TIME_SET_CURRENT(now);
-	INSTR_TIME_SUBTRACT(now, req->started);
-	http_metrics_request(req->status, INSTR_TIME_GET_DOUBLE(now));
-	return ret;
 }
 
 /* Nothing to do: the transaction helper checks the extension. */
@@ -280,12 +202,6 @@ body_piece(HttpRequest *req, const char *data, size_t size)
 	old = MemoryContextSwitchTo(req->cxt);
 	appendBinaryStringInfo(&req->body, data, size);
 	MemoryContextSwitchTo(old);
-}
-
-static const char *
-header(HttpRequest *req, const char *name)
-{
-	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
 /*
@@ -415,8 +331,8 @@ body_complete(HttpRequest *req)
 		return;
 	}
 	/* unauthenticated input is not kept: that would let anyone fill the disk */
-	if (!http_auth_check(trimmed(req, header(req, MHD_HTTP_HEADER_AUTHORIZATION)),
-						 trimmed(req, header(req, "X-Signature-256")),
+	if (!http_auth_check(trimmed(req, http_header(req, MHD_HTTP_HEADER_AUTHORIZATION)),
+						 trimmed(req, http_header(req, "X-Signature-256")),
 						 req->body.data, req->body.len, &why))
 	{
 		http_set_error(req, MHD_HTTP_UNAUTHORIZED, why);
@@ -427,7 +343,7 @@ body_complete(HttpRequest *req)
 	memset(&in, 0, sizeof(in));
 	in.body = req->body.data;
 	in.body_len = req->body.len;
-	encoding = trimmed(req, header(req, MHD_HTTP_HEADER_CONTENT_ENCODING));
+	encoding = trimmed(req, http_header(req, MHD_HTTP_HEADER_CONTENT_ENCODING));
 	if (encoding && pg_strcasecmp(encoding, "identity") != 0)
 	{
 		size_t		len;
@@ -462,11 +378,11 @@ body_complete(HttpRequest *req)
 		}
 	}
 
-	in.content_type = header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
-	in.ce_specversion = header(req, "ce-specversion");
-	in.ce_id = header(req, "ce-id");
-	in.ce_source = header(req, "ce-source");
-	in.ce_type = header(req, "ce-type");
+	in.content_type = http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
+	in.ce_specversion = http_header(req, "ce-specversion");
+	in.ce_id = http_header(req, "ce-id");
+	in.ce_source = http_header(req, "ce-source");
+	in.ce_type = http_header(req, "ce-type");
 	in.http_headers = true;
 	if (!cdviz_envelope_read(&in, &req->env))
 	{

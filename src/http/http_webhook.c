@@ -82,7 +82,7 @@ typedef struct WebhookCall
 	bool		processed;		/* out is filled at the group's flush */
 	CdvizWebhookOutcome out;
 
-	struct WebhookCall *next;	/* in the queue */
+	dlist_node	node;			/* in the queue */
 } WebhookCall;
 
 /* Deliveries processed in one transaction. */
@@ -103,8 +103,7 @@ typedef struct WebhookGroup
 	CdvizWebhookBatch *batch;
 } WebhookGroup;
 
-static WebhookCall *queue_head;
-static WebhookCall *queue_tail;
+static dlist_head queue = DLIST_STATIC_INIT(queue);
 
 /* The route name of a webhook path, or NULL when it cannot be one. */
 static char *
@@ -160,12 +159,6 @@ basic_ok(const char *given, const char *secret)
 	return ok;
 }
 
-static const char *
-header(HttpRequest *req, const char *name)
-{
-	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
-}
-
 /*
  * Check the request against the route's auth kind and secret; on failure
  * call->why says what is missing or wrong (never what was expected).
@@ -185,7 +178,7 @@ credentials_ok(WebhookCall *call, const char *auth, const char *secret)
 	}
 	if (strcmp(auth, "github") == 0)
 	{
-		given = header(req, "X-Hub-Signature-256");
+		given = http_header(req, "X-Hub-Signature-256");
 		if (http_signature_ok(given, secret, req->body.data, req->body.len))
 			return true;
 		call->why = given ? "the X-Hub-Signature-256 signature does not match the body"
@@ -194,13 +187,13 @@ credentials_ok(WebhookCall *call, const char *auth, const char *secret)
 	}
 	if (strcmp(auth, "gitlab") == 0)
 	{
-		given = header(req, "X-Gitlab-Token");
+		given = http_header(req, "X-Gitlab-Token");
 		if (given && http_equal_constant_time(given, strlen(given), secret, strlen(secret)))
 			return true;
 		call->why = given ? "the X-Gitlab-Token is not valid" : "an X-Gitlab-Token header is required";
 		return false;
 	}
-	given = header(req, MHD_HTTP_HEADER_AUTHORIZATION);
+	given = http_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
 	if (strcmp(auth, "bearer") == 0)
 	{
 		const char *token = credentials_of(given, "Bearer");
@@ -627,20 +620,14 @@ enqueue(HttpRequest *req, const char *url)
 	call->headers_json = headers_as_json(req);
 	MemoryContextSwitchTo(old);
 
-	req->state = REQ_QUEUED;
-	MHD_suspend_connection(req->conn);
-	if (queue_tail)
-		queue_tail->next = call;
-	else
-		queue_head = call;
-	queue_tail = call;
+	http_suspend(req, &queue, &call->node);
 }
 
 /* See http_webhook.h. */
 bool
 http_webhook_pending(void)
 {
-	return queue_head != NULL;
+	return !dlist_is_empty(&queue);
 }
 
 /* See http_webhook.h. */
@@ -650,13 +637,8 @@ http_webhook_flush(void)
 	WebhookCall *calls[WEBHOOK_GROUP_MAX];
 	WebhookGroup g = {calls, 0};
 
-	while (queue_head && g.ncalls < WEBHOOK_GROUP_MAX)
-	{
-		calls[g.ncalls++] = queue_head;
-		queue_head = queue_head->next;
-	}
-	if (queue_head == NULL)
-		queue_tail = NULL;
+	while (!dlist_is_empty(&queue) && g.ncalls < WEBHOOK_GROUP_MAX)
+		calls[g.ncalls++] = dlist_container(WebhookCall, node, dlist_pop_head_node(&queue));
 	if (g.ncalls == 0)
 		return;
 
@@ -675,7 +657,7 @@ http_webhook_flush(void)
 
 /* First call, headers only: what can be refused before the body. */
 static void
-first_call(HttpRequest *req, const char *url, const char *method)
+webhook_first_call(HttpRequest *req, const char *url, const char *method)
 {
 	const char *length;
 	unsigned long long declared;
@@ -692,7 +674,7 @@ first_call(HttpRequest *req, const char *url, const char *method)
 		http_set_error(req, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed: use POST");
 		return;
 	}
-	length = header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	length = http_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
 	declared = length ? strtoull(length, NULL, 10) : 0;
 	if (declared > (size_t) cdviz_http_max_body * 1024)
 	{
@@ -709,7 +691,7 @@ first_call(HttpRequest *req, const char *url, const char *method)
 		MemoryContextSwitchTo(old);
 	}
 	/* signatures are over the bytes sent: no tool compresses its webhooks */
-	encoding = header(req, MHD_HTTP_HEADER_CONTENT_ENCODING);
+	encoding = http_header(req, MHD_HTTP_HEADER_CONTENT_ENCODING);
 	if (encoding && pg_strcasecmp(encoding, "identity") != 0)
 	{
 		http_set_error(req, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
@@ -743,7 +725,7 @@ http_webhook_handle(struct MHD_Connection *conn, const char *url, const char *me
 		MemoryContextSwitchTo(old);
 		*con_cls = req;
 
-		first_call(req, url, method);
+		webhook_first_call(req, url, method);
 		if (req->state == REQ_ANSWERED)
 			return http_queue_answer(req, NULL, "POST");
 		return MHD_YES;

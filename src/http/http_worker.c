@@ -35,7 +35,6 @@
 #include "postmaster/bgworker.h"
 #include "storage/fd.h"
 #include "storage/latch.h"
-#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/wait_event.h"
@@ -44,20 +43,6 @@
 #include "http/http_webhook.h"
 #include "http/http_worker.h"
 #include "common/worker.h"
-
-/* defaults chosen from measurements; see the README */
-#define HTTP_DEFAULT_MAX_CONNECTIONS 4096
-#define HTTP_DEFAULT_MAX_PER_ADDRESS 64
-
-char	   *cdviz_http_listen_addresses = NULL;
-int			cdviz_http_port = 8080;
-char	   *cdviz_http_auth_token = NULL;
-char	   *cdviz_http_hmac_secret = NULL;
-int			cdviz_http_max_body = 10 * 1024;
-int			cdviz_http_max_connections = HTTP_DEFAULT_MAX_CONNECTIONS;
-static int	cdviz_http_max_connections_per_address = HTTP_DEFAULT_MAX_PER_ADDRESS;
-int			cdviz_http_timeout = 30;
-static int	cdviz_http_request_deadline = 30;
 
 /* One libmicrohttpd daemon per listening address. */
 #define MAX_DAEMONS 16
@@ -132,60 +117,7 @@ PGDLLEXPORT void cdviz_http_main(Datum arg);
 void
 cdviz_http_init(void)
 {
-	cdviz_worker_define_gucs();
-	DefineCustomStringVariable("cdviz.http_listen_addresses",
-							   "Addresses the cdviz HTTP receiver listens on (comma-separated).",
-							   "Host names or IP addresses, or * for all; empty disables the "
-							   "receiver.  Changing it requires a server restart.",
-							   &cdviz_http_listen_addresses, "localhost",
-							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
-	DefineCustomIntVariable("cdviz.http_port",
-							"TCP port of the cdviz HTTP receiver.",
-							"Changing it requires a server restart.",
-							&cdviz_http_port, 8080, 1, 65535,
-							PGC_POSTMASTER, 0, NULL, NULL, NULL);
-	DefineCustomStringVariable("cdviz.http_auth_token",
-							   "Bearer token required from HTTP clients; empty accepts any client.",
-							   "Clients send Authorization: Bearer <token>.  Reloaded on SIGHUP.",
-							   &cdviz_http_auth_token, "",
-							   PGC_SIGHUP, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
-	DefineCustomStringVariable("cdviz.http_hmac_secret",
-							   "Secret of the HMAC-SHA256 body signature required from HTTP clients; empty disables.",
-							   "Clients send X-Signature-256: sha256=<hex HMAC of the body>.  Reloaded on SIGHUP.",
-							   &cdviz_http_hmac_secret, "",
-							   PGC_SIGHUP, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
-	DefineCustomIntVariable("cdviz.http_max_body",
-							"Largest request body the HTTP receiver accepts (after gzip inflation).",
-							"Larger bodies are answered 413.  Reloaded on SIGHUP.",
-							&cdviz_http_max_body, 10 * 1024, 1, 1024 * 1024,
-							PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL, NULL);
-	DefineCustomIntVariable("cdviz.http_max_connections",
-							"Most HTTP connections open at once.",
-							"When all are taken, the connection that has waited longest for its "
-							"request is closed to make room; the worker's open-file limit may "
-							"allow fewer.  Reloaded on SIGHUP.",
-							&cdviz_http_max_connections, HTTP_DEFAULT_MAX_CONNECTIONS, 1, 1000000,
-							PGC_SIGHUP, 0, NULL, NULL, NULL);
-	DefineCustomIntVariable("cdviz.http_max_connections_per_address",
-							"Most HTTP connections open at once from one client address; 0 for no limit.",
-							"IPv6 clients are counted by /64 network.  More are closed on accept.  "
-							"Reloaded on SIGHUP.",
-							&cdviz_http_max_connections_per_address, HTTP_DEFAULT_MAX_PER_ADDRESS,
-							0, 1000000,
-							PGC_SIGHUP, 0, NULL, NULL, NULL);
-	DefineCustomIntVariable("cdviz.http_timeout",
-							"Seconds an HTTP connection may stay idle (headers or body included) before it is closed.",
-							"Applies to connections opened after a reload.",
-							&cdviz_http_timeout, 30, 1, 3600,
-							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
-	DefineCustomIntVariable("cdviz.http_request_deadline",
-							"Seconds a client has to send a request's headers and body, however steadily it sends.",
-							"Counted from the opening of the connection, or from the previous answer on "
-							"a kept-alive connection; the connection is closed when it passes.  "
-							"Reloaded on SIGHUP.",
-							&cdviz_http_request_deadline, 30, 1, 3600,
-							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
-
+	http_define_settings();
 	if (cdviz_http_listen_addresses[0] != '\0')
 		cdviz_worker_register("cdviz http", "cdviz http", "cdviz_http_main",
 							  CDVIZ_WORKER_RETRY_SECONDS);
@@ -660,10 +592,10 @@ daemons_ready(void)
 /*
  * Read everything the sockets already hold before the next transaction.
  * One MHD_run() reads at most one buffer per connection (the rest of a
- * large body waits in the socket, and the connection stays "ready"), so a
- * 200 kB batch took one transaction of the others per 32 kB piece to
- * arrive, and went into a later group than it could.  Bounded, so that a
- * stream of input cannot hold back the commit of what is queued.
+ * large body waits in the socket, and the connection stays "ready"), so
+ * without draining a large batch would take one transaction of the others
+ * per buffer to arrive, and go into a later group than it could.  Bounded,
+ * so that a stream of input cannot hold back the commit of what is queued.
  */
 #define DRAIN_MAX_TURNS 256
 #define DRAIN_MAX_US 20000
@@ -713,8 +645,8 @@ cdviz_http_main(Datum arg)
 	 * A group of batches allocates and frees tens of megabytes (bodies,
 	 * parsed documents, the INSERT's arrays).  By default glibc gives large
 	 * blocks back to the kernel at once and the next group faults every
-	 * page in again (8% of the worker's time with batches of 500): keep up
-	 * to 64 MB of freed memory for reuse instead.
+	 * page in again, a cost that grows with the batches: keep up to 64 MB
+	 * of freed memory for reuse instead.
 	 */
 	mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
 	mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
@@ -737,8 +669,7 @@ cdviz_http_main(Datum arg)
 	 * What the handlers allocate for one turn of the loop (error texts, a
 	 * peer's name) goes here and is freed at the next turn: what a request
 	 * keeps lives in its own context, its answer is copied there.  In
-	 * TopMemoryContext each refused request leaked its error text (about
-	 * 450 bytes a request, 45 MB for 100,000 requests with a bad encoding).
+	 * TopMemoryContext each refused request would leak its error text.
 	 */
 	loopcxt = AllocSetContextCreate(TopMemoryContext, "cdviz http loop",
 									ALLOCSET_DEFAULT_SIZES);

@@ -1,13 +1,26 @@
 /*
  * poll.h
- *	  The cdviz poller worker: folder (poll_fs.c) and S3 (poll_s3.c)
- *	  sources, and what both use to turn a file into stored events with
- *	  exactly-once progress (poll_read.c).
+ *	  The cdviz poller worker: what its files share.
+ *
+ * Files, each calling only those listed below it:
+ *
+ *	  poll_worker.c    registration and the loop that runs both sources
+ *	  poll_fs.c        the folder source (cdviz.fs_path)
+ *	  poll_s3.c        the S3 source (cdviz.s3_bucket)
+ *	  poll_source.c    what both sources share: names, progress rows,
+ *	                   cdviz.source_polls
+ *	  poll_read.c      a file turned into stored events with exactly-once
+ *	                   progress
+ *	  poll_settings.c  the cdviz.fs_*, cdviz.s3_* and cdviz.poll_* settings
  */
 #ifndef CDVIZ_POLL_H
 #define CDVIZ_POLL_H
 
 #include "postgres.h"
+
+#include "access/htup.h"
+#include "access/tupdesc.h"
+#include "utils/hsearch.h"
 
 /* Define the settings and register the worker (from _PG_init, preloaded). */
 extern void cdviz_poll_init(void);
@@ -20,7 +33,7 @@ typedef enum PollAfter
 	POLL_AFTER_MOVE
 } PollAfter;
 
-/* settings, reloaded on SIGHUP */
+/* settings (poll_settings.c), reloaded on SIGHUP */
 extern char *cdviz_fs_path;
 extern int	cdviz_fs_poll_interval;
 extern char *cdviz_fs_pattern;
@@ -38,6 +51,8 @@ extern char *cdviz_s3_pattern;
 extern int	cdviz_poll_batch_lines;
 extern int	cdviz_poll_max_line_size;	/* kB */
 extern int	cdviz_poll_max_json_size;	/* kB */
+
+extern void poll_define_settings(void);
 
 /* What one transaction of reading changed, for the progress row. */
 typedef struct PollDelta
@@ -81,6 +96,8 @@ typedef struct PollFile
 	int64		rejected;
 } PollFile;
 
+/* poll_read.c */
+
 /*
  * Read f from its committed progress to its end (or its last newline),
  * storing events and progress together, one transaction per chunk.
@@ -89,15 +106,42 @@ typedef struct PollFile
  */
 extern bool poll_read_file(PollFile *f, char **error);
 
+/* poll_source.c */
+
 /* Does name (the last path segment) match a comma-separated pattern list? */
 extern bool poll_name_matches(const char *name, const char *patterns);
 
 /* Whether a file or key names a .json document (else JSON Lines). */
 extern bool poll_is_document(const char *name);
 
+/*
+ * The delta as seven statement arguments from args[0] on (int8 offset,
+ * lines, hash, text status, int8 events, duplicates, rejected), in the
+ * order of both progress tables' columns.
+ */
+extern void poll_delta_args(Datum *args, const PollDelta *d);
+
+/* n text arguments (NULL: SQL NULL) into args[0..n-1] and nulls[0..n-1]. */
+extern void poll_text_args(Datum *args, char *nulls, int n,...);
+
+/* Copy the columns of a progress row after its key into its entry. */
+typedef void (*PollRowFill) (void *entry, HeapTuple tup, TupleDesc desc);
+
+/*
+ * The progress rows of a source, read from table by sql (whose first
+ * column is the row's key, a string shorter than keysize) in a
+ * transaction, in a hash table of entries of entrysize bytes made in the
+ * current memory context; NULL when the transaction failed.
+ */
+extern HTAB *poll_load_rows(const char *table, const char *sql, int nargs,
+							Oid *types, Datum *args, Size keysize, Size entrysize,
+							PollRowFill fill);
+
 /* Record the poll of a source in cdviz.source_polls; error NULL = success. */
 extern void poll_note_source(const char *source, const char *kind,
 							 const char *error);
+
+/* poll_fs.c, poll_s3.c */
 
 /* The folder source: one pass over cdviz.fs_path. */
 extern void poll_fs_run(void);

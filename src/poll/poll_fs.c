@@ -134,36 +134,19 @@ clear_report(const char *path)
 /* progress rows                                                       */
 /* ------------------------------------------------------------------ */
 
-/* Load this source's rows of cdviz.fs_files (in a transaction). */
+/* PollRowFill of cdviz.fs_files. */
 static void
-load_rows(void *arg)
+fs_fill_row(void *entry, HeapTuple tup, TupleDesc desc)
 {
-	FsPoll	   *p = (FsPoll *) arg;
-	Oid			types[1] = {TEXTOID};
-	Datum		args[1] = {CStringGetTextDatum(p->root)};
+	FsRow	   *row = (FsRow *) entry;
+	bool		isnull;
 
-	if (SPI_execute_with_args("SELECT path, size, mtime, read_offset, lines_read, prefix_hash, status "
-							  "FROM cdviz.fs_files WHERE source = $1",
-							  1, types, args, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "cdviz poller: reading cdviz.fs_files failed");
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		char	   *path = SPI_getvalue(tup, desc, 1);
-		bool		isnull;
-		FsRow	   *row;
-
-		if (strlen(path) >= MAXPGPATH)
-			continue;
-		row = hash_search(p->rows, path, HASH_ENTER, NULL);
-		row->size = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-		row->mtime_us = timestamptz_to_unix_us(DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull)));
-		row->offset = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
-		row->lines = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
-		row->hash = (uint64) DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
-		strlcpy(row->status, SPI_getvalue(tup, desc, 7), sizeof(row->status));
-	}
+	row->size = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+	row->mtime_us = timestamptz_to_unix_us(DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull)));
+	row->offset = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
+	row->lines = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
+	row->hash = (uint64) DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
+	strlcpy(row->status, SPI_getvalue(tup, desc, 7), sizeof(row->status));
 }
 
 /* Extra facts the progress row of a file needs besides PollFile. */
@@ -172,6 +155,16 @@ typedef struct FsFileArg
 	FsPoll	   *poll;
 	FsFound    *file;
 } FsFileArg;
+
+/* $1 to $4 of a statement on a file's row: path, source, size, mtime. */
+static void
+file_args(Datum *args, FsPoll *p, FsFound *file)
+{
+	args[0] = CStringGetTextDatum(file->path);
+	args[1] = CStringGetTextDatum(p->root);
+	args[2] = Int64GetDatum(file->size);
+	args[3] = TimestampTzGetDatum(unix_us_to_timestamptz(file->mtime_us));
+}
 
 /* PollSaveFunc of the folder source: upsert the file's row. */
 static void
@@ -182,17 +175,8 @@ save_fs_progress(PollFile *f, const PollDelta *d)
 	INT8OID, TEXTOID, INT8OID, INT8OID, INT8OID};
 	Datum		args[11];
 
-	args[0] = CStringGetTextDatum(a->file->path);
-	args[1] = CStringGetTextDatum(a->poll->root);
-	args[2] = Int64GetDatum(a->file->size);
-	args[3] = TimestampTzGetDatum(unix_us_to_timestamptz(a->file->mtime_us));
-	args[4] = Int64GetDatum((int64) d->offset);
-	args[5] = Int64GetDatum((int64) d->lines);
-	args[6] = Int64GetDatum((int64) d->hash);
-	args[7] = CStringGetTextDatum(d->status);
-	args[8] = Int64GetDatum(d->events);
-	args[9] = Int64GetDatum(d->duplicates);
-	args[10] = Int64GetDatum(d->rejected);
+	file_args(args, a->poll, a->file);
+	poll_delta_args(args + 4, d);
 	if (SPI_execute_with_args("INSERT INTO cdviz.fs_files AS f (path, source, size, mtime, read_offset, "
 							  " lines_read, prefix_hash, status, events, duplicates, rejected, "
 							  " first_read_at, last_read_at) "
@@ -226,16 +210,10 @@ note_file(void *arg)
 	FsNote	   *n = (FsNote *) arg;
 	Oid			types[7] = {TEXTOID, TEXTOID, INT8OID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID};
 	Datum		args[7];
-	char		nulls[7] = {' ', ' ', ' ', ' ', n->status ? ' ' : 'n',
-	n->moved_to ? ' ' : 'n', n->error ? ' ' : 'n'};
+	char		nulls[7] = {' ', ' ', ' ', ' '};
 
-	args[0] = CStringGetTextDatum(n->file->path);
-	args[1] = CStringGetTextDatum(n->poll->root);
-	args[2] = Int64GetDatum(n->file->size);
-	args[3] = TimestampTzGetDatum(unix_us_to_timestamptz(n->file->mtime_us));
-	args[4] = n->status ? CStringGetTextDatum(n->status) : (Datum) 0;
-	args[5] = n->moved_to ? CStringGetTextDatum(n->moved_to) : (Datum) 0;
-	args[6] = n->error ? CStringGetTextDatum(n->error) : (Datum) 0;
+	file_args(args, n->poll, n->file);
+	poll_text_args(args + 4, nulls + 4, 3, n->status, n->moved_to, n->error);
 	if (SPI_execute_with_args("INSERT INTO cdviz.fs_files AS f (path, source, size, mtime, prefix_hash, "
 							  " status, moved_to, last_error, last_error_at) "
 							  "VALUES ($1, $2, $3, $4, 0, coalesce($5, 'error'), $6, $7, "
@@ -622,14 +600,16 @@ poll_fs_run(void)
 		else
 			p.done_path = clean_path(cdviz_fs_done_path);
 	}
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = MAXPGPATH;
-	ctl.entrysize = sizeof(FsRow);
-	ctl.hcxt = CurrentMemoryContext;
-	p.rows = hash_create("cdviz poller progress rows", 256, &ctl,
-						 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-	if (cdviz_worker_transaction("cdviz poller: loading folder progress", load_rows, &p, NULL)
-		!= CDVIZ_TX_DONE)
+	{
+		Oid			types[1] = {TEXTOID};
+		Datum		args[1] = {CStringGetTextDatum(p.root)};
+
+		p.rows = poll_load_rows("cdviz.fs_files",
+								"SELECT path, size, mtime, read_offset, lines_read, prefix_hash, status "
+								"FROM cdviz.fs_files WHERE source = $1",
+								1, types, args, MAXPGPATH, sizeof(FsRow), fs_fill_row);
+	}
+	if (p.rows == NULL)
 		return;
 
 	walk(&p, p.root, 0);

@@ -314,34 +314,18 @@ bucket_url(S3Pass *p)
 /* progress rows                                                       */
 /* ------------------------------------------------------------------ */
 
+/* PollRowFill of cdviz.s3_objects. */
 static void
-load_rows(void *arg)
+s3_fill_row(void *entry, HeapTuple tup, TupleDesc desc)
 {
-	S3Pass	   *p = (S3Pass *) arg;
-	Oid			types[2] = {TEXTOID, TEXTOID};
-	Datum		args[2] = {CStringGetTextDatum(p->bucket), CStringGetTextDatum(p->prefix)};
+	S3Row	   *row = (S3Row *) entry;
+	bool		isnull;
 
-	if (SPI_execute_with_args("SELECT key, etag, status, read_offset, lines_read, prefix_hash "
-							  "FROM cdviz.s3_objects WHERE bucket = $1 AND starts_with(key, $2)",
-							  2, types, args, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "cdviz poller: reading cdviz.s3_objects failed");
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		char	   *key = SPI_getvalue(tup, desc, 1);
-		bool		isnull;
-		S3Row	   *row;
-
-		if (strlen(key) >= MAX_KEY)
-			continue;
-		row = hash_search(p->rows, key, HASH_ENTER, NULL);
-		strlcpy(row->etag, SPI_getvalue(tup, desc, 2), sizeof(row->etag));
-		strlcpy(row->status, SPI_getvalue(tup, desc, 3), sizeof(row->status));
-		row->offset = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
-		row->lines = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
-		row->hash = (uint64) DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
-	}
+	strlcpy(row->etag, SPI_getvalue(tup, desc, 2), sizeof(row->etag));
+	strlcpy(row->status, SPI_getvalue(tup, desc, 3), sizeof(row->status));
+	row->offset = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
+	row->lines = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
+	row->hash = (uint64) DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
 }
 
 /* Arguments of save_s3_progress(), through PollFile.arg. */
@@ -367,13 +351,7 @@ save_s3_progress(PollFile *f, const PollDelta *d)
 	args[2] = CStringGetTextDatum(a->pass->source);
 	args[3] = CStringGetTextDatum(a->etag);
 	args[4] = Int64GetDatum((int64) f->size);
-	args[5] = Int64GetDatum((int64) d->offset);
-	args[6] = Int64GetDatum((int64) d->lines);
-	args[7] = Int64GetDatum((int64) d->hash);
-	args[8] = CStringGetTextDatum(d->status);
-	args[9] = Int64GetDatum(d->events);
-	args[10] = Int64GetDatum(d->duplicates);
-	args[11] = Int64GetDatum(d->rejected);
+	poll_delta_args(args + 5, d);
 	if (SPI_execute_with_args("INSERT INTO cdviz.s3_objects AS o (bucket, key, source, etag, size, "
 							  " read_offset, lines_read, prefix_hash, status, events, duplicates, rejected, "
 							  " first_read_at, last_read_at) "
@@ -647,7 +625,6 @@ int
 poll_s3_run(void)
 {
 	S3Pass		p;
-	HASHCTL		ctl;
 	char	   *error = NULL;
 	ListCell   *lc;
 	int			wait;
@@ -664,14 +641,16 @@ poll_s3_run(void)
 	p.prefix = pstrdup(cdviz_s3_prefix);
 	p.source = psprintf("s3://%s/%s", p.bucket, p.prefix);
 	initStringInfo(&p.body);
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = MAX_KEY;
-	ctl.entrysize = sizeof(S3Row);
-	ctl.hcxt = CurrentMemoryContext;
-	p.rows = hash_create("cdviz poller S3 progress", 1024, &ctl,
-						 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-	if (cdviz_worker_transaction("cdviz poller: loading S3 progress", load_rows, &p, NULL)
-		!= CDVIZ_TX_DONE)
+	{
+		Oid			types[2] = {TEXTOID, TEXTOID};
+		Datum		args[2] = {CStringGetTextDatum(p.bucket), CStringGetTextDatum(p.prefix)};
+
+		p.rows = poll_load_rows("cdviz.s3_objects",
+								"SELECT key, etag, status, read_offset, lines_read, prefix_hash "
+								"FROM cdviz.s3_objects WHERE bucket = $1 AND starts_with(key, $2)",
+								2, types, args, MAX_KEY, sizeof(S3Row), s3_fill_row);
+	}
+	if (p.rows == NULL)
 		return cdviz_s3_poll_interval;
 
 	p.curl = curl_easy_init();

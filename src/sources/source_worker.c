@@ -85,6 +85,8 @@ cdviz_source_main(Datum arg)
 	ErrorData  *edata = NULL;
 
 	cdviz_worker_connect("cdviz source: starting");
+	/* "cdviz source <name>" in pg_stat_activity.application_name */
+	pgstat_report_appname(MyBgworkerEntry->bgw_name);
 	for (;;)
 	{
 		CdvizTxResult r = cdviz_worker_transaction("loading the source", load_source, &a, &edata);

@@ -32,6 +32,10 @@ SELECT cdviz.alter_sink('sec-alter', target => 'https://S3KR1T-user-10:S3KR1T-pa
 -- a NATS sink takes no credential option (cdviz.nats_url, superuser-only,
 -- holds the server's credentials): its options are all public
 SELECT cdviz.create_sink('sec-nats', 'nats', 'cdviz.{subject}', '{"jetstream": "never"}');
+-- a Kafka sink's secret librdkafka settings (the rest of its config is public)
+SELECT cdviz.create_sink('sec-kafka', 'kafka', 'cdevents',
+	'{"brokers": "kafka.example:9092", "config": {"sasl.username": "public-user",
+	  "sasl.password": "S3KR1T-kafka-25", "ssl.key.pem": "S3KR1T-kafka-26"}}');
 
 -- a transformer that keeps every header it is given in the event it makes
 CREATE FUNCTION public.secrets_probe_transform(headers jsonb, body jsonb)
@@ -59,7 +63,7 @@ ANALYZE cdviz.sinks, cdviz.sink_progress, cdviz.webhooks, cdviz.cdevents_lake;
 -- the secrets are kept, where the superuser reads them
 SELECT is((SELECT count(*) FROM regexp_matches(
 			  (SELECT string_agg(secrets::text, ' ') FROM cdviz.sink_secrets), 'S3KR1T-[a-z]+-[0-9]+', 'g')),
-		  12::bigint, 'the sinks'' twelve secrets (the replaced ones gone) are in cdviz.sink_secrets');
+		  14::bigint, 'the sinks'' fourteen secrets (the replaced ones gone) are in cdviz.sink_secrets');
 SELECT is((SELECT string_agg(secret, ' ' ORDER BY name) FROM cdviz.webhook_secrets),
 		  'S3KR1T-user-16:S3KR1T-pass-17 S3KR1T-bearer-19 S3KR1T-webhook-15',
 		  'the webhook secrets are in cdviz.webhook_secrets');

@@ -3,19 +3,10 @@
 -- credentials).  Fixtures: test/fixtures/webhooks/ (see its README).
 BEGIN;
 SET client_min_messages = warning;
-\set QUIET on
-\ir ../fixtures/webhooks/load.sql
-\set QUIET off
+\ir include/webhooks.sql
 
 SELECT plan(121);
 
--- post(route, headers, fixture): one delivery of a fixture
-CREATE FUNCTION pg_temp.post(route text, headers jsonb, fixture text)
-RETURNS TABLE (status text, delivery_id bigint, event_ids bigint[], stored bigint, error text)
-LANGUAGE sql AS $$
-	SELECT p.status, p.delivery_id, p.event_ids, p.stored, p.error
-	FROM cdviz.process_webhook(route, headers, (SELECT f.body FROM webhook_fixture f WHERE f.path = fixture)) p
-$$;
 -- gh(event, fixture): a GitHub delivery, its GUID derived from the fixture
 CREATE FUNCTION pg_temp.gh(event text, fixture text, guid text DEFAULT NULL)
 RETURNS TABLE (status text, delivery_id bigint, event_ids bigint[], stored bigint, error text)
@@ -25,11 +16,6 @@ LANGUAGE sql AS $$
 						   'X-GitHub-Hook-ID', '109948940', 'X-Hub-Signature-256', 'sha256=00',
 						   'Content-Type', 'application/json'),
 		'github/' || fixture)
-$$;
--- ev(event_ids, n): the nth stored event
-CREATE FUNCTION pg_temp.ev(ids bigint[], n int DEFAULT 1)
-RETURNS jsonb LANGUAGE sql AS $$
-	SELECT l.payload FROM cdviz.cdevents_lake l WHERE l.id = ids[n]
 $$;
 
 -- ---------------------------------------------------------------- routes

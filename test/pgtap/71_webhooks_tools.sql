@@ -3,18 +3,10 @@
 -- the deployed/upgraded decision against the inventory, retention.
 BEGIN;
 SET client_min_messages = warning;
-\set QUIET on
-\ir ../fixtures/webhooks/load.sql
-\set QUIET off
+\ir include/webhooks.sql
 
 SELECT plan(77);
 
-CREATE FUNCTION pg_temp.post(route text, headers jsonb, fixture text)
-RETURNS TABLE (status text, delivery_id bigint, event_ids bigint[], stored bigint, error text)
-LANGUAGE sql AS $$
-	SELECT p.status, p.delivery_id, p.event_ids, p.stored, p.error
-	FROM cdviz.process_webhook(route, headers, (SELECT f.body FROM webhook_fixture f WHERE f.path = fixture)) p
-$$;
 CREATE FUNCTION pg_temp.gl(event text, fixture text)
 RETURNS TABLE (status text, delivery_id bigint, event_ids bigint[], stored bigint, error text)
 LANGUAGE sql AS $$
@@ -33,10 +25,6 @@ LANGUAGE sql AS $$
 	SELECT * FROM pg_temp.post('tekton',
 		(SELECT f.body FROM webhook_fixture f WHERE f.path = 'tekton/' || fixture || '.headers.json'),
 		'tekton/' || fixture || '.json')
-$$;
-CREATE FUNCTION pg_temp.ev(ids bigint[], n int DEFAULT 1)
-RETURNS jsonb LANGUAGE sql AS $$
-	SELECT l.payload FROM cdviz.cdevents_lake l WHERE l.id = ids[n]
 $$;
 CREATE FUNCTION pg_temp.t(ids bigint[], n int DEFAULT 1)
 RETURNS text LANGUAGE sql AS $$
@@ -160,33 +148,8 @@ END
 $$;
 
 -- a user-written transformer: Jenkins' notification plugin
-CREATE FUNCTION pg_temp.transform_jenkins(headers jsonb, body jsonb)
-RETURNS SETOF jsonb LANGUAGE plpgsql STABLE AS $$
-DECLARE
-	b jsonb := body -> 'build';
-	src text := '/webhooks/' || (headers ->> 'x-cdviz-route') || '/' || (body ->> 'name');
-	env text := b #>> '{parameters,ENVIRONMENT}';
-BEGIN
-	IF b #>> '{parameters,ACTION}' = 'remove' THEN
-		RETURN NEXT cdviz.webhook_cdevent('service.removed', src, b ->> 'timestamp', body ->> 'name',
-			jsonb_build_object('environment', jsonb_build_object('id', env)));
-	ELSIF env IS NOT NULL AND b ->> 'phase' = 'FINALIZED' AND b ->> 'status' = 'SUCCESS' THEN
-		RETURN NEXT cdviz.webhook_cdevent(
-			'service.' || cdviz.webhook_deploy_predicate(env, body ->> 'name', (b ->> 'timestamp')::timestamptz),
-			src, b ->> 'timestamp', body ->> 'name',
-			jsonb_build_object('environment', jsonb_build_object('id', env), 'artifactId', b #>> '{parameters,ARTIFACT}'));
-	ELSIF b ->> 'phase' IN ('QUEUED', 'STARTED', 'COMPLETED') THEN
-		RETURN NEXT cdviz.webhook_cdevent(
-			'pipelinerun.' || CASE b ->> 'phase' WHEN 'QUEUED' THEN 'queued' WHEN 'STARTED' THEN 'started' ELSE 'finished' END,
-			src, b ->> 'timestamp', b ->> 'full_url',
-			jsonb_build_object('pipelineName', body ->> 'name', 'uri', b ->> 'full_url',
-							   'outcome', CASE WHEN b ->> 'phase' = 'COMPLETED' THEN
-									CASE b ->> 'status' WHEN 'SUCCESS' THEN 'success' WHEN 'ABORTED' THEN 'cancel' ELSE 'failure' END END));
-	ELSE
-		RETURN NEXT jsonb_build_object('ignored', 'Jenkins phase ' || (b ->> 'phase'));
-	END IF;
-END
-$$;
+\set schema pg_temp
+\ir ../fixtures/webhooks/transform_jenkins.sql
 SELECT is(cdviz.create_webhook('jenkins', 'pg_temp.transform_jenkins(jsonb,jsonb)', 'basic', 'jenkins:pw'),
 		  '/webhooks/jenkins', 'a user transformer is a route like any other');
 SELECT is(pg_temp.t((SELECT event_ids FROM cdviz.process_webhook('jenkins', '{}',

@@ -100,15 +100,8 @@ cdviz.s3_poll_interval = 1
 ));
 
 sub q1 { return $node->safe_psql('postgres', $_[0]); }
-sub events_of { return q1("SELECT count(*) FROM cdviz.cdevents_lake WHERE context_source = '$_[0]'"); }
-
-sub wait_events
-{
-	my ($src, $n, $what) = @_;
-	ok($node->poll_query_until('postgres',
-		"SELECT count(*) = $n FROM cdviz.cdevents_lake WHERE context_source = '$src'"),
-		$what) or diag('have ' . events_of($src));
-}
+sub events_of { return lake_count($node, $_[0]); }
+sub wait_events { return wait_lake_count($node, @_); }
 
 sub poller_pid
 {
@@ -150,7 +143,7 @@ is(q1("SELECT duplicates || ' ' || events FROM cdviz.s3_objects WHERE key = 'eve
 $node->append_conf('postgresql.conf', "cdviz.s3_access_key_id = 'WRONGKEY'\n");
 $node->reload;
 ok($node->poll_query_until('postgres',
-	"SELECT last_error LIKE '%403%InvalidAccessKeyId%' FROM cdviz.source_status WHERE source = 's3://bkt/events/'"),
+	"SELECT last_error LIKE '%403%InvalidAccessKeyId%' FROM cdviz.source_status WHERE location = 's3://bkt/events/'"),
 	'a wrong key id shows a clear error in cdviz.source_status');
 my $log_at = -s $node->logfile;
 sleep 8;

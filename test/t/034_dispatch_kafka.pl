@@ -6,7 +6,8 @@
 # longer than the delivery timeout, every event arrives at least once and
 # the last copies keep the order per key (an event counts as delivered only
 # when its delivery report says so); structured mode; pause and resume;
-# a secret librdkafka setting that cdviz_reader never sees.
+# a secret librdkafka setting that cdviz_reader never sees; a message too
+# large for the broker refused for good while the others go on.
 use strict;
 use warnings;
 use FindBin;
@@ -183,6 +184,9 @@ ok(wait_for_sink($node, 's', 70, 60), 'resumed, it delivers them');
 @m = messages('structured', 'e-', 30);
 is(scalar(@m), 30, 'all 30');
 
+is(sql(q{SELECT kind || ' ' || delivered || ' ' || rejected FROM cdviz.sink_status WHERE name = 's'}),
+	'kafka 70 0', 'cdviz.sink_status counts the kafka sink');
+
 # ---- a secret setting ----------------------------------------------------------
 sql(qq{SELECT cdviz.create_sink('creds', 'kafka', 'quiet',
 	'{"brokers": "$bs", "config": {"sasl.password": "kafka-s3kr1t", "client.id": "cdviz-test"}}',
@@ -201,9 +205,24 @@ unlike($seen, qr/s3kr1t/, 'cdviz_reader sees no secret in cdviz.sinks or cdviz.s
 like($err, qr/permission denied/, 'nor in cdviz.sink_secrets');
 is(sql(q{SELECT count(*) FROM cdviz.sinks WHERE name = 'creds'}), '1', 'the sink exists');
 
-# ---- /metrics-ready figures and no failure left --------------------------------
-is(sql(q{SELECT kind || ' ' || delivered || ' ' || rejected FROM cdviz.sink_status WHERE name = 's'}),
-	'kafka 70 0', 'cdviz.sink_status counts the kafka sink');
+# ---- a message too large for the broker is refused for good -------------------
+sql(qq{SELECT cdviz.create_sink('small', 'kafka', 'quiet',
+	'{"brokers": "$bs", "config": {"message.max.bytes": 1000}, "initial_backoff": 0.05}')});
+my $big = 'x' x 2000;
+sql(q{SELECT stored FROM cdviz.ingest_batch('[}
+	  . join(',', map {
+		my $content = $_ == 2 ? qq({"pad":"$big"}) : '{"n":1}';
+		qq({"context":{"version":"0.4.1","id":"f-$_","source":"/kafka/test","type":"dev.cdeventsx.probe-item.created.0.1.0",)
+		  . qq("timestamp":"2024-05-01T10:00:00Z"},"subject":{"id":"subj-f","source":"/kafka/test","type":"probe-item","content":$content}})
+	  } 1 .. 3) . q{]')});
+ok(wait_for_sink($node, 'small', 3, 60), 'the sink settled the three events');
+is(sql(q{SELECT delivered || ' ' || rejected FROM cdviz.sink_status WHERE name = 'small'}), '2 1',
+	'two delivered, the large one refused');
+is(sql(q{SELECT d.status || ' ' || e.context_id FROM cdviz.rejected_deliveries d
+	JOIN cdviz.cdevents_lake e ON e.id = d.event_id JOIN cdviz.sinks s ON s.id = d.sink_id WHERE s.name = 'small'}),
+	'10 f-2', 'dead-lettered with the Kafka error code (MSG_SIZE_TOO_LARGE)');
+@m = messages('quiet', 'f-', 2);
+is(join(' ', map { ce_id($_) } @m), 'f-1 f-3', 'the others reached the topic, in order');
 
 $node->stop;
 $kafka->stop;

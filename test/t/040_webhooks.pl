@@ -85,7 +85,6 @@ my $posted = 0;
 for my $path (@files)
 {
 	my ($tool, $rel) = $path =~ m{webhooks/([a-z]+)/(.*)$};
-	next if $rel eq 'load.sql';
 	($code, $answer) = post($tool, $rel);
 	my $expect = $rel =~ m{^ping/} ? 200 : qr/^20[12]$/;
 	like($code, ref $expect ? $expect : qr/^$expect$/, "$tool/$rel: $code") or diag($answer);
@@ -203,32 +202,8 @@ like($h405, qr/^Allow: POST/mi, 'Allow: POST');
 is($code, 400, 'a form-encoded body: 400');
 
 # ---- basic auth and a user-written transformer (Jenkins notification plugin) ---
-$node->safe_psql('postgres', q{
-CREATE FUNCTION public.transform_jenkins(headers jsonb, body jsonb)
-RETURNS SETOF jsonb LANGUAGE plpgsql STABLE AS $$
-DECLARE
-	b jsonb := body -> 'build';
-	src text := '/webhooks/' || (headers ->> 'x-cdviz-route') || '/' || (body ->> 'name');
-	env text := b #>> '{parameters,DEPLOY_ENV}';
-BEGIN
-	IF env IS NOT NULL AND b ->> 'phase' = 'FINALIZED' AND b ->> 'status' = 'SUCCESS' THEN
-		RETURN NEXT cdviz.webhook_cdevent(
-			'service.' || cdviz.webhook_deploy_predicate(env, body ->> 'name', (b ->> 'timestamp')::timestamptz),
-			src, b ->> 'timestamp', body ->> 'name',
-			jsonb_build_object('environment', jsonb_build_object('id', env),
-							   'artifactId', b #>> '{parameters,ARTIFACT}'));
-	ELSIF b ->> 'phase' IN ('QUEUED', 'STARTED', 'COMPLETED') THEN
-		RETURN NEXT cdviz.webhook_cdevent(
-			'pipelinerun.' || CASE b ->> 'phase' WHEN 'QUEUED' THEN 'queued' WHEN 'STARTED' THEN 'started' ELSE 'finished' END,
-			src, b ->> 'timestamp', b ->> 'full_url',
-			jsonb_build_object('pipelineName', body ->> 'name', 'uri', b ->> 'full_url',
-				'outcome', CASE WHEN b ->> 'phase' = 'COMPLETED' THEN
-					CASE b ->> 'status' WHEN 'SUCCESS' THEN 'success' WHEN 'ABORTED' THEN 'cancel' ELSE 'failure' END END));
-	ELSE
-		RETURN NEXT jsonb_build_object('ignored', 'Jenkins phase ' || coalesce(b ->> 'phase', '?'));
-	END IF;
-END
-$$;
+$node->safe_psql('postgres', qq{\\set schema public
+\\i $fixtures/transform_jenkins.sql
 SELECT cdviz.create_webhook('jenkins', 'public.transform_jenkins(jsonb,jsonb)', 'basic', 'jenkins:pa55');
 });
 my $basic = 'Authorization: Basic ' . encode_base64('jenkins:pa55', '');
@@ -252,7 +227,7 @@ is($code, 401, 'wrong basic password: 401');
 sub deploy_predicate
 {
 	my ($ts, $artifact) = @_;
-	my ($c, $a) = jenkins('FINALIZED', $ts, DEPLOY_ENV => 'prod', ARTIFACT => $artifact);
+	my ($c, $a) = jenkins('FINALIZED', $ts, ENVIRONMENT => 'prod', ARTIFACT => $artifact);
 	my ($id) = $a =~ /"events":\[(\d+)\]/;
 	return $c == 201 && $id ? q1("SELECT predicate FROM cdviz.cdevents_lake WHERE id = $id") : "HTTP $c $a";
 }

@@ -45,7 +45,7 @@ sub run_event
 # 1. the fixture timeline, one statement per event, several out of order,
 # into this database (deferred) and into "other" (no worker: immediate),
 # both fresh, so that lake ids agree
-my $fixture = slurp_file("$FindBin::Bin/../fixtures/timeline.sql");
+my $fixture = "\\i $FindBin::Bin/../fixtures/timeline.sql";
 $node->safe_psql('postgres', $fixture);
 $node->safe_psql('other', $fixture);
 ok($node->poll_query_until('postgres', 'SELECT cdviz.summaries_pending() = 0'),

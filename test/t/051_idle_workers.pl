@@ -61,11 +61,11 @@ ok($node->poll_query_until('postgres', q{SELECT cdviz.summaries_pending() = 0
 	AND (SELECT pending = 0 FROM cdviz.sink_status WHERE name = 'idle-log')}),
 	'the summaries are folded and the sink is up to date');
 
-my %types = ('cdviz http' => 1, 'cdviz poller' => 1, 'cdviz dispatcher' => 1,
+my %types = ('cdviz http' => 1, 'cdviz poller' => 1, 'cdviz dispatcher' => 1, 'cdviz sources' => 1,
 	'cdviz summaries' => 1);
 my %pids = map { split /\|/ } split /\n/, $node->safe_psql('postgres',
 	q{SELECT backend_type, pid FROM pg_stat_activity WHERE backend_type LIKE 'cdviz %'});
-is(join(',', sort keys %pids), join(',', sort keys %types), 'the four workers run');
+is(join(',', sort keys %pids), join(',', sort keys %types), 'the five workers run');
 
 # utime + stime of a process, in seconds
 my $hz = POSIX::sysconf(POSIX::_SC_CLK_TCK());

@@ -50,6 +50,24 @@ like($rows_before, qr/ webhook_deliveries=45 /, 'webhook deliveries in the fixtu
 like($rows_before, qr/ fs_files=1 /, 'folder progress in the fixture');
 like($rows_before, qr/ sink_progress=2 /, 'sink progress in the fixture');
 
+# A file of the folder the settings name, read to its end under 0.1.0:
+# its progress row as the 0.1.0 poller wrote it (size, mtime, offset, the
+# FNV-1a hash of what was read).  Its events are not in the lake: were the
+# file read again after the update, they would be.
+my $old_file = "$in/read-under-0.1.0.jsonl";
+my $old_text = event_json('read-under-0.1.0-a') . "\n" . event_json('read-under-0.1.0-b') . "\n";
+PostgreSQL::Test::Utils::append_to_file($old_file, $old_text);
+utime(1700000000, 1700000000, $old_file) or die "utime: $!";
+use bigint;
+my $fnv = 0xcbf29ce484222325;
+$fnv = (($fnv ^ $_) * 0x100000001b3) % 2**64 for unpack('C*', $old_text);
+$fnv -= 2**64 if $fnv >= 2**63;
+no bigint;
+$node->safe_psql('postgres', sprintf(q{INSERT INTO cdviz.fs_files (path, source, size, mtime, read_offset,
+	lines_read, prefix_hash, status, events, first_read_at, last_read_at)
+	VALUES ('%s', '%s', %d, to_timestamp(1700000000), %d, 2, %s, 'read', 2, now(), now())},
+	$old_file, $in, length($old_text), length($old_text), "$fnv"));
+
 # A sink of 0.1.0 with credentials where 0.1.0 left them for cdviz_reader
 # to read (header values, the URL's user info and query), and the planner
 # statistics of those rows (pg_stats shows them to whoever reads the
@@ -64,7 +82,7 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_stats WHERE schemaname
 $rows_before = $node->safe_psql('postgres', $count_rows);
 
 # The library is 0.2.0: each worker says so once and waits.
-for my $worker ('cdviz poller', 'cdviz dispatcher', 'cdviz summaries')
+for my $worker ('cdviz poller', 'cdviz dispatcher', 'cdviz summaries', 'cdviz sources')
 {
 	ok($node->wait_for_log(
 			qr/\Q$worker\E: extension "cdviz" in database "postgres" is version 0\.1\.0, but the library is version 0\.2\.0; waiting for the update/),
@@ -92,7 +110,7 @@ my $log_offset = -s $node->logfile;
 $node->safe_psql('postgres', 'ALTER EXTENSION cdviz UPDATE');
 is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'cdviz'"),
 	'0.2.0', 'updated to 0.2.0');
-for my $worker ('cdviz poller', 'cdviz dispatcher', 'cdviz summaries')
+for my $worker ('cdviz poller', 'cdviz dispatcher', 'cdviz summaries', 'cdviz sources')
 {
 	ok($node->wait_for_log(qr/\Q$worker\E: extension "cdviz" in database "postgres" is now version 0\.2\.0; resuming/,
 			$log_offset),
@@ -174,6 +192,11 @@ PostgreSQL::Test::Utils::append_to_file("$in/after.jsonl", event_json('from-the-
 ok($node->poll_query_until('postgres',
 		"SELECT EXISTS (SELECT FROM cdviz.cdevents_lake WHERE context_id = 'from-the-folder')"),
 	'the folder source reads');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM cdviz.cdevents_lake WHERE context_id LIKE 'read-under-0.1.0-%'}),
+	'0', 'a file read under 0.1.0 is not read again');
+is($node->safe_psql('postgres', q{SELECT name || ' ' || defined_by || ' ' || items || ' ' || events
+	FROM cdviz.source_status WHERE location = '} . $in . q{'}),
+	'settings.folder settings 2 3', 'the folder of the settings is a source, with the progress of 0.1.0');
 ok($node->poll_query_until('postgres', 'SELECT cdviz.summaries_pending() = 0'),
 	'the summaries are folded');
 

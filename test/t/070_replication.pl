@@ -94,6 +94,22 @@ sub wait_sync
 		FROM pg_stat_replication WHERE application_name = '$name'});
 }
 
+# A primary with the extension and its standby $sname, synchronous under
+# synchronous_commit = $commit; passes (test $what) once the standby
+# streams as the synchronous one.
+sub sync_pair
+{
+	my ($pname, $sname, $commit, $what) = @_;
+	my ($primary, $primary_http) = http_primary($pname, qq(
+synchronous_standby_names = '$sname'
+synchronous_commit = $commit
+));
+	my ($standby, $standby_http) = standby_of($primary, $sname);
+	ok(wait_sync($primary, $standby), $what);
+	$primary->safe_psql('postgres', 'CREATE EXTENSION cdviz');
+	return ($primary, $primary_http, $standby, $standby_http);
+}
+
 # The cdviz workers that run, by type ("cdviz http", "cdviz poller"...).
 sub cdviz_backends
 {
@@ -133,13 +149,8 @@ sub promote_and_post
 # ==== 1. a hot standby: the read API, no worker; promotion ===============
 # remote_apply: the primary answers a commit once the standby applied it,
 # so an acknowledged event is visible on the standby at once.
-my ($primary, $primary_http) = http_primary('primary', qq(
-synchronous_standby_names = 'standby'
-synchronous_commit = remote_apply
-));
-my ($standby, $standby_http) = standby_of($primary, 'standby');
-ok(wait_sync($primary, $standby), 'the standby streams, as the synchronous standby');
-$primary->safe_psql('postgres', 'CREATE EXTENSION cdviz');
+my ($primary, $primary_http, $standby, $standby_http) = sync_pair('primary', 'standby', 'remote_apply',
+	'the standby streams, as the synchronous standby');
 $primary->safe_psql('postgres', 'CREATE ROLE grafana LOGIN IN ROLE cdviz_reader');
 wait_http('/readyz', 200, $primary_http);
 
@@ -230,13 +241,8 @@ ok($standby->poll_query_until('postgres', qq{
 $standby->stop;
 
 # ==== 2. synchronous replication: no acknowledged event lost =============
-my ($sprimary, $sprimary_http) = http_primary('sync_primary', qq(
-synchronous_standby_names = 'sync_standby'
-synchronous_commit = on
-));
-my ($sstandby, $sstandby_http) = standby_of($sprimary, 'sync_standby');
-ok(wait_sync($sprimary, $sstandby), 'the second standby is synchronous');
-$sprimary->safe_psql('postgres', 'CREATE EXTENSION cdviz');
+my ($sprimary, $sprimary_http, $sstandby, $sstandby_http) = sync_pair('sync_primary', 'sync_standby', 'on',
+	'the second standby is synchronous');
 wait_http('/readyz', 200, $sprimary_http);
 
 # A commit waiting for the synchronous standby can be let go: a cancel

@@ -206,6 +206,27 @@ test_datetime(void)
 	   "a date-time cut short by the length is refused");
 }
 
+/*
+ * How many of the n strings of v the check judges otherwise than want; each
+ * is named in a diagnostic after what.
+ */
+static int
+misjudged(const char *const *v, size_t n, bool (*check) (const char *, size_t),
+		  bool want, const char *what)
+{
+	int			wrong = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (check(v[i], strlen(v[i])) != want)
+		{
+			wrong++;
+			tap_diag("%s \"%s\"", what, v[i]);
+		}
+	return wrong;
+}
+
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
 static void
 test_uri(void)
 {
@@ -239,47 +260,22 @@ test_uri(void)
 	};
 	int			n;
 
-	n = 0;
-	for (size_t i = 0; i < sizeof(uri_good) / sizeof(uri_good[0]); i++)
-		if (!cdviz_is_uri(uri_good[i], strlen(uri_good[i])))
-		{
-			n++;
-			tap_diag("refused valid URI \"%s\"", uri_good[i]);
-		}
-	is_int(n, 0, "valid URIs are accepted (IPv6 and IPvFuture literals, pct-encoding, "
+	is_int(misjudged(uri_good, NELEM(uri_good), cdviz_is_uri, true, "refused valid URI"), 0,
+		   "valid URIs are accepted (IPv6 and IPvFuture literals, pct-encoding, "
 		   "empty port, empty authority)");
-	n = 0;
-	for (size_t i = 0; i < sizeof(uri_bad) / sizeof(uri_bad[0]); i++)
-		if (cdviz_is_uri(uri_bad[i], strlen(uri_bad[i])))
-		{
-			n++;
-			tap_diag("accepted invalid URI \"%s\"", uri_bad[i]);
-		}
-	is_int(n, 0, "invalid URIs are refused (no scheme, bad literals, bad "
+	is_int(misjudged(uri_bad, NELEM(uri_bad), cdviz_is_uri, false, "accepted invalid URI"), 0,
+		   "invalid URIs are refused (no scheme, bad literals, bad "
 		   "pct-encoding, non-digit port, forbidden characters)");
-	n = 0;
-	for (size_t i = 0; i < sizeof(ref_good) / sizeof(ref_good[0]); i++)
-		if (!cdviz_is_uri_reference(ref_good[i], strlen(ref_good[i])))
-		{
-			n++;
-			tap_diag("refused valid URI reference \"%s\"", ref_good[i]);
-		}
-	for (size_t i = 0; i < sizeof(uri_good) / sizeof(uri_good[0]); i++)
-		if (!cdviz_is_uri_reference(uri_good[i], strlen(uri_good[i])))
-		{
-			n++;
-			tap_diag("refused URI as URI reference \"%s\"", uri_good[i]);
-		}
-	is_int(n, 0, "valid URI references are accepted (relative refs, ':' past the "
+	n = misjudged(ref_good, NELEM(ref_good), cdviz_is_uri_reference, true,
+				  "refused valid URI reference");
+	n += misjudged(uri_good, NELEM(uri_good), cdviz_is_uri_reference, true,
+				   "refused URI as URI reference");
+	is_int(n, 0,
+		   "valid URI references are accepted (relative refs, ':' past the "
 		   "first segment, every URI)");
-	n = 0;
-	for (size_t i = 0; i < sizeof(ref_bad) / sizeof(ref_bad[0]); i++)
-		if (cdviz_is_uri_reference(ref_bad[i], strlen(ref_bad[i])))
-		{
-			n++;
-			tap_diag("accepted invalid URI reference \"%s\"", ref_bad[i]);
-		}
-	is_int(n, 0, "invalid URI references are refused (':' in a relative first "
+	is_int(misjudged(ref_bad, NELEM(ref_bad), cdviz_is_uri_reference, false,
+					 "accepted invalid URI reference"), 0,
+		   "invalid URI references are refused (':' in a relative first "
 		   "segment, spaces, two fragments)");
 	ok(cdviz_is_uri("http://a/ b", 8), "URI check honours the given length");
 	ok(!cdviz_is_uri("http://a\0b", 10), "a NUL byte inside a URI is refused");

@@ -1,0 +1,171 @@
+/*
+ * poll_source.c
+ *	  What the folder and S3 sources share besides reading a file: which
+ *	  names they read, and each poll recorded in cdviz.source_polls.
+ */
+#include "postgres.h"
+
+#include <fnmatch.h>
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+
+#include "poll/poll.h"
+#include "common/worker.h"
+
+/* See poll.h. */
+bool
+poll_name_matches(const char *name, const char *patterns)
+{
+	char	   *list = pstrdup(patterns);
+	char	   *save = NULL;
+	bool		match = false;
+
+	for (char *tok = strtok_r(list, ",", &save); tok && !match; tok = strtok_r(NULL, ",", &save))
+	{
+		char	   *end;
+
+		while (*tok == ' ' || *tok == '\t')
+			tok++;
+		end = tok + strlen(tok);
+		while (end > tok && (end[-1] == ' ' || end[-1] == '\t'))
+			*--end = '\0';
+		if (*tok && fnmatch(tok, name, 0) == 0)
+			match = true;
+	}
+	pfree(list);
+	return match;
+}
+
+/* See poll.h. */
+bool
+poll_is_document(const char *name)
+{
+	size_t		len = strlen(name);
+
+	return len >= 5 && pg_strcasecmp(name + len - 5, ".json") == 0;
+}
+
+/* See poll.h. */
+void
+poll_delta_args(Datum *args, const PollDelta *d)
+{
+	args[0] = Int64GetDatum((int64) d->offset);
+	args[1] = Int64GetDatum((int64) d->lines);
+	args[2] = Int64GetDatum((int64) d->hash);
+	args[3] = CStringGetTextDatum(d->status);
+	args[4] = Int64GetDatum(d->events);
+	args[5] = Int64GetDatum(d->duplicates);
+	args[6] = Int64GetDatum(d->rejected);
+}
+
+/* See poll.h. */
+void
+poll_text_args(Datum *args, char *nulls, int n,...)
+{
+	va_list		ap;
+
+	va_start(ap, n);
+	for (int i = 0; i < n; i++)
+	{
+		const char *value = va_arg(ap, const char *);
+
+		nulls[i] = value ? ' ' : 'n';
+		args[i] = value ? CStringGetTextDatum(value) : (Datum) 0;
+	}
+	va_end(ap);
+}
+
+/* Arguments of note_source(). */
+typedef struct SourceNote
+{
+	const char *source;
+	const char *kind;
+	const char *error;
+} SourceNote;
+
+static void
+note_source(void *arg)
+{
+	SourceNote *n = (SourceNote *) arg;
+	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Datum		args[3];
+	char		nulls[3];
+
+	poll_text_args(args, nulls, 3, n->source, n->kind, n->error);
+	if (SPI_execute_with_args("INSERT INTO cdviz.source_polls AS s (source, kind, last_poll_at, "
+							  " last_success_at, last_error, last_error_at) "
+							  "VALUES ($1, $2, now(), CASE WHEN $3 IS NULL THEN now() END, $3, "
+							  " CASE WHEN $3 IS NOT NULL THEN now() END) "
+							  "ON CONFLICT (source) DO UPDATE SET last_poll_at = now(), "
+							  " last_success_at = CASE WHEN $3 IS NULL THEN now() ELSE s.last_success_at END, "
+							  " last_error = $3, "
+							  " last_error_at = CASE WHEN $3 IS NOT NULL THEN now() ELSE s.last_error_at END",
+							  3, types, args, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "cdviz poller: updating cdviz.source_polls failed");
+}
+
+/* See poll.h. */
+void
+poll_note_source(const char *source, const char *kind, const char *error)
+{
+	SourceNote	n = {source, kind, error};
+
+	(void) cdviz_worker_transaction("cdviz poller: noting the poll", note_source, &n, NULL);
+}
+
+/* Arguments of load_rows(). */
+typedef struct RowsLoad
+{
+	const char *table;
+	const char *sql;
+	int			nargs;
+	Oid		   *types;
+	Datum	   *args;
+	HTAB	   *rows;
+	Size		keysize;
+	PollRowFill fill;
+} RowsLoad;
+
+static void
+load_rows(void *arg)
+{
+	RowsLoad   *l = (RowsLoad *) arg;
+
+	if (SPI_execute_with_args(l->sql, l->nargs, l->types, l->args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "cdviz poller: reading %s failed", l->table);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		char	   *key = SPI_getvalue(tup, desc, 1);
+
+		/* no file or object this source reads has such a key */
+		if (strlen(key) >= l->keysize)
+			continue;
+		l->fill(hash_search(l->rows, key, HASH_ENTER, NULL), tup, desc);
+	}
+}
+
+/* See poll.h. */
+HTAB *
+poll_load_rows(const char *table, const char *sql, int nargs, Oid *types, Datum *args,
+			   Size keysize, Size entrysize, PollRowFill fill)
+{
+	HASHCTL		ctl;
+	RowsLoad	l = {table, sql, nargs, types, args, NULL, keysize, fill};
+	char	   *activity = psprintf("cdviz poller: loading %s", table);
+	CdvizTxResult res;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = keysize;
+	ctl.entrysize = entrysize;
+	ctl.hcxt = CurrentMemoryContext;
+	l.rows = hash_create("cdviz poller progress rows", 256, &ctl,
+						 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	res = cdviz_worker_transaction(activity, load_rows, &l, NULL);
+	pfree(activity);
+	return res == CDVIZ_TX_DONE ? l.rows : NULL;
+}

@@ -1,0 +1,162 @@
+-- Sources managed with SQL: every kind's known options accepted, and each
+-- wrong definition refused with SQLSTATE 22023 and a message (and hint)
+-- naming what is wrong: an unknown option, a missing required one, a
+-- value of the wrong type or out of range, a location of the wrong shape.
+-- Secrets go to cdviz.source_secrets: a member of cdviz_reader sees which
+-- options are secret (secret_keys), never a value.  The sources the
+-- settings define are changed through the settings only.
+BEGIN;
+SET client_min_messages = warning;
+
+SELECT plan(48);
+
+-- the error a statement raises: SQLSTATE, message and hint
+CREATE FUNCTION pg_temp.error_of(stmt text, OUT state text, OUT message text, OUT hint text)
+LANGUAGE plpgsql AS $$
+BEGIN
+	EXECUTE stmt;
+	state := 'no error';
+EXCEPTION WHEN OTHERS THEN
+	GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
+END
+$$;
+
+-- ---- the options of each kind -----------------------------------------------
+SELECT is(array_agg(option ORDER BY option),
+		  '{after,batch_lines,done_path,max_json_size,max_line_size,pattern,poll_interval}',
+		  'folder options') FROM cdviz.source_options('folder');
+SELECT is(array_agg(option ORDER BY option),
+		  '{access_key_id,batch_lines,endpoint,max_json_size,max_line_size,path_style,pattern,poll_interval,region,secret_access_key}',
+		  's3 options') FROM cdviz.source_options('s3');
+SELECT is(array_agg(option ORDER BY option), '{consumer,stream,url}', 'nats options')
+FROM cdviz.source_options('nats');
+SELECT is(array_agg(option ORDER BY option), '{batch_size,batch_timeout_ms,brokers,config,group,start}',
+		  'kafka options') FROM cdviz.source_options('kafka');
+
+-- every known option of each kind, with a value of its type
+SELECT lives_ok($$SELECT cdviz.create_source('all-folder', 'folder', '/srv/events/', '{"poll_interval": 2,
+	"pattern": "*.jsonl", "after": "move", "done_path": "/srv/done", "batch_lines": 100,
+	"max_line_size": 64, "max_json_size": 1024}')$$, 'a folder source with every option');
+SELECT lives_ok($$SELECT cdviz.create_source('all-s3', 's3', 's3://ci-events/builds/', '{"endpoint": "http://127.0.0.1:9000",
+	"region": "eu-west-1", "path_style": true, "access_key_id": "AKIA-PROBE-1", "secret_access_key": "PROBE-SECRET-2",
+	"poll_interval": 60, "pattern": "*.json", "batch_lines": 10, "max_line_size": 8, "max_json_size": 16}')$$,
+	'an s3 source with every option');
+SELECT lives_ok($$SELECT cdviz.create_source('all-nats', 'nats', 'ci.events.>, cd.events.>',
+	'{"url": "nats://probe:PROBE-PASS-3@127.0.0.1:4222", "stream": "CI", "consumer": "cdviz-ci"}')$$,
+	'a nats source with every option');
+SELECT lives_ok($$SELECT cdviz.create_source('all-kafka', 'kafka', 'ci-events,cd-events', '{"brokers": "127.0.0.1:9092",
+	"group": "cdviz", "batch_size": 1000, "batch_timeout_ms": 50, "start": "latest",
+	"config": {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN", "sasl.username": "cdviz",
+			   "sasl.password": "PROBE-PASS-5", "ssl.key.pem": "PROBE-KEY-6"}}', paused => true)$$,
+	'a kafka source with every option');
+SELECT is(string_agg(name || ' ' || location, ', ' ORDER BY id),
+		  'all-folder /srv/events, all-s3 s3://ci-events/builds/, all-nats ci.events.>,cd.events.>, all-kafka ci-events,cd-events',
+		  'locations are stored without a final slash or spaces') FROM cdviz.sources;
+
+-- ---- what is refused ---------------------------------------------------------
+SELECT is(e.state || ' ' || e.message || ' / ' || e.hint,
+		  '22023 unknown option "interval" for a source of kind folder / known options: after, batch_lines, done_path, max_json_size, max_line_size, pattern, poll_interval.',
+		  'an unknown option, with the known ones in the hint')
+FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'folder', '/x', '{"interval": 5}')$$) e;
+
+-- each row: a definition, the SQLSTATE and message it gets (LIKE pattern)
+SELECT alike(e.state || ' ' || e.message, t.expected, t.what)
+FROM (VALUES
+	('x', 'kafka', 't', '{"brokers": "b:9092", "stream": "S"}',
+	 '22023 unknown option "stream" for a source of kind kafka', 'an option of another kind'),
+	('x', 'ftp', '/x', '{}', '22023 unknown source kind "ftp"', 'an unknown kind'),
+	('x', 'nats', 'a.b', '{}', '22023 option "url" is required for a source of kind nats', 'nats needs its url'),
+	('x', 'kafka', 't', '{}', '22023 option "brokers" is required for a source of kind kafka', 'kafka needs its brokers'),
+	('x', 'folder', '/x', '{"after": "move"}',
+	 '22023 option "done_path" (an absolute path) is required when "after" is move', 'moving needs a done_path'),
+	('x', 'folder', '/x', '{"poll_interval": "5"}',
+	 '22023 option "poll_interval" of a source of kind folder must be an integer, not "5"', 'a number as a string'),
+	('x', 's3', 's3://bkt', '{"batch_lines": 1.5}',
+	 '22023 option "batch_lines" of a source of kind s3 must be an integer, not 1.5', 'a fraction'),
+	('x', 's3', 's3://bkt', '{"path_style": "yes"}',
+	 '22023 option "path_style" of a source of kind s3 must be true or false, not "yes"', 'a boolean as a string'),
+	('x', 'nats', 'a', '{"url": "nats://h", "stream": 5}',
+	 '22023 option "stream" of a source of kind nats must be a string, not 5', 'a number for a string'),
+	('x', 'kafka', 't', '{"brokers": "b", "config": "acks=all"}',
+	 '22023 option "config" of a source of kind kafka must be an object of settings and their values',
+	 'kafka settings not an object'),
+	('x', 'folder', '/x', '{"poll_interval": 0}', '22023 option "poll_interval" must be from 1 to 86400, not 0',
+	 'out of range'),
+	('x', 'folder', '/x', '{"after": "archive"}', '22023 option "after" must be keep, delete or move, not "archive"',
+	 'an unknown choice'),
+	('x', 'kafka', 't', '{"brokers": "b", "start": "now"}', '22023 option "start" must be earliest or latest, not "now"',
+	 'an unknown start'),
+	('x', 'folder', '/x', '[]', '22023 source options must be a JSON object', 'options not an object'),
+	('x', 'folder', 'events', '{}', '22023 the location of a folder source must be an absolute path, not "events"',
+	 'a relative folder'),
+	('x', 's3', 'https://bkt/x', '{}', '22023 the location of an s3 source must be s3://bucket/prefix, not "https://bkt/x"',
+	 'an s3 location that is not s3://'),
+	('x', 'nats', (SELECT string_agg('s' || i, ',') FROM generate_series(1, 17) i), '{"url": "nats://h"}',
+	 '22023 the location of a nats source must be a comma-separated list of at most 16 subjects, not "s1,%,s17"',
+	 'more than 16 NATS subjects'),
+	('x', 'kafka', 'a topic', '{"brokers": "b"}',
+	 '22023 the location of a kafka source must be a comma-separated list of topics, not "a topic"',
+	 'a topic name with a space'),
+	('x', 'folder', '/srv/events/', '{}', '23505 source "all-folder" reads "/srv/events" already', 'one source per folder'),
+	('x', 'folder', '/srv/events/agent-1', '{}', '23505 source "all-folder" reads "/srv/events/agent-1" already',
+	 'nor a folder inside it'),
+	('x', 's3', 's3://ci-events', '{}', '23505 source "all-s3" reads "s3://ci-events/" already',
+	 'nor a prefix holding another''s'),
+	('settings.folder', 'folder', '/elsewhere', '{}',
+	 '22023 source names starting with "settings." are kept for the sources the settings define',
+	 'settings. names are kept for the settings')
+) AS t (name, kind, location, options, expected, what),
+LATERAL pg_temp.error_of(format('SELECT cdviz.create_source(%L, %L, %L, %L)', t.name, t.kind, t.location, t.options)) e;
+
+-- a transformer is checked for the contract, then refused
+CREATE FUNCTION pg_temp.tr(meta jsonb, body jsonb) RETURNS SETOF jsonb LANGUAGE sql AS 'SELECT body';
+SELECT is(e.state || ' ' || e.message, '0A000 source transformers are not supported yet', 'a transformer is refused')
+FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'folder', '/x', transformer => 'pg_temp.tr(jsonb,jsonb)')$$) e;
+SELECT is(e.state, '22023', 'a function of another shape is refused as such')
+FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'folder', '/x', transformer => 'pg_catalog.lower(text)')$$) e;
+
+-- ---- alter, pause, resume, drop ------------------------------------------------
+SELECT lives_ok($$SELECT cdviz.alter_source('all-s3', options => '{"endpoint": "http://127.0.0.1:9001",
+	"path_style": true, "access_key_id": "***", "secret_access_key": "***"}')$$, 'alter with the secrets as shown');
+SELECT is(x.secrets, '{"access_key_id": "AKIA-PROBE-1", "secret_access_key": "PROBE-SECRET-2"}',
+		  'a secret given as *** keeps its value')
+FROM cdviz.source_secrets x JOIN cdviz.sources s ON s.id = x.source_id WHERE s.name = 'all-s3';
+SELECT is(e.state || ' ' || e.message, '22023 unknown option "bucket" for a source of kind s3', 'alter checks as create does')
+FROM pg_temp.error_of($$SELECT cdviz.alter_source('all-s3', options => '{"bucket": "b"}')$$) e;
+SELECT cdviz.pause_source('all-folder');
+SELECT is(state, 'paused', 'a paused source says so') FROM cdviz.source_status WHERE name = 'all-folder';
+SELECT cdviz.drop_source('all-folder');
+SELECT is(count(*), 0::bigint, 'a dropped source is gone') FROM cdviz.sources WHERE name = 'all-folder';
+SELECT is(e.state || ' ' || e.message, '42704 source "all-folder" does not exist', 'dropping it again')
+FROM pg_temp.error_of($$SELECT cdviz.drop_source('all-folder')$$) e;
+
+-- the settings' sources: through the settings only
+SELECT cdviz._source_sync_settings('folder', '/var/lib/cdviz/in', '{"poll_interval": 5}');
+SELECT is(e.state || ' ' || e.message || ' / ' || e.hint,
+		  '55000 source "settings.folder" is defined by the settings / Change the cdviz.fs_* settings in postgresql.conf and reload; an empty cdviz.fs_path removes the source.',
+		  'a source of the settings is not altered with SQL')
+FROM pg_temp.error_of($$SELECT cdviz.alter_source('settings.folder', location => '/elsewhere')$$) e;
+SELECT is(e.state, '55000', 'nor paused') FROM pg_temp.error_of($$SELECT cdviz.pause_source('settings.folder')$$) e;
+SELECT is(e.state, '55000', 'nor dropped') FROM pg_temp.error_of($$SELECT cdviz.drop_source('settings.folder')$$) e;
+
+-- errors are shown with the source's secrets as ***
+SELECT is(cdviz._source_redact('key AKIA-PROBE-1 refused; nats://probe:PROBE-PASS-3@h:4222 down; user probe:PROBE-PASS-3; sasl PROBE-PASS-5',
+		  '{"access_key_id": "AKIA-PROBE-1", "url": "nats://probe:PROBE-PASS-3@h:4222", "config": {"sasl.password": "PROBE-PASS-5"}}'),
+		  'key *** refused; *** down; user ***; sasl ***', 'a source''s error is shown with its secrets as ***');
+
+-- ---- what a reader sees --------------------------------------------------------
+CREATE ROLE cdviz_sources_probe NOLOGIN IN ROLE cdviz_reader;
+SET LOCAL ROLE cdviz_sources_probe;
+SELECT is(string_agg(name || ' ' || secret_keys::text, ', ' ORDER BY id),
+		  'all-s3 {access_key_id,secret_access_key}, all-nats {url}, all-kafka {config.sasl.password,config.ssl.key.pem}, settings.folder {}',
+		  'a reader sees which options are secrets')
+FROM cdviz.sources;
+SELECT is(count(*), 0::bigint, 'and no secret value in cdviz.sources or cdviz.source_status')
+FROM (SELECT s::text AS t FROM cdviz.sources s UNION ALL SELECT s::text FROM cdviz.source_status s) x
+WHERE x.t ~ 'PROBE';
+SELECT throws_ok('SELECT * FROM cdviz.source_secrets', '42501', NULL, 'cdviz.source_secrets is not for readers');
+SELECT throws_ok($$SELECT cdviz.create_source('r', 'folder', '/r')$$, '42501', NULL, 'nor is creating a source');
+RESET ROLE;
+
+SELECT * FROM finish();
+ROLLBACK;

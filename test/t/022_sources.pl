@@ -1,0 +1,257 @@
+# Sources managed with SQL, one worker each: two folders, an S3 prefix and
+# a NATS stream read at once, next to three that fail (a folder that does
+# not exist, a bucket that does not exist, an S3 endpoint that accepts the
+# connection and never answers); a file dropped into a healthy folder is
+# stored within two of its polls all the same.  A source created, altered,
+# paused, resumed and dropped with SQL takes effect without a restart, its
+# worker started and stopped (pg_stat_activity).  A kafka source, not built
+# into this library, says so.
+use strict;
+use warnings;
+use File::Path qw(make_path);
+use FindBin;
+use lib $FindBin::Bin;
+use CdvizNode;
+use IO::Socket::INET;
+use IPC::Run;
+use JSON::PP;
+use MiniNats;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time usleep);
+
+my $s3rver = "$ENV{TESTDIR}/node_modules/.bin/s3rver";
+plan skip_all => "s3rver not installed ($s3rver): run scripts/test.sh or npm install --no-save s3rver\@3.7.1"
+  unless -x $s3rver;
+my $nats_bin = -x '/usr/sbin/nats-server' ? '/usr/sbin/nats-server' : 'nats-server';
+plan skip_all => 'nats-server is not installed' unless -x '/usr/sbin/nats-server' || `which nats-server`;
+
+my $tmp = PostgreSQL::Test::Utils::tempdir();
+make_path("$tmp/$_") for qw(a b c s3);
+
+# ---- the servers ----------------------------------------------------------
+$ENV{NODE_OPTIONS} = '--openssl-legacy-provider';
+my $s3port = PostgreSQL::Test::Cluster::get_free_port();
+my $s3url = "http://127.0.0.1:$s3port";
+my $s3h = IPC::Run::start(
+	[ $s3rver, '-d', "$tmp/s3", '-p', $s3port, '-a', '127.0.0.1', '--configure-bucket', 'bkt', '--silent' ],
+	'>>', "$tmp/s3rver.log", '2>>', "$tmp/s3rver.log");
+
+sub s3_put
+{
+	my ($key, $body) = @_;
+	my ($out, $err) = ('', '');
+	my $ok;
+	for (1 .. 50)
+	{
+		$ok = IPC::Run::run([ 'curl', '-s', '-f', '--aws-sigv4', 'aws:amz:us-east-1:s3', '--user', 'S3RVER:S3RVER',
+			'-H', 'x-amz-content-sha256: UNSIGNED-PAYLOAD', '-X', 'PUT', '--data-binary', $body, "$s3url/bkt/$key" ],
+			'>', \$out, '2>', \$err);
+		last if $ok;
+		usleep(200_000);	# s3rver still starting
+	}
+	die "upload of $key failed: $err" unless $ok;
+}
+
+my $nport = PostgreSQL::Test::Cluster::get_free_port();
+my $nats = IPC::Run::start([ $nats_bin, '-js', '-sd', "$tmp/js", '-a', '127.0.0.1', '-p', $nport ],
+	'>', "$tmp/nats.log", '2>&1');
+my $nc;
+for (1 .. 100)
+{
+	$nc = eval { MiniNats->new($nport) };
+	last if $nc;
+	usleep(100_000);
+}
+die 'nats-server did not start' unless $nc;
+my $r = $nc->request('$JS.API.STREAM.CREATE.SRC', encode_json({ name => 'SRC', subjects => ['src.>'], storage => 'file' }));
+ok(!$r->{error}, 'stream SRC created') or diag explain $r;
+
+# A port that accepts connections (the kernel's backlog) and never answers:
+# an S3 endpoint that hangs every request.
+my $hang = IO::Socket::INET->new(Listen => 5, LocalAddr => '127.0.0.1', LocalPort => 0, Proto => 'tcp')
+  or die "listen: $!";
+my $hang_port = $hang->sockport;
+
+# ---- the node: no source in the settings ---------------------------------
+my $node = cdviz_node('sources', qq(
+max_worker_processes = 20
+));
+$node->start;
+sub q1 { return $node->safe_psql('postgres', $_[0]); }
+q1('CREATE EXTENSION cdviz');
+
+sub ev
+{
+	my ($id, $src) = @_;
+	return qq({"context":{"version":"0.4.1","id":"$id","source":"$src",)
+	  . qq("type":"dev.cdevents.service.deployed.0.2.0","timestamp":"2024-05-01T10:00:00Z"},)
+	  . qq("subject":{"id":"svc/$id","source":"$src","type":"service",)
+	  . qq("content":{"environment":{"id":"prod"},"artifactId":"pkg:oci/app\@sha256%3A0b31b1c02ff458ad9b7b81cbdf8f028bd54699fa151f221d1e8de6817db93427"}}});
+}
+
+# Written aside, then renamed: the folder source never sees half a file.
+sub drop_file
+{
+	my ($dir, $name, $text) = @_;
+	open my $fh, '>', "$dir/.$name.tmp" or die;
+	print $fh $text;
+	close $fh;
+	rename("$dir/.$name.tmp", "$dir/$name") or die "rename: $!";
+}
+
+sub stored { return q1("SELECT count(*) FROM cdviz.cdevents_lake WHERE context_id = '$_[0]'"); }
+
+# Seconds until the event is stored (undef after $limit seconds).
+sub time_to_store
+{
+	my ($id, $start, $limit) = @_;
+	while (time - $start < $limit)
+	{
+		return time - $start if stored($id) == 1;
+		usleep(50_000);
+	}
+	return undef;
+}
+
+# The pid of a source's worker, '' when it has none.
+sub worker_of
+{
+	return q1("SELECT pid FROM pg_stat_activity WHERE backend_type = 'cdviz source'
+			   AND application_name = 'cdviz source $_[0]'");
+}
+
+sub wait_worker
+{
+	my ($name, $running, $what) = @_;
+	my $cond = $running ? 'count(*) = 1' : 'count(*) = 0';
+	ok($node->poll_query_until('postgres', "SELECT $cond FROM pg_stat_activity
+		WHERE backend_type = 'cdviz source' AND application_name = 'cdviz source $name'"), $what);
+}
+
+# ---- every kind at once, three of them failing ----------------------------
+q1(qq{
+	SELECT cdviz.create_source('folder-a', 'folder', '$tmp/a', '{"poll_interval": 1}');
+	SELECT cdviz.create_source('folder-b', 'folder', '$tmp/b', '{"poll_interval": 1}');
+	SELECT cdviz.create_source('bucket', 's3', 's3://bkt/ev/', '{"endpoint": "$s3url", "path_style": true,
+		"access_key_id": "S3RVER", "secret_access_key": "S3RVER", "poll_interval": 1}');
+	SELECT cdviz.create_source('stream', 'nats', 'src.>', '{"url": "nats://127.0.0.1:$nport", "stream": "SRC"}');
+	SELECT cdviz.create_source('no-folder', 'folder', '$tmp/missing', '{"poll_interval": 1}');
+	SELECT cdviz.create_source('no-bucket', 's3', 's3://nobucket/', '{"endpoint": "$s3url", "path_style": true,
+		"access_key_id": "S3RVER", "secret_access_key": "S3RVER", "poll_interval": 1}');
+	SELECT cdviz.create_source('hanging', 's3', 's3://bkt/hang/', '{"endpoint": "http://127.0.0.1:$hang_port",
+		"path_style": true, "poll_interval": 1}');
+	SELECT cdviz.create_source('kafka', 'kafka', 'events', '{"brokers": "127.0.0.1:9"}');
+});
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 7 FROM pg_stat_activity
+	WHERE backend_type = 'cdviz source'}), 'one worker per source, without a restart');
+ok($node->poll_query_until('postgres', q{SELECT state = 'failed'
+	AND last_error = 'kafka sources are not built into this library' FROM cdviz.source_status WHERE name = 'kafka'}),
+	'a kafka source says it is not built in');
+is(worker_of('kafka'), '', 'and has no worker');
+ok($node->poll_query_until('postgres', q{SELECT last_error LIKE '%could not open folder%'
+	FROM cdviz.source_status WHERE name = 'no-folder'}), 'a missing folder shows its error');
+ok($node->poll_query_until('postgres', q{SELECT last_error LIKE '%NoSuchBucket%'
+	FROM cdviz.source_status WHERE name = 'no-bucket'}), 'a missing bucket shows its error');
+is(q1(q{SELECT state || ' ' || (last_poll_at IS NULL) FROM cdviz.source_status WHERE name = 'hanging'}),
+	'running true', 'the hanging endpoint holds its worker in its first request');
+
+# While those fail and hang (a request that gets no answer is given up
+# after 30 s), each healthy source stores what arrives, a folder within
+# two of its polls (a file is read once it looked the same twice) and a
+# little time to store it on a busy machine.
+for my $round (1 .. 3)
+{
+	my $t0 = time;
+	drop_file("$tmp/a", "a$round.json", ev("a-$round", '/a'));
+	drop_file("$tmp/b", "b$round.json", ev("b-$round", '/b'));
+	my ($ta, $tb) = (time_to_store("a-$round", $t0, 10), time_to_store("b-$round", $t0, 10));
+	ok(defined $ta && $ta < 3.5, "round $round: folder a stored its file in " . ($ta // 'more than 10') . ' s');
+	ok(defined $tb && $tb < 3.5, "round $round: folder b stored its file in " . ($tb // 'more than 10') . ' s');
+}
+s3_put('ev/one.json', ev('s3-1', '/s3'));
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM cdviz.cdevents_lake WHERE context_id = 's3-1'}),
+	'the S3 source stores an object');
+$nc->publish('src.x', ev('nats-1', '/nats'));
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM cdviz.cdevents_lake WHERE context_id = 'nats-1'}),
+	'the NATS source stores a message');
+like(q1(q{SELECT string_agg(name || '=' || state, ' ' ORDER BY name) FROM cdviz.source_status}),
+	qr/^bucket=running folder-a=running folder-b=running hanging=running kafka=failed no-bucket=running no-folder=running stream=running$/,
+	'cdviz.source_status: one row per source');
+is(q1(q{SELECT events || '/' || items FROM cdviz.source_status WHERE name = 'folder-a'}), '3/3',
+	'counts per folder source');
+is(q1(q{SELECT last_poll_at IS NULL FROM cdviz.source_status WHERE name = 'hanging'}), 't',
+	'all the while, the hanging source has not finished one poll');
+ok(q1(q{SELECT last_error LIKE '%could not open folder%' FROM cdviz.source_status WHERE name = 'no-folder'}) eq 't',
+	'the missing folder still fails');
+
+# ---- alter: a new location and pattern, the worker restarted -------------
+my $pid_a = worker_of('folder-a');
+q1(qq{SELECT cdviz.alter_source('folder-a', location => '$tmp/c', options => '{"poll_interval": 1, "pattern": "*.ndjson"}')});
+ok($node->poll_query_until('postgres', qq{SELECT count(*) = 1 FROM pg_stat_activity
+	WHERE application_name = 'cdviz source folder-a' AND pid <> $pid_a}), 'an altered source gets a new worker');
+drop_file("$tmp/c", 'c1.json', ev('c-json', '/c'));
+drop_file("$tmp/c", 'c1.ndjson', ev('c-ndjson', '/c') . "\n");
+drop_file("$tmp/a", 'a9.json', ev('a-9', '/a'));
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM cdviz.cdevents_lake WHERE context_id = 'c-ndjson'}),
+	'it reads its new location with its new pattern');
+sleep 3;
+is(stored('c-json') + stored('a-9'), 0, 'and neither what the pattern leaves out nor its old folder');
+
+# ---- pause, resume ---------------------------------------------------------
+q1(q{SELECT cdviz.pause_source('folder-b')});
+wait_worker('folder-b', 0, 'a paused source has no worker');
+is(q1(q{SELECT state FROM cdviz.source_status WHERE name = 'folder-b'}), 'paused', 'and says so');
+drop_file("$tmp/b", 'b-paused.json', ev('b-paused', '/b'));
+sleep 3;
+is(stored('b-paused'), 0, 'nothing is read while paused');
+q1(q{SELECT cdviz.resume_source('folder-b')});
+wait_worker('folder-b', 1, 'a resumed source has its worker again');
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM cdviz.cdevents_lake WHERE context_id = 'b-paused'}),
+	'and reads what arrived meanwhile');
+is(q1(q{SELECT count(*) FROM cdviz.cdevents_lake WHERE context_id LIKE 'b-%'}), 4, 'each file of b once');
+
+# ---- drop ------------------------------------------------------------------
+q1(q{SELECT cdviz.drop_source('folder-b'); SELECT cdviz.drop_source('hanging')});
+wait_worker('folder-b', 0, 'a dropped source has no worker');
+wait_worker('hanging', 0, 'a dropped source stuck in a request has no worker either');
+is(q1(q{SELECT count(*) FROM cdviz.source_status WHERE name IN ('folder-b', 'hanging')}), 0,
+	'nor a row in cdviz.source_status');
+drop_file("$tmp/b", 'b-dropped.json', ev('b-dropped', '/b'));
+sleep 3;
+is(stored('b-dropped'), 0, 'a dropped folder is read no more');
+# created again for the same folder, the progress is there: nothing read twice
+q1(qq{SELECT cdviz.create_source('folder-b2', 'folder', '$tmp/b', '{"poll_interval": 1}')});
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM cdviz.cdevents_lake WHERE context_id = 'b-dropped'}),
+	'a source created again for the folder reads the new file');
+is(q1(q{SELECT sum(duplicates) FROM cdviz.fs_files WHERE source LIKE '%/b'}), 0, 'and no file twice');
+
+# ---- a worker that stops on its own is started again, after a pause ------
+my $pid_c = worker_of('folder-a');
+q1("SELECT pg_terminate_backend($pid_c)");
+ok($node->poll_query_until('postgres', q{SELECT state = 'failed' FROM cdviz.source_status WHERE name = 'folder-a'}),
+	'a worker terminated from outside leaves its source failed');
+my $t_fail = time;
+ok($node->poll_query_until('postgres', qq{SELECT count(*) = 1 FROM pg_stat_activity
+	WHERE application_name = 'cdviz source folder-a' AND pid <> $pid_c}), 'then a new worker reads it');
+my $pause = time - $t_fail;
+ok($pause >= 3 && $pause < 10, sprintf('after a pause of about 5 s (%.1f s)', $pause));
+ok($node->poll_query_until('postgres', q{SELECT s.state = 'running' AND p.restarts = 1
+	FROM cdviz.source_status s JOIN cdviz.source_progress p ON p.source_id = s.id WHERE s.name = 'folder-a'}),
+	'running again, the restart counted');
+drop_file("$tmp/c", 'c2.ndjson', ev('c-after-restart', '/c') . "\n");
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM cdviz.cdevents_lake WHERE context_id = 'c-after-restart'}),
+	'and stores what arrives');
+
+# ---- a reload changes nothing -------------------------------------------
+my $pids = q1(q{SELECT string_agg(pid::text, ',' ORDER BY pid) FROM pg_stat_activity WHERE backend_type = 'cdviz source'});
+$node->reload;
+sleep 2;
+is(q1(q{SELECT string_agg(pid::text, ',' ORDER BY pid) FROM pg_stat_activity WHERE backend_type = 'cdviz source'}),
+	$pids, 'a reload restarts no source worker');
+
+$node->stop;
+$s3h->kill_kill;
+$nats->kill_kill;
+done_testing();
