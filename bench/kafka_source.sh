@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# bench/kafka_source.sh — the Kafka source's ingest rate against POST
+# /cdevents batches of the same events, in the same run.
+#
+#   bench/kafka_source.sh [N]     default N = 50000 events
+#
+# Run it as an unprivileged user (PostgreSQL refuses root).  It starts its
+# own servers and removes them at the end: a PostgreSQL cluster with cdviz
+# preloaded (database "bench", the HTTP receiver on a free loopback port)
+# and librdkafka's mock cluster of three brokers (test/kafka/mock_cluster,
+# built with `make test/kafka/mock_cluster`), which keeps each partition's
+# newest megabytes only: the source reads while kcat produces, so nothing
+# is trimmed before it is read.
+#
+# 1. N generated events (bench/gen_events.sql) are prepared three times, as
+#    sets A, H and K (same events, other context ids), in batches of BATCH
+#    (500, the source's default batch_size) assembled before timing.
+# 2. Set A is ingested through cdviz.ingest_batch: it creates the summary
+#    rows, so that H and K do the same work after it.
+# 3. Set H is posted to /cdevents, one JSON array of BATCH events per
+#    request, one after the other on one connection (curl): timed.
+# 4. A kafka source (topic of 16 partitions, batch_size BATCH) is created
+#    and has its partitions; set K, one event per message, is produced by
+#    kcat and timed from the first message produced to the last event
+#    stored (source_status.events = N).  Its rate is printed against H's
+#    (goal >= 0.8).
+set -eu
+
+N=${1:-50000}
+BATCH=${BATCH:-500}
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$HERE")
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+MOCK=${MOCK:-$ROOT/test/kafka/mock_cluster}
+TMP=$(mktemp -d)
+PGPORT=$((20000 + $$ % 10000))
+HTTP_PORT=$((PGPORT + 1))
+export PGHOST=$TMP PGPORT PGUSER=postgres PGDATABASE=bench
+PSQL="psql -X -q -v ON_ERROR_STOP=1 -At"
+# shellcheck source=bench/cluster.sh
+. "$HERE/cluster.sh"
+
+[ "$(id -u)" -ne 0 ] || { echo "bench: run as an unprivileged user" >&2; exit 1; }
+[ -x "$MOCK" ] || { echo "bench: $MOCK is missing (make test/kafka/mock_cluster)" >&2; exit 1; }
+command -v kcat >/dev/null || { echo "bench: kcat is missing (apt-get install kcat)" >&2; exit 1; }
+command -v curl >/dev/null || { echo "bench: curl is missing" >&2; exit 1; }
+
+cleanup() {
+	[ -n "${MOCK_PID:-}" ] && kill "$MOCK_PID" 2>/dev/null || true
+	exec 7>&- 2>/dev/null || true
+	bench_cluster_stop "$TMP"
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+now() { date +%s.%N; }
+
+# ---- servers ---------------------------------------------------------------
+mkfifo "$TMP/mock.in"
+"$MOCK" 3 <"$TMP/mock.in" >"$TMP/mock.out" 2>"$TMP/mock.log" &
+MOCK_PID=$!
+exec 7>"$TMP/mock.in"
+echo "topic bench.in 16 1" >&7
+while [ "$(wc -l <"$TMP/mock.out")" -lt 2 ]; do sleep 0.1; done
+BROKERS=$(sed -n 's/^bootstrap //p' "$TMP/mock.out")
+[ "$(sed -n 2p "$TMP/mock.out")" = ok ] || { echo "bench: topic: $(sed -n 2p "$TMP/mock.out")" >&2; exit 1; }
+
+bench_cluster_start "$TMP" "$PGPORT" bench \
+	"cdviz.http_listen_addresses = '127.0.0.1'" \
+	"cdviz.http_port = $HTTP_PORT"
+URL=http://127.0.0.1:$HTTP_PORT
+
+# ---- events ----------------------------------------------------------------
+$PSQL -d postgres -c "CREATE DATABASE bench"
+$PSQL -c "CREATE EXTENSION cdviz"
+echo "generating $N events ..."
+$PSQL -v n="$N" -v target=staging -v staging=bench_events -f "$ROOT/bench/gen_events.sql" >/dev/null
+bench_prepare_sets "$BATCH" a h k
+N=$($PSQL -c "SELECT count(*) FROM bench_events")
+# set H: one request body a file; set K: one event a line
+mkdir "$TMP/h"
+$PSQL -c "SELECT n, events::text FROM bench_batches WHERE set = 'h' ORDER BY n" -F $'\t' |
+	while IFS=$'\t' read -r n body; do printf '%s' "$body" >"$TMP/h/$(printf %06d "$n")"; done
+$PSQL -c "SELECT e::text FROM bench_batches, jsonb_array_elements(events) e WHERE set = 'k' ORDER BY n" >"$TMP/k.jsonl"
+CURL_ARGS=()
+for f in "$TMP"/h/*; do
+	[ ${#CURL_ARGS[@]} -eq 0 ] || CURL_ARGS+=(--next)
+	CURL_ARGS+=(-sf -o /dev/null -H 'content-type: application/json' --data-binary "@$f" "$URL/cdevents")
+done
+$PSQL -c "CHECKPOINT"
+
+echo "ingesting set A with cdviz.ingest_batch (warm-up) ..."
+$PSQL -c "CALL bench_ingest('a')"
+$PSQL -c "CHECKPOINT"
+until curl -sf "$URL/readyz" >/dev/null; do sleep 0.2; done
+
+# ---- HTTP --------------------------------------------------------------------
+echo "posting set H to /cdevents ($(ls "$TMP/h" | wc -l) requests) ..."
+t0=$(now)
+curl "${CURL_ARGS[@]}"
+t1=$(now)
+T_HTTP=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
+GOT_H=$($PSQL -c "SELECT count(*) FROM cdviz.cdevents_lake WHERE context_id LIKE '%-h'")
+[ "$GOT_H" = "$N" ] || { echo "bench: /cdevents stored $GOT_H of $N" >&2; exit 1; }
+$PSQL -c "CHECKPOINT"
+
+# ---- Kafka ---------------------------------------------------------------------
+$PSQL -c "SELECT cdviz.create_source('bench', 'kafka', 'bench.in', '{\"brokers\": \"$BROKERS\", \"group\": \"bench\", \"batch_size\": $BATCH}')" >/dev/null
+until grep -q "cdviz source bench: 16 partitions assigned" "$TMP/pg.log"; do sleep 0.2; done
+echo "producing set K with kcat while the source reads ..."
+t0=$(now)
+kcat -P -b "$BROKERS" -t bench.in -z none -l "$TMP/k.jsonl"
+t_prod=$(now)
+until [ "$($PSQL -c "SELECT events >= $N FROM cdviz.source_status WHERE name = 'bench'")" = t ]; do
+	sleep 0.1
+done
+t1=$(now)
+T_KAFKA=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
+T_PROD=$(awk -v a="$t0" -v b="$t_prod" 'BEGIN { print b - a }')
+STATUS=$($PSQL -c "SELECT events || ' events, ' || duplicates || ' duplicates, ' || rejected || ' rejected' FROM cdviz.source_status WHERE name = 'bench'")
+ING_A=$($PSQL -c "SELECT seconds FROM bench_times WHERE what = 'ingest a'")
+
+awk -v n="$N" -v a="$ING_A" -v h="$T_HTTP" -v k="$T_KAFKA" -v p="$T_PROD" -v st="$STATUS" 'BEGIN {
+	printf "events: %d per set, batches of '"$BATCH"'\n", n;
+	printf "ingest_batch A (warm-up):      %7.1f s  %8.0f events/s\n", a, n / a;
+	printf "POST /cdevents H:              %7.1f s  %8.0f events/s\n", h, n / h;
+	printf "kafka source K:                %7.1f s  %8.0f events/s   vs /cdevents %.2f (goal >= 0.8)\n", k, n / k, (n / k) / (n / h);
+	printf "(kcat produced K in %.1f s; source_status: %s)\n", p, st;
+}'
