@@ -188,6 +188,22 @@ sleep 3;
 is(lake_count('dropped-%'), '0/0', 'nothing read once dropped');
 is(sql(q{SELECT count(*) FROM cdviz.sources WHERE name = 'k2'}), '0', 'k2 is gone');
 
+# --- idle: asleep on its latch, woken by librdkafka, not polling ---
+sub cpu_ticks
+{
+	my ($pid) = @_;
+	open(my $fh, '<', "/proc/$pid/stat") or return undef;
+	my @f = split / /, (<$fh> =~ s/^.*\) //r);
+	return $f[11] + $f[12];    # utime + stime
+}
+my $idle = worker_pid('k1');
+my $t0 = cpu_ticks($idle);
+sleep 5;
+my $used = cpu_ticks($idle) - $t0;
+cmp_ok($used, '<', 50, "idle, k1 used $used ticks of CPU in 5 s");
+$kafka->produce('ks.in', { value => event_doc('wake-1', '/kafka/test') });
+ok(wait_until('wake-1', 10, sub { lake_count('wake-%') eq '1/1' }), 'and a message wakes it');
+
 $node->stop;
 $kafka->stop;
 done_testing();
