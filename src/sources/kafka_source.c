@@ -396,6 +396,8 @@ rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 				error = rd_kafka_incremental_assign(rk, parts);
 			else
 				(void) rd_kafka_assign(rk, parts);
+			/* the group's coordinator answers again: no error to show */
+			ks.error[0] = '\0';
 			ereport(LOG, (errmsg("cdviz source %s: %d partitions assigned",
 								 ks.src->name, parts->cnt)));
 			break;

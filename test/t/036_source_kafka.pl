@@ -163,6 +163,32 @@ ok(wait_until('the error cleared', 60, sub { status('k1', 'last_error IS NULL') 
 	'and the error is cleared')
   or diag(status('k1', 'last_error'));
 
+# --- a batch stored while every broker is down: its offsets cannot be
+# committed, and the source still stops at once when paused ---
+my $locker2 = IPC::Run::start(
+	[ 'psql', '-X', '-q', '-d', $node->connstr('postgres'), '-c',
+	  'LOCK TABLE cdviz.source_progress IN SHARE MODE; SELECT pg_sleep(600)' ],
+	'>', \my $lock_out2, '2>', \my $lock_err2);
+produce_events('ks.in', 'late-', 1, 50);
+$pid = worker_pid('k1');
+ok(wait_until('k1 waiting', 60, sub {
+	sql("SELECT wait_event_type FROM pg_stat_activity WHERE pid = $pid") eq 'Lock' }),
+	'a batch of k1 is being stored');
+$kafka->broker_down(-1);
+sql(q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+	WHERE query LIKE 'LOCK TABLE cdviz.source_progress%'});
+$locker2->finish;
+ok(wait_until('late- stored', 30, sub { lake_count('late-%') eq '50/50' }),
+	'the batch is stored while the brokers are down');
+sql("SELECT cdviz.pause_source('k1')");
+ok(wait_until('k1 paused in the outage', 30, sub { worker_pid('k1') eq '' }),
+	'pausing stops the worker during the outage');
+$kafka->broker_up(-1);
+sql("SELECT cdviz.resume_source('k1')");
+produce_events('ks.in', 'late-', 51, 60);
+ok(wait_until('late- after', 60, sub { lake_count('late-%') eq '60/60' }),
+	'resumed after the outage, it reads on; what was not committed is kept once');
+
 # --- two sources, their own groups, at once ---
 sql("SELECT cdviz.create_source('k2', 'kafka', 'ks.two', '" . options('g2') . "')");
 produce_events('ks.two', 'two-', 1, 500);
