@@ -20,9 +20,8 @@
  * The settings cdviz.fs_path, cdviz.s3_bucket and cdviz.nats_subjects
  * (with the settings of their groups) each define one source, named
  * settings.folder, settings.s3 and settings.nats; the launcher writes
- * their rows at start and on SIGHUP.  Those sources are still read by
- * the cdviz poller and the dispatcher, so the launcher starts no worker
- * for them.
+ * their rows at start and on SIGHUP, and runs them as the others: a
+ * changed setting changes the row, which restarts the source's worker.
  */
 #include "postgres.h"
 
@@ -60,7 +59,7 @@ typedef struct SourceSlot
 	int32		id;				/* hash key */
 	char		name[NAMEDATALEN];
 	char		kind[16];
-	bool		active;			/* in cdviz.sources, not paused, ours to run */
+	bool		active;			/* in cdviz.sources and not paused */
 	bool		seen;			/* in the last reading of cdviz.sources */
 	TimestampTz updated_at;		/* of the row the worker was started for */
 	BackgroundWorkerHandle *handle; /* NULL: no worker */
@@ -108,7 +107,7 @@ set_state(SourceSlot *slot, const char *state, const char *error, bool restarted
 static void
 read_sources(void *arg)
 {
-	if (SPI_execute("SELECT id, name, kind, NOT paused AND defined_by = 'sql', updated_at "
+	if (SPI_execute("SELECT id, name, kind, NOT paused, updated_at "
 					"FROM cdviz.sources", true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "cdviz sources: reading cdviz.sources failed");
 	for (uint64 i = 0; i < SPI_processed; i++)

@@ -11,7 +11,9 @@
  *	                   table of kinds
  *	  catalog.c        loading a source (secrets merged into its options),
  *	                   its options, what its worker records about it
- *	  kind_poll.c      folder and s3 kinds; kind_nats.c the nats kind
+ *	  poll_kinds.c     the folder and s3 kinds (the readers of src/poll/)
+ *	  nats_source.c    the nats kind
+ *	  settings_sources.c  the rows of the sources the settings define
  *
  * A kind's run function reads its source until cdviz_source_stopping(),
  * sleeping on the latch while there is nothing to read.  An error it

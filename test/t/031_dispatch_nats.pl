@@ -1,7 +1,7 @@
 # NATS both ways against a real nats-server with JetStream: a sink
 # publishing to a stream (Nats-Msg-Id = context id) and one to a plain
 # subject; the source storing what is published into its stream exactly
-# once across a SIGKILL of the dispatcher and a restart of nats-server,
+# once across a SIGKILL of its worker and a restart of nats-server,
 # and dead-lettering a bad message with its subject and stream sequence.
 use strict;
 use warnings;
@@ -85,7 +85,7 @@ sql(q{SELECT cdviz.create_sink('js-again', 'nats', 'cdevents.{subject}.{predicat
 ok(wait_for_sink($node, 'js-again', 300, 60), 'a second sink on the same stream re-sent everything');
 is(js_api('STREAM.INFO.OUT', '')->{state}{messages}, 300, 'and the stream kept one copy of each');
 
-# ---- in: the source, across a dispatcher kill and a nats-server restart ----
+# ---- in: the source, across a kill of its worker and a nats-server restart ----
 sub publish_in
 {
 	my ($from, $to) = @_;
@@ -122,7 +122,7 @@ sub stored_in
 
 publish_in(1, 500);
 ok(wait_until('source', 60, sub { stored_in() >= 100 }), 'the source is storing');
-my $pid = sql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'cdviz dispatcher'");
+my $pid = sql("SELECT pid FROM pg_stat_activity WHERE application_name = 'cdviz source settings.nats'");
 kill 'KILL', $pid;
 publish_in(501, 1000);
 ok(wait_until('all 1000', 120, sub { stored_in() == 1000 }), 'after the SIGKILL every message is stored')

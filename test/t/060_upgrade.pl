@@ -82,7 +82,7 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_stats WHERE schemaname
 $rows_before = $node->safe_psql('postgres', $count_rows);
 
 # The library is 0.2.0: each worker says so once and waits.
-for my $worker ('cdviz poller', 'cdviz dispatcher', 'cdviz summaries', 'cdviz sources')
+for my $worker ('cdviz dispatcher', 'cdviz summaries', 'cdviz sources')
 {
 	ok($node->wait_for_log(
 			qr/\Q$worker\E: extension "cdviz" in database "postgres" is version 0\.1\.0, but the library is version 0\.2\.0; waiting for the update/),
@@ -102,7 +102,7 @@ like($err, qr/ERROR:  55000: extension "cdviz" is installed at version 0\.1\.0, 
 like($err, qr/HINT:  Run ALTER EXTENSION cdviz UPDATE in database "postgres"/, 'and the hint');
 ($rc, $out, $err) = $node->psql('postgres', "SELECT cdviz.purl_split('pkg:oci/app')");
 like($err, qr/installed at version 0\.1\.0/, 'the read API\'s C helpers refuse too');
-my $log_lines = () = slurp_file($node->logfile) =~ /cdviz poller: extension "cdviz" in database "postgres" is version/g;
+my $log_lines = () = slurp_file($node->logfile) =~ /cdviz sources: extension "cdviz" in database "postgres" is version/g;
 is($log_lines, 1, 'one log line, not one per retry');
 
 # ------------------------------------------------------------- update ----
@@ -110,7 +110,7 @@ my $log_offset = -s $node->logfile;
 $node->safe_psql('postgres', 'ALTER EXTENSION cdviz UPDATE');
 is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'cdviz'"),
 	'0.2.0', 'updated to 0.2.0');
-for my $worker ('cdviz poller', 'cdviz dispatcher', 'cdviz summaries', 'cdviz sources')
+for my $worker ('cdviz dispatcher', 'cdviz summaries', 'cdviz sources')
 {
 	ok($node->wait_for_log(qr/\Q$worker\E: extension "cdviz" in database "postgres" is now version 0\.2\.0; resuming/,
 			$log_offset),
