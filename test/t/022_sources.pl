@@ -75,8 +75,11 @@ my $hang = IO::Socket::INET->new(Listen => 5, LocalAddr => '127.0.0.1', LocalPor
 my $hang_port = $hang->sockport;
 
 # ---- the node: no source in the settings ---------------------------------
+my $hport = PostgreSQL::Test::Cluster::get_free_port();
 my $node = cdviz_node('sources', qq(
 max_worker_processes = 20
+cdviz.http_listen_addresses = '127.0.0.1'
+cdviz.http_port = $hport
 ));
 $node->start;
 sub q1 { return $node->safe_psql('postgres', $_[0]); }
@@ -185,6 +188,15 @@ is(q1(q{SELECT last_poll_at IS NULL FROM cdviz.source_status WHERE name = 'hangi
 	'all the while, the hanging source has not finished one poll');
 ok(q1(q{SELECT last_error LIKE '%could not open folder%' FROM cdviz.source_status WHERE name = 'no-folder'}) eq 't',
 	'the missing folder still fails');
+
+# /metrics shows the same, per source
+my $metrics = '';
+IPC::Run::run([ 'curl', '-s', '--max-time', '10', "http://127.0.0.1:$hport/metrics" ], '>', \$metrics, '2>', \my $cerr);
+like($metrics, qr/^cdviz_source_events_total\{source="folder-a",kind="folder"\} 3$/m, '/metrics: events per source');
+like($metrics, qr/^cdviz_source_events_total\{source="stream",kind="nats"\} 1$/m, '/metrics: a NATS source counts what it stores');
+like($metrics, qr/^cdviz_source_up\{source="bucket",kind="s3"\} 1$/m, '/metrics: a running source is up');
+like($metrics, qr/^cdviz_source_up\{source="kafka",kind="kafka"\} 0$/m, '/metrics: a failed one is not');
+like($metrics, qr/^cdviz_source_lag\{source="folder-b",kind="folder"\} 0$/m, '/metrics: the lag of a folder');
 
 # ---- alter: a new location and pattern, the worker restarted -------------
 my $pid_a = worker_of('folder-a');
