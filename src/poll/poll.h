@@ -139,6 +139,9 @@ extern bool poll_read_file(PollFile *f, char **error);
 /* Does name (the last path segment) match a comma-separated pattern list? */
 extern bool poll_name_matches(const char *name, const char *patterns);
 
+/* A folder without its final slashes; a relative one is in the data folder. */
+extern char *poll_absolute_path(const char *path);
+
 /* Whether a file or key names a .json document (else JSON Lines). */
 extern bool poll_is_document(const char *name);
 

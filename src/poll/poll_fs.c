@@ -554,20 +554,6 @@ handle_file(FsPoll *p, FsFound *file)
 /* the poll                                                            */
 /* ------------------------------------------------------------------ */
 
-/* Strip trailing slashes; a relative path is relative to the data folder. */
-static char *
-clean_path(const char *path)
-{
-	char	   *s = pstrdup(path);
-	size_t		len = strlen(s);
-
-	while (len > 1 && s[len - 1] == '/')
-		s[--len] = '\0';
-	if (s[0] != '/')
-		s = psprintf("%s/%s", DataDir, s);
-	return s;
-}
-
 /* See poll.h. */
 void
 poll_fs_run(const PollConfig *cfg)
@@ -589,7 +575,7 @@ poll_fs_run(const PollConfig *cfg)
 
 	memset(&p, 0, sizeof(p));
 	p.cfg = cfg;
-	p.root = clean_path(cfg->location);
+	p.root = poll_absolute_path(cfg->location);
 	p.patterns = pstrdup(cfg->pattern);
 	p.after = cfg->after;
 	if (p.after == POLL_AFTER_MOVE)
@@ -601,7 +587,7 @@ poll_fs_run(const PollConfig *cfg)
 			p.after = POLL_AFTER_KEEP;
 		}
 		else
-			p.done_path = clean_path(cfg->done_path);
+			p.done_path = poll_absolute_path(cfg->done_path);
 	}
 	{
 		Oid			types[1] = {TEXTOID};

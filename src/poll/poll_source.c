@@ -5,6 +5,8 @@
  */
 #include "postgres.h"
 
+#include "miscadmin.h"
+
 #include <fnmatch.h>
 
 #include "catalog/pg_type.h"
@@ -168,4 +170,18 @@ poll_load_rows(const char *table, const char *sql, int nargs, Oid *types, Datum 
 	res = cdviz_worker_transaction(activity, load_rows, &l, NULL);
 	pfree(activity);
 	return res == CDVIZ_TX_DONE ? l.rows : NULL;
+}
+
+/* See poll.h. */
+char *
+poll_absolute_path(const char *path)
+{
+	char	   *s = pstrdup(path);
+	size_t		len = strlen(s);
+
+	while (len > 1 && s[len - 1] == '/')
+		s[--len] = '\0';
+	if (s[0] != '/')
+		s = psprintf("%s/%s", DataDir, s);
+	return s;
 }

@@ -156,15 +156,10 @@ static bool
 start_worker(SourceSlot *slot)
 {
 	BackgroundWorker worker;
+	char		name[BGW_MAXLEN];
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	strlcpy(worker.bgw_library_name, "cdviz", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "cdviz_source_main", BGW_MAXLEN);
-	snprintf(worker.bgw_name, BGW_MAXLEN, "cdviz source %s", slot->name);
-	strlcpy(worker.bgw_type, "cdviz source", BGW_MAXLEN);
+	snprintf(name, sizeof(name), "cdviz source %s", slot->name);
+	cdviz_worker_describe(&worker, name, "cdviz source", "cdviz_source_main");
 	worker.bgw_main_arg = Int32GetDatum(slot->id);
 	/* the row it is started for, for whoever looks at the worker */
 	memcpy(worker.bgw_extra, &slot->updated_at, sizeof(TimestampTz));

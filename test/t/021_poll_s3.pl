@@ -145,6 +145,9 @@ $node->reload;
 ok($node->poll_query_until('postgres',
 	"SELECT last_error LIKE '%403%InvalidAccessKeyId%' FROM cdviz.source_status WHERE location = 's3://bkt/events/'"),
 	'a wrong key id shows a clear error in cdviz.source_status');
+# (a changed setting restarts the source's worker with it: from here on,
+# while it fails, it stays the same process)
+$pid = poller_pid();
 my $log_at = -s $node->logfile;
 sleep 8;
 my $log = substr(slurp_file($node->logfile), $log_at);
@@ -158,6 +161,7 @@ wait_events('/s3fix', 1, 'with the right key again, reading resumes');
 ok($node->poll_query_until('postgres',
 	"SELECT last_error IS NULL FROM cdviz.source_polls WHERE source = 's3://bkt/events/'"),
 	'and the error clears');
+$pid = poller_pid();
 
 # ------------------------------------------------- server stops and restarts ----
 my %burst;

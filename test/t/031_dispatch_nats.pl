@@ -17,9 +17,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep);
 
-# Debian installs it in /usr/sbin, which an unprivileged user's PATH lacks
-my $nats_bin = -x '/usr/sbin/nats-server' ? '/usr/sbin/nats-server' : 'nats-server';
-plan skip_all => 'nats-server is not installed' unless -x '/usr/sbin/nats-server' || `which nats-server`;
+plan skip_all => 'nats-server is not installed' unless MiniNats::server_bin();
 
 my $tmp = PostgreSQL::Test::Utils::tempdir();
 my $nport = PostgreSQL::Test::Cluster::get_free_port();
@@ -27,15 +25,9 @@ my $nats;
 
 sub start_nats
 {
-	$nats = IPC::Run::start([ $nats_bin, '-js', '-sd', "$tmp/js", '-a', '127.0.0.1', '-p', $nport ],
-		'>', "$tmp/nats.log", '2>&1');
-	for (1 .. 100)
-	{
-		my $c = eval { MiniNats->new($nport) };
-		return $c if $c;
-		usleep(100_000);
-	}
-	die 'nats-server did not start';
+	my $c;
+	($nats, $c) = MiniNats::start_server($tmp, $nport);
+	return $c;
 }
 
 my $nc = start_nats();
