@@ -2003,7 +2003,8 @@ BEGIN
 			END IF;
 			loc := coalesce(nullif(regexp_replace(loc, '/+$', ''), ''), '/');
 		WHEN 's3' THEN
-			IF loc !~ '^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$' THEN
+			-- bucket names as S3 has known them (older ones have capitals, _)
+			IF loc !~ '^s3://[A-Za-z0-9._-]{3,255}(/.*)?$' THEN
 				RAISE EXCEPTION 'the location of an s3 source must be s3://bucket/prefix, not "%"', loc
 					USING ERRCODE = 'invalid_parameter_value';
 			END IF;

@@ -90,7 +90,15 @@ cdviz_sources_sync_settings(void)
 	s[0].location = cdviz_fs_path[0] ? poll_absolute_path(cdviz_fs_path) : NULL;
 	add_int(&s[0].options, "poll_interval", cdviz_fs_poll_interval);
 	add_text(&s[0].options, "pattern", cdviz_fs_pattern);
-	add_text(&s[0].options, "after", after[cdviz_fs_after]);
+	if (cdviz_fs_after == POLL_AFTER_MOVE && cdviz_fs_done_path[0] == '\0')
+	{
+		/* as the folder source always did: read, and keep the files */
+		ereport(WARNING,
+				(errmsg("cdviz sources: cdviz.fs_after is \"move\" but cdviz.fs_done_path is empty: files are kept")));
+		add_text(&s[0].options, "after", "keep");
+	}
+	else
+		add_text(&s[0].options, "after", after[cdviz_fs_after]);
 	if (cdviz_fs_done_path[0])
 		add_text(&s[0].options, "done_path", poll_absolute_path(cdviz_fs_done_path));
 	add_read_options(&s[0].options);

@@ -53,6 +53,13 @@ extern void cdviz_source_note_poll(const CdvizSource *src, const char *error);
 /* Counters of a message source (nats, kafka), in the transaction that stored the events. */
 extern void cdviz_source_count(const CdvizSource *src, int64 events, int64 duplicates, int64 rejected);
 
+/*
+ * A message source's lag (kafka: messages behind the group's committed
+ * offsets), as last measured; in a transaction of the caller's, SPI
+ * connected (the one that stored a batch, say).
+ */
+extern void cdviz_source_note_lag(const CdvizSource *src, int64 lag);
+
 /* Options accessors: text, int, bool with defaults (the SQL side validated them). */
 extern const char *cdviz_source_opt_text(const CdvizSource *src, const char *key, const char *dflt);
 extern int	cdviz_source_opt_int(const CdvizSource *src, const char *key, int dflt);
