@@ -234,6 +234,20 @@ SELECT pg_catalog.pg_extension_config_dump('cdviz.event_links', '');
 -- The statements are written once, in cdviz._fold_events() below, which
 -- the trigger, the fold of queued events and cdviz.summaries_fold() call.
 
+-- Every summary ends with the same columns, described at
+-- cdviz.pipeline_run_summaries and folded by the same rules: they are
+-- written once here and copied into each table by LIKE (names, types and
+-- NOT NULL; no link remains, so the template is dropped once the tables
+-- exist).
+CREATE TABLE cdviz._summary_columns (
+	chain_id		text,
+	first_event_at	timestamptz NOT NULL,
+	last_event_at	timestamptz NOT NULL,
+	last_event_id	bigint NOT NULL,
+	last_predicate	text NOT NULL,
+	event_count		bigint NOT NULL
+);
+
 CREATE TABLE cdviz.pipeline_run_summaries (
 	pipeline_run_id	text PRIMARY KEY,
 	source			text,
@@ -244,12 +258,7 @@ CREATE TABLE cdviz.pipeline_run_summaries (
 	outcome			text,
 	errors			text,
 	uri				text,
-	chain_id		text,
-	first_event_at	timestamptz NOT NULL,
-	last_event_at	timestamptz NOT NULL,
-	last_event_id	bigint NOT NULL,
-	last_predicate	text NOT NULL,
-	event_count		bigint NOT NULL
+	LIKE cdviz._summary_columns
 ) WITH (fillfactor = 80);
 CREATE INDEX pipeline_run_summaries_first_event_at ON cdviz.pipeline_run_summaries (first_event_at);
 
@@ -263,12 +272,7 @@ CREATE TABLE cdviz.task_run_summaries (
 	outcome			text,
 	errors			text,
 	uri				text,
-	chain_id		text,
-	first_event_at	timestamptz NOT NULL,
-	last_event_at	timestamptz NOT NULL,
-	last_event_id	bigint NOT NULL,
-	last_predicate	text NOT NULL,
-	event_count		bigint NOT NULL
+	LIKE cdviz._summary_columns
 ) WITH (fillfactor = 80);
 -- The window index covers what the task dashboards read (task, outcome,
 -- durations, pipeline run): 30 days at 10M events are 71,000 task runs,
@@ -290,12 +294,7 @@ CREATE TABLE cdviz.build_summaries (
 	started_at		timestamptz,
 	finished_at		timestamptz,
 	artifact_id		text,
-	chain_id		text,
-	first_event_at	timestamptz NOT NULL,
-	last_event_at	timestamptz NOT NULL,
-	last_event_id	bigint NOT NULL,
-	last_predicate	text NOT NULL,
-	event_count		bigint NOT NULL
+	LIKE cdviz._summary_columns
 ) WITH (fillfactor = 80);
 CREATE INDEX build_summaries_first_event_at ON cdviz.build_summaries (first_event_at);
 
@@ -306,12 +305,7 @@ CREATE TABLE cdviz.branch_summaries (
 	repository_source text,
 	created_at		timestamptz,
 	deleted_at		timestamptz,
-	chain_id		text,
-	first_event_at	timestamptz NOT NULL,
-	last_event_at	timestamptz NOT NULL,
-	last_event_id	bigint NOT NULL,
-	last_predicate	text NOT NULL,
-	event_count		bigint NOT NULL
+	LIKE cdviz._summary_columns
 ) WITH (fillfactor = 80);
 CREATE INDEX branch_summaries_first_event_at ON cdviz.branch_summaries (first_event_at);
 
@@ -334,12 +328,7 @@ CREATE TABLE cdviz.test_case_run_summaries (
 	outcome			text,
 	severity		text,
 	reason			text,
-	chain_id		text,
-	first_event_at	timestamptz NOT NULL,
-	last_event_at	timestamptz NOT NULL,
-	last_event_id	bigint NOT NULL,
-	last_predicate	text NOT NULL,
-	event_count		bigint NOT NULL
+	LIKE cdviz._summary_columns
 ) WITH (fillfactor = 80);
 -- covers the counts per test case and outcome (118,000 runs in 30 days at
 -- 10M events), as for task runs (last_event_at a key column likewise)
@@ -368,12 +357,7 @@ CREATE TABLE cdviz.test_suite_run_summaries (
 	outcome			text,
 	severity		text,
 	reason			text,
-	chain_id		text,
-	first_event_at	timestamptz NOT NULL,
-	last_event_at	timestamptz NOT NULL,
-	last_event_id	bigint NOT NULL,
-	last_predicate	text NOT NULL,
-	event_count		bigint NOT NULL
+	LIKE cdviz._summary_columns
 ) WITH (fillfactor = 80);
 CREATE INDEX test_suite_run_summaries_first_event_at ON cdviz.test_suite_run_summaries (first_event_at);
 
@@ -394,12 +378,7 @@ CREATE TABLE cdviz.artifact_summaries (
 	last_user		text,
 	last_user_at	timestamptz,
 	last_user_event_id bigint,
-	chain_id		text,
-	first_event_at	timestamptz NOT NULL,
-	last_event_at	timestamptz NOT NULL,
-	last_event_id	bigint NOT NULL,
-	last_predicate	text NOT NULL,
-	event_count		bigint NOT NULL
+	LIKE cdviz._summary_columns
 ) WITH (fillfactor = 80);
 CREATE INDEX artifact_summaries_first_event_at ON cdviz.artifact_summaries (first_event_at);
 
@@ -417,12 +396,7 @@ CREATE TABLE cdviz.change_summaries (
 	last_updated_at	timestamptz,
 	merged_at		timestamptz,
 	abandoned_at	timestamptz,
-	chain_id		text,
-	first_event_at	timestamptz NOT NULL,
-	last_event_at	timestamptz NOT NULL,
-	last_event_id	bigint NOT NULL,
-	last_predicate	text NOT NULL,
-	event_count		bigint NOT NULL
+	LIKE cdviz._summary_columns
 ) WITH (fillfactor = 80);
 CREATE INDEX change_summaries_first_event_at ON cdviz.change_summaries (first_event_at);
 
@@ -439,16 +413,13 @@ CREATE TABLE cdviz.incident_summaries (
 	detected_at		timestamptz,
 	reported_at		timestamptz,
 	resolved_at		timestamptz,
-	chain_id		text,
-	first_event_at	timestamptz NOT NULL,
-	last_event_at	timestamptz NOT NULL,
-	last_event_id	bigint NOT NULL,
-	last_predicate	text NOT NULL,
-	event_count		bigint NOT NULL
+	LIKE cdviz._summary_columns
 );
 CREATE INDEX incident_summaries_first_event_at ON cdviz.incident_summaries (first_event_at);
 CREATE INDEX incident_summaries_last_event_at ON cdviz.incident_summaries (last_event_at);
 CREATE INDEX incident_summaries_resolved_at ON cdviz.incident_summaries (resolved_at);
+
+DROP TABLE cdviz._summary_columns;
 
 CREATE TABLE cdviz.event_counts_hourly (
 	hour			timestamptz NOT NULL,
