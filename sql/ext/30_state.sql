@@ -446,41 +446,34 @@ CREATE TABLE cdviz.test_case_outcomes_daily (
 
 COMMENT ON TABLE cdviz.pipeline_run_summaries IS
 'cdviz: one row per pipeline run (subject.id), kept by the lake trigger, out-of-order safe: what cdviz.pipeline_runs_between() returns. Timestamps are min (queued, started) or max (finished) of the run''s events; outcome is the raw (not normalised) max outcome of its finished events; last_* describe the latest event by (timestamp, lake id). Rebuilt from the lake by cdviz.rebuild_summaries().';
-GRANT SELECT ON cdviz.pipeline_run_summaries TO cdviz_reader;
 COMMENT ON TABLE cdviz.task_run_summaries IS
 'cdviz: one row per task run, kept by the lake trigger (rules: see cdviz.pipeline_run_summaries); what cdviz.task_runs_between() returns';
-GRANT SELECT ON cdviz.task_run_summaries TO cdviz_reader;
 COMMENT ON TABLE cdviz.branch_summaries IS
 'cdviz: one row per branch, kept by the lake trigger (rules: see cdviz.pipeline_run_summaries): repository, earliest created and latest deleted times; what cdviz.branches_between() returns';
-GRANT SELECT ON cdviz.branch_summaries TO cdviz_reader;
 COMMENT ON TABLE cdviz.build_summaries IS
 'cdviz: one row per build, kept by the lake trigger (rules: see cdviz.pipeline_run_summaries); what cdviz.builds_between() returns';
-GRANT SELECT ON cdviz.build_summaries TO cdviz_reader;
 COMMENT ON TABLE cdviz.test_case_run_summaries IS
 'cdviz: one row per test case run, kept by the lake trigger (rules: see cdviz.pipeline_run_summaries; skipped_at is the latest skipped event); what cdviz.test_case_runs_between() returns';
-GRANT SELECT ON cdviz.test_case_run_summaries TO cdviz_reader;
 COMMENT ON TABLE cdviz.test_suite_run_summaries IS
 'cdviz: one row per test suite run, kept by the lake trigger (rules: see cdviz.pipeline_run_summaries); what cdviz.test_suite_runs_between() returns';
-GRANT SELECT ON cdviz.test_suite_run_summaries TO cdviz_reader;
 COMMENT ON TABLE cdviz.artifact_summaries IS
 'cdviz: one row per artifact, kept by the lake trigger: packaged/signed/published/downloaded/deleted times, download count, the change of its packaged event, latest user (last_user_at and last_user_event_id decide which event is the latest); what cdviz.artifacts_between() returns';
-GRANT SELECT ON cdviz.artifact_summaries TO cdviz_reader;
 COMMENT ON TABLE cdviz.change_summaries IS
 'cdviz: one row per change, kept by the lake trigger: repository, latest description (decided on description_at, description_event_id), created/first reviewed/last updated/merged/abandoned times, review count; what cdviz.changes_between() returns';
-GRANT SELECT ON cdviz.change_summaries TO cdviz_reader;
 COMMENT ON TABLE cdviz.incident_summaries IS
 'cdviz: one row per incident, kept by the lake trigger: environment, service, artifact, latest description, detected/reported (earliest) and resolved (latest) times; what cdviz.incidents_between() and the incident DORA metrics read';
-GRANT SELECT ON cdviz.incident_summaries TO cdviz_reader;
 COMMENT ON TABLE cdviz.event_counts_hourly IS
 'cdviz: number of stored events per UTC hour, type, context source and spec version (with the subject and predicate of the type, and the first and last event timestamps), kept by the lake trigger: the Activity dashboard reads it instead of the lake';
-GRANT SELECT ON cdviz.event_counts_hourly TO cdviz_reader;
 COMMENT ON TABLE cdviz.test_case_outcomes_daily IS
 'cdviz: test case run outcomes per UTC day (of the finished or skipped event), test case (name, else id) and outcome (normalised: success, failure, error, cancel; skipped for skipped events), with the number of runs, the latest such event and a reason (max): the Tests dashboard reads it instead of aggregating runs';
-GRANT SELECT ON cdviz.test_case_outcomes_daily TO cdviz_reader;
 COMMENT ON COLUMN cdviz.event_counts_hourly.hour IS 'start of the UTC hour of the events'' timestamps';
 COMMENT ON COLUMN cdviz.event_counts_hourly.events IS 'number of events stored (duplicates are not stored, so not counted)';
 COMMENT ON COLUMN cdviz.test_case_outcomes_daily.day IS 'start of the UTC day of the finished/skipped events';
 COMMENT ON COLUMN cdviz.test_case_outcomes_daily.runs IS 'number of finished (or skipped) events with that outcome';
+GRANT SELECT ON cdviz.pipeline_run_summaries, cdviz.task_run_summaries, cdviz.build_summaries,
+	cdviz.branch_summaries, cdviz.test_case_run_summaries, cdviz.test_suite_run_summaries,
+	cdviz.artifact_summaries, cdviz.change_summaries, cdviz.incident_summaries,
+	cdviz.event_counts_hourly, cdviz.test_case_outcomes_daily TO cdviz_reader;
 
 -- Summaries folded later: with cdviz.summaries = deferred the lake trigger
 -- keeps the current state at once and queues the statement's events here;
