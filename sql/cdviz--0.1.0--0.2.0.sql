@@ -1781,6 +1781,77 @@ COMMENT ON COLUMN cdviz.sink_status.kind IS 'http, nats, kafka or log';
 COMMENT ON COLUMN cdviz.sink_status.target IS 'URL, subject, topic or label';
 REVOKE EXECUTE ON FUNCTION cdviz._sink_check_kafka(text, jsonb), cdviz._sink_secret_setting(text) FROM PUBLIC;
 
+-- Repositories and environments are kept the same way: created, modified
+-- and deleted events, the latest value of each field that can change, and
+-- a state from the latest event.  cdviz._entities_between() aggregates them
+-- once for either subject; it is inlined (a single SELECT, STABLE, no SET)
+-- into the function that calls it, and the planner drops the aggregates of
+-- the columns that function does not return (environments have no owner).
+CREATE FUNCTION cdviz._entities_between(subject text, from_ts timestamptz, to_ts timestamptz,
+										lookback interval)
+RETURNS TABLE (subject_id text, source text, name text, owner text, uri text,
+			   view_url text, state text, created_at timestamptz, modified_at timestamptz,
+			   deleted_at timestamptz, first_event_at timestamptz, last_event_at timestamptz,
+			   last_predicate text, event_count bigint, last_payload jsonb)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+SELECT l.subject_id,
+	   max(l.payload #>> '{subject,source}'),
+	   (array_agg(l.payload #>> '{subject,content,name}' ORDER BY l."timestamp" DESC, l.id DESC)
+			FILTER (WHERE l.payload #> '{subject,content,name}' IS NOT NULL))[1],
+	   (array_agg(l.payload #>> '{subject,content,owner}' ORDER BY l."timestamp" DESC, l.id DESC)
+			FILTER (WHERE l.payload #> '{subject,content,owner}' IS NOT NULL))[1],
+	   (array_agg(coalesce(l.payload #>> '{subject,content,uri}', l.payload #>> '{subject,content,url}')
+				  ORDER BY l."timestamp" DESC, l.id DESC)
+			FILTER (WHERE coalesce(l.payload #> '{subject,content,uri}', l.payload #> '{subject,content,url}') IS NOT NULL))[1],
+	   (array_agg(l.payload #>> '{subject,content,viewUrl}' ORDER BY l."timestamp" DESC, l.id DESC)
+			FILTER (WHERE l.payload #> '{subject,content,viewUrl}' IS NOT NULL))[1],
+	   CASE (array_agg(l.predicate ORDER BY l."timestamp" DESC, l.id DESC))[1]
+			WHEN 'deleted' THEN 'deleted' ELSE 'active' END,
+	   min(l."timestamp") FILTER (WHERE l.predicate = 'created'),
+	   max(l."timestamp") FILTER (WHERE l.predicate = 'modified'),
+	   max(l."timestamp") FILTER (WHERE l.predicate = 'deleted'),
+	   min(l."timestamp"), max(l."timestamp"),
+	   (array_agg(l.predicate ORDER BY l."timestamp" DESC, l.id DESC))[1],
+	   count(*),
+	   (array_agg(l.payload ORDER BY l."timestamp" DESC, l.id DESC))[1]
+FROM cdviz.cdevents_lake AS l
+WHERE l.subject = _entities_between.subject AND l.predicate IN ('created', 'modified', 'deleted')
+  AND l."timestamp" >= from_ts - lookback AND l."timestamp" < to_ts
+GROUP BY l.subject_id
+HAVING max(l."timestamp") >= from_ts
+$$;
+
+COMMENT ON FUNCTION cdviz._entities_between(text, timestamptz, timestamptz, interval) IS
+'cdviz: internal, for cdviz.repositories_between() and cdviz.environments_between(): one row per instance of subject (repository or environment) with an event in [from_ts, to_ts), read back to from_ts - lookback';
+REVOKE EXECUTE ON FUNCTION cdviz._entities_between(text, timestamptz, timestamptz, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz._entities_between(text, timestamptz, timestamptz, interval) TO cdviz_reader;
+
+CREATE OR REPLACE FUNCTION cdviz.repositories_between(from_ts timestamptz, to_ts timestamptz,
+										   lookback interval DEFAULT '30 days')
+RETURNS TABLE (repository_id text, source text, name text, owner text, uri text,
+			   view_url text, state text, created_at timestamptz, modified_at timestamptz,
+			   deleted_at timestamptz, first_event_at timestamptz, last_event_at timestamptz,
+			   last_predicate text, event_count bigint, last_payload jsonb)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+SELECT * FROM cdviz._entities_between('repository', from_ts, to_ts, lookback)
+$$;
+
+CREATE OR REPLACE FUNCTION cdviz.environments_between(from_ts timestamptz, to_ts timestamptz,
+										   lookback interval DEFAULT '30 days')
+RETURNS TABLE (environment_id text, source text, name text, uri text, state text,
+			   created_at timestamptz, modified_at timestamptz, deleted_at timestamptz,
+			   first_event_at timestamptz, last_event_at timestamptz, last_predicate text,
+			   event_count bigint, last_payload jsonb)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+SELECT e.subject_id, e.source, e.name, e.uri, e.state, e.created_at, e.modified_at,
+	   e.deleted_at, e.first_event_at, e.last_event_at, e.last_predicate, e.event_count,
+	   e.last_payload
+FROM cdviz._entities_between('environment', from_ts, to_ts, lookback) AS e
+$$;
+
 -- Sources as rows (sql/ext/51_source_catalog.sql).  Progress stays where it
 -- is: cdviz.fs_files and cdviz.s3_objects are keyed by path and by
 -- bucket and key, so a file read under 0.1.0 is known to the source that
@@ -2397,6 +2468,7 @@ GRANT SELECT ON cdviz.sources TO cdviz_reader;
 -- location: a source dropped and created again for the same folder
 -- finds its progress); message sources count in cdviz.source_progress.
 -- Errors are shown with the source's secrets replaced by ***.
+-- 0.1.0's view had a row per folder or prefix and other columns
 DROP VIEW cdviz.source_status;
 CREATE VIEW cdviz.source_status AS
 SELECT s.id, s.name, s.kind, s.location, s.paused, s.defined_by,

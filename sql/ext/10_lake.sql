@@ -55,6 +55,7 @@ CREATE INDEX cdevents_lake_context_id
 
 COMMENT ON TABLE cdviz.cdevents_lake IS
 'cdviz: every accepted CDEvent, one row each, partitioned by month of "timestamp". Written only through cdviz.ingest*() and the workers.';
+GRANT SELECT ON cdviz.cdevents_lake TO cdviz_reader;
 COMMENT ON COLUMN cdviz.cdevents_lake.id IS 'row id, increasing in storage order';
 COMMENT ON COLUMN cdviz.cdevents_lake."timestamp" IS 'context.timestamp of the event';
 COMMENT ON COLUMN cdviz.cdevents_lake.imported_at IS 'when cdviz stored the event (transaction time)';

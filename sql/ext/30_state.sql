@@ -56,6 +56,7 @@ CREATE INDEX environment_history_rollbacks
 
 COMMENT ON TABLE cdviz.environment_history IS
 'cdviz: one row per service deployed/upgraded/rolledback/removed/published event that names an environment, kept by the lake trigger; the narrow time line behind cdviz.deployments, cdviz.services, cdviz.environment_inventory_at() and the deployment DORA metrics';
+GRANT SELECT ON cdviz.environment_history TO cdviz_reader;
 COMMENT ON COLUMN cdviz.environment_history.event_id IS 'cdviz.cdevents_lake.id of the event';
 COMMENT ON COLUMN cdviz.environment_history.environment_id IS 'subject.content.environment.id';
 COMMENT ON COLUMN cdviz.environment_history.service_id IS 'subject.id of the service';
@@ -79,6 +80,7 @@ CREATE TABLE cdviz.environment_state (
 
 COMMENT ON TABLE cdviz.environment_state IS
 'cdviz: latest event of each (environment, service) by event timestamp, recomputed from cdviz.environment_history at ingest; rows whose latest event is "removed" stay (artifact_id NULL) so that an older deploy delivered late cannot bring the service back. Read it through cdviz.environment_inventory.';
+GRANT SELECT ON cdviz.environment_state TO cdviz_reader;
 COMMENT ON COLUMN cdviz.environment_state.artifact_id IS 'artifact running now; NULL when the latest event removed the service';
 COMMENT ON COLUMN cdviz.environment_state.deployed_at IS 'timestamp of the event that put artifact_id there; NULL when removed';
 COMMENT ON COLUMN cdviz.environment_state.predicate IS 'predicate of the latest event: deployed, upgraded, rolledback or removed';
@@ -125,6 +127,7 @@ CREATE INDEX first_deployments_artifact_id
 
 COMMENT ON TABLE cdviz.first_deployments IS
 'cdviz: earliest deployed/upgraded event of each artifact in each environment (earliest wins, whatever the arrival order), with the change the artifact was built from: one row per sample of lead time for changes';
+GRANT SELECT ON cdviz.first_deployments TO cdviz_reader;
 COMMENT ON COLUMN cdviz.first_deployments.deployed_at IS 'timestamp of the earliest deployed/upgraded event of the artifact in the environment';
 COMMENT ON COLUMN cdviz.first_deployments.event_id IS 'cdviz.cdevents_lake.id of that event';
 COMMENT ON COLUMN cdviz.first_deployments.change_id IS 'the change of the artifact (cdviz.artifact_changes), NULL while unknown';
@@ -141,6 +144,7 @@ CREATE INDEX artifact_changes_change_id ON cdviz.artifact_changes (change_id);
 
 COMMENT ON TABLE cdviz.artifact_changes IS
 'cdviz: the change each artifact was built from, from artifact.packaged (subject.content.change); the earliest packaged event wins';
+GRANT SELECT ON cdviz.artifact_changes TO cdviz_reader;
 COMMENT ON COLUMN cdviz.artifact_changes.change_id IS 'subject.content.change.id of the packaged event';
 COMMENT ON COLUMN cdviz.artifact_changes.change_source IS 'subject.content.change.source of the packaged event';
 COMMENT ON COLUMN cdviz.artifact_changes.packaged_at IS 'timestamp of the earliest packaged event';
@@ -154,6 +158,7 @@ CREATE TABLE cdviz.change_times (
 
 COMMENT ON TABLE cdviz.change_times IS
 'cdviz: earliest change.created and change.merged timestamps of each change id (the start point of lead time for changes). Changes are matched on id alone: ids should be unique across repositories.';
+GRANT SELECT ON cdviz.change_times TO cdviz_reader;
 COMMENT ON COLUMN cdviz.change_times.created_at IS 'timestamp of the earliest change.created event';
 COMMENT ON COLUMN cdviz.change_times.merged_at IS 'timestamp of the earliest change.merged event';
 
@@ -174,6 +179,7 @@ CREATE INDEX event_links_linked_context_id ON cdviz.event_links (linked_context_
 
 COMMENT ON TABLE cdviz.event_links IS
 'cdviz: one row per element of context.links of a stored event, kept by the lake trigger; read through cdviz.related()';
+GRANT SELECT ON cdviz.event_links TO cdviz_reader;
 COMMENT ON COLUMN cdviz.event_links.event_id IS 'cdviz.cdevents_lake.id of the event that carries the link';
 COMMENT ON COLUMN cdviz.event_links.context_id IS 'context.id of the event that carries the link';
 COMMENT ON COLUMN cdviz.event_links.linked_context_id IS 'the other end: target.contextId (RELATION), else from.contextId (PATH, END), else to.contextId';
@@ -228,6 +234,20 @@ SELECT pg_catalog.pg_extension_config_dump('cdviz.event_links', '');
 -- The statements are written once, in cdviz._fold_events() below, which
 -- the trigger, the fold of queued events and cdviz.summaries_fold() call.
 
+-- Every summary ends with the same columns, described at
+-- cdviz.pipeline_run_summaries and folded by the same rules: they are
+-- written once here and copied into each table by LIKE (names, types and
+-- NOT NULL; no link remains, so the template is dropped once the tables
+-- exist).
+CREATE TABLE cdviz._summary_columns (
+	chain_id		text,
+	first_event_at	timestamptz NOT NULL,
+	last_event_at	timestamptz NOT NULL,
+	last_event_id	bigint NOT NULL,
+	last_predicate	text NOT NULL,
+	event_count		bigint NOT NULL
+);
+
 CREATE TABLE cdviz.pipeline_run_summaries (
 	pipeline_run_id	text PRIMARY KEY,
 	source			text,
@@ -238,12 +258,7 @@ CREATE TABLE cdviz.pipeline_run_summaries (
 	outcome			text,
 	errors			text,
 	uri				text,
-	chain_id		text,
-	first_event_at	timestamptz NOT NULL,
-	last_event_at	timestamptz NOT NULL,
-	last_event_id	bigint NOT NULL,
-	last_predicate	text NOT NULL,
-	event_count		bigint NOT NULL
+	LIKE cdviz._summary_columns
 ) WITH (fillfactor = 80);
 CREATE INDEX pipeline_run_summaries_first_event_at ON cdviz.pipeline_run_summaries (first_event_at);
 
@@ -257,12 +272,7 @@ CREATE TABLE cdviz.task_run_summaries (
 	outcome			text,
 	errors			text,
 	uri				text,
-	chain_id		text,
-	first_event_at	timestamptz NOT NULL,
-	last_event_at	timestamptz NOT NULL,
-	last_event_id	bigint NOT NULL,
-	last_predicate	text NOT NULL,
-	event_count		bigint NOT NULL
+	LIKE cdviz._summary_columns
 ) WITH (fillfactor = 80);
 -- The window index covers what the task dashboards read (task, outcome,
 -- durations, pipeline run): 30 days at 10M events are 71,000 task runs,
@@ -284,12 +294,7 @@ CREATE TABLE cdviz.build_summaries (
 	started_at		timestamptz,
 	finished_at		timestamptz,
 	artifact_id		text,
-	chain_id		text,
-	first_event_at	timestamptz NOT NULL,
-	last_event_at	timestamptz NOT NULL,
-	last_event_id	bigint NOT NULL,
-	last_predicate	text NOT NULL,
-	event_count		bigint NOT NULL
+	LIKE cdviz._summary_columns
 ) WITH (fillfactor = 80);
 CREATE INDEX build_summaries_first_event_at ON cdviz.build_summaries (first_event_at);
 
@@ -300,12 +305,7 @@ CREATE TABLE cdviz.branch_summaries (
 	repository_source text,
 	created_at		timestamptz,
 	deleted_at		timestamptz,
-	chain_id		text,
-	first_event_at	timestamptz NOT NULL,
-	last_event_at	timestamptz NOT NULL,
-	last_event_id	bigint NOT NULL,
-	last_predicate	text NOT NULL,
-	event_count		bigint NOT NULL
+	LIKE cdviz._summary_columns
 ) WITH (fillfactor = 80);
 CREATE INDEX branch_summaries_first_event_at ON cdviz.branch_summaries (first_event_at);
 
@@ -328,12 +328,7 @@ CREATE TABLE cdviz.test_case_run_summaries (
 	outcome			text,
 	severity		text,
 	reason			text,
-	chain_id		text,
-	first_event_at	timestamptz NOT NULL,
-	last_event_at	timestamptz NOT NULL,
-	last_event_id	bigint NOT NULL,
-	last_predicate	text NOT NULL,
-	event_count		bigint NOT NULL
+	LIKE cdviz._summary_columns
 ) WITH (fillfactor = 80);
 -- covers the counts per test case and outcome (118,000 runs in 30 days at
 -- 10M events), as for task runs (last_event_at a key column likewise)
@@ -362,12 +357,7 @@ CREATE TABLE cdviz.test_suite_run_summaries (
 	outcome			text,
 	severity		text,
 	reason			text,
-	chain_id		text,
-	first_event_at	timestamptz NOT NULL,
-	last_event_at	timestamptz NOT NULL,
-	last_event_id	bigint NOT NULL,
-	last_predicate	text NOT NULL,
-	event_count		bigint NOT NULL
+	LIKE cdviz._summary_columns
 ) WITH (fillfactor = 80);
 CREATE INDEX test_suite_run_summaries_first_event_at ON cdviz.test_suite_run_summaries (first_event_at);
 
@@ -388,12 +378,7 @@ CREATE TABLE cdviz.artifact_summaries (
 	last_user		text,
 	last_user_at	timestamptz,
 	last_user_event_id bigint,
-	chain_id		text,
-	first_event_at	timestamptz NOT NULL,
-	last_event_at	timestamptz NOT NULL,
-	last_event_id	bigint NOT NULL,
-	last_predicate	text NOT NULL,
-	event_count		bigint NOT NULL
+	LIKE cdviz._summary_columns
 ) WITH (fillfactor = 80);
 CREATE INDEX artifact_summaries_first_event_at ON cdviz.artifact_summaries (first_event_at);
 
@@ -411,12 +396,7 @@ CREATE TABLE cdviz.change_summaries (
 	last_updated_at	timestamptz,
 	merged_at		timestamptz,
 	abandoned_at	timestamptz,
-	chain_id		text,
-	first_event_at	timestamptz NOT NULL,
-	last_event_at	timestamptz NOT NULL,
-	last_event_id	bigint NOT NULL,
-	last_predicate	text NOT NULL,
-	event_count		bigint NOT NULL
+	LIKE cdviz._summary_columns
 ) WITH (fillfactor = 80);
 CREATE INDEX change_summaries_first_event_at ON cdviz.change_summaries (first_event_at);
 
@@ -433,16 +413,13 @@ CREATE TABLE cdviz.incident_summaries (
 	detected_at		timestamptz,
 	reported_at		timestamptz,
 	resolved_at		timestamptz,
-	chain_id		text,
-	first_event_at	timestamptz NOT NULL,
-	last_event_at	timestamptz NOT NULL,
-	last_event_id	bigint NOT NULL,
-	last_predicate	text NOT NULL,
-	event_count		bigint NOT NULL
+	LIKE cdviz._summary_columns
 );
 CREATE INDEX incident_summaries_first_event_at ON cdviz.incident_summaries (first_event_at);
 CREATE INDEX incident_summaries_last_event_at ON cdviz.incident_summaries (last_event_at);
 CREATE INDEX incident_summaries_resolved_at ON cdviz.incident_summaries (resolved_at);
+
+DROP TABLE cdviz._summary_columns;
 
 CREATE TABLE cdviz.event_counts_hourly (
 	hour			timestamptz NOT NULL,
@@ -493,6 +470,10 @@ COMMENT ON COLUMN cdviz.event_counts_hourly.hour IS 'start of the UTC hour of th
 COMMENT ON COLUMN cdviz.event_counts_hourly.events IS 'number of events stored (duplicates are not stored, so not counted)';
 COMMENT ON COLUMN cdviz.test_case_outcomes_daily.day IS 'start of the UTC day of the finished/skipped events';
 COMMENT ON COLUMN cdviz.test_case_outcomes_daily.runs IS 'number of finished (or skipped) events with that outcome';
+GRANT SELECT ON cdviz.pipeline_run_summaries, cdviz.task_run_summaries, cdviz.build_summaries,
+	cdviz.branch_summaries, cdviz.test_case_run_summaries, cdviz.test_suite_run_summaries,
+	cdviz.artifact_summaries, cdviz.change_summaries, cdviz.incident_summaries,
+	cdviz.event_counts_hourly, cdviz.test_case_outcomes_daily TO cdviz_reader;
 
 -- Summaries folded later: with cdviz.summaries = deferred the lake trigger
 -- keeps the current state at once and queues the statement's events here;
@@ -523,6 +504,7 @@ AS 'MODULE_PATHNAME', 'cdviz_summaries_deferred';
 
 COMMENT ON FUNCTION cdviz._summaries_deferred() IS
 'cdviz: internal, for the lake trigger: whether this session queues the summaries (cdviz.summaries = deferred, the library preloaded so that the cdviz summaries worker runs, and this database is cdviz.database, the one it folds)';
+REVOKE EXECUTE ON FUNCTION cdviz._summaries_deferred() FROM PUBLIC;
 
 CREATE FUNCTION cdviz.summaries_pending()
 RETURNS bigint
@@ -533,6 +515,9 @@ AS $$ SELECT coalesce(sum(q.events), 0)::bigint FROM cdviz.summary_queue AS q $$
 
 COMMENT ON FUNCTION cdviz.summaries_pending() IS
 'cdviz: number of stored events not yet folded into the summary tables (the *_between functions, event counts and test outcomes); 0 when they are up to date. Example: SELECT cdviz.summaries_pending();';
+REVOKE EXECUTE ON FUNCTION cdviz.summaries_pending() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.summaries_pending() TO cdviz_reader;
+GRANT EXECUTE ON FUNCTION cdviz.summaries_pending() TO cdviz_writer;
 
 -- The lake trigger and the folds.
 --
@@ -1330,6 +1315,7 @@ $$;
 
 COMMENT ON FUNCTION cdviz.lake_maintain() IS
 'cdviz: statement-level AFTER INSERT trigger of cdviz.cdevents_lake: folds the stored events of the statement into environment_history and environment_state; then, with cdviz.summaries = deferred (in the summaries worker''s database), queues them in cdviz.summary_queue for cdviz.fold_queued_summaries(), else folds them at once into the derived tables (first_deployments, artifact_changes, change_times, event_links) and, grouped per key, into the summary tables (pipeline/task/test case/test suite run, build, artifact, change and incident summaries, event_counts_hourly, test_case_outcomes_daily) with one set-based statement per table, each run only when the statement stored events of its subject; order-independent merge rules (see cdviz.pipeline_run_summaries). SECURITY DEFINER so that writers need no privilege on them.';
+REVOKE EXECUTE ON FUNCTION cdviz.lake_maintain() FROM PUBLIC;
 
 -- Folds the lake rows of queued statements (their keys: ids, stamps).
 CREATE FUNCTION cdviz._fold_lake_keys(ids bigint[], stamps timestamptz[])
@@ -1398,6 +1384,8 @@ $$;
 
 COMMENT ON FUNCTION cdviz.fold_queued_summaries(integer) IS
 'cdviz: folds the events queued by the lake trigger (cdviz.summaries = deferred) into the summary tables, the oldest max_statements insert statements at most, and returns how many events it folded; the cdviz summaries worker calls it, a session that wants read-after-write may too. Example: SELECT cdviz.fold_queued_summaries();';
+REVOKE EXECUTE ON FUNCTION cdviz.fold_queued_summaries(integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.fold_queued_summaries(integer) TO cdviz_writer;
 
 CREATE FUNCTION cdviz.summaries_fold(from_ts timestamptz, to_ts timestamptz)
 RETURNS void
@@ -1422,6 +1410,7 @@ $$;
 
 COMMENT ON FUNCTION cdviz.summaries_fold(timestamptz, timestamptz) IS
 'cdviz: folds the lake events with "timestamp" in [from_ts, to_ts) into the summary tables, with the same statements as the lake trigger; adds to what is there (call it on empty summaries, or for events the summaries have not seen). Used by cdviz.rebuild_summaries().';
+REVOKE EXECUTE ON FUNCTION cdviz.summaries_fold(timestamptz, timestamptz) FROM PUBLIC;
 
 -- only the functions above call them, as the extension's owner
 REVOKE EXECUTE ON FUNCTION cdviz._lake_rows(cdviz.cdevents_lake[]),
@@ -1486,6 +1475,7 @@ $$;
 
 COMMENT ON FUNCTION cdviz.rebuild_summaries() IS
 'cdviz: superuser only. Empties the summary tables kept by the lake trigger (cdviz.*_summaries, cdviz.event_counts_hourly, cdviz.test_case_outcomes_daily) and refolds them from the whole lake, month by month, under a SHARE lock of the lake (ingest waits); returns the row count of each. For upgrades from a version without summaries, and after loading lake rows without the trigger (pg_restore of partitions, COPY into a partition). Example: SELECT * FROM cdviz.rebuild_summaries();';
+REVOKE EXECUTE ON FUNCTION cdviz.rebuild_summaries() FROM PUBLIC;
 
 SELECT pg_catalog.pg_extension_config_dump('cdviz.pipeline_run_summaries', '');
 SELECT pg_catalog.pg_extension_config_dump('cdviz.task_run_summaries', '');

@@ -610,7 +610,6 @@ GRANT SELECT ON cdviz.sources TO cdviz_reader;
 -- location: a source dropped and created again for the same folder
 -- finds its progress); message sources count in cdviz.source_progress.
 -- Errors are shown with the source's secrets replaced by ***.
-DROP VIEW cdviz.source_status;
 CREATE VIEW cdviz.source_status AS
 SELECT s.id, s.name, s.kind, s.location, s.paused, s.defined_by,
 	   CASE WHEN s.paused THEN 'paused' ELSE coalesce(p.state, 'starting') END AS state,
