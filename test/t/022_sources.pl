@@ -146,6 +146,11 @@ is(q1(q{SELECT state || ' ' || (last_poll_at IS NULL) FROM cdviz.source_status W
 # after 30 s), each healthy source stores what arrives, a folder within
 # two of its polls (a file is read once it looked the same twice) and a
 # little time to store it on a busy machine.
+# (a first file each, untimed: the workers have just started)
+drop_file("$tmp/a", 'a0.json', event_json('a-0', source => '/a'));
+drop_file("$tmp/b", 'b0.json', event_json('b-0', source => '/b'));
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 2 FROM cdviz.cdevents_lake WHERE context_id IN ('a-0', 'b-0')}),
+	'both folders read a first file');
 for my $round (1 .. 3)
 {
 	my $t0 = time;
@@ -164,7 +169,7 @@ ok($node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM cdviz.cdevents
 like(q1(q{SELECT string_agg(name || '=' || state, ' ' ORDER BY name) FROM cdviz.source_status}),
 	qr/^bucket=running folder-a=running folder-b=running hanging=running kafka=failed no-bucket=running no-folder=running stream=running$/,
 	'cdviz.source_status: one row per source');
-is(q1(q{SELECT events || '/' || items FROM cdviz.source_status WHERE name = 'folder-a'}), '3/3',
+is(q1(q{SELECT events || '/' || items FROM cdviz.source_status WHERE name = 'folder-a'}), '4/4',
 	'counts per folder source');
 is(q1(q{SELECT last_poll_at IS NULL FROM cdviz.source_status WHERE name = 'hanging'}), 't',
 	'all the while, the hanging source has not finished one poll');
@@ -174,7 +179,7 @@ ok(q1(q{SELECT last_error LIKE '%could not open folder%' FROM cdviz.source_statu
 # /metrics shows the same, per source
 my $metrics = '';
 IPC::Run::run([ 'curl', '-s', '--max-time', '10', "http://127.0.0.1:$hport/metrics" ], '>', \$metrics, '2>', \my $cerr);
-like($metrics, qr/^cdviz_source_events_total\{source="folder-a",kind="folder"\} 3$/m, '/metrics: events per source');
+like($metrics, qr/^cdviz_source_events_total\{source="folder-a",kind="folder"\} 4$/m, '/metrics: events per source');
 like($metrics, qr/^cdviz_source_events_total\{source="stream",kind="nats"\} 1$/m, '/metrics: a NATS source counts what it stores');
 like($metrics, qr/^cdviz_source_up\{source="bucket",kind="s3"\} 1$/m, '/metrics: a running source is up');
 like($metrics, qr/^cdviz_source_up\{source="kafka",kind="kafka"\} 0$/m, '/metrics: a failed one is not');
@@ -204,7 +209,7 @@ q1(q{SELECT cdviz.resume_source('folder-b')});
 wait_worker('folder-b', 1, 'a resumed source has its worker again');
 ok($node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM cdviz.cdevents_lake WHERE context_id = 'b-paused'}),
 	'and reads what arrived meanwhile');
-is(q1(q{SELECT count(*) FROM cdviz.cdevents_lake WHERE context_id LIKE 'b-%'}), 4, 'each file of b once');
+is(q1(q{SELECT count(*) FROM cdviz.cdevents_lake WHERE context_id LIKE 'b-%'}), 5, 'each file of b once');
 
 # ---- drop ------------------------------------------------------------------
 q1(q{SELECT cdviz.drop_source('folder-b'); SELECT cdviz.drop_source('hanging')});
