@@ -15,7 +15,8 @@
  * in a row up to 5 minutes; a worker that ran a minute is forgiven its
  * past failures.  When no background worker slot is free
  * (max_worker_processes), the source says so and the launcher tries again
- * every few seconds.  Nothing else wakes it: idle, it sleeps.
+ * every few seconds.  Nothing else wakes it: idle, it sleeps, looking
+ * once every 5 minutes all the same.
  *
  * The settings cdviz.fs_path, cdviz.s3_bucket and cdviz.nats_subjects
  * (with the settings of their groups) each define one source, named
