@@ -6,7 +6,7 @@
  *
  * A worker's main function follows this shape:
  *
- *		cdviz_worker_connect("cdviz poller");
+ *		cdviz_worker_connect("cdviz dispatcher");
  *		for (;;)
  *		{
  *			cdviz_worker_process_interrupts();		-- SIGTERM exits, SIGHUP reloads

@@ -222,7 +222,7 @@ read_document(void *arg)
 	if (n < 0)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 
-	chunkcxt = AllocSetContextCreate(CurrentMemoryContext, "cdviz poller document",
+	chunkcxt = AllocSetContextCreate(CurrentMemoryContext, "cdviz source document",
 									 ALLOCSET_DEFAULT_SIZES);
 	for (int from = 0; from < n; from += batch)
 	{
