@@ -584,6 +584,8 @@ COMMENT ON FUNCTION cdviz._lake_rows(cdviz.cdevents_lake[]) IS
 -- expressions as if written out, with no call and no row value built.
 -- (Declared with OUT parameters instead of a named type, it would not be
 -- inlined, and would be called once per field.)
+-- Only the extension's owner may execute it, as the fold runs (the
+-- planner inlines a function only for a user who may execute it).
 CREATE FUNCTION cdviz._summary_merge(s anyelement, x anyelement)
 RETURNS cdviz._summary_columns
 LANGUAGE sql IMMUTABLE
@@ -600,6 +602,7 @@ $$;
 
 COMMENT ON FUNCTION cdviz._summary_merge(anyelement, anyelement) IS
 'cdviz: internal, for cdviz._fold_events(): the columns every summary table ends with, folded from a stored row and a proposed one; inlined into the statement';
+REVOKE EXECUTE ON FUNCTION cdviz._summary_merge(anyelement, anyelement) FROM PUBLIC;
 
 -- One INSERT ... ON CONFLICT DO UPDATE per table, grouped per key (a run's
 -- queued/started/finished in one chunk are one row write), no loop.  Each
