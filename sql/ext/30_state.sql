@@ -235,17 +235,30 @@ SELECT pg_catalog.pg_extension_config_dump('cdviz.event_links', '');
 -- the trigger, the fold of queued events and cdviz.summaries_fold() call.
 
 -- Every summary ends with the same columns, described at
--- cdviz.pipeline_run_summaries and folded by the same rules: they are
--- written once here and copied into each table by LIKE (names, types and
--- NOT NULL; no link remains, so the template is dropped once the tables
--- exist).
-CREATE TABLE cdviz._summary_columns (
+-- cdviz.pipeline_run_summaries and folded by the same rules: the type
+-- cdviz._summary_columns names them once, for the tables and for
+-- cdviz._summary_merge(), which folds them.  The tables copy them by LIKE
+-- from a template table of that type, which adds their NOT NULLs (LIKE
+-- copies names, types and NOT NULL and leaves no link, so the template is
+-- dropped once the tables exist).
+CREATE TYPE cdviz._summary_columns AS (
 	chain_id		text,
-	first_event_at	timestamptz NOT NULL,
-	last_event_at	timestamptz NOT NULL,
-	last_event_id	bigint NOT NULL,
-	last_predicate	text NOT NULL,
-	event_count		bigint NOT NULL
+	first_event_at	timestamptz,
+	last_event_at	timestamptz,
+	last_event_id	bigint,
+	last_predicate	text,
+	event_count		bigint
+);
+
+COMMENT ON TYPE cdviz._summary_columns IS
+'cdviz: internal: the columns every summary table ends with (see cdviz.pipeline_run_summaries), as cdviz._summary_merge() returns them';
+
+CREATE TABLE cdviz._summary_template OF cdviz._summary_columns (
+	first_event_at WITH OPTIONS NOT NULL,
+	last_event_at WITH OPTIONS NOT NULL,
+	last_event_id WITH OPTIONS NOT NULL,
+	last_predicate WITH OPTIONS NOT NULL,
+	event_count WITH OPTIONS NOT NULL
 );
 
 CREATE TABLE cdviz.pipeline_run_summaries (
@@ -258,7 +271,7 @@ CREATE TABLE cdviz.pipeline_run_summaries (
 	outcome			text,
 	errors			text,
 	uri				text,
-	LIKE cdviz._summary_columns
+	LIKE cdviz._summary_template
 ) WITH (fillfactor = 80);
 CREATE INDEX pipeline_run_summaries_first_event_at ON cdviz.pipeline_run_summaries (first_event_at);
 
@@ -272,7 +285,7 @@ CREATE TABLE cdviz.task_run_summaries (
 	outcome			text,
 	errors			text,
 	uri				text,
-	LIKE cdviz._summary_columns
+	LIKE cdviz._summary_template
 ) WITH (fillfactor = 80);
 -- The window index covers what the task dashboards read (task, outcome,
 -- durations, pipeline run): 30 days at 10M events are 71,000 task runs,
@@ -294,7 +307,7 @@ CREATE TABLE cdviz.build_summaries (
 	started_at		timestamptz,
 	finished_at		timestamptz,
 	artifact_id		text,
-	LIKE cdviz._summary_columns
+	LIKE cdviz._summary_template
 ) WITH (fillfactor = 80);
 CREATE INDEX build_summaries_first_event_at ON cdviz.build_summaries (first_event_at);
 
@@ -305,7 +318,7 @@ CREATE TABLE cdviz.branch_summaries (
 	repository_source text,
 	created_at		timestamptz,
 	deleted_at		timestamptz,
-	LIKE cdviz._summary_columns
+	LIKE cdviz._summary_template
 ) WITH (fillfactor = 80);
 CREATE INDEX branch_summaries_first_event_at ON cdviz.branch_summaries (first_event_at);
 
@@ -328,7 +341,7 @@ CREATE TABLE cdviz.test_case_run_summaries (
 	outcome			text,
 	severity		text,
 	reason			text,
-	LIKE cdviz._summary_columns
+	LIKE cdviz._summary_template
 ) WITH (fillfactor = 80);
 -- covers the counts per test case and outcome (118,000 runs in 30 days at
 -- 10M events), as for task runs (last_event_at a key column likewise)
@@ -357,7 +370,7 @@ CREATE TABLE cdviz.test_suite_run_summaries (
 	outcome			text,
 	severity		text,
 	reason			text,
-	LIKE cdviz._summary_columns
+	LIKE cdviz._summary_template
 ) WITH (fillfactor = 80);
 CREATE INDEX test_suite_run_summaries_first_event_at ON cdviz.test_suite_run_summaries (first_event_at);
 
@@ -378,7 +391,7 @@ CREATE TABLE cdviz.artifact_summaries (
 	last_user		text,
 	last_user_at	timestamptz,
 	last_user_event_id bigint,
-	LIKE cdviz._summary_columns
+	LIKE cdviz._summary_template
 ) WITH (fillfactor = 80);
 CREATE INDEX artifact_summaries_first_event_at ON cdviz.artifact_summaries (first_event_at);
 
@@ -396,7 +409,7 @@ CREATE TABLE cdviz.change_summaries (
 	last_updated_at	timestamptz,
 	merged_at		timestamptz,
 	abandoned_at	timestamptz,
-	LIKE cdviz._summary_columns
+	LIKE cdviz._summary_template
 ) WITH (fillfactor = 80);
 CREATE INDEX change_summaries_first_event_at ON cdviz.change_summaries (first_event_at);
 
@@ -413,13 +426,13 @@ CREATE TABLE cdviz.incident_summaries (
 	detected_at		timestamptz,
 	reported_at		timestamptz,
 	resolved_at		timestamptz,
-	LIKE cdviz._summary_columns
+	LIKE cdviz._summary_template
 );
 CREATE INDEX incident_summaries_first_event_at ON cdviz.incident_summaries (first_event_at);
 CREATE INDEX incident_summaries_last_event_at ON cdviz.incident_summaries (last_event_at);
 CREATE INDEX incident_summaries_resolved_at ON cdviz.incident_summaries (resolved_at);
 
-DROP TABLE cdviz._summary_columns;
+DROP TABLE cdviz._summary_template;
 
 CREATE TABLE cdviz.event_counts_hourly (
 	hour			timestamptz NOT NULL,
@@ -558,6 +571,38 @@ AS $$ SELECT (u.r).* FROM (SELECT pg_catalog.unnest(events) AS r) AS u $$;
 
 COMMENT ON FUNCTION cdviz._lake_rows(cdviz.cdevents_lake[]) IS
 'cdviz: internal, for cdviz._fold_events(): the lake rows of an array, inlined into the statement that reads them';
+
+-- How the columns every summary ends with fold, for any summary table: s is
+-- the stored row, x the one proposed (excluded).  chain_id and
+-- last_event_at take the max, first_event_at the min, last_event_id and
+-- last_predicate those of the latest event by (timestamp, lake id),
+-- event_count the sum.  A statement assigns them in one item,
+--   (chain_id, ..., event_count) = ROW((cdviz._summary_merge(s, excluded)).*)
+-- and the function is inlined there (LANGUAGE sql, IMMUTABLE, not STRICT,
+-- no SET, one ROW() of a named type): each field becomes its own
+-- expression over the two rows' columns, so an update runs the same
+-- expressions as if written out, with no call and no row value built.
+-- (Declared with OUT parameters instead of a named type, it would not be
+-- inlined, and would be called once per field.)
+-- Only the extension's owner may execute it, as the fold runs (the
+-- planner inlines a function only for a user who may execute it).
+CREATE FUNCTION cdviz._summary_merge(s anyelement, x anyelement)
+RETURNS cdviz._summary_columns
+LANGUAGE sql IMMUTABLE
+AS $$
+SELECT ROW(GREATEST(s.chain_id, x.chain_id),
+		   LEAST(s.first_event_at, x.first_event_at),
+		   GREATEST(s.last_event_at, x.last_event_at),
+		   CASE WHEN (x.last_event_at, x.last_event_id) > (s.last_event_at, s.last_event_id)
+				THEN x.last_event_id ELSE s.last_event_id END,
+		   CASE WHEN (x.last_event_at, x.last_event_id) > (s.last_event_at, s.last_event_id)
+				THEN x.last_predicate ELSE s.last_predicate END,
+		   s.event_count + x.event_count)::cdviz._summary_columns
+$$;
+
+COMMENT ON FUNCTION cdviz._summary_merge(anyelement, anyelement) IS
+'cdviz: internal, for cdviz._fold_events(): the columns every summary table ends with, folded from a stored row and a proposed one; inlined into the statement';
+REVOKE EXECUTE ON FUNCTION cdviz._summary_merge(anyelement, anyelement) FROM PUBLIC;
 
 -- One INSERT ... ON CONFLICT DO UPDATE per table, grouped per key (a run's
 -- queued/started/finished in one chunk are one row write), no loop.  Each
@@ -717,14 +762,8 @@ BEGIN
 			outcome = GREATEST(s.outcome, excluded.outcome),
 			errors = GREATEST(s.errors, excluded.errors),
 			uri = GREATEST(s.uri, excluded.uri),
-			chain_id = GREATEST(s.chain_id, excluded.chain_id),
-			first_event_at = LEAST(s.first_event_at, excluded.first_event_at),
-			last_event_at = GREATEST(s.last_event_at, excluded.last_event_at),
-			last_event_id = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								 THEN excluded.last_event_id ELSE s.last_event_id END,
-			last_predicate = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								  THEN excluded.last_predicate ELSE s.last_predicate END,
-			event_count = s.event_count + excluded.event_count;
+			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+				= ROW((cdviz._summary_merge(s, excluded)).*);
 	END IF;
 
 	IF subjects @> '{taskrun}' THEN
@@ -758,14 +797,8 @@ BEGIN
 			outcome = GREATEST(s.outcome, excluded.outcome),
 			errors = GREATEST(s.errors, excluded.errors),
 			uri = GREATEST(s.uri, excluded.uri),
-			chain_id = GREATEST(s.chain_id, excluded.chain_id),
-			first_event_at = LEAST(s.first_event_at, excluded.first_event_at),
-			last_event_at = GREATEST(s.last_event_at, excluded.last_event_at),
-			last_event_id = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								 THEN excluded.last_event_id ELSE s.last_event_id END,
-			last_predicate = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								  THEN excluded.last_predicate ELSE s.last_predicate END,
-			event_count = s.event_count + excluded.event_count;
+			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+				= ROW((cdviz._summary_merge(s, excluded)).*);
 	END IF;
 
 	IF subjects @> '{build}' THEN
@@ -793,14 +826,8 @@ BEGIN
 			started_at = LEAST(s.started_at, excluded.started_at),
 			finished_at = GREATEST(s.finished_at, excluded.finished_at),
 			artifact_id = GREATEST(s.artifact_id, excluded.artifact_id),
-			chain_id = GREATEST(s.chain_id, excluded.chain_id),
-			first_event_at = LEAST(s.first_event_at, excluded.first_event_at),
-			last_event_at = GREATEST(s.last_event_at, excluded.last_event_at),
-			last_event_id = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								 THEN excluded.last_event_id ELSE s.last_event_id END,
-			last_predicate = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								  THEN excluded.last_predicate ELSE s.last_predicate END,
-			event_count = s.event_count + excluded.event_count;
+			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+				= ROW((cdviz._summary_merge(s, excluded)).*);
 	END IF;
 
 	IF subjects @> '{branch}' THEN
@@ -828,14 +855,8 @@ BEGIN
 			repository_source = GREATEST(s.repository_source, excluded.repository_source),
 			created_at = LEAST(s.created_at, excluded.created_at),
 			deleted_at = GREATEST(s.deleted_at, excluded.deleted_at),
-			chain_id = GREATEST(s.chain_id, excluded.chain_id),
-			first_event_at = LEAST(s.first_event_at, excluded.first_event_at),
-			last_event_at = GREATEST(s.last_event_at, excluded.last_event_at),
-			last_event_id = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								 THEN excluded.last_event_id ELSE s.last_event_id END,
-			last_predicate = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								  THEN excluded.last_predicate ELSE s.last_predicate END,
-			event_count = s.event_count + excluded.event_count;
+			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+				= ROW((cdviz._summary_merge(s, excluded)).*);
 	END IF;
 
 	IF subjects @> '{testcaserun}' THEN
@@ -889,14 +910,8 @@ BEGIN
 			outcome = GREATEST(s.outcome, excluded.outcome),
 			severity = GREATEST(s.severity, excluded.severity),
 			reason = GREATEST(s.reason, excluded.reason),
-			chain_id = GREATEST(s.chain_id, excluded.chain_id),
-			first_event_at = LEAST(s.first_event_at, excluded.first_event_at),
-			last_event_at = GREATEST(s.last_event_at, excluded.last_event_at),
-			last_event_id = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								 THEN excluded.last_event_id ELSE s.last_event_id END,
-			last_predicate = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								  THEN excluded.last_predicate ELSE s.last_predicate END,
-			event_count = s.event_count + excluded.event_count;
+			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+				= ROW((cdviz._summary_merge(s, excluded)).*);
 	END IF;
 
 	IF subjects @> '{testsuiterun}' THEN
@@ -944,14 +959,8 @@ BEGIN
 			outcome = GREATEST(s.outcome, excluded.outcome),
 			severity = GREATEST(s.severity, excluded.severity),
 			reason = GREATEST(s.reason, excluded.reason),
-			chain_id = GREATEST(s.chain_id, excluded.chain_id),
-			first_event_at = LEAST(s.first_event_at, excluded.first_event_at),
-			last_event_at = GREATEST(s.last_event_at, excluded.last_event_at),
-			last_event_id = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								 THEN excluded.last_event_id ELSE s.last_event_id END,
-			last_predicate = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								  THEN excluded.last_predicate ELSE s.last_predicate END,
-			event_count = s.event_count + excluded.event_count;
+			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+				= ROW((cdviz._summary_merge(s, excluded)).*);
 	END IF;
 
 	IF subjects @> '{artifact}' THEN
@@ -1004,14 +1013,8 @@ BEGIN
 			last_user_at = GREATEST(s.last_user_at, excluded.last_user_at),
 			last_user_event_id = CASE WHEN (excluded.last_user_at, excluded.last_user_event_id) > (s.last_user_at, s.last_user_event_id) OR s.last_user_at IS NULL
 						THEN coalesce(excluded.last_user_event_id, s.last_user_event_id) ELSE s.last_user_event_id END,
-			chain_id = GREATEST(s.chain_id, excluded.chain_id),
-			first_event_at = LEAST(s.first_event_at, excluded.first_event_at),
-			last_event_at = GREATEST(s.last_event_at, excluded.last_event_at),
-			last_event_id = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								 THEN excluded.last_event_id ELSE s.last_event_id END,
-			last_predicate = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								  THEN excluded.last_predicate ELSE s.last_predicate END,
-			event_count = s.event_count + excluded.event_count;
+			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+				= ROW((cdviz._summary_merge(s, excluded)).*);
 	END IF;
 
 	IF subjects @> '{change}' THEN
@@ -1058,14 +1061,8 @@ BEGIN
 			last_updated_at = GREATEST(s.last_updated_at, excluded.last_updated_at),
 			merged_at = LEAST(s.merged_at, excluded.merged_at),
 			abandoned_at = LEAST(s.abandoned_at, excluded.abandoned_at),
-			chain_id = GREATEST(s.chain_id, excluded.chain_id),
-			first_event_at = LEAST(s.first_event_at, excluded.first_event_at),
-			last_event_at = GREATEST(s.last_event_at, excluded.last_event_at),
-			last_event_id = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								 THEN excluded.last_event_id ELSE s.last_event_id END,
-			last_predicate = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								  THEN excluded.last_predicate ELSE s.last_predicate END,
-			event_count = s.event_count + excluded.event_count;
+			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+				= ROW((cdviz._summary_merge(s, excluded)).*);
 	END IF;
 
 	IF subjects @> '{incident}' THEN
@@ -1108,14 +1105,8 @@ BEGIN
 			detected_at = LEAST(s.detected_at, excluded.detected_at),
 			reported_at = LEAST(s.reported_at, excluded.reported_at),
 			resolved_at = GREATEST(s.resolved_at, excluded.resolved_at),
-			chain_id = GREATEST(s.chain_id, excluded.chain_id),
-			first_event_at = LEAST(s.first_event_at, excluded.first_event_at),
-			last_event_at = GREATEST(s.last_event_at, excluded.last_event_at),
-			last_event_id = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								 THEN excluded.last_event_id ELSE s.last_event_id END,
-			last_predicate = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								  THEN excluded.last_predicate ELSE s.last_predicate END,
-			event_count = s.event_count + excluded.event_count;
+			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+				= ROW((cdviz._summary_merge(s, excluded)).*);
 	END IF;
 
 	IF subjects @> '{testcaserun}' THEN

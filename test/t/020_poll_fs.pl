@@ -15,12 +15,9 @@ use Test::More;
 use Time::HiRes qw(usleep);
 
 my $tmp = PostgreSQL::Test::Utils::tempdir();
-my $in = "$tmp/in";
-make_path($in);
+my ($in, $fs_conf) = fs_inbox($tmp);
 
-my $node = cdviz_node('poll_fs', qq(
-cdviz.fs_path = '$in'
-cdviz.fs_poll_interval = 1
+my $node = cdviz_node('poll_fs', $fs_conf . qq(
 cdviz.poll_batch_lines = 1000
 restart_after_crash = on
 ));

@@ -8,24 +8,19 @@
 # ingestion, webhooks, sinks and pollers go on.
 use strict;
 use warnings;
-use File::Path qw(make_path);
 use FindBin;
 use IPC::Run;
 use lib $FindBin::Bin;
+use CdvizNode;
 use HttpTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
 my $fixture = "$FindBin::Bin/../fixtures/upgrade/cdviz-0.1.0-data.sql";
-my $tmp = PostgreSQL::Test::Utils::tempdir();
-my $in = "$tmp/in";
-make_path($in);
+my ($in, $fs_conf) = fs_inbox(PostgreSQL::Test::Utils::tempdir());
 
-my $node = start_http_node('upgrade', qq(
-cdviz.fs_path = '$in'
-cdviz.fs_poll_interval = 1
-));
+my $node = start_http_node('upgrade', $fs_conf);
 
 # ------------------------------------------------------ 0.1.0 installed ----
 $node->safe_psql('postgres', "CREATE EXTENSION cdviz VERSION '0.1.0'");
