@@ -53,11 +53,12 @@ my $old_file = "$in/read-under-0.1.0.jsonl";
 my $old_text = event_json('read-under-0.1.0-a') . "\n" . event_json('read-under-0.1.0-b') . "\n";
 PostgreSQL::Test::Utils::append_to_file($old_file, $old_text);
 utime(1700000000, 1700000000, $old_file) or die "utime: $!";
-use bigint;
-my $fnv = 0xcbf29ce484222325;
-$fnv = (($fnv ^ $_) * 0x100000001b3) % 2**64 for unpack('C*', $old_text);
-$fnv -= 2**64 if $fnv >= 2**63;
-no bigint;
+use Math::BigInt;
+my $fnv = Math::BigInt->from_hex('cbf29ce484222325');
+my $prime = Math::BigInt->from_hex('100000001b3');
+my $two64 = Math::BigInt->new(2)->bpow(64);
+$fnv = (($fnv ^ $_) * $prime) % $two64 for unpack('C*', $old_text);
+$fnv -= $two64 if $fnv >= $two64 / 2;
 $node->safe_psql('postgres', sprintf(q{INSERT INTO cdviz.fs_files (path, source, size, mtime, read_offset,
 	lines_read, prefix_hash, status, events, first_read_at, last_read_at)
 	VALUES ('%s', '%s', %d, to_timestamp(1700000000), %d, 2, %s, 'read', 2, now(), now())},
