@@ -39,8 +39,7 @@ CREATE TABLE cdviz.cdevents_lake (
 	UNIQUE (context_source, context_id, "timestamp")
 ) PARTITION BY RANGE ("timestamp");
 -- lz4 compresses and decompresses payloads several times faster than
--- pglz, the default (the webhook bench spent 12% of its time in pglz);
--- partitions inherit it.  Only where the server was built with lz4.
+-- pglz, the default; partitions inherit it.  Only where the server was built with lz4.
 SELECT cdviz._prefer_lz4('cdviz.cdevents_lake', 'payload');
 ALTER SEQUENCE cdviz.cdevents_lake_id_seq OWNED BY cdviz.cdevents_lake.id;
 

@@ -200,10 +200,10 @@ SELECT pg_catalog.pg_extension_config_dump('cdviz.event_links', '');
 -- ---------------------------------------------------------------------------
 -- Summaries kept at ingest for the read API.
 --
--- The read API's per-subject functions (41_read_api_runs.sql,
--- 42_read_api_entities.sql) and the dashboards used to aggregate lake events
--- per subject id on every query: 0.25-0.8 M lake rows for a 30-day window at
--- 10 M events.  These tables hold the result of that aggregation instead,
+-- Aggregating lake events per subject id on every query of the read API's
+-- per-subject functions (41_read_api_runs.sql, 42_read_api_entities.sql)
+-- and the dashboards would read every lake row of the window.  These
+-- tables hold the result of that aggregation instead,
 -- one narrow row per run (or artifact, change, incident), and two rollups
 -- for the dashboards:
 --
@@ -288,14 +288,13 @@ CREATE TABLE cdviz.task_run_summaries (
 	LIKE cdviz._summary_template
 ) WITH (fillfactor = 80);
 -- The window index covers what the task dashboards read (task, outcome,
--- durations, pipeline run): 30 days at 10M events are 71,000 task runs,
--- read by an index-only scan from 900 index pages instead of 23,000 heap
--- pages (rows inserted in one statement lie in any order of their window).
--- last_event_at is a key column, not an included one, so that the window's
--- "last_event_at >= from" test is an index condition: its bound is computed
--- once per scan, whereas as a filter an expression bound (now() - interval
--- '30 days') was computed again for every row, a tenth of the query's time.
--- (It is indexed either way, so updates of it were never HOT here.)
+-- durations, pipeline run), so a window is read by an index-only scan, not
+-- from heap pages (rows inserted in one statement lie in any order of their
+-- window).  last_event_at is a key column, not an included one, so that the
+-- window's "last_event_at >= from" test is an index condition: its bound is
+-- computed once per scan, where a filter computes an expression bound such
+-- as now() - interval '30 days' again for every row.  (Indexed either way,
+-- its updates are not HOT.)
 CREATE INDEX task_run_summaries_first_event_at
 	ON cdviz.task_run_summaries (first_event_at, last_event_at)
 	INCLUDE (task_name, outcome, started_at, finished_at, pipeline_run_id);
@@ -555,9 +554,9 @@ GRANT EXECUTE ON FUNCTION cdviz.summaries_pending() TO cdviz_writer;
 --
 -- Why one trigger and not one per concern: the http worker commits small
 -- groups, where each trigger's call (SECURITY DEFINER, search_path) and each
--- statement's executor start-up cost more than the rows they fold.  Listing
--- the stored subjects first and skipping the rest took a one-event
--- cdviz.ingest() transaction from 1.03 to 0.61 ms.
+-- statement's executor start-up cost more than the rows they fold; listing
+-- the stored subjects first lets a group skip the statements of the
+-- subjects it does not hold.
 
 -- The rows of an array of lake rows, as a relation the fold statements read
 -- like a table.  Written so that it is inlined into them (LANGUAGE sql,
@@ -1145,15 +1144,12 @@ COMMENT ON FUNCTION cdviz._fold_events(cdviz.cdevents_lake[], boolean) IS
 -- The trigger's statements are planned once per session and kept: the
 -- http worker keeps its plans for days.  Planned while a table was small or
 -- vacuumed empty, a key probe would become a scan of the whole table as it
--- grows (the http bench's first rounds after a cleanup: 1,200 events/s
--- against 5,800).  The trigger reads tables by key only (its batch is a
--- tuplestore or an array, which this does not touch): seq scans off,
--- whatever the statistics said when they were planned, for its own
--- statements and for those of cdviz._fold_events() it calls.  With
--- summaries immediate and batches of 10,000 this costs a little (0.43-0.45
--- of a plain insert instead of 0.46-0.48, bench/ingest.sh).  Not for the
--- fold of queued events: its chunks are thousands of rows, joined best by
--- hash (2,200 events/s with seq scans off, against 21,000-31,500).
+-- grows.  The trigger reads tables by key only (its batch is a tuplestore
+-- or an array, which this does not touch): seq scans off, whatever the
+-- statistics said when they were planned, for its own statements and for
+-- those of cdviz._fold_events() it calls; large immediate batches pay a
+-- little for it.  Not for the fold of queued events: its chunks are
+-- thousands of rows, joined best by hash.
 CREATE FUNCTION cdviz.lake_maintain()
 RETURNS trigger
 LANGUAGE plpgsql
