@@ -31,18 +31,28 @@ bench_cluster_stop() {
 	"$PGBIN/pg_ctl" -D "$1/pg" -m immediate stop >/dev/null 2>&1 || true
 }
 
-# bench_own_cluster DB [SETTING...]: the setting of a benchmark that runs
-# alone.  Refuses root (PostgreSQL does), makes a temporary directory TMP,
-# starts a cluster there (PGHOST, PGPORT, PGUSER exported) with database DB
-# and the extension created, and removes both on exit; PSQL is the psql
-# command line, an array.
-bench_own_cluster() {
+# bench_env DB: what every benchmark with its own server starts with.
+# Refuses root (PostgreSQL does), defaults PGBIN, sets ROOT (the top of the
+# tree), makes a temporary directory TMP and exports PGHOST (TMP, where the
+# server's socket goes), PGPORT (from the shell's pid, so that benchmarks
+# run side by side), PGUSER and PGDATABASE (DB).  The caller removes TMP.
+bench_env() {
 	[ "$(id -u)" -ne 0 ] || { echo "bench: run as an unprivileged user" >&2; exit 1; }
+	PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+	# shellcheck disable=SC2034 # for the benchmarks that source this file
+	ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+	TMP=$(mktemp -d)
+	export PGHOST=$TMP PGPORT=$((20000 + $$ % 10000)) PGUSER=postgres PGDATABASE=$1
+}
+
+# bench_own_cluster DB [SETTING...]: the setting of a benchmark that runs
+# alone.  After bench_env, starts a cluster in TMP with database DB and the
+# extension created, and removes both on exit; PSQL is the psql command
+# line, an array.
+bench_own_cluster() {
 	DB=$1
 	shift
-	PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
-	TMP=$(mktemp -d)
-	export PGHOST=$TMP PGPORT=$((20000 + $$ % 10000)) PGUSER=postgres
+	bench_env "$DB"
 	PSQL=(psql -X -q -v ON_ERROR_STOP=1)
 	trap 'bench_cluster_stop "$TMP"; rm -rf "$TMP"' EXIT
 	bench_cluster_start "$TMP" "$PGPORT" "$DB" "$@"

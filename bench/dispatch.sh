@@ -29,21 +29,15 @@ set -eu
 
 N=${1:-200000}
 BATCH=${BATCH:-5000}
-HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(dirname "$HERE")
-PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
-TMP=$(mktemp -d)
-PGPORT=$((20000 + $$ % 10000))
+PSQL="psql -X -q -v ON_ERROR_STOP=1 -At"
+# shellcheck source=bench/cluster.sh
+. "$(dirname "$0")/cluster.sh"
+bench_env bench
 HTTPPORT=$((PGPORT + 1))
 NATSPORT=$((PGPORT + 2))
 NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 NATS=${NATS:-$(command -v nats-server || echo /usr/sbin/nats-server)}
-export PGHOST=$TMP PGPORT PGUSER=postgres PGDATABASE=bench
-PSQL="psql -X -q -v ON_ERROR_STOP=1 -At"
-# shellcheck source=bench/cluster.sh
-. "$HERE/cluster.sh"
 
-[ "$(id -u)" -ne 0 ] || { echo "bench: run as an unprivileged user" >&2; exit 1; }
 [ -x "$NGINX" ] || { echo "bench: nginx is missing (apt-get install nginx-light)" >&2; exit 1; }
 [ -x "$NATS" ] || { echo "bench: nats-server is missing (apt-get install nats-server)" >&2; exit 1; }
 

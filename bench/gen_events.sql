@@ -320,8 +320,19 @@ SELECT format('INSERT INTO cdviz.cdevents_lake ("timestamp", context_id, context
 FROM generate_series(0, :ncycles - 1, 2000) c0
 \gexec
 -- in the cdviz summaries worker's database the trigger queued the derived
--- tables and summaries: fold what the worker has not folded yet
-DO $$ BEGIN WHILE cdviz.summaries_pending() > 0 LOOP PERFORM cdviz.fold_queued_summaries(); END LOOP; END $$;
+-- tables and summaries: fold what the worker has not folded yet.  Each fold
+-- commits, and one that found only rows the worker holds waits a little:
+-- the worker may be waiting for this session's transaction to end.
+DO $$
+BEGIN
+	WHILE cdviz.summaries_pending() > 0 LOOP
+		IF cdviz.fold_queued_summaries() = 0 THEN
+			PERFORM pg_sleep(0.1);
+		END IF;
+		COMMIT;
+	END LOOP;
+END
+$$;
 ANALYZE cdviz.cdevents_lake;
 -- vacuumed too: the window indexes are read by index-only scans
 VACUUM ANALYZE cdviz.environment_history, cdviz.environment_state, cdviz.first_deployments,

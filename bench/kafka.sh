@@ -29,18 +29,12 @@ set -eu
 
 N=${1:-100000}
 BATCH=${BATCH:-5000}
-HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(dirname "$HERE")
-PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
-MOCK=${MOCK:-$ROOT/test/kafka/mock_cluster}
-TMP=$(mktemp -d)
-PGPORT=$((20000 + $$ % 10000))
-export PGHOST=$TMP PGPORT PGUSER=postgres PGDATABASE=bench
 PSQL="psql -X -q -v ON_ERROR_STOP=1 -At"
 # shellcheck source=bench/cluster.sh
-. "$HERE/cluster.sh"
+. "$(dirname "$0")/cluster.sh"
+bench_env bench
+MOCK=${MOCK:-$ROOT/test/kafka/mock_cluster}
 
-[ "$(id -u)" -ne 0 ] || { echo "bench: run as an unprivileged user" >&2; exit 1; }
 [ -x "$MOCK" ] || { echo "bench: $MOCK is missing (make test/kafka/mock_cluster)" >&2; exit 1; }
 command -v kcat >/dev/null || { echo "bench: kcat is missing (apt-get install kcat)" >&2; exit 1; }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Poller benchmark (issue 5): a JSON Lines file of N generated events
-# (default 1,000,000) picked up by the cdviz poller from its folder, against
+# (default 1,000,000) picked up by the folder source settings.folder, against
 # COPY of the same file into a table with one jsonb column, in the same run
 # on the same throwaway cluster.  Prints both rates, the ratio (goal >= 0.5)
 # and the poller's peak memory (VmHWM of its process).  For scale, the same
@@ -94,8 +94,8 @@ nidx=$("${PSQL[@]}" -At -c "SELECT count(*) FROM pg_index WHERE indrelid = 'ceil
 "${PSQL[@]}" -q -c "DROP TABLE ceiling_rows, ceiling_target" -c "CHECKPOINT"
 
 # ---- the poller: the file appears in its folder at once (rename)
-pid=$("${PSQL[@]}" -At -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'cdviz poller'")
-[ -n "$pid" ] || cdviz_die "no cdviz poller process"
+pid=$("${PSQL[@]}" -At -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'cdviz source settings.folder'")
+[ -n "$pid" ] || cdviz_die "no worker for the source settings.folder"
 cp "$FILE" "$IN/.events.jsonl.tmp"
 if cdviz_is_root; then chown "$CDVIZ_USER:" "$IN/.events.jsonl.tmp"; fi
 t0=$(date +%s.%N)

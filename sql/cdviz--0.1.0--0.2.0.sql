@@ -1781,6 +1781,77 @@ COMMENT ON COLUMN cdviz.sink_status.kind IS 'http, nats, kafka or log';
 COMMENT ON COLUMN cdviz.sink_status.target IS 'URL, subject, topic or label';
 REVOKE EXECUTE ON FUNCTION cdviz._sink_check_kafka(text, jsonb), cdviz._sink_secret_setting(text) FROM PUBLIC;
 
+-- Repositories and environments are kept the same way: created, modified
+-- and deleted events, the latest value of each field that can change, and
+-- a state from the latest event.  cdviz._entities_between() aggregates them
+-- once for either subject; it is inlined (a single SELECT, STABLE, no SET)
+-- into the function that calls it, and the planner drops the aggregates of
+-- the columns that function does not return (environments have no owner).
+CREATE FUNCTION cdviz._entities_between(subject text, from_ts timestamptz, to_ts timestamptz,
+										lookback interval)
+RETURNS TABLE (subject_id text, source text, name text, owner text, uri text,
+			   view_url text, state text, created_at timestamptz, modified_at timestamptz,
+			   deleted_at timestamptz, first_event_at timestamptz, last_event_at timestamptz,
+			   last_predicate text, event_count bigint, last_payload jsonb)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+SELECT l.subject_id,
+	   max(l.payload #>> '{subject,source}'),
+	   (array_agg(l.payload #>> '{subject,content,name}' ORDER BY l."timestamp" DESC, l.id DESC)
+			FILTER (WHERE l.payload #> '{subject,content,name}' IS NOT NULL))[1],
+	   (array_agg(l.payload #>> '{subject,content,owner}' ORDER BY l."timestamp" DESC, l.id DESC)
+			FILTER (WHERE l.payload #> '{subject,content,owner}' IS NOT NULL))[1],
+	   (array_agg(coalesce(l.payload #>> '{subject,content,uri}', l.payload #>> '{subject,content,url}')
+				  ORDER BY l."timestamp" DESC, l.id DESC)
+			FILTER (WHERE coalesce(l.payload #> '{subject,content,uri}', l.payload #> '{subject,content,url}') IS NOT NULL))[1],
+	   (array_agg(l.payload #>> '{subject,content,viewUrl}' ORDER BY l."timestamp" DESC, l.id DESC)
+			FILTER (WHERE l.payload #> '{subject,content,viewUrl}' IS NOT NULL))[1],
+	   CASE (array_agg(l.predicate ORDER BY l."timestamp" DESC, l.id DESC))[1]
+			WHEN 'deleted' THEN 'deleted' ELSE 'active' END,
+	   min(l."timestamp") FILTER (WHERE l.predicate = 'created'),
+	   max(l."timestamp") FILTER (WHERE l.predicate = 'modified'),
+	   max(l."timestamp") FILTER (WHERE l.predicate = 'deleted'),
+	   min(l."timestamp"), max(l."timestamp"),
+	   (array_agg(l.predicate ORDER BY l."timestamp" DESC, l.id DESC))[1],
+	   count(*),
+	   (array_agg(l.payload ORDER BY l."timestamp" DESC, l.id DESC))[1]
+FROM cdviz.cdevents_lake AS l
+WHERE l.subject = _entities_between.subject AND l.predicate IN ('created', 'modified', 'deleted')
+  AND l."timestamp" >= from_ts - lookback AND l."timestamp" < to_ts
+GROUP BY l.subject_id
+HAVING max(l."timestamp") >= from_ts
+$$;
+
+COMMENT ON FUNCTION cdviz._entities_between(text, timestamptz, timestamptz, interval) IS
+'cdviz: internal, for cdviz.repositories_between() and cdviz.environments_between(): one row per instance of subject (repository or environment) with an event in [from_ts, to_ts), read back to from_ts - lookback';
+REVOKE EXECUTE ON FUNCTION cdviz._entities_between(text, timestamptz, timestamptz, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz._entities_between(text, timestamptz, timestamptz, interval) TO cdviz_reader;
+
+CREATE OR REPLACE FUNCTION cdviz.repositories_between(from_ts timestamptz, to_ts timestamptz,
+										   lookback interval DEFAULT '30 days')
+RETURNS TABLE (repository_id text, source text, name text, owner text, uri text,
+			   view_url text, state text, created_at timestamptz, modified_at timestamptz,
+			   deleted_at timestamptz, first_event_at timestamptz, last_event_at timestamptz,
+			   last_predicate text, event_count bigint, last_payload jsonb)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+SELECT * FROM cdviz._entities_between('repository', from_ts, to_ts, lookback)
+$$;
+
+CREATE OR REPLACE FUNCTION cdviz.environments_between(from_ts timestamptz, to_ts timestamptz,
+										   lookback interval DEFAULT '30 days')
+RETURNS TABLE (environment_id text, source text, name text, uri text, state text,
+			   created_at timestamptz, modified_at timestamptz, deleted_at timestamptz,
+			   first_event_at timestamptz, last_event_at timestamptz, last_predicate text,
+			   event_count bigint, last_payload jsonb)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+SELECT e.subject_id, e.source, e.name, e.uri, e.state, e.created_at, e.modified_at,
+	   e.deleted_at, e.first_event_at, e.last_event_at, e.last_predicate, e.event_count,
+	   e.last_payload
+FROM cdviz._entities_between('environment', from_ts, to_ts, lookback) AS e
+$$;
+
 -- Sources as rows (sql/ext/51_source_catalog.sql).  Progress stays where it
 -- is: cdviz.fs_files and cdviz.s3_objects are keyed by path and by
 -- bucket and key, so a file read under 0.1.0 is known to the source that
@@ -2003,7 +2074,8 @@ BEGIN
 			END IF;
 			loc := coalesce(nullif(regexp_replace(loc, '/+$', ''), ''), '/');
 		WHEN 's3' THEN
-			IF loc !~ '^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$' THEN
+			-- bucket names as S3 has known them (older ones have capitals, _)
+			IF loc !~ '^s3://[A-Za-z0-9._-]{3,255}(/.*)?$' THEN
 				RAISE EXCEPTION 'the location of an s3 source must be s3://bucket/prefix, not "%"', loc
 					USING ERRCODE = 'invalid_parameter_value';
 			END IF;
@@ -2396,6 +2468,7 @@ GRANT SELECT ON cdviz.sources TO cdviz_reader;
 -- location: a source dropped and created again for the same folder
 -- finds its progress); message sources count in cdviz.source_progress.
 -- Errors are shown with the source's secrets replaced by ***.
+-- 0.1.0's view had a row per folder or prefix and other columns
 DROP VIEW cdviz.source_status;
 CREATE VIEW cdviz.source_status AS
 SELECT s.id, s.name, s.kind, s.location, s.paused, s.defined_by,
@@ -2498,3 +2571,572 @@ AS $$
 $$;
 COMMENT ON FUNCTION cdviz._sink_redact(text, jsonb) IS
 'cdviz internal: a message with the given sink secrets (of cdviz.sink_secrets) in it replaced by ***';
+
+-- The columns every summary table ends with are named once, by the type
+-- cdviz._summary_columns, and folded once, by cdviz._summary_merge(),
+-- which each statement of cdviz._fold_events() now calls (the tables
+-- exist already: a fresh install makes them from a template of the type).
+CREATE TYPE cdviz._summary_columns AS (
+	chain_id		text,
+	first_event_at	timestamptz,
+	last_event_at	timestamptz,
+	last_event_id	bigint,
+	last_predicate	text,
+	event_count		bigint
+);
+
+COMMENT ON TYPE cdviz._summary_columns IS
+'cdviz: internal: the columns every summary table ends with (see cdviz.pipeline_run_summaries), as cdviz._summary_merge() returns them';
+
+-- How the columns every summary ends with fold, for any summary table: s is
+-- the stored row, x the one proposed (excluded).  chain_id and
+-- last_event_at take the max, first_event_at the min, last_event_id and
+-- last_predicate those of the latest event by (timestamp, lake id),
+-- event_count the sum.  A statement assigns them in one item,
+--   (chain_id, ..., event_count) = ROW((cdviz._summary_merge(s, excluded)).*)
+-- and the function is inlined there (LANGUAGE sql, IMMUTABLE, not STRICT,
+-- no SET, one ROW() of a named type): each field becomes its own
+-- expression over the two rows' columns, so an update runs the same
+-- expressions as if written out, with no call and no row value built.
+-- (Declared with OUT parameters instead of a named type, it would not be
+-- inlined, and would be called once per field.)
+-- Only the extension's owner may execute it, as the fold runs (the
+-- planner inlines a function only for a user who may execute it).
+CREATE FUNCTION cdviz._summary_merge(s anyelement, x anyelement)
+RETURNS cdviz._summary_columns
+LANGUAGE sql IMMUTABLE
+AS $$
+SELECT ROW(GREATEST(s.chain_id, x.chain_id),
+		   LEAST(s.first_event_at, x.first_event_at),
+		   GREATEST(s.last_event_at, x.last_event_at),
+		   CASE WHEN (x.last_event_at, x.last_event_id) > (s.last_event_at, s.last_event_id)
+				THEN x.last_event_id ELSE s.last_event_id END,
+		   CASE WHEN (x.last_event_at, x.last_event_id) > (s.last_event_at, s.last_event_id)
+				THEN x.last_predicate ELSE s.last_predicate END,
+		   s.event_count + x.event_count)::cdviz._summary_columns
+$$;
+
+COMMENT ON FUNCTION cdviz._summary_merge(anyelement, anyelement) IS
+'cdviz: internal, for cdviz._fold_events(): the columns every summary table ends with, folded from a stored row and a proposed one; inlined into the statement';
+REVOKE EXECUTE ON FUNCTION cdviz._summary_merge(anyelement, anyelement) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION cdviz._fold_events(events cdviz.cdevents_lake[], derived boolean)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	subjects text[];
+	has_links boolean;
+BEGIN
+	SELECT array_agg(DISTINCT e.subject), coalesce(bool_or(e.payload -> 'context' ? 'links'), false)
+	INTO subjects, has_links
+	FROM cdviz._lake_rows(events) AS e;
+	IF subjects IS NULL THEN
+		RETURN;
+	END IF;
+
+	-- what is derived from the lake besides the summaries: lineage, artifact
+	-- changes, change times, first deployments (not refolded by
+	-- cdviz.rebuild_summaries(), which empties only the summaries)
+	IF derived THEN
+		IF subjects @> '{artifact}' THEN
+			INSERT INTO cdviz.artifact_changes AS a
+				(artifact_id, change_id, change_source, packaged_at, event_id)
+			SELECT DISTINCT ON (e.subject_id)
+				   e.subject_id, e.payload #>> '{subject,content,change,id}',
+				   e.payload #>> '{subject,content,change,source}', e."timestamp", e.id
+			FROM cdviz._lake_rows(events) e
+			WHERE e.subject = 'artifact' AND e.predicate = 'packaged'
+			  AND e.subject_id IS NOT NULL
+			  AND e.payload #>> '{subject,content,change,id}' IS NOT NULL
+			ORDER BY e.subject_id, e."timestamp", e.id
+			ON CONFLICT (artifact_id) DO UPDATE
+			SET change_id = excluded.change_id,
+				change_source = excluded.change_source,
+				packaged_at = excluded.packaged_at,
+				event_id = excluded.event_id
+			WHERE (excluded.packaged_at, excluded.event_id) < (a.packaged_at, a.event_id);
+		END IF;
+
+		IF subjects @> '{change}' THEN
+			INSERT INTO cdviz.change_times AS c (change_id, created_at, merged_at)
+			SELECT e.subject_id,
+				   min(e."timestamp") FILTER (WHERE e.predicate = 'created'),
+				   min(e."timestamp") FILTER (WHERE e.predicate = 'merged')
+			FROM cdviz._lake_rows(events) e
+			WHERE e.subject = 'change' AND e.predicate IN ('created', 'merged')
+			  AND e.subject_id IS NOT NULL
+			GROUP BY e.subject_id
+			ON CONFLICT (change_id) DO UPDATE
+			SET created_at = LEAST(c.created_at, excluded.created_at),
+				merged_at = LEAST(c.merged_at, excluded.merged_at)
+			WHERE excluded.created_at < c.created_at OR excluded.merged_at < c.merged_at
+			   OR (c.created_at IS NULL AND excluded.created_at IS NOT NULL)
+			   OR (c.merged_at IS NULL AND excluded.merged_at IS NOT NULL);
+		END IF;
+
+		-- New first deployments take the change time known so far; the
+		-- statement below catches up when packaging or change events come later.
+		IF subjects @> '{service}' THEN
+			INSERT INTO cdviz.first_deployments AS f
+				(environment_id, artifact_id, service_id, deployed_at, event_id, change_id, changed_at)
+			SELECT d.environment_id, d.artifact_id, d.service_id, d.deployed_at, d.event_id,
+				   a.change_id, coalesce(c.merged_at, c.created_at)
+			FROM (SELECT DISTINCT ON (d.environment_id, d.artifact_id) d.*
+				  FROM (SELECT e.payload #>> '{subject,content,environment,id}' AS environment_id,
+							   e.payload #>> '{subject,content,artifactId}' AS artifact_id,
+							   e.subject_id AS service_id, e."timestamp" AS deployed_at, e.id AS event_id
+						FROM cdviz._lake_rows(events) e
+						WHERE e.subject = 'service' AND e.predicate IN ('deployed', 'upgraded')
+						  AND e.subject_id IS NOT NULL) d
+				  WHERE d.environment_id IS NOT NULL AND d.artifact_id IS NOT NULL
+				  ORDER BY d.environment_id, d.artifact_id, d.deployed_at, d.event_id) d
+			LEFT JOIN cdviz.artifact_changes a ON a.artifact_id = d.artifact_id
+			LEFT JOIN cdviz.change_times c ON c.change_id = a.change_id
+			ON CONFLICT (environment_id, artifact_id) DO UPDATE
+			SET service_id = excluded.service_id,
+				deployed_at = excluded.deployed_at,
+				event_id = excluded.event_id
+			WHERE (excluded.deployed_at, excluded.event_id) < (f.deployed_at, f.event_id);
+		END IF;
+
+		IF subjects && '{artifact,change}' THEN
+			-- Packaging or change events of this statement: refresh the change of
+			-- the first deployments of the artifacts they concern.
+			UPDATE cdviz.first_deployments f
+			SET change_id = a.change_id, changed_at = coalesce(c.merged_at, c.created_at)
+			FROM cdviz.artifact_changes a
+			LEFT JOIN cdviz.change_times c ON c.change_id = a.change_id
+			WHERE f.artifact_id = a.artifact_id
+			  AND a.artifact_id IN (SELECT e.subject_id FROM cdviz._lake_rows(events) e
+									WHERE e.subject = 'artifact' AND e.predicate = 'packaged'
+									UNION
+									SELECT a2.artifact_id FROM cdviz.artifact_changes a2
+									WHERE a2.change_id IN (SELECT e.subject_id FROM cdviz._lake_rows(events) e
+														   WHERE e.subject = 'change'
+															 AND e.predicate IN ('created', 'merged')))
+			  AND (f.change_id, f.changed_at) IS DISTINCT FROM (a.change_id, coalesce(c.merged_at, c.created_at));
+		END IF;
+
+		IF has_links THEN
+			INSERT INTO cdviz.event_links (event_id, context_id, linked_context_id, link_type, link_kind, tags)
+			SELECT e.id, e.context_id,
+				   coalesce(k.link #>> '{target,contextId}', k.link #>> '{from,contextId}', k.link #>> '{to,contextId}'),
+				   k.link ->> 'linkType', k.link ->> 'linkKind', k.link -> 'tags'
+			FROM cdviz._lake_rows(events) e
+			CROSS JOIN LATERAL jsonb_array_elements(e.payload #> '{context,links}') AS k(link)
+			WHERE jsonb_typeof(e.payload #> '{context,links}') = 'array'
+			  AND jsonb_typeof(k.link) = 'object'
+			  AND coalesce(k.link #>> '{target,contextId}', k.link #>> '{from,contextId}', k.link #>> '{to,contextId}') IS NOT NULL;
+		END IF;
+	END IF;
+
+	IF subjects @> '{pipelinerun}' THEN
+		INSERT INTO cdviz.pipeline_run_summaries AS s
+			(pipeline_run_id, source, pipeline_name, queued_at, started_at, finished_at, outcome, errors,
+			 uri, chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+		SELECT e.subject_id,
+			   max(e.payload #>> '{subject,source}'),
+			   max(e.payload #>> '{subject,content,pipelineName}'),
+			   min(e."timestamp") FILTER (WHERE e.predicate = 'queued'),
+			   min(e."timestamp") FILTER (WHERE e.predicate = 'started'),
+			   max(e."timestamp") FILTER (WHERE e.predicate = 'finished'),
+			   max(e.payload #>> '{subject,content,outcome}') FILTER (WHERE e.predicate = 'finished'),
+			   max(e.payload #>> '{subject,content,errors}') FILTER (WHERE e.predicate = 'finished'),
+			   max(coalesce(e.payload #>> '{subject,content,uri}', e.payload #>> '{subject,content,url}')),
+			   max(e.chain_id),
+			   min(e."timestamp"), max(e."timestamp"),
+			   (array_agg(e.id ORDER BY e."timestamp" DESC, e.id DESC))[1],
+			   (array_agg(e.predicate ORDER BY e."timestamp" DESC, e.id DESC))[1],
+			   count(*)
+		FROM cdviz._lake_rows(events) AS e
+		WHERE e.subject = 'pipelinerun' AND e.predicate IN ('queued', 'started', 'finished')
+		  AND e.subject_id IS NOT NULL
+		GROUP BY e.subject_id
+		ON CONFLICT (pipeline_run_id) DO UPDATE SET
+			source = GREATEST(s.source, excluded.source),
+			pipeline_name = GREATEST(s.pipeline_name, excluded.pipeline_name),
+			queued_at = LEAST(s.queued_at, excluded.queued_at),
+			started_at = LEAST(s.started_at, excluded.started_at),
+			finished_at = GREATEST(s.finished_at, excluded.finished_at),
+			outcome = GREATEST(s.outcome, excluded.outcome),
+			errors = GREATEST(s.errors, excluded.errors),
+			uri = GREATEST(s.uri, excluded.uri),
+			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+				= ROW((cdviz._summary_merge(s, excluded)).*);
+	END IF;
+
+	IF subjects @> '{taskrun}' THEN
+		INSERT INTO cdviz.task_run_summaries AS s
+			(task_run_id, source, task_name, pipeline_run_id, started_at, finished_at, outcome, errors,
+			 uri, chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+		SELECT e.subject_id,
+			   max(e.payload #>> '{subject,source}'),
+			   max(e.payload #>> '{subject,content,taskName}'),
+			   max(e.payload #>> '{subject,content,pipelineRun,id}'),
+			   min(e."timestamp") FILTER (WHERE e.predicate = 'started'),
+			   max(e."timestamp") FILTER (WHERE e.predicate = 'finished'),
+			   max(e.payload #>> '{subject,content,outcome}') FILTER (WHERE e.predicate = 'finished'),
+			   max(e.payload #>> '{subject,content,errors}') FILTER (WHERE e.predicate = 'finished'),
+			   max(coalesce(e.payload #>> '{subject,content,uri}', e.payload #>> '{subject,content,url}')),
+			   max(e.chain_id),
+			   min(e."timestamp"), max(e."timestamp"),
+			   (array_agg(e.id ORDER BY e."timestamp" DESC, e.id DESC))[1],
+			   (array_agg(e.predicate ORDER BY e."timestamp" DESC, e.id DESC))[1],
+			   count(*)
+		FROM cdviz._lake_rows(events) AS e
+		WHERE e.subject = 'taskrun' AND e.predicate IN ('started', 'finished')
+		  AND e.subject_id IS NOT NULL
+		GROUP BY e.subject_id
+		ON CONFLICT (task_run_id) DO UPDATE SET
+			source = GREATEST(s.source, excluded.source),
+			task_name = GREATEST(s.task_name, excluded.task_name),
+			pipeline_run_id = GREATEST(s.pipeline_run_id, excluded.pipeline_run_id),
+			started_at = LEAST(s.started_at, excluded.started_at),
+			finished_at = GREATEST(s.finished_at, excluded.finished_at),
+			outcome = GREATEST(s.outcome, excluded.outcome),
+			errors = GREATEST(s.errors, excluded.errors),
+			uri = GREATEST(s.uri, excluded.uri),
+			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+				= ROW((cdviz._summary_merge(s, excluded)).*);
+	END IF;
+
+	IF subjects @> '{build}' THEN
+		INSERT INTO cdviz.build_summaries AS s
+			(build_id, source, queued_at, started_at, finished_at, artifact_id, chain_id,
+			 first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+		SELECT e.subject_id,
+			   max(e.payload #>> '{subject,source}'),
+			   min(e."timestamp") FILTER (WHERE e.predicate = 'queued'),
+			   min(e."timestamp") FILTER (WHERE e.predicate = 'started'),
+			   max(e."timestamp") FILTER (WHERE e.predicate = 'finished'),
+			   max(e.payload #>> '{subject,content,artifactId}') FILTER (WHERE e.predicate = 'finished'),
+			   max(e.chain_id),
+			   min(e."timestamp"), max(e."timestamp"),
+			   (array_agg(e.id ORDER BY e."timestamp" DESC, e.id DESC))[1],
+			   (array_agg(e.predicate ORDER BY e."timestamp" DESC, e.id DESC))[1],
+			   count(*)
+		FROM cdviz._lake_rows(events) AS e
+		WHERE e.subject = 'build' AND e.predicate IN ('queued', 'started', 'finished')
+		  AND e.subject_id IS NOT NULL
+		GROUP BY e.subject_id
+		ON CONFLICT (build_id) DO UPDATE SET
+			source = GREATEST(s.source, excluded.source),
+			queued_at = LEAST(s.queued_at, excluded.queued_at),
+			started_at = LEAST(s.started_at, excluded.started_at),
+			finished_at = GREATEST(s.finished_at, excluded.finished_at),
+			artifact_id = GREATEST(s.artifact_id, excluded.artifact_id),
+			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+				= ROW((cdviz._summary_merge(s, excluded)).*);
+	END IF;
+
+	IF subjects @> '{branch}' THEN
+		INSERT INTO cdviz.branch_summaries AS s
+			(branch_id, source, repository_id, repository_source, created_at, deleted_at, chain_id,
+			 first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+		SELECT e.subject_id,
+			   max(e.payload #>> '{subject,source}'),
+			   max(e.payload #>> '{subject,content,repository,id}'),
+			   max(e.payload #>> '{subject,content,repository,source}'),
+			   min(e."timestamp") FILTER (WHERE e.predicate = 'created'),
+			   max(e."timestamp") FILTER (WHERE e.predicate = 'deleted'),
+			   max(e.chain_id),
+			   min(e."timestamp"), max(e."timestamp"),
+			   (array_agg(e.id ORDER BY e."timestamp" DESC, e.id DESC))[1],
+			   (array_agg(e.predicate ORDER BY e."timestamp" DESC, e.id DESC))[1],
+			   count(*)
+		FROM cdviz._lake_rows(events) AS e
+		WHERE e.subject = 'branch' AND e.predicate IN ('created', 'deleted')
+		  AND e.subject_id IS NOT NULL
+		GROUP BY e.subject_id
+		ON CONFLICT (branch_id) DO UPDATE SET
+			source = GREATEST(s.source, excluded.source),
+			repository_id = GREATEST(s.repository_id, excluded.repository_id),
+			repository_source = GREATEST(s.repository_source, excluded.repository_source),
+			created_at = LEAST(s.created_at, excluded.created_at),
+			deleted_at = GREATEST(s.deleted_at, excluded.deleted_at),
+			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+				= ROW((cdviz._summary_merge(s, excluded)).*);
+	END IF;
+
+	IF subjects @> '{testcaserun}' THEN
+		INSERT INTO cdviz.test_case_run_summaries AS s
+			(test_case_run_id, source, test_case_id, test_case_name, test_case_version, test_case_type,
+			 test_case_uri, test_suite_run_id, environment_id, trigger_type, trigger_uri,
+			 queued_at, started_at, finished_at, skipped_at, outcome, severity, reason, chain_id,
+			 first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+		SELECT e.subject_id,
+			   max(e.payload #>> '{subject,source}'),
+			   max(e.payload #>> '{subject,content,testCase,id}'),
+			   max(e.payload #>> '{subject,content,testCase,name}'),
+			   max(e.payload #>> '{subject,content,testCase,version}'),
+			   max(e.payload #>> '{subject,content,testCase,type}'),
+			   max(coalesce(e.payload #>> '{subject,content,testCase,uri}', e.payload #>> '{subject,content,testCase,url}')),
+			   max(e.payload #>> '{subject,content,testSuiteRun,id}'),
+			   max(e.payload #>> '{subject,content,environment,id}'),
+			   max(e.payload #>> '{subject,content,trigger,type}'),
+			   max(e.payload #>> '{subject,content,trigger,uri}'),
+			   min(e."timestamp") FILTER (WHERE e.predicate = 'queued'),
+			   min(e."timestamp") FILTER (WHERE e.predicate = 'started'),
+			   max(e."timestamp") FILTER (WHERE e.predicate = 'finished'),
+			   max(e."timestamp") FILTER (WHERE e.predicate = 'skipped'),
+			   max(e.payload #>> '{subject,content,outcome}') FILTER (WHERE e.predicate = 'finished'),
+			   max(e.payload #>> '{subject,content,severity}') FILTER (WHERE e.predicate = 'finished'),
+			   max(e.payload #>> '{subject,content,reason}') FILTER (WHERE e.predicate IN ('finished', 'skipped')),
+			   max(e.chain_id),
+			   min(e."timestamp"), max(e."timestamp"),
+			   (array_agg(e.id ORDER BY e."timestamp" DESC, e.id DESC))[1],
+			   (array_agg(e.predicate ORDER BY e."timestamp" DESC, e.id DESC))[1],
+			   count(*)
+		FROM cdviz._lake_rows(events) AS e
+		WHERE e.subject = 'testcaserun' AND e.predicate IN ('queued', 'started', 'finished', 'skipped')
+		  AND e.subject_id IS NOT NULL
+		GROUP BY e.subject_id
+		ON CONFLICT (test_case_run_id) DO UPDATE SET
+			source = GREATEST(s.source, excluded.source),
+			test_case_id = GREATEST(s.test_case_id, excluded.test_case_id),
+			test_case_name = GREATEST(s.test_case_name, excluded.test_case_name),
+			test_case_version = GREATEST(s.test_case_version, excluded.test_case_version),
+			test_case_type = GREATEST(s.test_case_type, excluded.test_case_type),
+			test_case_uri = GREATEST(s.test_case_uri, excluded.test_case_uri),
+			test_suite_run_id = GREATEST(s.test_suite_run_id, excluded.test_suite_run_id),
+			environment_id = GREATEST(s.environment_id, excluded.environment_id),
+			trigger_type = GREATEST(s.trigger_type, excluded.trigger_type),
+			trigger_uri = GREATEST(s.trigger_uri, excluded.trigger_uri),
+			queued_at = LEAST(s.queued_at, excluded.queued_at),
+			started_at = LEAST(s.started_at, excluded.started_at),
+			finished_at = GREATEST(s.finished_at, excluded.finished_at),
+			skipped_at = GREATEST(s.skipped_at, excluded.skipped_at),
+			outcome = GREATEST(s.outcome, excluded.outcome),
+			severity = GREATEST(s.severity, excluded.severity),
+			reason = GREATEST(s.reason, excluded.reason),
+			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+				= ROW((cdviz._summary_merge(s, excluded)).*);
+	END IF;
+
+	IF subjects @> '{testsuiterun}' THEN
+		INSERT INTO cdviz.test_suite_run_summaries AS s
+			(test_suite_run_id, source, test_suite_id, test_suite_name, test_suite_version, test_suite_uri,
+			 environment_id, trigger_type, trigger_uri, queued_at, started_at, finished_at, outcome,
+			 severity, reason, chain_id, first_event_at, last_event_at, last_event_id, last_predicate,
+			 event_count)
+		SELECT e.subject_id,
+			   max(e.payload #>> '{subject,source}'),
+			   max(e.payload #>> '{subject,content,testSuite,id}'),
+			   max(e.payload #>> '{subject,content,testSuite,name}'),
+			   max(e.payload #>> '{subject,content,testSuite,version}'),
+			   max(coalesce(e.payload #>> '{subject,content,testSuite,uri}', e.payload #>> '{subject,content,testSuite,url}')),
+			   max(e.payload #>> '{subject,content,environment,id}'),
+			   max(e.payload #>> '{subject,content,trigger,type}'),
+			   max(e.payload #>> '{subject,content,trigger,uri}'),
+			   min(e."timestamp") FILTER (WHERE e.predicate = 'queued'),
+			   min(e."timestamp") FILTER (WHERE e.predicate = 'started'),
+			   max(e."timestamp") FILTER (WHERE e.predicate = 'finished'),
+			   max(e.payload #>> '{subject,content,outcome}') FILTER (WHERE e.predicate = 'finished'),
+			   max(e.payload #>> '{subject,content,severity}') FILTER (WHERE e.predicate = 'finished'),
+			   max(e.payload #>> '{subject,content,reason}') FILTER (WHERE e.predicate = 'finished'),
+			   max(e.chain_id),
+			   min(e."timestamp"), max(e."timestamp"),
+			   (array_agg(e.id ORDER BY e."timestamp" DESC, e.id DESC))[1],
+			   (array_agg(e.predicate ORDER BY e."timestamp" DESC, e.id DESC))[1],
+			   count(*)
+		FROM cdviz._lake_rows(events) AS e
+		WHERE e.subject = 'testsuiterun' AND e.predicate IN ('queued', 'started', 'finished')
+		  AND e.subject_id IS NOT NULL
+		GROUP BY e.subject_id
+		ON CONFLICT (test_suite_run_id) DO UPDATE SET
+			source = GREATEST(s.source, excluded.source),
+			test_suite_id = GREATEST(s.test_suite_id, excluded.test_suite_id),
+			test_suite_name = GREATEST(s.test_suite_name, excluded.test_suite_name),
+			test_suite_version = GREATEST(s.test_suite_version, excluded.test_suite_version),
+			test_suite_uri = GREATEST(s.test_suite_uri, excluded.test_suite_uri),
+			environment_id = GREATEST(s.environment_id, excluded.environment_id),
+			trigger_type = GREATEST(s.trigger_type, excluded.trigger_type),
+			trigger_uri = GREATEST(s.trigger_uri, excluded.trigger_uri),
+			queued_at = LEAST(s.queued_at, excluded.queued_at),
+			started_at = LEAST(s.started_at, excluded.started_at),
+			finished_at = GREATEST(s.finished_at, excluded.finished_at),
+			outcome = GREATEST(s.outcome, excluded.outcome),
+			severity = GREATEST(s.severity, excluded.severity),
+			reason = GREATEST(s.reason, excluded.reason),
+			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+				= ROW((cdviz._summary_merge(s, excluded)).*);
+	END IF;
+
+	IF subjects @> '{artifact}' THEN
+		INSERT INTO cdviz.artifact_summaries AS s
+			(artifact_id, source, packaged_at, signed_at, published_at, first_downloaded_at,
+			 last_downloaded_at, download_count, deleted_at, change_id, change_source, sbom_uri,
+			 signature, last_user, last_user_at, last_user_event_id, chain_id,
+			 first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+		SELECT e.subject_id,
+			   max(e.payload #>> '{subject,source}'),
+			   min(e."timestamp") FILTER (WHERE e.predicate = 'packaged'),
+			   min(e."timestamp") FILTER (WHERE e.predicate = 'signed'),
+			   min(e."timestamp") FILTER (WHERE e.predicate = 'published'),
+			   min(e."timestamp") FILTER (WHERE e.predicate = 'downloaded'),
+			   max(e."timestamp") FILTER (WHERE e.predicate = 'downloaded'),
+			   count(*) FILTER (WHERE e.predicate = 'downloaded'),
+			   max(e."timestamp") FILTER (WHERE e.predicate = 'deleted'),
+			   max(e.payload #>> '{subject,content,change,id}') FILTER (WHERE e.predicate = 'packaged'),
+			   max(e.payload #>> '{subject,content,change,source}') FILTER (WHERE e.predicate = 'packaged'),
+			   max(e.payload #>> '{subject,content,sbom,uri}'),
+			   max(e.payload #>> '{subject,content,signature}') FILTER (WHERE e.predicate = 'signed'),
+			   (array_agg((e.payload #>> '{subject,content,user}') ORDER BY e."timestamp" DESC, e.id DESC) FILTER (WHERE (e.payload #>> '{subject,content,user}') IS NOT NULL))[1],
+			   max(e."timestamp") FILTER (WHERE (e.payload #>> '{subject,content,user}') IS NOT NULL),
+			   (array_agg(e.id ORDER BY e."timestamp" DESC, e.id DESC) FILTER (WHERE (e.payload #>> '{subject,content,user}') IS NOT NULL))[1],
+			   max(e.chain_id),
+			   min(e."timestamp"), max(e."timestamp"),
+			   (array_agg(e.id ORDER BY e."timestamp" DESC, e.id DESC))[1],
+			   (array_agg(e.predicate ORDER BY e."timestamp" DESC, e.id DESC))[1],
+			   count(*)
+		FROM cdviz._lake_rows(events) AS e
+		WHERE e.subject = 'artifact'
+		  AND e.predicate IN ('packaged', 'signed', 'published', 'downloaded', 'deleted')
+		  AND e.subject_id IS NOT NULL
+		GROUP BY e.subject_id
+		ON CONFLICT (artifact_id) DO UPDATE SET
+			source = GREATEST(s.source, excluded.source),
+			packaged_at = LEAST(s.packaged_at, excluded.packaged_at),
+			signed_at = LEAST(s.signed_at, excluded.signed_at),
+			published_at = LEAST(s.published_at, excluded.published_at),
+			first_downloaded_at = LEAST(s.first_downloaded_at, excluded.first_downloaded_at),
+			last_downloaded_at = GREATEST(s.last_downloaded_at, excluded.last_downloaded_at),
+			download_count = s.download_count + excluded.download_count,
+			deleted_at = GREATEST(s.deleted_at, excluded.deleted_at),
+			change_id = GREATEST(s.change_id, excluded.change_id),
+			change_source = GREATEST(s.change_source, excluded.change_source),
+			sbom_uri = GREATEST(s.sbom_uri, excluded.sbom_uri),
+			signature = GREATEST(s.signature, excluded.signature),
+			last_user = CASE WHEN (excluded.last_user_at, excluded.last_user_event_id) > (s.last_user_at, s.last_user_event_id) OR s.last_user_at IS NULL
+						THEN coalesce(excluded.last_user, s.last_user) ELSE s.last_user END,
+			last_user_at = GREATEST(s.last_user_at, excluded.last_user_at),
+			last_user_event_id = CASE WHEN (excluded.last_user_at, excluded.last_user_event_id) > (s.last_user_at, s.last_user_event_id) OR s.last_user_at IS NULL
+						THEN coalesce(excluded.last_user_event_id, s.last_user_event_id) ELSE s.last_user_event_id END,
+			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+				= ROW((cdviz._summary_merge(s, excluded)).*);
+	END IF;
+
+	IF subjects @> '{change}' THEN
+		INSERT INTO cdviz.change_summaries AS s
+			(change_id, source, repository_id, repository_source, description, description_at,
+			 description_event_id, created_at, first_reviewed_at, review_count, last_updated_at,
+			 merged_at, abandoned_at, chain_id,
+			 first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+		SELECT e.subject_id,
+			   max(e.payload #>> '{subject,source}'),
+			   max(e.payload #>> '{subject,content,repository,id}'),
+			   max(e.payload #>> '{subject,content,repository,source}'),
+			   (array_agg((e.payload #>> '{subject,content,description}') ORDER BY e."timestamp" DESC, e.id DESC) FILTER (WHERE (e.payload #>> '{subject,content,description}') IS NOT NULL))[1],
+			   max(e."timestamp") FILTER (WHERE (e.payload #>> '{subject,content,description}') IS NOT NULL),
+			   (array_agg(e.id ORDER BY e."timestamp" DESC, e.id DESC) FILTER (WHERE (e.payload #>> '{subject,content,description}') IS NOT NULL))[1],
+			   min(e."timestamp") FILTER (WHERE e.predicate = 'created'),
+			   min(e."timestamp") FILTER (WHERE e.predicate = 'reviewed'),
+			   count(*) FILTER (WHERE e.predicate = 'reviewed'),
+			   max(e."timestamp") FILTER (WHERE e.predicate = 'updated'),
+			   min(e."timestamp") FILTER (WHERE e.predicate = 'merged'),
+			   min(e."timestamp") FILTER (WHERE e.predicate = 'abandoned'),
+			   max(e.chain_id),
+			   min(e."timestamp"), max(e."timestamp"),
+			   (array_agg(e.id ORDER BY e."timestamp" DESC, e.id DESC))[1],
+			   (array_agg(e.predicate ORDER BY e."timestamp" DESC, e.id DESC))[1],
+			   count(*)
+		FROM cdviz._lake_rows(events) AS e
+		WHERE e.subject = 'change'
+		  AND e.predicate IN ('created', 'reviewed', 'updated', 'merged', 'abandoned')
+		  AND e.subject_id IS NOT NULL
+		GROUP BY e.subject_id
+		ON CONFLICT (change_id) DO UPDATE SET
+			source = GREATEST(s.source, excluded.source),
+			repository_id = GREATEST(s.repository_id, excluded.repository_id),
+			repository_source = GREATEST(s.repository_source, excluded.repository_source),
+			description = CASE WHEN (excluded.description_at, excluded.description_event_id) > (s.description_at, s.description_event_id) OR s.description_at IS NULL
+						THEN coalesce(excluded.description, s.description) ELSE s.description END,
+			description_at = GREATEST(s.description_at, excluded.description_at),
+			description_event_id = CASE WHEN (excluded.description_at, excluded.description_event_id) > (s.description_at, s.description_event_id) OR s.description_at IS NULL
+						THEN coalesce(excluded.description_event_id, s.description_event_id) ELSE s.description_event_id END,
+			created_at = LEAST(s.created_at, excluded.created_at),
+			first_reviewed_at = LEAST(s.first_reviewed_at, excluded.first_reviewed_at),
+			review_count = s.review_count + excluded.review_count,
+			last_updated_at = GREATEST(s.last_updated_at, excluded.last_updated_at),
+			merged_at = LEAST(s.merged_at, excluded.merged_at),
+			abandoned_at = LEAST(s.abandoned_at, excluded.abandoned_at),
+			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+				= ROW((cdviz._summary_merge(s, excluded)).*);
+	END IF;
+
+	IF subjects @> '{incident}' THEN
+		INSERT INTO cdviz.incident_summaries AS s
+			(incident_id, source, environment_id, service_id, artifact_id, description, description_at,
+			 description_event_id, ticket_uri, detected_at, reported_at, resolved_at, chain_id,
+			 first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+		SELECT e.subject_id,
+			   max(e.payload #>> '{subject,source}'),
+			   max(e.payload #>> '{subject,content,environment,id}'),
+			   max(e.payload #>> '{subject,content,service,id}'),
+			   max(e.payload #>> '{subject,content,artifactId}'),
+			   (array_agg((e.payload #>> '{subject,content,description}') ORDER BY e."timestamp" DESC, e.id DESC) FILTER (WHERE (e.payload #>> '{subject,content,description}') IS NOT NULL))[1],
+			   max(e."timestamp") FILTER (WHERE (e.payload #>> '{subject,content,description}') IS NOT NULL),
+			   (array_agg(e.id ORDER BY e."timestamp" DESC, e.id DESC) FILTER (WHERE (e.payload #>> '{subject,content,description}') IS NOT NULL))[1],
+			   max(e.payload #>> '{subject,content,ticketURI}'),
+			   min(e."timestamp") FILTER (WHERE e.predicate = 'detected'),
+			   min(e."timestamp") FILTER (WHERE e.predicate = 'reported'),
+			   max(e."timestamp") FILTER (WHERE e.predicate = 'resolved'),
+			   max(e.chain_id),
+			   min(e."timestamp"), max(e."timestamp"),
+			   (array_agg(e.id ORDER BY e."timestamp" DESC, e.id DESC))[1],
+			   (array_agg(e.predicate ORDER BY e."timestamp" DESC, e.id DESC))[1],
+			   count(*)
+		FROM cdviz._lake_rows(events) AS e
+		WHERE e.subject = 'incident' AND e.predicate IN ('detected', 'reported', 'resolved')
+		  AND e.subject_id IS NOT NULL
+		GROUP BY e.subject_id
+		ON CONFLICT (incident_id) DO UPDATE SET
+			source = GREATEST(s.source, excluded.source),
+			environment_id = GREATEST(s.environment_id, excluded.environment_id),
+			service_id = GREATEST(s.service_id, excluded.service_id),
+			artifact_id = GREATEST(s.artifact_id, excluded.artifact_id),
+			description = CASE WHEN (excluded.description_at, excluded.description_event_id) > (s.description_at, s.description_event_id) OR s.description_at IS NULL
+						THEN coalesce(excluded.description, s.description) ELSE s.description END,
+			description_at = GREATEST(s.description_at, excluded.description_at),
+			description_event_id = CASE WHEN (excluded.description_at, excluded.description_event_id) > (s.description_at, s.description_event_id) OR s.description_at IS NULL
+						THEN coalesce(excluded.description_event_id, s.description_event_id) ELSE s.description_event_id END,
+			ticket_uri = GREATEST(s.ticket_uri, excluded.ticket_uri),
+			detected_at = LEAST(s.detected_at, excluded.detected_at),
+			reported_at = LEAST(s.reported_at, excluded.reported_at),
+			resolved_at = GREATEST(s.resolved_at, excluded.resolved_at),
+			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+				= ROW((cdviz._summary_merge(s, excluded)).*);
+	END IF;
+
+	IF subjects @> '{testcaserun}' THEN
+		INSERT INTO cdviz.test_case_outcomes_daily AS s (day, test_case, outcome, runs, last_at, reason)
+		SELECT date_bin('1 day', e."timestamp", timestamptz '2000-01-01 00:00+00'),
+			   coalesce(e.payload #>> '{subject,content,testCase,name}', e.payload #>> '{subject,content,testCase,id}'),
+			   CASE WHEN e.predicate = 'skipped' THEN 'skipped'
+					ELSE cdviz.normalize_outcome(e.payload #>> '{subject,content,outcome}') END,
+			   count(*), max(e."timestamp"), max(e.payload #>> '{subject,content,reason}')
+		FROM cdviz._lake_rows(events) AS e
+		WHERE e.subject = 'testcaserun' AND e.predicate IN ('finished', 'skipped')
+		GROUP BY 1, 2, 3
+		ON CONFLICT (day, test_case, outcome) DO UPDATE SET
+			runs = s.runs + excluded.runs,
+			last_at = GREATEST(s.last_at, excluded.last_at),
+			reason = GREATEST(s.reason, excluded.reason);
+	END IF;
+
+	INSERT INTO cdviz.event_counts_hourly AS s
+		(hour, type, context_source, spec_version, subject, predicate, events, first_at, last_at)
+	SELECT date_bin('1 hour', e."timestamp", timestamptz '2000-01-01 00:00+00'), e.type,
+		   e.context_source, e.spec_version, max(e.subject), max(e.predicate),
+		   count(*), min(e."timestamp"), max(e."timestamp")
+	FROM cdviz._lake_rows(events) AS e
+	GROUP BY 1, 2, 3, 4
+	ON CONFLICT (hour, type, context_source, spec_version) DO UPDATE SET
+		events = s.events + excluded.events,
+		first_at = LEAST(s.first_at, excluded.first_at),
+		last_at = GREATEST(s.last_at, excluded.last_at);
+END
+$$;

@@ -39,8 +39,7 @@ CREATE TABLE cdviz.cdevents_lake (
 	UNIQUE (context_source, context_id, "timestamp")
 ) PARTITION BY RANGE ("timestamp");
 -- lz4 compresses and decompresses payloads several times faster than
--- pglz, the default (the webhook bench spent 12% of its time in pglz);
--- partitions inherit it.  Only where the server was built with lz4.
+-- pglz, the default; partitions inherit it.  Only where the server was built with lz4.
 SELECT cdviz._prefer_lz4('cdviz.cdevents_lake', 'payload');
 ALTER SEQUENCE cdviz.cdevents_lake_id_seq OWNED BY cdviz.cdevents_lake.id;
 
@@ -55,6 +54,7 @@ CREATE INDEX cdevents_lake_context_id
 
 COMMENT ON TABLE cdviz.cdevents_lake IS
 'cdviz: every accepted CDEvent, one row each, partitioned by month of "timestamp". Written only through cdviz.ingest*() and the workers.';
+GRANT SELECT ON cdviz.cdevents_lake TO cdviz_reader;
 COMMENT ON COLUMN cdviz.cdevents_lake.id IS 'row id, increasing in storage order';
 COMMENT ON COLUMN cdviz.cdevents_lake."timestamp" IS 'context.timestamp of the event';
 COMMENT ON COLUMN cdviz.cdevents_lake.imported_at IS 'when cdviz stored the event (transaction time)';

@@ -56,6 +56,7 @@ CREATE INDEX environment_history_rollbacks
 
 COMMENT ON TABLE cdviz.environment_history IS
 'cdviz: one row per service deployed/upgraded/rolledback/removed/published event that names an environment, kept by the lake trigger; the narrow time line behind cdviz.deployments, cdviz.services, cdviz.environment_inventory_at() and the deployment DORA metrics';
+GRANT SELECT ON cdviz.environment_history TO cdviz_reader;
 COMMENT ON COLUMN cdviz.environment_history.event_id IS 'cdviz.cdevents_lake.id of the event';
 COMMENT ON COLUMN cdviz.environment_history.environment_id IS 'subject.content.environment.id';
 COMMENT ON COLUMN cdviz.environment_history.service_id IS 'subject.id of the service';
@@ -79,6 +80,7 @@ CREATE TABLE cdviz.environment_state (
 
 COMMENT ON TABLE cdviz.environment_state IS
 'cdviz: latest event of each (environment, service) by event timestamp, recomputed from cdviz.environment_history at ingest; rows whose latest event is "removed" stay (artifact_id NULL) so that an older deploy delivered late cannot bring the service back. Read it through cdviz.environment_inventory.';
+GRANT SELECT ON cdviz.environment_state TO cdviz_reader;
 COMMENT ON COLUMN cdviz.environment_state.artifact_id IS 'artifact running now; NULL when the latest event removed the service';
 COMMENT ON COLUMN cdviz.environment_state.deployed_at IS 'timestamp of the event that put artifact_id there; NULL when removed';
 COMMENT ON COLUMN cdviz.environment_state.predicate IS 'predicate of the latest event: deployed, upgraded, rolledback or removed';
@@ -125,6 +127,7 @@ CREATE INDEX first_deployments_artifact_id
 
 COMMENT ON TABLE cdviz.first_deployments IS
 'cdviz: earliest deployed/upgraded event of each artifact in each environment (earliest wins, whatever the arrival order), with the change the artifact was built from: one row per sample of lead time for changes';
+GRANT SELECT ON cdviz.first_deployments TO cdviz_reader;
 COMMENT ON COLUMN cdviz.first_deployments.deployed_at IS 'timestamp of the earliest deployed/upgraded event of the artifact in the environment';
 COMMENT ON COLUMN cdviz.first_deployments.event_id IS 'cdviz.cdevents_lake.id of that event';
 COMMENT ON COLUMN cdviz.first_deployments.change_id IS 'the change of the artifact (cdviz.artifact_changes), NULL while unknown';
@@ -141,6 +144,7 @@ CREATE INDEX artifact_changes_change_id ON cdviz.artifact_changes (change_id);
 
 COMMENT ON TABLE cdviz.artifact_changes IS
 'cdviz: the change each artifact was built from, from artifact.packaged (subject.content.change); the earliest packaged event wins';
+GRANT SELECT ON cdviz.artifact_changes TO cdviz_reader;
 COMMENT ON COLUMN cdviz.artifact_changes.change_id IS 'subject.content.change.id of the packaged event';
 COMMENT ON COLUMN cdviz.artifact_changes.change_source IS 'subject.content.change.source of the packaged event';
 COMMENT ON COLUMN cdviz.artifact_changes.packaged_at IS 'timestamp of the earliest packaged event';
@@ -154,6 +158,7 @@ CREATE TABLE cdviz.change_times (
 
 COMMENT ON TABLE cdviz.change_times IS
 'cdviz: earliest change.created and change.merged timestamps of each change id (the start point of lead time for changes). Changes are matched on id alone: ids should be unique across repositories.';
+GRANT SELECT ON cdviz.change_times TO cdviz_reader;
 COMMENT ON COLUMN cdviz.change_times.created_at IS 'timestamp of the earliest change.created event';
 COMMENT ON COLUMN cdviz.change_times.merged_at IS 'timestamp of the earliest change.merged event';
 
@@ -174,6 +179,7 @@ CREATE INDEX event_links_linked_context_id ON cdviz.event_links (linked_context_
 
 COMMENT ON TABLE cdviz.event_links IS
 'cdviz: one row per element of context.links of a stored event, kept by the lake trigger; read through cdviz.related()';
+GRANT SELECT ON cdviz.event_links TO cdviz_reader;
 COMMENT ON COLUMN cdviz.event_links.event_id IS 'cdviz.cdevents_lake.id of the event that carries the link';
 COMMENT ON COLUMN cdviz.event_links.context_id IS 'context.id of the event that carries the link';
 COMMENT ON COLUMN cdviz.event_links.linked_context_id IS 'the other end: target.contextId (RELATION), else from.contextId (PATH, END), else to.contextId';
@@ -194,10 +200,10 @@ SELECT pg_catalog.pg_extension_config_dump('cdviz.event_links', '');
 -- ---------------------------------------------------------------------------
 -- Summaries kept at ingest for the read API.
 --
--- The read API's per-subject functions (41_read_api_runs.sql,
--- 42_read_api_entities.sql) and the dashboards used to aggregate lake events
--- per subject id on every query: 0.25-0.8 M lake rows for a 30-day window at
--- 10 M events.  These tables hold the result of that aggregation instead,
+-- Aggregating lake events per subject id on every query of the read API's
+-- per-subject functions (41_read_api_runs.sql, 42_read_api_entities.sql)
+-- and the dashboards would read every lake row of the window.  These
+-- tables hold the result of that aggregation instead,
 -- one narrow row per run (or artifact, change, incident), and two rollups
 -- for the dashboards:
 --
@@ -228,6 +234,33 @@ SELECT pg_catalog.pg_extension_config_dump('cdviz.event_links', '');
 -- The statements are written once, in cdviz._fold_events() below, which
 -- the trigger, the fold of queued events and cdviz.summaries_fold() call.
 
+-- Every summary ends with the same columns, described at
+-- cdviz.pipeline_run_summaries and folded by the same rules: the type
+-- cdviz._summary_columns names them once, for the tables and for
+-- cdviz._summary_merge(), which folds them.  The tables copy them by LIKE
+-- from a template table of that type, which adds their NOT NULLs (LIKE
+-- copies names, types and NOT NULL and leaves no link, so the template is
+-- dropped once the tables exist).
+CREATE TYPE cdviz._summary_columns AS (
+	chain_id		text,
+	first_event_at	timestamptz,
+	last_event_at	timestamptz,
+	last_event_id	bigint,
+	last_predicate	text,
+	event_count		bigint
+);
+
+COMMENT ON TYPE cdviz._summary_columns IS
+'cdviz: internal: the columns every summary table ends with (see cdviz.pipeline_run_summaries), as cdviz._summary_merge() returns them';
+
+CREATE TABLE cdviz._summary_template OF cdviz._summary_columns (
+	first_event_at WITH OPTIONS NOT NULL,
+	last_event_at WITH OPTIONS NOT NULL,
+	last_event_id WITH OPTIONS NOT NULL,
+	last_predicate WITH OPTIONS NOT NULL,
+	event_count WITH OPTIONS NOT NULL
+);
+
 CREATE TABLE cdviz.pipeline_run_summaries (
 	pipeline_run_id	text PRIMARY KEY,
 	source			text,
@@ -238,12 +271,7 @@ CREATE TABLE cdviz.pipeline_run_summaries (
 	outcome			text,
 	errors			text,
 	uri				text,
-	chain_id		text,
-	first_event_at	timestamptz NOT NULL,
-	last_event_at	timestamptz NOT NULL,
-	last_event_id	bigint NOT NULL,
-	last_predicate	text NOT NULL,
-	event_count		bigint NOT NULL
+	LIKE cdviz._summary_template
 ) WITH (fillfactor = 80);
 CREATE INDEX pipeline_run_summaries_first_event_at ON cdviz.pipeline_run_summaries (first_event_at);
 
@@ -257,22 +285,16 @@ CREATE TABLE cdviz.task_run_summaries (
 	outcome			text,
 	errors			text,
 	uri				text,
-	chain_id		text,
-	first_event_at	timestamptz NOT NULL,
-	last_event_at	timestamptz NOT NULL,
-	last_event_id	bigint NOT NULL,
-	last_predicate	text NOT NULL,
-	event_count		bigint NOT NULL
+	LIKE cdviz._summary_template
 ) WITH (fillfactor = 80);
 -- The window index covers what the task dashboards read (task, outcome,
--- durations, pipeline run): 30 days at 10M events are 71,000 task runs,
--- read by an index-only scan from 900 index pages instead of 23,000 heap
--- pages (rows inserted in one statement lie in any order of their window).
--- last_event_at is a key column, not an included one, so that the window's
--- "last_event_at >= from" test is an index condition: its bound is computed
--- once per scan, whereas as a filter an expression bound (now() - interval
--- '30 days') was computed again for every row, a tenth of the query's time.
--- (It is indexed either way, so updates of it were never HOT here.)
+-- durations, pipeline run), so a window is read by an index-only scan, not
+-- from heap pages (rows inserted in one statement lie in any order of their
+-- window).  last_event_at is a key column, not an included one, so that the
+-- window's "last_event_at >= from" test is an index condition: its bound is
+-- computed once per scan, where a filter computes an expression bound such
+-- as now() - interval '30 days' again for every row.  (Indexed either way,
+-- its updates are not HOT.)
 CREATE INDEX task_run_summaries_first_event_at
 	ON cdviz.task_run_summaries (first_event_at, last_event_at)
 	INCLUDE (task_name, outcome, started_at, finished_at, pipeline_run_id);
@@ -284,12 +306,7 @@ CREATE TABLE cdviz.build_summaries (
 	started_at		timestamptz,
 	finished_at		timestamptz,
 	artifact_id		text,
-	chain_id		text,
-	first_event_at	timestamptz NOT NULL,
-	last_event_at	timestamptz NOT NULL,
-	last_event_id	bigint NOT NULL,
-	last_predicate	text NOT NULL,
-	event_count		bigint NOT NULL
+	LIKE cdviz._summary_template
 ) WITH (fillfactor = 80);
 CREATE INDEX build_summaries_first_event_at ON cdviz.build_summaries (first_event_at);
 
@@ -300,12 +317,7 @@ CREATE TABLE cdviz.branch_summaries (
 	repository_source text,
 	created_at		timestamptz,
 	deleted_at		timestamptz,
-	chain_id		text,
-	first_event_at	timestamptz NOT NULL,
-	last_event_at	timestamptz NOT NULL,
-	last_event_id	bigint NOT NULL,
-	last_predicate	text NOT NULL,
-	event_count		bigint NOT NULL
+	LIKE cdviz._summary_template
 ) WITH (fillfactor = 80);
 CREATE INDEX branch_summaries_first_event_at ON cdviz.branch_summaries (first_event_at);
 
@@ -328,12 +340,7 @@ CREATE TABLE cdviz.test_case_run_summaries (
 	outcome			text,
 	severity		text,
 	reason			text,
-	chain_id		text,
-	first_event_at	timestamptz NOT NULL,
-	last_event_at	timestamptz NOT NULL,
-	last_event_id	bigint NOT NULL,
-	last_predicate	text NOT NULL,
-	event_count		bigint NOT NULL
+	LIKE cdviz._summary_template
 ) WITH (fillfactor = 80);
 -- covers the counts per test case and outcome (118,000 runs in 30 days at
 -- 10M events), as for task runs (last_event_at a key column likewise)
@@ -362,12 +369,7 @@ CREATE TABLE cdviz.test_suite_run_summaries (
 	outcome			text,
 	severity		text,
 	reason			text,
-	chain_id		text,
-	first_event_at	timestamptz NOT NULL,
-	last_event_at	timestamptz NOT NULL,
-	last_event_id	bigint NOT NULL,
-	last_predicate	text NOT NULL,
-	event_count		bigint NOT NULL
+	LIKE cdviz._summary_template
 ) WITH (fillfactor = 80);
 CREATE INDEX test_suite_run_summaries_first_event_at ON cdviz.test_suite_run_summaries (first_event_at);
 
@@ -388,12 +390,7 @@ CREATE TABLE cdviz.artifact_summaries (
 	last_user		text,
 	last_user_at	timestamptz,
 	last_user_event_id bigint,
-	chain_id		text,
-	first_event_at	timestamptz NOT NULL,
-	last_event_at	timestamptz NOT NULL,
-	last_event_id	bigint NOT NULL,
-	last_predicate	text NOT NULL,
-	event_count		bigint NOT NULL
+	LIKE cdviz._summary_template
 ) WITH (fillfactor = 80);
 CREATE INDEX artifact_summaries_first_event_at ON cdviz.artifact_summaries (first_event_at);
 
@@ -411,12 +408,7 @@ CREATE TABLE cdviz.change_summaries (
 	last_updated_at	timestamptz,
 	merged_at		timestamptz,
 	abandoned_at	timestamptz,
-	chain_id		text,
-	first_event_at	timestamptz NOT NULL,
-	last_event_at	timestamptz NOT NULL,
-	last_event_id	bigint NOT NULL,
-	last_predicate	text NOT NULL,
-	event_count		bigint NOT NULL
+	LIKE cdviz._summary_template
 ) WITH (fillfactor = 80);
 CREATE INDEX change_summaries_first_event_at ON cdviz.change_summaries (first_event_at);
 
@@ -433,16 +425,13 @@ CREATE TABLE cdviz.incident_summaries (
 	detected_at		timestamptz,
 	reported_at		timestamptz,
 	resolved_at		timestamptz,
-	chain_id		text,
-	first_event_at	timestamptz NOT NULL,
-	last_event_at	timestamptz NOT NULL,
-	last_event_id	bigint NOT NULL,
-	last_predicate	text NOT NULL,
-	event_count		bigint NOT NULL
+	LIKE cdviz._summary_template
 );
 CREATE INDEX incident_summaries_first_event_at ON cdviz.incident_summaries (first_event_at);
 CREATE INDEX incident_summaries_last_event_at ON cdviz.incident_summaries (last_event_at);
 CREATE INDEX incident_summaries_resolved_at ON cdviz.incident_summaries (resolved_at);
+
+DROP TABLE cdviz._summary_template;
 
 CREATE TABLE cdviz.event_counts_hourly (
 	hour			timestamptz NOT NULL,
@@ -493,6 +482,10 @@ COMMENT ON COLUMN cdviz.event_counts_hourly.hour IS 'start of the UTC hour of th
 COMMENT ON COLUMN cdviz.event_counts_hourly.events IS 'number of events stored (duplicates are not stored, so not counted)';
 COMMENT ON COLUMN cdviz.test_case_outcomes_daily.day IS 'start of the UTC day of the finished/skipped events';
 COMMENT ON COLUMN cdviz.test_case_outcomes_daily.runs IS 'number of finished (or skipped) events with that outcome';
+GRANT SELECT ON cdviz.pipeline_run_summaries, cdviz.task_run_summaries, cdviz.build_summaries,
+	cdviz.branch_summaries, cdviz.test_case_run_summaries, cdviz.test_suite_run_summaries,
+	cdviz.artifact_summaries, cdviz.change_summaries, cdviz.incident_summaries,
+	cdviz.event_counts_hourly, cdviz.test_case_outcomes_daily TO cdviz_reader;
 
 -- Summaries folded later: with cdviz.summaries = deferred the lake trigger
 -- keeps the current state at once and queues the statement's events here;
@@ -523,6 +516,7 @@ AS 'MODULE_PATHNAME', 'cdviz_summaries_deferred';
 
 COMMENT ON FUNCTION cdviz._summaries_deferred() IS
 'cdviz: internal, for the lake trigger: whether this session queues the summaries (cdviz.summaries = deferred, the library preloaded so that the cdviz summaries worker runs, and this database is cdviz.database, the one it folds)';
+REVOKE EXECUTE ON FUNCTION cdviz._summaries_deferred() FROM PUBLIC;
 
 CREATE FUNCTION cdviz.summaries_pending()
 RETURNS bigint
@@ -533,6 +527,9 @@ AS $$ SELECT coalesce(sum(q.events), 0)::bigint FROM cdviz.summary_queue AS q $$
 
 COMMENT ON FUNCTION cdviz.summaries_pending() IS
 'cdviz: number of stored events not yet folded into the summary tables (the *_between functions, event counts and test outcomes); 0 when they are up to date. Example: SELECT cdviz.summaries_pending();';
+REVOKE EXECUTE ON FUNCTION cdviz.summaries_pending() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.summaries_pending() TO cdviz_reader;
+GRANT EXECUTE ON FUNCTION cdviz.summaries_pending() TO cdviz_writer;
 
 -- The lake trigger and the folds.
 --
@@ -557,9 +554,9 @@ COMMENT ON FUNCTION cdviz.summaries_pending() IS
 --
 -- Why one trigger and not one per concern: the http worker commits small
 -- groups, where each trigger's call (SECURITY DEFINER, search_path) and each
--- statement's executor start-up cost more than the rows they fold.  Listing
--- the stored subjects first and skipping the rest took a one-event
--- cdviz.ingest() transaction from 1.03 to 0.61 ms.
+-- statement's executor start-up cost more than the rows they fold; listing
+-- the stored subjects first lets a group skip the statements of the
+-- subjects it does not hold.
 
 -- The rows of an array of lake rows, as a relation the fold statements read
 -- like a table.  Written so that it is inlined into them (LANGUAGE sql,
@@ -573,6 +570,38 @@ AS $$ SELECT (u.r).* FROM (SELECT pg_catalog.unnest(events) AS r) AS u $$;
 
 COMMENT ON FUNCTION cdviz._lake_rows(cdviz.cdevents_lake[]) IS
 'cdviz: internal, for cdviz._fold_events(): the lake rows of an array, inlined into the statement that reads them';
+
+-- How the columns every summary ends with fold, for any summary table: s is
+-- the stored row, x the one proposed (excluded).  chain_id and
+-- last_event_at take the max, first_event_at the min, last_event_id and
+-- last_predicate those of the latest event by (timestamp, lake id),
+-- event_count the sum.  A statement assigns them in one item,
+--   (chain_id, ..., event_count) = ROW((cdviz._summary_merge(s, excluded)).*)
+-- and the function is inlined there (LANGUAGE sql, IMMUTABLE, not STRICT,
+-- no SET, one ROW() of a named type): each field becomes its own
+-- expression over the two rows' columns, so an update runs the same
+-- expressions as if written out, with no call and no row value built.
+-- (Declared with OUT parameters instead of a named type, it would not be
+-- inlined, and would be called once per field.)
+-- Only the extension's owner may execute it, as the fold runs (the
+-- planner inlines a function only for a user who may execute it).
+CREATE FUNCTION cdviz._summary_merge(s anyelement, x anyelement)
+RETURNS cdviz._summary_columns
+LANGUAGE sql IMMUTABLE
+AS $$
+SELECT ROW(GREATEST(s.chain_id, x.chain_id),
+		   LEAST(s.first_event_at, x.first_event_at),
+		   GREATEST(s.last_event_at, x.last_event_at),
+		   CASE WHEN (x.last_event_at, x.last_event_id) > (s.last_event_at, s.last_event_id)
+				THEN x.last_event_id ELSE s.last_event_id END,
+		   CASE WHEN (x.last_event_at, x.last_event_id) > (s.last_event_at, s.last_event_id)
+				THEN x.last_predicate ELSE s.last_predicate END,
+		   s.event_count + x.event_count)::cdviz._summary_columns
+$$;
+
+COMMENT ON FUNCTION cdviz._summary_merge(anyelement, anyelement) IS
+'cdviz: internal, for cdviz._fold_events(): the columns every summary table ends with, folded from a stored row and a proposed one; inlined into the statement';
+REVOKE EXECUTE ON FUNCTION cdviz._summary_merge(anyelement, anyelement) FROM PUBLIC;
 
 -- One INSERT ... ON CONFLICT DO UPDATE per table, grouped per key (a run's
 -- queued/started/finished in one chunk are one row write), no loop.  Each
@@ -732,14 +761,8 @@ BEGIN
 			outcome = GREATEST(s.outcome, excluded.outcome),
 			errors = GREATEST(s.errors, excluded.errors),
 			uri = GREATEST(s.uri, excluded.uri),
-			chain_id = GREATEST(s.chain_id, excluded.chain_id),
-			first_event_at = LEAST(s.first_event_at, excluded.first_event_at),
-			last_event_at = GREATEST(s.last_event_at, excluded.last_event_at),
-			last_event_id = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								 THEN excluded.last_event_id ELSE s.last_event_id END,
-			last_predicate = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								  THEN excluded.last_predicate ELSE s.last_predicate END,
-			event_count = s.event_count + excluded.event_count;
+			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+				= ROW((cdviz._summary_merge(s, excluded)).*);
 	END IF;
 
 	IF subjects @> '{taskrun}' THEN
@@ -773,14 +796,8 @@ BEGIN
 			outcome = GREATEST(s.outcome, excluded.outcome),
 			errors = GREATEST(s.errors, excluded.errors),
 			uri = GREATEST(s.uri, excluded.uri),
-			chain_id = GREATEST(s.chain_id, excluded.chain_id),
-			first_event_at = LEAST(s.first_event_at, excluded.first_event_at),
-			last_event_at = GREATEST(s.last_event_at, excluded.last_event_at),
-			last_event_id = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								 THEN excluded.last_event_id ELSE s.last_event_id END,
-			last_predicate = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								  THEN excluded.last_predicate ELSE s.last_predicate END,
-			event_count = s.event_count + excluded.event_count;
+			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+				= ROW((cdviz._summary_merge(s, excluded)).*);
 	END IF;
 
 	IF subjects @> '{build}' THEN
@@ -808,14 +825,8 @@ BEGIN
 			started_at = LEAST(s.started_at, excluded.started_at),
 			finished_at = GREATEST(s.finished_at, excluded.finished_at),
 			artifact_id = GREATEST(s.artifact_id, excluded.artifact_id),
-			chain_id = GREATEST(s.chain_id, excluded.chain_id),
-			first_event_at = LEAST(s.first_event_at, excluded.first_event_at),
-			last_event_at = GREATEST(s.last_event_at, excluded.last_event_at),
-			last_event_id = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								 THEN excluded.last_event_id ELSE s.last_event_id END,
-			last_predicate = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								  THEN excluded.last_predicate ELSE s.last_predicate END,
-			event_count = s.event_count + excluded.event_count;
+			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+				= ROW((cdviz._summary_merge(s, excluded)).*);
 	END IF;
 
 	IF subjects @> '{branch}' THEN
@@ -843,14 +854,8 @@ BEGIN
 			repository_source = GREATEST(s.repository_source, excluded.repository_source),
 			created_at = LEAST(s.created_at, excluded.created_at),
 			deleted_at = GREATEST(s.deleted_at, excluded.deleted_at),
-			chain_id = GREATEST(s.chain_id, excluded.chain_id),
-			first_event_at = LEAST(s.first_event_at, excluded.first_event_at),
-			last_event_at = GREATEST(s.last_event_at, excluded.last_event_at),
-			last_event_id = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								 THEN excluded.last_event_id ELSE s.last_event_id END,
-			last_predicate = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								  THEN excluded.last_predicate ELSE s.last_predicate END,
-			event_count = s.event_count + excluded.event_count;
+			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+				= ROW((cdviz._summary_merge(s, excluded)).*);
 	END IF;
 
 	IF subjects @> '{testcaserun}' THEN
@@ -904,14 +909,8 @@ BEGIN
 			outcome = GREATEST(s.outcome, excluded.outcome),
 			severity = GREATEST(s.severity, excluded.severity),
 			reason = GREATEST(s.reason, excluded.reason),
-			chain_id = GREATEST(s.chain_id, excluded.chain_id),
-			first_event_at = LEAST(s.first_event_at, excluded.first_event_at),
-			last_event_at = GREATEST(s.last_event_at, excluded.last_event_at),
-			last_event_id = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								 THEN excluded.last_event_id ELSE s.last_event_id END,
-			last_predicate = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								  THEN excluded.last_predicate ELSE s.last_predicate END,
-			event_count = s.event_count + excluded.event_count;
+			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+				= ROW((cdviz._summary_merge(s, excluded)).*);
 	END IF;
 
 	IF subjects @> '{testsuiterun}' THEN
@@ -959,14 +958,8 @@ BEGIN
 			outcome = GREATEST(s.outcome, excluded.outcome),
 			severity = GREATEST(s.severity, excluded.severity),
 			reason = GREATEST(s.reason, excluded.reason),
-			chain_id = GREATEST(s.chain_id, excluded.chain_id),
-			first_event_at = LEAST(s.first_event_at, excluded.first_event_at),
-			last_event_at = GREATEST(s.last_event_at, excluded.last_event_at),
-			last_event_id = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								 THEN excluded.last_event_id ELSE s.last_event_id END,
-			last_predicate = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								  THEN excluded.last_predicate ELSE s.last_predicate END,
-			event_count = s.event_count + excluded.event_count;
+			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+				= ROW((cdviz._summary_merge(s, excluded)).*);
 	END IF;
 
 	IF subjects @> '{artifact}' THEN
@@ -1019,14 +1012,8 @@ BEGIN
 			last_user_at = GREATEST(s.last_user_at, excluded.last_user_at),
 			last_user_event_id = CASE WHEN (excluded.last_user_at, excluded.last_user_event_id) > (s.last_user_at, s.last_user_event_id) OR s.last_user_at IS NULL
 						THEN coalesce(excluded.last_user_event_id, s.last_user_event_id) ELSE s.last_user_event_id END,
-			chain_id = GREATEST(s.chain_id, excluded.chain_id),
-			first_event_at = LEAST(s.first_event_at, excluded.first_event_at),
-			last_event_at = GREATEST(s.last_event_at, excluded.last_event_at),
-			last_event_id = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								 THEN excluded.last_event_id ELSE s.last_event_id END,
-			last_predicate = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								  THEN excluded.last_predicate ELSE s.last_predicate END,
-			event_count = s.event_count + excluded.event_count;
+			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+				= ROW((cdviz._summary_merge(s, excluded)).*);
 	END IF;
 
 	IF subjects @> '{change}' THEN
@@ -1073,14 +1060,8 @@ BEGIN
 			last_updated_at = GREATEST(s.last_updated_at, excluded.last_updated_at),
 			merged_at = LEAST(s.merged_at, excluded.merged_at),
 			abandoned_at = LEAST(s.abandoned_at, excluded.abandoned_at),
-			chain_id = GREATEST(s.chain_id, excluded.chain_id),
-			first_event_at = LEAST(s.first_event_at, excluded.first_event_at),
-			last_event_at = GREATEST(s.last_event_at, excluded.last_event_at),
-			last_event_id = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								 THEN excluded.last_event_id ELSE s.last_event_id END,
-			last_predicate = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								  THEN excluded.last_predicate ELSE s.last_predicate END,
-			event_count = s.event_count + excluded.event_count;
+			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+				= ROW((cdviz._summary_merge(s, excluded)).*);
 	END IF;
 
 	IF subjects @> '{incident}' THEN
@@ -1123,14 +1104,8 @@ BEGIN
 			detected_at = LEAST(s.detected_at, excluded.detected_at),
 			reported_at = LEAST(s.reported_at, excluded.reported_at),
 			resolved_at = GREATEST(s.resolved_at, excluded.resolved_at),
-			chain_id = GREATEST(s.chain_id, excluded.chain_id),
-			first_event_at = LEAST(s.first_event_at, excluded.first_event_at),
-			last_event_at = GREATEST(s.last_event_at, excluded.last_event_at),
-			last_event_id = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								 THEN excluded.last_event_id ELSE s.last_event_id END,
-			last_predicate = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								  THEN excluded.last_predicate ELSE s.last_predicate END,
-			event_count = s.event_count + excluded.event_count;
+			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+				= ROW((cdviz._summary_merge(s, excluded)).*);
 	END IF;
 
 	IF subjects @> '{testcaserun}' THEN
@@ -1169,15 +1144,12 @@ COMMENT ON FUNCTION cdviz._fold_events(cdviz.cdevents_lake[], boolean) IS
 -- The trigger's statements are planned once per session and kept: the
 -- http worker keeps its plans for days.  Planned while a table was small or
 -- vacuumed empty, a key probe would become a scan of the whole table as it
--- grows (the http bench's first rounds after a cleanup: 1,200 events/s
--- against 5,800).  The trigger reads tables by key only (its batch is a
--- tuplestore or an array, which this does not touch): seq scans off,
--- whatever the statistics said when they were planned, for its own
--- statements and for those of cdviz._fold_events() it calls.  With
--- summaries immediate and batches of 10,000 this costs a little (0.43-0.45
--- of a plain insert instead of 0.46-0.48, bench/ingest.sh).  Not for the
--- fold of queued events: its chunks are thousands of rows, joined best by
--- hash (2,200 events/s with seq scans off, against 21,000-31,500).
+-- grows.  The trigger reads tables by key only (its batch is a tuplestore
+-- or an array, which this does not touch): seq scans off, whatever the
+-- statistics said when they were planned, for its own statements and for
+-- those of cdviz._fold_events() it calls; large immediate batches pay a
+-- little for it.  Not for the fold of queued events: its chunks are
+-- thousands of rows, joined best by hash.
 CREATE FUNCTION cdviz.lake_maintain()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -1330,6 +1302,7 @@ $$;
 
 COMMENT ON FUNCTION cdviz.lake_maintain() IS
 'cdviz: statement-level AFTER INSERT trigger of cdviz.cdevents_lake: folds the stored events of the statement into environment_history and environment_state; then, with cdviz.summaries = deferred (in the summaries worker''s database), queues them in cdviz.summary_queue for cdviz.fold_queued_summaries(), else folds them at once into the derived tables (first_deployments, artifact_changes, change_times, event_links) and, grouped per key, into the summary tables (pipeline/task/test case/test suite run, build, artifact, change and incident summaries, event_counts_hourly, test_case_outcomes_daily) with one set-based statement per table, each run only when the statement stored events of its subject; order-independent merge rules (see cdviz.pipeline_run_summaries). SECURITY DEFINER so that writers need no privilege on them.';
+REVOKE EXECUTE ON FUNCTION cdviz.lake_maintain() FROM PUBLIC;
 
 -- Folds the lake rows of queued statements (their keys: ids, stamps).
 CREATE FUNCTION cdviz._fold_lake_keys(ids bigint[], stamps timestamptz[])
@@ -1398,6 +1371,8 @@ $$;
 
 COMMENT ON FUNCTION cdviz.fold_queued_summaries(integer) IS
 'cdviz: folds the events queued by the lake trigger (cdviz.summaries = deferred) into the summary tables, the oldest max_statements insert statements at most, and returns how many events it folded; the cdviz summaries worker calls it, a session that wants read-after-write may too. Example: SELECT cdviz.fold_queued_summaries();';
+REVOKE EXECUTE ON FUNCTION cdviz.fold_queued_summaries(integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.fold_queued_summaries(integer) TO cdviz_writer;
 
 CREATE FUNCTION cdviz.summaries_fold(from_ts timestamptz, to_ts timestamptz)
 RETURNS void
@@ -1422,6 +1397,7 @@ $$;
 
 COMMENT ON FUNCTION cdviz.summaries_fold(timestamptz, timestamptz) IS
 'cdviz: folds the lake events with "timestamp" in [from_ts, to_ts) into the summary tables, with the same statements as the lake trigger; adds to what is there (call it on empty summaries, or for events the summaries have not seen). Used by cdviz.rebuild_summaries().';
+REVOKE EXECUTE ON FUNCTION cdviz.summaries_fold(timestamptz, timestamptz) FROM PUBLIC;
 
 -- only the functions above call them, as the extension's owner
 REVOKE EXECUTE ON FUNCTION cdviz._lake_rows(cdviz.cdevents_lake[]),
@@ -1486,6 +1462,7 @@ $$;
 
 COMMENT ON FUNCTION cdviz.rebuild_summaries() IS
 'cdviz: superuser only. Empties the summary tables kept by the lake trigger (cdviz.*_summaries, cdviz.event_counts_hourly, cdviz.test_case_outcomes_daily) and refolds them from the whole lake, month by month, under a SHARE lock of the lake (ingest waits); returns the row count of each. For upgrades from a version without summaries, and after loading lake rows without the trigger (pg_restore of partitions, COPY into a partition). Example: SELECT * FROM cdviz.rebuild_summaries();';
+REVOKE EXECUTE ON FUNCTION cdviz.rebuild_summaries() FROM PUBLIC;
 
 SELECT pg_catalog.pg_extension_config_dump('cdviz.pipeline_run_summaries', '');
 SELECT pg_catalog.pg_extension_config_dump('cdviz.task_run_summaries', '');

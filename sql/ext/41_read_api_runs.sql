@@ -40,12 +40,15 @@ $$;
 
 COMMENT ON FUNCTION cdviz.pipeline_runs_between(timestamptz, timestamptz, interval) IS
 'cdviz: one row per pipeline run with an event in [from_ts, to_ts): queued/started/finished times, queue_duration (queued to started), run_duration (started, else queued, to finished), outcome (success/failure/cancel/error), errors, uri (0.5 uri or 0.3/0.4 url). Reads the summary kept at ingest: runs that began at most lookback (default 1 day) before from_ts, with their whole lifecycle. Use it rather than cdviz.pipeline_runs for a time window.';
+REVOKE EXECUTE ON FUNCTION cdviz.pipeline_runs_between(timestamptz, timestamptz, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.pipeline_runs_between(timestamptz, timestamptz, interval) TO cdviz_reader;
 
 CREATE VIEW cdviz.pipeline_runs AS
 	SELECT * FROM cdviz.pipeline_runs_between('-infinity', 'infinity', '0');
 
 COMMENT ON VIEW cdviz.pipeline_runs IS
 'cdviz: every pipeline run, one row each (see cdviz.pipeline_runs_between for the columns). Every run ever stored: for a time window call cdviz.pipeline_runs_between(from, to).';
+GRANT SELECT ON cdviz.pipeline_runs TO cdviz_reader;
 
 CREATE FUNCTION cdviz.task_runs_between(from_ts timestamptz, to_ts timestamptz,
 										lookback interval DEFAULT '1 day')
@@ -69,12 +72,15 @@ $$;
 
 COMMENT ON FUNCTION cdviz.task_runs_between(timestamptz, timestamptz, interval) IS
 'cdviz: one row per task run with an event in [from_ts, to_ts): task name, the pipeline run it belongs to, started/finished times, run_duration, outcome, errors, uri (uri or url). Reads the summary kept at ingest: runs that began at most lookback (default 1 day) before from_ts, with their whole lifecycle.';
+REVOKE EXECUTE ON FUNCTION cdviz.task_runs_between(timestamptz, timestamptz, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.task_runs_between(timestamptz, timestamptz, interval) TO cdviz_reader;
 
 CREATE VIEW cdviz.task_runs AS
 	SELECT * FROM cdviz.task_runs_between('-infinity', 'infinity', '0');
 
 COMMENT ON VIEW cdviz.task_runs IS
 'cdviz: every task run, one row each (columns: see cdviz.task_runs_between). Whole history: for a window call cdviz.task_runs_between(from, to).';
+GRANT SELECT ON cdviz.task_runs TO cdviz_reader;
 
 CREATE FUNCTION cdviz.builds_between(from_ts timestamptz, to_ts timestamptz,
 									 lookback interval DEFAULT '1 day')
@@ -99,12 +105,15 @@ $$;
 
 COMMENT ON FUNCTION cdviz.builds_between(timestamptz, timestamptz, interval) IS
 'cdviz: one row per build with an event in [from_ts, to_ts): queued/started/finished times and durations, the artifact the finished build produced. CDEvents builds carry no outcome. Reads the summary kept at ingest: runs that began at most lookback (default 1 day) before from_ts, with their whole lifecycle.';
+REVOKE EXECUTE ON FUNCTION cdviz.builds_between(timestamptz, timestamptz, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.builds_between(timestamptz, timestamptz, interval) TO cdviz_reader;
 
 CREATE VIEW cdviz.builds AS
 	SELECT * FROM cdviz.builds_between('-infinity', 'infinity', '0');
 
 COMMENT ON VIEW cdviz.builds IS
 'cdviz: every build, one row each (columns: see cdviz.builds_between). Whole history: for a window call cdviz.builds_between(from, to).';
+GRANT SELECT ON cdviz.builds TO cdviz_reader;
 
 CREATE FUNCTION cdviz.test_case_runs_between(from_ts timestamptz, to_ts timestamptz,
 											 lookback interval DEFAULT '1 day')
@@ -135,12 +144,15 @@ $$;
 
 COMMENT ON FUNCTION cdviz.test_case_runs_between(timestamptz, timestamptz, interval) IS
 'cdviz: one row per test case run with an event in [from_ts, to_ts): the test case (id, name, version, type, uri), its suite run, environment, trigger, queued/started/finished/skipped times, durations, outcome (success/failure/cancel/error, pass/fail normalised; skipped for a skipped run), severity, reason. Reads the summary kept at ingest: runs that began at most lookback (default 1 day) before from_ts, with their whole lifecycle.';
+REVOKE EXECUTE ON FUNCTION cdviz.test_case_runs_between(timestamptz, timestamptz, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.test_case_runs_between(timestamptz, timestamptz, interval) TO cdviz_reader;
 
 CREATE VIEW cdviz.test_case_runs AS
 	SELECT * FROM cdviz.test_case_runs_between('-infinity', 'infinity', '0');
 
 COMMENT ON VIEW cdviz.test_case_runs IS
 'cdviz: every test case run, one row each (columns: see cdviz.test_case_runs_between). Whole history: for a window call cdviz.test_case_runs_between(from, to).';
+GRANT SELECT ON cdviz.test_case_runs TO cdviz_reader;
 
 CREATE FUNCTION cdviz.test_suite_runs_between(from_ts timestamptz, to_ts timestamptz,
 											  lookback interval DEFAULT '1 day')
@@ -169,12 +181,15 @@ $$;
 
 COMMENT ON FUNCTION cdviz.test_suite_runs_between(timestamptz, timestamptz, interval) IS
 'cdviz: one row per test suite run with an event in [from_ts, to_ts): the suite (id, name, version, uri or url), environment, trigger, queued/started/finished times, durations, outcome (pass/fail normalised to success/failure), severity, reason. Reads the summary kept at ingest: runs that began at most lookback (default 1 day) before from_ts, with their whole lifecycle.';
+REVOKE EXECUTE ON FUNCTION cdviz.test_suite_runs_between(timestamptz, timestamptz, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.test_suite_runs_between(timestamptz, timestamptz, interval) TO cdviz_reader;
 
 CREATE VIEW cdviz.test_suite_runs AS
 	SELECT * FROM cdviz.test_suite_runs_between('-infinity', 'infinity', '0');
 
 COMMENT ON VIEW cdviz.test_suite_runs IS
 'cdviz: every test suite run, one row each (columns: see cdviz.test_suite_runs_between). Whole history: for a window call cdviz.test_suite_runs_between(from, to).';
+GRANT SELECT ON cdviz.test_suite_runs TO cdviz_reader;
 
 -- A test output is published once: one row per event, and published_at is
 -- the lake's own "timestamp", so a WHERE on it prunes partitions directly.
@@ -193,3 +208,4 @@ WHERE l.subject = 'testoutput' AND l.predicate = 'published';
 
 COMMENT ON VIEW cdviz.test_outputs IS
 'cdviz: one row per testoutput.published event: output type (report, video, image, log, other), format, uri, the test case run it belongs to. published_at is the lake timestamp: WHERE published_at >= now() - interval ''30 days'' prunes partitions.';
+GRANT SELECT ON cdviz.test_outputs TO cdviz_reader;

@@ -37,12 +37,15 @@ $$;
 
 COMMENT ON FUNCTION cdviz.artifacts_between(timestamptz, timestamptz, interval) IS
 'cdviz: one row per artifact with an event in [from_ts, to_ts): packaged/signed/published times, downloads, deletion, the change it was built from (packaged.change), sbom uri, signature, last user. Reads cdviz.artifact_summaries: artifacts whose first event is at most lookback (7 days) before from_ts, with their whole history. cdviz.purl_parse(artifact_id) splits the id.';
+REVOKE EXECUTE ON FUNCTION cdviz.artifacts_between(timestamptz, timestamptz, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.artifacts_between(timestamptz, timestamptz, interval) TO cdviz_reader;
 
 CREATE VIEW cdviz.artifacts AS
 	SELECT * FROM cdviz.artifacts_between('-infinity', 'infinity', '0');
 
 COMMENT ON VIEW cdviz.artifacts IS
 'cdviz: every artifact, one row each (columns: see cdviz.artifacts_between). Whole history: for a window call cdviz.artifacts_between(from, to).';
+GRANT SELECT ON cdviz.artifacts TO cdviz_reader;
 
 CREATE FUNCTION cdviz.changes_between(from_ts timestamptz, to_ts timestamptz,
 									  lookback interval DEFAULT '7 days')
@@ -70,16 +73,25 @@ $$;
 
 COMMENT ON FUNCTION cdviz.changes_between(timestamptz, timestamptz, interval) IS
 'cdviz: one row per change (pull/merge request) with an event in [from_ts, to_ts): repository, latest description, state (merged, abandoned or open), created, first review and review count, last update, merged/abandoned times. Reads cdviz.change_summaries: changes whose first event is at most lookback (7 days) before from_ts, with their whole history.';
+REVOKE EXECUTE ON FUNCTION cdviz.changes_between(timestamptz, timestamptz, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.changes_between(timestamptz, timestamptz, interval) TO cdviz_reader;
 
 CREATE VIEW cdviz.changes AS
 	SELECT * FROM cdviz.changes_between('-infinity', 'infinity', '0');
 
 COMMENT ON VIEW cdviz.changes IS
 'cdviz: every change, one row each (columns: see cdviz.changes_between). Whole history: for a window call cdviz.changes_between(from, to).';
+GRANT SELECT ON cdviz.changes TO cdviz_reader;
 
-CREATE FUNCTION cdviz.repositories_between(from_ts timestamptz, to_ts timestamptz,
-										   lookback interval DEFAULT '30 days')
-RETURNS TABLE (repository_id text, source text, name text, owner text, uri text,
+-- Repositories and environments are kept the same way: created, modified
+-- and deleted events, the latest value of each field that can change, and
+-- a state from the latest event.  cdviz._entities_between() aggregates them
+-- once for either subject; it is inlined (a single SELECT, STABLE, no SET)
+-- into the function that calls it, and the planner drops the aggregates of
+-- the columns that function does not return (environments have no owner).
+CREATE FUNCTION cdviz._entities_between(subject text, from_ts timestamptz, to_ts timestamptz,
+										lookback interval)
+RETURNS TABLE (subject_id text, source text, name text, owner text, uri text,
 			   view_url text, state text, created_at timestamptz, modified_at timestamptz,
 			   deleted_at timestamptz, first_event_at timestamptz, last_event_at timestamptz,
 			   last_predicate text, event_count bigint, last_payload jsonb)
@@ -106,20 +118,39 @@ SELECT l.subject_id,
 	   count(*),
 	   (array_agg(l.payload ORDER BY l."timestamp" DESC, l.id DESC))[1]
 FROM cdviz.cdevents_lake AS l
-WHERE l.subject = 'repository' AND l.predicate IN ('created', 'modified', 'deleted')
+WHERE l.subject = _entities_between.subject AND l.predicate IN ('created', 'modified', 'deleted')
   AND l."timestamp" >= from_ts - lookback AND l."timestamp" < to_ts
 GROUP BY l.subject_id
 HAVING max(l."timestamp") >= from_ts
 $$;
 
+COMMENT ON FUNCTION cdviz._entities_between(text, timestamptz, timestamptz, interval) IS
+'cdviz: internal, for cdviz.repositories_between() and cdviz.environments_between(): one row per instance of subject (repository or environment) with an event in [from_ts, to_ts), read back to from_ts - lookback';
+REVOKE EXECUTE ON FUNCTION cdviz._entities_between(text, timestamptz, timestamptz, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz._entities_between(text, timestamptz, timestamptz, interval) TO cdviz_reader;
+
+CREATE FUNCTION cdviz.repositories_between(from_ts timestamptz, to_ts timestamptz,
+										   lookback interval DEFAULT '30 days')
+RETURNS TABLE (repository_id text, source text, name text, owner text, uri text,
+			   view_url text, state text, created_at timestamptz, modified_at timestamptz,
+			   deleted_at timestamptz, first_event_at timestamptz, last_event_at timestamptz,
+			   last_predicate text, event_count bigint, last_payload jsonb)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+SELECT * FROM cdviz._entities_between('repository', from_ts, to_ts, lookback)
+$$;
+
 COMMENT ON FUNCTION cdviz.repositories_between(timestamptz, timestamptz, interval) IS
 'cdviz: one row per repository with an event in [from_ts, to_ts): latest name, owner, uri (0.5 uri or 0.3/0.4 url), viewUrl, state (deleted when the latest event is a deletion, else active), created/modified/deleted times. Prunes partitions.';
+REVOKE EXECUTE ON FUNCTION cdviz.repositories_between(timestamptz, timestamptz, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.repositories_between(timestamptz, timestamptz, interval) TO cdviz_reader;
 
 CREATE VIEW cdviz.repositories AS
 	SELECT * FROM cdviz.repositories_between('-infinity', 'infinity', '0');
 
 COMMENT ON VIEW cdviz.repositories IS
 'cdviz: every repository, one row each (columns: see cdviz.repositories_between).';
+GRANT SELECT ON cdviz.repositories TO cdviz_reader;
 
 CREATE FUNCTION cdviz.branches_between(from_ts timestamptz, to_ts timestamptz,
 									   lookback interval DEFAULT '7 days')
@@ -142,12 +173,15 @@ $$;
 
 COMMENT ON FUNCTION cdviz.branches_between(timestamptz, timestamptz, interval) IS
 'cdviz: one row per branch with an event in [from_ts, to_ts): repository, state (deleted or active, from its latest event), created/deleted times. Reads the summary kept at ingest (cdviz.branch_summaries): branches created at most lookback (default 7 days) before from_ts, with their whole lifecycle.';
+REVOKE EXECUTE ON FUNCTION cdviz.branches_between(timestamptz, timestamptz, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.branches_between(timestamptz, timestamptz, interval) TO cdviz_reader;
 
 CREATE VIEW cdviz.branches AS
 	SELECT * FROM cdviz.branches_between('-infinity', 'infinity', '0');
 
 COMMENT ON VIEW cdviz.branches IS
 'cdviz: every branch, one row each (columns: see cdviz.branches_between).';
+GRANT SELECT ON cdviz.branches TO cdviz_reader;
 
 CREATE FUNCTION cdviz.environments_between(from_ts timestamptz, to_ts timestamptz,
 										   lookback interval DEFAULT '30 days')
@@ -157,37 +191,23 @@ RETURNS TABLE (environment_id text, source text, name text, uri text, state text
 			   event_count bigint, last_payload jsonb)
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-SELECT l.subject_id,
-	   max(l.payload #>> '{subject,source}'),
-	   (array_agg(l.payload #>> '{subject,content,name}' ORDER BY l."timestamp" DESC, l.id DESC)
-			FILTER (WHERE l.payload #> '{subject,content,name}' IS NOT NULL))[1],
-	   (array_agg(coalesce(l.payload #>> '{subject,content,uri}', l.payload #>> '{subject,content,url}')
-				  ORDER BY l."timestamp" DESC, l.id DESC)
-			FILTER (WHERE coalesce(l.payload #> '{subject,content,uri}', l.payload #> '{subject,content,url}') IS NOT NULL))[1],
-	   CASE (array_agg(l.predicate ORDER BY l."timestamp" DESC, l.id DESC))[1]
-			WHEN 'deleted' THEN 'deleted' ELSE 'active' END,
-	   min(l."timestamp") FILTER (WHERE l.predicate = 'created'),
-	   max(l."timestamp") FILTER (WHERE l.predicate = 'modified'),
-	   max(l."timestamp") FILTER (WHERE l.predicate = 'deleted'),
-	   min(l."timestamp"), max(l."timestamp"),
-	   (array_agg(l.predicate ORDER BY l."timestamp" DESC, l.id DESC))[1],
-	   count(*),
-	   (array_agg(l.payload ORDER BY l."timestamp" DESC, l.id DESC))[1]
-FROM cdviz.cdevents_lake AS l
-WHERE l.subject = 'environment' AND l.predicate IN ('created', 'modified', 'deleted')
-  AND l."timestamp" >= from_ts - lookback AND l."timestamp" < to_ts
-GROUP BY l.subject_id
-HAVING max(l."timestamp") >= from_ts
+SELECT e.subject_id, e.source, e.name, e.uri, e.state, e.created_at, e.modified_at,
+	   e.deleted_at, e.first_event_at, e.last_event_at, e.last_predicate, e.event_count,
+	   e.last_payload
+FROM cdviz._entities_between('environment', from_ts, to_ts, lookback) AS e
 $$;
 
 COMMENT ON FUNCTION cdviz.environments_between(timestamptz, timestamptz, interval) IS
 'cdviz: one row per environment with an event in [from_ts, to_ts): latest name and uri (uri or url), state (deleted or active), created/modified/deleted times. Prunes partitions.';
+REVOKE EXECUTE ON FUNCTION cdviz.environments_between(timestamptz, timestamptz, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.environments_between(timestamptz, timestamptz, interval) TO cdviz_reader;
 
 CREATE VIEW cdviz.environments AS
 	SELECT * FROM cdviz.environments_between('-infinity', 'infinity', '0');
 
 COMMENT ON VIEW cdviz.environments IS
 'cdviz: every environment that had an environment event, one row each (columns: see cdviz.environments_between). Environments only named by deployments appear in cdviz.environment_inventory.';
+GRANT SELECT ON cdviz.environments TO cdviz_reader;
 
 -- A service exists per environment: one row per (service, environment),
 -- read from the narrow environment_history kept at ingest (indexed on
@@ -245,12 +265,15 @@ $$;
 
 COMMENT ON FUNCTION cdviz.services_between(timestamptz, timestamptz, interval) IS
 'cdviz: one row per (service, environment) with a service event in [from_ts, to_ts): deployments (deployed + upgraded) and rollbacks in the scanned range, first/last deployment, last removal and publication, the artifact of the latest deployment-like event. Counts cover [from_ts - lookback, to_ts) (lookback defaults to 0). Reads cdviz.environment_history. What runs now: cdviz.environment_inventory.';
+REVOKE EXECUTE ON FUNCTION cdviz.services_between(timestamptz, timestamptz, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.services_between(timestamptz, timestamptz, interval) TO cdviz_reader;
 
 CREATE VIEW cdviz.services AS
 	SELECT * FROM cdviz.services_between('-infinity', 'infinity', '0');
 
 COMMENT ON VIEW cdviz.services IS
 'cdviz: every (service, environment) pair ever seen, with its whole-history deployment counts (columns: see cdviz.services_between).';
+GRANT SELECT ON cdviz.services TO cdviz_reader;
 
 CREATE FUNCTION cdviz.incidents_between(from_ts timestamptz, to_ts timestamptz,
 										lookback interval DEFAULT '30 days')
@@ -278,12 +301,15 @@ $$;
 
 COMMENT ON FUNCTION cdviz.incidents_between(timestamptz, timestamptz, interval) IS
 'cdviz: one row per incident with an event in [from_ts, to_ts): environment, service, artifact, latest description, ticket uri, state (resolved or open), detected/reported/resolved times, time_to_resolve (resolved minus the earlier of detected and reported). Reads cdviz.incident_summaries: incidents whose first event is at most lookback (30 days) before from_ts, with their whole history.';
+REVOKE EXECUTE ON FUNCTION cdviz.incidents_between(timestamptz, timestamptz, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.incidents_between(timestamptz, timestamptz, interval) TO cdviz_reader;
 
 CREATE VIEW cdviz.incidents AS
 	SELECT * FROM cdviz.incidents_between('-infinity', 'infinity', '0');
 
 COMMENT ON VIEW cdviz.incidents IS
 'cdviz: every incident, one row each (columns: see cdviz.incidents_between).';
+GRANT SELECT ON cdviz.incidents TO cdviz_reader;
 
 CREATE FUNCTION cdviz.tickets_between(from_ts timestamptz, to_ts timestamptz,
 									  lookback interval DEFAULT '30 days')
@@ -334,9 +360,12 @@ $$;
 
 COMMENT ON FUNCTION cdviz.tickets_between(timestamptz, timestamptz, interval) IS
 'cdviz: one row per ticket with an event in [from_ts, to_ts): latest summary, type, group (ticket_group), creator, assignees, priority, labels, milestone, uri, resolution, updated_by; state (closed or open); created/last updated/closed times. Read back to from_ts - lookback (30 days); prunes partitions.';
+REVOKE EXECUTE ON FUNCTION cdviz.tickets_between(timestamptz, timestamptz, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.tickets_between(timestamptz, timestamptz, interval) TO cdviz_reader;
 
 CREATE VIEW cdviz.tickets AS
 	SELECT * FROM cdviz.tickets_between('-infinity', 'infinity', '0');
 
 COMMENT ON VIEW cdviz.tickets IS
 'cdviz: every ticket, one row each (columns: see cdviz.tickets_between).';
+GRANT SELECT ON cdviz.tickets TO cdviz_reader;

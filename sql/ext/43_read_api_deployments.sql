@@ -30,6 +30,7 @@ FROM cdviz.environment_history AS h;
 
 COMMENT ON VIEW cdviz.deployments IS
 'cdviz: every service deployed/upgraded/rolledback/removed/published event (action) naming an environment, with environment, service, artifact id and the package type, namespace, name and version parsed from the artifact purl; context_source, chain_id, spec_version and payload are fetched from the lake only when selected. A WHERE on "timestamp" (and on environment_id) is an index range scan: WHERE "timestamp" >= now() - interval ''7 days''.';
+GRANT SELECT ON cdviz.deployments TO cdviz_reader;
 
 CREATE VIEW cdviz.environment_inventory AS
 SELECT s.environment_id, s.service_id, s.artifact_id,
@@ -44,6 +45,7 @@ WHERE s.artifact_id IS NOT NULL;
 
 COMMENT ON VIEW cdviz.environment_inventory IS
 'cdviz: what runs now, one row per (environment, service): artifact, package name and version from its purl, deployed_at and the predicate that put it there (deployed, upgraded or rolledback), the artifact that ran before, and the lake id and context id of that event. Read from cdviz.environment_state, kept at ingest: its cost does not grow with the lake. Out-of-order delivery safe; a service whose latest event is "removed" is absent.';
+GRANT SELECT ON cdviz.environment_inventory TO cdviz_reader;
 
 -- The history is small and indexed on (environment_id, service_id,
 -- valid_from): one descent per key known to the state table, whatever the
@@ -81,3 +83,5 @@ $$;
 
 COMMENT ON FUNCTION cdviz.environment_inventory_at(timestamptz) IS
 'cdviz: what ran at at_ts, same columns as cdviz.environment_inventory: for each (environment, service) the latest deployed/upgraded/rolledback/removed event with timestamp <= at_ts, unless it is a removal. Reads cdviz.environment_history, which retention does not prune.';
+REVOKE EXECUTE ON FUNCTION cdviz.environment_inventory_at(timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.environment_inventory_at(timestamptz) TO cdviz_reader;

@@ -32,6 +32,7 @@ VALUES
 
 COMMENT ON VIEW cdviz.dora_thresholds IS
 'cdviz: the DORA tier thresholds the cdviz.dora_* functions apply (after the 2023 Accelerate State of DevOps report clusters); boundaries belong to the better tier';
+GRANT SELECT ON cdviz.dora_thresholds TO cdviz_reader;
 
 CREATE FUNCTION cdviz.dora_deployment_frequency(from_ts timestamptz, to_ts timestamptz,
 												environment text DEFAULT NULL,
@@ -63,6 +64,8 @@ $$;
 
 COMMENT ON FUNCTION cdviz.dora_deployment_frequency(timestamptz, timestamptz, text, text) IS
 'cdviz DORA deployment frequency over [from_ts, to_ts), optionally for one environment and/or service: deployments (service deployed + upgraded events; rollbacks and removals are not deliveries), the distinct services deployed, per_day and per_week for the whole scope, per_day_per_service, deployment_days (UTC days with at least one deployment), sample_size (= deployments) and the tier, judged on per_day_per_service: elite >= 1/day, high >= 1/week, medium >= 1/30 days, else low. Limit: a service that never deployed in the range is not in the average.';
+REVOKE EXECUTE ON FUNCTION cdviz.dora_deployment_frequency(timestamptz, timestamptz, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.dora_deployment_frequency(timestamptz, timestamptz, text, text) TO cdviz_reader;
 
 CREATE FUNCTION cdviz.dora_lead_time(from_ts timestamptz, to_ts timestamptz,
 									 environment text DEFAULT NULL,
@@ -88,6 +91,8 @@ $$;
 
 COMMENT ON FUNCTION cdviz.dora_lead_time(timestamptz, timestamptz, text, text) IS
 'cdviz DORA lead time for changes over [from_ts, to_ts), optionally for one environment and/or service: for every artifact whose first deployed/upgraded event in an environment falls in the range, the time from its change (change.merged, else change.created) to that first deployment; the change is the one named by the artifact''s artifact.packaged event (content.change.id, matched on id alone). Returns median and p90 (percentile_cont), sample_size, unmatched (first deployments without a packaged event, a known change, or with the change after the deployment) and the tier on the median: elite < 1 day, high < 1 week, medium < 30 days, else low. Without an environment filter each environment counts its own first deployment.';
+REVOKE EXECUTE ON FUNCTION cdviz.dora_lead_time(timestamptz, timestamptz, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.dora_lead_time(timestamptz, timestamptz, text, text) TO cdviz_reader;
 
 -- Each deployment owns the events of its (environment, service) up to the
 -- next deployment there.  Failure signals (rollbacks from the history,
@@ -152,6 +157,8 @@ $$;
 
 COMMENT ON FUNCTION cdviz.dora_failed_deployments(timestamptz, timestamptz, text, text) IS
 'cdviz DORA: the environment_history event ids of the deployments in [from_ts, to_ts) (optionally of one environment and/or service) that failed: a service.rolledback or an incident detected/reported on that service and environment followed them before the next deployment there. What cdviz.dora_change_failure_rate and cdviz.dora_change_failures count. Example: SELECT count(*) FROM cdviz.dora_failed_deployments(now() - interval ''30 days'', now(), ''prod'');';
+REVOKE EXECUTE ON FUNCTION cdviz.dora_failed_deployments(timestamptz, timestamptz, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.dora_failed_deployments(timestamptz, timestamptz, text, text) TO cdviz_reader;
 
 CREATE FUNCTION cdviz.dora_change_failures(from_ts timestamptz, to_ts timestamptz,
 										   environment text DEFAULT NULL,
@@ -171,6 +178,8 @@ $$;
 
 COMMENT ON FUNCTION cdviz.dora_change_failures(timestamptz, timestamptz, text, text) IS
 'cdviz DORA: every deployment (service deployed or upgraded event) in [from_ts, to_ts), optionally of one environment and/or service, with failed as cdviz.dora_failed_deployments says. A deployment''s verdict does not depend on the range asked, so one call over a long range serves rates over its sub-ranges (a trailing window per day). Example: SELECT date_trunc(''day'', deployed_at), count(*) FILTER (WHERE failed), count(*) FROM cdviz.dora_change_failures(now() - interval ''30 days'', now(), ''prod'') GROUP BY 1;';
+REVOKE EXECUTE ON FUNCTION cdviz.dora_change_failures(timestamptz, timestamptz, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.dora_change_failures(timestamptz, timestamptz, text, text) TO cdviz_reader;
 
 CREATE FUNCTION cdviz.dora_change_failure_rate(from_ts timestamptz, to_ts timestamptz,
 											   environment text DEFAULT NULL,
@@ -194,6 +203,8 @@ $$;
 
 COMMENT ON FUNCTION cdviz.dora_change_failure_rate(timestamptz, timestamptz, text, text) IS
 'cdviz DORA change failure rate over [from_ts, to_ts), optionally for one environment and/or service: the share of deployments (deployed + upgraded events in the range) followed, before the next deployment of the same service in the same environment, by a service.rolledback or by an incident detected/reported on that service and environment. Returns rate (0..1), failed, deployments (= sample_size) and the tier: elite <= 5%, high <= 10%, medium <= 15%, else low. Limits: an incident without service or environment cannot be attributed and is ignored; an incident signals once at its first detected and once at its first reported event; a failure signal is looked for until the next deployment even after to_ts, so a recent deployment can still turn failed later.';
+REVOKE EXECUTE ON FUNCTION cdviz.dora_change_failure_rate(timestamptz, timestamptz, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.dora_change_failure_rate(timestamptz, timestamptz, text, text) TO cdviz_reader;
 
 CREATE FUNCTION cdviz.dora_time_to_restore(from_ts timestamptz, to_ts timestamptz,
 										   environment text DEFAULT NULL,
@@ -220,6 +231,8 @@ $$;
 
 COMMENT ON FUNCTION cdviz.dora_time_to_restore(timestamptz, timestamptz, text, text) IS
 'cdviz DORA time to restore service over [from_ts, to_ts), optionally for one environment and/or service: for every incident resolved in the range, resolved minus the earlier of detected and reported (see cdviz.incidents). Returns median and p90, sample_size and the tier on the median: elite < 1 hour, high < 1 day, medium < 1 week, else low. Reads cdviz.incident_summaries by resolved_at. Limit: an incident resolved without a detected/reported event is left out.';
+REVOKE EXECUTE ON FUNCTION cdviz.dora_time_to_restore(timestamptz, timestamptz, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.dora_time_to_restore(timestamptz, timestamptz, text, text) TO cdviz_reader;
 
 -- The four metrics for every environment, one row each: what a "DORA per
 -- environment" table shows.  Calling the functions above laterally, once
@@ -258,3 +271,5 @@ $$;
 
 COMMENT ON FUNCTION cdviz.dora_by_environment(timestamptz, timestamptz, text) IS
 'cdviz DORA: the four metrics over [from_ts, to_ts) for every environment where a service runs (cdviz.environment_inventory), optionally for one service; one row per environment with the values and tiers of cdviz.dora_deployment_frequency, dora_lead_time, dora_change_failure_rate and dora_time_to_restore for that environment (same definitions). Example: SELECT environment_id, per_day_per_service, frequency_tier, lead_time_median, change_failure_rate, time_to_restore_median FROM cdviz.dora_by_environment(now() - interval ''30 days'', now());';
+REVOKE EXECUTE ON FUNCTION cdviz.dora_by_environment(timestamptz, timestamptz, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.dora_by_environment(timestamptz, timestamptz, text) TO cdviz_reader;

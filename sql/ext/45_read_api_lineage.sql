@@ -15,6 +15,8 @@ $$;
 
 COMMENT ON FUNCTION cdviz.chain(text) IS
 'cdviz: the events of one chain (context.chainId), in timestamp order. Example: SELECT subject, predicate, "timestamp" FROM cdviz.chain(''4c8cb7dd-3448-41de-8768-eec704e2829b'')';
+REVOKE EXECUTE ON FUNCTION cdviz.chain(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.chain(text) TO cdviz_reader;
 
 -- Walks cdviz.event_links from one event, in both directions, max_depth
 -- hops away; an event is listed once, at its shortest distance.
@@ -53,3 +55,5 @@ $$;
 
 COMMENT ON FUNCTION cdviz.related(text, int) IS
 'cdviz: events linked to the event with context.id = context through context.links, both ways: outgoing (links this event carries: RELATION target, PATH/END from) and incoming (events whose links name it), up to max_depth hops (default 1), each once at its shortest depth. Event columns are NULL for a linked context id that is not in the lake.';
+REVOKE EXECUTE ON FUNCTION cdviz.related(text, int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.related(text, int) TO cdviz_reader;

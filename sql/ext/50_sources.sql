@@ -1,4 +1,4 @@
--- Sources polled by the cdviz poller worker: a folder and an S3 bucket.
+-- Progress of the folder and S3 sources (51_source_catalog.sql).
 -- Each file or object has a progress row, written in the same transaction
 -- as the events read from it, so that after a crash at any moment the
 -- worker resumes exactly where the committed events end: nothing is lost,
@@ -104,64 +104,7 @@ COMMENT ON COLUMN cdviz.source_polls.last_success_at IS 'end of the last poll th
 COMMENT ON COLUMN cdviz.source_polls.last_error IS 'why the last poll failed (unreadable folder, S3 error...); NULL once a poll succeeds';
 COMMENT ON COLUMN cdviz.source_polls.last_error_at IS 'when last_error happened';
 
-CREATE VIEW cdviz.source_status AS
-WITH items AS (
-	SELECT source, count(*) AS items,
-		   count(*) FILTER (WHERE status IN ('read', 'deleted', 'moved')) AS items_read,
-		   count(*) FILTER (WHERE status = 'rejected') AS items_rejected,
-		   sum(read_offset) AS bytes_read,
-		   sum(events) AS events, sum(duplicates) AS duplicates, sum(rejected) AS rejected,
-		   max(last_read_at) AS last_read_at,
-		   (array_agg(path || ': ' || last_error ORDER BY last_error_at DESC)
-				FILTER (WHERE last_error IS NOT NULL))[1] AS last_item_error,
-		   max(last_error_at) AS last_item_error_at
-	FROM cdviz.fs_files GROUP BY source
-	UNION ALL
-	SELECT source, count(*),
-		   count(*) FILTER (WHERE status = 'read'),
-		   count(*) FILTER (WHERE status = 'rejected'),
-		   sum(read_offset), sum(events), sum(duplicates), sum(rejected),
-		   max(last_read_at),
-		   (array_agg('s3://' || bucket || '/' || key || ': ' || last_error ORDER BY last_error_at DESC)
-				FILTER (WHERE last_error IS NOT NULL))[1],
-		   max(last_error_at)
-	FROM cdviz.s3_objects GROUP BY source
-)
-SELECT coalesce(p.source, i.source) AS source,
-	   coalesce(p.kind, CASE WHEN i.source LIKE 's3://%' THEN 's3' ELSE 'fs' END) AS kind,
-	   coalesce(i.items, 0) AS files,
-	   coalesce(i.items_read, 0) AS files_read,
-	   coalesce(i.items_rejected, 0) AS files_rejected,
-	   coalesce(i.bytes_read, 0) AS bytes_read,
-	   coalesce(i.events, 0) AS events,
-	   coalesce(i.duplicates, 0) AS duplicates,
-	   coalesce(i.rejected, 0) AS rejected,
-	   i.last_read_at,
-	   p.last_poll_at,
-	   p.last_success_at,
-	   coalesce(p.last_error, i.last_item_error) AS last_error,
-	   CASE WHEN p.last_error IS NOT NULL THEN p.last_error_at ELSE i.last_item_error_at END AS last_error_at
-FROM cdviz.source_polls p
-FULL JOIN items i ON i.source = p.source;
-
-COMMENT ON VIEW cdviz.source_status IS
-'cdviz: per polled source (folder or s3://bucket/prefix): files or objects seen and read, events stored, duplicates, lines or elements rejected, when it was last read and polled, and the last error (of the source, else of one of its files)';
-COMMENT ON COLUMN cdviz.source_status.source IS 'folder path or s3://bucket/prefix';
-COMMENT ON COLUMN cdviz.source_status.kind IS 'fs or s3';
-COMMENT ON COLUMN cdviz.source_status.files IS 'files or objects seen';
-COMMENT ON COLUMN cdviz.source_status.files_read IS 'files or objects read to their end';
-COMMENT ON COLUMN cdviz.source_status.files_rejected IS 'files or objects that were not JSON at all';
-COMMENT ON COLUMN cdviz.source_status.bytes_read IS 'bytes consumed';
-COMMENT ON COLUMN cdviz.source_status.events IS 'events stored';
-COMMENT ON COLUMN cdviz.source_status.duplicates IS 'events read that the lake already had';
-COMMENT ON COLUMN cdviz.source_status.rejected IS 'lines or elements sent to cdviz.rejected_events';
-COMMENT ON COLUMN cdviz.source_status.last_read_at IS 'when a file or object was last read';
-COMMENT ON COLUMN cdviz.source_status.last_poll_at IS 'when the source was last polled';
-COMMENT ON COLUMN cdviz.source_status.last_success_at IS 'when a poll last listed the source successfully';
-COMMENT ON COLUMN cdviz.source_status.last_error IS 'the source''s current error, else the latest error of one of its files';
-COMMENT ON COLUMN cdviz.source_status.last_error_at IS 'when last_error happened';
-
-GRANT SELECT ON cdviz.source_status TO cdviz_reader;
+-- cdviz.source_status, one row per source, is in 51_source_catalog.sql.
 
 -- The pollers' progress survives pg_dump: a restored server reads nothing
 -- twice.

@@ -216,7 +216,8 @@ BEGIN
 			END IF;
 			loc := coalesce(nullif(regexp_replace(loc, '/+$', ''), ''), '/');
 		WHEN 's3' THEN
-			IF loc !~ '^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$' THEN
+			-- bucket names as S3 has known them (older ones have capitals, _)
+			IF loc !~ '^s3://[A-Za-z0-9._-]{3,255}(/.*)?$' THEN
 				RAISE EXCEPTION 'the location of an s3 source must be s3://bucket/prefix, not "%"', loc
 					USING ERRCODE = 'invalid_parameter_value';
 			END IF;
@@ -609,7 +610,6 @@ GRANT SELECT ON cdviz.sources TO cdviz_reader;
 -- location: a source dropped and created again for the same folder
 -- finds its progress); message sources count in cdviz.source_progress.
 -- Errors are shown with the source's secrets replaced by ***.
-DROP VIEW cdviz.source_status;
 CREATE VIEW cdviz.source_status AS
 SELECT s.id, s.name, s.kind, s.location, s.paused, s.defined_by,
 	   CASE WHEN s.paused THEN 'paused' ELSE coalesce(p.state, 'starting') END AS state,

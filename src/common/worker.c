@@ -99,6 +99,22 @@ cdviz_worker_define_settings(const CdvizSetting *settings, int n)
 	}
 }
 
+/* See worker.h. */
+void
+cdviz_worker_describe(BackgroundWorker *worker, const char *name, const char *type,
+					  const char *function_name)
+{
+	memset(worker, 0, sizeof(*worker));
+	worker->bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	/* a standby cannot store anything: start on a primary only */
+	worker->bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker->bgw_restart_time = BGW_NEVER_RESTART;
+	strlcpy(worker->bgw_library_name, "cdviz", BGW_MAXLEN);
+	strlcpy(worker->bgw_function_name, function_name, BGW_MAXLEN);
+	strlcpy(worker->bgw_name, name, BGW_MAXLEN);
+	strlcpy(worker->bgw_type, type, BGW_MAXLEN);
+}
+
 /* Register one worker of this library; see worker.h. */
 void
 cdviz_worker_register(const char *name, const char *type,
@@ -106,17 +122,8 @@ cdviz_worker_register(const char *name, const char *type,
 {
 	BackgroundWorker worker;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	/* a standby cannot store anything: start on a primary only */
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	cdviz_worker_describe(&worker, name, type, function_name);
 	worker.bgw_restart_time = restart_seconds;
-	strlcpy(worker.bgw_library_name, "cdviz", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, function_name, BGW_MAXLEN);
-	strlcpy(worker.bgw_name, name, BGW_MAXLEN);
-	strlcpy(worker.bgw_type, type, BGW_MAXLEN);
-	worker.bgw_main_arg = (Datum) 0;
-	worker.bgw_notify_pid = 0;
 	RegisterBackgroundWorker(&worker);
 }
 

@@ -6,7 +6,7 @@
  *
  * A worker's main function follows this shape:
  *
- *		cdviz_worker_connect("cdviz poller");
+ *		cdviz_worker_connect("cdviz dispatcher");
  *		for (;;)
  *		{
  *			cdviz_worker_process_interrupts();		-- SIGTERM exits, SIGHUP reloads
@@ -24,6 +24,8 @@
 #define CDVIZ_COMMON_WORKER_H
 
 #include "postgres.h"
+
+#include "postmaster/bgworker.h"
 
 #include "utils/guc.h"
 
@@ -71,6 +73,13 @@ typedef struct CdvizSetting
 
 /* Define cdviz.database and the n settings of a worker. */
 extern void cdviz_worker_define_settings(const CdvizSetting *settings, int n);
+
+/*
+ * Fill *worker for a worker of this library running function_name in
+ * cdviz.database, on a primary, not restarted by the postmaster.
+ */
+extern void cdviz_worker_describe(BackgroundWorker *worker, const char *name,
+								  const char *type, const char *function_name);
 
 /*
  * Register a background worker running function_name (exported by this

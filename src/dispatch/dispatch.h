@@ -12,9 +12,8 @@
  *	  sink_nats.c          NATS sink (core NATS or JetStream)
  *	  sink_kafka.c         Kafka sink (librdkafka idempotent producer)
  *	  sink_log.c           log sink
- *	  nats_source.c        NATS source: durable JetStream consumer or plain
- *	                       subscription, stored through the common store path
- *	  nats_conn.c          the one libnats connection
+ *	  nats_conn.c          the one libnats connection (of the dispatcher, or
+ *	                       of a NATS source's worker: src/sources/)
  *	  dispatch_store.c     SQL side: chunks of events read in storage order,
  *	                       deliveries and progress written back
  *	  sink_options.c       a sink's options (JSON) into its settings
@@ -263,6 +262,8 @@ extern const SinkMethods sink_log_methods;
 
 /* nats_conn.c */
 extern natsConnection *dispatch_nats_connection(void);
+/* Connect this process to url rather than cdviz.nats_url (a NATS source). */
+extern void dispatch_nats_set_url(const char *url);
 extern void dispatch_nats_close(void);
 extern bool dispatch_nats_connected(void);
 extern uint64 dispatch_nats_reconnects(void);
@@ -270,9 +271,5 @@ extern int	dispatch_nats_generation;
 extern void dispatch_nats_block_signals(sigset_t *saved);
 extern void dispatch_nats_restore_signals(const sigset_t *saved);
 
-/* nats_source.c */
-extern void nats_source_poll(void);
-extern void nats_source_close(void);
-extern bool nats_source_active(void);
 
 #endif							/* CDVIZ_DISPATCH_H */

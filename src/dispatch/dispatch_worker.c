@@ -175,8 +175,6 @@ next_timeout(TimestampTz now, TimestampTz next_sync)
 		if (sink->chunk && sink->methods->recheck_ms > 0)
 			t = Min(t, sink->methods->recheck_ms);
 	}
-	if (nats_source_active())
-		t = Min(t, 100);
 	return t;
 }
 
@@ -252,8 +250,7 @@ cdviz_dispatch_main(Datum arg)
 		MemoryContextReset(loopcxt);
 		if (cdviz_worker_process_interrupts())
 		{
-			/* new NATS settings: reconnect and subscribe again */
-			nats_source_close();
+			/* new NATS settings: reconnect */
 			dispatch_nats_close();
 			next_sync = 0;
 		}
@@ -296,7 +293,6 @@ cdviz_dispatch_main(Datum arg)
 				if (res == CDVIZ_TX_NO_EXTENSION)
 				{
 					forget_sinks();
-					nats_source_close();
 					dispatch_nats_close();
 					(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 									 CDVIZ_WORKER_RETRY_SECONDS * 1000L, PG_WAIT_EXTENSION);
@@ -308,9 +304,8 @@ cdviz_dispatch_main(Datum arg)
 			}
 		}
 
-		/* 3. deliveries, the NATS source, housekeeping */
+		/* 3. deliveries, housekeeping */
 		deliver(now);
-		nats_source_poll();
 		if (now >= next_prune)
 		{
 			(void) cdviz_worker_transaction("pruning the outbox", prune_tx, NULL, NULL);

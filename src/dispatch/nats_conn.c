@@ -16,6 +16,10 @@
  */
 #include "postgres.h"
 
+#include "postmaster/bgworker.h"
+
+#include "utils/memutils.h"
+
 #include <pthread.h>
 
 #include "dispatch/dispatch.h"
@@ -35,6 +39,22 @@ static pg_atomic_uint32 conn_reconnects;
 
 /* Bumped at each new connection: JetStream contexts of an older one are stale. */
 int			dispatch_nats_generation = 0;
+
+/* The server this process connects to: cdviz.nats_url unless set. */
+static char *nats_url = NULL;
+
+/* See dispatch.h. */
+void
+dispatch_nats_set_url(const char *url)
+{
+	nats_url = MemoryContextStrdup(TopMemoryContext, url);
+}
+
+static const char *
+current_url(void)
+{
+	return nats_url ? nats_url : cdviz_nats_url;
+}
 
 void
 dispatch_nats_block_signals(sigset_t *saved)
@@ -106,9 +126,9 @@ dispatch_nats_connection(void)
 	dispatch_nats_block_signals(&saved);
 	s = natsOptions_Create(&opts);
 	if (s == NATS_OK)
-		s = natsOptions_SetURL(opts, cdviz_nats_url);
+		s = natsOptions_SetURL(opts, current_url());
 	if (s == NATS_OK)
-		s = natsOptions_SetName(opts, "cdviz dispatcher");
+		s = natsOptions_SetName(opts, MyBgworkerEntry ? MyBgworkerEntry->bgw_name : "cdviz");
 	if (s == NATS_OK)
 		s = natsOptions_SetAllowReconnect(opts, true);
 	if (s == NATS_OK)
@@ -140,8 +160,9 @@ dispatch_nats_connection(void)
 	if (s != NATS_OK)
 	{
 		ereport(LOG,
-				(errmsg("cdviz dispatcher: could not connect to NATS at \"%s\": %s",
-						cdviz_nats_url, natsStatus_GetText(s))));
+				(errmsg("%s: could not connect to NATS at \"%s\": %s",
+						MyBgworkerEntry ? MyBgworkerEntry->bgw_name : "cdviz",
+						current_url(), natsStatus_GetText(s))));
 		if (conn)
 			natsConnection_Destroy(conn);
 		conn = NULL;

@@ -7,9 +7,10 @@
  * needed.  A restart of the worker resets them, which Prometheus' rate()
  * treats as a counter reset.
  *
- * The sinks' figures are the dispatcher's, kept in its progress table: they
- * are read from cdviz.sink_status at each scrape (a few rows, scrapes come
- * every few seconds), so /metrics and the view never disagree.
+ * The sinks' and the sources' figures are their workers', kept in their
+ * progress tables: they are read from cdviz.sink_status and
+ * cdviz.source_status at each scrape (a few rows, scrapes come every few
+ * seconds), so /metrics and the views never disagree.
  */
 #include "postgres.h"
 
@@ -136,13 +137,16 @@ append_label_value(StringInfo out, const char *v)
 	}
 }
 
-/* The sink_status columns shown, in the query's order after name and kind. */
-static const struct
+/* A family of samples, one per row of a status view. */
+typedef struct MetricFamily
 {
 	const char *name;
 	const char *type;
 	const char *help;
-}			sink_families[] = {
+} MetricFamily;
+
+/* The sink_status columns shown, in the query's order after name and kind. */
+static const MetricFamily sink_families[] = {
 	{"cdviz_sink_delivered_total", "counter", "Events delivered by the sink."},
 	{"cdviz_sink_rejected_total", "counter", "Events the sink refused for good (cdviz.rejected_deliveries)."},
 	{"cdviz_sink_failures_total", "counter", "Failed delivery attempts that were retried."},
@@ -150,6 +154,15 @@ static const struct
 	{"cdviz_sink_lag_seconds", "gauge", "Age of the oldest pending event; 0 when none."},
 	{"cdviz_sink_paused", "gauge", "1 while the sink is paused."},
 	{"cdviz_sink_last_success_timestamp_seconds", "gauge", "When a delivery last succeeded (Unix time)."},
+};
+
+/* The source_status columns shown, in the query's order after name and kind. */
+static const MetricFamily source_families[] = {
+	{"cdviz_source_events_total", "counter", "Events the source stored."},
+	{"cdviz_source_duplicates_total", "counter", "Events the source read that the lake already had."},
+	{"cdviz_source_rejected_total", "counter", "Lines, elements or messages of the source sent to cdviz.rejected_events."},
+	{"cdviz_source_lag", "gauge", "Files or objects not read to their end (folder, s3); messages waiting (nats, kafka)."},
+	{"cdviz_source_up", "gauge", "1 while the source's worker runs."},
 };
 
 /*
@@ -161,6 +174,7 @@ static const struct
  */
 static SPIPlanPtr summaries_plan = NULL;
 static SPIPlanPtr sinks_plan = NULL;
+static SPIPlanPtr sources_plan = NULL;
 
 /* Run a kept plan of a SELECT without arguments, planning it the first time. */
 static void
@@ -188,22 +202,16 @@ render_summaries(StringInfo out)
 }
 
 /*
- * Append the sink families from cdviz.sink_status and the summaries'
- * backlog; runs in a transaction.
+ * The families of a status view's rows, just selected (name, kind, then a
+ * column per family), labelled label="name",kind="kind".
  */
 static void
-render_stored(void *arg)
+render_families(StringInfo out, const MetricFamily *families, int n, const char *label)
 {
-	StringInfo	out = (StringInfo) arg;
-	int			ncols = lengthof(sink_families);
-
-	select_kept(&sinks_plan, "SELECT name, kind, delivered, rejected, failures, pending, lag_seconds,"
-				" paused::int, extract(epoch FROM last_success_at)"
-				" FROM cdviz.sink_status ORDER BY name", "cdviz.sink_status");
-	for (int f = 0; f < ncols; f++)
+	for (int f = 0; f < n; f++)
 	{
-		appendStringInfo(out, "# HELP %s %s\n# TYPE %s %s\n", sink_families[f].name,
-						 sink_families[f].help, sink_families[f].name, sink_families[f].type);
+		appendStringInfo(out, "# HELP %s %s\n# TYPE %s %s\n", families[f].name,
+						 families[f].help, families[f].name, families[f].type);
 		for (uint64 r = 0; r < SPI_processed; r++)
 		{
 			HeapTuple	tup = SPI_tuptable->vals[r];
@@ -211,14 +219,33 @@ render_stored(void *arg)
 			char	   *value = SPI_getvalue(tup, desc, f + 3);
 
 			if (value == NULL)
-				continue;		/* never succeeded: no sample */
-			appendStringInfo(out, "%s{sink=\"", sink_families[f].name);
+				continue;		/* never measured: no sample */
+			appendStringInfo(out, "%s{%s=\"", families[f].name, label);
 			append_label_value(out, SPI_getvalue(tup, desc, 1));
 			appendStringInfoString(out, "\",kind=\"");
 			append_label_value(out, SPI_getvalue(tup, desc, 2));
 			appendStringInfo(out, "\"} %s\n", value);
 		}
 	}
+}
+
+/*
+ * Append the sink and source families from cdviz.sink_status and
+ * cdviz.source_status, and the summaries' backlog; runs in a transaction.
+ */
+static void
+render_stored(void *arg)
+{
+	StringInfo	out = (StringInfo) arg;
+
+	select_kept(&sinks_plan, "SELECT name, kind, delivered, rejected, failures, pending, lag_seconds,"
+				" paused::int, extract(epoch FROM last_success_at)"
+				" FROM cdviz.sink_status ORDER BY name", "cdviz.sink_status");
+	render_families(out, sink_families, lengthof(sink_families), "sink");
+	select_kept(&sources_plan, "SELECT name, kind, events, duplicates, rejected, lag,"
+				" (state = 'running')::int FROM cdviz.source_status ORDER BY name",
+				"cdviz.source_status");
+	render_families(out, source_families, lengthof(source_families), "source");
 	render_summaries(out);
 }
 

@@ -1,17 +1,20 @@
 /*
  * poll.h
- *	  The cdviz poller worker: what its files share.
+ *	  The readers of folder and S3 sources: what their files share.  A
+ *	  source's worker (src/sources/) fills a PollConfig from the source and
+ *	  calls poll_fs_run() or poll_s3_run() at its interval.
  *
  * Files, each calling only those listed below it:
  *
- *	  poll_worker.c    registration and the loop that runs both sources
- *	  poll_fs.c        the folder source (cdviz.fs_path)
- *	  poll_s3.c        the S3 source (cdviz.s3_bucket)
+ *	  poll_fs.c        a folder source
+ *	  poll_s3.c        an S3 source
  *	  poll_source.c    what both sources share: names, progress rows,
  *	                   cdviz.source_polls
  *	  poll_read.c      a file turned into stored events with exactly-once
  *	                   progress
- *	  poll_settings.c  the cdviz.fs_*, cdviz.s3_* and cdviz.poll_* settings
+ *	  poll_settings.c  the cdviz.fs_*, cdviz.s3_* and cdviz.poll_* settings,
+ *	                   which define the source settings.folder and
+ *	                   settings.s3
  */
 #ifndef CDVIZ_POLL_H
 #define CDVIZ_POLL_H
@@ -20,10 +23,14 @@
 
 #include "access/htup.h"
 #include "access/tupdesc.h"
+#include "postmaster/bgworker.h"
 #include "utils/hsearch.h"
 
-/* Define the settings and register the worker (from _PG_init, preloaded). */
+/* Define the settings (from _PG_init, preloaded). */
 extern void cdviz_poll_init(void);
+
+/* Who says it, in messages: the source's worker, "cdviz source <name>". */
+#define POLL_WHO (MyBgworkerEntry ? MyBgworkerEntry->bgw_name : "cdviz")
 
 /* cdviz.fs_after */
 typedef enum PollAfter
@@ -54,6 +61,26 @@ extern int	cdviz_poll_max_json_size;	/* kB */
 
 extern void poll_define_settings(void);
 
+/* One folder or S3 source, as its worker read it from cdviz.sources. */
+typedef struct PollConfig
+{
+	const char *location;		/* absolute folder path, or s3://bucket/prefix */
+	const char *pattern;		/* comma-separated file name patterns */
+	int			poll_interval;	/* seconds */
+	int			batch_lines;	/* lines or elements per transaction */
+	int			max_line_size;	/* kB */
+	int			max_json_size;	/* kB */
+	/* folder */
+	PollAfter	after;
+	const char *done_path;		/* absolute; "" when none */
+	/* s3 */
+	const char *endpoint;		/* "" means AWS in the region */
+	const char *region;
+	const char *access_key_id;
+	const char *secret_access_key;
+	bool		path_style;
+} PollConfig;
+
 /* What one transaction of reading changed, for the progress row. */
 typedef struct PollDelta
 {
@@ -81,6 +108,7 @@ typedef struct PollFile
 	int			fd;
 	uint64		size;			/* nothing at or past this is read */
 	bool		complete;		/* an unterminated last line is a line */
+	const PollConfig *cfg;		/* the source's limits */
 
 	/* the committed progress: where reading starts, updated per commit */
 	uint64		offset;
@@ -110,6 +138,9 @@ extern bool poll_read_file(PollFile *f, char **error);
 
 /* Does name (the last path segment) match a comma-separated pattern list? */
 extern bool poll_name_matches(const char *name, const char *patterns);
+
+/* A folder without its final slashes; a relative one is in the data folder. */
+extern char *poll_absolute_path(const char *path);
 
 /* Whether a file or key names a .json document (else JSON Lines). */
 extern bool poll_is_document(const char *name);
@@ -143,13 +174,10 @@ extern void poll_note_source(const char *source, const char *kind,
 
 /* poll_fs.c, poll_s3.c */
 
-/* The folder source: one pass over cdviz.fs_path. */
-extern void poll_fs_run(void);
+/* A folder source: one pass over its folder. */
+extern void poll_fs_run(const PollConfig *cfg);
 
-/* The S3 source: one pass over the bucket; returns seconds to wait. */
-extern int	poll_s3_run(void);
-
-/* Free what the S3 source keeps between polls (on settings change). */
-extern void poll_s3_reset(void);
+/* An S3 source: one pass over its prefix; returns seconds to wait. */
+extern int	poll_s3_run(const PollConfig *cfg);
 
 #endif							/* CDVIZ_POLL_H */

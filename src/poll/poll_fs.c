@@ -73,6 +73,7 @@ static uint64 poll_number;
 /* The current poll's settings and findings. */
 typedef struct FsPoll
 {
+	const PollConfig *cfg;
 	char	   *root;
 	char	   *done_path;
 	char	   *patterns;
@@ -191,7 +192,7 @@ save_fs_progress(PollFile *f, const PollDelta *d)
 							  " first_read_at = coalesce(f.first_read_at, now()), last_read_at = now(), "
 							  " last_error = NULL, last_error_at = NULL",
 							  11, types, args, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "cdviz poller: saving progress of \"%s\" failed", a->file->path);
+		elog(ERROR, "%s: saving progress of \"%s\" failed", POLL_WHO, a->file->path);
 }
 
 /* A change of a row outside reading: an error, or the fs_after outcome. */
@@ -223,7 +224,7 @@ note_file(void *arg)
 							  " last_error = coalesce($7, f.last_error), "
 							  " last_error_at = CASE WHEN $7 IS NOT NULL THEN now() ELSE f.last_error_at END",
 							  7, types, args, nulls, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "cdviz poller: updating \"%s\" in cdviz.fs_files failed", n->file->path);
+		elog(ERROR, "%s: updating \"%s\" in cdviz.fs_files failed", POLL_WHO, n->file->path);
 }
 
 /* Report a file's error: logged and recorded once, until it changes. */
@@ -235,9 +236,9 @@ file_error(FsPoll *p, FsFound *file, const char *message)
 	if (!first_report(file->path, message))
 		return;
 	ereport(WARNING,
-			(errmsg("cdviz poller: %s", message),
+			(errmsg("%s: %s", POLL_WHO, message),
 			 errhint("The file is tried again at every poll; see cdviz.fs_files.")));
-	(void) cdviz_worker_transaction("cdviz poller: noting a file error", note_file, &n, NULL);
+	(void) cdviz_worker_transaction("noting a file error", note_file, &n, NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -249,7 +250,7 @@ static void
 folder_error(FsPoll *p, const char *path, const char *message)
 {
 	if (first_report(path, message))
-		ereport(WARNING, (errmsg("cdviz poller: %s", message)));
+		ereport(WARNING, (errmsg("%s: %s", POLL_WHO, message)));
 	if (p->error == NULL)
 		p->error = pstrdup(message);
 }
@@ -395,7 +396,7 @@ after_read(FsPoll *p, FsFound *file)
 		n.moved_to = target;
 	}
 	/* a crash before this commit: the next poll finds the file gone */
-	(void) cdviz_worker_transaction("cdviz poller: noting fs_after", note_file, &n, NULL);
+	(void) cdviz_worker_transaction("noting fs_after", note_file, &n, NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -497,6 +498,7 @@ handle_file(FsPoll *p, FsFound *file)
 
 	memset(&f, 0, sizeof(f));
 	f.origin = "fs";
+	f.cfg = p->cfg;
 	f.name = file->path;
 	f.ref_sep = ':';
 	f.document = poll_is_document(file->path);
@@ -522,7 +524,7 @@ handle_file(FsPoll *p, FsFound *file)
 		}
 		else
 			ereport(LOG,
-					(errmsg("cdviz poller: \"%s\" was rewritten; reading it again from its start",
+					(errmsg("%s: \"%s\" was rewritten; reading it again from its start", POLL_WHO,
 							file->path),
 					 errdetail("Its first " INT64_FORMAT " bytes, read before, changed; events read again are deduplicated.",
 							   row->offset)));
@@ -542,7 +544,7 @@ handle_file(FsPoll *p, FsFound *file)
 	clear_report(file->path);
 	if (f.events + f.duplicates + f.rejected > 0)
 		ereport(DEBUG1,
-				(errmsg("cdviz poller: read \"%s\": " INT64_FORMAT " events stored, " INT64_FORMAT " duplicates, " INT64_FORMAT " rejected",
+				(errmsg("%s: read \"%s\": " INT64_FORMAT " events stored, " INT64_FORMAT " duplicates, " INT64_FORMAT " rejected", POLL_WHO,
 						file->path, f.events, f.duplicates, f.rejected)));
 	if (p->after != POLL_AFTER_KEEP && f.offset == (uint64) file->size)
 		after_read(p, file);
@@ -552,23 +554,9 @@ handle_file(FsPoll *p, FsFound *file)
 /* the poll                                                            */
 /* ------------------------------------------------------------------ */
 
-/* Strip trailing slashes; a relative path is relative to the data folder. */
-static char *
-clean_path(const char *path)
-{
-	char	   *s = pstrdup(path);
-	size_t		len = strlen(s);
-
-	while (len > 1 && s[len - 1] == '/')
-		s[--len] = '\0';
-	if (s[0] != '/')
-		s = psprintf("%s/%s", DataDir, s);
-	return s;
-}
-
 /* See poll.h. */
 void
-poll_fs_run(void)
+poll_fs_run(const PollConfig *cfg)
 {
 	FsPoll		p;
 	HASHCTL		ctl;
@@ -581,24 +569,25 @@ poll_fs_run(void)
 		memset(&ctl, 0, sizeof(ctl));
 		ctl.keysize = MAXPGPATH;
 		ctl.entrysize = sizeof(FsSeen);
-		seen_files = hash_create("cdviz poller files seen", 256, &ctl, HASH_ELEM | HASH_STRINGS);
+		seen_files = hash_create("cdviz source files seen", 256, &ctl, HASH_ELEM | HASH_STRINGS);
 	}
 	poll_number++;
 
 	memset(&p, 0, sizeof(p));
-	p.root = clean_path(cdviz_fs_path);
-	p.patterns = pstrdup(cdviz_fs_pattern);
-	p.after = (PollAfter) cdviz_fs_after;
+	p.cfg = cfg;
+	p.root = poll_absolute_path(cfg->location);
+	p.patterns = pstrdup(cfg->pattern);
+	p.after = cfg->after;
 	if (p.after == POLL_AFTER_MOVE)
 	{
-		if (cdviz_fs_done_path[0] == '\0')
+		if (cfg->done_path[0] == '\0')
 		{
 			folder_error(&p, "cdviz.fs_done_path",
 						 "cdviz.fs_after is \"move\" but cdviz.fs_done_path is empty: files are kept");
 			p.after = POLL_AFTER_KEEP;
 		}
 		else
-			p.done_path = clean_path(cdviz_fs_done_path);
+			p.done_path = poll_absolute_path(cfg->done_path);
 	}
 	{
 		Oid			types[1] = {TEXTOID};

@@ -59,7 +59,7 @@ reject_text(PollFile *f, const char *ref, const char *text, size_t len,
 							  "VALUES ($1, $2, $3, pg_catalog.jsonb_build_array("
 							  "pg_catalog.jsonb_build_object('path', '$', 'message', $4)))",
 							  4, types, args, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "cdviz poller: storing a rejected line failed");
+		elog(ERROR, "%s: storing a rejected line failed", POLL_WHO);
 }
 
 /* Store items[0..n) and add their fates to the delta. */
@@ -104,7 +104,7 @@ read_chunk(void *arg)
 	ChunkState *cs = (ChunkState *) arg;
 	PollFile   *f = cs->f;
 	CdvizJsonlReader *r = cs->reader;
-	int			max = cdviz_poll_batch_lines;
+	int			max = f->cfg->batch_lines;
 	CdvizItem  *items = palloc0(sizeof(CdvizItem) * max);
 	int			n = 0;
 	size_t		bytes = 0;
@@ -130,7 +130,7 @@ read_chunk(void *arg)
 
 			reject_text(f, ref, line.text, line.len,
 						psprintf("line of " UINT64_FORMAT " bytes is longer than cdviz.poll_max_line_size (%d kB); its beginning is kept",
-								 line.end_offset - line.offset - 1, cdviz_poll_max_line_size));
+								 line.end_offset - line.offset - 1, f->cfg->max_line_size));
 			cs->delta.rejected++;
 		}
 		else if (st == CDVIZ_JSONL_END)
@@ -193,12 +193,12 @@ read_document(void *arg)
 {
 	ChunkState *cs = (ChunkState *) arg;
 	PollFile   *f = cs->f;
-	uint64		max = (uint64) cdviz_poll_max_json_size * 1024;
+	uint64		max = (uint64) f->cfg->max_json_size * 1024;
 	char	   *doc;
 	CdvizJsonElement *elems;
 	int			broken;
 	int			n;
-	int			batch = cdviz_poll_batch_lines;
+	int			batch = f->cfg->batch_lines;
 	MemoryContext chunkcxt;
 
 	cs->finished = true;
@@ -209,7 +209,7 @@ read_document(void *arg)
 		doc = read_prefix(f, CDVIZ_JSONL_EXCERPT);
 		reject_text(f, f->name, doc, CDVIZ_JSONL_EXCERPT,
 					psprintf("file of " UINT64_FORMAT " bytes is larger than cdviz.poll_max_json_size (%d kB): write JSON Lines (.jsonl) instead; its beginning is kept",
-							 f->size, cdviz_poll_max_json_size));
+							 f->size, f->cfg->max_json_size));
 		cs->delta.rejected = 1;
 		cs->delta.hash = CDVIZ_HASH_INIT;
 		cs->delta.status = "rejected";
@@ -222,7 +222,7 @@ read_document(void *arg)
 	if (n < 0)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 
-	chunkcxt = AllocSetContextCreate(CurrentMemoryContext, "cdviz poller document",
+	chunkcxt = AllocSetContextCreate(CurrentMemoryContext, "cdviz source document",
 									 ALLOCSET_DEFAULT_SIZES);
 	for (int from = 0; from < n; from += batch)
 	{
@@ -261,7 +261,7 @@ reject_file(void *arg)
 {
 	ChunkState *cs = (ChunkState *) arg;
 	PollFile   *f = cs->f;
-	size_t		len = (size_t) Min(f->size, (uint64) cdviz_poll_max_line_size * 1024);
+	size_t		len = (size_t) Min(f->size, (uint64) f->cfg->max_line_size * 1024);
 	CdvizItem  *item = palloc0(sizeof(CdvizItem));
 
 	item->raw = read_prefix(f, len);
@@ -282,7 +282,7 @@ run_chunk(PollFile *f, CdvizTxFunc fn, ChunkState *cs, char **error)
 {
 	ErrorData  *edata = NULL;
 	CdvizTxResult res;
-	char	   *activity = psprintf("cdviz poller: reading %s", f->name);
+	char	   *activity = psprintf("reading %s", f->name);
 
 	memset(&cs->delta, 0, sizeof(cs->delta));
 	cs->f = f;
@@ -337,7 +337,7 @@ poll_read_file(PollFile *f, char **error)
 	}
 
 	if (!cdviz_jsonl_init(&reader, f->fd, f->offset, f->lines, f->hash, f->size,
-						  (size_t) cdviz_poll_max_line_size * 1024))
+						  (size_t) f->cfg->max_line_size * 1024))
 	{
 		*error = psprintf("could not read \"%s\": %m", f->name);
 		return false;

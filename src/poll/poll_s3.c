@@ -74,6 +74,7 @@ typedef struct S3Pending
 /* One pass. */
 typedef struct S3Pass
 {
+	const PollConfig *cfg;
 	CURL	   *curl;
 	char	   *base;			/* scheme://host[:port] (with bucket when virtual-hosted) */
 	char	   *bucket;
@@ -88,13 +89,6 @@ typedef struct S3Pass
 	char		etag[128];		/* ETag header of the last GET */
 	char		curl_error[CURL_ERROR_SIZE];
 } S3Pass;
-
-/* See poll.h: forget the backoff when the settings change. */
-void
-poll_s3_reset(void)
-{
-	failures = 0;
-}
 
 /* ------------------------------------------------------------------ */
 /* HTTP                                                                */
@@ -223,8 +217,8 @@ static CURLcode
 s3_get(S3Pass *p, const char *url, curl_write_callback write_fn)
 {
 	struct curl_slist *headers = NULL;
-	char	   *sigv4 = psprintf("aws:amz:%s:s3", cdviz_s3_region);
-	char	   *userpwd = psprintf("%s:%s", cdviz_s3_access_key_id, cdviz_s3_secret_access_key);
+	char	   *sigv4 = psprintf("aws:amz:%s:s3", p->cfg->region);
+	char	   *userpwd = psprintf("%s:%s", p->cfg->access_key_id, p->cfg->secret_access_key);
 	CURLcode	rc;
 
 	resetStringInfo(&p->body);
@@ -295,16 +289,16 @@ bucket_url(S3Pass *p)
 	char	   *scheme_end;
 	size_t		len;
 
-	if (cdviz_s3_endpoint[0] == '\0')
-		endpoint = psprintf("https://s3.%s.amazonaws.com", cdviz_s3_region);
-	else if (strstr(cdviz_s3_endpoint, "://") == NULL)
-		endpoint = psprintf("https://%s", cdviz_s3_endpoint);
+	if (p->cfg->endpoint[0] == '\0')
+		endpoint = psprintf("https://s3.%s.amazonaws.com", p->cfg->region);
+	else if (strstr(p->cfg->endpoint, "://") == NULL)
+		endpoint = psprintf("https://%s", p->cfg->endpoint);
 	else
-		endpoint = pstrdup(cdviz_s3_endpoint);
+		endpoint = pstrdup(p->cfg->endpoint);
 	len = strlen(endpoint);
 	while (len > 0 && endpoint[len - 1] == '/')
 		endpoint[--len] = '\0';
-	if (cdviz_s3_path_style)
+	if (p->cfg->path_style)
 		return psprintf("%s/%s", endpoint, p->bucket);
 	scheme_end = strstr(endpoint, "://") + 3;
 	return psprintf("%.*s%s.%s", (int) (scheme_end - endpoint), endpoint, p->bucket, scheme_end);
@@ -366,7 +360,7 @@ save_s3_progress(PollFile *f, const PollDelta *d)
 							  " first_read_at = coalesce(o.first_read_at, now()), last_read_at = now(), "
 							  " last_error = NULL, last_error_at = NULL",
 							  12, types, args, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "cdviz poller: saving progress of s3://%s/%s failed",
+		elog(ERROR, "%s: saving progress of s3://%s/%s failed", POLL_WHO,
 			 a->pass->bucket, a->pending->key);
 }
 
@@ -389,7 +383,7 @@ note_object(void *arg)
 							  "VALUES ($1, $2, $3, $4, $5, 0, 'error', $6, now()) "
 							  "ON CONFLICT (bucket, key) DO UPDATE SET last_error = $6, last_error_at = now()",
 							  6, types, args, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "cdviz poller: updating cdviz.s3_objects failed");
+		elog(ERROR, "%s: updating cdviz.s3_objects failed", POLL_WHO);
 }
 
 /* ------------------------------------------------------------------ */
@@ -435,7 +429,7 @@ parse_listing(S3Pass *p, char **error)
 		if (key == NULL || strlen(key) >= MAX_KEY || key[strlen(key) - 1] == '/')
 			continue;
 		last = strrchr(key, '/');
-		if (!poll_name_matches(last ? last + 1 : key, cdviz_s3_pattern))
+		if (!poll_name_matches(last ? last + 1 : key, p->cfg->pattern))
 			continue;
 		/* ETags come quoted */
 		if (etag == NULL)
@@ -500,7 +494,7 @@ list_objects(S3Pass *p, char **error)
 			return false;
 		pages++;
 	} while (token != NULL);
-	elog(DEBUG1, "cdviz poller: s3://%s/%s: %d listing pages, %d objects to read",
+	elog(DEBUG1, "%s: s3://%s/%s: %d listing pages, %d objects to read", POLL_WHO,
 		 p->bucket, p->prefix, pages, list_length(p->pending));
 	return true;
 }
@@ -581,12 +575,13 @@ read_object(S3Pass *p, S3Pending *t, char **error)
 			return true;		/* deleted since the listing */
 		*error = describe_failure(p, rc, psprintf("reading %s", name));
 		arg.error = *error;
-		(void) cdviz_worker_transaction("cdviz poller: noting an S3 error", note_object, &arg, NULL);
+		(void) cdviz_worker_transaction("noting an S3 error", note_object, &arg, NULL);
 		return false;
 	}
 
 	memset(&f, 0, sizeof(f));
 	f.origin = "s3";
+	f.cfg = p->cfg;
 	f.name = name;
 	f.ref_sep = '#';
 	f.document = poll_is_document(t->key);
@@ -607,7 +602,7 @@ read_object(S3Pass *p, S3Pending *t, char **error)
 	}
 	else if (t->row && strcmp(t->row->status, "error") != 0)
 		ereport(LOG,
-				(errmsg("cdviz poller: %s changed (ETag %s, was %s); reading it again",
+				(errmsg("%s: %s changed (ETag %s, was %s); reading it again", POLL_WHO,
 						name, arg.etag, t->row->etag),
 				 errdetail("Events read before are deduplicated.")));
 	if (!poll_read_file(&f, &read_error))
@@ -622,7 +617,7 @@ read_object(S3Pass *p, S3Pending *t, char **error)
 
 /* See poll.h. */
 int
-poll_s3_run(void)
+poll_s3_run(const PollConfig *cfg)
 {
 	S3Pass		p;
 	char	   *error = NULL;
@@ -632,14 +627,20 @@ poll_s3_run(void)
 	if (!curl_ready)
 	{
 		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-			elog(ERROR, "cdviz poller: curl_global_init failed");
+			elog(ERROR, "%s: curl_global_init failed", POLL_WHO);
 		xmlInitParser();
 		curl_ready = true;
 	}
 	memset(&p, 0, sizeof(p));
-	p.bucket = pstrdup(cdviz_s3_bucket);
-	p.prefix = pstrdup(cdviz_s3_prefix);
-	p.source = psprintf("s3://%s/%s", p.bucket, p.prefix);
+	/* s3://bucket/prefix, checked by cdviz._source_check() */
+	p.cfg = cfg;
+	p.source = pstrdup(cfg->location);
+	p.bucket = pstrdup(cfg->location + strlen("s3://"));
+	p.prefix = strchr(p.bucket, '/');
+	if (p.prefix)
+		*p.prefix++ = '\0';
+	else
+		p.prefix = "";
 	initStringInfo(&p.body);
 	{
 		Oid			types[2] = {TEXTOID, TEXTOID};
@@ -651,7 +652,7 @@ poll_s3_run(void)
 								2, types, args, MAX_KEY, sizeof(S3Row), s3_fill_row);
 	}
 	if (p.rows == NULL)
-		return cdviz_s3_poll_interval;
+		return cfg->poll_interval;
 
 	p.curl = curl_easy_init();
 	if (p.curl == NULL)
@@ -675,17 +676,17 @@ poll_s3_run(void)
 	if (error == NULL)
 	{
 		if (failures > 0)
-			ereport(LOG, (errmsg("cdviz poller: %s is reachable again", p.source)));
+			ereport(LOG, (errmsg("%s: %s is reachable again", POLL_WHO, p.source)));
 		failures = 0;
-		return cdviz_s3_poll_interval;
+		return cfg->poll_interval;
 	}
 	failures++;
-	wait = cdviz_s3_poll_interval;
+	wait = cfg->poll_interval;
 	for (int i = 1; i < failures && wait < MAX_BACKOFF_SECONDS; i++)
 		wait *= 2;
 	wait = Min(wait, MAX_BACKOFF_SECONDS);
 	ereport(LOG,
-			(errmsg("cdviz poller: %s", error),
+			(errmsg("%s: %s", POLL_WHO, error),
 			 errdetail("Failure %d in a row; next attempt in %d s.", failures, wait),
 			 errhint("Check cdviz.s3_endpoint, cdviz.s3_bucket and the credentials; progress is kept, nothing is read twice.")));
 	return wait;

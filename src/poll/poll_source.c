@@ -5,6 +5,8 @@
  */
 #include "postgres.h"
 
+#include "miscadmin.h"
+
 #include <fnmatch.h>
 
 #include "catalog/pg_type.h"
@@ -104,7 +106,7 @@ note_source(void *arg)
 							  " last_error = $3, "
 							  " last_error_at = CASE WHEN $3 IS NOT NULL THEN now() ELSE s.last_error_at END",
 							  3, types, args, nulls, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "cdviz poller: updating cdviz.source_polls failed");
+		elog(ERROR, "%s: updating cdviz.source_polls failed", POLL_WHO);
 }
 
 /* See poll.h. */
@@ -113,7 +115,7 @@ poll_note_source(const char *source, const char *kind, const char *error)
 {
 	SourceNote	n = {source, kind, error};
 
-	(void) cdviz_worker_transaction("cdviz poller: noting the poll", note_source, &n, NULL);
+	(void) cdviz_worker_transaction("noting the poll", note_source, &n, NULL);
 }
 
 /* Arguments of load_rows(). */
@@ -135,7 +137,7 @@ load_rows(void *arg)
 	RowsLoad   *l = (RowsLoad *) arg;
 
 	if (SPI_execute_with_args(l->sql, l->nargs, l->types, l->args, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "cdviz poller: reading %s failed", l->table);
+		elog(ERROR, "%s: reading %s failed", POLL_WHO, l->table);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -156,16 +158,30 @@ poll_load_rows(const char *table, const char *sql, int nargs, Oid *types, Datum 
 {
 	HASHCTL		ctl;
 	RowsLoad	l = {table, sql, nargs, types, args, NULL, keysize, fill};
-	char	   *activity = psprintf("cdviz poller: loading %s", table);
+	char	   *activity = psprintf("loading %s", table);
 	CdvizTxResult res;
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = keysize;
 	ctl.entrysize = entrysize;
 	ctl.hcxt = CurrentMemoryContext;
-	l.rows = hash_create("cdviz poller progress rows", 256, &ctl,
+	l.rows = hash_create("cdviz source progress rows", 256, &ctl,
 						 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 	res = cdviz_worker_transaction(activity, load_rows, &l, NULL);
 	pfree(activity);
 	return res == CDVIZ_TX_DONE ? l.rows : NULL;
+}
+
+/* See poll.h. */
+char *
+poll_absolute_path(const char *path)
+{
+	char	   *s = pstrdup(path);
+	size_t		len = strlen(s);
+
+	while (len > 1 && s[len - 1] == '/')
+		s[--len] = '\0';
+	if (s[0] != '/')
+		s = psprintf("%s/%s", DataDir, s);
+	return s;
 }

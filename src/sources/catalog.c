@@ -182,10 +182,8 @@ void
 cdviz_source_note_lag(const CdvizSource *src, int64 lag)
 {
 	Oid			types[2] = {INT4OID, INT8OID};
-	Datum		args[2];
+	Datum		args[2] = {Int32GetDatum(src->id), Int64GetDatum(lag)};
 
-	args[0] = Int32GetDatum(src->id);
-	args[1] = Int64GetDatum(lag);
 	if (SPI_execute_with_args("UPDATE cdviz.source_progress SET lag = $2 WHERE source_id = $1",
 							  2, types, args, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "cdviz: updating cdviz.source_progress failed");

@@ -13,7 +13,7 @@
 extern void cdviz_folder_source_run(const CdvizSource *src);
 extern void cdviz_s3_source_run(const CdvizSource *src);
 
-/* nats (nats_kind.c) */
+/* nats (nats_source.c) */
 extern void cdviz_nats_source_run(const CdvizSource *src);
 
 /* kafka (kafka_source.c) */

@@ -15,14 +15,14 @@
  * in a row up to 5 minutes; a worker that ran a minute is forgiven its
  * past failures.  When no background worker slot is free
  * (max_worker_processes), the source says so and the launcher tries again
- * every few seconds.  Nothing else wakes it: idle, it sleeps.
+ * every few seconds.  Nothing else wakes it: idle, it sleeps, looking
+ * once every 5 minutes all the same.
  *
  * The settings cdviz.fs_path, cdviz.s3_bucket and cdviz.nats_subjects
  * (with the settings of their groups) each define one source, named
  * settings.folder, settings.s3 and settings.nats; the launcher writes
- * their rows at start and on SIGHUP.  Those sources are still read by
- * the cdviz poller and the dispatcher, so the launcher starts no worker
- * for them.
+ * their rows at start and on SIGHUP, and runs them as the others: a
+ * changed setting changes the row, which restarts the source's worker.
  */
 #include "postgres.h"
 
@@ -60,7 +60,7 @@ typedef struct SourceSlot
 	int32		id;				/* hash key */
 	char		name[NAMEDATALEN];
 	char		kind[16];
-	bool		active;			/* in cdviz.sources, not paused, ours to run */
+	bool		active;			/* in cdviz.sources and not paused */
 	bool		seen;			/* in the last reading of cdviz.sources */
 	TimestampTz updated_at;		/* of the row the worker was started for */
 	BackgroundWorkerHandle *handle; /* NULL: no worker */
@@ -108,7 +108,7 @@ set_state(SourceSlot *slot, const char *state, const char *error, bool restarted
 static void
 read_sources(void *arg)
 {
-	if (SPI_execute("SELECT id, name, kind, NOT paused AND defined_by = 'sql', updated_at "
+	if (SPI_execute("SELECT id, name, kind, NOT paused, updated_at "
 					"FROM cdviz.sources", true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "cdviz sources: reading cdviz.sources failed");
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -157,15 +157,10 @@ static bool
 start_worker(SourceSlot *slot)
 {
 	BackgroundWorker worker;
+	char		name[BGW_MAXLEN];
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	strlcpy(worker.bgw_library_name, "cdviz", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "cdviz_source_main", BGW_MAXLEN);
-	snprintf(worker.bgw_name, BGW_MAXLEN, "cdviz source %s", slot->name);
-	strlcpy(worker.bgw_type, "cdviz source", BGW_MAXLEN);
+	snprintf(name, sizeof(name), "cdviz source %s", slot->name);
+	cdviz_worker_describe(&worker, name, "cdviz source", "cdviz_source_main");
 	worker.bgw_main_arg = Int32GetDatum(slot->id);
 	/* the row it is started for, for whoever looks at the worker */
 	memcpy(worker.bgw_extra, &slot->updated_at, sizeof(TimestampTz));

@@ -48,18 +48,6 @@ add_int(StringInfo buf, const char *key, int value)
 	appendStringInfo(buf, ": %d", value);
 }
 
-/* A folder setting as an absolute path, as the poller resolves it. */
-static char *
-absolute_path(const char *path)
-{
-	char	   *s = pstrdup(path);
-	size_t		len = strlen(s);
-
-	while (len > 1 && s[len - 1] == '/')
-		s[--len] = '\0';
-	return s[0] == '/' ? s : psprintf("%s/%s", DataDir, s);
-}
-
 static void
 add_read_options(StringInfo buf)
 {
@@ -99,12 +87,20 @@ cdviz_sources_sync_settings(void)
 	}
 
 	s[0].kind = "folder";
-	s[0].location = cdviz_fs_path[0] ? absolute_path(cdviz_fs_path) : NULL;
+	s[0].location = cdviz_fs_path[0] ? poll_absolute_path(cdviz_fs_path) : NULL;
 	add_int(&s[0].options, "poll_interval", cdviz_fs_poll_interval);
 	add_text(&s[0].options, "pattern", cdviz_fs_pattern);
-	add_text(&s[0].options, "after", after[cdviz_fs_after]);
+	if (cdviz_fs_after == POLL_AFTER_MOVE && cdviz_fs_done_path[0] == '\0')
+	{
+		/* as the folder source always did: read, and keep the files */
+		ereport(WARNING,
+				(errmsg("cdviz sources: cdviz.fs_after is \"move\" but cdviz.fs_done_path is empty: files are kept")));
+		add_text(&s[0].options, "after", "keep");
+	}
+	else
+		add_text(&s[0].options, "after", after[cdviz_fs_after]);
 	if (cdviz_fs_done_path[0])
-		add_text(&s[0].options, "done_path", absolute_path(cdviz_fs_done_path));
+		add_text(&s[0].options, "done_path", poll_absolute_path(cdviz_fs_done_path));
 	add_read_options(&s[0].options);
 
 	s[1].kind = "s3";

@@ -11,7 +11,9 @@
  *	                   table of kinds
  *	  catalog.c        loading a source (secrets merged into its options),
  *	                   its options, what its worker records about it
- *	  kind_poll.c      folder and s3 kinds; kind_nats.c the nats kind
+ *	  poll_kinds.c     the folder and s3 kinds (the readers of src/poll/)
+ *	  nats_source.c    the nats kind
+ *	  settings_sources.c  the rows of the sources the settings define
  *
  * A kind's run function reads its source until cdviz_source_stopping(),
  * sleeping on the latch while there is nothing to read.  An error it
@@ -52,8 +54,9 @@ extern void cdviz_source_note_poll(const CdvizSource *src, const char *error);
 extern void cdviz_source_count(const CdvizSource *src, int64 events, int64 duplicates, int64 rejected);
 
 /*
- * The lag of a message source (kafka: messages behind the group's
- * committed offsets), as last measured, in the caller's transaction.
+ * A message source's lag (kafka: messages behind the group's committed
+ * offsets), as last measured; in a transaction of the caller's, SPI
+ * connected (the one that stored a batch, say).
  */
 extern void cdviz_source_note_lag(const CdvizSource *src, int64 lag);
 

@@ -1,4 +1,4 @@
-# The cdviz poller's folder source against a real server: files dropped
+# The folder source of the settings (cdviz.fs_path) against a real server: files dropped
 # while it runs, partial writes, appended lines, a large file, nested
 # folders, bad files and lines, SIGKILL in the middle of files (every event
 # present exactly once afterwards), the three fs_after modes, permission
@@ -15,12 +15,9 @@ use Test::More;
 use Time::HiRes qw(usleep);
 
 my $tmp = PostgreSQL::Test::Utils::tempdir();
-my $in = "$tmp/in";
-make_path($in);
+my ($in, $fs_conf) = fs_inbox($tmp);
 
-my $node = cdviz_node('poll_fs', qq(
-cdviz.fs_path = '$in'
-cdviz.fs_poll_interval = 1
+my $node = cdviz_node('poll_fs', $fs_conf . qq(
 cdviz.poll_batch_lines = 1000
 restart_after_crash = on
 ));
@@ -69,7 +66,7 @@ sub wait_server_back
 	my ($killed) = @_;
 	for (1 .. 600)
 	{
-		my $now = eval { q1("SELECT pid FROM pg_stat_activity WHERE backend_type = 'cdviz poller'") };
+		my $now = eval { q1("SELECT pid FROM pg_stat_activity WHERE application_name = 'cdviz source settings.folder'") };
 		return if defined $now && $now ne '' && $now ne $killed;
 		usleep(100_000);
 	}
@@ -78,7 +75,7 @@ sub wait_server_back
 
 sub poller_pid
 {
-	return q1("SELECT pid FROM pg_stat_activity WHERE backend_type = 'cdviz poller'");
+	return q1("SELECT pid FROM pg_stat_activity WHERE application_name = 'cdviz source settings.folder'");
 }
 
 # Three polls pass: what was due has been read.
@@ -178,7 +175,7 @@ for my $round (1 .. 3)
 	is(q1("SELECT duplicates FROM cdviz.fs_files WHERE path = '$in/random$round.jsonl'"), '0',
 		"round $round: none twice");
 }
-$node->poll_query_until('postgres', "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'cdviz poller'");
+$node->poll_query_until('postgres', "SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'cdviz source settings.folder'");
 
 # --------------------------------------------------------- permissions ----
 drop_file("$in/locked.jsonl", ev('p-1', '/perm') . "\n");
@@ -266,7 +263,7 @@ $node->safe_psql('postgres', q{
 	FOR EACH ROW EXECUTE FUNCTION public.tap_refuse_poll();
 });
 ok($node->wait_for_log(
-		qr/ERROR:  tap refuses the poll note\n[^\n]*HINT:  tap hint\n[^\n]*CONTEXT:  PL\/pgSQL function tap_refuse_poll\(\)[^\n]*\n(?:\t[^\n]*\n)*\tcdviz poller: noting the poll\n/,
+		qr/ERROR:  tap refuses the poll note\n[^\n]*HINT:  tap hint\n[^\n]*CONTEXT:  PL\/pgSQL function tap_refuse_poll\(\)[^\n]*\n(?:\t[^\n]*\n)*\tcdviz source: noting the poll\n/,
 		$log_offset),
 	'a failed transaction logs the error with its hint and context, naming the worker\'s activity');
 $node->safe_psql('postgres', q{

@@ -1,4 +1,4 @@
-# The cdviz poller's S3 source against a real S3-compatible server (s3rver
+# The S3 source of the settings (cdviz.s3_bucket) against a real S3-compatible server (s3rver
 # from npm, on loopback): more than 1,000 objects across listing pages,
 # prefix filtering, objects added between polls, a rewritten object, bad
 # lines, wrong credentials (clear error, no crash loop), the server stopped
@@ -105,7 +105,7 @@ sub wait_events { return wait_lake_count($node, @_); }
 
 sub poller_pid
 {
-	return q1("SELECT pid FROM pg_stat_activity WHERE backend_type = 'cdviz poller'");
+	return q1("SELECT pid FROM pg_stat_activity WHERE application_name = 'cdviz source settings.s3'");
 }
 
 # ---------------------------------------------------- pages and prefix ----
@@ -145,10 +145,13 @@ $node->reload;
 ok($node->poll_query_until('postgres',
 	"SELECT last_error LIKE '%403%InvalidAccessKeyId%' FROM cdviz.source_status WHERE location = 's3://bkt/events/'"),
 	'a wrong key id shows a clear error in cdviz.source_status');
+# (a changed setting restarts the source's worker with it: from here on,
+# while it fails, it stays the same process)
+$pid = poller_pid();
 my $log_at = -s $node->logfile;
 sleep 8;
 my $log = substr(slurp_file($node->logfile), $log_at);
-my @fails = $log =~ /cdviz poller: listing s3:\/\/bkt\/events\/: HTTP 403 InvalidAccessKeyId/g;
+my @fails = $log =~ /cdviz source settings\.s3: listing s3:\/\/bkt\/events\/: HTTP 403 InvalidAccessKeyId/g;
 ok(@fails >= 1 && @fails <= 4, 'failures back off (' . scalar(@fails) . ' attempts in 8 s)');
 is(poller_pid(), $pid, 'the worker does not crash or restart');
 $node->append_conf('postgresql.conf', "cdviz.s3_access_key_id = 'S3RVER'\n");
@@ -158,6 +161,7 @@ wait_events('/s3fix', 1, 'with the right key again, reading resumes');
 ok($node->poll_query_until('postgres',
 	"SELECT last_error IS NULL FROM cdviz.source_polls WHERE source = 's3://bkt/events/'"),
 	'and the error clears');
+$pid = poller_pid();
 
 # ------------------------------------------------- server stops and restarts ----
 my %burst;
@@ -179,7 +183,7 @@ start_s3rver();
 wait_events('/s3burst', $total, 'after the server is back, every object is read');
 is(q1("SELECT sum(duplicates) FROM cdviz.s3_objects WHERE key LIKE 'events/burst/%'"), '0',
 	'and no event was stored twice');
-like(slurp_file($node->logfile), qr/cdviz poller: s3:\/\/bkt\/events\/ is reachable again/,
+like(slurp_file($node->logfile), qr/cdviz source settings\.s3: s3:\/\/bkt\/events\/ is reachable again/,
 	'the recovery is logged');
 
 is(q1("SELECT count(*) FROM (SELECT context_source, context_id FROM cdviz.cdevents_lake GROUP BY 1, 2 HAVING count(*) > 1) d"),

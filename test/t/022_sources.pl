@@ -12,6 +12,7 @@ use File::Path qw(make_path);
 use FindBin;
 use lib $FindBin::Bin;
 use CdvizNode;
+use HttpTest qw(event_json);
 use IO::Socket::INET;
 use IPC::Run;
 use JSON::PP;
@@ -24,8 +25,7 @@ use Time::HiRes qw(time usleep);
 my $s3rver = "$ENV{TESTDIR}/node_modules/.bin/s3rver";
 plan skip_all => "s3rver not installed ($s3rver): run scripts/test.sh or npm install --no-save s3rver\@3.7.1"
   unless -x $s3rver;
-my $nats_bin = -x '/usr/sbin/nats-server' ? '/usr/sbin/nats-server' : 'nats-server';
-plan skip_all => 'nats-server is not installed' unless -x '/usr/sbin/nats-server' || `which nats-server`;
+plan skip_all => 'nats-server is not installed' unless MiniNats::server_bin();
 
 my $tmp = PostgreSQL::Test::Utils::tempdir();
 make_path("$tmp/$_") for qw(a b c s3);
@@ -55,16 +55,7 @@ sub s3_put
 }
 
 my $nport = PostgreSQL::Test::Cluster::get_free_port();
-my $nats = IPC::Run::start([ $nats_bin, '-js', '-sd', "$tmp/js", '-a', '127.0.0.1', '-p', $nport ],
-	'>', "$tmp/nats.log", '2>&1');
-my $nc;
-for (1 .. 100)
-{
-	$nc = eval { MiniNats->new($nport) };
-	last if $nc;
-	usleep(100_000);
-}
-die 'nats-server did not start' unless $nc;
+my ($nats, $nc) = MiniNats::start_server($tmp, $nport);
 my $r = $nc->request('$JS.API.STREAM.CREATE.SRC', encode_json({ name => 'SRC', subjects => ['src.>'], storage => 'file' }));
 ok(!$r->{error}, 'stream SRC created') or diag explain $r;
 
@@ -75,21 +66,15 @@ my $hang = IO::Socket::INET->new(Listen => 5, LocalAddr => '127.0.0.1', LocalPor
 my $hang_port = $hang->sockport;
 
 # ---- the node: no source in the settings ---------------------------------
+my $hport = PostgreSQL::Test::Cluster::get_free_port();
 my $node = cdviz_node('sources', qq(
 max_worker_processes = 20
+cdviz.http_listen_addresses = '127.0.0.1'
+cdviz.http_port = $hport
 ));
 $node->start;
 sub q1 { return $node->safe_psql('postgres', $_[0]); }
 q1('CREATE EXTENSION cdviz');
-
-sub ev
-{
-	my ($id, $src) = @_;
-	return qq({"context":{"version":"0.4.1","id":"$id","source":"$src",)
-	  . qq("type":"dev.cdevents.service.deployed.0.2.0","timestamp":"2024-05-01T10:00:00Z"},)
-	  . qq("subject":{"id":"svc/$id","source":"$src","type":"service",)
-	  . qq("content":{"environment":{"id":"prod"},"artifactId":"pkg:oci/app\@sha256%3A0b31b1c02ff458ad9b7b81cbdf8f028bd54699fa151f221d1e8de6817db93427"}}});
-}
 
 # Written aside, then renamed: the folder source never sees half a file.
 sub drop_file
@@ -161,39 +146,53 @@ is(q1(q{SELECT state || ' ' || (last_poll_at IS NULL) FROM cdviz.source_status W
 # after 30 s), each healthy source stores what arrives, a folder within
 # two of its polls (a file is read once it looked the same twice) and a
 # little time to store it on a busy machine.
+# (a first file each, untimed: the workers have just started)
+drop_file("$tmp/a", 'a0.json', event_json('a-0', source => '/a'));
+drop_file("$tmp/b", 'b0.json', event_json('b-0', source => '/b'));
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 2 FROM cdviz.cdevents_lake WHERE context_id IN ('a-0', 'b-0')}),
+	'both folders read a first file');
 for my $round (1 .. 3)
 {
 	my $t0 = time;
-	drop_file("$tmp/a", "a$round.json", ev("a-$round", '/a'));
-	drop_file("$tmp/b", "b$round.json", ev("b-$round", '/b'));
+	drop_file("$tmp/a", "a$round.json", event_json("a-$round", source => '/a'));
+	drop_file("$tmp/b", "b$round.json", event_json("b-$round", source => '/b'));
 	my ($ta, $tb) = (time_to_store("a-$round", $t0, 10), time_to_store("b-$round", $t0, 10));
 	ok(defined $ta && $ta < 3.5, "round $round: folder a stored its file in " . ($ta // 'more than 10') . ' s');
 	ok(defined $tb && $tb < 3.5, "round $round: folder b stored its file in " . ($tb // 'more than 10') . ' s');
 }
-s3_put('ev/one.json', ev('s3-1', '/s3'));
+s3_put('ev/one.json', event_json('s3-1', source => '/s3'));
 ok($node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM cdviz.cdevents_lake WHERE context_id = 's3-1'}),
 	'the S3 source stores an object');
-$nc->publish('src.x', ev('nats-1', '/nats'));
+$nc->publish('src.x', event_json('nats-1', source => '/nats'));
 ok($node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM cdviz.cdevents_lake WHERE context_id = 'nats-1'}),
 	'the NATS source stores a message');
 like(q1(q{SELECT string_agg(name || '=' || state, ' ' ORDER BY name) FROM cdviz.source_status}),
 	qr/^bucket=running folder-a=running folder-b=running hanging=running kafka=running no-bucket=running no-folder=running stream=running$/,
 	'cdviz.source_status: one row per source');
-is(q1(q{SELECT events || '/' || items FROM cdviz.source_status WHERE name = 'folder-a'}), '3/3',
+is(q1(q{SELECT events || '/' || items FROM cdviz.source_status WHERE name = 'folder-a'}), '4/4',
 	'counts per folder source');
 is(q1(q{SELECT last_poll_at IS NULL FROM cdviz.source_status WHERE name = 'hanging'}), 't',
 	'all the while, the hanging source has not finished one poll');
 ok(q1(q{SELECT last_error LIKE '%could not open folder%' FROM cdviz.source_status WHERE name = 'no-folder'}) eq 't',
 	'the missing folder still fails');
 
+# /metrics shows the same, per source
+my $metrics = '';
+IPC::Run::run([ 'curl', '-s', '--max-time', '10', "http://127.0.0.1:$hport/metrics" ], '>', \$metrics, '2>', \my $cerr);
+like($metrics, qr/^cdviz_source_events_total\{source="folder-a",kind="folder"\} 4$/m, '/metrics: events per source');
+like($metrics, qr/^cdviz_source_events_total\{source="stream",kind="nats"\} 1$/m, '/metrics: a NATS source counts what it stores');
+like($metrics, qr/^cdviz_source_up\{source="bucket",kind="s3"\} 1$/m, '/metrics: a running source is up');
+like($metrics, qr/^cdviz_source_up\{source="kafka",kind="kafka"\} 0$/m, '/metrics: a failed one is not');
+like($metrics, qr/^cdviz_source_lag\{source="folder-b",kind="folder"\} 0$/m, '/metrics: the lag of a folder');
+
 # ---- alter: a new location and pattern, the worker restarted -------------
 my $pid_a = worker_of('folder-a');
 q1(qq{SELECT cdviz.alter_source('folder-a', location => '$tmp/c', options => '{"poll_interval": 1, "pattern": "*.ndjson"}')});
 ok($node->poll_query_until('postgres', qq{SELECT count(*) = 1 FROM pg_stat_activity
 	WHERE application_name = 'cdviz source folder-a' AND pid <> $pid_a}), 'an altered source gets a new worker');
-drop_file("$tmp/c", 'c1.json', ev('c-json', '/c'));
-drop_file("$tmp/c", 'c1.ndjson', ev('c-ndjson', '/c') . "\n");
-drop_file("$tmp/a", 'a9.json', ev('a-9', '/a'));
+drop_file("$tmp/c", 'c1.json', event_json('c-json', source => '/c'));
+drop_file("$tmp/c", 'c1.ndjson', event_json('c-ndjson', source => '/c') . "\n");
+drop_file("$tmp/a", 'a9.json', event_json('a-9', source => '/a'));
 ok($node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM cdviz.cdevents_lake WHERE context_id = 'c-ndjson'}),
 	'it reads its new location with its new pattern');
 sleep 3;
@@ -203,14 +202,14 @@ is(stored('c-json') + stored('a-9'), 0, 'and neither what the pattern leaves out
 q1(q{SELECT cdviz.pause_source('folder-b')});
 wait_worker('folder-b', 0, 'a paused source has no worker');
 is(q1(q{SELECT state FROM cdviz.source_status WHERE name = 'folder-b'}), 'paused', 'and says so');
-drop_file("$tmp/b", 'b-paused.json', ev('b-paused', '/b'));
+drop_file("$tmp/b", 'b-paused.json', event_json('b-paused', source => '/b'));
 sleep 3;
 is(stored('b-paused'), 0, 'nothing is read while paused');
 q1(q{SELECT cdviz.resume_source('folder-b')});
 wait_worker('folder-b', 1, 'a resumed source has its worker again');
 ok($node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM cdviz.cdevents_lake WHERE context_id = 'b-paused'}),
 	'and reads what arrived meanwhile');
-is(q1(q{SELECT count(*) FROM cdviz.cdevents_lake WHERE context_id LIKE 'b-%'}), 4, 'each file of b once');
+is(q1(q{SELECT count(*) FROM cdviz.cdevents_lake WHERE context_id LIKE 'b-%'}), 5, 'each file of b once');
 
 # ---- drop ------------------------------------------------------------------
 q1(q{SELECT cdviz.drop_source('folder-b'); SELECT cdviz.drop_source('hanging')});
@@ -218,7 +217,7 @@ wait_worker('folder-b', 0, 'a dropped source has no worker');
 wait_worker('hanging', 0, 'a dropped source stuck in a request has no worker either');
 is(q1(q{SELECT count(*) FROM cdviz.source_status WHERE name IN ('folder-b', 'hanging')}), 0,
 	'nor a row in cdviz.source_status');
-drop_file("$tmp/b", 'b-dropped.json', ev('b-dropped', '/b'));
+drop_file("$tmp/b", 'b-dropped.json', event_json('b-dropped', source => '/b'));
 sleep 3;
 is(stored('b-dropped'), 0, 'a dropped folder is read no more');
 # created again for the same folder, the progress is there: nothing read twice
@@ -240,7 +239,7 @@ ok($pause >= 3 && $pause < 10, sprintf('after a pause of about 5 s (%.1f s)', $p
 ok($node->poll_query_until('postgres', q{SELECT s.state = 'running' AND p.restarts = 1
 	FROM cdviz.source_status s JOIN cdviz.source_progress p ON p.source_id = s.id WHERE s.name = 'folder-a'}),
 	'running again, the restart counted');
-drop_file("$tmp/c", 'c2.ndjson', ev('c-after-restart', '/c') . "\n");
+drop_file("$tmp/c", 'c2.ndjson', event_json('c-after-restart', source => '/c') . "\n");
 ok($node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM cdviz.cdevents_lake WHERE context_id = 'c-after-restart'}),
 	'and stores what arrives');
 

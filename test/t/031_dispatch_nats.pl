@@ -1,7 +1,7 @@
 # NATS both ways against a real nats-server with JetStream: a sink
 # publishing to a stream (Nats-Msg-Id = context id) and one to a plain
 # subject; the source storing what is published into its stream exactly
-# once across a SIGKILL of the dispatcher and a restart of nats-server,
+# once across a SIGKILL of its worker and a restart of nats-server,
 # and dead-lettering a bad message with its subject and stream sequence.
 use strict;
 use warnings;
@@ -17,9 +17,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep);
 
-# Debian installs it in /usr/sbin, which an unprivileged user's PATH lacks
-my $nats_bin = -x '/usr/sbin/nats-server' ? '/usr/sbin/nats-server' : 'nats-server';
-plan skip_all => 'nats-server is not installed' unless -x '/usr/sbin/nats-server' || `which nats-server`;
+plan skip_all => 'nats-server is not installed' unless MiniNats::server_bin();
 
 my $tmp = PostgreSQL::Test::Utils::tempdir();
 my $nport = PostgreSQL::Test::Cluster::get_free_port();
@@ -27,15 +25,9 @@ my $nats;
 
 sub start_nats
 {
-	$nats = IPC::Run::start([ $nats_bin, '-js', '-sd', "$tmp/js", '-a', '127.0.0.1', '-p', $nport ],
-		'>', "$tmp/nats.log", '2>&1');
-	for (1 .. 100)
-	{
-		my $c = eval { MiniNats->new($nport) };
-		return $c if $c;
-		usleep(100_000);
-	}
-	die 'nats-server did not start';
+	my $c;
+	($nats, $c) = MiniNats::start_server($tmp, $nport);
+	return $c;
 }
 
 my $nc = start_nats();
@@ -85,7 +77,7 @@ sql(q{SELECT cdviz.create_sink('js-again', 'nats', 'cdevents.{subject}.{predicat
 ok(wait_for_sink($node, 'js-again', 300, 60), 'a second sink on the same stream re-sent everything');
 is(js_api('STREAM.INFO.OUT', '')->{state}{messages}, 300, 'and the stream kept one copy of each');
 
-# ---- in: the source, across a dispatcher kill and a nats-server restart ----
+# ---- in: the source, across a kill of its worker and a nats-server restart ----
 sub publish_in
 {
 	my ($from, $to) = @_;
@@ -122,7 +114,7 @@ sub stored_in
 
 publish_in(1, 500);
 ok(wait_until('source', 60, sub { stored_in() >= 100 }), 'the source is storing');
-my $pid = sql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'cdviz dispatcher'");
+my $pid = sql("SELECT pid FROM pg_stat_activity WHERE application_name = 'cdviz source settings.nats'");
 kill 'KILL', $pid;
 publish_in(501, 1000);
 ok(wait_until('all 1000', 120, sub { stored_in() == 1000 }), 'after the SIGKILL every message is stored')

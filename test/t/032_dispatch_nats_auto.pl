@@ -18,8 +18,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep time);
 
-my $nats_bin = -x '/usr/sbin/nats-server' ? '/usr/sbin/nats-server' : 'nats-server';
-plan skip_all => 'nats-server is not installed' unless -x '/usr/sbin/nats-server' || `which nats-server`;
+plan skip_all => 'nats-server is not installed' unless MiniNats::server_bin();
 
 my $tmp = PostgreSQL::Test::Utils::tempdir();
 my $nport = PostgreSQL::Test::Cluster::get_free_port();
@@ -45,16 +44,7 @@ is(sql(q{SELECT pending FROM cdviz.sink_status WHERE name = 'early'}), '20',
 	'while the NATS sink keeps its events');
 
 # ---- the NATS server comes up ---------------------------------------------------
-my $nats = IPC::Run::start([ $nats_bin, '-js', '-sd', "$tmp/js", '-a', '127.0.0.1', '-p', $nport ],
-	'>', "$tmp/nats.log", '2>&1');
-my $api;
-for (1 .. 100)
-{
-	$api = eval { MiniNats->new($nport) };
-	last if $api;
-	usleep(100_000);
-}
-die 'nats-server did not start' unless $api;
+my ($nats, $api) = MiniNats::start_server($tmp, $nport);
 ok(wait_for_sink($node, 'early', 20, 30), 'once NATS is up the waiting sink delivers');
 
 my $r = $api->request('$JS.API.STREAM.CREATE.OUT',

@@ -61,7 +61,7 @@ ok($node->poll_query_until('postgres', q{SELECT cdviz.summaries_pending() = 0
 	AND (SELECT pending = 0 FROM cdviz.sink_status WHERE name = 'idle-log')}),
 	'the summaries are folded and the sink is up to date');
 
-my %types = ('cdviz http' => 1, 'cdviz poller' => 1, 'cdviz dispatcher' => 1, 'cdviz sources' => 1,
+my %types = ('cdviz http' => 1, 'cdviz source' => 1, 'cdviz dispatcher' => 1, 'cdviz sources' => 1,
 	'cdviz summaries' => 1);
 my %pids = map { split /\|/ } split /\n/, $node->safe_psql('postgres',
 	q{SELECT backend_type, pid FROM pg_stat_activity WHERE backend_type LIKE 'cdviz %'});

@@ -8,24 +8,19 @@
 # ingestion, webhooks, sinks and pollers go on.
 use strict;
 use warnings;
-use File::Path qw(make_path);
 use FindBin;
 use IPC::Run;
 use lib $FindBin::Bin;
+use CdvizNode;
 use HttpTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
 my $fixture = "$FindBin::Bin/../fixtures/upgrade/cdviz-0.1.0-data.sql";
-my $tmp = PostgreSQL::Test::Utils::tempdir();
-my $in = "$tmp/in";
-make_path($in);
+my ($in, $fs_conf) = fs_inbox(PostgreSQL::Test::Utils::tempdir());
 
-my $node = start_http_node('upgrade', qq(
-cdviz.fs_path = '$in'
-cdviz.fs_poll_interval = 1
-));
+my $node = start_http_node('upgrade', $fs_conf);
 
 # ------------------------------------------------------ 0.1.0 installed ----
 $node->safe_psql('postgres', "CREATE EXTENSION cdviz VERSION '0.1.0'");
@@ -58,11 +53,12 @@ my $old_file = "$in/read-under-0.1.0.jsonl";
 my $old_text = event_json('read-under-0.1.0-a') . "\n" . event_json('read-under-0.1.0-b') . "\n";
 PostgreSQL::Test::Utils::append_to_file($old_file, $old_text);
 utime(1700000000, 1700000000, $old_file) or die "utime: $!";
-use bigint;
-my $fnv = 0xcbf29ce484222325;
-$fnv = (($fnv ^ $_) * 0x100000001b3) % 2**64 for unpack('C*', $old_text);
-$fnv -= 2**64 if $fnv >= 2**63;
-no bigint;
+use Math::BigInt;
+my $fnv = Math::BigInt->from_hex('cbf29ce484222325');
+my $prime = Math::BigInt->from_hex('100000001b3');
+my $two64 = Math::BigInt->new(2)->bpow(64);
+$fnv = (($fnv ^ $_) * $prime) % $two64 for unpack('C*', $old_text);
+$fnv -= $two64 if $fnv >= $two64 / 2;
 $node->safe_psql('postgres', sprintf(q{INSERT INTO cdviz.fs_files (path, source, size, mtime, read_offset,
 	lines_read, prefix_hash, status, events, first_read_at, last_read_at)
 	VALUES ('%s', '%s', %d, to_timestamp(1700000000), %d, 2, %s, 'read', 2, now(), now())},
@@ -82,7 +78,7 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_stats WHERE schemaname
 $rows_before = $node->safe_psql('postgres', $count_rows);
 
 # The library is 0.2.0: each worker says so once and waits.
-for my $worker ('cdviz poller', 'cdviz dispatcher', 'cdviz summaries', 'cdviz sources')
+for my $worker ('cdviz dispatcher', 'cdviz summaries', 'cdviz sources')
 {
 	ok($node->wait_for_log(
 			qr/\Q$worker\E: extension "cdviz" in database "postgres" is version 0\.1\.0, but the library is version 0\.2\.0; waiting for the update/),
@@ -102,7 +98,7 @@ like($err, qr/ERROR:  55000: extension "cdviz" is installed at version 0\.1\.0, 
 like($err, qr/HINT:  Run ALTER EXTENSION cdviz UPDATE in database "postgres"/, 'and the hint');
 ($rc, $out, $err) = $node->psql('postgres', "SELECT cdviz.purl_split('pkg:oci/app')");
 like($err, qr/installed at version 0\.1\.0/, 'the read API\'s C helpers refuse too');
-my $log_lines = () = slurp_file($node->logfile) =~ /cdviz poller: extension "cdviz" in database "postgres" is version/g;
+my $log_lines = () = slurp_file($node->logfile) =~ /cdviz sources: extension "cdviz" in database "postgres" is version/g;
 is($log_lines, 1, 'one log line, not one per retry');
 
 # ------------------------------------------------------------- update ----
@@ -110,7 +106,7 @@ my $log_offset = -s $node->logfile;
 $node->safe_psql('postgres', 'ALTER EXTENSION cdviz UPDATE');
 is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'cdviz'"),
 	'0.2.0', 'updated to 0.2.0');
-for my $worker ('cdviz poller', 'cdviz dispatcher', 'cdviz summaries', 'cdviz sources')
+for my $worker ('cdviz dispatcher', 'cdviz summaries', 'cdviz sources')
 {
 	ok($node->wait_for_log(qr/\Q$worker\E: extension "cdviz" in database "postgres" is now version 0\.2\.0; resuming/,
 			$log_offset),

@@ -6,7 +6,6 @@
 # snapshots in the sink's progress mean nothing there.
 use strict;
 use warnings;
-use File::Path qw(make_path);
 use FindBin;
 use lib $FindBin::Bin;
 use CdvizNode;
@@ -17,12 +16,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 my $tmp = PostgreSQL::Test::Utils::tempdir();
-my $in = "$tmp/in";
-make_path($in);
-my $settings = qq(
-cdviz.fs_path = '$in'
-cdviz.fs_poll_interval = 1
-);
+my ($in, $settings) = fs_inbox($tmp);
 
 sub post_batch
 {

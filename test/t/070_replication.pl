@@ -110,7 +110,7 @@ synchronous_commit = $commit
 	return ($primary, $primary_http, $standby, $standby_http);
 }
 
-# The cdviz workers that run, by type ("cdviz http", "cdviz poller"...).
+# The cdviz workers that run, by type ("cdviz http", "cdviz dispatcher"...).
 sub cdviz_backends
 {
 	my ($node) = @_;

@@ -4,10 +4,11 @@ package CdvizNode;
 use strict;
 use warnings;
 use Exporter 'import';
+use File::Path qw(make_path);
 use PostgreSQL::Test::Cluster;
 use Test::More ();
 
-our @EXPORT = qw(cdviz_node lake_count wait_lake_count);
+our @EXPORT = qw(cdviz_node fs_inbox lake_count wait_lake_count);
 
 # A new, initialised node with cdviz preloaded and its workers serving
 # database postgres, the http receiver off; $extra (postgresql.conf lines)
@@ -25,6 +26,20 @@ cdviz.database = 'postgres'
 cdviz.http_listen_addresses = ''
 ) . ($extra // ''));
 	return $node;
+}
+
+# A new empty folder $dir/in for the folder poller, and the
+# postgresql.conf lines that make it poll that folder every second:
+# returns ($in, $conf).
+sub fs_inbox
+{
+	my ($dir) = @_;
+	my $in = "$dir/in";
+	make_path($in);
+	return ($in, qq(
+cdviz.fs_path = '$in'
+cdviz.fs_poll_interval = 1
+));
 }
 
 # The number of events of the lake from context source $src.

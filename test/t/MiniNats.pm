@@ -7,8 +7,35 @@ use strict;
 use warnings;
 use IO::Select;
 use IO::Socket::INET;
+use IPC::Run;
 use JSON::PP;
-use Time::HiRes qw(time);
+use Time::HiRes qw(time usleep);
+
+# The nats-server binary (Debian installs it in /usr/sbin, which an
+# unprivileged user's PATH lacks); undef when it is not installed.
+sub server_bin
+{
+	return '/usr/sbin/nats-server' if -x '/usr/sbin/nats-server';
+	my $which = `which nats-server 2>/dev/null`;
+	chomp $which;
+	return $which ne '' ? $which : undef;
+}
+
+# Start nats-server with JetStream (its store in $dir/js, its log in
+# $dir/nats.log) on $port; returns its harness and a client connected to it.
+sub start_server
+{
+	my ($dir, $port) = @_;
+	my $h = IPC::Run::start([ server_bin(), '-js', '-sd', "$dir/js", '-a', '127.0.0.1', '-p', $port ],
+		'>', "$dir/nats.log", '2>&1');
+	for (1 .. 100)
+	{
+		my $c = eval { MiniNats->new($port) };
+		return ($h, $c) if $c;
+		usleep(100_000);
+	}
+	die 'nats-server did not start';
+}
 
 sub new
 {

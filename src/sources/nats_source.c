@@ -1,10 +1,11 @@
 /*
  * nats_source.c
- *	  NATS source: messages of cdviz.nats_subjects stored through the same
- *	  envelope and store path as HTTP requests.
+ *	  The nats kind: messages of a source's subjects stored through the
+ *	  same envelope and store path as HTTP requests, in the source's own
+ *	  worker on its own connection (src/dispatch/nats_conn.c).
  *
- * With cdviz.nats_stream set, each subject is read through a durable
- * JetStream push consumer (cdviz.nats_consumer, suffixed with the
+ * With the option stream set, each subject is read through a durable
+ * JetStream push consumer (the option consumer, suffixed with the
  * subject's place in the list when there are several) and a message is
  * acknowledged only after the transaction that stored its events
  * committed.  A crash before the acknowledgement makes JetStream deliver
@@ -25,12 +26,18 @@
  */
 #include "postgres.h"
 
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/latch.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
 
+#include "common/worker.h"
 #include "core/envelope.h"
 #include "dispatch/dispatch.h"
+#include "sources/kinds.h"
 #include "store/store.h"
-#include "common/worker.h"
 
 /* Messages read per subscription per turn; one transaction stores them. */
 #define FETCH_BATCH 500
@@ -41,19 +48,18 @@ static int	nsubs = 0;
 static bool subscribed = false;
 static int	sub_generation = 0;
 static TimestampTz retry_at = 0;
-static TimestampTz next_poll = 0;
 
-/* Between two empty looks, the source waits this long (the loop's timeout). */
+/* The source this worker reads: subjects, stream ("" for none), consumer. */
+static const CdvizSource *source;
+static const char *nats_subjects;
+static const char *nats_stream;
+static const char *nats_consumer;
+
+/* Between two empty looks, the source waits this long. */
 #define IDLE_POLL_MS 100
 
-bool
-nats_source_active(void)
-{
-	return cdviz_nats_subjects && cdviz_nats_subjects[0] != '\0';
-}
-
-void
-nats_source_close(void)
+static void
+close_subscriptions(void)
 {
 	for (int i = 0; i < nsubs; i++)
 	{
@@ -67,7 +73,7 @@ nats_source_close(void)
 static bool
 subscribe(natsConnection *nc)
 {
-	char	   *list = pstrdup(cdviz_nats_subjects);
+	char	   *list = pstrdup(nats_subjects);
 	char	   *save = NULL;
 	int			count = 0;
 	jsCtx	   *js = NULL;
@@ -77,11 +83,11 @@ subscribe(natsConnection *nc)
 	for (char *t = strtok_r(list, ", ", &save); t; t = strtok_r(NULL, ", ", &save))
 		count++;
 	pfree(list);
-	list = pstrdup(cdviz_nats_subjects);
+	list = pstrdup(nats_subjects);
 	save = NULL;
 
 	dispatch_nats_block_signals(&saved);
-	if (cdviz_nats_stream[0] != '\0' && natsConnection_JetStream(&js, nc, NULL) != NATS_OK)
+	if (nats_stream[0] != '\0' && natsConnection_JetStream(&js, nc, NULL) != NATS_OK)
 		js = NULL;
 	for (char *t = strtok_r(list, ", ", &save); t && nsubs < MAX_SUBS && ok;
 		 t = strtok_r(NULL, ", ", &save))
@@ -89,14 +95,14 @@ subscribe(natsConnection *nc)
 		natsStatus	s;
 		jsErrCode	jerr = 0;
 
-		if (cdviz_nats_stream[0] != '\0')
+		if (nats_stream[0] != '\0')
 		{
 			jsSubOptions so;
-			char	   *durable = count > 1 ? psprintf("%s_%d", cdviz_nats_consumer, nsubs + 1)
-				: pstrdup(cdviz_nats_consumer);
+			char	   *durable = count > 1 ? psprintf("%s_%d", nats_consumer, nsubs + 1)
+				: pstrdup(nats_consumer);
 
 			jsSubOptions_Init(&so);
-			so.Stream = cdviz_nats_stream;
+			so.Stream = nats_stream;
 			so.ManualAck = true;
 			so.Config.Durable = durable;
 			so.Config.AckPolicy = js_AckExplicit;
@@ -115,10 +121,10 @@ subscribe(natsConnection *nc)
 		else
 		{
 			ereport(LOG,
-					(errmsg("cdviz dispatcher: could not subscribe to NATS subject \"%s\"%s%s: %s",
-							t, cdviz_nats_stream[0] ? " of stream " : "", cdviz_nats_stream,
+					(errmsg("cdviz source %s: could not subscribe to NATS subject \"%s\"%s%s: %s",
+							source->name, t, nats_stream[0] ? " of stream " : "", nats_stream,
 							natsStatus_GetText(s)),
-					 errhint("Check cdviz.nats_subjects and cdviz.nats_stream; the worker tries again in %d seconds.",
+					 errhint("Check the source's subjects and stream; the worker tries again in %d seconds.",
 							 CDVIZ_WORKER_RETRY_SECONDS)));
 			ok = false;
 		}
@@ -128,12 +134,12 @@ subscribe(natsConnection *nc)
 	dispatch_nats_restore_signals(&saved);
 	pfree(list);
 	if (!ok)
-		nats_source_close();
+		close_subscriptions();
 	else
 		ereport(LOG,
-				(errmsg("cdviz dispatcher: NATS source subscribed to \"%s\"%s%s",
-						cdviz_nats_subjects, cdviz_nats_stream[0] ? " through stream " : "",
-						cdviz_nats_stream)));
+				(errmsg("cdviz source %s: subscribed to \"%s\"%s%s",
+						source->name, nats_subjects, nats_stream[0] ? " through stream " : "",
+						nats_stream)));
 	return ok;
 }
 
@@ -164,9 +170,11 @@ static void
 store_batch(void *arg)
 {
 	SourceBatch *b = arg;
+	CdvizStoreResult r = {0};
+	int64		dead = 0;
 
 	if (b->nitems > 0)
-		(void) cdviz_store_items(b->items, b->nitems, "nats");
+		r = cdviz_store_items(b->items, b->nitems, "nats");
 	for (int m = 0; m < b->nmsgs; m++)
 	{
 		CdvizEnvelope *env = &b->envs[m];
@@ -181,13 +189,19 @@ store_batch(void *arg)
 										   (size_t) natsMsg_GetDataLength(b->msgs[m]),
 										   &problems);
 			cdviz_problems_reset(&problems);
+			dead++;
 			continue;
 		}
 		for (int i = 0; i < env->nevents; i++)
 			if (env->events[i].problems.count > 0)
+			{
 				(void) cdviz_store_dead_letter("nats", b->refs[m], env->events[i].raw,
 											   env->events[i].raw_len, &env->events[i].problems);
+				dead++;
+			}
 	}
+	/* the counters, in the transaction that stored the messages */
+	cdviz_source_count(source, r.stored, r.duplicates, r.rejected + dead);
 }
 
 /* Read what waits, store it in one transaction, then acknowledge it. */
@@ -284,43 +298,73 @@ read_and_store(natsSubscription *sub, bool jetstream)
 	return nmsgs;
 }
 
-/* One turn of the source: subscribe when needed, store what waits. */
-void
-nats_source_poll(void)
+/*
+ * One turn of the source: subscribe when needed, store what waits.
+ * Returns the messages read (0: idle).
+ */
+static int
+read_turn(void)
 {
 	natsConnection *nc;
-	TimestampTz now;
+	TimestampTz now = GetCurrentTimestamp();
+	int			got = 0;
 
-	if (!nats_source_active())
-	{
-		if (subscribed)
-			nats_source_close();
-		return;
-	}
-	now = GetCurrentTimestamp();
 	if (subscribed && sub_generation != dispatch_nats_generation)
-		nats_source_close();
+		close_subscriptions();
 	if (!subscribed)
 	{
 		if (now < retry_at)
-			return;
+			return 0;
 		nc = dispatch_nats_connection();
 		if (nc == NULL || !dispatch_nats_connected() || !subscribe(nc))
 		{
 			retry_at = TimestampTzPlusMilliseconds(now, CDVIZ_WORKER_RETRY_SECONDS * 1000);
-			return;
+			cdviz_source_note_poll(source, psprintf("not subscribed to \"%s\" on NATS (the log says why); trying again",
+													nats_subjects));
+			return 0;
 		}
 		subscribed = true;
 		sub_generation = dispatch_nats_generation;
+		cdviz_source_note_poll(source, NULL);
 	}
-	if (!dispatch_nats_connected() || now < next_poll)
-		return;
-	{
-		int			got = 0;
+	if (!dispatch_nats_connected())
+		return 0;
+	for (int i = 0; i < nsubs; i++)
+		got += read_and_store(subs[i], nats_stream[0] != '\0');
+	return got;
+}
 
-		for (int i = 0; i < nsubs; i++)
-			got += read_and_store(subs[i], cdviz_nats_stream[0] != '\0');
+/* See kinds.h. */
+void
+cdviz_nats_source_run(const CdvizSource *src)
+{
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "cdviz source nats",
+											  ALLOCSET_DEFAULT_SIZES);
+
+	source = src;
+	nats_subjects = src->location;
+	nats_stream = cdviz_source_opt_text(src, "stream", "");
+	nats_consumer = cdviz_source_opt_text(src, "consumer", psprintf("cdviz-%s", src->name));
+	dispatch_nats_set_url(cdviz_source_opt_text(src, "url", ""));
+
+	while (!cdviz_worker_wait_for_extension())
+		(void) cdviz_source_stopping();
+	while (!cdviz_source_stopping())
+	{
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+		int			got = read_turn();
+
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(cxt);
 		/* a busy source is read again at once, an idle one every 100 ms */
-		next_poll = got > 0 ? 0 : TimestampTzPlusMilliseconds(now, IDLE_POLL_MS);
+		if (got == 0)
+		{
+			pgstat_report_activity(STATE_IDLE, NULL);
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 IDLE_POLL_MS, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
 	}
+	close_subscriptions();
+	dispatch_nats_close();
 }
