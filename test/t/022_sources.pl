@@ -182,7 +182,8 @@ IPC::Run::run([ 'curl', '-s', '--max-time', '10', "http://127.0.0.1:$hport/metri
 like($metrics, qr/^cdviz_source_events_total\{source="folder-a",kind="folder"\} 4$/m, '/metrics: events per source');
 like($metrics, qr/^cdviz_source_events_total\{source="stream",kind="nats"\} 1$/m, '/metrics: a NATS source counts what it stores');
 like($metrics, qr/^cdviz_source_up\{source="bucket",kind="s3"\} 1$/m, '/metrics: a running source is up');
-like($metrics, qr/^cdviz_source_up\{source="kafka",kind="kafka"\} 0$/m, '/metrics: a failed one is not');
+like($metrics, qr/^cdviz_source_up\{source="kafka",kind="kafka"\} 1$/m,
+	'/metrics: a kafka source whose broker is unreachable keeps running');
 like($metrics, qr/^cdviz_source_lag\{source="folder-b",kind="folder"\} 0$/m, '/metrics: the lag of a folder');
 
 # ---- alter: a new location and pattern, the worker restarted -------------
@@ -205,6 +206,8 @@ is(q1(q{SELECT state FROM cdviz.source_status WHERE name = 'folder-b'}), 'paused
 drop_file("$tmp/b", 'b-paused.json', event_json('b-paused', source => '/b'));
 sleep 3;
 is(stored('b-paused'), 0, 'nothing is read while paused');
+IPC::Run::run([ 'curl', '-s', '--max-time', '10', "http://127.0.0.1:$hport/metrics" ], '>', \$metrics, '2>', \$cerr);
+like($metrics, qr/^cdviz_source_up\{source="folder-b",kind="folder"\} 0$/m, '/metrics: a paused one is not up');
 q1(q{SELECT cdviz.resume_source('folder-b')});
 wait_worker('folder-b', 1, 'a resumed source has its worker again');
 ok($node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM cdviz.cdevents_lake WHERE context_id = 'b-paused'}),
