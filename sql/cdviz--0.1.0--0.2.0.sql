@@ -3140,3 +3140,7 @@ BEGIN
 		last_at = GREATEST(s.last_at, excluded.last_at);
 END
 $$;
+
+-- Dead letters of the Kafka source name their topic, partition and offset.
+COMMENT ON COLUMN cdviz.rejected_events.origin IS 'sql, http, fs, s3, nats, kafka or webhook';
+COMMENT ON COLUMN cdviz.rejected_events.origin_ref IS 'where exactly: HTTP peer and path, file:line, s3://bucket/key#n, NATS subject#stream sequence, Kafka topic/partition@offset, batch element index';

@@ -37,7 +37,7 @@
 #include "core/envelope.h"
 #include "dispatch/dispatch.h"
 #include "sources/kinds.h"
-#include "store/store.h"
+#include "store/store_messages.h"
 
 /* Messages read per subscription per turn; one transaction stores them. */
 #define FETCH_BATCH 500
@@ -143,17 +143,7 @@ subscribe(natsConnection *nc)
 	return ok;
 }
 
-/* What one turn stores: every message's envelope and its items. */
-typedef struct SourceBatch
-{
-	natsMsg   **msgs;
-	int			nmsgs;
-	CdvizEnvelope *envs;
-	char	  **refs;
-	CdvizItem  *items;
-	int			nitems;
-} SourceBatch;
-
+/* A header of the message, as lowercase or as capitalized clients write it. */
 static const char *
 header(natsMsg *msg, const char *lower, const char *upper)
 {
@@ -166,122 +156,67 @@ header(natsMsg *msg, const char *lower, const char *upper)
 	return NULL;
 }
 
+/* Store a batch of read messages, and count them, in one transaction. */
 static void
 store_batch(void *arg)
 {
-	SourceBatch *b = arg;
-	CdvizStoreResult r = {0};
-	int64		dead = 0;
+	CdvizMessageBatch *b = arg;
+	CdvizStoreResult r = cdviz_messages_store(b, "nats");
 
-	if (b->nitems > 0)
-		r = cdviz_store_items(b->items, b->nitems, "nats");
-	for (int m = 0; m < b->nmsgs; m++)
-	{
-		CdvizEnvelope *env = &b->envs[m];
-
-		if (env->mode == CDVIZ_ENVELOPE_UNSUPPORTED)
-		{
-			CdvizProblems problems;
-
-			cdviz_problems_init(&problems);
-			cdviz_problems_add(&problems, "$", "%s", env->error);
-			(void) cdviz_store_dead_letter("nats", b->refs[m], natsMsg_GetData(b->msgs[m]),
-										   (size_t) natsMsg_GetDataLength(b->msgs[m]),
-										   &problems);
-			cdviz_problems_reset(&problems);
-			dead++;
-			continue;
-		}
-		for (int i = 0; i < env->nevents; i++)
-			if (env->events[i].problems.count > 0)
-			{
-				(void) cdviz_store_dead_letter("nats", b->refs[m], env->events[i].raw,
-											   env->events[i].raw_len, &env->events[i].problems);
-				dead++;
-			}
-	}
-	/* the counters, in the transaction that stored the messages */
-	cdviz_source_count(source, r.stored, r.duplicates, r.rejected + dead);
+	cdviz_source_count(source, r.stored, r.duplicates, r.rejected);
 }
 
 /* Read what waits, store it in one transaction, then acknowledge it. */
 static int
 read_and_store(natsSubscription *sub, bool jetstream)
 {
-	natsMsg    *one[FETCH_BATCH];
-	natsMsg   **msgs = one;
+	natsMsg    *msgs[FETCH_BATCH];
 	int			nmsgs = 0;
-	SourceBatch b;
+	int			pending = 0;
+	CdvizMessage *batch;
+	CdvizMessageBatch b;
 	MemoryContext cxt;
 	MemoryContext old;
 	CdvizTxResult res;
 
-	{
-		int			pending = 0;
-
-		natsSubscription_GetPending(sub, &pending, NULL);
-		while (nmsgs < Min(pending, FETCH_BATCH) &&
-			   natsSubscription_NextMsg(&one[nmsgs], sub, 1) == NATS_OK)
-			nmsgs++;
-	}
+	natsSubscription_GetPending(sub, &pending, NULL);
+	while (nmsgs < Min(pending, FETCH_BATCH) &&
+		   natsSubscription_NextMsg(&msgs[nmsgs], sub, 1) == NATS_OK)
+		nmsgs++;
 	if (nmsgs == 0)
 		return 0;
 
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "cdviz nats source", ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(cxt);
-	b.msgs = msgs;
-	b.nmsgs = nmsgs;
-	b.envs = palloc0(sizeof(CdvizEnvelope) * nmsgs);
-	b.refs = palloc0(sizeof(char *) * nmsgs);
-	b.nitems = 0;
+	batch = palloc0(sizeof(CdvizMessage) * nmsgs);
 	for (int m = 0; m < nmsgs; m++)
 	{
-		CdvizEnvelopeInput in;
+		CdvizEnvelopeInput *in = &batch[m].in;
 		jsMsgMetaData *meta = NULL;
 
-		memset(&in, 0, sizeof(in));
-		in.content_type = header(msgs[m], "content-type", "Content-Type");
-		in.ce_specversion = header(msgs[m], "ce-specversion", "Ce-Specversion");
-		in.ce_id = header(msgs[m], "ce-id", "Ce-Id");
-		in.ce_source = header(msgs[m], "ce-source", "Ce-Source");
-		in.ce_type = header(msgs[m], "ce-type", "Ce-Type");
-		in.body = natsMsg_GetData(msgs[m]) ? natsMsg_GetData(msgs[m]) : "";
-		in.body_len = (size_t) natsMsg_GetDataLength(msgs[m]);
+		in->content_type = header(msgs[m], "content-type", "Content-Type");
+		in->ce_specversion = header(msgs[m], "ce-specversion", "Ce-Specversion");
+		in->ce_id = header(msgs[m], "ce-id", "Ce-Id");
+		in->ce_source = header(msgs[m], "ce-source", "Ce-Source");
+		in->ce_type = header(msgs[m], "ce-type", "Ce-Type");
+		in->body = natsMsg_GetData(msgs[m]) ? natsMsg_GetData(msgs[m]) : "";
+		in->body_len = (size_t) natsMsg_GetDataLength(msgs[m]);
 		if (jetstream && natsMsg_GetMetaData(&meta, msgs[m]) == NATS_OK)
 		{
-			b.refs[m] = psprintf("%s#" UINT64_FORMAT, natsMsg_GetSubject(msgs[m]),
-								 (uint64) meta->Sequence.Stream);
+			batch[m].origin_ref = psprintf("%s#" UINT64_FORMAT, natsMsg_GetSubject(msgs[m]),
+										   (uint64) meta->Sequence.Stream);
 			jsMsgMetaData_Destroy(meta);
 		}
 		else
-			b.refs[m] = pstrdup(natsMsg_GetSubject(msgs[m]));
-		if (!cdviz_envelope_read(&in, &b.envs[m]))
-			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-		b.nitems += b.envs[m].nevents;
+			batch[m].origin_ref = pstrdup(natsMsg_GetSubject(msgs[m]));
 	}
-	b.items = palloc0(sizeof(CdvizItem) * Max(b.nitems, 1));
-	b.nitems = 0;
-	for (int m = 0; m < nmsgs; m++)
-	{
-		for (int i = 0; i < b.envs[m].nevents; i++)
-		{
-			CdvizEnvelopeEvent *ev = &b.envs[m].events[i];
-			CdvizItem  *it;
-
-			if (ev->problems.count > 0)
-				continue;
-			it = &b.items[b.nitems++];
-			it->raw = ev->raw;
-			it->raw_len = ev->raw_len;
-			it->origin_ref = b.refs[m];
-		}
-	}
+	cdviz_messages_read(&b, batch, nmsgs);
 	MemoryContextSwitchTo(old);
 
 	res = cdviz_worker_transaction("storing NATS messages", store_batch, &b, NULL);
+	/* acknowledged only once committed; otherwise JetStream sends it again */
 	for (int m = 0; m < nmsgs; m++)
 	{
-		/* acknowledged only once committed; otherwise JetStream sends it again */
 		if (jetstream)
 		{
 			if (res == CDVIZ_TX_DONE)
@@ -289,9 +224,8 @@ read_and_store(natsSubscription *sub, bool jetstream)
 			else
 				natsMsg_Nak(msgs[m], NULL);
 		}
-		cdviz_envelope_free(&b.envs[m]);
 	}
-	cdviz_store_release_items(b.items, b.nitems);
+	cdviz_messages_release(&b);
 	for (int m = 0; m < nmsgs; m++)
 		natsMsg_Destroy(msgs[m]);
 	MemoryContextDelete(cxt);
