@@ -3140,3 +3140,66 @@ BEGIN
 		last_at = GREATEST(s.last_at, excluded.last_at);
 END
 $$;
+
+-- Folder and S3 sources note their polls in cdviz.source_progress by
+-- source, as the other kinds do; cdviz.source_polls (by location) is no
+-- longer written.  Its rows are the 0.1.0 poller's last poll, which the
+-- source's worker notes again on its first poll.
+-- One row per source.  Folder and S3 sources count their files and
+-- objects in cdviz.fs_files and cdviz.s3_objects (rows of the source's
+-- location: a source dropped and created again for the same folder
+-- finds its progress); message sources count in cdviz.source_progress.
+-- Every kind notes its polls in cdviz.source_progress.
+-- Errors are shown with the source's secrets replaced by ***.
+CREATE OR REPLACE VIEW cdviz.source_status AS
+SELECT s.id, s.name, s.kind, s.location, s.paused, s.defined_by,
+	   CASE WHEN s.paused THEN 'paused' ELSE coalesce(p.state, 'starting') END AS state,
+	   i.items,
+	   coalesce(i.events, 0) + coalesce(p.events, 0) AS events,
+	   coalesce(i.duplicates, 0) + coalesce(p.duplicates, 0) AS duplicates,
+	   coalesce(i.rejected, 0) + coalesce(p.rejected, 0) AS rejected,
+	   CASE WHEN s.kind IN ('folder', 's3') THEN coalesce(i.unread, 0) ELSE p.lag END AS lag,
+	   greatest(i.last_read_at, p.last_read_at) AS last_read_at,
+	   p.last_poll_at,
+	   p.last_success_at,
+	   cdviz._source_redact(e.error, x.secrets) AS last_error,
+	   e.error_at AS last_error_at
+FROM cdviz.sources s
+LEFT JOIN cdviz.source_progress p ON p.source_id = s.id
+LEFT JOIN cdviz.source_secrets x ON x.source_id = s.id
+LEFT JOIN LATERAL (
+	SELECT count(*) AS items,
+		   count(*) FILTER (WHERE f.status = 'reading') AS unread,
+		   sum(f.events) AS events, sum(f.duplicates) AS duplicates, sum(f.rejected) AS rejected,
+		   max(f.last_read_at) AS last_read_at,
+		   (array_agg(f.path || ': ' || f.last_error ORDER BY f.last_error_at DESC)
+				FILTER (WHERE f.last_error IS NOT NULL))[1] AS last_item_error,
+		   max(f.last_error_at) AS last_item_error_at
+	FROM cdviz.fs_files f
+	WHERE f.source = s.location
+	HAVING s.kind = 'folder'
+	UNION ALL
+	SELECT count(*),
+		   count(*) FILTER (WHERE o.status = 'reading'),
+		   sum(o.events), sum(o.duplicates), sum(o.rejected),
+		   max(o.last_read_at),
+		   (array_agg('s3://' || o.bucket || '/' || o.key || ': ' || o.last_error ORDER BY o.last_error_at DESC)
+				FILTER (WHERE o.last_error IS NOT NULL))[1],
+		   max(o.last_error_at)
+	FROM cdviz.s3_objects o
+	WHERE o.source = s.location
+	HAVING s.kind = 's3'
+) i ON true
+-- the first error there is: of the worker (failed) or of its last poll,
+-- else of one of the files or objects
+LEFT JOIN LATERAL (
+	SELECT v.error, v.error_at
+	FROM (VALUES (1, p.last_error, p.last_error_at),
+				 (2, i.last_item_error, i.last_item_error_at)) v (n, error, error_at)
+	WHERE v.error IS NOT NULL
+	ORDER BY v.n
+	LIMIT 1
+) e ON true;
+
+ALTER EXTENSION cdviz DROP TABLE cdviz.source_polls;
+DROP TABLE cdviz.source_polls;

@@ -609,6 +609,7 @@ GRANT SELECT ON cdviz.sources TO cdviz_reader;
 -- objects in cdviz.fs_files and cdviz.s3_objects (rows of the source's
 -- location: a source dropped and created again for the same folder
 -- finds its progress); message sources count in cdviz.source_progress.
+-- Every kind notes its polls in cdviz.source_progress.
 -- Errors are shown with the source's secrets replaced by ***.
 CREATE VIEW cdviz.source_status AS
 SELECT s.id, s.name, s.kind, s.location, s.paused, s.defined_by,
@@ -619,15 +620,13 @@ SELECT s.id, s.name, s.kind, s.location, s.paused, s.defined_by,
 	   coalesce(i.rejected, 0) + coalesce(p.rejected, 0) AS rejected,
 	   CASE WHEN s.kind IN ('folder', 's3') THEN coalesce(i.unread, 0) ELSE p.lag END AS lag,
 	   greatest(i.last_read_at, p.last_read_at) AS last_read_at,
-	   greatest(p.last_poll_at, sp.last_poll_at) AS last_poll_at,
-	   greatest(p.last_success_at, sp.last_success_at) AS last_success_at,
+	   p.last_poll_at,
+	   p.last_success_at,
 	   cdviz._source_redact(e.error, x.secrets) AS last_error,
 	   e.error_at AS last_error_at
 FROM cdviz.sources s
 LEFT JOIN cdviz.source_progress p ON p.source_id = s.id
 LEFT JOIN cdviz.source_secrets x ON x.source_id = s.id
-LEFT JOIN cdviz.source_polls sp
-	ON sp.source = s.location AND sp.kind = CASE s.kind WHEN 'folder' THEN 'fs' ELSE s.kind END
 LEFT JOIN LATERAL (
 	SELECT count(*) AS items,
 		   count(*) FILTER (WHERE f.status = 'reading') AS unread,
@@ -651,14 +650,12 @@ LEFT JOIN LATERAL (
 	WHERE o.source = s.location
 	HAVING s.kind = 's3'
 ) i ON true
--- the first error there is: of the worker (failed; message sources record
--- every look there), of the last poll, of one of the files or objects
+-- the first error there is: of the worker (failed) or of its last poll,
+-- else of one of the files or objects
 LEFT JOIN LATERAL (
 	SELECT v.error, v.error_at
-	FROM (VALUES (1, CASE WHEN p.state = 'failed' OR s.kind IN ('nats', 'kafka') THEN p.last_error END,
-				  p.last_error_at),
-				 (2, sp.last_error, sp.last_error_at),
-				 (3, i.last_item_error, i.last_item_error_at)) v (n, error, error_at)
+	FROM (VALUES (1, p.last_error, p.last_error_at),
+				 (2, i.last_item_error, i.last_item_error_at)) v (n, error, error_at)
 	WHERE v.error IS NOT NULL
 	ORDER BY v.n
 	LIMIT 1
