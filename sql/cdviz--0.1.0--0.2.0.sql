@@ -3203,3 +3203,51 @@ LEFT JOIN LATERAL (
 
 ALTER EXTENSION cdviz DROP TABLE cdviz.source_polls;
 DROP TABLE cdviz.source_polls;
+
+-- The options the folder and s3 kinds share are written once: the rows
+-- are the same.
+CREATE OR REPLACE FUNCTION cdviz.source_options(kind text DEFAULT NULL)
+RETURNS TABLE (kind text, option text, type text, default_value text, secret boolean,
+			   description text)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT o.kind, o.option, o.type, o.default_value, o.secret, o.description
+	FROM (VALUES
+		('folder', 'poll_interval', 'integer', '5', false, 'seconds between two looks at the folder (1 to 86400)'),
+		('folder', 'pattern', 'string', '*.json,*.jsonl,*.ndjson', false, 'comma-separated file name patterns; *.json files hold one event or an array, others one event per line'),
+		('folder', 'after', 'string', 'keep', false, 'what to do with a file read to its end: keep, delete or move'),
+		('folder', 'done_path', 'string', NULL, false, 'absolute path of the folder files are moved into (required when after is move)'),
+		('folder', 'reader', NULL, NULL, NULL, 'file'),
+		('s3', 'endpoint', 'string', '', false, 'endpoint URL; empty: AWS in the region'),
+		('s3', 'region', 'string', 'us-east-1', false, 'region of the AWS Signature V4'),
+		('s3', 'path_style', 'boolean', 'false', false, 'address the bucket in the URL path (MinIO, Ceph...)'),
+		('s3', 'access_key_id', 'string', '', true, 'access key id'),
+		('s3', 'secret_access_key', 'string', '', true, 'secret access key'),
+		('s3', 'poll_interval', 'integer', '30', false, 'seconds between two listings (1 to 86400); doubled after each failure, up to 10 minutes'),
+		('s3', 'pattern', 'string', '*.json,*.jsonl,*.ndjson', false, 'comma-separated patterns for the last segment of the keys'),
+		('s3', 'reader', NULL, NULL, NULL, 'object'),
+		('nats', 'url', 'string', NULL, false, 'server URL (required); a secret when it carries a user, password or token'),
+		('nats', 'stream', 'string', '', false, 'JetStream stream: read through durable consumers, acknowledged after the commit; empty: plain subscriptions'),
+		('nats', 'consumer', 'string', 'cdviz-<name>', false, 'durable consumer name (suffixed with the subject''s place when there are several subjects)'),
+		('kafka', 'brokers', 'string', NULL, false, 'bootstrap servers host:port,... (required)'),
+		('kafka', 'group', 'string', 'cdviz-<name>', false, 'consumer group'),
+		('kafka', 'batch_size', 'integer', '500', false, 'messages stored per transaction (1 to 100000)'),
+		('kafka', 'batch_timeout_ms', 'integer', '100', false, 'longest wait for a batch to fill, in ms (0 to 60000)'),
+		('kafka', 'start', 'string', 'earliest', false, 'where a new group starts: earliest or latest'),
+		('kafka', 'config', 'object', '{}', false, 'librdkafka settings; those a kafka sink keeps secret (named like *password*, *secret*, *.pem, ssl_key*, sasl.oauthbearer.config) are secrets')
+	) AS v (kind, option, type, default_value, secret, description)
+	CROSS JOIN LATERAL (
+		SELECT v.kind, v.option, v.type, v.default_value, v.secret, v.description
+		WHERE v.option <> 'reader'
+		UNION ALL
+		SELECT v.kind, r.option, 'integer', r.default_value, false, format(r.description, v.description)
+		FROM (VALUES
+			('batch_lines', '5000', 'lines or array elements stored per transaction (1 to 1000000)'),
+			('max_line_size', '1024', 'longest line read, in kB (1 to 1048576)'),
+			('max_json_size', '65536', 'largest .json %s read, in kB (1 to 1048576)')
+		) AS r (option, default_value, description)
+		WHERE v.option = 'reader'
+	) AS o (kind, option, type, default_value, secret, description)
+	WHERE source_options.kind IS NULL OR v.kind = source_options.kind
+$$;

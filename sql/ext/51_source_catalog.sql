@@ -86,7 +86,9 @@ COMMENT ON COLUMN cdviz.source_progress.last_error_at IS 'when last_error happen
 
 -- The options each kind takes: name, JSON type, default, and whether the
 -- value is a secret.  cdviz._source_check() validates against it and the
--- workers read the same defaults (src/sources/).
+-- workers read the same defaults (src/sources/).  The row 'reader' of the
+-- folder and s3 kinds stands for the options of the file readers
+-- (src/poll/), which both take; its description names what is read.
 CREATE FUNCTION cdviz.source_options(kind text DEFAULT NULL)
 RETURNS TABLE (kind text, option text, type text, default_value text, secret boolean,
 			   description text)
@@ -99,9 +101,7 @@ AS $$
 		('folder', 'pattern', 'string', '*.json,*.jsonl,*.ndjson', false, 'comma-separated file name patterns; *.json files hold one event or an array, others one event per line'),
 		('folder', 'after', 'string', 'keep', false, 'what to do with a file read to its end: keep, delete or move'),
 		('folder', 'done_path', 'string', NULL, false, 'absolute path of the folder files are moved into (required when after is move)'),
-		('folder', 'batch_lines', 'integer', '5000', false, 'lines or array elements stored per transaction (1 to 1000000)'),
-		('folder', 'max_line_size', 'integer', '1024', false, 'longest line read, in kB (1 to 1048576)'),
-		('folder', 'max_json_size', 'integer', '65536', false, 'largest .json file read, in kB (1 to 1048576)'),
+		('folder', 'reader', NULL, NULL, NULL, 'file'),
 		('s3', 'endpoint', 'string', '', false, 'endpoint URL; empty: AWS in the region'),
 		('s3', 'region', 'string', 'us-east-1', false, 'region of the AWS Signature V4'),
 		('s3', 'path_style', 'boolean', 'false', false, 'address the bucket in the URL path (MinIO, Ceph...)'),
@@ -109,9 +109,7 @@ AS $$
 		('s3', 'secret_access_key', 'string', '', true, 'secret access key'),
 		('s3', 'poll_interval', 'integer', '30', false, 'seconds between two listings (1 to 86400); doubled after each failure, up to 10 minutes'),
 		('s3', 'pattern', 'string', '*.json,*.jsonl,*.ndjson', false, 'comma-separated patterns for the last segment of the keys'),
-		('s3', 'batch_lines', 'integer', '5000', false, 'lines or array elements stored per transaction (1 to 1000000)'),
-		('s3', 'max_line_size', 'integer', '1024', false, 'longest line read, in kB (1 to 1048576)'),
-		('s3', 'max_json_size', 'integer', '65536', false, 'largest .json object read, in kB (1 to 1048576)'),
+		('s3', 'reader', NULL, NULL, NULL, 'object'),
 		('nats', 'url', 'string', NULL, false, 'server URL (required); a secret when it carries a user, password or token'),
 		('nats', 'stream', 'string', '', false, 'JetStream stream: read through durable consumers, acknowledged after the commit; empty: plain subscriptions'),
 		('nats', 'consumer', 'string', 'cdviz-<name>', false, 'durable consumer name (suffixed with the subject''s place when there are several subjects)'),
@@ -121,8 +119,20 @@ AS $$
 		('kafka', 'batch_timeout_ms', 'integer', '100', false, 'longest wait for a batch to fill, in ms (0 to 60000)'),
 		('kafka', 'start', 'string', 'earliest', false, 'where a new group starts: earliest or latest'),
 		('kafka', 'config', 'object', '{}', false, 'librdkafka settings; those a kafka sink keeps secret (named like *password*, *secret*, *.pem, ssl_key*, sasl.oauthbearer.config) are secrets')
+	) AS v (kind, option, type, default_value, secret, description)
+	CROSS JOIN LATERAL (
+		SELECT v.kind, v.option, v.type, v.default_value, v.secret, v.description
+		WHERE v.option <> 'reader'
+		UNION ALL
+		SELECT v.kind, r.option, 'integer', r.default_value, false, format(r.description, v.description)
+		FROM (VALUES
+			('batch_lines', '5000', 'lines or array elements stored per transaction (1 to 1000000)'),
+			('max_line_size', '1024', 'longest line read, in kB (1 to 1048576)'),
+			('max_json_size', '65536', 'largest .json %s read, in kB (1 to 1048576)')
+		) AS r (option, default_value, description)
+		WHERE v.option = 'reader'
 	) AS o (kind, option, type, default_value, secret, description)
-	WHERE source_options.kind IS NULL OR o.kind = source_options.kind
+	WHERE source_options.kind IS NULL OR v.kind = source_options.kind
 $$;
 COMMENT ON FUNCTION cdviz.source_options(text) IS
 'cdviz: the options a kind of source takes (all kinds when NULL), their JSON type, default and meaning. Example: SELECT option, type, default_value FROM cdviz.source_options(''folder'');';
