@@ -27,12 +27,9 @@
 #    ingested (goal: batch mode and JetStream >= 1.0).
 set -eu
 
-N=${1:-200000}
-BATCH=${BATCH:-5000}
-PSQL="psql -X -q -v ON_ERROR_STOP=1 -At"
 # shellcheck source=bench/cluster.sh
 . "$(dirname "$0")/cluster.sh"
-bench_env bench
+bench_sink_env 200000 "$@"
 HTTPPORT=$((PGPORT + 1))
 NATSPORT=$((PGPORT + 2))
 NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}

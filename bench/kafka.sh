@@ -27,12 +27,9 @@
 #    fewer messages are left to read than were written).
 set -eu
 
-N=${1:-100000}
-BATCH=${BATCH:-5000}
-PSQL="psql -X -q -v ON_ERROR_STOP=1 -At"
 # shellcheck source=bench/cluster.sh
 . "$(dirname "$0")/cluster.sh"
-bench_env bench
+bench_sink_env 100000 "$@"
 MOCK=${MOCK:-$ROOT/test/kafka/mock_cluster}
 
 [ -x "$MOCK" ] || { echo "bench: $MOCK is missing (make test/kafka/mock_cluster)" >&2; exit 1; }
