@@ -57,6 +57,17 @@ bench_sink_env() {
 	bench_env bench
 }
 
+# bench_deliver SINK: after bench_sink_env, resumes the paused sink SINK
+# and prints the seconds until cdviz.sink_status shows N events delivered.
+bench_deliver() {
+	$PSQL -c "SELECT cdviz.resume_sink('$1')" >/dev/null
+	t0=$(date +%s.%N)
+	while [ "$($PSQL -c "SELECT delivered >= $N FROM cdviz.sink_status WHERE name = '$1'")" != t ]; do
+		sleep 0.2
+	done
+	awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }'
+}
+
 # bench_own_cluster DB [SETTING...]: the setting of a benchmark that runs
 # alone.  After bench_env, starts a cluster in TMP with database DB and the
 # extension created, and removes both on exit; PSQL is the psql command

@@ -146,14 +146,8 @@ BATCHES=$($PSQL -c "SELECT count(*), pg_size_pretty(pg_total_relation_size('cdvi
 
 # ---- delivery, one sink at a time ------------------------------------------
 deliver() {
-	$PSQL -c "SELECT cdviz.resume_sink('$1')" >/dev/null
-	t0=$(date +%s.%N)
-	while [ "$($PSQL -c "SELECT delivered >= $N FROM cdviz.sink_status WHERE name = '$1'")" != t ]; do
-		sleep 0.2
-	done
-	t1=$(date +%s.%N)
+	bench_deliver "$1"
 	$PSQL -c "SELECT cdviz.pause_sink('$1')" >/dev/null
-	awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }'
 }
 echo "delivering set B to each sink ..."
 T_BIN=$(deliver binary)
