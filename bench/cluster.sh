@@ -45,6 +45,29 @@ bench_env() {
 	export PGHOST=$TMP PGPORT=$((20000 + $$ % 10000)) PGUSER=postgres PGDATABASE=$1
 }
 
+# bench_sink_env DEFAULT_N [N]: the settings of a benchmark of sinks
+# (bench/dispatch.sh, bench/kafka.sh): N events (DEFAULT_N unless given),
+# in batches of BATCH (5000 unless set in the environment), PSQL the psql
+# command line (a string), then bench_env with database "bench".
+# shellcheck disable=SC2034 # for the benchmarks that source this file
+bench_sink_env() {
+	N=${2:-$1}
+	BATCH=${BATCH:-5000}
+	PSQL="psql -X -q -v ON_ERROR_STOP=1 -At"
+	bench_env bench
+}
+
+# bench_deliver SINK: after bench_sink_env, resumes the paused sink SINK
+# and prints the seconds until cdviz.sink_status shows N events delivered.
+bench_deliver() {
+	$PSQL -c "SELECT cdviz.resume_sink('$1')" >/dev/null
+	t0=$(date +%s.%N)
+	while [ "$($PSQL -c "SELECT delivered >= $N FROM cdviz.sink_status WHERE name = '$1'")" != t ]; do
+		sleep 0.2
+	done
+	awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }'
+}
+
 # bench_own_cluster DB [SETTING...]: the setting of a benchmark that runs
 # alone.  After bench_env, starts a cluster in TMP with database DB and the
 # extension created, and removes both on exit; PSQL is the psql command

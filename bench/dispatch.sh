@@ -27,12 +27,9 @@
 #    ingested (goal: batch mode and JetStream >= 1.0).
 set -eu
 
-N=${1:-200000}
-BATCH=${BATCH:-5000}
-PSQL="psql -X -q -v ON_ERROR_STOP=1 -At"
 # shellcheck source=bench/cluster.sh
 . "$(dirname "$0")/cluster.sh"
-bench_env bench
+bench_sink_env 200000 "$@"
 HTTPPORT=$((PGPORT + 1))
 NATSPORT=$((PGPORT + 2))
 NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
@@ -149,14 +146,8 @@ BATCHES=$($PSQL -c "SELECT count(*), pg_size_pretty(pg_total_relation_size('cdvi
 
 # ---- delivery, one sink at a time ------------------------------------------
 deliver() {
-	$PSQL -c "SELECT cdviz.resume_sink('$1')" >/dev/null
-	t0=$(date +%s.%N)
-	while [ "$($PSQL -c "SELECT delivered >= $N FROM cdviz.sink_status WHERE name = '$1'")" != t ]; do
-		sleep 0.2
-	done
-	t1=$(date +%s.%N)
+	bench_deliver "$1"
 	$PSQL -c "SELECT cdviz.pause_sink('$1')" >/dev/null
-	awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }'
 }
 echo "delivering set B to each sink ..."
 T_BIN=$(deliver binary)

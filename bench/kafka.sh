@@ -27,12 +27,9 @@
 #    fewer messages are left to read than were written).
 set -eu
 
-N=${1:-100000}
-BATCH=${BATCH:-5000}
-PSQL="psql -X -q -v ON_ERROR_STOP=1 -At"
 # shellcheck source=bench/cluster.sh
 . "$(dirname "$0")/cluster.sh"
-bench_env bench
+bench_sink_env 100000 "$@"
 MOCK=${MOCK:-$ROOT/test/kafka/mock_cluster}
 
 [ -x "$MOCK" ] || { echo "bench: $MOCK is missing (make test/kafka/mock_cluster)" >&2; exit 1; }
@@ -81,13 +78,7 @@ $PSQL -c "CHECKPOINT"
 
 # ---- delivery ------------------------------------------------------------------
 echo "delivering set B to Kafka ..."
-$PSQL -c "SELECT cdviz.resume_sink('kafka')" >/dev/null
-t0=$(date +%s.%N)
-while [ "$($PSQL -c "SELECT delivered >= $N FROM cdviz.sink_status WHERE name = 'kafka'")" != t ]; do
-	sleep 0.2
-done
-t1=$(date +%s.%N)
-T_KAFKA=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
+T_KAFKA=$(bench_deliver kafka)
 STATUS=$($PSQL -c "SELECT delivered || ' delivered, ' || failures || ' failed attempts' FROM cdviz.sink_status WHERE name = 'kafka'")
 ON_TOPIC=$(kcat -C -b "$BROKERS" -t bench -o beginning -e -q -f '%p %o\n' |
 	awk '{ n++; if (!($1 in lo) || $2 < lo[$1]) lo[$1] = $2; if ($2 > hi[$1]) hi[$1] = $2 }

@@ -3144,3 +3144,114 @@ $$;
 -- Dead letters of the Kafka source name their topic, partition and offset.
 COMMENT ON COLUMN cdviz.rejected_events.origin IS 'sql, http, fs, s3, nats, kafka or webhook';
 COMMENT ON COLUMN cdviz.rejected_events.origin_ref IS 'where exactly: HTTP peer and path, file:line, s3://bucket/key#n, NATS subject#stream sequence, Kafka topic/partition@offset, batch element index';
+
+-- Folder and S3 sources note their polls in cdviz.source_progress by
+-- source, as the other kinds do; cdviz.source_polls (by location) is no
+-- longer written.  Its rows are the 0.1.0 poller's last poll, which the
+-- source's worker notes again on its first poll.
+-- One row per source.  Folder and S3 sources count their files and
+-- objects in cdviz.fs_files and cdviz.s3_objects (rows of the source's
+-- location: a source dropped and created again for the same folder
+-- finds its progress); message sources count in cdviz.source_progress.
+-- Every kind notes its polls in cdviz.source_progress.
+-- Errors are shown with the source's secrets replaced by ***.
+CREATE OR REPLACE VIEW cdviz.source_status AS
+SELECT s.id, s.name, s.kind, s.location, s.paused, s.defined_by,
+	   CASE WHEN s.paused THEN 'paused' ELSE coalesce(p.state, 'starting') END AS state,
+	   i.items,
+	   coalesce(i.events, 0) + coalesce(p.events, 0) AS events,
+	   coalesce(i.duplicates, 0) + coalesce(p.duplicates, 0) AS duplicates,
+	   coalesce(i.rejected, 0) + coalesce(p.rejected, 0) AS rejected,
+	   CASE WHEN s.kind IN ('folder', 's3') THEN coalesce(i.unread, 0) ELSE p.lag END AS lag,
+	   greatest(i.last_read_at, p.last_read_at) AS last_read_at,
+	   p.last_poll_at,
+	   p.last_success_at,
+	   cdviz._source_redact(e.error, x.secrets) AS last_error,
+	   e.error_at AS last_error_at
+FROM cdviz.sources s
+LEFT JOIN cdviz.source_progress p ON p.source_id = s.id
+LEFT JOIN cdviz.source_secrets x ON x.source_id = s.id
+LEFT JOIN LATERAL (
+	SELECT count(*) AS items,
+		   count(*) FILTER (WHERE f.status = 'reading') AS unread,
+		   sum(f.events) AS events, sum(f.duplicates) AS duplicates, sum(f.rejected) AS rejected,
+		   max(f.last_read_at) AS last_read_at,
+		   (array_agg(f.path || ': ' || f.last_error ORDER BY f.last_error_at DESC)
+				FILTER (WHERE f.last_error IS NOT NULL))[1] AS last_item_error,
+		   max(f.last_error_at) AS last_item_error_at
+	FROM cdviz.fs_files f
+	WHERE f.source = s.location
+	HAVING s.kind = 'folder'
+	UNION ALL
+	SELECT count(*),
+		   count(*) FILTER (WHERE o.status = 'reading'),
+		   sum(o.events), sum(o.duplicates), sum(o.rejected),
+		   max(o.last_read_at),
+		   (array_agg('s3://' || o.bucket || '/' || o.key || ': ' || o.last_error ORDER BY o.last_error_at DESC)
+				FILTER (WHERE o.last_error IS NOT NULL))[1],
+		   max(o.last_error_at)
+	FROM cdviz.s3_objects o
+	WHERE o.source = s.location
+	HAVING s.kind = 's3'
+) i ON true
+-- the first error there is: of the worker (failed) or of its last poll,
+-- else of one of the files or objects
+LEFT JOIN LATERAL (
+	SELECT v.error, v.error_at
+	FROM (VALUES (1, p.last_error, p.last_error_at),
+				 (2, i.last_item_error, i.last_item_error_at)) v (n, error, error_at)
+	WHERE v.error IS NOT NULL
+	ORDER BY v.n
+	LIMIT 1
+) e ON true;
+
+ALTER EXTENSION cdviz DROP TABLE cdviz.source_polls;
+DROP TABLE cdviz.source_polls;
+
+-- The options the folder and s3 kinds share are written once: the rows
+-- are the same.
+CREATE OR REPLACE FUNCTION cdviz.source_options(kind text DEFAULT NULL)
+RETURNS TABLE (kind text, option text, type text, default_value text, secret boolean,
+			   description text)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT o.kind, o.option, o.type, o.default_value, o.secret, o.description
+	FROM (VALUES
+		('folder', 'poll_interval', 'integer', '5', false, 'seconds between two looks at the folder (1 to 86400)'),
+		('folder', 'pattern', 'string', '*.json,*.jsonl,*.ndjson', false, 'comma-separated file name patterns; *.json files hold one event or an array, others one event per line'),
+		('folder', 'after', 'string', 'keep', false, 'what to do with a file read to its end: keep, delete or move'),
+		('folder', 'done_path', 'string', NULL, false, 'absolute path of the folder files are moved into (required when after is move)'),
+		('folder', 'reader', NULL, NULL, NULL, 'file'),
+		('s3', 'endpoint', 'string', '', false, 'endpoint URL; empty: AWS in the region'),
+		('s3', 'region', 'string', 'us-east-1', false, 'region of the AWS Signature V4'),
+		('s3', 'path_style', 'boolean', 'false', false, 'address the bucket in the URL path (MinIO, Ceph...)'),
+		('s3', 'access_key_id', 'string', '', true, 'access key id'),
+		('s3', 'secret_access_key', 'string', '', true, 'secret access key'),
+		('s3', 'poll_interval', 'integer', '30', false, 'seconds between two listings (1 to 86400); doubled after each failure, up to 10 minutes'),
+		('s3', 'pattern', 'string', '*.json,*.jsonl,*.ndjson', false, 'comma-separated patterns for the last segment of the keys'),
+		('s3', 'reader', NULL, NULL, NULL, 'object'),
+		('nats', 'url', 'string', NULL, false, 'server URL (required); a secret when it carries a user, password or token'),
+		('nats', 'stream', 'string', '', false, 'JetStream stream: read through durable consumers, acknowledged after the commit; empty: plain subscriptions'),
+		('nats', 'consumer', 'string', 'cdviz-<name>', false, 'durable consumer name (suffixed with the subject''s place when there are several subjects)'),
+		('kafka', 'brokers', 'string', NULL, false, 'bootstrap servers host:port,... (required)'),
+		('kafka', 'group', 'string', 'cdviz-<name>', false, 'consumer group'),
+		('kafka', 'batch_size', 'integer', '500', false, 'messages stored per transaction (1 to 100000)'),
+		('kafka', 'batch_timeout_ms', 'integer', '100', false, 'longest wait for a batch to fill, in ms (0 to 60000)'),
+		('kafka', 'start', 'string', 'earliest', false, 'where a new group starts: earliest or latest'),
+		('kafka', 'config', 'object', '{}', false, 'librdkafka settings; those a kafka sink keeps secret (named like *password*, *secret*, *.pem, ssl_key*, sasl.oauthbearer.config) are secrets')
+	) AS v (kind, option, type, default_value, secret, description)
+	CROSS JOIN LATERAL (
+		SELECT v.kind, v.option, v.type, v.default_value, v.secret, v.description
+		WHERE v.option <> 'reader'
+		UNION ALL
+		SELECT v.kind, r.option, 'integer', r.default_value, false, format(r.description, v.description)
+		FROM (VALUES
+			('batch_lines', '5000', 'lines or array elements stored per transaction (1 to 1000000)'),
+			('max_line_size', '1024', 'longest line read, in kB (1 to 1048576)'),
+			('max_json_size', '65536', 'largest .json %s read, in kB (1 to 1048576)')
+		) AS r (option, default_value, description)
+		WHERE v.option = 'reader'
+	) AS o (kind, option, type, default_value, secret, description)
+	WHERE source_options.kind IS NULL OR v.kind = source_options.kind
+$$;

@@ -85,29 +85,9 @@ COMMENT ON COLUMN cdviz.s3_objects.last_read_at IS 'when the poller last read th
 COMMENT ON COLUMN cdviz.s3_objects.last_error IS 'why the object could not be read, the last time it failed';
 COMMENT ON COLUMN cdviz.s3_objects.last_error_at IS 'when last_error happened';
 
--- One row per configured source: when it was polled and its last failure.
-CREATE TABLE cdviz.source_polls (
-	source			text PRIMARY KEY,
-	kind			text NOT NULL CHECK (kind IN ('fs', 's3')),
-	last_poll_at	timestamptz,
-	last_success_at	timestamptz,
-	last_error		text,
-	last_error_at	timestamptz
-);
-
-COMMENT ON TABLE cdviz.source_polls IS
-'cdviz: one row per polled source (folder path or s3://bucket/prefix): when it was last polled and why its last poll failed';
-COMMENT ON COLUMN cdviz.source_polls.source IS 'the folder (cdviz.fs_path) or s3://bucket/prefix';
-COMMENT ON COLUMN cdviz.source_polls.kind IS 'fs or s3';
-COMMENT ON COLUMN cdviz.source_polls.last_poll_at IS 'start of the last poll';
-COMMENT ON COLUMN cdviz.source_polls.last_success_at IS 'end of the last poll that could list the source';
-COMMENT ON COLUMN cdviz.source_polls.last_error IS 'why the last poll failed (unreadable folder, S3 error...); NULL once a poll succeeds';
-COMMENT ON COLUMN cdviz.source_polls.last_error_at IS 'when last_error happened';
-
 -- cdviz.source_status, one row per source, is in 51_source_catalog.sql.
 
 -- The pollers' progress survives pg_dump: a restored server reads nothing
 -- twice.
 SELECT pg_catalog.pg_extension_config_dump('cdviz.fs_files', '');
 SELECT pg_catalog.pg_extension_config_dump('cdviz.s3_objects', '');
-SELECT pg_catalog.pg_extension_config_dump('cdviz.source_polls', '');

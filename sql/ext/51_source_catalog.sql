@@ -86,7 +86,9 @@ COMMENT ON COLUMN cdviz.source_progress.last_error_at IS 'when last_error happen
 
 -- The options each kind takes: name, JSON type, default, and whether the
 -- value is a secret.  cdviz._source_check() validates against it and the
--- workers read the same defaults (src/sources/).
+-- workers read the same defaults (src/sources/).  The row 'reader' of the
+-- folder and s3 kinds stands for the options of the file readers
+-- (src/poll/), which both take; its description names what is read.
 CREATE FUNCTION cdviz.source_options(kind text DEFAULT NULL)
 RETURNS TABLE (kind text, option text, type text, default_value text, secret boolean,
 			   description text)
@@ -99,9 +101,7 @@ AS $$
 		('folder', 'pattern', 'string', '*.json,*.jsonl,*.ndjson', false, 'comma-separated file name patterns; *.json files hold one event or an array, others one event per line'),
 		('folder', 'after', 'string', 'keep', false, 'what to do with a file read to its end: keep, delete or move'),
 		('folder', 'done_path', 'string', NULL, false, 'absolute path of the folder files are moved into (required when after is move)'),
-		('folder', 'batch_lines', 'integer', '5000', false, 'lines or array elements stored per transaction (1 to 1000000)'),
-		('folder', 'max_line_size', 'integer', '1024', false, 'longest line read, in kB (1 to 1048576)'),
-		('folder', 'max_json_size', 'integer', '65536', false, 'largest .json file read, in kB (1 to 1048576)'),
+		('folder', 'reader', NULL, NULL, NULL, 'file'),
 		('s3', 'endpoint', 'string', '', false, 'endpoint URL; empty: AWS in the region'),
 		('s3', 'region', 'string', 'us-east-1', false, 'region of the AWS Signature V4'),
 		('s3', 'path_style', 'boolean', 'false', false, 'address the bucket in the URL path (MinIO, Ceph...)'),
@@ -109,9 +109,7 @@ AS $$
 		('s3', 'secret_access_key', 'string', '', true, 'secret access key'),
 		('s3', 'poll_interval', 'integer', '30', false, 'seconds between two listings (1 to 86400); doubled after each failure, up to 10 minutes'),
 		('s3', 'pattern', 'string', '*.json,*.jsonl,*.ndjson', false, 'comma-separated patterns for the last segment of the keys'),
-		('s3', 'batch_lines', 'integer', '5000', false, 'lines or array elements stored per transaction (1 to 1000000)'),
-		('s3', 'max_line_size', 'integer', '1024', false, 'longest line read, in kB (1 to 1048576)'),
-		('s3', 'max_json_size', 'integer', '65536', false, 'largest .json object read, in kB (1 to 1048576)'),
+		('s3', 'reader', NULL, NULL, NULL, 'object'),
 		('nats', 'url', 'string', NULL, false, 'server URL (required); a secret when it carries a user, password or token'),
 		('nats', 'stream', 'string', '', false, 'JetStream stream: read through durable consumers, acknowledged after the commit; empty: plain subscriptions'),
 		('nats', 'consumer', 'string', 'cdviz-<name>', false, 'durable consumer name (suffixed with the subject''s place when there are several subjects)'),
@@ -121,8 +119,20 @@ AS $$
 		('kafka', 'batch_timeout_ms', 'integer', '100', false, 'longest wait for a batch to fill, in ms (0 to 60000)'),
 		('kafka', 'start', 'string', 'earliest', false, 'where a new group starts: earliest or latest'),
 		('kafka', 'config', 'object', '{}', false, 'librdkafka settings; those a kafka sink keeps secret (named like *password*, *secret*, *.pem, ssl_key*, sasl.oauthbearer.config) are secrets')
+	) AS v (kind, option, type, default_value, secret, description)
+	CROSS JOIN LATERAL (
+		SELECT v.kind, v.option, v.type, v.default_value, v.secret, v.description
+		WHERE v.option <> 'reader'
+		UNION ALL
+		SELECT v.kind, r.option, 'integer', r.default_value, false, format(r.description, v.description)
+		FROM (VALUES
+			('batch_lines', '5000', 'lines or array elements stored per transaction (1 to 1000000)'),
+			('max_line_size', '1024', 'longest line read, in kB (1 to 1048576)'),
+			('max_json_size', '65536', 'largest .json %s read, in kB (1 to 1048576)')
+		) AS r (option, default_value, description)
+		WHERE v.option = 'reader'
 	) AS o (kind, option, type, default_value, secret, description)
-	WHERE source_options.kind IS NULL OR o.kind = source_options.kind
+	WHERE source_options.kind IS NULL OR v.kind = source_options.kind
 $$;
 COMMENT ON FUNCTION cdviz.source_options(text) IS
 'cdviz: the options a kind of source takes (all kinds when NULL), their JSON type, default and meaning. Example: SELECT option, type, default_value FROM cdviz.source_options(''folder'');';
@@ -609,6 +619,7 @@ GRANT SELECT ON cdviz.sources TO cdviz_reader;
 -- objects in cdviz.fs_files and cdviz.s3_objects (rows of the source's
 -- location: a source dropped and created again for the same folder
 -- finds its progress); message sources count in cdviz.source_progress.
+-- Every kind notes its polls in cdviz.source_progress.
 -- Errors are shown with the source's secrets replaced by ***.
 CREATE VIEW cdviz.source_status AS
 SELECT s.id, s.name, s.kind, s.location, s.paused, s.defined_by,
@@ -619,15 +630,13 @@ SELECT s.id, s.name, s.kind, s.location, s.paused, s.defined_by,
 	   coalesce(i.rejected, 0) + coalesce(p.rejected, 0) AS rejected,
 	   CASE WHEN s.kind IN ('folder', 's3') THEN coalesce(i.unread, 0) ELSE p.lag END AS lag,
 	   greatest(i.last_read_at, p.last_read_at) AS last_read_at,
-	   greatest(p.last_poll_at, sp.last_poll_at) AS last_poll_at,
-	   greatest(p.last_success_at, sp.last_success_at) AS last_success_at,
+	   p.last_poll_at,
+	   p.last_success_at,
 	   cdviz._source_redact(e.error, x.secrets) AS last_error,
 	   e.error_at AS last_error_at
 FROM cdviz.sources s
 LEFT JOIN cdviz.source_progress p ON p.source_id = s.id
 LEFT JOIN cdviz.source_secrets x ON x.source_id = s.id
-LEFT JOIN cdviz.source_polls sp
-	ON sp.source = s.location AND sp.kind = CASE s.kind WHEN 'folder' THEN 'fs' ELSE s.kind END
 LEFT JOIN LATERAL (
 	SELECT count(*) AS items,
 		   count(*) FILTER (WHERE f.status = 'reading') AS unread,
@@ -651,14 +660,12 @@ LEFT JOIN LATERAL (
 	WHERE o.source = s.location
 	HAVING s.kind = 's3'
 ) i ON true
--- the first error there is: of the worker (failed; message sources record
--- every look there), of the last poll, of one of the files or objects
+-- the first error there is: of the worker (failed) or of its last poll,
+-- else of one of the files or objects
 LEFT JOIN LATERAL (
 	SELECT v.error, v.error_at
-	FROM (VALUES (1, CASE WHEN p.state = 'failed' OR s.kind IN ('nats', 'kafka') THEN p.last_error END,
-				  p.last_error_at),
-				 (2, sp.last_error, sp.last_error_at),
-				 (3, i.last_item_error, i.last_item_error_at)) v (n, error, error_at)
+	FROM (VALUES (1, p.last_error, p.last_error_at),
+				 (2, i.last_item_error, i.last_item_error_at)) v (n, error, error_at)
 	WHERE v.error IS NOT NULL
 	ORDER BY v.n
 	LIMIT 1

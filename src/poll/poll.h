@@ -8,8 +8,7 @@
  *
  *	  poll_fs.c        a folder source
  *	  poll_s3.c        an S3 source
- *	  poll_source.c    what both sources share: names, progress rows,
- *	                   cdviz.source_polls
+ *	  poll_source.c    what both sources share: names, progress rows
  *	  poll_read.c      a file turned into stored events with exactly-once
  *	                   progress
  *	  poll_settings.c  the cdviz.fs_*, cdviz.s3_* and cdviz.poll_* settings,
@@ -61,6 +60,12 @@ extern int	cdviz_poll_max_json_size;	/* kB */
 
 extern void poll_define_settings(void);
 
+/*
+ * Records one poll of the source, error NULL for success, in a transaction
+ * of its own; the source's worker provides it, with its argument.
+ */
+typedef void (*PollNoteFunc) (const void *arg, const char *error);
+
 /* One folder or S3 source, as its worker read it from cdviz.sources. */
 typedef struct PollConfig
 {
@@ -79,6 +84,9 @@ typedef struct PollConfig
 	const char *access_key_id;
 	const char *secret_access_key;
 	bool		path_style;
+	/* what the reader calls at the end of each poll */
+	PollNoteFunc note_poll;
+	const void *note_arg;
 } PollConfig;
 
 /* What one transaction of reading changed, for the progress row. */
@@ -167,10 +175,6 @@ typedef void (*PollRowFill) (void *entry, HeapTuple tup, TupleDesc desc);
 extern HTAB *poll_load_rows(const char *table, const char *sql, int nargs,
 							Oid *types, Datum *args, Size keysize, Size entrysize,
 							PollRowFill fill);
-
-/* Record the poll of a source in cdviz.source_polls; error NULL = success. */
-extern void poll_note_source(const char *source, const char *kind,
-							 const char *error);
 
 /* poll_fs.c, poll_s3.c */
 

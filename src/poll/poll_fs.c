@@ -245,7 +245,7 @@ file_error(FsPoll *p, FsFound *file, const char *message)
 /* the walk                                                            */
 /* ------------------------------------------------------------------ */
 
-/* A folder-level error: logged once, kept for cdviz.source_polls. */
+/* A folder-level error: logged once, kept for the poll's note. */
 static void
 folder_error(FsPoll *p, const char *path, const char *message)
 {
@@ -615,5 +615,5 @@ poll_fs_run(const PollConfig *cfg)
 		if (s->poll != poll_number)
 			hash_search(seen_files, s->path, HASH_REMOVE, NULL);
 
-	poll_note_source(p.root, "fs", p.error);
+	cfg->note_poll(cfg->note_arg, p.error);
 }

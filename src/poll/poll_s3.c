@@ -672,7 +672,7 @@ poll_s3_run(const PollConfig *cfg)
 		curl_easy_cleanup(p.curl);
 	}
 
-	poll_note_source(p.source, "s3", error);
+	cfg->note_poll(cfg->note_arg, error);
 	if (error == NULL)
 	{
 		if (failures > 0)

@@ -1,7 +1,7 @@
 /*
  * poll_source.c
  *	  What the folder and S3 sources share besides reading a file: which
- *	  names they read, and each poll recorded in cdviz.source_polls.
+ *	  names they read, and their progress rows.
  */
 #include "postgres.h"
 
@@ -78,44 +78,6 @@ poll_text_args(Datum *args, char *nulls, int n,...)
 		args[i] = value ? CStringGetTextDatum(value) : (Datum) 0;
 	}
 	va_end(ap);
-}
-
-/* Arguments of note_source(). */
-typedef struct SourceNote
-{
-	const char *source;
-	const char *kind;
-	const char *error;
-} SourceNote;
-
-static void
-note_source(void *arg)
-{
-	SourceNote *n = (SourceNote *) arg;
-	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
-	Datum		args[3];
-	char		nulls[3];
-
-	poll_text_args(args, nulls, 3, n->source, n->kind, n->error);
-	if (SPI_execute_with_args("INSERT INTO cdviz.source_polls AS s (source, kind, last_poll_at, "
-							  " last_success_at, last_error, last_error_at) "
-							  "VALUES ($1, $2, now(), CASE WHEN $3 IS NULL THEN now() END, $3, "
-							  " CASE WHEN $3 IS NOT NULL THEN now() END) "
-							  "ON CONFLICT (source) DO UPDATE SET last_poll_at = now(), "
-							  " last_success_at = CASE WHEN $3 IS NULL THEN now() ELSE s.last_success_at END, "
-							  " last_error = $3, "
-							  " last_error_at = CASE WHEN $3 IS NOT NULL THEN now() ELSE s.last_error_at END",
-							  3, types, args, nulls, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "%s: updating cdviz.source_polls failed", POLL_WHO);
-}
-
-/* See poll.h. */
-void
-poll_note_source(const char *source, const char *kind, const char *error)
-{
-	SourceNote	n = {source, kind, error};
-
-	(void) cdviz_worker_transaction("noting the poll", note_source, &n, NULL);
 }
 
 /* Arguments of load_rows(). */

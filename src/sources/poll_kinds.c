@@ -3,8 +3,9 @@
  *	  The folder and s3 kinds: one source read by the readers of src/poll/
  *	  in the source's own worker, at its interval.
  *
- * The readers take the source's location and options as a PollConfig.
- * Progress is kept per file (cdviz.fs_files) and object
+ * The readers take the source's location and options as a PollConfig,
+ * and note each poll through it in cdviz.source_progress, as the other
+ * kinds do.  Progress is kept per file (cdviz.fs_files) and object
  * (cdviz.s3_objects) under the source's location.
  */
 #include "postgres.h"
@@ -22,6 +23,13 @@
 
 #define DEFAULT_PATTERN "*.json,*.jsonl,*.ndjson"
 
+/* See PollNoteFunc: the poll in cdviz.source_progress, as every kind notes it. */
+static void
+note_poll(const void *arg, const char *error)
+{
+	cdviz_source_note_poll((const CdvizSource *) arg, error);
+}
+
 /* The options both kinds take, with the defaults of cdviz.source_options(). */
 static void
 read_options(const CdvizSource *src, PollConfig *cfg, int poll_interval)
@@ -34,6 +42,8 @@ read_options(const CdvizSource *src, PollConfig *cfg, int poll_interval)
 	cfg->max_line_size = cdviz_source_opt_int(src, "max_line_size", 1024);
 	cfg->max_json_size = cdviz_source_opt_int(src, "max_json_size", 64 * 1024);
 	cfg->done_path = "";
+	cfg->note_poll = note_poll;
+	cfg->note_arg = src;
 }
 
 /*

@@ -136,16 +136,16 @@ SELECT is(pg_temp.ev((SELECT event_ids FROM r)) #>> '{subject,content,outcome}',
 SELECT is(pg_temp.ev((SELECT event_ids FROM r)) #>> '{context,timestamp}', '2021-08-05T10:38:16Z', 'finished at completed_at');
 
 -- pull requests and reviews
-SELECT is(pg_temp.ev((SELECT event_ids FROM pg_temp.gh('pull_request', 'pull_request/opened.json'))) #>> '{context,type}',
-		  'dev.cdevents.change.created.0.4.0', 'PR opened -> change.created');
-SELECT is(pg_temp.ev((SELECT event_ids FROM pg_temp.gh('pull_request', 'pull_request/synchronize.json'))) #>> '{context,type}',
-		  'dev.cdevents.change.updated.0.3.0', 'PR synchronize -> change.updated');
-SELECT is(pg_temp.ev((SELECT event_ids FROM pg_temp.gh('pull_request', 'pull_request/closed.json'))) #>> '{context,type}',
-		  'dev.cdevents.change.abandoned.0.3.0', 'PR closed unmerged -> change.abandoned');
-SELECT is(pg_temp.ev((SELECT event_ids FROM pg_temp.gh('pull_request', 'pull_request/closed.merged.json'))) #>> '{context,type}',
-		  'dev.cdevents.change.merged.0.3.0', 'PR closed merged -> change.merged');
-SELECT is(pg_temp.ev((SELECT event_ids FROM pg_temp.gh('pull_request_review', 'pull_request_review/submitted.json'))) #>> '{context,type}',
-		  'dev.cdevents.change.reviewed.0.3.0', 'review submitted -> change.reviewed');
+-- (tables of deliveries: one a row, posted in the order of the rows, each
+-- checking one field of its event)
+SELECT is(pg_temp.ev((SELECT event_ids FROM pg_temp.gh(t.event, t.fixture))) #>> t.path::text[], t.expected, t.description)
+FROM (VALUES
+	('pull_request', 'pull_request/opened.json', '{context,type}', 'dev.cdevents.change.created.0.4.0', 'PR opened -> change.created'),
+	('pull_request', 'pull_request/synchronize.json', '{context,type}', 'dev.cdevents.change.updated.0.3.0', 'PR synchronize -> change.updated'),
+	('pull_request', 'pull_request/closed.json', '{context,type}', 'dev.cdevents.change.abandoned.0.3.0', 'PR closed unmerged -> change.abandoned'),
+	('pull_request', 'pull_request/closed.merged.json', '{context,type}', 'dev.cdevents.change.merged.0.3.0', 'PR closed merged -> change.merged'),
+	('pull_request_review', 'pull_request_review/submitted.json', '{context,type}', 'dev.cdevents.change.reviewed.0.3.0', 'review submitted -> change.reviewed')
+) AS t (event, fixture, path, expected, description);
 SELECT is((SELECT (state, review_count, merged_at) FROM cdviz.changes WHERE change_id = 'https://github.com/Codertocat/Hello-World/pull/2')::text,
 		  '(merged,1,"2019-05-15 15:21:18+00")', 'the pull request reads as one merged change');
 
@@ -157,25 +157,23 @@ SELECT is(pg_temp.ev((SELECT event_ids FROM r)) #>> '{context,type}', 'dev.cdeve
 SELECT is((pg_temp.ev((SELECT event_ids FROM r)) #>> '{context,timestamp}')::timestamptz,
 		  (SELECT received_at FROM cdviz.webhook_deliveries WHERE id = (SELECT delivery_id FROM r)),
 		  'no time in the payload: the first reception time');
-SELECT is(pg_temp.ev((SELECT event_ids FROM pg_temp.gh('delete', 'delete/branch.json'))) #>> '{context,type}',
-		  'dev.cdevents.branch.deleted.0.3.0', 'delete branch -> branch.deleted');
-SELECT is(pg_temp.ev((SELECT event_ids FROM pg_temp.gh('push', 'push/with-new-branch.json'))) #>> '{context,type}',
-		  'dev.cdevents.branch.created.0.3.0', 'push created -> branch.created');
-SELECT is(pg_temp.ev((SELECT event_ids FROM pg_temp.gh('push', 'push/deleted-branch.json'))) #>> '{subject,id}',
-		  'https://github.com/Codertocat/Hello-World/tree/feature/old', 'push deleted -> branch.deleted of that branch');
+SELECT is(pg_temp.ev((SELECT event_ids FROM pg_temp.gh(t.event, t.fixture))) #>> t.path::text[], t.expected, t.description)
+FROM (VALUES
+	('delete', 'delete/branch.json', '{context,type}', 'dev.cdevents.branch.deleted.0.3.0', 'delete branch -> branch.deleted'),
+	('push', 'push/with-new-branch.json', '{context,type}', 'dev.cdevents.branch.created.0.3.0', 'push created -> branch.created'),
+	('push', 'push/deleted-branch.json', '{subject,id}', 'https://github.com/Codertocat/Hello-World/tree/feature/old', 'push deleted -> branch.deleted of that branch')
+) AS t (event, fixture, path, expected, description);
 SELECT is((SELECT status FROM pg_temp.gh('push', 'push/payload.json')), 'ignored', 'a tag push is ignored');
 
 -- artifacts
 SELECT is((SELECT status FROM pg_temp.gh('release', 'release/created.json')), 'ignored', 'release created is ignored');
-SELECT is(pg_temp.ev((SELECT event_ids FROM pg_temp.gh('release', 'release/published.json'))) #>> '{subject,id}',
-		  'pkg:github/codertocat/hello-world@0.0.1', 'release published -> artifact.published pkg:github');
-SELECT is(pg_temp.ev((SELECT event_ids FROM pg_temp.gh('package', 'package/published.docker.json'))) #>> '{subject,id}',
-		  'pkg:oci/hello-world@sha256%3A6c62fb45fe66bfb1ea9a66abc38f6a0cc974292b?repository_url=ghcr.io/codertocat/hello-world',
-		  'container package -> pkg:oci with digest and repository_url');
-SELECT is(pg_temp.ev((SELECT event_ids FROM pg_temp.gh('package', 'package/published.npm.json'))) #>> '{subject,id}',
-		  'pkg:npm/%40codertocat/hello-world-npm@1.0.0', 'npm package -> pkg:npm');
-SELECT is(pg_temp.ev((SELECT event_ids FROM pg_temp.gh('registry_package', 'registry_package/published.docker.json'))) #>> '{context,type}',
-		  'dev.cdevents.artifact.published.0.3.0', 'registry_package published -> artifact.published');
+SELECT is(pg_temp.ev((SELECT event_ids FROM pg_temp.gh(t.event, t.fixture))) #>> t.path::text[], t.expected, t.description)
+FROM (VALUES
+	('release', 'release/published.json', '{subject,id}', 'pkg:github/codertocat/hello-world@0.0.1', 'release published -> artifact.published pkg:github'),
+	('package', 'package/published.docker.json', '{subject,id}', 'pkg:oci/hello-world@sha256%3A6c62fb45fe66bfb1ea9a66abc38f6a0cc974292b?repository_url=ghcr.io/codertocat/hello-world', 'container package -> pkg:oci with digest and repository_url'),
+	('package', 'package/published.npm.json', '{subject,id}', 'pkg:npm/%40codertocat/hello-world-npm@1.0.0', 'npm package -> pkg:npm'),
+	('registry_package', 'registry_package/published.docker.json', '{context,type}', 'dev.cdevents.artifact.published.0.3.0', 'registry_package published -> artifact.published')
+) AS t (event, fixture, path, expected, description);
 SELECT is(cdviz.github_package_purl('{"name": "com.acme.api", "package_type": "maven", "package_version": {"version": "2.1.0"}}', 'acme'),
 		  'pkg:maven/com.acme/api@2.1.0', 'maven purl');
 SELECT is(cdviz.github_package_purl('{"name": "Acme.Api", "package_type": "nuget", "package_version": {"version": "2.1.0"}}', 'acme'),
@@ -205,14 +203,13 @@ DROP TABLE r;
 CREATE TEMP TABLE r AS SELECT * FROM pg_temp.gh('check_run', 'check_run/completed.json');
 SELECT is(pg_temp.ev((SELECT event_ids FROM r)) #>> '{context,type}', 'dev.cdevents.testsuiterun.finished.0.3.0', 'check_run completed -> testsuiterun.finished');
 SELECT is(pg_temp.ev((SELECT event_ids FROM r)) #>> '{subject,content,outcome}', 'success', 'check outcome');
-SELECT is(pg_temp.ev((SELECT event_ids FROM pg_temp.gh('check_suite', 'check_suite/completed.json'))) #>> '{context,type}',
-		  'dev.cdevents.testsuiterun.finished.0.3.0', 'check_suite completed -> testsuiterun.finished');
-SELECT is(pg_temp.ev((SELECT event_ids FROM pg_temp.gh('issues', 'issues/opened.json'))) #>> '{context,type}',
-		  'dev.cdevents.ticket.created.0.2.0', 'issue opened -> ticket.created');
-SELECT is(pg_temp.ev((SELECT event_ids FROM pg_temp.gh('issues', 'issues/edited.json'))) #>> '{context,type}',
-		  'dev.cdevents.ticket.updated.0.2.0', 'issue edited -> ticket.updated');
-SELECT is(pg_temp.ev((SELECT event_ids FROM pg_temp.gh('issues', 'issues/closed.json'))) #>> '{subject,content,resolution}',
-		  'completed', 'issue closed -> ticket.closed with its resolution');
+SELECT is(pg_temp.ev((SELECT event_ids FROM pg_temp.gh(t.event, t.fixture))) #>> t.path::text[], t.expected, t.description)
+FROM (VALUES
+	('check_suite', 'check_suite/completed.json', '{context,type}', 'dev.cdevents.testsuiterun.finished.0.3.0', 'check_suite completed -> testsuiterun.finished'),
+	('issues', 'issues/opened.json', '{context,type}', 'dev.cdevents.ticket.created.0.2.0', 'issue opened -> ticket.created'),
+	('issues', 'issues/edited.json', '{context,type}', 'dev.cdevents.ticket.updated.0.2.0', 'issue edited -> ticket.updated'),
+	('issues', 'issues/closed.json', '{subject,content,resolution}', 'completed', 'issue closed -> ticket.closed with its resolution')
+) AS t (event, fixture, path, expected, description);
 SELECT is((SELECT state FROM cdviz.tickets WHERE ticket_id = 'https://github.com/Codertocat/Hello-World/issues/1'),
 		  'closed', 'the issue reads as one closed ticket');
 SELECT is((SELECT status FROM pg_temp.gh('star', 'ping/payload.json', 'star-1')), 'ignored', 'unknown events are ignored');

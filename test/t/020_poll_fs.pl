@@ -259,15 +259,16 @@ my $log_offset = -s $node->logfile;
 $node->safe_psql('postgres', q{
 	CREATE FUNCTION public.tap_refuse_poll() RETURNS trigger LANGUAGE plpgsql
 	AS $$BEGIN RAISE EXCEPTION 'tap refuses the poll note' USING HINT = 'tap hint'; END$$;
-	CREATE TRIGGER tap_refuse BEFORE INSERT OR UPDATE ON cdviz.source_polls
-	FOR EACH ROW EXECUTE FUNCTION public.tap_refuse_poll();
+	CREATE TRIGGER tap_refuse BEFORE UPDATE ON cdviz.source_progress
+	FOR EACH ROW WHEN (NEW.last_poll_at IS DISTINCT FROM OLD.last_poll_at)
+	EXECUTE FUNCTION public.tap_refuse_poll();
 });
 ok($node->wait_for_log(
 		qr/ERROR:  tap refuses the poll note\n[^\n]*HINT:  tap hint\n[^\n]*CONTEXT:  PL\/pgSQL function tap_refuse_poll\(\)[^\n]*\n(?:\t[^\n]*\n)*\tcdviz source: noting the poll\n/,
 		$log_offset),
 	'a failed transaction logs the error with its hint and context, naming the worker\'s activity');
 $node->safe_psql('postgres', q{
-	DROP TRIGGER tap_refuse ON cdviz.source_polls;
+	DROP TRIGGER tap_refuse ON cdviz.source_progress;
 	DROP FUNCTION public.tap_refuse_poll();
 });
 is(poller_pid(), $poller, 'the poller goes on after the failed transaction');

@@ -159,7 +159,7 @@ $node->reload;
 put_objects('events/after-fix.jsonl' => ev('fix-1', '/s3fix') . "\n");
 wait_events('/s3fix', 1, 'with the right key again, reading resumes');
 ok($node->poll_query_until('postgres',
-	"SELECT last_error IS NULL FROM cdviz.source_polls WHERE source = 's3://bkt/events/'"),
+	"SELECT p.last_error IS NULL FROM cdviz.source_progress p JOIN cdviz.sources s ON s.id = p.source_id WHERE s.location = 's3://bkt/events/'"),
 	'and the error clears');
 $pid = poller_pid();
 
@@ -176,7 +176,7 @@ ok($node->poll_query_until('postgres',
 	'the poller is reading the burst');
 stop_s3rver();
 ok($node->poll_query_until('postgres',
-	"SELECT last_error IS NOT NULL FROM cdviz.source_polls WHERE source = 's3://bkt/events/'"),
+	"SELECT p.last_error IS NOT NULL FROM cdviz.source_progress p JOIN cdviz.sources s ON s.id = p.source_id WHERE s.location = 's3://bkt/events/'"),
 	'with the server gone, the poll fails with an error');
 is(poller_pid(), $pid, 'the worker is still the same process');
 start_s3rver();

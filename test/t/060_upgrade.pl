@@ -31,7 +31,8 @@ is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extna
 	'0.1.0', 'installed at 0.1.0');
 
 # Every row of the extension's tables and of the lake's partitions (but the
-# pollers' last poll per source: the poller adds its current source).
+# 0.1.0 poller's last poll per source, which it writes meanwhile and the
+# update drops: the sources note their polls in cdviz.source_progress).
 my $count_rows = q{
 	SELECT string_agg(format('%s=%s', c.relname,
 							 (xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %s', c.oid::regclass),

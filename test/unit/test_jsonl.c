@@ -50,17 +50,34 @@ file_with(const char *text, size_t len)
 	return fd;
 }
 
+/*
+ * A reader of the first len bytes of text, from their start, in a
+ * temporary file of their own; false when it could not start.
+ */
+static bool
+reader_of(CdvizJsonlReader *r, const char *text, size_t len, uint64_t limit, size_t max_line)
+{
+	return cdviz_jsonl_init(r, file_with(text, len), 0, 0, CDVIZ_HASH_INIT, limit, max_line);
+}
+
+/* Free a reader and close its file. */
+static void
+reader_done(CdvizJsonlReader *r)
+{
+	cdviz_jsonl_free(r);
+	close(r->fd);
+}
+
 static void
 test_lines(void)
 {
 	const char *text = "{\"a\":1}\n\n  \n{\"b\":2}\r\n{\"c\":3}";
-	int			fd = file_with(text, strlen(text));
 	CdvizJsonlReader r;
 	CdvizJsonlLine line;
 	size_t		tlen;
 	const char *tail;
 
-	ok(cdviz_jsonl_init(&r, fd, 0, 0, CDVIZ_HASH_INIT, UINT64_MAX, 1024), "init");
+	ok(reader_of(&r, text, strlen(text), UINT64_MAX, 1024), "init");
 	ok(cdviz_jsonl_next(&r, &line) == CDVIZ_JSONL_LINE && strcmp(line.text, "{\"a\":1}") == 0 &&
 	   line.line_no == 1 && line.offset == 0 && line.end_offset == 8, "first line, number and offsets");
 	ok(cdviz_jsonl_next(&r, &line) == CDVIZ_JSONL_LINE && strcmp(line.text, "{\"b\":2}") == 0 &&
@@ -76,11 +93,10 @@ test_lines(void)
 	{
 		uint64_t	h;
 
-		ok(cdviz_hash_fd(fd, r.offset, &h) && h == r.hash, "running hash equals hash of the prefix");
-		ok(!cdviz_hash_fd(fd, r.offset + 1, &h), "hashing past the end fails");
+		ok(cdviz_hash_fd(r.fd, r.offset, &h) && h == r.hash, "running hash equals hash of the prefix");
+		ok(!cdviz_hash_fd(r.fd, r.offset + 1, &h), "hashing past the end fails");
 	}
-	cdviz_jsonl_free(&r);
-	close(fd);
+	reader_done(&r);
 }
 
 /* Read a file in two sessions, the second resuming where the first stopped. */
@@ -135,7 +151,6 @@ test_too_long(void)
 	size_t		big = 300000;
 	char	   *text = malloc(big + 100);
 	size_t		len = 0;
-	int			fd;
 	CdvizJsonlReader r;
 	CdvizJsonlLine line;
 
@@ -144,8 +159,7 @@ test_too_long(void)
 	len += big;
 	text[len++] = '\n';
 	len += sprintf(text + len, "{\"b\":2}\n");
-	fd = file_with(text, len);
-	cdviz_jsonl_init(&r, fd, 0, 0, CDVIZ_HASH_INIT, UINT64_MAX, 1000);
+	reader_of(&r, text, len, UINT64_MAX, 1000);
 	ok(cdviz_jsonl_next(&r, &line) == CDVIZ_JSONL_LINE, "line before the long one");
 	ok(cdviz_jsonl_next(&r, &line) == CDVIZ_JSONL_TOO_LONG && line.line_no == 2 &&
 	   line.offset == 8 && line.end_offset == 8 + big + 1 && line.len == CDVIZ_JSONL_EXCERPT &&
@@ -153,20 +167,17 @@ test_too_long(void)
 	ok(cdviz_jsonl_next(&r, &line) == CDVIZ_JSONL_LINE && line.line_no == 3 &&
 	   strcmp(line.text, "{\"b\":2}") == 0, "reading goes on after it");
 	ok(r.cap <= 1000 + 65536 + 2, "the long line was never buffered whole");
-	cdviz_jsonl_free(&r);
-	close(fd);
+	reader_done(&r);
 
 	/* an overlong unterminated end of a file being written: left in place */
-	fd = file_with(text, 8 + big);
-	cdviz_jsonl_init(&r, fd, 0, 0, CDVIZ_HASH_INIT, UINT64_MAX, 1000);
+	reader_of(&r, text, 8 + big, UINT64_MAX, 1000);
 	cdviz_jsonl_next(&r, &line);
 	ok(cdviz_jsonl_next(&r, &line) == CDVIZ_JSONL_END && r.offset == 8 && r.line_no == 1,
 	   "overlong unterminated tail: progress stays at its start");
 	r.complete = true;
 	ok(cdviz_jsonl_next(&r, &line) == CDVIZ_JSONL_TOO_LONG && r.offset == 8 + big,
 	   "once complete it is reported too long and consumed");
-	cdviz_jsonl_free(&r);
-	close(fd);
+	reader_done(&r);
 	free(text);
 }
 
@@ -174,18 +185,16 @@ static void
 test_limit(void)
 {
 	const char *text = "{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n";
-	int			fd = file_with(text, strlen(text));
 	CdvizJsonlReader r;
 	CdvizJsonlLine line;
 	size_t		tlen;
 
 	/* the caller saw 12 bytes: the second line was half written then */
-	cdviz_jsonl_init(&r, fd, 0, 0, CDVIZ_HASH_INIT, 12, 1024);
+	reader_of(&r, text, strlen(text), 12, 1024);
 	ok(cdviz_jsonl_next(&r, &line) == CDVIZ_JSONL_LINE, "line before the limit");
 	ok(cdviz_jsonl_next(&r, &line) == CDVIZ_JSONL_END && r.offset == 8, "nothing read past the limit");
 	ok(cdviz_jsonl_tail(&r, &tlen) != NULL && tlen == 4, "the tail is what lay before the limit");
-	cdviz_jsonl_free(&r);
-	close(fd);
+	reader_done(&r);
 }
 
 static void
