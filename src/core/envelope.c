@@ -43,6 +43,17 @@ cdviz_envelope_mode_name(CdvizEnvelopeMode mode)
 	return "unsupported";
 }
 
+/* See envelope.h. */
+const char *
+cdviz_envelope_column(CdvizEnvelopeMode mode)
+{
+	if (mode == CDVIZ_ENVELOPE_STRUCTURED)
+		return "{\"mode\": \"structured\"}";
+	if (mode == CDVIZ_ENVELOPE_BATCH)
+		return "{\"mode\": \"batch\"}";
+	return NULL;
+}
+
 /* Copy the media type of a Content-Type value, lower-cased, no parameters. */
 static void
 media_type(const char *content_type, char *buf, size_t size)

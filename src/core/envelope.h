@@ -117,6 +117,14 @@ extern void cdviz_envelope_free(CdvizEnvelope *env);
 extern const char *cdviz_envelope_mode_name(CdvizEnvelopeMode mode);
 
 /*
+ * The envelope column (cdviz.rejected_events.envelope) of a dead letter
+ * read in a mode that needs nothing but its name to be read again:
+ * structured or batch.  NULL for binary mode, whose column the caller
+ * writes with the headers it has, and for modes that keep no envelope.
+ */
+extern const char *cdviz_envelope_column(CdvizEnvelopeMode mode);
+
+/*
  * Decode one CloudEvents HTTP header value (see above) into a malloc'd,
  * NUL-terminated string.  Returns NULL when out of memory, or when the
  * value cannot be decoded, with *why (static text) saying why.

@@ -281,16 +281,11 @@ envelope_json(HttpRequest *req, char **repeated)
 	HeaderCollector c;
 
 	*repeated = NULL;
-	switch (req->env.mode)
+	if (req->env.mode != CDVIZ_ENVELOPE_BINARY)
 	{
-		case CDVIZ_ENVELOPE_STRUCTURED:
-			return pstrdup("{\"mode\": \"structured\"}");
-		case CDVIZ_ENVELOPE_BATCH:
-			return pstrdup("{\"mode\": \"batch\"}");
-		case CDVIZ_ENVELOPE_BINARY:
-			break;
-		default:
-			return NULL;
+		const char *column = cdviz_envelope_column(req->env.mode);
+
+		return column ? pstrdup(column) : NULL;
 	}
 	memset(&c, 0, sizeof(c));
 	initStringInfo(&c.json);

@@ -39,16 +39,11 @@ envelope_json(const CdvizMessage *m, CdvizEnvelopeMode mode)
 	StringInfoData buf;
 	int			count = 0;
 
-	switch (mode)
+	if (mode != CDVIZ_ENVELOPE_BINARY)
 	{
-		case CDVIZ_ENVELOPE_STRUCTURED:
-			return pstrdup("{\"mode\": \"structured\"}");
-		case CDVIZ_ENVELOPE_BATCH:
-			return pstrdup("{\"mode\": \"batch\"}");
-		case CDVIZ_ENVELOPE_BINARY:
-			break;
-		default:
-			return NULL;
+		const char *column = cdviz_envelope_column(mode);
+
+		return column ? pstrdup(column) : NULL;
 	}
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, "{\"mode\": \"binary\", \"headers\": ");
