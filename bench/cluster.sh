@@ -124,3 +124,20 @@ END
 \$\$;
 SQL
 }
+
+# bench_kafka_mock TOPIC PARTITIONS REPLICATION
+#
+# Start librdkafka's mock cluster of three brokers ($MOCK, built by `make
+# test/kafka/mock_cluster`) reading its commands from a pipe kept open on
+# descriptor 7, create TOPIC, and set BROKERS and MOCK_PID.  The caller's
+# cleanup closes descriptor 7 and kills MOCK_PID.
+bench_kafka_mock() {
+	mkfifo "$TMP/mock.in"
+	"$MOCK" 3 <"$TMP/mock.in" >"$TMP/mock.out" 2>"$TMP/mock.log" &
+	MOCK_PID=$!
+	exec 7>"$TMP/mock.in"
+	echo "topic $1 $2 $3" >&7
+	while [ "$(wc -l <"$TMP/mock.out")" -lt 2 ]; do sleep 0.1; done
+	BROKERS=$(sed -n 's/^bootstrap //p' "$TMP/mock.out")
+	[ "$(sed -n 2p "$TMP/mock.out")" = ok ] || { echo "bench: topic: $(sed -n 2p "$TMP/mock.out")" >&2; exit 1; }
+}

@@ -44,15 +44,7 @@ cleanup() {
 trap cleanup EXIT
 
 # ---- servers ---------------------------------------------------------------
-# the mock cluster reads commands from a pipe kept open on descriptor 7
-mkfifo "$TMP/mock.in"
-"$MOCK" 3 <"$TMP/mock.in" >"$TMP/mock.out" 2>"$TMP/mock.log" &
-MOCK_PID=$!
-exec 7>"$TMP/mock.in"
-echo "topic bench 8 3" >&7
-while [ "$(wc -l <"$TMP/mock.out")" -lt 2 ]; do sleep 0.1; done
-BROKERS=$(sed -n 's/^bootstrap //p' "$TMP/mock.out")
-[ "$(sed -n 2p "$TMP/mock.out")" = ok ] || { echo "bench: topic: $(sed -n 2p "$TMP/mock.out")" >&2; exit 1; }
+bench_kafka_mock bench 8 3
 
 bench_cluster_start "$TMP" "$PGPORT" bench \
 	"cdviz.dispatch_chunk = 5000" \

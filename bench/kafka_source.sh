@@ -60,14 +60,7 @@ trap cleanup EXIT
 now() { date +%s.%N; }
 
 # ---- servers ---------------------------------------------------------------
-mkfifo "$TMP/mock.in"
-"$MOCK" 3 <"$TMP/mock.in" >"$TMP/mock.out" 2>"$TMP/mock.log" &
-MOCK_PID=$!
-exec 7>"$TMP/mock.in"
-echo "topic bench.in $PARTITIONS 1" >&7
-while [ "$(wc -l <"$TMP/mock.out")" -lt 2 ]; do sleep 0.1; done
-BROKERS=$(sed -n 's/^bootstrap //p' "$TMP/mock.out")
-[ "$(sed -n 2p "$TMP/mock.out")" = ok ] || { echo "bench: topic: $(sed -n 2p "$TMP/mock.out")" >&2; exit 1; }
+bench_kafka_mock bench.in "$PARTITIONS" 1
 
 bench_cluster_start "$TMP" "$PGPORT" bench \
 	"cdviz.http_listen_addresses = '127.0.0.1'" \
