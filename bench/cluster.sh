@@ -129,9 +129,12 @@ SQL
 #
 # Start librdkafka's mock cluster of three brokers ($MOCK, built by `make
 # test/kafka/mock_cluster`) reading its commands from a pipe kept open on
-# descriptor 7, create TOPIC, and set BROKERS and MOCK_PID.  The caller's
-# cleanup closes descriptor 7 and kills MOCK_PID.
+# descriptor 7, create TOPIC, and set BROKERS and MOCK_PID.  On exit the
+# mock cluster, the cluster of $TMP and $TMP go.
 bench_kafka_mock() {
+	[ -x "$MOCK" ] || { echo "bench: $MOCK is missing (make test/kafka/mock_cluster)" >&2; exit 1; }
+	command -v kcat >/dev/null || { echo "bench: kcat is missing (apt-get install kcat)" >&2; exit 1; }
+	trap bench_kafka_cleanup EXIT
 	mkfifo "$TMP/mock.in"
 	"$MOCK" 3 <"$TMP/mock.in" >"$TMP/mock.out" 2>"$TMP/mock.log" &
 	MOCK_PID=$!
@@ -140,4 +143,11 @@ bench_kafka_mock() {
 	while [ "$(wc -l <"$TMP/mock.out")" -lt 2 ]; do sleep 0.1; done
 	BROKERS=$(sed -n 's/^bootstrap //p' "$TMP/mock.out")
 	[ "$(sed -n 2p "$TMP/mock.out")" = ok ] || { echo "bench: topic: $(sed -n 2p "$TMP/mock.out")" >&2; exit 1; }
+}
+
+bench_kafka_cleanup() {
+	[ -n "${MOCK_PID:-}" ] && kill "$MOCK_PID" 2>/dev/null || true
+	exec 7>&- 2>/dev/null || true
+	bench_cluster_stop "$TMP"
+	rm -rf "$TMP"
 }

@@ -32,16 +32,6 @@ set -eu
 bench_sink_env 100000 "$@"
 MOCK=${MOCK:-$ROOT/test/kafka/mock_cluster}
 
-[ -x "$MOCK" ] || { echo "bench: $MOCK is missing (make test/kafka/mock_cluster)" >&2; exit 1; }
-command -v kcat >/dev/null || { echo "bench: kcat is missing (apt-get install kcat)" >&2; exit 1; }
-
-cleanup() {
-	[ -n "${MOCK_PID:-}" ] && kill "$MOCK_PID" 2>/dev/null || true
-	exec 7>&- 2>/dev/null || true
-	bench_cluster_stop "$TMP"
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
 
 # ---- servers ---------------------------------------------------------------
 bench_kafka_mock bench 8 3

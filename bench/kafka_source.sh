@@ -45,17 +45,7 @@ PSQL="psql -X -q -v ON_ERROR_STOP=1 -At"
 . "$HERE/cluster.sh"
 
 [ "$(id -u)" -ne 0 ] || { echo "bench: run as an unprivileged user" >&2; exit 1; }
-[ -x "$MOCK" ] || { echo "bench: $MOCK is missing (make test/kafka/mock_cluster)" >&2; exit 1; }
-command -v kcat >/dev/null || { echo "bench: kcat is missing (apt-get install kcat)" >&2; exit 1; }
 command -v curl >/dev/null || { echo "bench: curl is missing" >&2; exit 1; }
-
-cleanup() {
-	[ -n "${MOCK_PID:-}" ] && kill "$MOCK_PID" 2>/dev/null || true
-	exec 7>&- 2>/dev/null || true
-	bench_cluster_stop "$TMP"
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
 
 now() { date +%s.%N; }
 
