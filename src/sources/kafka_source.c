@@ -14,15 +14,18 @@
  * Delivery: at least once into the lake, exactly once in it.  Messages are
  * gathered until batch_size of them or batch_timeout_ms after the first,
  * stored in one transaction, and only once that transaction committed are
- * their offsets (offset + 1 per partition) committed to the group,
- * synchronously (enable.auto.commit and enable.auto.offset.store are off,
- * and "config" cannot turn them on).  A crash in between makes the group
- * deliver them again, and the lake's dedup keeps one copy; the dead
- * letters of a batch are committed with it, so a bad message is kept once
- * and not read again.  When partitions are revoked, the batch gathered so
- * far is stored and committed before they are given up, so the next owner
- * starts after it.  A commit that fails (the coordinator is away) is tried
- * again; the next batch's commit covers it anyway.  A batch that cannot be
+ * their offsets (offset + 1 per partition) committed to the group
+ * (enable.auto.commit and enable.auto.offset.store are off, and "config"
+ * cannot turn them on).  A crash in between makes the group deliver them
+ * again, and the lake's dedup keeps one copy; the dead letters of a batch
+ * are committed with it, so a bad message is kept once and not read
+ * again.  A commit never blocks the loop, for while every broker is down
+ * it is not answered: it is sent (rd_kafka_commit_queue) and its answer
+ * served with the messages, one at a time, the offsets stored meanwhile
+ * kept per partition for the next; a commit that fails is sent again.
+ * When partitions are revoked, the batch gathered so far is stored and
+ * committed before they are given up, so the next owner starts after it
+ * (the wait is bounded, and ends at SIGTERM).  A batch that cannot be
  * stored ends the worker with the error: the launcher starts it again, and
  * the group delivers again from the committed offsets.
  *
@@ -35,9 +38,12 @@
  * batch's deadline and to measure the lag (high watermark minus committed
  * offset, summed over the assigned partitions) now and then.
  *
- * On exit (SIGTERM: the source was paused, altered or dropped) the
- * consumer leaves its group, so that another member takes its partitions
- * at once; what it gathered and had not stored is delivered again.
+ * On exit (SIGTERM: the source was paused, altered or dropped, or the
+ * server stops) the worker tries once more to commit what it stored, then
+ * the consumer leaves its group, so that another member takes its
+ * partitions at once; both are bounded (EXIT_TIMEOUT_MS), and what it
+ * gathered and had not stored, or stored and could not commit, is
+ * delivered again.
  */
 #include "postgres.h"
 
@@ -67,8 +73,11 @@
 #define NOTE_INTERVAL_MS 60000
 /* A failed commit is tried again after this long. */
 #define COMMIT_RETRY_MS 1000
-/* Longest wait for the consumer to leave its group on exit. */
-#define CLOSE_TIMEOUT_MS 5000
+/* Longest wait for a commit before revoked partitions are given up. */
+#define REVOKE_COMMIT_MS 3000
+/* On exit: longest wait for the last commit, then for leaving the group. */
+#define EXIT_COMMIT_MS 1000
+#define EXIT_TIMEOUT_MS 1500
 
 typedef struct KafkaSource
 {
@@ -86,9 +95,18 @@ typedef struct KafkaSource
 	int			batch_timeout_ms;
 	TimestampTz batch_deadline;
 
-	/* offsets committed, and those stored but not committed yet */
+	/*
+	 * Offsets committed, and those stored but not committed yet (sent in a
+	 * commit not answered yet, or to be sent).  Commits are numbered: the
+	 * loop's commit awaiting its answer (one at a time), and the one
+	 * commit_wait() awaits.
+	 */
 	rd_kafka_topic_partition_list_t *committed;
 	rd_kafka_topic_partition_list_t *uncommitted;
+	uintptr_t	commit_seq;
+	uintptr_t	in_flight;
+	uintptr_t	awaited;
+	bool		awaited_ok;
 	TimestampTz commit_retry_at;
 
 	/* why a batch could not be stored, raised by the loop */
@@ -212,18 +230,18 @@ measure_lag(rd_kafka_topic_partition_list_t *pending)
 }
 
 /*
- * Commit offsets (synchronously); what fails is kept to be committed
- * again.  Returns whether all of it was committed.
+ * The answer to a commit (served by consumer_poll for the loop's commits,
+ * by commit_wait otherwise): what was committed is no longer uncommitted,
+ * what failed stays so, to be committed again.
  */
-static bool
-commit_offsets(rd_kafka_topic_partition_list_t *offsets)
+static void
+commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+		  rd_kafka_topic_partition_list_t *offsets, void *opaque)
 {
-	rd_kafka_resp_err_t err;
+	uintptr_t	seq = (uintptr_t) opaque;
 	bool		ok = true;
 
-	pgstat_report_activity(STATE_RUNNING, "committing Kafka offsets");
-	err = rd_kafka_commit(ks.rk, offsets, 0);
-	for (int i = 0; i < offsets->cnt; i++)
+	for (int i = 0; offsets && i < offsets->cnt; i++)
 	{
 		rd_kafka_topic_partition_t *e = &offsets->elems[i];
 		rd_kafka_topic_partition_t *u;
@@ -231,17 +249,21 @@ commit_offsets(rd_kafka_topic_partition_list_t *offsets)
 		if (err == RD_KAFKA_RESP_ERR_NO_ERROR && e->err == RD_KAFKA_RESP_ERR_NO_ERROR)
 		{
 			merge_offset(&ks.committed, e->topic, e->partition, e->offset);
-			/* committed at or past what waited: nothing waits any more */
+			/* a batch stored since is still to be committed */
 			if ((u = find(ks.uncommitted, e->topic, e->partition)) != NULL &&
 				u->offset <= e->offset)
 				(void) rd_kafka_topic_partition_list_del(ks.uncommitted, e->topic, e->partition);
 			continue;
 		}
-		merge_offset(&ks.uncommitted, e->topic, e->partition, e->offset);
 		if (ok)
 			snprintf(ks.error, sizeof(ks.error), "committing offsets of %s [%d]: %s",
 					 e->topic, e->partition,
 					 rd_kafka_err2str(err != RD_KAFKA_RESP_ERR_NO_ERROR ? err : e->err));
+		ok = false;
+	}
+	if (offsets == NULL && err != RD_KAFKA_RESP_ERR_NO_ERROR)
+	{
+		snprintf(ks.error, sizeof(ks.error), "committing offsets: %s", rd_kafka_err2str(err));
 		ok = false;
 	}
 	if (ks.uncommitted && ks.uncommitted->cnt == 0)
@@ -251,22 +273,70 @@ commit_offsets(rd_kafka_topic_partition_list_t *offsets)
 	}
 	if (ok)
 		ks.error[0] = '\0';
-	else
-		ks.commit_retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), COMMIT_RETRY_MS);
-	return ok;
+	if (seq == ks.in_flight)
+	{
+		ks.in_flight = 0;
+		if (!ok)
+			ks.commit_retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															 COMMIT_RETRY_MS);
+	}
+	if (seq == ks.awaited)
+	{
+		ks.awaited = 0;
+		ks.awaited_ok = ok;
+	}
 }
 
-/* Commit again what a failed commit left. */
+/*
+ * Send a commit of the uncommitted offsets, answered on q; returns its
+ * number, or 0 when librdkafka refused it at once.  Nothing waits for
+ * the brokers here.
+ */
+static uintptr_t
+send_commit(rd_kafka_queue_t *q)
+{
+	rd_kafka_resp_err_t err;
+
+	err = rd_kafka_commit_queue(ks.rk, ks.uncommitted, q, commit_cb, (void *) ++ks.commit_seq);
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		return ks.commit_seq;
+	snprintf(ks.error, sizeof(ks.error), "committing offsets: %s", rd_kafka_err2str(err));
+	return 0;
+}
+
+/* The loop's commit: sent unless one awaits its answer. */
 static void
 commit_uncommitted(void)
 {
-	rd_kafka_topic_partition_list_t *u = ks.uncommitted;
-
-	if (u == NULL)
+	if (ks.uncommitted == NULL || ks.in_flight != 0)
 		return;
-	ks.uncommitted = NULL;
-	(void) commit_offsets(u);
-	rd_kafka_topic_partition_list_destroy(u);
+	ks.in_flight = send_commit(ks.queue);
+	if (ks.in_flight == 0)
+		ks.commit_retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), COMMIT_RETRY_MS);
+}
+
+/*
+ * Commit the uncommitted offsets and wait for the answer until deadline
+ * (or, with on_term, a SIGTERM: the caller holds interrupts).  Returns
+ * whether all of it was committed.
+ */
+static bool
+commit_wait(TimestampTz deadline, bool on_term)
+{
+	rd_kafka_queue_t *q;
+
+	if (ks.uncommitted == NULL)
+		return true;
+	pgstat_report_activity(STATE_RUNNING, "committing Kafka offsets");
+	q = rd_kafka_queue_new(ks.rk);
+	ks.awaited_ok = false;
+	ks.awaited = send_commit(q);
+	while (ks.awaited != 0 && GetCurrentTimestamp() < deadline && !(on_term && ProcDiePending))
+		(void) rd_kafka_queue_poll_callback(q, 50);
+	/* an answer after this is dropped with the queue */
+	ks.awaited = 0;
+	rd_kafka_queue_destroy(q);
+	return ks.awaited_ok;
 }
 
 /* The value of a message header, NUL-terminated, or NULL. */
@@ -302,7 +372,8 @@ store_batch(void *arg)
 }
 
 /*
- * Store the batch in one transaction, then commit its offsets.  Returns
+ * Store the batch in one transaction; its offsets are then uncommitted,
+ * to be committed by the loop or before revoked partitions go.  Returns
  * false, with store_error set, when the transaction failed: nothing is
  * committed, and the messages are delivered again to the worker started
  * after this one.
@@ -363,8 +434,10 @@ flush_batch(void)
 	{
 		if (a.lag >= 0)
 			ks.noted_lag = a.lag;
-		/* only now: a crash before this line makes the group deliver them again */
-		(void) commit_offsets(offsets);
+		/* only now: a crash before their commit makes the group deliver them again */
+		for (int i = 0; i < offsets->cnt; i++)
+			merge_offset(&ks.uncommitted, offsets->elems[i].topic, offsets->elems[i].partition,
+						 offsets->elems[i].offset);
 	}
 	else
 		ks.store_error = MemoryContextStrdup(TopMemoryContext,
@@ -379,8 +452,9 @@ flush_batch(void)
 /*
  * Partitions assigned or revoked (served by consumer_poll, in this thread).
  * Before revoked partitions go, what was gathered is stored and its
- * offsets committed; interrupts are held meanwhile, for the worker must
- * not exit from inside librdkafka.
+ * offsets committed, waiting for the answer no longer than
+ * REVOKE_COMMIT_MS or a SIGTERM; interrupts are held meanwhile, for the
+ * worker must not exit from inside librdkafka.
  */
 static void
 rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -406,7 +480,8 @@ rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 			{
 				HOLD_INTERRUPTS();
 				if (flush_batch())
-					commit_uncommitted();
+					(void) commit_wait(TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+																   REVOKE_COMMIT_MS), true);
 				RESUME_INTERRUPTS();
 			}
 			forget_partitions(&ks.uncommitted, parts);
@@ -483,13 +558,19 @@ set_librdkafka_config(rd_kafka_conf_t *conf)
 	}
 }
 
-/* On exit: leave the group (no transaction any more), free the consumer. */
+/*
+ * On exit (no transaction any more): one last commit of what was stored,
+ * then leave the group, each bounded, so that a pause or a shutdown does
+ * not wait for brokers that are down; what stays uncommitted is delivered
+ * again and the lake keeps one copy.  Then free the consumer.
+ */
 static void
 close_consumer(int code, Datum arg)
 {
 	rd_kafka_queue_t *q;
 	rd_kafka_error_t *error;
-	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), CLOSE_TIMEOUT_MS);
+	TimestampTz start = GetCurrentTimestamp();
+	TimestampTz deadline = TimestampTzPlusMilliseconds(start, EXIT_TIMEOUT_MS);
 
 	if (ks.rk == NULL)
 		return;
@@ -497,6 +578,7 @@ close_consumer(int code, Datum arg)
 	for (int i = 0; i < ks.nbatch; i++)
 		rd_kafka_message_destroy(ks.batch[i]);
 	ks.nbatch = 0;
+	(void) commit_wait(TimestampTzPlusMilliseconds(start, EXIT_COMMIT_MS), false);
 	q = rd_kafka_queue_new(ks.rk);
 	error = rd_kafka_consumer_close_queue(ks.rk, q);
 	if (error)
@@ -504,6 +586,23 @@ close_consumer(int code, Datum arg)
 	else
 		while (!rd_kafka_consumer_closed(ks.rk) && GetCurrentTimestamp() < deadline)
 			(void) rd_kafka_queue_poll_callback(q, 100);
+
+	/*
+	 * rd_kafka_destroy() would wait for the group's coordinator as long as
+	 * the session lasts: when it did not answer, the process ends with
+	 * librdkafka's threads, as after a crash (they touch nothing of
+	 * PostgreSQL's), and the group gives the partitions away at the end of
+	 * the session.
+	 */
+	if (!rd_kafka_consumer_closed(ks.rk))
+	{
+		ereport(LOG,
+				(errmsg("cdviz source %s: exiting before the consumer left its Kafka group",
+						ks.src->name),
+				 errdetail("The group's coordinator did not answer within %d ms.",
+						   EXIT_TIMEOUT_MS)));
+		return;
+	}
 	rd_kafka_queue_destroy(q);
 	rd_kafka_queue_destroy(ks.queue);
 	rd_kafka_destroy_flags(ks.rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
@@ -649,7 +748,7 @@ cdviz_kafka_source_run(const CdvizSource *src)
 					 errdetail("%s", ks.store_error),
 					 errhint("The messages are read again from the group's committed offsets.")));
 		if (ks.uncommitted && now >= ks.commit_retry_at)
-			commit_uncommitted();
+			commit_uncommitted();	/* answered through drain() */
 		if (now >= ks.measure_at)
 			note_progress(now);
 
@@ -660,7 +759,7 @@ cdviz_kafka_source_run(const CdvizSource *src)
 		else
 		{
 			timeout = (ks.measure_at - now) / 1000;
-			if (ks.uncommitted)
+			if (ks.uncommitted && ks.in_flight == 0)
 				timeout = Min(timeout, (ks.commit_retry_at - now) / 1000);
 			pgstat_report_activity(STATE_IDLE, NULL);
 		}
