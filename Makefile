@@ -62,7 +62,9 @@ sql/$(EXTENSION)--$(EXTVERSION).sql: sql/ext $(EXT_SQL_PARTS)
 # ---- PostgreSQL-free core: unit tests, validation CLI, fuzzing -----------
 CORE_CC ?= cc
 CORE_CFLAGS ?= -std=gnu99 -O2 -g -Wall -Wextra -Wno-unused-parameter -I$(srcdir)/src
-CORE_LIBS = -ljson-c -lz
+# libxml2: the JUnit reader (src/core/report_junit.c)
+CORE_CFLAGS += -I/usr/include/libxml2
+CORE_LIBS = -ljson-c -lz -lxml2 -lm
 
 test/unit/test_core: test/unit/test_core.c test/unit/tap.h $(CORE_SRCS) src/core/*.h
 	$(CORE_CC) $(CORE_CFLAGS) -o $@ test/unit/test_core.c $(CORE_SRCS) $(CORE_LIBS)
@@ -75,6 +77,9 @@ test/unit/test_json_scan: test/unit/test_json_scan.c test/unit/tap.h src/core/js
 
 test/unit/test_envelope: test/unit/test_envelope.c test/unit/tap.h $(CORE_SRCS) src/core/*.h
 	$(CORE_CC) $(CORE_CFLAGS) -o $@ test/unit/test_envelope.c $(CORE_SRCS) $(CORE_LIBS)
+
+test/unit/test_report: test/unit/test_report.c test/unit/tap.h $(CORE_SRCS) src/core/*.h
+	$(CORE_CC) $(CORE_CFLAGS) -o $@ test/unit/test_report.c $(CORE_SRCS) $(CORE_LIBS)
 
 test/unit/validate_cli: test/unit/validate_cli.c $(CORE_SRCS) src/core/*.h
 	$(CORE_CC) $(CORE_CFLAGS) -o $@ test/unit/validate_cli.c $(CORE_SRCS) $(CORE_LIBS)
@@ -90,11 +95,12 @@ pgtap-installcheck:
 ifndef NO_PGTAP
 installcheck: pgtap-installcheck
 endif
-unit: test/unit/test_core test/unit/test_jsonl test/unit/test_envelope test/unit/test_json_scan test/unit/validate_cli
+unit: test/unit/test_core test/unit/test_jsonl test/unit/test_envelope test/unit/test_json_scan test/unit/test_report test/unit/validate_cli
 	test/unit/test_core
 	test/unit/test_jsonl
 	test/unit/test_envelope
 	test/unit/test_json_scan
+	test/unit/test_report $(srcdir)/test/fixtures/reports
 	python3 $(srcdir)/tools/check_layout.py $(srcdir)/src
 
 # The shape docs/design.md describes: includes point down the layers, no two
@@ -104,7 +110,7 @@ check-layout:
 
 FUZZ_SECONDS ?= 60
 fuzz/fuzz_core: fuzz/fuzz_core.c $(CORE_SRCS) src/core/*.h
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -I$(srcdir)/src -o $@ fuzz/fuzz_core.c $(CORE_SRCS) $(CORE_LIBS)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -I$(srcdir)/src -I/usr/include/libxml2 -o $@ fuzz/fuzz_core.c $(CORE_SRCS) $(CORE_LIBS)
 
 # libFuzzer's progress goes to build/fuzz.log; its end is shown, and all of
 # it when the run finds something.
@@ -133,4 +139,4 @@ SPEC_DIR ?= test/fixtures/cdevents-spec
 schemas:
 	python3 tools/gen_schemas.py $(SPEC_DIR) > src/core/cdevents_schemas.c
 
-EXTRA_CLEAN = test/kafka/mock_cluster test/unit/test_envelope test/unit/test_json_scan test/unit/test_core test/unit/test_jsonl test/unit/validate_cli fuzz/fuzz_core build
+EXTRA_CLEAN = test/kafka/mock_cluster test/unit/test_report test/unit/test_envelope test/unit/test_json_scan test/unit/test_core test/unit/test_jsonl test/unit/validate_cli fuzz/fuzz_core build
