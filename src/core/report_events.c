@@ -249,6 +249,7 @@ map_case(MapState *st, json_object *tc, const char *suite_id, const char *suite_
 	const char *classname = member_str(tc, "classname");
 	const char *message = member_str(tc, "message");
 	const char *ftype = member_str(tc, "type");
+	const char *details;
 	bool		skipped = outcome && strcmp(outcome, "skipped") == 0;
 	json_object *ev;
 	json_object *content;
@@ -283,6 +284,17 @@ map_case(MapState *st, json_object *tc, const char *suite_id, const char *suite_
 	}
 	else if ((message && *message) || (ftype && *ftype))
 		add_str(content, "reason", message && *message ? message : ftype);
+	else if ((details = member_str(tc, "details")) != NULL)
+	{
+		/* jest-junit writes no message: the text's first line says it */
+		n = strcspn(details, "\n");
+		if (n > 200)
+			for (n = 200; n > 0 && ((unsigned char) details[n] & 0xC0) == 0x80; n--)
+				;
+		case_id = strndup(details, n);
+		add_str(content, "reason", case_id);
+		free(case_id);
+	}
 	json_object_object_add(content, "environment", environment(st, suite));
 	add_str(run, "id", suite_id);
 	add_str(run, "source", st->opt->source);
@@ -318,11 +330,13 @@ map_case(MapState *st, json_object *tc, const char *suite_id, const char *suite_
 /*
  * The events of one suite: its cases, its nested suites, then its own;
  * counts gets what ran below it.  start_us: the suite's start when its
- * timestamp does not say (a nested suite's parent's).
+ * timestamp does not say (a nested suite's parent's, started), else the
+ * caller's default, which stands for the end: the duration is not added.
  */
 static bool
 map_suite(MapState *st, json_object *suite, const char *position, const char *parent_id,
-		  const char *parent_name, int64_t start_us, int depth, SuiteCounts *counts)
+		  const char *parent_name, int64_t start_us, bool started, int depth,
+		  SuiteCounts *counts)
 {
 	char	   *id;
 	char		child_pos[POSITION_MAX];
@@ -357,10 +371,10 @@ map_suite(MapState *st, json_object *suite, const char *position, const char *pa
 	n = strlen(parent_name) + strlen(name) + 2;
 	full_name = malloc(n);
 	snprintf(full_name, n, "%s%s%s", parent_name, *parent_name ? "/" : "", name);
-	if (stamp)
-		(void) parse_report_time(stamp, strlen(stamp), &start_us);
+	if (stamp && parse_report_time(stamp, strlen(stamp), &start_us))
+		started = true;
 	end_us = start_us;
-	if (json_object_object_get_ex(suite, "duration", &dur) &&
+	if (started && json_object_object_get_ex(suite, "duration", &dur) &&
 		(json_object_is_type(dur, json_type_double) || json_object_is_type(dur, json_type_int)) &&
 		json_object_get_double(dur) >= 0 && json_object_get_double(dur) <= 1e9 &&
 		start_us > -62135596800000000LL && start_us < 253402300799999999LL)
@@ -384,7 +398,7 @@ map_suite(MapState *st, json_object *suite, const char *position, const char *pa
 			continue;
 		snprintf(child_pos, sizeof(child_pos), "%s.s%zu", position, i);
 		if (!map_suite(st, json_object_array_get_idx(suites, i), child_pos, id, full_name,
-					   start_us, depth + 1, &mine))
+					   start_us, started, depth + 1, &mine))
 		{
 			free(id);
 			free(full_name);
@@ -461,7 +475,8 @@ cdviz_report_to_cdevents(json_object *model, const CdvizReportOptions *options,
 		if (!json_object_is_type(suite, json_type_object))
 			continue;
 		snprintf(pos, sizeof(pos), "s%zu", i);
-		if (!map_suite(&st, suite, pos, NULL, "", options->default_timestamp_us, 1, &total))
+		if (!map_suite(&st, suite, pos, NULL, "", options->default_timestamp_us, false, 1,
+					   &total))
 		{
 			json_object_put(st.events);
 			return NULL;
