@@ -11,6 +11,9 @@
  * implies lenient
  * acceptance implies acceptance with validation off; a refused event has
  * at least one problem; an accepted one has the columns storage needs.
+ * The same bytes are read as a JUnit and as a TAP report: a refused
+ * report has a problem, and every event mapped from an accepted one
+ * passes the official schema (strict).
  *
  *	  make fuzz FUZZ_SECONDS=120
  */
@@ -25,6 +28,7 @@
 #include "core/formats.h"
 #include "core/json_scan.h"
 #include "core/problems.h"
+#include "core/report.h"
 
 #define CHECK(cond) do { if (!(cond)) __builtin_trap(); } while (0)
 
@@ -158,6 +162,36 @@ fuzz_scan(const char *s, size_t size)
 	free(copy);
 }
 
+/* Read the input as a report; its events must all be valid. */
+static void
+fuzz_report(CdvizReportFormat format, const char *s, size_t size)
+{
+	CdvizProblems problems;
+	CdvizReportOptions opt = {"fuzz@sha256:00", "/fuzz", "fuzz", NULL, 1714996800000000LL};
+	json_object *model;
+	json_object *events;
+
+	cdviz_problems_init(&problems);
+	model = cdviz_report_parse(format, s, size, NULL, &problems);
+	CHECK(model != NULL || problems.count > 0);
+	if (model != NULL)
+	{
+		events = cdviz_report_to_cdevents(model, &opt, &problems);
+		CHECK(events != NULL);
+		for (size_t i = 0; i < json_object_array_length(events); i++)
+		{
+			CdvizEventInfo info;
+
+			if (!cdviz_event_check(json_object_array_get_idx(events, i),
+								   CDVIZ_VALIDATION_STRICT, &info, &problems))
+				__builtin_trap();
+		}
+		json_object_put(events);
+	}
+	json_object_put(model);
+	cdviz_problems_reset(&problems);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -170,6 +204,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size > INT_MAX)
 		return 0;
 	fuzz_scan(s, size);
+	fuzz_report(CDVIZ_REPORT_JUNIT, s, size);
+	fuzz_report(CDVIZ_REPORT_TAP, s, size);
 
 	/* json-c's own tokener, as the CLI and tests use it */
 	tok = json_tokener_new();

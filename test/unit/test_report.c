@@ -174,10 +174,10 @@ check_case(json_object *events, const char *pos, const char *type, const char *o
 	snprintf(desc, sizeof(desc), "%s %s: %s", what, pos, outcome ? outcome : "skipped");
 	if (!ok(ev != NULL, "%s: present", desc))
 		return;
-	is_str(str_at(ev, "context.type"), type, desc);
-	is_str(str_at(ev, "subject.content.outcome"), outcome, desc);
+	tap_is_str_at(str_at(ev, "context.type"), type, __FILE__, __LINE__, "  its type");
+	tap_is_str_at(str_at(ev, "subject.content.outcome"), outcome, __FILE__, __LINE__, "  its outcome");
 	if (reason)
-		is_str(str_at(ev, "subject.content.reason"), reason, desc);
+		tap_is_str_at(str_at(ev, "subject.content.reason"), reason, __FILE__, __LINE__, "  its reason");
 }
 
 #define FINISHED "dev.cdevents.testcaserun.finished.0.3.0"
