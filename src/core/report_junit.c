@@ -73,6 +73,15 @@ copy_attr(json_object *obj, const char *key, xmlNodePtr node, const char *attr)
 	}
 }
 
+/* The name attribute of node into obj["name"], "" when it has none. */
+static void
+copy_name(json_object *obj, xmlNodePtr node)
+{
+	copy_attr(obj, "name", node, "name");
+	if (!json_object_object_get_ex(obj, "name", NULL))
+		json_object_object_add(obj, "name", json_object_new_string(""));
+}
+
 /* The time attribute (seconds) of node into obj["duration"]. */
 static void
 copy_time(json_object *obj, xmlNodePtr node)
@@ -116,9 +125,7 @@ read_case(ReportBuild *b, json_object *suite, xmlNodePtr node)
 
 	if (tc == NULL)
 		return false;
-	copy_attr(tc, "name", node, "name");
-	if (!json_object_object_get_ex(tc, "name", NULL))
-		json_object_object_add(tc, "name", json_object_new_string(""));
+	copy_name(tc, node);
 	copy_attr(tc, "classname", node, "classname");
 	copy_attr(tc, "file", node, "file");
 	copy_attr(tc, "line", node, "line");
@@ -157,9 +164,7 @@ read_suite(ReportBuild *b, json_object *parent, xmlNodePtr node, int depth)
 	suite = cdviz_report_add_suite(b, parent);
 	if (suite == NULL)
 		return false;
-	copy_attr(suite, "name", node, "name");
-	if (!json_object_object_get_ex(suite, "name", NULL))
-		json_object_object_add(suite, "name", json_object_new_string(""));
+	copy_name(suite, node);
 	copy_attr(suite, "timestamp", node, "timestamp");
 	copy_attr(suite, "hostname", node, "hostname");
 	copy_time(suite, node);

@@ -38,34 +38,38 @@ take_item(ReportBuild *b)
 	return true;
 }
 
-json_object *
-cdviz_report_add_suite(ReportBuild *b, json_object *parent)
+/* A new object appended to owner[list], or NULL past the budget. */
+static json_object *
+add_item(ReportBuild *b, json_object *owner, const char *list)
 {
-	json_object *list;
-	json_object *suite;
+	json_object *arr;
+	json_object *item;
 
 	if (!take_item(b))
 		return NULL;
-	json_object_object_get_ex(parent ? parent : b->model, "suites", &list);
-	suite = json_object_new_object();
-	json_object_object_add(suite, "cases", json_object_new_array());
-	json_object_object_add(suite, "suites", json_object_new_array());
-	json_object_array_add(list, suite);
+	json_object_object_get_ex(owner, list, &arr);
+	item = json_object_new_object();
+	json_object_array_add(arr, item);
+	return item;
+}
+
+json_object *
+cdviz_report_add_suite(ReportBuild *b, json_object *parent)
+{
+	json_object *suite = add_item(b, parent ? parent : b->model, "suites");
+
+	if (suite != NULL)
+	{
+		json_object_object_add(suite, "cases", json_object_new_array());
+		json_object_object_add(suite, "suites", json_object_new_array());
+	}
 	return suite;
 }
 
 json_object *
 cdviz_report_add_case(ReportBuild *b, json_object *suite)
 {
-	json_object *list;
-	json_object *tc;
-
-	if (!take_item(b))
-		return NULL;
-	json_object_object_get_ex(suite, "cases", &list);
-	tc = json_object_new_object();
-	json_object_array_add(list, tc);
-	return tc;
+	return add_item(b, suite, "cases");
 }
 
 /* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid. */
