@@ -109,6 +109,20 @@ else
 fi
 
 HTTP_PORT=$(cdviz_psql "$PORT" -d cdviz -tAc 'SHOW cdviz.http_port' 2>/dev/null || true)
+# On a new cluster the workers started before database cdviz existed; they
+# start again a few seconds later (CDVIZ_WORKER_RETRY_SECONDS).  Say that the
+# receiver listens only once it answers.
+HTTP_READY=0
+if [ -n "$HTTP_PORT" ] && [ "$HTTP_PORT" != 0 ]; then
+	for _ in $(seq 60); do
+		if curl -sf -o /dev/null "http://localhost:$HTTP_PORT/readyz"; then
+			HTTP_READY=1
+			break
+		fi
+		sleep 0.5
+	done
+	[ "$HTTP_READY" = 1 ] || cdviz_warn "the HTTP receiver does not answer on port $HTTP_PORT yet; see $PGDATA_DIR/server.log"
+fi
 ADMIN_URL="postgresql://$CDVIZ_PGSUPERUSER@127.0.0.1:$PORT/cdviz"
 READER_URL="postgresql://cdviz_grafana:cdviz@127.0.0.1:$PORT/cdviz"
 
