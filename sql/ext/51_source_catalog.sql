@@ -124,12 +124,15 @@ AS $$
 		SELECT v.kind, v.option, v.type, v.default_value, v.secret, v.description
 		WHERE v.option <> 'reader'
 		UNION ALL
-		SELECT v.kind, r.option, 'integer', r.default_value, false, format(r.description, v.description)
+		SELECT v.kind, r.option, r.type, r.default_value, false, format(r.description, v.description)
 		FROM (VALUES
-			('batch_lines', '5000', 'lines or array elements stored per transaction (1 to 1000000)'),
-			('max_line_size', '1024', 'longest line read, in kB (1 to 1048576)'),
-			('max_json_size', '65536', 'largest .json %s read, in kB (1 to 1048576)')
-		) AS r (option, default_value, description)
+			('format', 'string', 'cdevents', 'how each %s is read: cdevents (a .json event or array, else JSON Lines), junit (a JUnit XML report) or tap (a TAP 13/14 report); the pattern defaults to *.xml for junit, *.tap for tap'),
+			('batch_lines', 'integer', '5000', 'lines or array elements stored per transaction (1 to 1000000)'),
+			('max_line_size', 'integer', '1024', 'longest line read, in kB (1 to 1048576)'),
+			('max_json_size', 'integer', '65536', 'largest .json %s read, in kB (1 to 1048576)'),
+			('max_report_size', 'integer', '65536', 'largest report (format junit or tap) read, in kB (1 to 1048576); larger ones are dead letters'),
+			('environment', 'string', '', 'reports: the test runs'' environment.id; empty: the suite''s hostname, else unknown')
+		) AS r (option, type, default_value, description)
 		WHERE v.option = 'reader'
 	) AS o (kind, option, type, default_value, secret, description)
 	WHERE source_options.kind IS NULL OR v.kind = source_options.kind
@@ -188,6 +191,7 @@ BEGIN
 	-- ranges, as the settings of the same name have
 	FOR o IN SELECT * FROM (VALUES ('poll_interval', 1, 86400), ('batch_lines', 1, 1000000),
 							  ('max_line_size', 1, 1048576), ('max_json_size', 1, 1048576),
+							  ('max_report_size', 1, 1048576),
 							  ('batch_size', 1, 100000), ('batch_timeout_ms', 0, 60000)) r (k, lo, hi)
 	LOOP
 		IF options ? o.k AND NOT (options->>o.k)::numeric BETWEEN o.lo AND o.hi THEN
@@ -201,6 +205,10 @@ BEGIN
 	END IF;
 	IF options->>'after' = 'move' AND coalesce(options->>'done_path', '') !~ '^/' THEN
 		RAISE EXCEPTION 'option "done_path" (an absolute path) is required when "after" is move'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF options ? 'format' AND NOT options->>'format' IN ('cdevents', 'junit', 'tap') THEN
+		RAISE EXCEPTION 'option "format" must be cdevents, junit or tap, not "%"', options->>'format'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	IF options ? 'start' AND NOT options->>'start' IN ('earliest', 'latest') THEN

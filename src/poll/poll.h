@@ -11,6 +11,7 @@
  *	  poll_source.c    what both sources share: names, progress rows
  *	  poll_read.c      a file turned into stored events with exactly-once
  *	                   progress
+ *	  poll_report.c    a test report (format junit or tap) read whole
  *	  poll_settings.c  the cdviz.fs_*, cdviz.s3_* and cdviz.poll_* settings,
  *	                   which define the source settings.folder and
  *	                   settings.s3
@@ -66,6 +67,14 @@ extern void poll_define_settings(void);
  */
 typedef void (*PollNoteFunc) (const void *arg, const char *error);
 
+/* How a source's files are read (its option "format"). */
+typedef enum PollFormat
+{
+	POLL_FORMAT_CDEVENTS,		/* CDEvents: .json documents or JSON Lines */
+	POLL_FORMAT_JUNIT,			/* one JUnit XML report per file */
+	POLL_FORMAT_TAP				/* one TAP 13/14 report per file */
+} PollFormat;
+
 /* One folder or S3 source, as its worker read it from cdviz.sources. */
 typedef struct PollConfig
 {
@@ -75,6 +84,10 @@ typedef struct PollConfig
 	int			batch_lines;	/* lines or elements per transaction */
 	int			max_line_size;	/* kB */
 	int			max_json_size;	/* kB */
+	PollFormat	format;
+	int			max_report_size;	/* kB */
+	const char *environment;	/* reports: environment.id, "" when none */
+	const char *source_uri;		/* reports: the events' context.source */
 	/* folder */
 	PollAfter	after;
 	const char *done_path;		/* absolute; "" when none */
@@ -117,6 +130,12 @@ typedef struct PollFile
 	uint64		size;			/* nothing at or past this is read */
 	bool		complete;		/* an unterminated last line is a line */
 	const PollConfig *cfg;		/* the source's limits */
+	/* reports */
+	const char *id_name;		/* path or key: the report's identity */
+	int64		mtime_us;		/* modification time, microseconds since
+								 * 1970: the events' default timestamp */
+	bool		read_before;	/* its row says a content was read whole */
+	uint64		read_hash;		/* and that content's hash */
 
 	/* the committed progress: where reading starts, updated per commit */
 	uint64		offset;
@@ -141,6 +160,18 @@ typedef struct PollFile
  * message): the file is then retried from the committed progress later.
  */
 extern bool poll_read_file(PollFile *f, char **error);
+
+/* Read the first len bytes of f into memory (NUL-terminated). */
+extern char *poll_read_prefix(PollFile *f, size_t len);
+
+/* poll_report.c */
+
+/*
+ * Read f whole as a report of its source's format and store its events
+ * (or its dead letter) and its progress (f->save) in the current
+ * transaction.
+ */
+extern void poll_read_report(PollFile *f, PollDelta *delta);
 
 /* poll_source.c */
 

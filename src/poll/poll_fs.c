@@ -509,7 +509,15 @@ handle_file(FsPoll *p, FsFound *file)
 	f.hash = CDVIZ_HASH_INIT;
 	f.save = save_fs_progress;
 	f.arg = &arg;
-	if (!f.document && row &&
+	f.id_name = file->path;
+	f.mtime_us = file->mtime_us;
+	if (row && (strcmp(row->status, "read") == 0 || strcmp(row->status, "rejected") == 0))
+	{
+		f.read_before = true;
+		f.read_hash = row->hash;
+	}
+	/* a report is read whole, whatever was read of it before */
+	if (!f.document && p->cfg->format == POLL_FORMAT_CDEVENTS && row &&
 		(strcmp(row->status, "reading") == 0 || strcmp(row->status, "read") == 0) &&
 		row->offset > 0 && row->offset <= file->size)
 	{

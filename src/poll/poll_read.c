@@ -157,9 +157,9 @@ read_chunk(void *arg)
 	f->save(f, &cs->delta);
 }
 
-/* Read the whole of f into memory (a .json document, a file's start). */
-static char *
-read_prefix(PollFile *f, size_t len)
+/* See poll.h: a .json document, a report, a file's start. */
+char *
+poll_read_prefix(PollFile *f, size_t len)
 {
 	char	   *buf = palloc(len + 1);
 	size_t		got = 0;
@@ -206,7 +206,7 @@ read_document(void *arg)
 	cs->delta.lines = 0;
 	if (f->size > max)
 	{
-		doc = read_prefix(f, CDVIZ_JSONL_EXCERPT);
+		doc = poll_read_prefix(f, CDVIZ_JSONL_EXCERPT);
 		reject_text(f, f->name, doc, CDVIZ_JSONL_EXCERPT,
 					psprintf("file of " UINT64_FORMAT " bytes is larger than cdviz.poll_max_json_size (%d kB): write JSON Lines (.jsonl) instead; its beginning is kept",
 							 f->size, f->cfg->max_json_size));
@@ -216,7 +216,7 @@ read_document(void *arg)
 		f->save(f, &cs->delta);
 		return;
 	}
-	doc = read_prefix(f, (size_t) f->size);
+	doc = poll_read_prefix(f, (size_t) f->size);
 	cs->delta.hash = cdviz_hash_update(CDVIZ_HASH_INIT, doc, (size_t) f->size);
 	n = cdviz_json_split(doc, (size_t) f->size, &elems, &broken);
 	if (n < 0)
@@ -264,7 +264,7 @@ reject_file(void *arg)
 	size_t		len = (size_t) Min(f->size, (uint64) f->cfg->max_line_size * 1024);
 	CdvizItem  *item = palloc0(sizeof(CdvizItem));
 
-	item->raw = read_prefix(f, len);
+	item->raw = poll_read_prefix(f, len);
 	item->raw_len = len;
 	item->origin_ref = f->name;
 	store_items(f, item, 1, &cs->delta);
@@ -274,6 +274,16 @@ reject_file(void *arg)
 	cs->delta.hash = CDVIZ_HASH_INIT;
 	cs->delta.status = "rejected";
 	f->save(f, &cs->delta);
+}
+
+/* A report, in one transaction (poll_report.c). */
+static void
+read_report(void *arg)
+{
+	ChunkState *cs = (ChunkState *) arg;
+
+	cs->finished = true;
+	poll_read_report(cs->f, &cs->delta);
 }
 
 /* Run one transaction of reading; false (with *error) when it failed. */
@@ -318,6 +328,8 @@ poll_read_file(PollFile *f, char **error)
 
 	*error = NULL;
 	memset(&cs, 0, sizeof(cs));
+	if (f->cfg->format != POLL_FORMAT_CDEVENTS)
+		return run_chunk(f, read_report, &cs, error);
 	if (f->document)
 		return run_chunk(f, read_document, &cs, error);
 

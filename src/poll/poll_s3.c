@@ -32,7 +32,9 @@
 #include "storage/fd.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
+#include "utils/datetime.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 #include "core/jsonl.h"
 #include "poll/poll.h"
@@ -68,6 +70,7 @@ typedef struct S3Pending
 	char	   *key;
 	char	   *etag;
 	int64		size;
+	int64		mtime_us;		/* LastModified, microseconds since 1970 */
 	S3Row	   *row;			/* its progress row, or NULL */
 } S3Pending;
 
@@ -391,6 +394,28 @@ note_object(void *arg)
 /* ------------------------------------------------------------------ */
 
 /*
+ * A listing's LastModified (2024-05-01T10:20:30.000Z, always UTC) in
+ * microseconds since 1970; the time of the listing when it is missing or
+ * unreadable, which S3 servers do not leave it.
+ */
+static int64
+last_modified_us(const char *text)
+{
+	struct pg_tm tm;
+	int			ms = 0;
+	Timestamp	ts;
+
+	memset(&tm, 0, sizeof(tm));
+	if (text == NULL ||
+		sscanf(text, "%d-%d-%dT%d:%d:%d.%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+			   &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms) < 6 ||
+		ms < 0 || ms > 999 ||
+		tm2timestamp(&tm, (fsec_t) ms * 1000, NULL, &ts) != 0)
+		ts = GetCurrentTimestamp();
+	return (int64) ts + (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY;
+}
+
+/*
  * Parse one ListObjectsV2 page: add what must be read to the pending list;
  * return the continuation token, or NULL on the last page.
  */
@@ -448,6 +473,7 @@ parse_listing(S3Pass *p, char **error)
 			t->key = key;
 			t->etag = etag;
 			t->size = size ? strtoll(size, NULL, 10) : 0;
+			t->mtime_us = last_modified_us(child_text(c, "LastModified"));
 			t->row = row;
 			p->pending = lappend(p->pending, t);
 		}
@@ -591,6 +617,13 @@ read_object(S3Pass *p, S3Pending *t, char **error)
 	f.hash = CDVIZ_HASH_INIT;
 	f.save = save_s3_progress;
 	f.arg = &arg;
+	f.id_name = t->key;
+	f.mtime_us = t->mtime_us;
+	if (t->row && (strcmp(t->row->status, "read") == 0 || strcmp(t->row->status, "rejected") == 0))
+	{
+		f.read_before = true;
+		f.read_hash = t->row->hash;
+	}
 	arg.etag = p->etag[0] ? p->etag : t->etag;
 	/* the same version, left half read by a crash: continue it */
 	if (t->row && strcmp(t->row->etag, arg.etag) == 0 &&

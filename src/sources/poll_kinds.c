@@ -22,6 +22,8 @@
 #include "sources/kinds.h"
 
 #define DEFAULT_PATTERN "*.json,*.jsonl,*.ndjson"
+#define JUNIT_PATTERN "*.xml"
+#define TAP_PATTERN "*.tap"
 
 /* See PollNoteFunc: the poll in cdviz.source_progress, as every kind notes it. */
 static void
@@ -30,13 +32,35 @@ note_poll(const void *arg, const char *error)
 	cdviz_source_note_poll((const CdvizSource *) arg, error);
 }
 
-/* The options both kinds take, with the defaults of cdviz.source_options(). */
+/*
+ * The options both kinds take, with the defaults of cdviz.source_options();
+ * uri is the source's URI, the context.source of the events of reports.
+ */
 static void
-read_options(const CdvizSource *src, PollConfig *cfg, int poll_interval)
+read_options(const CdvizSource *src, PollConfig *cfg, int poll_interval, const char *uri)
 {
+	const char *format = cdviz_source_opt_text(src, "format", "cdevents");
+	const char *pattern = DEFAULT_PATTERN;
+
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->location = src->location;
-	cfg->pattern = cdviz_source_opt_text(src, "pattern", DEFAULT_PATTERN);
+	/* a report's usual name, unless the source names its files */
+	if (strcmp(format, "junit") == 0)
+	{
+		cfg->format = POLL_FORMAT_JUNIT;
+		pattern = JUNIT_PATTERN;
+	}
+	else if (strcmp(format, "tap") == 0)
+	{
+		cfg->format = POLL_FORMAT_TAP;
+		pattern = TAP_PATTERN;
+	}
+	else
+		cfg->format = POLL_FORMAT_CDEVENTS;
+	cfg->pattern = cdviz_source_opt_text(src, "pattern", pattern);
+	cfg->max_report_size = cdviz_source_opt_int(src, "max_report_size", 64 * 1024);
+	cfg->environment = cdviz_source_opt_text(src, "environment", "");
+	cfg->source_uri = uri;
 	cfg->poll_interval = cdviz_source_opt_int(src, "poll_interval", poll_interval);
 	cfg->batch_lines = cdviz_source_opt_int(src, "batch_lines", 5000);
 	cfg->max_line_size = cdviz_source_opt_int(src, "max_line_size", 1024);
@@ -84,7 +108,8 @@ cdviz_folder_source_run(const CdvizSource *src)
 	PollConfig	cfg;
 	const char *after = cdviz_source_opt_text(src, "after", "keep");
 
-	read_options(src, &cfg, 5);
+	/* a folder's location is an absolute path: file:///path */
+	read_options(src, &cfg, 5, psprintf("file://%s", src->location));
 	cfg.after = strcmp(after, "delete") == 0 ? POLL_AFTER_DELETE
 		: strcmp(after, "move") == 0 ? POLL_AFTER_MOVE : POLL_AFTER_KEEP;
 	cfg.done_path = cdviz_source_opt_text(src, "done_path", "");
@@ -113,7 +138,8 @@ cdviz_s3_source_run(const CdvizSource *src)
 												  ALLOCSET_DEFAULT_SIZES);
 	PollConfig	cfg;
 
-	read_options(src, &cfg, 30);
+	/* s3://bucket/prefix/ is a URI already */
+	read_options(src, &cfg, 30, src->location);
 	cfg.endpoint = cdviz_source_opt_text(src, "endpoint", "");
 	cfg.region = cdviz_source_opt_text(src, "region", "us-east-1");
 	cfg.path_style = cdviz_source_opt_bool(src, "path_style", false);
