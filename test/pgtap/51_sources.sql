@@ -8,7 +8,7 @@
 BEGIN;
 SET client_min_messages = warning;
 
-SELECT plan(48);
+SELECT plan(52);
 
 -- the error a statement raises: SQLSTATE, message and hint
 CREATE FUNCTION pg_temp.error_of(stmt text, OUT state text, OUT message text, OUT hint text)
@@ -23,23 +23,29 @@ $$;
 
 -- ---- the options of each kind -----------------------------------------------
 SELECT is(array_agg(option ORDER BY option),
-		  '{after,batch_lines,done_path,max_json_size,max_line_size,pattern,poll_interval}',
+		  '{after,batch_lines,done_path,environment,format,max_json_size,max_line_size,max_report_size,pattern,poll_interval}',
 		  'folder options') FROM cdviz.source_options('folder');
 SELECT is(array_agg(option ORDER BY option),
-		  '{access_key_id,batch_lines,endpoint,max_json_size,max_line_size,path_style,pattern,poll_interval,region,secret_access_key}',
+		  '{access_key_id,batch_lines,endpoint,environment,format,max_json_size,max_line_size,max_report_size,path_style,pattern,poll_interval,region,secret_access_key}',
 		  's3 options') FROM cdviz.source_options('s3');
 SELECT is(array_agg(option ORDER BY option), '{consumer,stream,url}', 'nats options')
 FROM cdviz.source_options('nats');
+SELECT is(string_agg(option || '=' || default_value || ' ' || type, ', ' ORDER BY option),
+		  'environment= string, format=cdevents string, max_report_size=65536 integer',
+		  'report options of s3, with their defaults')
+FROM cdviz.source_options('s3') WHERE option IN ('format', 'max_report_size', 'environment');
 SELECT is(array_agg(option ORDER BY option), '{batch_size,batch_timeout_ms,brokers,config,group,start}',
 		  'kafka options') FROM cdviz.source_options('kafka');
 
 -- every known option of each kind, with a value of its type
 SELECT lives_ok($$SELECT cdviz.create_source('all-folder', 'folder', '/srv/events/', '{"poll_interval": 2,
 	"pattern": "*.jsonl", "after": "move", "done_path": "/srv/done", "batch_lines": 100,
-	"max_line_size": 64, "max_json_size": 1024}')$$, 'a folder source with every option');
+	"max_line_size": 64, "max_json_size": 1024, "format": "junit", "max_report_size": 2048,
+	"environment": "ci"}')$$, 'a folder source with every option');
 SELECT lives_ok($$SELECT cdviz.create_source('all-s3', 's3', 's3://ci-events/builds/', '{"endpoint": "http://127.0.0.1:9000",
 	"region": "eu-west-1", "path_style": true, "access_key_id": "AKIA-PROBE-1", "secret_access_key": "PROBE-SECRET-2",
-	"poll_interval": 60, "pattern": "*.json", "batch_lines": 10, "max_line_size": 8, "max_json_size": 16}')$$,
+	"poll_interval": 60, "pattern": "*.json", "batch_lines": 10, "max_line_size": 8, "max_json_size": 16,
+	"format": "tap", "max_report_size": 1, "environment": ""}')$$,
 	'an s3 source with every option');
 SELECT lives_ok($$SELECT cdviz.create_source('all-nats', 'nats', 'ci.events.>, cd.events.>',
 	'{"url": "nats://probe:PROBE-PASS-3@127.0.0.1:4222", "stream": "CI", "consumer": "cdviz-ci"}')$$,
@@ -55,7 +61,7 @@ SELECT is(string_agg(name || ' ' || location, ', ' ORDER BY id),
 
 -- ---- what is refused ---------------------------------------------------------
 SELECT is(e.state || ' ' || e.message || ' / ' || e.hint,
-		  '22023 unknown option "interval" for a source of kind folder / known options: after, batch_lines, done_path, max_json_size, max_line_size, pattern, poll_interval.',
+		  '22023 unknown option "interval" for a source of kind folder / known options: after, batch_lines, done_path, environment, format, max_json_size, max_line_size, max_report_size, pattern, poll_interval.',
 		  'an unknown option, with the known ones in the hint')
 FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'folder', '/x', '{"interval": 5}')$$) e;
 
@@ -84,6 +90,12 @@ FROM (VALUES
 	 'out of range'),
 	('x', 'folder', '/x', '{"after": "archive"}', '22023 option "after" must be keep, delete or move, not "archive"',
 	 'an unknown choice'),
+	('x', 'folder', '/x', '{"format": "xml"}', '22023 option "format" must be cdevents, junit or tap, not "xml"',
+	 'an unknown format'),
+	('x', 's3', 's3://bkt', '{"format": 1}', '22023 option "format" of a source of kind s3 must be a string, not 1',
+	 'a format that is not a string'),
+	('x', 'folder', '/x', '{"format": "junit", "max_report_size": 0}',
+	 '22023 option "max_report_size" must be from 1 to 1048576, not 0', 'a report size out of range'),
 	('x', 'kafka', 't', '{"brokers": "b", "start": "now"}', '22023 option "start" must be earliest or latest, not "now"',
 	 'an unknown start'),
 	('x', 'folder', '/x', '[]', '22023 source options must be a JSON object', 'options not an object'),
