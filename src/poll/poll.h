@@ -11,7 +11,8 @@
  *	  poll_source.c    what both sources share: names, progress rows
  *	  poll_read.c      a file turned into stored events with exactly-once
  *	                   progress
- *	  poll_report.c    a test report (format junit or tap) read whole
+ *	  poll_report.c    a test report (format junit or tap) read whole, and
+ *	                   a file read into memory
  *	  poll_settings.c  the cdviz.fs_*, cdviz.s3_* and cdviz.poll_* settings,
  *	                   which define the source settings.folder and
  *	                   settings.s3
@@ -161,10 +162,10 @@ typedef struct PollFile
  */
 extern bool poll_read_file(PollFile *f, char **error);
 
+/* poll_report.c */
+
 /* Read the first len bytes of f into memory (NUL-terminated). */
 extern char *poll_read_prefix(PollFile *f, size_t len);
-
-/* poll_report.c */
 
 /*
  * Read f whole as a report of its source's format and store its events

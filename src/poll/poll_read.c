@@ -157,33 +157,6 @@ read_chunk(void *arg)
 	f->save(f, &cs->delta);
 }
 
-/* See poll.h: a .json document, a report, a file's start. */
-char *
-poll_read_prefix(PollFile *f, size_t len)
-{
-	char	   *buf = palloc(len + 1);
-	size_t		got = 0;
-
-	while (got < len)
-	{
-		ssize_t		n = pread(f->fd, buf + got, len - got, (off_t) got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			ereport(ERROR,
-					(errcode_for_file_access(),
-					 errmsg("could not read \"%s\": %m", f->name)));
-		if (n == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("\"%s\" shrank while it was read", f->name)));
-		got += (size_t) n;
-	}
-	buf[len] = '\0';
-	return buf;
-}
-
 /*
  * A .json document, in one transaction: a lone event, or an array stored
  * element by element (each rejected element apart, as file#n).

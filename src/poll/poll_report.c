@@ -19,16 +19,46 @@
  */
 #include "postgres.h"
 
+#include <unistd.h>
+
 #include <json-c/json.h>
 
 #include "common/cryptohash.h"
 #include "common/sha2.h"
+#include "miscadmin.h"
 #include "utils/memutils.h"
 
 #include "core/jsonl.h"
 #include "core/report.h"
 #include "poll/poll.h"
 #include "store/store.h"
+
+/* See poll.h: a .json document, a report, a file's start. */
+char *
+poll_read_prefix(PollFile *f, size_t len)
+{
+	char	   *buf = palloc(len + 1);
+	size_t		got = 0;
+
+	while (got < len)
+	{
+		ssize_t		n = pread(f->fd, buf + got, len - got, (off_t) got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not read \"%s\": %m", f->name)));
+		if (n == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("\"%s\" shrank while it was read", f->name)));
+		got += (size_t) n;
+	}
+	buf[len] = '\0';
+	return buf;
+}
 
 /* The content's SHA-256, in hex. */
 static char *
