@@ -45,7 +45,7 @@ sub write_file
 }
 
 # Write in a hidden file, then rename: the poller never sees it half done.
-sub drop_file
+sub drop_path
 {
 	my ($path, $text) = @_;
 	my ($d, $b) = $path =~ m{^(.*)/([^/]+)$};
@@ -82,15 +82,15 @@ sub poller_pid
 sub settle { sleep 3; }
 
 # ---------------------------------------------------------------- drops ----
-drop_file("$in/one.json", ev('single-1', '/single'));
+drop_path("$in/one.json", ev('single-1', '/single'));
 wait_events('/single', 1, 'a single-event .json file is read');
 
-drop_file("$in/array.json", '[' . join(",\n", ev('arr-1', '/array'), '{"not": "an event"}', ev('arr-3', '/array')) . ']');
+drop_path("$in/array.json", '[' . join(",\n", ev('arr-1', '/array'), '{"not": "an event"}', ev('arr-3', '/array')) . ']');
 wait_events('/array', 2, 'a .json array: valid elements stored');
 is(q1("SELECT origin || ' ' || origin_ref FROM cdviz.rejected_events WHERE origin_ref LIKE '%array.json%'"),
 	"fs $in/array.json#2", 'the bad element is a dead letter with file#n');
 
-drop_file("$in/lines.jsonl", join("\n", ev('l-1', '/lines'), ev('l-2', '/lines'), '{broken', '', ev('l-5', '/lines')) . "\n");
+drop_path("$in/lines.jsonl", join("\n", ev('l-1', '/lines'), ev('l-2', '/lines'), '{broken', '', ev('l-5', '/lines')) . "\n");
 wait_events('/lines', 3, 'a .jsonl file: valid lines stored');
 is(q1("SELECT origin_ref FROM cdviz.rejected_events WHERE origin_ref LIKE '%lines.jsonl%'"),
 	"$in/lines.jsonl:3", 'the bad line is a dead letter with file:line');
@@ -108,28 +108,28 @@ is(q1("SELECT lines_read || ' ' || duplicates || ' ' || (read_offset = size)::in
 	'4 0 1', 'appends continue at the recorded offset: nothing read twice');
 
 # a rewritten file (different start) is read again; its events deduplicate
-drop_file("$in/grow.ndjson", ev('g-1', '/grow') . "\n" . ev('g-5', '/grow') . "\n" . ev('g-6', '/grow') . "\n" . ev('g-7', '/grow') . "\n" . ev('g-8', '/grow') . "\n");
+drop_path("$in/grow.ndjson", ev('g-1', '/grow') . "\n" . ev('g-5', '/grow') . "\n" . ev('g-6', '/grow') . "\n" . ev('g-7', '/grow') . "\n" . ev('g-8', '/grow') . "\n");
 wait_events('/grow', 8, 'a rewritten file is read again from the start');
 is(q1("SELECT duplicates FROM cdviz.fs_files WHERE path = '$in/grow.ndjson'"), '1',
 	'its event read before deduplicated');
 
 # ------------------------------------------------------ nested, large ----
 make_path("$in/a/b/c");
-drop_file("$in/a/b/c/deep.jsonl", ev('d-1', '/deep') . "\n");
+drop_path("$in/a/b/c/deep.jsonl", ev('d-1', '/deep') . "\n");
 wait_events('/deep', 1, 'files in nested folders are read');
 
 my $big = '';
 $big .= ev("big-$_", '/big') . "\n" for 1 .. 200_000;
-drop_file("$in/a/big.jsonl", $big);
+drop_path("$in/a/big.jsonl", $big);
 undef $big;
 wait_events('/big', 200_000, 'a 200,000-line file is read');
 is(q1("SELECT events || ' ' || duplicates || ' ' || rejected || ' ' || status FROM cdviz.fs_files WHERE path = '$in/a/big.jsonl'"),
 	'200000 0 0 read', 'once each, in chunks');
 
 # ------------------------------------------------------------ bad files ----
-drop_file("$in/notjson.json", "this is not JSON at all\n");
-drop_file("$in/binary.jsonl", "\x00\x01\x02garbage\n" x 100);
-drop_file("$in/ignored.txt", ev('ignored', '/ignored') . "\n");
+drop_path("$in/notjson.json", "this is not JSON at all\n");
+drop_path("$in/binary.jsonl", "\x00\x01\x02garbage\n" x 100);
+drop_path("$in/ignored.txt", ev('ignored', '/ignored') . "\n");
 ok($node->poll_query_until('postgres',
 	"SELECT count(*) = 2 FROM cdviz.fs_files WHERE status = 'rejected'"),
 	'files that are not JSON are rejected');
@@ -139,7 +139,7 @@ is(q1("SELECT count(*) FROM cdviz.rejected_events WHERE origin_ref IN ('$in/notj
 is(events_of('/ignored'), '0', 'files not matching cdviz.fs_pattern are ignored');
 
 my $long = '{"x":"' . ('y' x 1_100_000) . '"}';
-drop_file("$in/long.jsonl", ev('long-1', '/long') . "\n$long\n" . ev('long-3', '/long') . "\n");
+drop_path("$in/long.jsonl", ev('long-1', '/long') . "\n$long\n" . ev('long-3', '/long') . "\n");
 wait_events('/long', 2, 'lines around an overlong line are read');
 like(q1("SELECT problems->0->>'message' FROM cdviz.rejected_events WHERE origin_ref = '$in/long.jsonl:2'"),
 	qr/longer than cdviz.poll_max_line_size/, 'the overlong line is rejected with its reason');
@@ -149,7 +149,7 @@ my $kill_log_start = -s $node->logfile;
 my $n = 150_000;
 my $text = '';
 $text .= ev("k-$_", '/kill') . "\n" for 1 .. $n;
-drop_file("$in/kill.jsonl", $text);
+drop_path("$in/kill.jsonl", $text);
 ok($node->poll_query_until('postgres',
 	"SELECT count(*) > 0 FROM cdviz.fs_files WHERE path = '$in/kill.jsonl' AND status = 'reading'"),
 	'the large file is being read');
@@ -166,7 +166,7 @@ for my $round (1 .. 3)
 	my $m = 20_000;
 	my $t = '';
 	$t .= ev("r$round-$_", "/random$round") . "\n" for 1 .. $m;
-	drop_file("$in/random$round.jsonl", $t);
+	drop_path("$in/random$round.jsonl", $t);
 	usleep(int(rand(3_000_000)));
 	my $p = poller_pid();
 	kill 'KILL', $p if $p;
@@ -178,7 +178,7 @@ for my $round (1 .. 3)
 $node->poll_query_until('postgres', "SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'cdviz source settings.folder'");
 
 # --------------------------------------------------------- permissions ----
-drop_file("$in/locked.jsonl", ev('p-1', '/perm') . "\n");
+drop_path("$in/locked.jsonl", ev('p-1', '/perm') . "\n");
 chmod 0000, "$in/locked.jsonl";
 ok($node->poll_query_until('postgres',
 	"SELECT last_error LIKE '%Permission denied%' FROM cdviz.fs_files WHERE path = '$in/locked.jsonl'"),
@@ -212,7 +212,7 @@ cdviz.fs_path = '$in2'
 cdviz.fs_after = 'delete'
 ));
 $node->reload;
-drop_file("$in2/del.jsonl", ev('del-1', '/after') . "\n" . ev('del-2', '/after'));
+drop_path("$in2/del.jsonl", ev('del-1', '/after') . "\n" . ev('del-2', '/after'));
 wait_events('/after', 2, 'fs_after = delete: the file is read, unterminated last line included');
 ok($node->poll_query_until('postgres',
 	"SELECT status = 'deleted' FROM cdviz.fs_files WHERE path = '$in2/del.jsonl'"),
@@ -225,7 +225,7 @@ cdviz.fs_done_path = '$done'
 ));
 $node->reload;
 sleep 2;
-drop_file("$in2/sub/mv.json", '[' . ev('mv-1', '/after') . ']');
+drop_path("$in2/sub/mv.json", '[' . ev('mv-1', '/after') . ']');
 wait_events('/after', 3, 'fs_after = move: the file is read');
 ok($node->poll_query_until('postgres',
 	"SELECT status = 'moved' FROM cdviz.fs_files WHERE path = '$in2/sub/mv.json'"),
@@ -237,7 +237,7 @@ cdviz.fs_after = 'keep'
 ));
 $node->reload;
 sleep 2;
-drop_file("$in2/kept.jsonl", ev('keep-1', '/after') . "\n");
+drop_path("$in2/kept.jsonl", ev('keep-1', '/after') . "\n");
 wait_events('/after', 4, 'fs_after = keep: the file is read');
 settle();
 ok(-e "$in2/kept.jsonl", 'and kept');

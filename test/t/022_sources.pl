@@ -76,16 +76,6 @@ $node->start;
 sub q1 { return $node->safe_psql('postgres', $_[0]); }
 q1('CREATE EXTENSION cdviz');
 
-# Written aside, then renamed: the folder source never sees half a file.
-sub drop_file
-{
-	my ($dir, $name, $text) = @_;
-	open my $fh, '>', "$dir/.$name.tmp" or die;
-	print $fh $text;
-	close $fh;
-	rename("$dir/.$name.tmp", "$dir/$name") or die "rename: $!";
-}
-
 sub stored { return q1("SELECT count(*) FROM cdviz.cdevents_lake WHERE context_id = '$_[0]'"); }
 
 # Seconds until the event is stored (undef after $limit seconds).

@@ -31,16 +31,6 @@ $node->start;
 sub q1 { return $node->safe_psql('postgres', $_[0]); }
 q1('CREATE EXTENSION cdviz');
 
-# Written aside, then renamed: the folder source never sees half a file.
-sub drop_file
-{
-	my ($dir, $name, $text) = @_;
-	open my $fh, '>:raw', "$dir/.$name.tmp" or die;
-	print $fh $text;
-	close $fh;
-	rename("$dir/.$name.tmp", "$dir/$name") or die "rename: $!";
-}
-
 sub fixture { return slurp_file("$fixtures/$_[0]"); }
 
 # The events of a source: "type outcome=count" lines, in order.

@@ -8,7 +8,7 @@ use File::Path qw(make_path);
 use PostgreSQL::Test::Cluster;
 use Test::More ();
 
-our @EXPORT = qw(cdviz_node fs_inbox lake_count wait_lake_count);
+our @EXPORT = qw(cdviz_node fs_inbox drop_file lake_count wait_lake_count);
 
 # A new, initialised node with cdviz preloaded and its workers serving
 # database postgres, the http receiver off; $extra (postgresql.conf lines)
@@ -40,6 +40,18 @@ sub fs_inbox
 cdviz.fs_path = '$in'
 cdviz.fs_poll_interval = 1
 ));
+}
+
+# Write $text as $dir/$name, aside first, then renamed: a folder source never
+# sees half a file.
+sub drop_file
+{
+	my ($dir, $name, $text) = @_;
+	open my $fh, '>:raw', "$dir/.$name.tmp" or die "$dir/.$name.tmp: $!";
+	print $fh $text;
+	close $fh;
+	rename("$dir/.$name.tmp", "$dir/$name") or die "rename: $!";
+	return;
 }
 
 # The number of events of the lake from context source $src.
