@@ -38,6 +38,8 @@ CREATE TABLE cdviz.cdevents_lake (
 	PRIMARY KEY (id, "timestamp"),
 	UNIQUE (context_source, context_id, "timestamp")
 ) PARTITION BY RANGE ("timestamp");
+-- Not registered with pg_extension_config_dump: its rows live in its
+-- partitions, which pg_dump writes (see the end of this file).
 -- lz4 compresses and decompresses payloads several times faster than
 -- pglz, the default; partitions inherit it.  Only where the server was built with lz4.
 SELECT cdviz._prefer_lz4('cdviz.cdevents_lake', 'payload');

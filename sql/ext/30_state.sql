@@ -253,6 +253,10 @@ CREATE TYPE cdviz._summary_columns AS (
 COMMENT ON TYPE cdviz._summary_columns IS
 'cdviz: internal: the columns every summary table ends with (see cdviz.pipeline_run_summaries), as cdviz._summary_merge() returns them';
 
+-- A template the summary tables copy with LIKE (the shared columns with
+-- their NOT NULLs), dropped once they are made (below): it never holds a
+-- row nor outlives this script, so it has no COMMENT and is not registered
+-- with pg_extension_config_dump.
 CREATE TABLE cdviz._summary_template OF cdviz._summary_columns (
 	first_event_at WITH OPTIONS NOT NULL,
 	last_event_at WITH OPTIONS NOT NULL,
