@@ -77,6 +77,26 @@ trim(const char *s, size_t *len)
 	return s;
 }
 
+/*
+ * The decimal number at s[*i..len), capped so it cannot overflow; -1 when
+ * no digit is there.  Lines are not NUL-terminated, so atoi() is no use.
+ */
+static long
+read_number(const char *s, size_t len, size_t *i)
+{
+	long		n = 0;
+
+	if (*i >= len || !isdigit((unsigned char) s[*i]))
+		return -1;
+	while (*i < len && isdigit((unsigned char) s[*i]))
+	{
+		if (n < 100000000)
+			n = n * 10 + (s[*i] - '0');
+		(*i)++;
+	}
+	return n;
+}
+
 /* ---- YAML diagnostics ------------------------------------------------- */
 
 /* Append one line of a YAML block. */
@@ -295,18 +315,13 @@ static bool
 read_plan(TapParse *p, const char *s, size_t len)
 {
 	size_t		i = 3;
-	long		n = 0;
+	long		n;
 
 	if (!starts_with(s, len, "1.."))
 		return false;
-	if (i >= len || !isdigit((unsigned char) s[i]))
+	n = read_number(s, len, &i);
+	if (n < 0)
 		return false;
-	while (i < len && isdigit((unsigned char) s[i]))
-	{
-		if (n < 100000000)
-			n = n * 10 + (s[i] - '0');
-		i++;
-	}
 	if (i < len && s[i] != ' ' && s[i] != '\t')
 		return false;
 	p->stack[p->depth].plan = n;
@@ -394,16 +409,7 @@ read_point(TapParse *p, const char *s, size_t len, json_object *closed, bool *fa
 		return false;
 	while (i < len && s[i] == ' ')
 		i++;
-	if (i < len && isdigit((unsigned char) s[i]))
-	{
-		number = 0;
-		while (i < len && isdigit((unsigned char) s[i]))
-		{
-			if (number < 100000000)
-				number = number * 10 + (s[i] - '0');
-			i++;
-		}
-	}
+	number = read_number(s, len, &i);
 	while (i < len && s[i] == ' ')
 		i++;
 	if (i + 1 < len && s[i] == '-' && s[i + 1] == ' ')
@@ -501,8 +507,10 @@ read_line(TapParse *p, const char *line, size_t len, size_t indent)
 	p->yaml_indent = (int) indent + 2;
 	if (starts_with(s, slen, "TAP version "))
 	{
+		size_t		i = 12;
+
 		if (level == 0)
-			p->version = atoi(s + 12);
+			p->version = (int) read_number(s, slen, &i);
 		p->seen = true;
 		return true;
 	}
@@ -598,7 +606,7 @@ cdviz_tap_parse(const char *data, size_t len, const CdvizReportLimits *limits,
 		json_object_put(p.b.model);
 		return NULL;
 	}
-	if (p.version)
+	if (p.version > 0)
 		json_object_object_add(p.b.model, "version", json_object_new_int(p.version));
 	return p.b.model;
 }

@@ -399,6 +399,30 @@ tap_suite_outcome(const char *text, char *reason, size_t size)
 	return outcome;
 }
 
+/*
+ * The reader stops at len: the bytes after it (here digits) are not part of
+ * the report.  A fuzzer found "TAP version " read past its end.
+ */
+static void
+test_tap_version_bounds(void)
+{
+	const char *buf = "TAP version 149";
+	CdvizProblems problems;
+	json_object *model;
+	json_object *v;
+
+	cdviz_problems_init(&problems);
+	model = cdviz_report_parse(CDVIZ_REPORT_TAP, buf, 14, NULL, &problems);
+	ok(model && json_object_object_get_ex(model, "version", &v) && json_object_get_int(v) == 14,
+	   "tap: the version number ends where the data ends");
+	json_object_put(model);
+	model = cdviz_report_parse(CDVIZ_REPORT_TAP, buf, 12, NULL, &problems);
+	ok(model && !json_object_object_get_ex(model, "version", &v),
+	   "tap: a version line without a number gives no version");
+	json_object_put(model);
+	cdviz_problems_reset(&problems);
+}
+
 static void
 test_tap_edges(void)
 {
@@ -415,6 +439,7 @@ test_tap_edges(void)
 		   "tap: no version line, plan at the end, CRLF");
 	ok(parse_text(CDVIZ_REPORT_TAP, "hello\nworld\n", msg, sizeof(msg)) == NULL, "tap: refuses what is not TAP");
 	is_str(msg, "no TAP version line, plan or test line: not a TAP report", "tap: says why");
+	test_tap_version_bounds();
 	ok(parse_text(CDVIZ_REPORT_JUNIT, "<html><body/></html>", msg, sizeof(msg)) == NULL, "junit: refuses another XML");
 	is_str(msg, "the root element is not <testsuites> or <testsuite>: not a JUnit report", "junit: says why");
 	ok(parse_text(CDVIZ_REPORT_JUNIT, "<testsuite><testcase></testsuite>", msg, sizeof(msg)) == NULL,
