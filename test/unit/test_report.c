@@ -423,6 +423,39 @@ test_tap_version_bounds(void)
 	cdviz_problems_reset(&problems);
 }
 
+/* A TAP file nested to the limit gives events; one level more is refused by the reader. */
+static void
+test_tap_depth(void)
+{
+	CdvizReportOptions opt = {"x", "/s", NULL, NULL, DEFAULT_TS};
+	CdvizProblems problems;
+	char		text[4096];
+	char		msg[512];
+	json_object *model;
+	json_object *events;
+
+	for (int subtests = CDVIZ_REPORT_MAX_DEPTH - 1; subtests <= CDVIZ_REPORT_MAX_DEPTH; subtests++)
+	{
+		snprintf(text, sizeof(text), "%*sok 1\n", subtests * 4, "");
+		model = parse_text(CDVIZ_REPORT_TAP, text, msg, sizeof(msg));
+		if (subtests < CDVIZ_REPORT_MAX_DEPTH)
+		{
+			cdviz_problems_init(&problems);
+			events = model ? cdviz_report_to_cdevents(model, &opt, &problems) : NULL;
+			ok(events != NULL && json_object_array_length(events) == (size_t) subtests + 2,
+			   "tap: suites nested to the limit give events (the cases and every suite)");
+			json_object_put(events);
+			cdviz_problems_reset(&problems);
+		}
+		else
+		{
+			ok(model == NULL, "tap: one subtest deeper is refused by the reader");
+			is_str(msg, "test suites are nested more than 32 deep", "tap: says why");
+		}
+		json_object_put(model);
+	}
+}
+
 static void
 test_tap_edges(void)
 {
@@ -440,6 +473,7 @@ test_tap_edges(void)
 	ok(parse_text(CDVIZ_REPORT_TAP, "hello\nworld\n", msg, sizeof(msg)) == NULL, "tap: refuses what is not TAP");
 	is_str(msg, "no TAP version line, plan or test line: not a TAP report", "tap: says why");
 	test_tap_version_bounds();
+	test_tap_depth();
 	ok(parse_text(CDVIZ_REPORT_JUNIT, "<html><body/></html>", msg, sizeof(msg)) == NULL, "junit: refuses another XML");
 	is_str(msg, "the root element is not <testsuites> or <testsuite>: not a JUnit report", "junit: says why");
 	ok(parse_text(CDVIZ_REPORT_JUNIT, "<testsuite><testcase></testsuite>", msg, sizeof(msg)) == NULL,
