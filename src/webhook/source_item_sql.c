@@ -166,7 +166,7 @@ report_events(Jsonb *meta, Jsonb *body, const char *environment, ReportEvents *o
 	options.file_id = cdviz_webhook_member_text(&meta->root, "id");
 	options.source = cdviz_webhook_member_text(&meta->root, "source_uri");
 	options.suite_name = cdviz_webhook_member_text(&meta->root, "name");
-	options.environment_id = environment;
+	options.environment_id = environment && environment[0] ? environment : NULL;
 	if (mtime)
 		options.default_timestamp_us = cdviz_timestamptz_to_unix_us(
 			DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in, CStringGetDatum(mtime),
