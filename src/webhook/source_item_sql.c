@@ -234,6 +234,11 @@ cdviz_report_cdevents(PG_FUNCTION_ARGS)
 	funcctx = SRF_PERCALL_SETUP();
 	st = (ReportEvents *) funcctx->user_fctx;
 	if (funcctx->call_cntr < (uint64) st->n)
-		SRF_RETURN_NEXT(funcctx, JsonbPGetDatum(st->events[funcctx->call_cntr]));
+	{
+		/* SRF_RETURN_NEXT counts the call before it evaluates its result */
+		Datum		ev = JsonbPGetDatum(st->events[funcctx->call_cntr]);
+
+		SRF_RETURN_NEXT(funcctx, ev);
+	}
 	SRF_RETURN_DONE(funcctx);
 }
