@@ -45,16 +45,16 @@
 /* What a file of format metadata is read by, at a time, to hash it. */
 #define HASH_CHUNK (256 * 1024)
 
-/* See poll.h: a .json document, a report, a file's start. */
-char *
-poll_read_prefix(PollFile *f, size_t len)
+/*
+ * Read up to len bytes of f at offset into buf: how many, at least one;
+ * raises when the file cannot be read or ends before offset.
+ */
+static size_t
+read_at(PollFile *f, char *buf, size_t len, uint64 offset)
 {
-	char	   *buf = palloc(len + 1);
-	size_t		got = 0;
-
-	while (got < len)
+	for (;;)
 	{
-		ssize_t		n = pread(f->fd, buf + got, len - got, (off_t) got);
+		ssize_t		n = pread(f->fd, buf, len, (off_t) offset);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -66,8 +66,19 @@ poll_read_prefix(PollFile *f, size_t len)
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errmsg("\"%s\" shrank while it was read", f->name)));
-		got += (size_t) n;
+		return (size_t) n;
 	}
+}
+
+/* See poll.h: a .json document, a report, a file's start. */
+char *
+poll_read_prefix(PollFile *f, size_t len)
+{
+	char	   *buf = palloc(len + 1);
+	size_t		got = 0;
+
+	while (got < len)
+		got += read_at(f, buf + got, len - got, (uint64) got);
 	buf[len] = '\0';
 	return buf;
 }
@@ -91,22 +102,11 @@ content_hashes(PollFile *f, const char *data, uint64 *fnv)
 	while (done < f->size)
 	{
 		const char *part = data ? data : chunk;
-		ssize_t		n = (ssize_t) f->size;
+		size_t		n = data ? (size_t) f->size :
+			read_at(f, chunk, (size_t) Min(f->size - done, (uint64) HASH_CHUNK), done);
 
-		if (data == NULL)
-			n = pread(f->fd, chunk, (size_t) Min(f->size - done, (uint64) HASH_CHUNK), (off_t) done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			ereport(ERROR,
-					(errcode_for_file_access(),
-					 errmsg("could not read \"%s\": %m", f->name)));
-		if (n == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("\"%s\" shrank while it was read", f->name)));
-		*fnv = cdviz_hash_update(*fnv, part, (size_t) n);
-		if (pg_cryptohash_update(ctx, (const uint8 *) part, (size_t) n) < 0)
+		*fnv = cdviz_hash_update(*fnv, part, n);
+		if (pg_cryptohash_update(ctx, (const uint8 *) part, n) < 0)
 			elog(ERROR, "%s: could not compute SHA-256: %s", POLL_WHO, pg_cryptohash_error(ctx));
 		done += (uint64) n;
 		CHECK_FOR_INTERRUPTS();
