@@ -1032,10 +1032,46 @@ SELECT pg_catalog.pg_extension_config_dump('cdviz.environment_artifacts', '');
 -- read as plain JSON, as 0.1.0 replayed them).
 
 ALTER TABLE cdviz.rejected_events ADD COLUMN envelope jsonb;
-COMMENT ON COLUMN cdviz.rejected_events.envelope IS 'how raw came, when that says how to read it: {"mode": "binary", "headers": {...}} (a CloudEvents binary-mode request: raw is its body, headers its Content-Type and ce-* headers as received), {"mode": "structured"} (raw is one CloudEvent) or {"mode": "batch"} (raw is one CloudEvent of a batch); NULL for plain JSON. cdviz.replay_rejected() reads raw as it says';
+COMMENT ON COLUMN cdviz.rejected_events.envelope IS 'how raw came, when that says how to read it: {"mode": "binary", "headers": {...}} (a CloudEvents binary-mode request: raw is its body, headers its Content-Type and ce-* headers as received), {"mode": "structured"} (raw is one CloudEvent), {"mode": "batch"} (raw is one CloudEvent of a batch) or {"mode": "transformer", "source": ..., "transformer": ..., "sqlstate": ..., "meta": {...}} (an item a source''s transformer raised on: raw is the body it was handed, '''' for none; see cdviz.retransform_source()); NULL for plain JSON. cdviz.replay_rejected() reads raw as it says';
 
 COMMENT ON FUNCTION cdviz.replay_rejected(bigint) IS
-'cdviz: ingests dead letter id again (after the data or cdviz.validation was fixed) and returns the lake id; marks it replayed. raw is read as its envelope says: a CloudEvent (structured, or a batch element) gives its data; a binary-mode body is judged with the ce-* headers it came with, as the receiver judged it. Still invalid: raises SQLSTATE 22023 with the current problems, which are recorded on the dead letter. A webhook body the receiver refused (origin webhook) is not a CDEvent: raises 42809. Replaying twice is harmless. Example: SELECT cdviz.replay_rejected(42);';
+'cdviz: ingests dead letter id again (after the data or cdviz.validation was fixed) and returns the lake id; marks it replayed. raw is read as its envelope says: a CloudEvent (structured, or a batch element) gives its data; a binary-mode body is judged with the ce-* headers it came with, as the receiver judged it. Still invalid: raises SQLSTATE 22023 with the current problems, which are recorded on the dead letter. A webhook body the receiver refused (origin webhook), or an item a source''s transformer raised on (envelope mode transformer), is not a CDEvent: raises 42809. Replaying twice is harmless. Example: SELECT cdviz.replay_rejected(42);';
+
+-- What a source's transformer raised on is kept as a dead letter that is no
+-- CDEvent either (52_source_transformers.sql): not replayed.
+CREATE OR REPLACE FUNCTION cdviz.replay_rejected(origin text DEFAULT NULL, since timestamptz DEFAULT '-infinity',
+									  OUT replayed bigint, OUT still_rejected bigint)
+RETURNS record
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r record;
+BEGIN
+	replayed := 0;
+	still_rejected := 0;
+	FOR r IN
+		SELECT e.id FROM cdviz.rejected_events e
+		WHERE e.replayed_at IS NULL
+		  -- a webhook's dead letter is the tool's payload, not a CDEvent,
+		  -- nor is what a source's transformer raised on
+		  AND e.origin <> 'webhook'
+		  AND e.envelope->>'mode' IS DISTINCT FROM 'transformer'
+		  AND (replay_rejected.origin IS NULL OR e.origin = replay_rejected.origin)
+		  AND e.received_at >= since
+		ORDER BY e.id
+	LOOP
+		IF cdviz._replay_rejected(r.id, false) IS NULL THEN
+			still_rejected := still_rejected + 1;
+		ELSE
+			replayed := replayed + 1;
+		END IF;
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION cdviz.replay_rejected(text, timestamptz) IS
+'cdviz: replays every pending dead letter (optionally only of one origin, received since a time) and returns how many were stored and how many are still invalid (their problems are updated). Webhook deliveries the receiver refused (origin webhook) are tools'' payloads, not CDEvents: they are kept for inspection and not replayed; nor are the items a source''s transformer raised on (envelope mode transformer: see cdviz.retransform_source()). Example: SELECT * FROM cdviz.replay_rejected(''http'');';
+
 -- Sinks: every credential-bearing value of a sink (the token and HMAC key,
 -- every header value, the user info and query values of the URL) is kept
 -- in cdviz.sink_secrets, which only superusers read; cdviz.sinks and
@@ -1712,7 +1748,7 @@ COMMENT ON COLUMN cdviz.sources.kind IS 'folder, s3, nats or kafka';
 COMMENT ON COLUMN cdviz.sources.location IS 'folder: an absolute path; s3: s3://bucket/prefix; nats: comma-separated subjects; kafka: comma-separated topics. One source per location and kind';
 COMMENT ON COLUMN cdviz.sources.options IS 'options of the kind (see cdviz.source_options()), secrets shown as ***';
 COMMENT ON COLUMN cdviz.sources.secret_keys IS 'which options are secrets (kept in cdviz.source_secrets, readable by superusers only)';
-COMMENT ON COLUMN cdviz.sources.transformer IS 'reserved for a function (meta jsonb, body jsonb) RETURNS SETOF jsonb applied to each document read; always NULL in this version';
+COMMENT ON COLUMN cdviz.sources.transformer IS 'folder and s3: a function (meta jsonb, body jsonb) RETURNS SETOF jsonb called for each file or object read (format junit, tap or metadata), whose output replaces the built-in mapping of the format; NULL: the built-in mapping. See cdviz.retransform_source()';
 COMMENT ON COLUMN cdviz.sources.paused IS 'a paused source has no worker and reads nothing; its progress is kept';
 COMMENT ON COLUMN cdviz.sources.defined_by IS 'sql (managed with the functions) or settings (written by the launcher from the cdviz.* settings; change those instead)';
 COMMENT ON COLUMN cdviz.sources.created_at IS 'when the source was created';
@@ -1806,7 +1842,7 @@ AS $$
 		UNION ALL
 		SELECT v.kind, r.option, r.type, r.default_value, false, format(r.description, v.description)
 		FROM (VALUES
-			('format', 'string', 'cdevents', 'how each %s is read: cdevents (a .json event or array, else JSON Lines), junit (a JUnit XML report) or tap (a TAP 13/14 report); the pattern defaults to *.xml for junit, *.tap for tap'),
+			('format', 'string', 'cdevents', 'how each %s is read: cdevents (a .json event or array, else JSON Lines), junit (a JUnit XML report), tap (a TAP 13/14 report) or metadata (not read: its name, size, time and SHA-256 handed to the source''s transformer, which it requires); the pattern defaults to *.xml for junit, *.tap for tap, * for metadata'),
 			('batch_lines', 'integer', '5000', 'lines or array elements stored per transaction (1 to 1000000)'),
 			('max_line_size', 'integer', '1024', 'longest line read, in kB (1 to 1048576)'),
 			('max_json_size', 'integer', '65536', 'largest .json %s read, in kB (1 to 1048576)'),
@@ -1887,8 +1923,8 @@ BEGIN
 		RAISE EXCEPTION 'option "done_path" (an absolute path) is required when "after" is move'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	IF options ? 'format' AND NOT options->>'format' IN ('cdevents', 'junit', 'tap') THEN
-		RAISE EXCEPTION 'option "format" must be cdevents, junit or tap, not "%"', options->>'format'
+	IF options ? 'format' AND NOT options->>'format' IN ('cdevents', 'junit', 'tap', 'metadata') THEN
+		RAISE EXCEPTION 'option "format" must be cdevents, junit, tap or metadata, not "%"', options->>'format'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	IF options ? 'start' AND NOT options->>'start' IN ('earliest', 'latest') THEN
@@ -2022,30 +2058,49 @@ $$;
 COMMENT ON FUNCTION cdviz._source_redact(text, jsonb) IS
 'cdviz internal: a message with the given source secrets (of cdviz.source_secrets) in it replaced by ***; executable by all, as cdviz.source_status calls it with its reader''s rights';
 
--- The transformer contract (meta jsonb, body jsonb) RETURNS SETOF jsonb is
--- checked, then refused: no source applies one in this version.
-CREATE FUNCTION cdviz._source_check_transformer(transformer regprocedure)
+-- A source's transformer, as it will be (NULL: none): the contract (meta
+-- jsonb, body jsonb) RETURNS SETOF jsonb, on a kind and format that hand
+-- items to one; format metadata has no built-in mapping and needs one.
+CREATE FUNCTION cdviz._source_check_transformer(kind text, options jsonb, transformer regprocedure)
 RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	fmt CONSTANT text := coalesce(options->>'format', 'cdevents');
 BEGIN
 	IF transformer IS NULL THEN
+		IF kind IN ('folder', 's3') AND fmt = 'metadata' THEN
+			RAISE EXCEPTION 'a source of format metadata needs a transformer'
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = 'Its files are not read: there are no events in them to store without one.',
+					  HINT = 'Example: CREATE FUNCTION my_files(meta jsonb, body jsonb) RETURNS SETOF jsonb LANGUAGE sql AS $f$ SELECT cdviz.webhook_cdevent(''artifact.published'', meta->>''source_uri'', meta->>''mtime'', ''pkg:generic/'' || (meta->>''name'') || ''?checksum=sha256:'' || (meta->>''sha256''), ''{}'') $f$; then transformer => ''my_files(jsonb,jsonb)''.';
+		END IF;
 		RETURN;
 	END IF;
 	IF NOT EXISTS (SELECT FROM pg_proc p WHERE p.oid = transformer AND p.proretset
 				   AND p.prorettype = 'jsonb'::regtype
 				   AND p.proargtypes = '3802 3802'::oidvector) THEN
 		RAISE EXCEPTION 'a source transformer must be a function (meta jsonb, body jsonb) RETURNS SETOF jsonb, not %', transformer
-			USING ERRCODE = 'invalid_parameter_value';
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Example: CREATE FUNCTION my_files(meta jsonb, body jsonb) RETURNS SETOF jsonb LANGUAGE plpgsql AS ...';
 	END IF;
-	RAISE EXCEPTION 'source transformers are not supported yet'
-		USING ERRCODE = 'feature_not_supported',
-			  HINT = 'Read the events as they are and transform them in SQL, or post them to a webhook route, which applies a transformer.';
+	IF kind IN ('nats', 'kafka') THEN
+		RAISE EXCEPTION 'sources of kind % take no transformer', kind
+			USING ERRCODE = 'feature_not_supported',
+				  DETAIL = 'Their messages are read as CDEvents or CloudEvents, in batches.',
+				  HINT = 'Post the tool''s payloads to a webhook route instead, which applies a transformer to each (cdviz.create_webhook()), or drop them as files into a folder source.';
+	END IF;
+	IF fmt = 'cdevents' THEN
+		RAISE EXCEPTION 'a source of format cdevents takes no transformer'
+			USING ERRCODE = 'feature_not_supported',
+				  DETAIL = 'Its files hold CDEvents, stored as they are.',
+				  HINT = 'Give the source the format whose items the transformer reads: junit, tap (the report) or metadata (the file''s name, size, time and SHA-256).';
+	END IF;
 END
 $$;
-COMMENT ON FUNCTION cdviz._source_check_transformer(regprocedure) IS
-'cdviz internal: checks a source transformer''s signature, then refuses it (SQLSTATE 0A000): sources apply none in this version';
+COMMENT ON FUNCTION cdviz._source_check_transformer(text, jsonb, regprocedure) IS
+'cdviz internal: raises unless a source of that kind and options may have that transformer (NULL: none): the signature (meta jsonb, body jsonb) RETURNS SETOF jsonb (22023), a folder or s3 source of format junit, tap or metadata (0A000 otherwise), and one at all for format metadata (22023)';
 
 -- The row to change, or an error naming it: missing, or defined by the
 -- settings.
@@ -2136,18 +2191,23 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	loc text := cdviz._source_check(kind, location, coalesce(options, '{}'));
+	sid integer;
 BEGIN
-	PERFORM cdviz._source_check_transformer(transformer);
+	PERFORM cdviz._source_check_transformer(kind, coalesce(options, '{}'), transformer);
 	IF name LIKE 'settings.%' THEN
 		RAISE EXCEPTION 'source names starting with "settings." are kept for the sources the settings define'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	RETURN cdviz._source_store(NULL, name, kind, loc, coalesce(options, '{}'),
+	sid := cdviz._source_store(NULL, name, kind, loc, coalesce(options, '{}'),
 							   paused => coalesce(paused, false));
+	IF transformer IS NOT NULL THEN
+		UPDATE cdviz.sources x SET transformer = create_source.transformer WHERE x.id = sid;
+	END IF;
+	RETURN sid;
 END
 $$;
 COMMENT ON FUNCTION cdviz.create_source(text, text, text, jsonb, regprocedure, boolean) IS
-'cdviz: creates a source (kind folder, s3, nats or kafka; options as cdviz.source_options() lists them) and returns its id; its worker starts when the transaction commits. Secret options go to cdviz.source_secrets; cdviz.sources shows them as ***. Example: SELECT cdviz.create_source(''agents'', ''folder'', ''/var/lib/ci/events'', ''{"poll_interval": 2, "after": "delete"}'');';
+'cdviz: creates a source (kind folder, s3, nats or kafka; options as cdviz.source_options() lists them) and returns its id; its worker starts when the transaction commits. Secret options go to cdviz.source_secrets; cdviz.sources shows them as ***. A folder or s3 source of format junit, tap or metadata may have a transformer (meta jsonb, body jsonb) RETURNS SETOF jsonb, called for each file or object; format metadata requires one. Example: SELECT cdviz.create_source(''agents'', ''folder'', ''/var/lib/ci/events'', ''{"poll_interval": 2, "after": "delete"}'');';
 
 CREATE FUNCTION cdviz.alter_source(name text, location text DEFAULT NULL, options jsonb DEFAULT NULL,
 								   transformer regprocedure DEFAULT NULL, paused boolean DEFAULT NULL)
@@ -2160,8 +2220,10 @@ DECLARE
 	cur jsonb;
 	full_options jsonb;
 	k text;
+	-- NULL keeps the current transformer, '-' (no function) removes it
+	tr CONSTANT regprocedure := CASE WHEN transformer IS NULL THEN s.transformer
+									 WHEN transformer <> 0 THEN transformer END;
 BEGIN
-	PERFORM cdviz._source_check_transformer(transformer);
 	SELECT x.secrets INTO cur FROM cdviz.source_secrets x WHERE x.source_id = s.id;
 	cur := coalesce(cur, '{}');
 	IF options IS NULL THEN
@@ -2187,16 +2249,20 @@ BEGIN
 				FROM jsonb_each(options->'config') e));
 		END IF;
 	END IF;
+	PERFORM cdviz._source_check_transformer(s.kind, full_options, tr);
 	PERFORM cdviz._source_store(s.id, s.name, s.kind,
 								cdviz._source_check(s.kind, coalesce(location, s.location), full_options),
 								full_options);
+	IF tr IS DISTINCT FROM s.transformer THEN
+		UPDATE cdviz.sources x SET transformer = tr WHERE x.id = s.id;
+	END IF;
 	IF paused IS NOT NULL THEN
 		UPDATE cdviz.sources x SET paused = alter_source.paused WHERE x.id = s.id;
 	END IF;
 END
 $$;
 COMMENT ON FUNCTION cdviz.alter_source(text, text, jsonb, regprocedure, boolean) IS
-'cdviz: changes a source; NULL arguments keep the current value, options (when given) replace all options, secrets included (a secret given as ***, as cdviz.sources shows it, keeps its current value). Its worker restarts with the new definition when the transaction commits; progress is kept per file, object, stream consumer or group. Example: SELECT cdviz.alter_source(''agents'', options => ''{"poll_interval": 10}'');';
+'cdviz: changes a source; NULL arguments keep the current value, options (when given) replace all options, secrets included (a secret given as ***, as cdviz.sources shows it, keeps its current value); transformer => ''-'' removes the transformer. Its worker restarts with the new definition when the transaction commits; progress is kept per file, object, stream consumer or group. Example: SELECT cdviz.alter_source(''agents'', options => ''{"poll_interval": 10}'');';
 
 CREATE FUNCTION cdviz.drop_source(name text)
 RETURNS void
@@ -2295,7 +2361,7 @@ SELECT pg_catalog.pg_extension_config_dump('cdviz.sources_id_seq', '');
 -- into the lake and reads files the server's account can read.
 REVOKE EXECUTE ON FUNCTION cdviz._source_check(text, text, jsonb),
 	cdviz._source_split(text, jsonb),
-	cdviz._source_check_transformer(regprocedure), cdviz._source_for_change(text),
+	cdviz._source_check_transformer(text, jsonb, regprocedure), cdviz._source_for_change(text),
 	cdviz._source_store(integer, text, text, text, jsonb, text, boolean),
 	cdviz.create_source(text, text, text, jsonb, regprocedure, boolean),
 	cdviz.alter_source(text, text, jsonb, regprocedure, boolean),
@@ -2463,3 +2529,87 @@ COMMENT ON COLUMN cdviz.rejected_events.origin_ref IS 'where exactly: HTTP peer 
 ALTER EXTENSION cdviz DROP TABLE cdviz.source_polls;
 DROP TABLE cdviz.source_polls;
 
+-- Transformers of sources, with the webhooks' contract (70_webhooks.sql):
+-- a folder or s3 source of format junit, tap or metadata may name a
+-- function (meta jsonb, body jsonb) RETURNS SETOF jsonb, which its worker
+-- calls for each file or object in the transaction that stores the
+-- events (src/webhook/source_item.c).  Its output replaces the built-in
+-- mapping of the format.  A transformer that raises keeps the item in
+-- cdviz.rejected_events (envelope {"mode": "transformer", ...}), which
+-- cdviz.retransform_source() runs the fixed transformer over again.
+
+-- The source's current transformer over one dead letter a transformer
+-- left: its events stored and the dead letter removed, or the new error
+-- recorded on it.
+CREATE FUNCTION cdviz._source_retransform(id bigint,
+										  OUT stored bigint, OUT duplicates bigint, OUT rejected bigint,
+										  OUT error text)
+RETURNS record
+LANGUAGE c STRICT VOLATILE
+AS 'MODULE_PATHNAME', 'cdviz_source_retransform';
+COMMENT ON FUNCTION cdviz._source_retransform(bigint) IS
+'cdviz internal: runs the source''s current transformer over the item a transformer''s dead letter keeps, stores its events and removes the dead letter, or records the new error on it; see cdviz.retransform_source()';
+
+CREATE FUNCTION cdviz.retransform_source(name text, since timestamptz DEFAULT '-infinity',
+										 OUT items bigint, OUT stored bigint, OUT duplicates bigint,
+										 OUT rejected bigint, OUT failed bigint)
+RETURNS record
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	s cdviz.sources;
+	d record;
+	r record;
+BEGIN
+	SELECT * INTO s FROM cdviz.sources x WHERE x.name = retransform_source.name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'source "%" does not exist', name USING ERRCODE = 'undefined_object';
+	END IF;
+	IF s.transformer IS NULL THEN
+		RAISE EXCEPTION 'source "%" has no transformer', name
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = format('SELECT cdviz.alter_source(%L, transformer => ''my_transform(jsonb,jsonb)'');', name);
+	END IF;
+	items := 0; stored := 0; duplicates := 0; rejected := 0; failed := 0;
+	FOR d IN
+		SELECT e.id, e.origin_ref FROM cdviz.rejected_events e
+		WHERE e.envelope->>'mode' = 'transformer' AND e.envelope->>'source' = retransform_source.name
+		  AND e.received_at >= since AND e.replayed_at IS NULL
+		ORDER BY e.id
+	LOOP
+		SELECT * INTO r FROM cdviz._source_retransform(d.id) t;
+		items := items + 1;
+		stored := stored + r.stored;
+		duplicates := duplicates + r.duplicates;
+		IF r.error IS NOT NULL THEN
+			failed := failed + 1;
+			CONTINUE;
+		END IF;
+		rejected := rejected + r.rejected;
+		-- the file's or object's counters: the item is no longer rejected
+		UPDATE cdviz.fs_files f
+		SET events = f.events + r.stored, duplicates = f.duplicates + r.duplicates,
+			rejected = greatest(f.rejected - 1 + r.rejected, 0)
+		WHERE s.kind = 'folder' AND f.path = d.origin_ref;
+		UPDATE cdviz.s3_objects o
+		SET events = o.events + r.stored, duplicates = o.duplicates + r.duplicates,
+			rejected = greatest(o.rejected - 1 + r.rejected, 0)
+		WHERE s.kind = 's3' AND 's3://' || o.bucket || '/' || o.key = d.origin_ref;
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION cdviz.retransform_source(text, timestamptz) IS
+'cdviz: runs the source''s current transformer again over the items it raised on (kept in cdviz.rejected_events) since a time, in the order they were kept; stores their events and removes each dead letter it recovers (one it raises on again keeps the new error). Safe to repeat: the events get the ids and times they would have had, which the lake stores once. Returns the items processed, events stored and duplicated, invalid events (dead letters of their own) and items still failing. Example: SELECT * FROM cdviz.retransform_source(''drops'', now() - interval ''1 day'');';
+
+-- The built-in mapping of test reports, for transformers that start from
+-- it (attach an environment, a pipeline run...).
+CREATE FUNCTION cdviz.report_cdevents(meta jsonb, body jsonb, environment text DEFAULT NULL)
+RETURNS SETOF jsonb
+LANGUAGE c STABLE
+AS 'MODULE_PATHNAME', 'cdviz_report_cdevents';
+COMMENT ON FUNCTION cdviz.report_cdevents(jsonb, jsonb, text) IS
+'cdviz: the events a source of format junit or tap stores without a transformer, made of the meta and body it hands a transformer (environment: the test runs'' environment.id; NULL: the suite''s hostname, else unknown). Example, in a transformer: RETURN QUERY SELECT e FROM cdviz.report_cdevents(meta, body, ''staging'') e;';
+
+REVOKE EXECUTE ON FUNCTION cdviz._source_retransform(bigint),
+	cdviz.retransform_source(text, timestamptz) FROM PUBLIC;

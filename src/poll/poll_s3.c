@@ -625,6 +625,8 @@ read_object(S3Pass *p, S3Pending *t, char **error)
 		f.read_hash = t->row->hash;
 	}
 	arg.etag = p->etag[0] ? p->etag : t->etag;
+	f.bucket = p->bucket;
+	f.etag = arg.etag;
 	/* the same version, left half read by a crash: continue it */
 	if (t->row && strcmp(t->row->etag, arg.etag) == 0 &&
 		strcmp(t->row->status, "reading") == 0 && (uint64) t->row->offset <= f.size)

@@ -24,6 +24,7 @@
 #define DEFAULT_PATTERN "*.json,*.jsonl,*.ndjson"
 #define JUNIT_PATTERN "*.xml"
 #define TAP_PATTERN "*.tap"
+#define METADATA_PATTERN "*"
 
 /* See PollNoteFunc: the poll in cdviz.source_progress, as every kind notes it. */
 static void
@@ -43,6 +44,8 @@ read_options(const CdvizSource *src, PollConfig *cfg, int poll_interval, const c
 	const char *pattern = DEFAULT_PATTERN;
 
 	memset(cfg, 0, sizeof(*cfg));
+	cfg->source_name = src->name;
+	cfg->transformer = src->transformer;
 	cfg->location = src->location;
 	/* a report's usual name, unless the source names its files */
 	if (strcmp(format, "junit") == 0)
@@ -54,6 +57,11 @@ read_options(const CdvizSource *src, PollConfig *cfg, int poll_interval, const c
 	{
 		cfg->format = POLL_FORMAT_TAP;
 		pattern = TAP_PATTERN;
+	}
+	else if (strcmp(format, "metadata") == 0)
+	{
+		cfg->format = POLL_FORMAT_METADATA;
+		pattern = METADATA_PATTERN;
 	}
 	else
 		cfg->format = POLL_FORMAT_CDEVENTS;
