@@ -95,7 +95,6 @@ for f in "$TMP"/h/*; do
 	[ ${#CURL_ARGS[@]} -eq 0 ] || CURL_ARGS+=(--next)
 	CURL_ARGS+=(-sf -o /dev/null -H 'content-type: application/json' --data-binary "@$f" "$URL/cdevents")
 done
-EVENT_BYTES=$($PSQL -c "SELECT round(avg(length(payload::text))) FROM cdviz.cdevents_lake WHERE context_source = 'file://$TMP/a'")
 $PSQL -c "CHECKPOINT"
 until curl -sf "$URL/readyz" >/dev/null; do sleep 0.2; done
 
@@ -123,10 +122,12 @@ read -r T_JUNIT TXS <<<"$($PSQL -F ' ' -c "
 	FROM cdviz.cdevents_lake WHERE context_source = 'file://$TMP/j'")"
 GOT_J=$($PSQL -c "SELECT count(*) FROM cdviz.cdevents_lake WHERE context_source = 'file://$TMP/j'")
 [ "$GOT_J" = "$N" ] || { echo "bench: source j stored $GOT_J of $N" >&2; exit 1; }
+SIZES=$($PSQL -c "SELECT string_agg(right(context_source, 1) || ' ' || round(avg), ', ' ORDER BY context_source)
+	FROM (SELECT context_source, avg(length(payload::text)) FROM cdviz.cdevents_lake GROUP BY 1) s")
 
-awk -v n="$N" -v f="$FILES" -v c="$CASES" -v b="$BYTES" -v e="$EVENT_BYTES" -v h="$T_HTTP" -v j="$T_JUNIT" \
+awk -v n="$N" -v f="$FILES" -v c="$CASES" -v b="$BYTES" -v e="$SIZES" -v h="$T_HTTP" -v j="$T_JUNIT" \
 	-v w="$T_WALL" -v x="$TXS" 'BEGIN {
-	printf "reports: %d of %d cases, %.1f MB of XML; %d events per set, %d bytes each on average\n", f, c, b / 1048576, n, e;
+	printf "reports: %d of %d cases, %.1f MB of XML; %d events per set, bytes per event (sets a, h, j): %s\n", f, c, b / 1048576, n, e;
 	printf "POST /cdevents H (a report per request): %7.1f s  %8.0f events/s\n", h, n / h;
 	printf "folder source, junit J:                  %7.1f s  %8.0f events/s  %6.1f MB/s  vs /cdevents %.2f (goal >= 0.5)\n",
 		j, n / j, b / 1048576 / j, (n / j) / (n / h);
