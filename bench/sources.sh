@@ -13,19 +13,23 @@
 # skipped), read by folder sources with format junit; each report gives
 # CASES + 1 events (its cases and its suite).
 #
-# 1. The reports are generated once and copied into folders a and j.
+# 1. The reports are generated once and copied into folder a, and in two
+#    halves (by name) into folders j and k.
 # 2. Source a reads folder a (warm-up: it creates the summary rows, so that
-#    the timed sides do the same work after it).  Its events, with "/a/"
-#    made "/h/" in their ids and source (same sizes), become the bodies of
-#    set H, one JSON array per report.
-# 3. Set H is posted to /cdevents, one report's events per request, one
-#    request after the other on one connection (curl): timed.
-# 4. Source j reads folder j (the same reports under another path, so
-#    other ids): timed from the start of its first transaction to the end
-#    of its last (the events' imported_at, plus one report), so that the
-#    two looks at the folder before a file is read (poll_interval 1 s) are
-#    not counted; the wall time from create_source is printed as well.
-#    Its rate is printed against H's (goal >= 0.5).
+#    the timed sides do the same work after it).  Its events, with folder a
+#    named h in their ids and source (same sizes), become the bodies of set
+#    H, one JSON array per report, assembled before any timing.
+# 3. In the order H1, J, K, H2 (so that a machine slowing down or speeding
+#    up during the run favours neither side): the first half of set H is
+#    posted to /cdevents, one report's events per request, one request
+#    after the other on one connection (curl); a folder source reads folder
+#    j, then another folder k (the same reports under other paths, hence
+#    other ids); the second half of H is posted.  A source's time runs from
+#    the start of its first transaction to the end of its last (the events'
+#    imported_at, plus one report), so that the two looks at the folder
+#    before a file is read (poll_interval 1 s) are not counted; their wall
+#    time from create_source is printed as well.  The sources' rate is
+#    printed against /cdevents' (goal >= 0.5), and each half's ratio.
 # 5. bench/sources_oci.sh, when present, runs the registry part on the same
 #    cluster (see below).
 set -eu
@@ -72,7 +76,13 @@ perl "$HERE/gen_junit.pl" "$TMP/gen" "$FILES" "$CASES"
 BYTES=$(du -sb "$TMP/gen" | cut -f1)
 N=$((FILES * (CASES + 1)))
 cp -r "$TMP/gen" "$TMP/a"
-cp -r "$TMP/gen" "$TMP/j"
+# halves: folder j gets the first half of the reports (by name), k the rest
+mkdir "$TMP/j" "$TMP/k"
+reports=("$TMP"/gen/*)
+cp "${reports[@]:0:FILES / 2}" "$TMP/j"
+cp "${reports[@]:FILES / 2}" "$TMP/k"
+N_J=$((FILES / 2 * (CASES + 1)))
+N_K=$((N - N_J))
 SOURCE_OPTIONS='{"format": "junit", "poll_interval": 1}'
 
 echo "reading folder a (warm-up) ..."
@@ -82,56 +92,81 @@ $PSQL -c "SELECT cdviz.drop_source('a')" >/dev/null
 GOT_A=$($PSQL -c "SELECT count(*) FROM cdviz.cdevents_lake WHERE context_source = 'file://$TMP/a'")
 [ "$GOT_A" = "$N" ] || { echo "bench: source a stored $GOT_A of $N events" >&2; exit 1; }
 
-# set H: one request body a report, the events in the order stored
+# set H: one request body a report (named after it), its events in the
+# order stored; the requests of each half assembled before any timing
 mkdir "$TMP/h"
 $PSQL -F $'\t' -c "
-	SELECT lpad((row_number() OVER (ORDER BY split_part(context_id, '#', 1)))::text, 6, '0'),
+	SELECT regexp_replace(split_part(context_id, '#', 1), '^.*/|@sha256:.*$', '', 'g'),
 		   replace(jsonb_agg(payload ORDER BY id)::text, '$TMP/a', '$TMP/h')
 	FROM cdviz.cdevents_lake WHERE context_source = 'file://$TMP/a'
 	GROUP BY split_part(context_id, '#', 1)" |
-	awk -F '\t' -v dir="$TMP/h" '{ f = dir "/" $1 ".json"; printf "%s", $2 > f; close(f) }'
-CURL_ARGS=()
+	awk -F '\t' -v dir="$TMP/h" '{ f = dir "/" $1; printf "%s", $2 > f; close(f) }'
+CURL_J=()
+CURL_K=()
 for f in "$TMP"/h/*; do
-	[ ${#CURL_ARGS[@]} -eq 0 ] || CURL_ARGS+=(--next)
-	CURL_ARGS+=(-sf -o /dev/null -H 'content-type: application/json' --data-binary "@$f" "$URL/cdevents")
+	args=(-sf -o /dev/null -H 'content-type: application/json' --data-binary "@$f" "$URL/cdevents")
+	if [ -f "$TMP/j/${f##*/}" ]; then
+		[ ${#CURL_J[@]} -eq 0 ] || CURL_J+=(--next)
+		CURL_J+=("${args[@]}")
+	else
+		[ ${#CURL_K[@]} -eq 0 ] || CURL_K+=(--next)
+		CURL_K+=("${args[@]}")
+	fi
 done
-$PSQL -c "CHECKPOINT"
 until curl -sf "$URL/readyz" >/dev/null; do sleep 0.2; done
 
-# ---- POST /cdevents ------------------------------------------------------------
-echo "posting set H to /cdevents ($FILES requests) ..."
-t0=$(now)
-curl "${CURL_ARGS[@]}"
-T_HTTP=$(seconds "$t0" "$(now)")
+# post_half NAME CURL_ARG...: post one half of set H, one request after the
+# other on one connection; its seconds in T_NAME
+post_half() {
+	name=$1
+	shift
+	echo "posting half $name of set H to /cdevents ..."
+	$PSQL -c "CHECKPOINT"
+	t0=$(now)
+	curl "$@"
+	eval "T_$name=$(seconds "$t0" "$(now)")"
+}
+
+# read_half NAME COUNT: a folder source reads folder NAME (COUNT events);
+# its seconds in T_NAME, from the start of its first transaction to the end
+# of its last (imported_at is a transaction's start, one report each: the
+# span plus one report); the wall time from create_source in W_NAME
+read_half() {
+	echo "reading folder $1 with a folder source (format junit) ..."
+	$PSQL -c "CHECKPOINT"
+	t0=$(now)
+	$PSQL -c "SELECT cdviz.create_source('$1', 'folder', '$TMP/$1', '$SOURCE_OPTIONS')" >/dev/null
+	wait_source "$1" "$2"
+	eval "W_$1=$(seconds "$t0" "$(now)")"
+	eval "T_$1=$($PSQL -c "
+		SELECT extract(epoch FROM max(imported_at) - min(imported_at)) * count(DISTINCT imported_at)
+				 / greatest(count(DISTINCT imported_at) - 1, 1)
+		FROM cdviz.cdevents_lake WHERE context_source = 'file://$TMP/$1'")"
+	got=$($PSQL -c "SELECT count(*) FROM cdviz.cdevents_lake WHERE context_source = 'file://$TMP/$1'")
+	[ "$got" = "$2" ] || { echo "bench: source $1 stored $got of $2" >&2; exit 1; }
+}
+
+# ---- the two halves, in the order /cdevents, source, source, /cdevents --------
+post_half h1 "${CURL_J[@]}"
+read_half j "$N_J"
+read_half k "$N_K"
+post_half h2 "${CURL_K[@]}"
 GOT_H=$($PSQL -c "SELECT count(*) FROM cdviz.cdevents_lake WHERE context_source = 'file://$TMP/h'")
 [ "$GOT_H" = "$N" ] || { echo "bench: /cdevents stored $GOT_H of $N" >&2; exit 1; }
-$PSQL -c "CHECKPOINT"
+SIZES=$($PSQL -c "SELECT string_agg(set || ' ' || round(avg), ', ' ORDER BY set)
+	FROM (SELECT CASE WHEN right(context_source, 2) IN ('/j', '/k') THEN 'j+k' ELSE right(context_source, 1) END AS set, avg(length(payload::text))
+		  FROM cdviz.cdevents_lake GROUP BY 1) s")
 
-# ---- folder source, format junit ------------------------------------------------
-echo "reading folder j with a folder source (format junit) ..."
-t0=$(now)
-$PSQL -c "SELECT cdviz.create_source('j', 'folder', '$TMP/j', '$SOURCE_OPTIONS')" >/dev/null
-wait_source j "$N"
-T_WALL=$(seconds "$t0" "$(now)")
-# imported_at is each transaction's start, one report each: from the first
-# to the last, plus one report
-read -r T_JUNIT TXS <<<"$($PSQL -F ' ' -c "
-	SELECT extract(epoch FROM max(imported_at) - min(imported_at)) * count(DISTINCT imported_at)
-			 / greatest(count(DISTINCT imported_at) - 1, 1),
-		   count(DISTINCT imported_at)
-	FROM cdviz.cdevents_lake WHERE context_source = 'file://$TMP/j'")"
-GOT_J=$($PSQL -c "SELECT count(*) FROM cdviz.cdevents_lake WHERE context_source = 'file://$TMP/j'")
-[ "$GOT_J" = "$N" ] || { echo "bench: source j stored $GOT_J of $N" >&2; exit 1; }
-SIZES=$($PSQL -c "SELECT string_agg(right(context_source, 1) || ' ' || round(avg), ', ' ORDER BY context_source)
-	FROM (SELECT context_source, avg(length(payload::text)) FROM cdviz.cdevents_lake GROUP BY 1) s")
-
-awk -v n="$N" -v f="$FILES" -v c="$CASES" -v b="$BYTES" -v e="$SIZES" -v h="$T_HTTP" -v j="$T_JUNIT" \
-	-v w="$T_WALL" -v x="$TXS" 'BEGIN {
-	printf "reports: %d of %d cases, %.1f MB of XML; %d events per set, bytes per event (sets a, h, j): %s\n", f, c, b / 1048576, n, e;
+# shellcheck disable=SC2154 # T_h1, T_h2, T_j, T_k, W_j, W_k are set by eval
+awk -v n="$N" -v nj="$N_J" -v nk="$N_K" -v f="$FILES" -v c="$CASES" -v b="$BYTES" -v e="$SIZES" \
+	-v h1="$T_h1" -v h2="$T_h2" -v j="$T_j" -v k="$T_k" -v w="$(awk -v a="$W_j" -v b="$W_k" 'BEGIN { print a + b }')" 'BEGIN {
+	h = h1 + h2; s = j + k;
+	printf "reports: %d of %d cases, %.1f MB of XML; %d events per set, bytes per event (sets a, h, j+k): %s\n", f, c, b / 1048576, n, e;
 	printf "POST /cdevents H (a report per request): %7.1f s  %8.0f events/s\n", h, n / h;
-	printf "folder source, junit J:                  %7.1f s  %8.0f events/s  %6.1f MB/s  vs /cdevents %.2f (goal >= 0.5)\n",
-		j, n / j, b / 1048576 / j, (n / j) / (n / h);
-	printf "(source wall time from create_source, two looks at the folder included: %.1f s; %d transactions)\n", w, x;
+	printf "folder sources, junit J and K:           %7.1f s  %8.0f events/s  %6.1f MB/s  vs /cdevents %.2f (goal >= 0.5)\n",
+		s, n / s, b / 1048576 / s, (n / s) / (n / h);
+	printf "(halves: first %.2f, second %.2f; sources'"'"' wall time from create_source, two looks at the folder included: %.1f s; %d transactions)\n",
+		(nj / j) / (nj / h1), (nk / k) / (nk / h2), w, f;
 }'
 
 # ---- the registry part -----------------------------------------------------------
