@@ -63,12 +63,7 @@ wait_source() {
 }
 
 # ---- server ------------------------------------------------------------------
-bench_cluster_start "$TMP" "$PGPORT" bench \
-	"cdviz.http_listen_addresses = '127.0.0.1'" \
-	"cdviz.http_port = $HTTP_PORT"
-URL=http://127.0.0.1:$HTTP_PORT
-$PSQL -d postgres -c "CREATE DATABASE bench"
-$PSQL -c "CREATE EXTENSION cdviz"
+bench_http_cluster
 
 # ---- reports -----------------------------------------------------------------
 echo "generating $FILES JUnit reports of $CASES cases ..."
@@ -81,7 +76,7 @@ mkdir "$TMP/j" "$TMP/k"
 reports=("$TMP"/gen/*)
 cp "${reports[@]:0:FILES / 2}" "$TMP/j"
 cp "${reports[@]:FILES / 2}" "$TMP/k"
-N_J=$((FILES / 2 * (CASES + 1)))
+N_J=$(((FILES / 2) * (CASES + 1)))
 N_K=$((N - N_J))
 SOURCE_OPTIONS='{"format": "junit", "poll_interval": 1}'
 
