@@ -160,7 +160,7 @@ awk -v n="$N" -v nj="$N_J" -v nk="$N_K" -v f="$FILES" -v c="$CASES" -v b="$BYTES
 	printf "POST /cdevents H (a report per request): %7.1f s  %8.0f events/s\n", h, n / h;
 	printf "folder sources, junit J and K:           %7.1f s  %8.0f events/s  %6.1f MB/s  vs /cdevents %.2f (goal >= 0.5)\n",
 		s, n / s, b / 1048576 / s, (n / s) / (n / h);
-	printf "(halves: first %.2f, second %.2f; sources'"'"' wall time from create_source, two looks at the folder included: %.1f s; %d transactions)\n",
+	printf "(halves: first %.2f, second %.2f; sources'"'"' wall time from create_source, two looks at the folder included: %.1f s; %d reports, a transaction each)\n",
 		(nj / j) / (nj / h1), (nk / k) / (nk / h2), w, f;
 }'
 
