@@ -543,6 +543,10 @@ oci_describe(OciClient *c, const char *what)
 
 		s = psprintf("%s: HTTP %ld %s: %s", what, c->resp.status, code ? code : "", msg ? msg : "");
 	}
+	/* AWS's {"__type": ..., "message": ...} */
+	else if (doc && json_object_object_get_ex(doc, "__type", &errors))
+		s = psprintf("%s: HTTP %ld %s: %s", what, c->resp.status, json_object_get_string(errors),
+					 json_string(doc, "message") ? json_string(doc, "message") : "");
 	if (doc)
 		json_object_put(doc);
 	if (s == NULL && c->resp.status == 401)
