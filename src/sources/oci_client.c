@@ -11,8 +11,8 @@
  * read), sends it as a bearer token and keeps it until it expires.  Once a
  * realm is known, the token of the next repository is asked for before
  * the request (repository:<name>:pull, registry:catalog:* for the
- * catalog) instead of after its 401.  One token is kept: a scan reads one
- * repository after another.
+ * catalog) instead of after its 401.  Tokens are kept by scope, the
+ * TOKEN_SLOTS last ones: a scan asks for none while they last.
  *
  * For AWS ECR the basic credentials are AWS:<password> from ECR's
  * GetAuthorizationToken, a POST signed with AWS Signature V4 by libcurl
@@ -38,6 +38,15 @@
 /* Renew credentials this long before they expire. */
 #define TOKEN_MARGIN_MS (10 * 1000)
 #define ECR_MARGIN_MS (5 * 60 * 1000)
+/* Bearer tokens kept, by scope. */
+#define TOKEN_SLOTS 64
+
+typedef struct OciToken
+{
+	char	   *scope;			/* NULL: a free slot */
+	char	   *token;
+	TimestampTz expires;
+} OciToken;
 
 struct OciClient
 {
@@ -49,9 +58,8 @@ struct OciClient
 	/* the registry token flow, once a challenge named its realm */
 	char	   *realm;
 	char	   *service;
-	char	   *token_scope;	/* the scope the token was given for */
-	char	   *token;
-	TimestampTz token_expires;
+	OciToken	tokens[TOKEN_SLOTS];
+	int			next_slot;		/* the slot a new scope takes */
 	/* ECR: "AWS:<password>" */
 	char	   *ecr_userpwd;
 	TimestampTz ecr_expires;
@@ -274,13 +282,25 @@ scope_of(const char *repository)
 	return repository ? psprintf("repository:%s:pull", repository) : pstrdup("registry:catalog:*");
 }
 
+/* The token kept for scope, while it lasts, or NULL. */
+static OciToken *
+find_token(OciClient *c, const char *scope)
+{
+	for (int i = 0; i < TOKEN_SLOTS; i++)
+		if (c->tokens[i].scope && strcmp(c->tokens[i].scope, scope) == 0)
+			return GetCurrentTimestamp() < c->tokens[i].expires ? &c->tokens[i] : NULL;
+	return NULL;
+}
+
 /*
  * Ask the realm for a token of scope, with the basic credentials when
- * there are some.  False with *error when none was given.
+ * there are some, and keep it for key (the scope of the requests it is
+ * for).  NULL with *error when none was given.
  */
-static bool
-fetch_token(OciClient *c, const char *scope, const char *userpwd, char **error)
+static OciToken *
+fetch_token(OciClient *c, const char *scope, const char *key, const char *userpwd, char **error)
 {
+	OciToken   *t = NULL;
 	char	   *e_service = curl_easy_escape(c->curl, c->service ? c->service : "", 0);
 	char	   *e_scope = curl_easy_escape(c->curl, scope, 0);
 	char	   *url = psprintf("%s%sservice=%s&scope=%s", c->realm,
@@ -292,11 +312,11 @@ fetch_token(OciClient *c, const char *scope, const char *userpwd, char **error)
 	curl_free(e_service);
 	curl_free(e_scope);
 	if (!perform(c, url, false, NULL, userpwd, NULL, NULL, error))
-		return false;
+		return NULL;
 	if (c->resp.status != 200)
 	{
 		*error = oci_describe(c, psprintf("asking %s for a token", c->realm));
-		return false;
+		return NULL;
 	}
 	doc = body_json(c);
 	token = doc ? json_string(doc, "token") : NULL;
@@ -313,13 +333,26 @@ fetch_token(OciClient *c, const char *scope, const char *userpwd, char **error)
 	if (token == NULL || token[0] == '\0')
 	{
 		*error = psprintf("asking %s for a token: the answer has no token", c->realm);
-		return false;
+		return NULL;
 	}
-	c->token = MemoryContextStrdup(c->cxt, token);
-	c->token_scope = MemoryContextStrdup(c->cxt, scope);
-	c->token_expires = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-												   Max(expires_in * 1000 - TOKEN_MARGIN_MS, 0));
-	return true;
+	/* the key's slot, else the oldest one */
+	for (int i = 0; i < TOKEN_SLOTS && t == NULL; i++)
+		if (c->tokens[i].scope && strcmp(c->tokens[i].scope, key) == 0)
+			t = &c->tokens[i];
+	if (t == NULL)
+	{
+		t = &c->tokens[c->next_slot];
+		c->next_slot = (c->next_slot + 1) % TOKEN_SLOTS;
+		if (t->scope)
+			pfree(t->scope);
+		t->scope = MemoryContextStrdup(c->cxt, key);
+	}
+	if (t->token)
+		pfree(t->token);
+	t->token = MemoryContextStrdup(c->cxt, token);
+	t->expires = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+											 Max(expires_in * 1000 - TOKEN_MARGIN_MS, 0));
+	return t;
 }
 
 /*
@@ -448,6 +481,7 @@ oci_request(OciClient *c, bool head, const char *path, const char *accept,
 	{
 		struct curl_slist *headers = NULL;
 		const char *userpwd = NULL;
+		OciToken   *t = NULL;
 		bool		ok;
 
 		if (ecr)
@@ -457,14 +491,11 @@ oci_request(OciClient *c, bool head, const char *path, const char *accept,
 			basic = c->ecr_userpwd;
 		}
 		/* a registry of the token flow: the scope's token, asked for first */
-		if (c->realm && (c->token == NULL || strcmp(c->token_scope, scope) != 0 ||
-						 GetCurrentTimestamp() >= c->token_expires))
-		{
-			if (!fetch_token(c, scope, basic, error))
-				return NULL;
-		}
-		if (c->realm)
-			headers = curl_slist_append(headers, psprintf("Authorization: Bearer %s", c->token));
+		if (c->realm && (t = find_token(c, scope)) == NULL &&
+			(t = fetch_token(c, scope, scope, basic, error)) == NULL)
+			return NULL;
+		if (t)
+			headers = curl_slist_append(headers, psprintf("Authorization: Bearer %s", t->token));
 		else
 			userpwd = basic;
 		if (accept)
@@ -486,10 +517,9 @@ oci_request(OciClient *c, bool head, const char *path, const char *accept,
 				break;
 			c->realm = MemoryContextStrdup(c->cxt, realm);
 			c->service = service ? MemoryContextStrdup(c->cxt, service) : NULL;
-			if (!fetch_token(c, cscope ? cscope : scope, basic, error))
+			/* renewed, or new: the next attempt finds it */
+			if (fetch_token(c, cscope ? cscope : scope, scope, basic, error) == NULL)
 				return NULL;
-			/* kept for the scope it will be looked up by */
-			c->token_scope = MemoryContextStrdup(c->cxt, scope);
 		}
 		else if (!ecr)
 			break;

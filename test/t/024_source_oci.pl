@@ -255,12 +255,19 @@ wait_events($treg->{url}, 3, 'token flow: the events of a registry with auth: to
 my $tlog = front_log($tok);
 like($tlog, qr{GET /token\S* 200 scope=registry:catalog:\*}, 'a token for the catalog');
 like($tlog, qr{GET /token\S* 200 scope=repository:team/web:pull}, 'a token per repository');
-# tokens that end before their expires_in says: the 401 renews them
-front_control($tok, "token_ttl=2\n");
+my $web_tokens = sub { my @l = front_log($tok) =~ /scope=repository:team\/web:pull/g; return scalar @l; };
+my $before = $web_tokens->();
 wait_scans('token', 3);
+is($web_tokens->(), $before, 'tokens are kept while they last: later scans ask for none');
+# tokens that end before their expires_in says: the registry's 401 renews them
+front_control($tok, "token_ttl=2\n");
+q1(q{SELECT cdviz.alter_source('token', options => '{"repositories": ["team/web"], "poll_interval": 1, "username": "bob", "password": "builder-pass"}')});
+wait_scans('token', 1);
+$before = $web_tokens->();
 sleep 3;
 my $late = push_tags($treg->{url}, 'team/web', ['t2'], user => 'bob', pass => 'builder-pass');
-wait_events($treg->{url}, 4, 'an expired token is renewed after the registry\'s 401');
+wait_events($treg->{url}, 4, 'a tag pushed after the token expired is found');
+cmp_ok($web_tokens->(), '>', $before, 'the expired token was renewed after the registry\'s 401');
 is(status('token', 'last_error'), '', 'no error');
 front_control($tok, "");
 q1(q{SELECT cdviz.alter_source('token', options => '{"repositories": ["team/*"], "poll_interval": 1, "username": "bob", "password": "not-his"}')});

@@ -51,9 +51,10 @@ sub htpasswd_line
 sub token_keys
 {
 	my ($dir) = @_;
+	my ($out, $err) = ('', '');
 	IPC::Run::run([ 'openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', "$dir/token.key",
 			'-out', "$dir/token.crt", '-days', '2', '-subj', '/CN=cdviz-test-token' ],
-		'>', \my $out, '2>', \my $err) or die "openssl: $err";
+		'>', \$out, '2>', \$err) or die "openssl: $err";
 	return ("$dir/token.key", "$dir/token.crt");
 }
 
