@@ -31,6 +31,7 @@
 #include "miscadmin.h"
 #include "utils/memutils.h"
 
+#include "poll/poll.h"
 #include "sources/oci.h"
 
 /* Largest answer kept: a page of 10,000 tags is ~300 kB. */
@@ -141,13 +142,6 @@ on_header(char *data, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
-/* Stop a transfer when the worker is told to exit. */
-static int
-on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
-{
-	return ProcDiePending ? 1 : 0;
-}
-
 /*
  * One request: url, with the headers given, basic credentials userpwd
  * (or NULL), a POST of body when not NULL, signed with SigV4 by sigv4
@@ -185,20 +179,7 @@ perform(OciClient *c, const char *url, bool head, struct curl_slist *headers,
 			curl_easy_setopt(c->curl, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
 	}
 	curl_easy_setopt(c->curl, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT, 10L);
-	/* a server that stops sending for 30 s is dead */
-	curl_easy_setopt(c->curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
-	curl_easy_setopt(c->curl, CURLOPT_LOW_SPEED_TIME, 30L);
-	curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, c->errbuf);
-	curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, c);
-	curl_easy_setopt(c->curl, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, c);
-	curl_easy_setopt(c->curl, CURLOPT_NOPROGRESS, 0L);
-	curl_easy_setopt(c->curl, CURLOPT_XFERINFOFUNCTION, on_progress);
-	curl_easy_setopt(c->curl, CURLOPT_XFERINFODATA, c);
-	curl_easy_setopt(c->curl, CURLOPT_USERAGENT, "cdviz-oci-source");
+	poll_curl_options(c->curl, c->errbuf, on_body, on_header, c, "cdviz-oci-source");
 	rc = curl_easy_perform(c->curl);
 	curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &c->resp.status);
 	/* SIGTERM during the transfer: exit now */

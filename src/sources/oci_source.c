@@ -49,8 +49,6 @@
 #include "sources/oci.h"
 #include "store/store.h"
 
-/* Longest wait between scans after failures. */
-#define MAX_BACKOFF_SECONDS 600
 /* Repository names and tags, as the Distribution spec bounds them. */
 #define MAX_NAME 256
 #define MAX_TAG 129
@@ -736,11 +734,8 @@ cdviz_oci_source_run(const CdvizSource *src)
 		cdviz_source_note_poll(src, error);
 		if (error)
 		{
-			/* the wait doubles with each failure in a row, up to 10 minutes */
 			failures++;
-			for (int i = 1; i < failures && wait_s < MAX_BACKOFF_SECONDS; i++)
-				wait_s *= 2;
-			wait_s = Min(wait_s, MAX_BACKOFF_SECONDS);
+			wait_s = poll_backoff_seconds(interval, failures);
 			ereport(LOG,
 					(errmsg("%s: %s", POLL_WHO, error),
 					 errdetail("Failure %d in a row; next scan in %d s.", failures, wait_s),

@@ -97,14 +97,22 @@ EOF
 	close $fh;
 	my $h = IPC::Run::start([ $registry_bin, 'serve', "$dir/config.yml" ],
 		'>>', "$dir/registry.log", '2>>', "$dir/registry.log");
-	my $reg = { port => $port, url => "http://127.0.0.1:$port", dir => $dir, handle => $h };
+	my $url = "http://127.0.0.1:$port";
+	started(sub { my $r = $http->get("$url/v2/"); $r->{status} == 200 || $r->{status} == 401 },
+		"$dir/registry.log");
+	return { port => $port, url => $url, dir => $dir, handle => $h };
+}
+
+# Wait (10 s at most) until $up->() is true, else die with the server's log.
+sub started
+{
+	my ($up, $log) = @_;
 	for (1 .. 100)
 	{
-		my $r = $http->get("$reg->{url}/v2/");
-		return $reg if $r->{status} == 200 || $r->{status} == 401;
+		return if $up->();
 		usleep(100_000);
 	}
-	die "docker-registry did not start: " . slurp_file("$dir/registry.log");
+	die "$log: the server did not start:\n" . (-f $log ? slurp_file($log) : '');
 }
 
 sub registry_stop
@@ -132,14 +140,9 @@ sub front_start
 		push @cmd, "--$flag", $o{$k};
 	}
 	my $h = IPC::Run::start(\@cmd, '>>', "$dir/front.out", '2>>', "$dir/front.out");
-	my $front = { port => $port, url => "http://127.0.0.1:$port", log => "$dir/front.log",
+	started(sub { -s "$dir/front.log" }, "$dir/front.out");
+	return { port => $port, url => "http://127.0.0.1:$port", log => "$dir/front.log",
 		control => "$dir/control", handle => $h };
-	for (1 .. 100)
-	{
-		return $front if -s "$dir/front.log";
-		usleep(100_000);
-	}
-	die 'registry_front.py did not start: ' . slurp_file("$dir/front.out");
 }
 
 sub front_stop
