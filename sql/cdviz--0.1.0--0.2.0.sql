@@ -3859,3 +3859,5 @@ END
 $$;
 COMMENT ON FUNCTION cdviz.webhook_oci_purl(text, text) IS
 'cdviz: package URL of a container image reference (registry/path/name[:tag][@sha256:...]): pkg:oci/<name>@<digest>?repository_url=<registry/path/name>&tag=<tag>, registry and name in lower case, the tag as given. Example: SELECT cdviz.webhook_oci_purl(''ghcr.io/acme/api:1.2@sha256:ab12'');';
+-- As cdviz._source_check(): superusers manage sources.
+REVOKE EXECUTE ON FUNCTION cdviz._source_check_oci(text, jsonb) FROM PUBLIC;

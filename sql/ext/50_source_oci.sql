@@ -134,6 +134,8 @@ END
 $$;
 COMMENT ON FUNCTION cdviz._source_check_oci(text, jsonb) IS
 'cdviz internal: checks the location and options of a source of kind oci (called by cdviz._source_check()) and returns the location as stored; raises SQLSTATE 22023 naming what is wrong';
+-- As cdviz._source_check(): superusers manage sources.
+REVOKE EXECUTE ON FUNCTION cdviz._source_check_oci(text, jsonb) FROM PUBLIC;
 
 -- The events of one registry item (a tag seen pointing to a new digest),
 -- by the contract of transformers: meta describes the item (see
