@@ -455,6 +455,14 @@ oci_request(OciClient *c, bool head, const char *path, const char *accept,
 	char	   *scope = scope_of(repository);
 	const char *basic = NULL;
 	bool		ecr = c->auth.ecr_region[0] != '\0';
+	size_t		blen = strlen(c->base);
+
+	/* a Link elsewhere would be sent the registry's credentials */
+	if (strncmp(url, c->base, blen) != 0 || url[blen] != '/')
+	{
+		*error = psprintf("the registry links to %s, outside %s", url, c->base);
+		return NULL;
+	}
 
 	if (c->auth.username[0])
 		basic = psprintf("%s:%s", c->auth.username, c->auth.password);
