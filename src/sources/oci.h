@@ -57,8 +57,9 @@ extern OciClient *oci_client_create(MemoryContext cxt, const char *base, const O
  * absolute URL a Link header gave) with the Accept header accept (or
  * NULL), authenticating as the registry asks; repository names the scope
  * of a bearer token (NULL: the catalog).  Returns the answer, whatever its
- * status, or NULL with *error when there was none (network, or the
- * credentials could not be had).  The answer is valid until the next
+ * status, or NULL with *error when there was none (network, the
+ * credentials could not be had, or an absolute URL outside the
+ * registry).  The answer is valid until the next
  * request.
  */
 extern OciResponse *oci_request(OciClient *c, bool head, const char *path, const char *accept,
