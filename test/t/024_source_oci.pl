@@ -163,6 +163,14 @@ ok($node->poll_query_until('postgres', q{SELECT last_error IS NULL FROM cdviz.so
 like(slurp_file($node->logfile), qr/Failure 1 in a row; next scan in 1 s/, 'a failure is logged with the wait');
 like(slurp_file($node->logfile), qr/cdviz source reg: \Q$src\E answers again/, 'and so is the recovery');
 
+# a registry linking its next page elsewhere is not followed there
+front_control($front, "link_base=http://127.0.0.2:9\n");
+ok($node->poll_query_until('postgres',
+	q{SELECT last_error LIKE '%the registry links to http://127.0.0.2:9/v2/team/%/tags/list?n=2&last=%, outside %' FROM cdviz.source_status WHERE name = 'reg'}),
+	'a Link to another host is refused: the credentials stay with the registry')
+  or diag(status('reg', 'last_error'));
+front_control($front, "");
+
 # a refused connection
 front_stop($front);
 ok($node->poll_query_until('postgres',

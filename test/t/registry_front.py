@@ -12,7 +12,8 @@ Paths:
             next N requests (fail=always: all of them), delay_ms=N waits
             before answering, down=1 closes connections without an answer.
             A tag list is paginated here with n and last, and a Link header
-            (Distribution 2.8 answers every tag at once).
+            (Distribution 2.8 answers every tag at once); link_base=URL in
+            CONTROL puts URL before the Link's path.
   /token    the registry token flow's realm: checks basic credentials
             against --users (none given: anonymous), answers
             {"token", "expires_in"} with a JWT (RS256, signed by openssl
@@ -207,8 +208,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             rest = [t for t in tags if t > last] if last else tags
             page = rest[:n]
             if len(rest) > n:
-                out['Link'] = '<%s?n=%d&last=%s>; rel="next"' % (
-                    url.path, n, urllib.parse.quote(page[-1]))
+                out['Link'] = '<%s%s?n=%d&last=%s>; rel="next"' % (
+                    control().get('link_base', ''), url.path, n, urllib.parse.quote(page[-1]))
             data = json.dumps({'name': doc['name'], 'tags': page}).encode()
         conn.close()
         self.answer(r.status, data, out, 'proxied')
