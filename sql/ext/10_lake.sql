@@ -173,8 +173,8 @@ CREATE INDEX rejected_events_pending ON cdviz.rejected_events (id) WHERE replaye
 
 COMMENT ON TABLE cdviz.rejected_events IS
 'cdviz: dead letters — input that was not a valid event, with its origin and problems; see cdviz.replay_rejected()';
-COMMENT ON COLUMN cdviz.rejected_events.origin IS 'sql, http, fs, s3, nats, kafka or webhook';
-COMMENT ON COLUMN cdviz.rejected_events.origin_ref IS 'where exactly: HTTP peer and path, file:line, s3://bucket/key#n, NATS subject#stream sequence, Kafka topic/partition@offset, batch element index';
+COMMENT ON COLUMN cdviz.rejected_events.origin IS 'sql, http, fs, s3, nats, kafka, oci or webhook';
+COMMENT ON COLUMN cdviz.rejected_events.origin_ref IS 'where exactly: HTTP peer and path, file:line, s3://bucket/key#n, NATS subject#stream sequence, Kafka topic/partition@offset, registry/repository:tag@digest, batch element index';
 COMMENT ON COLUMN cdviz.rejected_events.raw IS 'the input text as received';
 COMMENT ON COLUMN cdviz.rejected_events.problems IS 'JSON array of {"path": ..., "message": ...}';
 COMMENT ON COLUMN cdviz.rejected_events.replayed_at IS 'when a replay stored it as an event (NULL while pending)';

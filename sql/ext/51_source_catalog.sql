@@ -1,5 +1,5 @@
--- Sources as rows: any number of folders, S3 prefixes, NATS subject lists
--- and Kafka topic lists, managed with cdviz.create_source(), alter_source(),
+-- Sources as rows: any number of folders, S3 prefixes, NATS subject lists,
+-- Kafka topic lists and OCI registries, managed with cdviz.create_source(), alter_source(),
 -- drop_source(), pause_source() and resume_source().  The "cdviz sources"
 -- launcher worker keeps one background worker per active source (so that a
 -- dead bucket never delays a folder) and restarts a source's worker when
@@ -10,7 +10,7 @@
 CREATE TABLE cdviz.sources (
 	id				integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	name			text NOT NULL UNIQUE CHECK (name ~ '^[A-Za-z0-9_.-]{1,63}$'),
-	kind			text NOT NULL CHECK (kind IN ('folder', 's3', 'nats', 'kafka')),
+	kind			text NOT NULL CHECK (kind IN ('folder', 's3', 'nats', 'kafka', 'oci')),
 	location		text NOT NULL,
 	options			jsonb NOT NULL DEFAULT '{}',
 	secret_keys		text[] NOT NULL DEFAULT '{}',
@@ -23,11 +23,11 @@ CREATE TABLE cdviz.sources (
 );
 
 COMMENT ON TABLE cdviz.sources IS
-'cdviz: where events are read from (folders, S3 prefixes, NATS subjects, Kafka topics), one worker per active source; managed with cdviz.create_source(), alter_source(), drop_source(), pause_source(), resume_source(). Secrets (S3 keys, credentials in the NATS URL, secret Kafka settings) are kept apart in cdviz.source_secrets and shown here as ***.';
+'cdviz: where events are read from (folders, S3 prefixes, NATS subjects, Kafka topics, OCI registries), one worker per active source; managed with cdviz.create_source(), alter_source(), drop_source(), pause_source(), resume_source(). Secrets (S3 keys, credentials in the NATS URL, secret Kafka settings, registry passwords) are kept apart in cdviz.source_secrets and shown here as ***.';
 COMMENT ON COLUMN cdviz.sources.id IS 'source number';
 COMMENT ON COLUMN cdviz.sources.name IS 'source name (letters, digits, _ . -); settings.folder, settings.s3 and settings.nats are the sources the cdviz.* settings define';
-COMMENT ON COLUMN cdviz.sources.kind IS 'folder, s3, nats or kafka';
-COMMENT ON COLUMN cdviz.sources.location IS 'folder: an absolute path; s3: s3://bucket/prefix; nats: comma-separated subjects; kafka: comma-separated topics. One source per location and kind';
+COMMENT ON COLUMN cdviz.sources.kind IS 'folder, s3, nats, kafka or oci';
+COMMENT ON COLUMN cdviz.sources.location IS 'folder: an absolute path; s3: s3://bucket/prefix; nats: comma-separated subjects; kafka: comma-separated topics; oci: the registry''s https:// or http:// URL. One source per location and kind';
 COMMENT ON COLUMN cdviz.sources.options IS 'options of the kind (see cdviz.source_options()), secrets shown as ***';
 COMMENT ON COLUMN cdviz.sources.secret_keys IS 'which options are secrets (kept in cdviz.source_secrets, readable by superusers only)';
 COMMENT ON COLUMN cdviz.sources.transformer IS 'folder and s3: a function (meta jsonb, body jsonb) RETURNS SETOF jsonb called for each file or object read (format junit, tap or metadata), whose output replaces the built-in mapping of the format; NULL: the built-in mapping. See cdviz.retransform_source()';
@@ -118,7 +118,18 @@ AS $$
 		('kafka', 'batch_size', 'integer', '500', false, 'messages stored per transaction (1 to 100000)'),
 		('kafka', 'batch_timeout_ms', 'integer', '100', false, 'longest wait for a batch to fill, in ms (0 to 60000)'),
 		('kafka', 'start', 'string', 'earliest', false, 'where a new group starts: earliest or latest'),
-		('kafka', 'config', 'object', '{}', false, 'librdkafka settings; those a kafka sink keeps secret (named like *password*, *secret*, *.pem, ssl_key*, sasl.oauthbearer.config) are secrets')
+		('kafka', 'config', 'object', '{}', false, 'librdkafka settings; those a kafka sink keeps secret (named like *password*, *secret*, *.pem, ssl_key*, sasl.oauthbearer.config) are secrets'),
+		('oci', 'repositories', 'array', '[]', false, 'repository names, or patterns where * and ? match any characters (/ included); empty: every repository of the registry''s catalog'),
+		('oci', 'poll_interval', 'duration', '60', false, 'time between two scans: seconds, or a duration such as "30s", "5m", "1h" (1 s to 1 day); doubled after each failure, up to 10 minutes'),
+		('oci', 'initial', 'string', 'baseline', false, 'the first scan of a registry: baseline (records its tags, emits nothing) or backfill (an event for every tag found)'),
+		('oci', 'page_size', 'integer', '1000', false, 'entries asked for per page of the catalog and of tag lists (1 to 10000)'),
+		('oci', 'batch_size', 'integer', '500', false, 'new or moved tags whose events and progress are stored per transaction (1 to 100000)'),
+		('oci', 'username', 'string', '', true, 'user name for the registry (basic authentication, and for the token endpoint when the registry asks for a bearer token)'),
+		('oci', 'password', 'string', '', true, 'password or access token of that user'),
+		('oci', 'ecr', 'object', NULL, false, 'AWS ECR: {"region": "eu-west-1"}, and "endpoint" for another ECR API URL; the registry''s credentials come from GetAuthorizationToken, signed with the access keys'),
+		('oci', 'access_key_id', 'string', '', true, 'ecr: AWS access key id'),
+		('oci', 'secret_access_key', 'string', '', true, 'ecr: AWS secret access key'),
+		('oci', 'session_token', 'string', '', true, 'ecr: AWS session token of temporary credentials')
 	) AS v (kind, option, type, default_value, secret, description)
 	CROSS JOIN LATERAL (
 		SELECT v.kind, v.option, v.type, v.default_value, v.secret, v.description
@@ -157,9 +168,9 @@ DECLARE
 	list_re CONSTANT text := CASE kind WHEN 'nats' THEN '^[^\s,]+(,[^\s,]+){0,15}$'
 									   ELSE '^[A-Za-z0-9._-]{1,249}(,[A-Za-z0-9._-]{1,249})*$' END;
 BEGIN
-	IF kind IS NULL OR NOT kind IN ('folder', 's3', 'nats', 'kafka') THEN
+	IF kind IS NULL OR NOT kind IN ('folder', 's3', 'nats', 'kafka', 'oci') THEN
 		RAISE EXCEPTION 'unknown source kind "%"', kind
-			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use folder, s3, nats or kafka.';
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use folder, s3, nats, kafka or oci.';
 	END IF;
 	IF jsonb_typeof(options) IS DISTINCT FROM 'object' THEN
 		RAISE EXCEPTION 'source options must be a JSON object'
@@ -191,10 +202,11 @@ BEGIN
 	-- ranges, as the settings of the same name have
 	FOR o IN SELECT * FROM (VALUES ('poll_interval', 1, 86400), ('batch_lines', 1, 1000000),
 							  ('max_line_size', 1, 1048576), ('max_json_size', 1, 1048576),
-							  ('max_report_size', 1, 1048576),
+							  ('max_report_size', 1, 1048576), ('page_size', 1, 10000),
 							  ('batch_size', 1, 100000), ('batch_timeout_ms', 0, 60000)) r (k, lo, hi)
 	LOOP
-		IF options ? o.k AND NOT (options->>o.k)::numeric BETWEEN o.lo AND o.hi THEN
+		-- an oci source's poll_interval may be a duration (checked below)
+		IF jsonb_typeof(options->o.k) = 'number' AND NOT (options->>o.k)::numeric BETWEEN o.lo AND o.hi THEN
 			RAISE EXCEPTION 'option "%" must be from % to %, not %', o.k, o.lo, o.hi, options->>o.k
 				USING ERRCODE = 'invalid_parameter_value';
 		END IF;
@@ -233,6 +245,8 @@ BEGIN
 					USING ERRCODE = 'invalid_parameter_value';
 			END IF;
 			loc := coalesce(nullif(regexp_replace(loc, '/+$', ''), ''), '/');
+		WHEN 'oci' THEN
+			loc := cdviz._source_check_oci(loc, options);
 		WHEN 's3' THEN
 			-- bucket names as S3 has known them (older ones have capitals, _)
 			IF loc !~ '^s3://[A-Za-z0-9._-]{3,255}(/.*)?$' THEN
@@ -656,7 +670,9 @@ GRANT SELECT ON cdviz.sources TO cdviz_reader;
 -- One row per source.  Folder and S3 sources count their files and
 -- objects in cdviz.fs_files and cdviz.s3_objects (rows of the source's
 -- location: a source dropped and created again for the same folder
--- finds its progress); message sources count in cdviz.source_progress.
+-- finds its progress), OCI sources their registry's tags in
+-- cdviz.oci_tags; message sources count in cdviz.source_progress, and so
+-- do OCI sources their events.
 -- Every kind notes its polls in cdviz.source_progress.
 -- Errors are shown with the source's secrets replaced by ***.
 CREATE VIEW cdviz.source_status AS
@@ -697,6 +713,11 @@ LEFT JOIN LATERAL (
 	FROM cdviz.s3_objects o
 	WHERE o.source = s.location
 	HAVING s.kind = 's3'
+	UNION ALL
+	SELECT count(*), 0::bigint, NULL, NULL, NULL, max(t.seen_at), NULL, NULL
+	FROM cdviz.oci_tags t
+	WHERE t.registry = s.location
+	HAVING s.kind = 'oci'
 ) i ON true
 -- the first error there is: of the worker (failed) or of its last poll,
 -- else of one of the files or objects
@@ -713,12 +734,12 @@ COMMENT ON VIEW cdviz.source_status IS
 'cdviz: one row per source (cdviz.sources): the state of its worker, files or objects seen, events stored, duplicates, rejected lines or messages, what is left to read, when it was last read and polled, and its last error (of the source, else of one of its files); no secrets';
 COMMENT ON COLUMN cdviz.source_status.id IS 'cdviz.sources.id';
 COMMENT ON COLUMN cdviz.source_status.name IS 'source name';
-COMMENT ON COLUMN cdviz.source_status.kind IS 'folder, s3, nats or kafka';
-COMMENT ON COLUMN cdviz.source_status.location IS 'folder path, s3://bucket/prefix, NATS subjects or Kafka topics';
+COMMENT ON COLUMN cdviz.source_status.kind IS 'folder, s3, nats, kafka or oci';
+COMMENT ON COLUMN cdviz.source_status.location IS 'folder path, s3://bucket/prefix, NATS subjects, Kafka topics or registry URL';
 COMMENT ON COLUMN cdviz.source_status.paused IS 'whether the source is paused';
 COMMENT ON COLUMN cdviz.source_status.defined_by IS 'sql or settings';
 COMMENT ON COLUMN cdviz.source_status.state IS 'running, paused, starting, failed (see last_error; started again after a pause that doubles from 5 s to 5 min) or no worker slot (raise max_worker_processes)';
-COMMENT ON COLUMN cdviz.source_status.items IS 'folder and s3: files or objects seen; NULL for message sources';
+COMMENT ON COLUMN cdviz.source_status.items IS 'folder and s3: files or objects seen; oci: tags of the registry seen; NULL for message sources';
 COMMENT ON COLUMN cdviz.source_status.events IS 'events stored';
 COMMENT ON COLUMN cdviz.source_status.duplicates IS 'events read that the lake already had';
 COMMENT ON COLUMN cdviz.source_status.rejected IS 'lines, elements or messages sent to cdviz.rejected_events';

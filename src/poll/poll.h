@@ -25,6 +25,8 @@
 
 #include "postgres.h"
 
+#include <curl/curl.h>
+
 #include "access/htup.h"
 #include "access/tupdesc.h"
 #include "postmaster/bgworker.h"
@@ -238,6 +240,23 @@ typedef void (*PollRowFill) (void *entry, HeapTuple tup, TupleDesc desc);
 extern HTAB *poll_load_rows(const char *table, const char *sql, int nargs,
 							Oid *types, Datum *args, Size keysize, Size entrysize,
 							PollRowFill fill);
+
+/*
+ * The options every request of a polling source's curl handle takes,
+ * after curl_easy_reset(): no signals, 10 s to connect, a server silent
+ * for 30 s is dead, errors into errbuf, the body to on_body and the
+ * headers to on_header (both given arg), the transfer stopped when the
+ * worker is told to exit, and the user agent.
+ */
+extern void poll_curl_options(CURL *curl, char *errbuf, curl_write_callback on_body,
+							  curl_write_callback on_header, void *arg, const char *agent);
+
+/*
+ * Seconds to wait before the next poll after failures failed polls in a
+ * row: interval, doubled with each failure after the first, up to ten
+ * minutes.
+ */
+extern int	poll_backoff_seconds(int interval, int failures);
 
 /* poll_fs.c, poll_s3.c */
 
