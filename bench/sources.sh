@@ -30,8 +30,8 @@
 #    before a file is read (poll_interval 1 s) are not counted; their wall
 #    time from create_source is printed as well.  The sources' rate is
 #    printed against /cdevents' (goal >= 0.5), and each half's ratio.
-# 5. bench/sources_oci.sh, when present, runs the registry part on the same
-#    cluster (see below).
+# 5. bench/sources_oci.sh, the registry part, runs next with a cluster and
+#    a docker-registry of its own.
 set -eu
 
 FILES=${1:-1000}
@@ -165,12 +165,10 @@ awk -v n="$N" -v nj="$N_J" -v nk="$N_K" -v f="$FILES" -v c="$CASES" -v b="$BYTES
 }'
 
 # ---- the registry part -----------------------------------------------------------
-# bench/sources_oci.sh (an OCI registry of many tags scanned by an oci
-# source) runs here when present, on this cluster: it inherits PGHOST,
-# PGPORT, PGUSER, PGDATABASE, PGBIN, TMP (its scratch space, removed on
-# exit) and HTTP_PORT (taken: pick others above it), and prints its own
-# lines.
-if [ -f "$HERE/sources_oci.sh" ]; then
-	export PGBIN TMP HTTP_PORT
-	bash "$HERE/sources_oci.sh"
+# bench/sources_oci.sh: an oci source's scans of a registry of 2,000 tags,
+# with its own cluster and docker-registry (it needs docker-registry installed).
+if [ -x /usr/bin/docker-registry ]; then
+	bash "$HERE/sources_oci.sh" "${OCI_TAGS:-2000}"
+else
+	echo "registry part skipped: docker-registry is not installed"
 fi
