@@ -2836,7 +2836,7 @@ AS $$
 		UNION ALL
 		SELECT v.kind, r.option, r.type, r.default_value, false, format(r.description, v.description)
 		FROM (VALUES
-			('format', 'string', 'cdevents', 'how each %s is read: cdevents (a .json event or array, else JSON Lines), junit (a JUnit XML report) or tap (a TAP 13/14 report); the pattern defaults to *.xml for junit, *.tap for tap'),
+			('format', 'string', 'cdevents', 'how each %s is read: cdevents (a .json event or array, else JSON Lines), junit (a JUnit XML report), tap (a TAP 13/14 report) or metadata (not read: its name, size, time and SHA-256 handed to the source''s transformer, which it requires); the pattern defaults to *.xml for junit, *.tap for tap, * for metadata'),
 			('batch_lines', 'integer', '5000', 'lines or array elements stored per transaction (1 to 1000000)'),
 			('max_line_size', 'integer', '1024', 'longest line read, in kB (1 to 1048576)'),
 			('max_json_size', 'integer', '65536', 'largest .json %s read, in kB (1 to 1048576)'),
@@ -2912,8 +2912,8 @@ BEGIN
 		RAISE EXCEPTION 'option "done_path" (an absolute path) is required when "after" is move'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	IF options ? 'format' AND NOT options->>'format' IN ('cdevents', 'junit', 'tap') THEN
-		RAISE EXCEPTION 'option "format" must be cdevents, junit or tap, not "%"', options->>'format'
+	IF options ? 'format' AND NOT options->>'format' IN ('cdevents', 'junit', 'tap', 'metadata') THEN
+		RAISE EXCEPTION 'option "format" must be cdevents, junit, tap or metadata, not "%"', options->>'format'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	IF options ? 'start' AND NOT options->>'start' IN ('earliest', 'latest') THEN
