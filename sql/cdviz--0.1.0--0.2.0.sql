@@ -3057,3 +3057,59 @@ COMMENT ON FUNCTION cdviz.webhook_oci_purl(text, text) IS
 'cdviz: package URL of a container image reference (registry/path/name[:tag][@sha256:...]): pkg:oci/<name>@<digest>?repository_url=<registry/path/name>&tag=<tag>, registry and name in lower case, the tag as given. Example: SELECT cdviz.webhook_oci_purl(''ghcr.io/acme/api:1.2@sha256:ab12'');';
 -- As cdviz._source_check(): superusers manage sources.
 REVOKE EXECUTE ON FUNCTION cdviz._source_check_oci(text, jsonb) FROM PUBLIC;
+-- retransform_source() locks the dead letters it runs over: a run in
+-- another session waits for it, then skips those it removed.
+CREATE OR REPLACE FUNCTION cdviz.retransform_source(name text, since timestamptz DEFAULT '-infinity',
+										 OUT items bigint, OUT stored bigint, OUT duplicates bigint,
+										 OUT rejected bigint, OUT failed bigint)
+RETURNS record
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	s cdviz.sources;
+	d record;
+	r record;
+BEGIN
+	SELECT * INTO s FROM cdviz.sources x WHERE x.name = retransform_source.name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'source "%" does not exist', name USING ERRCODE = 'undefined_object';
+	END IF;
+	IF s.transformer IS NULL THEN
+		RAISE EXCEPTION 'source "%" has no transformer', name
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = format('SELECT cdviz.alter_source(%L, transformer => ''my_transform(jsonb,jsonb)'');', name);
+	END IF;
+	items := 0; stored := 0; duplicates := 0; rejected := 0; failed := 0;
+	-- locked as they come: a run in another session waits for this one,
+	-- then skips the dead letters this one removed
+	FOR d IN
+		SELECT e.id, e.origin_ref FROM cdviz.rejected_events e
+		WHERE e.envelope->>'mode' = 'transformer' AND e.envelope->>'source' = retransform_source.name
+		  AND e.received_at >= since AND e.replayed_at IS NULL
+		ORDER BY e.id
+		FOR UPDATE OF e
+	LOOP
+		SELECT * INTO r FROM cdviz._source_retransform(d.id) t;
+		items := items + 1;
+		stored := stored + r.stored;
+		duplicates := duplicates + r.duplicates;
+		IF r.error IS NOT NULL THEN
+			failed := failed + 1;
+			CONTINUE;
+		END IF;
+		rejected := rejected + r.rejected;
+		-- the file's or object's counters: the item is no longer rejected
+		UPDATE cdviz.fs_files f
+		SET events = f.events + r.stored, duplicates = f.duplicates + r.duplicates,
+			rejected = greatest(f.rejected - 1 + r.rejected, 0)
+		WHERE s.kind = 'folder' AND f.path = d.origin_ref;
+		UPDATE cdviz.s3_objects o
+		SET events = o.events + r.stored, duplicates = o.duplicates + r.duplicates,
+			rejected = greatest(o.rejected - 1 + r.rejected, 0)
+		WHERE s.kind = 's3' AND 's3://' || o.bucket || '/' || o.key = d.origin_ref;
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION cdviz.retransform_source(text, timestamptz) IS
+'cdviz: runs the source''s current transformer again over the items it raised on (kept in cdviz.rejected_events) since a time, in the order they were kept; stores their events and removes each dead letter it recovers (one it raises on again keeps the new error). Safe to repeat, and to run from two sessions at once (the second waits for the first): the events get the ids and times they would have had, which the lake stores once. Returns the items processed, events stored and duplicated, invalid events (dead letters of their own) and items still failing. Example: SELECT * FROM cdviz.retransform_source(''drops'', now() - interval ''1 day'');';
