@@ -29,7 +29,8 @@ sub q1 { return $node->safe_psql('postgres', $_[0]); }
 q1('CREATE EXTENSION cdviz');
 
 # ---- a transformer owned by a role that is no superuser --------------------
-q1(q{CREATE ROLE alice LOGIN;
+# (the helpers of schema cdviz are hers to call, as cdviz_reader's)
+q1(q{CREATE ROLE alice LOGIN IN ROLE cdviz_reader;
 	CREATE SCHEMA alice AUTHORIZATION alice;
 	SET ROLE alice;
 	CREATE FUNCTION alice.files(meta jsonb, body jsonb) RETURNS SETOF jsonb LANGUAGE sql
@@ -39,7 +40,7 @@ q1(qq{SELECT cdviz.create_source('alice', 'folder', '$tmp/alice', '{"format": "m
 	transformer => 'alice.files(jsonb,jsonb)')});
 # alice, on her own, makes her function try what a superuser may do, and
 # leave a setting behind; each event says whose rights it ran with and
-# what it found set
+# what it found set (once set, a setting undone is empty, no longer NULL)
 $node->safe_psql('postgres', q{CREATE OR REPLACE FUNCTION alice.files(meta jsonb, body jsonb)
 	RETURNS SETOF jsonb LANGUAGE plpgsql AS $$
 	DECLARE
@@ -63,7 +64,7 @@ wait_lake_count($node, "file://$tmp/alice", 2, 'owner: both files stored');
 is(q1(q{SELECT rolsuper FROM pg_roles WHERE rolname = 'alice'}), 'f',
 	'owner: the transformer did not make its owner a superuser');
 is(q1(qq{SELECT string_agg(concat_ws(' ', payload->'customData'->>'user', payload->'customData'->>'denied',
-		coalesce(payload->'customData'->>'seen', '-')), ', ' ORDER BY context_id)
+		coalesce(nullif(payload->'customData'->>'seen', ''), '-')), ', ' ORDER BY context_id)
 	FROM cdviz.cdevents_lake WHERE context_source = 'file://$tmp/alice'}),
 	'alice 42501 -, alice 42501 -',
 	'owner: it ran as its owner, refused what she may not do, and what it set did not stay');
