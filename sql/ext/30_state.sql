@@ -53,6 +53,10 @@ CREATE INDEX environment_history_environment_valid_from
 -- without reading the deployments around them
 CREATE INDEX environment_history_rollbacks
 	ON cdviz.environment_history (valid_from) WHERE predicate = 'rolledback';
+-- the deployments of one artifact: the rework rate finds the artifacts
+-- linked to incidents and bug tickets, then their deployments in a range
+CREATE INDEX environment_history_artifact_id
+	ON cdviz.environment_history (artifact_id, valid_from) WHERE artifact_id IS NOT NULL;
 
 COMMENT ON TABLE cdviz.environment_history IS
 'cdviz: one row per service deployed/upgraded/rolledback/removed/published event that names an environment, kept by the lake trigger; the narrow time line behind cdviz.deployments, cdviz.services, cdviz.environment_inventory_at() and the deployment DORA metrics';
@@ -397,6 +401,9 @@ CREATE TABLE cdviz.artifact_summaries (
 	LIKE cdviz._summary_template
 ) WITH (fillfactor = 80);
 CREATE INDEX artifact_summaries_first_event_at ON cdviz.artifact_summaries (first_event_at);
+-- the artifacts of a chain: the rework rate follows the chain of an
+-- incident or bug ticket to what was built in it
+CREATE INDEX artifact_summaries_chain_id ON cdviz.artifact_summaries (chain_id) WHERE chain_id IS NOT NULL;
 
 CREATE TABLE cdviz.change_summaries (
 	change_id		text PRIMARY KEY,
@@ -415,6 +422,8 @@ CREATE TABLE cdviz.change_summaries (
 	LIKE cdviz._summary_template
 ) WITH (fillfactor = 80);
 CREATE INDEX change_summaries_first_event_at ON cdviz.change_summaries (first_event_at);
+-- the changes of a chain, likewise
+CREATE INDEX change_summaries_chain_id ON cdviz.change_summaries (chain_id) WHERE chain_id IS NOT NULL;
 
 CREATE TABLE cdviz.incident_summaries (
 	incident_id		text PRIMARY KEY,
