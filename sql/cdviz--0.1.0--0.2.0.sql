@@ -3417,3 +3417,417 @@ BEGIN
 	RETURN loc;
 END
 $$;
+
+-- DORA's fifth metric and failed deployment recovery time: the failure
+-- signals behind the change failure rate as a function of their own,
+-- recovery per failed deployment, the rework rate with its rules, and
+-- the indexes the rework rate reads.
+
+-- the deployments of one artifact: the rework rate finds the artifacts
+-- linked to incidents and bug tickets, then their deployments in a range
+CREATE INDEX environment_history_artifact_id
+	ON cdviz.environment_history (artifact_id, valid_from) WHERE artifact_id IS NOT NULL;
+
+-- the artifacts of a chain: the rework rate follows the chain of an
+-- incident or bug ticket to what was built in it
+CREATE INDEX artifact_summaries_chain_id ON cdviz.artifact_summaries (chain_id) WHERE chain_id IS NOT NULL;
+
+-- the changes of a chain, likewise
+CREATE INDEX change_summaries_chain_id ON cdviz.change_summaries (chain_id) WHERE chain_id IS NOT NULL;
+
+CREATE OR REPLACE VIEW cdviz.dora_thresholds (metric, tier, rule) AS
+VALUES
+	('deployment_frequency', 'elite', 'at least 1 deployment per day per service (on demand)'),
+	('deployment_frequency', 'high', 'at least 1 per week per service'),
+	('deployment_frequency', 'medium', 'at least 1 per month (30 days) per service'),
+	('deployment_frequency', 'low', 'less than 1 per month per service'),
+	('lead_time_for_changes', 'elite', 'median under 1 day'),
+	('lead_time_for_changes', 'high', 'median under 1 week'),
+	('lead_time_for_changes', 'medium', 'median under 1 month (30 days)'),
+	('lead_time_for_changes', 'low', 'median of 1 month or more'),
+	('change_failure_rate', 'elite', 'at most 5%'),
+	('change_failure_rate', 'high', 'at most 10%'),
+	('change_failure_rate', 'medium', 'at most 15%'),
+	('change_failure_rate', 'low', 'over 15%'),
+	('time_to_restore', 'elite', 'median under 1 hour'),
+	('time_to_restore', 'high', 'median under 1 day'),
+	('time_to_restore', 'medium', 'median under 1 week'),
+	('time_to_restore', 'low', 'median of 1 week or more'),
+	-- The 2023 report's table: less than one hour, less than one day,
+	-- between one day and one week, between one month and six months; the
+	-- gap between the last two belongs to low here.
+	('failed_deployment_recovery_time', 'elite', 'median under 1 hour'),
+	('failed_deployment_recovery_time', 'high', 'median under 1 day'),
+	('failed_deployment_recovery_time', 'medium', 'median under 1 week'),
+	('failed_deployment_recovery_time', 'low', 'median of 1 week or more'),
+	-- The 2024 report introduced rework rate without performance clusters.
+	('rework_rate', NULL, 'no tiers: DORA published none for this metric (2024 report)');
+
+COMMENT ON VIEW cdviz.dora_thresholds IS
+'cdviz: the DORA tier thresholds the cdviz.dora_* functions apply (after the clusters of the 2023 Accelerate State of DevOps report, which also gives failed deployment recovery time''s); boundaries belong to the better tier. Rework rate, added by the 2024 report, has no tiers (one row, tier NULL).';
+GRANT SELECT ON cdviz.dora_thresholds TO cdviz_reader;
+
+-- Each deployment owns the events of its (environment, service) up to the
+-- next deployment there.  Failure signals (rollbacks from the history,
+-- incidents' first detected and reported times from cdviz.incident_summaries,
+-- found through its last_event_at index) are few:
+-- each is charged to the latest deployment at or before it, found by one
+-- descent of the (environment_id, service_id, valid_from) index, so the
+-- deployments themselves are only counted, never sorted.
+CREATE FUNCTION cdviz.dora_failure_signals(from_ts timestamptz, to_ts timestamptz,
+										   environment text DEFAULT NULL,
+										   service text DEFAULT NULL)
+RETURNS TABLE (event_id bigint, environment_id text, service_id text, deployed_at timestamptz,
+			   signal text, signal_at timestamptz, incident_id text, resolved_at timestamptz)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+-- A signal is charged to the latest deployment at or before it, so a
+-- signal after a key's first deployment at or after to_ts can only fail
+-- that one or a later one: none of the range.  The horizon is the latest
+-- such first deployment over the keys in scope (infinity when one key has
+-- none): signals after it are not looked at.  For a range in the past
+-- that is hours of signals instead of everything up to now.
+WITH horizon AS (
+	SELECT coalesce(max(coalesce(n.valid_from, 'infinity')), 'infinity') AS ts
+	FROM cdviz.environment_state AS k
+	LEFT JOIN LATERAL (
+		SELECT h.valid_from FROM cdviz.environment_history AS h
+		WHERE h.environment_id = k.environment_id AND h.service_id = k.service_id
+		  AND h.valid_from >= to_ts AND h.predicate IN ('deployed', 'upgraded')
+		ORDER BY h.valid_from
+		LIMIT 1) AS n ON true
+	WHERE (environment IS NULL OR k.environment_id = environment)
+	  AND (service IS NULL OR k.service_id = service)
+), signals AS (
+	SELECT h.environment_id, h.service_id, h.valid_from AS ts, 'rolledback' AS signal,
+		   NULL::text AS incident_id, NULL::timestamptz AS resolved_at
+	FROM cdviz.environment_history AS h
+	WHERE h.valid_from >= from_ts AND h.predicate = 'rolledback'
+	  AND h.valid_from <= (SELECT ts FROM horizon)
+	  AND (environment IS NULL OR h.environment_id = environment)
+	  AND (service IS NULL OR h.service_id = service)
+	UNION ALL
+	SELECT i.environment_id, i.service_id, x.ts, x.signal, i.incident_id, i.resolved_at
+	FROM cdviz.incident_summaries AS i
+	CROSS JOIN LATERAL (VALUES (i.detected_at, 'detected'), (i.reported_at, 'reported')) AS x(ts, signal)
+	WHERE i.last_event_at >= from_ts AND x.ts >= from_ts
+	  AND x.ts <= (SELECT ts FROM horizon)
+	  AND i.service_id IS NOT NULL AND i.environment_id IS NOT NULL
+	  AND (environment IS NULL OR i.environment_id = environment)
+	  AND (service IS NULL OR i.service_id = service)
+)
+SELECT d.event_id, s.environment_id, s.service_id, d.valid_from, s.signal, s.ts,
+	   s.incident_id, s.resolved_at
+FROM signals AS s
+CROSS JOIN LATERAL (
+	SELECT h.event_id, h.valid_from
+	FROM cdviz.environment_history AS h
+	WHERE h.environment_id = s.environment_id AND h.service_id = s.service_id
+	  AND h.valid_from <= s.ts AND h.predicate IN ('deployed', 'upgraded')
+	ORDER BY h.valid_from DESC, h.event_id DESC
+	LIMIT 1) AS d
+WHERE d.valid_from >= from_ts AND d.valid_from < to_ts
+$$;
+
+COMMENT ON FUNCTION cdviz.dora_failure_signals(timestamptz, timestamptz, text, text) IS
+'cdviz DORA: the failure signals charged to the deployments (service deployed/upgraded events) in [from_ts, to_ts), optionally of one environment and/or service, one row per signal: the deployment (event_id, environment_id, service_id, deployed_at), the signal (rolledback, or detected/reported for the first detected and first reported time of an incident naming that service and environment), signal_at, and for incidents incident_id and resolved_at (the latest resolved event, NULL while open). A signal is charged to the latest deployment of its (environment, service) at or before it. What cdviz.dora_failed_deployments and cdviz.dora_failed_deployment_recovery_time read. Example: SELECT * FROM cdviz.dora_failure_signals(now() - interval ''30 days'', now(), ''prod'') ORDER BY deployed_at;';
+REVOKE EXECUTE ON FUNCTION cdviz.dora_failure_signals(timestamptz, timestamptz, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.dora_failure_signals(timestamptz, timestamptz, text, text) TO cdviz_reader;
+
+CREATE OR REPLACE FUNCTION cdviz.dora_failed_deployments(from_ts timestamptz, to_ts timestamptz,
+											  environment text DEFAULT NULL,
+											  service text DEFAULT NULL)
+RETURNS TABLE (event_id bigint)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+SELECT DISTINCT s.event_id FROM cdviz.dora_failure_signals(from_ts, to_ts, environment, service) AS s
+$$;
+
+COMMENT ON FUNCTION cdviz.dora_failed_deployments(timestamptz, timestamptz, text, text) IS
+'cdviz DORA: the environment_history event ids of the deployments in [from_ts, to_ts) (optionally of one environment and/or service) that failed: a service.rolledback or an incident detected/reported on that service and environment followed them before the next deployment there (cdviz.dora_failure_signals lists the signals). What cdviz.dora_change_failure_rate and cdviz.dora_change_failures count. Example: SELECT count(*) FROM cdviz.dora_failed_deployments(now() - interval ''30 days'', now(), ''prod'');';
+REVOKE EXECUTE ON FUNCTION cdviz.dora_failed_deployments(timestamptz, timestamptz, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.dora_failed_deployments(timestamptz, timestamptz, text, text) TO cdviz_reader;
+
+-- Failed deployment recovery time, per failed deployment (DORA since its
+-- 2023 report) where time to restore above is per incident.  The failed
+-- deployments and what failed them come from cdviz.dora_failure_signals,
+-- grouped per deployment; only a deployment with neither a resolution nor
+-- a rollback costs one more descent of the history index (its next
+-- deployment).
+CREATE FUNCTION cdviz.dora_failed_deployment_recovery_time(from_ts timestamptz, to_ts timestamptz,
+														   environment text DEFAULT NULL,
+														   service text DEFAULT NULL)
+RETURNS TABLE (median interval, p90 interval, sample_size bigint, tier text)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+WITH failed AS (
+	SELECT s.event_id, s.environment_id, s.service_id, s.deployed_at,
+		   min(s.signal_at) FILTER (WHERE s.signal = 'rolledback') AS rolled_back_at,
+		   -- recovered from its incidents once the last of them is resolved
+		   CASE WHEN bool_and(s.resolved_at IS NOT NULL) FILTER (WHERE s.incident_id IS NOT NULL)
+				THEN max(s.resolved_at) FILTER (WHERE s.incident_id IS NOT NULL) END AS resolved_at
+	FROM cdviz.dora_failure_signals(from_ts, to_ts, environment, service) AS s
+	GROUP BY s.event_id, s.environment_id, s.service_id, s.deployed_at
+), recovery AS (
+	SELECT coalesce(LEAST(f.resolved_at, f.rolled_back_at), n.valid_from) - f.deployed_at AS t
+	FROM failed AS f
+	LEFT JOIN LATERAL (
+		SELECT h.valid_from
+		FROM cdviz.environment_history AS h
+		WHERE f.resolved_at IS NULL AND f.rolled_back_at IS NULL
+		  AND h.environment_id = f.environment_id AND h.service_id = f.service_id
+		  AND (h.valid_from, h.event_id) > (f.deployed_at, f.event_id)
+		  AND h.predicate IN ('deployed', 'upgraded')
+		ORDER BY h.valid_from, h.event_id
+		LIMIT 1) AS n ON true
+)
+SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY r.t),
+	   percentile_cont(0.9) WITHIN GROUP (ORDER BY r.t),
+	   count(*),
+	   CASE WHEN count(*) = 0 THEN NULL
+			WHEN percentile_cont(0.5) WITHIN GROUP (ORDER BY r.t) < interval '1 hour' THEN 'elite'
+			WHEN percentile_cont(0.5) WITHIN GROUP (ORDER BY r.t) < interval '1 day' THEN 'high'
+			WHEN percentile_cont(0.5) WITHIN GROUP (ORDER BY r.t) < interval '7 days' THEN 'medium'
+			ELSE 'low' END
+FROM recovery AS r
+WHERE r.t >= interval '0'
+$$;
+
+COMMENT ON FUNCTION cdviz.dora_failed_deployment_recovery_time(timestamptz, timestamptz, text, text) IS
+'cdviz DORA failed deployment recovery time over [from_ts, to_ts), optionally for one environment and/or service: for every deployment in the range that cdviz.dora_failed_deployments counts as failed, the time from the deployment to its recovery: the resolution of the incidents charged to it (the latest resolved time, once all of them are resolved) or the rollback charged to it, whichever came first; with neither, the next deployed/upgraded event of that service in that environment. Returns median and p90 (percentile_cont), sample_size and the tier on the median: elite < 1 hour, high < 1 day, medium < 1 week, else low. Limits: a failed deployment not yet recovered (an open incident, no rollback, no later deployment) is not in the sample; a recovery before the deployment (an incident resolved before it was reported) is left out. Example: SELECT * FROM cdviz.dora_failed_deployment_recovery_time(now() - interval ''30 days'', now(), ''prod'');';
+REVOKE EXECUTE ON FUNCTION cdviz.dora_failed_deployment_recovery_time(timestamptz, timestamptz, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.dora_failed_deployment_recovery_time(timestamptz, timestamptz, text, text) TO cdviz_reader;
+
+-- Rework rate (DORA's fifth metric, 2024 report): the share of deployments
+-- that were unplanned, made because of an incident in production.  Which
+-- deployments were rework is found from the rare side: rollbacks (their
+-- partial index), incidents open at the time (incident_summaries by
+-- last_event_at), and incidents and bug tickets that a deployment's
+-- artifact or change is linked to (the lake's incident and ticket events
+-- of the look-back window, then event_links and the chain indexes of the
+-- artifact and change summaries); the deployments themselves are only
+-- counted.  The rules of cdviz.dora_rework_rules are the exception: they
+-- are tested against every deployment of the range, and only when the
+-- table has a row.
+--
+-- Incidents and tickets are looked for at most 90 days before the
+-- deployment (the look-back), so that the cost of a range does not grow
+-- with the history before it; the bound is per deployment, so a
+-- deployment's verdict does not depend on the range asked.
+CREATE TABLE cdviz.dora_rework_rules (
+	rule_name		text PRIMARY KEY,
+	field			text NOT NULL
+		CHECK (field IN ('environment_id', 'service_id', 'artifact_id', 'change_id', 'change_description')),
+	pattern			text NOT NULL
+		-- compiling the expression here rejects an invalid one when it is
+		-- stored (SQLSTATE 2201B), not in every later call
+		CHECK (pattern <> '' AND ('' ~ pattern) IS NOT NULL),
+	rework			boolean NOT NULL DEFAULT true
+);
+
+COMMENT ON TABLE cdviz.dora_rework_rules IS
+'cdviz DORA: the site''s own rework classification, read by cdviz.dora_rework: a deployment whose field (environment_id, service_id, artifact_id, change_id of its artifact, change_description = the latest description of that change) matches pattern (a POSIX regular expression, case-sensitive: prefix (?i) for case-insensitive) is rework when rework is true, and is not rework, whatever else says it is, when rework is false. Readers may read it; only the extension''s owner (or a role it grants INSERT/UPDATE/DELETE) may change it. Example: INSERT INTO cdviz.dora_rework_rules VALUES (''hotfix changes'', ''change_description'', ''(?i)^hotfix'');';
+COMMENT ON COLUMN cdviz.dora_rework_rules.rule_name IS 'a name for the rule; cdviz.dora_rework reports it as the reason "rule: <name>"';
+COMMENT ON COLUMN cdviz.dora_rework_rules.field IS 'what the pattern is matched against: environment_id, service_id, artifact_id, change_id or change_description';
+COMMENT ON COLUMN cdviz.dora_rework_rules.pattern IS 'POSIX regular expression (the ~ operator)';
+COMMENT ON COLUMN cdviz.dora_rework_rules.rework IS 'true: a matching deployment is rework; false: a matching deployment is never rework (the rule wins over every other reason)';
+GRANT SELECT ON cdviz.dora_rework_rules TO cdviz_reader;
+SELECT pg_catalog.pg_extension_config_dump('cdviz.dora_rework_rules', '');
+
+CREATE FUNCTION cdviz.dora_rework(from_ts timestamptz, to_ts timestamptz,
+								  environment text DEFAULT NULL,
+								  service text DEFAULT NULL)
+RETURNS TABLE (event_id bigint, environment_id text, service_id text, deployed_at timestamptz,
+			   action text, reasons text[])
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+WITH markers AS (
+	-- the incidents and bug tickets a deployment of the range may be
+	-- linked to: their events of the look-back window
+	SELECT l."timestamp" AS ts, l.context_id, l.chain_id, l.subject
+	FROM cdviz.cdevents_lake AS l
+	WHERE l.subject = 'incident' AND l.predicate IN ('detected', 'reported', 'resolved')
+	  AND l."timestamp" >= from_ts - interval '90 days' AND l."timestamp" < to_ts
+	UNION ALL
+	SELECT l."timestamp", l.context_id, l.chain_id, l.subject
+	FROM cdviz.cdevents_lake AS l
+	WHERE l.subject = 'ticket' AND l.predicate IN ('created', 'updated', 'closed')
+	  AND l."timestamp" >= from_ts - interval '90 days' AND l."timestamp" < to_ts
+	  AND l.payload #>> '{subject,content,ticketType}' ~* 'bug'
+), linked AS (
+	-- what is linked to them: the deployment event itself, an artifact or
+	-- a change, with the earliest marker it is linked to.  By links: an
+	-- event that names a marker event in its context.links; by chain: an
+	-- artifact packaged or a change created in a marker's chain after it.
+	SELECT e.subject, e.subject_id, e.id, min(m.ts) AS since, 'link to ' || m.subject AS reason
+	FROM markers AS m
+	JOIN cdviz.event_links AS k ON k.linked_context_id = m.context_id
+	CROSS JOIN LATERAL (
+		SELECT l.subject, l.subject_id, l.id FROM cdviz.cdevents_lake AS l
+		WHERE l.id = k.event_id AND l.subject IN ('service', 'artifact', 'change')
+		LIMIT 1) AS e
+	GROUP BY 1, 2, 3, 5
+	UNION ALL
+	SELECT 'artifact'::text, a.artifact_id, NULL::bigint, min(m.ts), 'chain of ' || m.subject
+	FROM markers AS m
+	JOIN cdviz.artifact_summaries AS a ON a.chain_id = m.chain_id AND a.packaged_at >= m.ts
+	WHERE m.chain_id IS NOT NULL
+	GROUP BY 1, 2, 3, 5
+	UNION ALL
+	SELECT 'change'::text, c.change_id, NULL::bigint, min(m.ts), 'chain of ' || m.subject
+	FROM markers AS m
+	JOIN cdviz.change_summaries AS c ON c.chain_id = m.chain_id AND c.created_at >= m.ts
+	WHERE m.chain_id IS NOT NULL
+	GROUP BY 1, 2, 3, 5
+), linked_artifacts AS (
+	SELECT k.subject_id AS artifact_id, k.since, k.reason
+	FROM linked AS k WHERE k.subject = 'artifact'
+	UNION ALL
+	SELECT a.artifact_id, k.since, k.reason
+	FROM linked AS k
+	JOIN cdviz.artifact_changes AS a ON a.change_id = k.subject_id
+	WHERE k.subject = 'change'
+), reasons AS (
+	SELECT h.event_id, 'rollback' AS reason
+	FROM cdviz.environment_history AS h
+	WHERE h.valid_from >= from_ts AND h.valid_from < to_ts AND h.predicate = 'rolledback'
+	  AND (environment IS NULL OR h.environment_id = environment)
+	  AND (service IS NULL OR h.service_id = service)
+	UNION ALL
+	-- an incident is open from its first detected or reported event to its
+	-- (latest) resolved event: the deployments of its service and
+	-- environment meanwhile
+	SELECT h.event_id, 'open incident'
+	FROM cdviz.incident_summaries AS i
+	JOIN cdviz.environment_history AS h
+	  ON h.environment_id = i.environment_id AND h.service_id = i.service_id
+	 AND h.valid_from >= LEAST(i.detected_at, i.reported_at)
+	 AND h.valid_from <= LEAST(i.detected_at, i.reported_at) + interval '90 days'
+	 AND (i.resolved_at IS NULL OR h.valid_from < i.resolved_at)
+	WHERE i.last_event_at >= from_ts - interval '90 days'
+	  AND LEAST(i.detected_at, i.reported_at) < to_ts
+	  AND i.environment_id IS NOT NULL AND i.service_id IS NOT NULL
+	  AND (environment IS NULL OR i.environment_id = environment)
+	  AND (service IS NULL OR i.service_id = service)
+	  AND h.valid_from >= from_ts AND h.valid_from < to_ts
+	  AND h.predicate IN ('deployed', 'upgraded', 'rolledback')
+	UNION ALL
+	SELECT h.event_id, k.reason
+	FROM linked AS k
+	JOIN cdviz.environment_history AS h ON h.event_id = k.id
+	WHERE k.subject = 'service'
+	  AND h.valid_from >= from_ts AND h.valid_from < to_ts
+	  AND h.valid_from <= k.since + interval '90 days'
+	  AND h.predicate IN ('deployed', 'upgraded', 'rolledback')
+	  AND (environment IS NULL OR h.environment_id = environment)
+	  AND (service IS NULL OR h.service_id = service)
+	UNION ALL
+	SELECT h.event_id, k.reason
+	FROM linked_artifacts AS k
+	JOIN cdviz.environment_history AS h
+	  ON h.artifact_id = k.artifact_id
+	 AND h.valid_from >= from_ts AND h.valid_from < to_ts
+	 AND h.valid_from >= k.since AND h.valid_from <= k.since + interval '90 days'
+	WHERE h.predicate IN ('deployed', 'upgraded', 'rolledback')
+	  AND (environment IS NULL OR h.environment_id = environment)
+	  AND (service IS NULL OR h.service_id = service)
+	UNION ALL
+	SELECT h.event_id, CASE WHEN r.rework THEN 'rule: ' ELSE 'not rework, rule: ' END || r.rule_name
+	FROM cdviz.environment_history AS h
+	LEFT JOIN cdviz.artifact_changes AS a ON a.artifact_id = h.artifact_id
+	CROSS JOIN cdviz.dora_rework_rules AS r
+	WHERE EXISTS (SELECT FROM cdviz.dora_rework_rules)
+	  AND h.valid_from >= from_ts AND h.valid_from < to_ts
+	  AND h.predicate IN ('deployed', 'upgraded', 'rolledback')
+	  AND (environment IS NULL OR h.environment_id = environment)
+	  AND (service IS NULL OR h.service_id = service)
+	  AND CASE r.field
+			  WHEN 'environment_id' THEN h.environment_id
+			  WHEN 'service_id' THEN h.service_id
+			  WHEN 'artifact_id' THEN h.artifact_id
+			  WHEN 'change_id' THEN a.change_id
+			  WHEN 'change_description' THEN (SELECT c.description FROM cdviz.change_summaries AS c
+											  WHERE c.change_id = a.change_id)
+		  END ~ r.pattern
+)
+SELECT h.event_id, h.environment_id, h.service_id, h.valid_from, h.predicate,
+	   array_agg(DISTINCT r.reason ORDER BY r.reason)
+FROM reasons AS r
+JOIN cdviz.environment_history AS h ON h.event_id = r.event_id
+GROUP BY h.event_id
+HAVING NOT bool_or(r.reason LIKE 'not rework, %')
+$$;
+
+COMMENT ON FUNCTION cdviz.dora_rework(timestamptz, timestamptz, text, text) IS
+'cdviz DORA: the deployments (service deployed, upgraded or rolledback events) in [from_ts, to_ts), optionally of one environment and/or service, that were rework, one row each with its reasons: rollback (a rolledback event); open incident (made to that service and environment while an incident naming both was open: first detected or reported at or before the deployment and at most 90 days before it, not yet resolved); link to incident / link to ticket (the deployment event, its artifact''s events or its artifact''s change''s events name in context.links an event of an incident, or of a ticket whose ticketType contains "bug", of the 90 days before the deployment); chain of incident / chain of ticket (its artifact was packaged, or its change created, in the chain of such an incident or ticket after it); rule: <name> (cdviz.dora_rework_rules). A rule with rework = false takes the deployment out. What cdviz.dora_rework_rate counts; a deployment''s verdict does not depend on the range asked. Example: SELECT * FROM cdviz.dora_rework(now() - interval ''30 days'', now(), ''prod'') ORDER BY deployed_at;';
+REVOKE EXECUTE ON FUNCTION cdviz.dora_rework(timestamptz, timestamptz, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.dora_rework(timestamptz, timestamptz, text, text) TO cdviz_reader;
+
+CREATE FUNCTION cdviz.dora_rework_rate(from_ts timestamptz, to_ts timestamptz,
+									   environment text DEFAULT NULL,
+									   service text DEFAULT NULL)
+RETURNS TABLE (rate numeric, rework bigint, deployments bigint, sample_size bigint)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+SELECT round(r.n::numeric / nullif(t.n, 0), 4), r.n, t.n, t.n
+FROM (SELECT count(*) AS n
+	  FROM cdviz.environment_history AS h
+	  WHERE h.valid_from >= from_ts AND h.valid_from < to_ts
+		AND h.predicate IN ('deployed', 'upgraded', 'rolledback')
+		AND (environment IS NULL OR h.environment_id = environment)
+		AND (service IS NULL OR h.service_id = service)) AS t,
+	 (SELECT count(*) AS n
+	  FROM cdviz.dora_rework(from_ts, to_ts, environment, service)) AS r
+$$;
+
+COMMENT ON FUNCTION cdviz.dora_rework_rate(timestamptz, timestamptz, text, text) IS
+'cdviz DORA rework rate over [from_ts, to_ts), optionally for one environment and/or service: the share of deployments (service deployed, upgraded and rolledback events) that were rework as cdviz.dora_rework says (rollbacks, deployments made while an incident on that service and environment was open, deployments whose artifact or change is linked by context.links or chainId to an incident or a bug ticket, and the site''s cdviz.dora_rework_rules). Returns rate (0..1), rework, deployments (= sample_size). No tier: DORA''s 2024 report introduced the metric without performance clusters. Example: SELECT * FROM cdviz.dora_rework_rate(now() - interval ''30 days'', now(), ''prod'');';
+REVOKE EXECUTE ON FUNCTION cdviz.dora_rework_rate(timestamptz, timestamptz, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.dora_rework_rate(timestamptz, timestamptz, text, text) TO cdviz_reader;
+
+-- Its result gains columns: a new function, not a replacement (nothing in
+-- the schema depends on it; its comment and grant are made again below).
+DROP FUNCTION cdviz.dora_by_environment(timestamptz, timestamptz, text);
+
+-- The metrics for every environment, one row each: what a "DORA per
+-- environment" table shows.  Calling the functions above laterally, once
+-- per environment, passes the environment as a parameter, which the
+-- planner cannot fold into the (environment_id, time) index ranges: every
+-- call then reads the window of every environment.  Here each environment
+-- gets its own statement with the id as a literal, planned for it.
+CREATE FUNCTION cdviz.dora_by_environment(from_ts timestamptz, to_ts timestamptz,
+										  service text DEFAULT NULL)
+RETURNS TABLE (environment_id text, deployments bigint, per_day_per_service numeric,
+			   frequency_tier text, lead_time_median interval, lead_time_p90 interval,
+			   lead_time_tier text, change_failure_rate numeric, failed_deployments bigint,
+			   failure_rate_tier text, time_to_restore_median interval, incidents bigint,
+			   restore_tier text, recovery_time_median interval, recovery_tier text,
+			   rework_rate numeric)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	env text;
+BEGIN
+	FOR env IN
+		SELECT DISTINCT i.environment_id FROM cdviz.environment_inventory AS i ORDER BY 1
+	LOOP
+		RETURN QUERY EXECUTE format(
+			'SELECT %1$L::text, df.deployments, df.per_day_per_service, df.tier,'
+			' lt.median, lt.p90, lt.tier, cfr.rate, cfr.failed, cfr.tier,'
+			' ttr.median, ttr.sample_size, ttr.tier, fdrt.median, fdrt.tier, rw.rate'
+			' FROM cdviz.dora_deployment_frequency($1, $2, %1$L, $3) AS df'
+			' FULL JOIN cdviz.dora_lead_time($1, $2, %1$L, $3) AS lt ON true'
+			' FULL JOIN cdviz.dora_change_failure_rate($1, $2, %1$L, $3) AS cfr ON true'
+			' FULL JOIN cdviz.dora_time_to_restore($1, $2, %1$L, $3) AS ttr ON true'
+			' FULL JOIN cdviz.dora_failed_deployment_recovery_time($1, $2, %1$L, $3) AS fdrt ON true'
+			' FULL JOIN cdviz.dora_rework_rate($1, $2, %1$L, $3) AS rw ON true', env)
+			USING from_ts, to_ts, service;
+	END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION cdviz.dora_by_environment(timestamptz, timestamptz, text) IS
+'cdviz DORA: the five metrics over [from_ts, to_ts) for every environment where a service runs (cdviz.environment_inventory), optionally for one service; one row per environment with the values and tiers of cdviz.dora_deployment_frequency, dora_lead_time, dora_change_failure_rate, dora_time_to_restore, dora_failed_deployment_recovery_time (recovery_time_median, recovery_tier) and dora_rework_rate (rework_rate) for that environment (same definitions). Example: SELECT environment_id, per_day_per_service, frequency_tier, lead_time_median, change_failure_rate, recovery_time_median, rework_rate FROM cdviz.dora_by_environment(now() - interval ''30 days'', now());';
+REVOKE EXECUTE ON FUNCTION cdviz.dora_by_environment(timestamptz, timestamptz, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.dora_by_environment(timestamptz, timestamptz, text) TO cdviz_reader;
