@@ -29,9 +29,9 @@ VALUES
 	('time_to_restore', 'high', 'median under 1 day'),
 	('time_to_restore', 'medium', 'median under 1 week'),
 	('time_to_restore', 'low', 'median of 1 week or more'),
-	-- The 2023 report's table: less than one hour, less than one day,
-	-- between one day and one week, between one month and six months; the
-	-- gap between the last two belongs to low here.
+	-- The 2023 report's clusters: elite less than one hour, high less than
+	-- one day, medium between one day and one week, low slower still (a
+	-- month or more); the gap between medium and low belongs to low here.
 	('failed_deployment_recovery_time', 'elite', 'median under 1 hour'),
 	('failed_deployment_recovery_time', 'high', 'median under 1 day'),
 	('failed_deployment_recovery_time', 'medium', 'median under 1 week'),
