@@ -347,14 +347,8 @@ BEGIN
 			outcome = GREATEST(s.outcome, excluded.outcome),
 			errors = GREATEST(s.errors, excluded.errors),
 			uri = GREATEST(s.uri, excluded.uri),
-			chain_id = GREATEST(s.chain_id, excluded.chain_id),
-			first_event_at = LEAST(s.first_event_at, excluded.first_event_at),
-			last_event_at = GREATEST(s.last_event_at, excluded.last_event_at),
-			last_event_id = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								 THEN excluded.last_event_id ELSE s.last_event_id END,
-			last_predicate = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								  THEN excluded.last_predicate ELSE s.last_predicate END,
-			event_count = s.event_count + excluded.event_count;
+			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+				= ROW((cdviz._summary_merge(s, excluded)).*);
 	END IF;
 
 	IF subjects @> '{taskrun}' THEN
@@ -388,14 +382,8 @@ BEGIN
 			outcome = GREATEST(s.outcome, excluded.outcome),
 			errors = GREATEST(s.errors, excluded.errors),
 			uri = GREATEST(s.uri, excluded.uri),
-			chain_id = GREATEST(s.chain_id, excluded.chain_id),
-			first_event_at = LEAST(s.first_event_at, excluded.first_event_at),
-			last_event_at = GREATEST(s.last_event_at, excluded.last_event_at),
-			last_event_id = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								 THEN excluded.last_event_id ELSE s.last_event_id END,
-			last_predicate = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								  THEN excluded.last_predicate ELSE s.last_predicate END,
-			event_count = s.event_count + excluded.event_count;
+			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+				= ROW((cdviz._summary_merge(s, excluded)).*);
 	END IF;
 
 	IF subjects @> '{build}' THEN
@@ -423,14 +411,8 @@ BEGIN
 			started_at = LEAST(s.started_at, excluded.started_at),
 			finished_at = GREATEST(s.finished_at, excluded.finished_at),
 			artifact_id = GREATEST(s.artifact_id, excluded.artifact_id),
-			chain_id = GREATEST(s.chain_id, excluded.chain_id),
-			first_event_at = LEAST(s.first_event_at, excluded.first_event_at),
-			last_event_at = GREATEST(s.last_event_at, excluded.last_event_at),
-			last_event_id = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								 THEN excluded.last_event_id ELSE s.last_event_id END,
-			last_predicate = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								  THEN excluded.last_predicate ELSE s.last_predicate END,
-			event_count = s.event_count + excluded.event_count;
+			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+				= ROW((cdviz._summary_merge(s, excluded)).*);
 	END IF;
 
 	IF subjects @> '{branch}' THEN
@@ -458,14 +440,8 @@ BEGIN
 			repository_source = GREATEST(s.repository_source, excluded.repository_source),
 			created_at = LEAST(s.created_at, excluded.created_at),
 			deleted_at = GREATEST(s.deleted_at, excluded.deleted_at),
-			chain_id = GREATEST(s.chain_id, excluded.chain_id),
-			first_event_at = LEAST(s.first_event_at, excluded.first_event_at),
-			last_event_at = GREATEST(s.last_event_at, excluded.last_event_at),
-			last_event_id = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								 THEN excluded.last_event_id ELSE s.last_event_id END,
-			last_predicate = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								  THEN excluded.last_predicate ELSE s.last_predicate END,
-			event_count = s.event_count + excluded.event_count;
+			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+				= ROW((cdviz._summary_merge(s, excluded)).*);
 	END IF;
 
 	IF subjects @> '{testcaserun}' THEN
@@ -519,14 +495,8 @@ BEGIN
 			outcome = GREATEST(s.outcome, excluded.outcome),
 			severity = GREATEST(s.severity, excluded.severity),
 			reason = GREATEST(s.reason, excluded.reason),
-			chain_id = GREATEST(s.chain_id, excluded.chain_id),
-			first_event_at = LEAST(s.first_event_at, excluded.first_event_at),
-			last_event_at = GREATEST(s.last_event_at, excluded.last_event_at),
-			last_event_id = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								 THEN excluded.last_event_id ELSE s.last_event_id END,
-			last_predicate = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								  THEN excluded.last_predicate ELSE s.last_predicate END,
-			event_count = s.event_count + excluded.event_count;
+			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+				= ROW((cdviz._summary_merge(s, excluded)).*);
 	END IF;
 
 	IF subjects @> '{testsuiterun}' THEN
@@ -574,14 +544,8 @@ BEGIN
 			outcome = GREATEST(s.outcome, excluded.outcome),
 			severity = GREATEST(s.severity, excluded.severity),
 			reason = GREATEST(s.reason, excluded.reason),
-			chain_id = GREATEST(s.chain_id, excluded.chain_id),
-			first_event_at = LEAST(s.first_event_at, excluded.first_event_at),
-			last_event_at = GREATEST(s.last_event_at, excluded.last_event_at),
-			last_event_id = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								 THEN excluded.last_event_id ELSE s.last_event_id END,
-			last_predicate = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								  THEN excluded.last_predicate ELSE s.last_predicate END,
-			event_count = s.event_count + excluded.event_count;
+			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+				= ROW((cdviz._summary_merge(s, excluded)).*);
 	END IF;
 
 	IF subjects @> '{artifact}' THEN
@@ -634,14 +598,8 @@ BEGIN
 			last_user_at = GREATEST(s.last_user_at, excluded.last_user_at),
 			last_user_event_id = CASE WHEN (excluded.last_user_at, excluded.last_user_event_id) > (s.last_user_at, s.last_user_event_id) OR s.last_user_at IS NULL
 						THEN coalesce(excluded.last_user_event_id, s.last_user_event_id) ELSE s.last_user_event_id END,
-			chain_id = GREATEST(s.chain_id, excluded.chain_id),
-			first_event_at = LEAST(s.first_event_at, excluded.first_event_at),
-			last_event_at = GREATEST(s.last_event_at, excluded.last_event_at),
-			last_event_id = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								 THEN excluded.last_event_id ELSE s.last_event_id END,
-			last_predicate = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								  THEN excluded.last_predicate ELSE s.last_predicate END,
-			event_count = s.event_count + excluded.event_count;
+			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+				= ROW((cdviz._summary_merge(s, excluded)).*);
 	END IF;
 
 	IF subjects @> '{change}' THEN
@@ -688,14 +646,8 @@ BEGIN
 			last_updated_at = GREATEST(s.last_updated_at, excluded.last_updated_at),
 			merged_at = LEAST(s.merged_at, excluded.merged_at),
 			abandoned_at = LEAST(s.abandoned_at, excluded.abandoned_at),
-			chain_id = GREATEST(s.chain_id, excluded.chain_id),
-			first_event_at = LEAST(s.first_event_at, excluded.first_event_at),
-			last_event_at = GREATEST(s.last_event_at, excluded.last_event_at),
-			last_event_id = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								 THEN excluded.last_event_id ELSE s.last_event_id END,
-			last_predicate = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								  THEN excluded.last_predicate ELSE s.last_predicate END,
-			event_count = s.event_count + excluded.event_count;
+			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+				= ROW((cdviz._summary_merge(s, excluded)).*);
 	END IF;
 
 	IF subjects @> '{incident}' THEN
@@ -738,14 +690,8 @@ BEGIN
 			detected_at = LEAST(s.detected_at, excluded.detected_at),
 			reported_at = LEAST(s.reported_at, excluded.reported_at),
 			resolved_at = GREATEST(s.resolved_at, excluded.resolved_at),
-			chain_id = GREATEST(s.chain_id, excluded.chain_id),
-			first_event_at = LEAST(s.first_event_at, excluded.first_event_at),
-			last_event_at = GREATEST(s.last_event_at, excluded.last_event_at),
-			last_event_id = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								 THEN excluded.last_event_id ELSE s.last_event_id END,
-			last_predicate = CASE WHEN (excluded.last_event_at, excluded.last_event_id) > (s.last_event_at, s.last_event_id)
-								  THEN excluded.last_predicate ELSE s.last_predicate END,
-			event_count = s.event_count + excluded.event_count;
+			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
+				= ROW((cdviz._summary_merge(s, excluded)).*);
 	END IF;
 
 	IF subjects @> '{testcaserun}' THEN
@@ -1149,11 +1095,19 @@ BEGIN
 		shown_options := jsonb_set(shown_options, '{headers}',
 								   (SELECT jsonb_object_agg(h, '***') FROM jsonb_object_keys(options->'headers') h));
 	END IF;
+	IF jsonb_typeof(options->'config') = 'object' AND options->'config' <> '{}' THEN
+		shown_options := jsonb_set(shown_options, '{config}',
+								   (SELECT jsonb_object_agg(c.key, CASE WHEN cdviz._sink_secret_setting(c.key)
+																		THEN '"***"'::jsonb ELSE c.value END)
+									FROM jsonb_each(options->'config') c));
+	END IF;
 	secrets := jsonb_strip_nulls(jsonb_build_object(
 		'token', options->'token',
 		'hmac_secret', options->'hmac_secret',
 		'headers', CASE WHEN shown_options->'headers' IS DISTINCT FROM options->'headers'
 						THEN options->'headers' END,
+		'config', CASE WHEN shown_options->'config' IS DISTINCT FROM options->'config'
+					   THEN options->'config' END,
 		'target', CASE WHEN shown_target IS DISTINCT FROM target THEN to_jsonb(target) END));
 	secret_keys := ARRAY(SELECT k FROM jsonb_object_keys(secrets) k ORDER BY k);
 	IF secrets = '{}' THEN
@@ -1187,6 +1141,9 @@ BEGIN
 			UNION ALL SELECT secrets->>'hmac_secret'
 			UNION ALL SELECT h.value FROM jsonb_each_text(CASE WHEN jsonb_typeof(secrets->'headers') = 'object'
 																THEN secrets->'headers' END) h
+			UNION ALL SELECT c.value FROM jsonb_each_text(CASE WHEN jsonb_typeof(secrets->'config') = 'object'
+																THEN secrets->'config' END) c
+			WHERE cdviz._sink_secret_setting(c.key)
 			UNION ALL SELECT userinfo
 			UNION ALL SELECT p.part FROM regexp_split_to_table(userinfo, ':') p(part)
 			UNION ALL SELECT substring(p.part FROM '=(.*)$')
@@ -1284,12 +1241,14 @@ BEGIN
 				full_options := jsonb_set(full_options, ARRAY[k], cur->k);
 			END IF;
 		END LOOP;
-		IF jsonb_typeof(options->'headers') = 'object' THEN
-			full_options := jsonb_set(full_options, '{headers}', coalesce((
-				SELECT jsonb_object_agg(h.key, CASE WHEN h.value = '"***"' AND cur->'headers' ? h.key
-													THEN cur->'headers'->h.key ELSE h.value END)
-				FROM jsonb_each(options->'headers') h), '{}'));
-		END IF;
+		FOREACH k IN ARRAY ARRAY['headers', 'config'] LOOP
+			IF jsonb_typeof(options->k) = 'object' THEN
+				full_options := jsonb_set(full_options, ARRAY[k], coalesce((
+					SELECT jsonb_object_agg(h.key, CASE WHEN h.value = '"***"' AND cur->k ? h.key
+														THEN cur->k->h.key ELSE h.value END)
+					FROM jsonb_each(options->k) h), '{}'));
+			END IF;
+		END LOOP;
 	END IF;
 	s.type_pattern := CASE WHEN type_pattern IS NULL THEN s.type_pattern ELSE nullif(type_pattern, '') END;
 	s.source_pattern := CASE WHEN source_pattern IS NULL THEN s.source_pattern ELSE nullif(source_pattern, '') END;
@@ -1510,81 +1469,8 @@ AS $$ SELECT name ~* '(password|secret|\.pem$|^ssl_key|^sasl\.oauthbearer\.confi
 COMMENT ON FUNCTION cdviz._sink_secret_setting(text) IS
 'cdviz internal: whether a librdkafka setting of a kafka sink''s config is a secret (kept in cdviz.sink_secrets, shown as ***)';
 
-CREATE OR REPLACE FUNCTION cdviz._sink_split(target text, options jsonb,
-								  OUT shown_target text, OUT shown_options jsonb,
-								  OUT secret_keys text[], OUT secrets jsonb)
-RETURNS record
-LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	secret_names CONSTANT text[] := ARRAY['token', 'hmac_secret'];
-BEGIN
-	shown_target := cdviz._redact_url(target);
-	shown_options := options - secret_names;
-	IF jsonb_typeof(options->'headers') = 'object' AND options->'headers' <> '{}' THEN
-		shown_options := jsonb_set(shown_options, '{headers}',
-								   (SELECT jsonb_object_agg(h, '***') FROM jsonb_object_keys(options->'headers') h));
-	END IF;
-	IF jsonb_typeof(options->'config') = 'object' AND options->'config' <> '{}' THEN
-		shown_options := jsonb_set(shown_options, '{config}',
-								   (SELECT jsonb_object_agg(c.key, CASE WHEN cdviz._sink_secret_setting(c.key)
-																		THEN '"***"'::jsonb ELSE c.value END)
-									FROM jsonb_each(options->'config') c));
-	END IF;
-	secrets := jsonb_strip_nulls(jsonb_build_object(
-		'token', options->'token',
-		'hmac_secret', options->'hmac_secret',
-		'headers', CASE WHEN shown_options->'headers' IS DISTINCT FROM options->'headers'
-						THEN options->'headers' END,
-		'config', CASE WHEN shown_options->'config' IS DISTINCT FROM options->'config'
-					   THEN options->'config' END,
-		'target', CASE WHEN shown_target IS DISTINCT FROM target THEN to_jsonb(target) END));
-	secret_keys := ARRAY(SELECT k FROM jsonb_object_keys(secrets) k ORDER BY k);
-	IF secrets = '{}' THEN
-		secrets := NULL;
-	END IF;
-END
-$$;
 COMMENT ON FUNCTION cdviz._sink_split(text, jsonb) IS
 'cdviz internal: splits a sink''s target and options into what cdviz.sinks shows (secrets as ***, token and hmac_secret left out, secret Kafka settings as ***), the names of the secret parts and the JSON object cdviz.sink_secrets keeps (NULL: none)';
-
-CREATE OR REPLACE FUNCTION cdviz._sink_redact(message text, secrets jsonb)
-RETURNS text
-LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	userinfo text := substring(secrets->>'target' FROM '^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)@');
-	v text;
-BEGIN
-	IF message IS NULL OR secrets IS NULL THEN
-		RETURN message;
-	END IF;
-	FOR v IN
-		SELECT x.v FROM (
-			SELECT secrets->>'token' AS v
-			UNION ALL SELECT secrets->>'hmac_secret'
-			UNION ALL SELECT h.value FROM jsonb_each_text(CASE WHEN jsonb_typeof(secrets->'headers') = 'object'
-																THEN secrets->'headers' END) h
-			UNION ALL SELECT c.value FROM jsonb_each_text(CASE WHEN jsonb_typeof(secrets->'config') = 'object'
-																THEN secrets->'config' END) c
-			WHERE cdviz._sink_secret_setting(c.key)
-			UNION ALL SELECT userinfo
-			UNION ALL SELECT p.part FROM regexp_split_to_table(userinfo, ':') p(part)
-			UNION ALL SELECT substring(p.part FROM '=(.*)$')
-			FROM regexp_split_to_table(substring(secrets->>'target' FROM '^[^?#]*\?([^#]*)'), '&') p(part)
-		) x
-		WHERE length(x.v) >= 4
-		GROUP BY x.v
-		-- the longer first: a password inside the user info
-		ORDER BY length(x.v) DESC, x.v
-	LOOP
-		message := replace(message, v, '***');
-	END LOOP;
-	RETURN message;
-END
-$$;
 
 CREATE OR REPLACE FUNCTION cdviz._sink_check(kind text, target text, options jsonb,
 								  type_pattern text, source_pattern text, predicate text)
@@ -1712,68 +1598,6 @@ COMMENT ON FUNCTION cdviz._sink_check_kafka(text, jsonb) IS
 COMMENT ON FUNCTION cdviz.create_sink(text, text, text, jsonb, text, text, text, timestamptz, boolean) IS
 'cdviz: creates a sink and returns its id; the dispatcher delivers to it every matching event stored after this transaction commits (with start_at: also those imported since start_at). Secrets (token, hmac_secret, header values, the URL''s user info and query values, Kafka settings named like a secret) go to cdviz.sink_secrets; cdviz.sinks shows them as ***. Example: SELECT cdviz.create_sink(''ci'', ''http'', ''https://hooks.example/cd'', ''{"mode": "batch", "batch_size": 100, "hmac_secret": "s3cret", "headers": {"X-Api-Key": "k3y"}}'', type_pattern => ''dev.cdevents.service.%'');';
 
-CREATE OR REPLACE FUNCTION cdviz.alter_sink(name text, target text DEFAULT NULL, options jsonb DEFAULT NULL,
-								 type_pattern text DEFAULT NULL,
-								 source_pattern text DEFAULT NULL,
-								 predicate text DEFAULT NULL)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	s cdviz.sinks;
-	cur jsonb;
-	full_target text;
-	full_options jsonb;
-	sp record;
-	k text;
-BEGIN
-	SELECT * INTO s FROM cdviz.sinks WHERE sinks.name = alter_sink.name FOR UPDATE;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'sink "%" does not exist', name USING ERRCODE = 'undefined_object';
-	END IF;
-	SELECT x.secrets INTO cur FROM cdviz.sink_secrets x WHERE x.sink_id = s.id;
-	cur := coalesce(cur, '{}');
-	-- The sink as the dispatcher sees it, secrets in place; the target as
-	-- cdviz.sinks shows it keeps the current one.
-	full_target := CASE WHEN target IS NULL OR target = s.target THEN coalesce(cur->>'target', s.target)
-						ELSE target END;
-	full_options := s.options || (cur - 'target');
-	IF options IS NOT NULL THEN
-		-- new options replace all options; a secret given as *** (as
-		-- cdviz.sinks shows it) keeps its current value
-		full_options := options;
-		FOREACH k IN ARRAY ARRAY['token', 'hmac_secret'] LOOP
-			IF options->>k = '***' AND cur ? k THEN
-				full_options := jsonb_set(full_options, ARRAY[k], cur->k);
-			END IF;
-		END LOOP;
-		FOREACH k IN ARRAY ARRAY['headers', 'config'] LOOP
-			IF jsonb_typeof(options->k) = 'object' THEN
-				full_options := jsonb_set(full_options, ARRAY[k], coalesce((
-					SELECT jsonb_object_agg(h.key, CASE WHEN h.value = '"***"' AND cur->k ? h.key
-														THEN cur->k->h.key ELSE h.value END)
-					FROM jsonb_each(options->k) h), '{}'));
-			END IF;
-		END LOOP;
-	END IF;
-	s.type_pattern := CASE WHEN type_pattern IS NULL THEN s.type_pattern ELSE nullif(type_pattern, '') END;
-	s.source_pattern := CASE WHEN source_pattern IS NULL THEN s.source_pattern ELSE nullif(source_pattern, '') END;
-	s.predicate := CASE WHEN predicate IS NULL THEN s.predicate ELSE nullif(predicate, '') END;
-	PERFORM cdviz._sink_check(s.kind, full_target, full_options, s.type_pattern,
-							  s.source_pattern, s.predicate);
-	sp := cdviz._sink_split(full_target, full_options);
-	DELETE FROM cdviz.sink_secrets WHERE sink_id = s.id;
-	IF sp.secrets IS NOT NULL THEN
-		INSERT INTO cdviz.sink_secrets VALUES (s.id, sp.secrets);
-	END IF;
-	UPDATE cdviz.sinks
-	SET target = sp.shown_target, options = sp.shown_options, secret_keys = sp.secret_keys,
-		type_pattern = s.type_pattern, source_pattern = s.source_pattern,
-		predicate = s.predicate, updated_at = now()
-	WHERE id = s.id;
-END
-$$;
 COMMENT ON FUNCTION cdviz.alter_sink(text, text, jsonb, text, text, text) IS
 'cdviz: changes a sink; NULL arguments keep the current value, an empty string removes a filter, options (when given) replace all options, secrets included (a secret, header or Kafka setting value given as ***, as cdviz.sinks shows it, keeps its current value; so does the target as cdviz.sinks shows it). Takes effect at the dispatcher''s next chunk; delivery resumes where it was. Example: SELECT cdviz.alter_sink(''ci'', type_pattern => ''dev.cdevents.%'');';
 
@@ -1957,9 +1781,7 @@ AS $$
 		('folder', 'pattern', 'string', '*.json,*.jsonl,*.ndjson', false, 'comma-separated file name patterns; *.json files hold one event or an array, others one event per line'),
 		('folder', 'after', 'string', 'keep', false, 'what to do with a file read to its end: keep, delete or move'),
 		('folder', 'done_path', 'string', NULL, false, 'absolute path of the folder files are moved into (required when after is move)'),
-		('folder', 'batch_lines', 'integer', '5000', false, 'lines or array elements stored per transaction (1 to 1000000)'),
-		('folder', 'max_line_size', 'integer', '1024', false, 'longest line read, in kB (1 to 1048576)'),
-		('folder', 'max_json_size', 'integer', '65536', false, 'largest .json file read, in kB (1 to 1048576)'),
+		('folder', 'reader', NULL, NULL, NULL, 'file'),
 		('s3', 'endpoint', 'string', '', false, 'endpoint URL; empty: AWS in the region'),
 		('s3', 'region', 'string', 'us-east-1', false, 'region of the AWS Signature V4'),
 		('s3', 'path_style', 'boolean', 'false', false, 'address the bucket in the URL path (MinIO, Ceph...)'),
@@ -1967,9 +1789,7 @@ AS $$
 		('s3', 'secret_access_key', 'string', '', true, 'secret access key'),
 		('s3', 'poll_interval', 'integer', '30', false, 'seconds between two listings (1 to 86400); doubled after each failure, up to 10 minutes'),
 		('s3', 'pattern', 'string', '*.json,*.jsonl,*.ndjson', false, 'comma-separated patterns for the last segment of the keys'),
-		('s3', 'batch_lines', 'integer', '5000', false, 'lines or array elements stored per transaction (1 to 1000000)'),
-		('s3', 'max_line_size', 'integer', '1024', false, 'longest line read, in kB (1 to 1048576)'),
-		('s3', 'max_json_size', 'integer', '65536', false, 'largest .json object read, in kB (1 to 1048576)'),
+		('s3', 'reader', NULL, NULL, NULL, 'object'),
 		('nats', 'url', 'string', NULL, false, 'server URL (required); a secret when it carries a user, password or token'),
 		('nats', 'stream', 'string', '', false, 'JetStream stream: read through durable consumers, acknowledged after the commit; empty: plain subscriptions'),
 		('nats', 'consumer', 'string', 'cdviz-<name>', false, 'durable consumer name (suffixed with the subject''s place when there are several subjects)'),
@@ -1979,8 +1799,23 @@ AS $$
 		('kafka', 'batch_timeout_ms', 'integer', '100', false, 'longest wait for a batch to fill, in ms (0 to 60000)'),
 		('kafka', 'start', 'string', 'earliest', false, 'where a new group starts: earliest or latest'),
 		('kafka', 'config', 'object', '{}', false, 'librdkafka settings; those a kafka sink keeps secret (named like *password*, *secret*, *.pem, ssl_key*, sasl.oauthbearer.config) are secrets')
+	) AS v (kind, option, type, default_value, secret, description)
+	CROSS JOIN LATERAL (
+		SELECT v.kind, v.option, v.type, v.default_value, v.secret, v.description
+		WHERE v.option <> 'reader'
+		UNION ALL
+		SELECT v.kind, r.option, r.type, r.default_value, false, format(r.description, v.description)
+		FROM (VALUES
+			('format', 'string', 'cdevents', 'how each %s is read: cdevents (a .json event or array, else JSON Lines), junit (a JUnit XML report) or tap (a TAP 13/14 report); the pattern defaults to *.xml for junit, *.tap for tap'),
+			('batch_lines', 'integer', '5000', 'lines or array elements stored per transaction (1 to 1000000)'),
+			('max_line_size', 'integer', '1024', 'longest line read, in kB (1 to 1048576)'),
+			('max_json_size', 'integer', '65536', 'largest .json %s read, in kB (1 to 1048576)'),
+			('max_report_size', 'integer', '65536', 'largest report (format junit or tap) read, in kB (1 to 1048576); larger ones are dead letters'),
+			('environment', 'string', '', 'reports: the test runs'' environment.id; empty: the suite''s hostname, else unknown')
+		) AS r (option, type, default_value, description)
+		WHERE v.option = 'reader'
 	) AS o (kind, option, type, default_value, secret, description)
-	WHERE source_options.kind IS NULL OR o.kind = source_options.kind
+	WHERE source_options.kind IS NULL OR v.kind = source_options.kind
 $$;
 COMMENT ON FUNCTION cdviz.source_options(text) IS
 'cdviz: the options a kind of source takes (all kinds when NULL), their JSON type, default and meaning. Example: SELECT option, type, default_value FROM cdviz.source_options(''folder'');';
@@ -2036,6 +1871,7 @@ BEGIN
 	-- ranges, as the settings of the same name have
 	FOR o IN SELECT * FROM (VALUES ('poll_interval', 1, 86400), ('batch_lines', 1, 1000000),
 							  ('max_line_size', 1, 1048576), ('max_json_size', 1, 1048576),
+							  ('max_report_size', 1, 1048576),
 							  ('batch_size', 1, 100000), ('batch_timeout_ms', 0, 60000)) r (k, lo, hi)
 	LOOP
 		IF options ? o.k AND NOT (options->>o.k)::numeric BETWEEN o.lo AND o.hi THEN
@@ -2049,6 +1885,10 @@ BEGIN
 	END IF;
 	IF options->>'after' = 'move' AND coalesce(options->>'done_path', '') !~ '^/' THEN
 		RAISE EXCEPTION 'option "done_path" (an absolute path) is required when "after" is move'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF options ? 'format' AND NOT options->>'format' IN ('cdevents', 'junit', 'tap') THEN
+		RAISE EXCEPTION 'option "format" must be cdevents, junit or tap, not "%"', options->>'format'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	IF options ? 'start' AND NOT options->>'start' IN ('earliest', 'latest') THEN
@@ -2479,15 +2319,13 @@ SELECT s.id, s.name, s.kind, s.location, s.paused, s.defined_by,
 	   coalesce(i.rejected, 0) + coalesce(p.rejected, 0) AS rejected,
 	   CASE WHEN s.kind IN ('folder', 's3') THEN coalesce(i.unread, 0) ELSE p.lag END AS lag,
 	   greatest(i.last_read_at, p.last_read_at) AS last_read_at,
-	   greatest(p.last_poll_at, sp.last_poll_at) AS last_poll_at,
-	   greatest(p.last_success_at, sp.last_success_at) AS last_success_at,
+	   p.last_poll_at,
+	   p.last_success_at,
 	   cdviz._source_redact(e.error, x.secrets) AS last_error,
 	   e.error_at AS last_error_at
 FROM cdviz.sources s
 LEFT JOIN cdviz.source_progress p ON p.source_id = s.id
 LEFT JOIN cdviz.source_secrets x ON x.source_id = s.id
-LEFT JOIN cdviz.source_polls sp
-	ON sp.source = s.location AND sp.kind = CASE s.kind WHEN 'folder' THEN 'fs' ELSE s.kind END
 LEFT JOIN LATERAL (
 	SELECT count(*) AS items,
 		   count(*) FILTER (WHERE f.status = 'reading') AS unread,
@@ -2511,14 +2349,12 @@ LEFT JOIN LATERAL (
 	WHERE o.source = s.location
 	HAVING s.kind = 's3'
 ) i ON true
--- the first error there is: of the worker (failed; message sources record
--- every look there), of the last poll, of one of the files or objects
+-- the first error there is: of the worker (failed) or of its last poll,
+-- else of one of the files or objects
 LEFT JOIN LATERAL (
 	SELECT v.error, v.error_at
-	FROM (VALUES (1, CASE WHEN p.state = 'failed' OR s.kind IN ('nats', 'kafka') THEN p.last_error END,
-				  p.last_error_at),
-				 (2, sp.last_error, sp.last_error_at),
-				 (3, i.last_item_error, i.last_item_error_at)) v (n, error, error_at)
+	FROM (VALUES (1, p.last_error, p.last_error_at),
+				 (2, i.last_item_error, i.last_item_error_at)) v (n, error, error_at)
 	WHERE v.error IS NOT NULL
 	ORDER BY v.n
 	LIMIT 1
@@ -2620,803 +2456,12 @@ COMMENT ON FUNCTION cdviz._summary_merge(anyelement, anyelement) IS
 'cdviz: internal, for cdviz._fold_events(): the columns every summary table ends with, folded from a stored row and a proposed one; inlined into the statement';
 REVOKE EXECUTE ON FUNCTION cdviz._summary_merge(anyelement, anyelement) FROM PUBLIC;
 
-CREATE OR REPLACE FUNCTION cdviz._fold_events(events cdviz.cdevents_lake[], derived boolean)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
-AS $$
-DECLARE
-	subjects text[];
-	has_links boolean;
-BEGIN
-	SELECT array_agg(DISTINCT e.subject), coalesce(bool_or(e.payload -> 'context' ? 'links'), false)
-	INTO subjects, has_links
-	FROM cdviz._lake_rows(events) AS e;
-	IF subjects IS NULL THEN
-		RETURN;
-	END IF;
-
-	-- what is derived from the lake besides the summaries: lineage, artifact
-	-- changes, change times, first deployments (not refolded by
-	-- cdviz.rebuild_summaries(), which empties only the summaries)
-	IF derived THEN
-		IF subjects @> '{artifact}' THEN
-			INSERT INTO cdviz.artifact_changes AS a
-				(artifact_id, change_id, change_source, packaged_at, event_id)
-			SELECT DISTINCT ON (e.subject_id)
-				   e.subject_id, e.payload #>> '{subject,content,change,id}',
-				   e.payload #>> '{subject,content,change,source}', e."timestamp", e.id
-			FROM cdviz._lake_rows(events) e
-			WHERE e.subject = 'artifact' AND e.predicate = 'packaged'
-			  AND e.subject_id IS NOT NULL
-			  AND e.payload #>> '{subject,content,change,id}' IS NOT NULL
-			ORDER BY e.subject_id, e."timestamp", e.id
-			ON CONFLICT (artifact_id) DO UPDATE
-			SET change_id = excluded.change_id,
-				change_source = excluded.change_source,
-				packaged_at = excluded.packaged_at,
-				event_id = excluded.event_id
-			WHERE (excluded.packaged_at, excluded.event_id) < (a.packaged_at, a.event_id);
-		END IF;
-
-		IF subjects @> '{change}' THEN
-			INSERT INTO cdviz.change_times AS c (change_id, created_at, merged_at)
-			SELECT e.subject_id,
-				   min(e."timestamp") FILTER (WHERE e.predicate = 'created'),
-				   min(e."timestamp") FILTER (WHERE e.predicate = 'merged')
-			FROM cdviz._lake_rows(events) e
-			WHERE e.subject = 'change' AND e.predicate IN ('created', 'merged')
-			  AND e.subject_id IS NOT NULL
-			GROUP BY e.subject_id
-			ON CONFLICT (change_id) DO UPDATE
-			SET created_at = LEAST(c.created_at, excluded.created_at),
-				merged_at = LEAST(c.merged_at, excluded.merged_at)
-			WHERE excluded.created_at < c.created_at OR excluded.merged_at < c.merged_at
-			   OR (c.created_at IS NULL AND excluded.created_at IS NOT NULL)
-			   OR (c.merged_at IS NULL AND excluded.merged_at IS NOT NULL);
-		END IF;
-
-		-- New first deployments take the change time known so far; the
-		-- statement below catches up when packaging or change events come later.
-		IF subjects @> '{service}' THEN
-			INSERT INTO cdviz.first_deployments AS f
-				(environment_id, artifact_id, service_id, deployed_at, event_id, change_id, changed_at)
-			SELECT d.environment_id, d.artifact_id, d.service_id, d.deployed_at, d.event_id,
-				   a.change_id, coalesce(c.merged_at, c.created_at)
-			FROM (SELECT DISTINCT ON (d.environment_id, d.artifact_id) d.*
-				  FROM (SELECT e.payload #>> '{subject,content,environment,id}' AS environment_id,
-							   e.payload #>> '{subject,content,artifactId}' AS artifact_id,
-							   e.subject_id AS service_id, e."timestamp" AS deployed_at, e.id AS event_id
-						FROM cdviz._lake_rows(events) e
-						WHERE e.subject = 'service' AND e.predicate IN ('deployed', 'upgraded')
-						  AND e.subject_id IS NOT NULL) d
-				  WHERE d.environment_id IS NOT NULL AND d.artifact_id IS NOT NULL
-				  ORDER BY d.environment_id, d.artifact_id, d.deployed_at, d.event_id) d
-			LEFT JOIN cdviz.artifact_changes a ON a.artifact_id = d.artifact_id
-			LEFT JOIN cdviz.change_times c ON c.change_id = a.change_id
-			ON CONFLICT (environment_id, artifact_id) DO UPDATE
-			SET service_id = excluded.service_id,
-				deployed_at = excluded.deployed_at,
-				event_id = excluded.event_id
-			WHERE (excluded.deployed_at, excluded.event_id) < (f.deployed_at, f.event_id);
-		END IF;
-
-		IF subjects && '{artifact,change}' THEN
-			-- Packaging or change events of this statement: refresh the change of
-			-- the first deployments of the artifacts they concern.
-			UPDATE cdviz.first_deployments f
-			SET change_id = a.change_id, changed_at = coalesce(c.merged_at, c.created_at)
-			FROM cdviz.artifact_changes a
-			LEFT JOIN cdviz.change_times c ON c.change_id = a.change_id
-			WHERE f.artifact_id = a.artifact_id
-			  AND a.artifact_id IN (SELECT e.subject_id FROM cdviz._lake_rows(events) e
-									WHERE e.subject = 'artifact' AND e.predicate = 'packaged'
-									UNION
-									SELECT a2.artifact_id FROM cdviz.artifact_changes a2
-									WHERE a2.change_id IN (SELECT e.subject_id FROM cdviz._lake_rows(events) e
-														   WHERE e.subject = 'change'
-															 AND e.predicate IN ('created', 'merged')))
-			  AND (f.change_id, f.changed_at) IS DISTINCT FROM (a.change_id, coalesce(c.merged_at, c.created_at));
-		END IF;
-
-		IF has_links THEN
-			INSERT INTO cdviz.event_links (event_id, context_id, linked_context_id, link_type, link_kind, tags)
-			SELECT e.id, e.context_id,
-				   coalesce(k.link #>> '{target,contextId}', k.link #>> '{from,contextId}', k.link #>> '{to,contextId}'),
-				   k.link ->> 'linkType', k.link ->> 'linkKind', k.link -> 'tags'
-			FROM cdviz._lake_rows(events) e
-			CROSS JOIN LATERAL jsonb_array_elements(e.payload #> '{context,links}') AS k(link)
-			WHERE jsonb_typeof(e.payload #> '{context,links}') = 'array'
-			  AND jsonb_typeof(k.link) = 'object'
-			  AND coalesce(k.link #>> '{target,contextId}', k.link #>> '{from,contextId}', k.link #>> '{to,contextId}') IS NOT NULL;
-		END IF;
-	END IF;
-
-	IF subjects @> '{pipelinerun}' THEN
-		INSERT INTO cdviz.pipeline_run_summaries AS s
-			(pipeline_run_id, source, pipeline_name, queued_at, started_at, finished_at, outcome, errors,
-			 uri, chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
-		SELECT e.subject_id,
-			   max(e.payload #>> '{subject,source}'),
-			   max(e.payload #>> '{subject,content,pipelineName}'),
-			   min(e."timestamp") FILTER (WHERE e.predicate = 'queued'),
-			   min(e."timestamp") FILTER (WHERE e.predicate = 'started'),
-			   max(e."timestamp") FILTER (WHERE e.predicate = 'finished'),
-			   max(e.payload #>> '{subject,content,outcome}') FILTER (WHERE e.predicate = 'finished'),
-			   max(e.payload #>> '{subject,content,errors}') FILTER (WHERE e.predicate = 'finished'),
-			   max(coalesce(e.payload #>> '{subject,content,uri}', e.payload #>> '{subject,content,url}')),
-			   max(e.chain_id),
-			   min(e."timestamp"), max(e."timestamp"),
-			   (array_agg(e.id ORDER BY e."timestamp" DESC, e.id DESC))[1],
-			   (array_agg(e.predicate ORDER BY e."timestamp" DESC, e.id DESC))[1],
-			   count(*)
-		FROM cdviz._lake_rows(events) AS e
-		WHERE e.subject = 'pipelinerun' AND e.predicate IN ('queued', 'started', 'finished')
-		  AND e.subject_id IS NOT NULL
-		GROUP BY e.subject_id
-		ON CONFLICT (pipeline_run_id) DO UPDATE SET
-			source = GREATEST(s.source, excluded.source),
-			pipeline_name = GREATEST(s.pipeline_name, excluded.pipeline_name),
-			queued_at = LEAST(s.queued_at, excluded.queued_at),
-			started_at = LEAST(s.started_at, excluded.started_at),
-			finished_at = GREATEST(s.finished_at, excluded.finished_at),
-			outcome = GREATEST(s.outcome, excluded.outcome),
-			errors = GREATEST(s.errors, excluded.errors),
-			uri = GREATEST(s.uri, excluded.uri),
-			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
-				= ROW((cdviz._summary_merge(s, excluded)).*);
-	END IF;
-
-	IF subjects @> '{taskrun}' THEN
-		INSERT INTO cdviz.task_run_summaries AS s
-			(task_run_id, source, task_name, pipeline_run_id, started_at, finished_at, outcome, errors,
-			 uri, chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
-		SELECT e.subject_id,
-			   max(e.payload #>> '{subject,source}'),
-			   max(e.payload #>> '{subject,content,taskName}'),
-			   max(e.payload #>> '{subject,content,pipelineRun,id}'),
-			   min(e."timestamp") FILTER (WHERE e.predicate = 'started'),
-			   max(e."timestamp") FILTER (WHERE e.predicate = 'finished'),
-			   max(e.payload #>> '{subject,content,outcome}') FILTER (WHERE e.predicate = 'finished'),
-			   max(e.payload #>> '{subject,content,errors}') FILTER (WHERE e.predicate = 'finished'),
-			   max(coalesce(e.payload #>> '{subject,content,uri}', e.payload #>> '{subject,content,url}')),
-			   max(e.chain_id),
-			   min(e."timestamp"), max(e."timestamp"),
-			   (array_agg(e.id ORDER BY e."timestamp" DESC, e.id DESC))[1],
-			   (array_agg(e.predicate ORDER BY e."timestamp" DESC, e.id DESC))[1],
-			   count(*)
-		FROM cdviz._lake_rows(events) AS e
-		WHERE e.subject = 'taskrun' AND e.predicate IN ('started', 'finished')
-		  AND e.subject_id IS NOT NULL
-		GROUP BY e.subject_id
-		ON CONFLICT (task_run_id) DO UPDATE SET
-			source = GREATEST(s.source, excluded.source),
-			task_name = GREATEST(s.task_name, excluded.task_name),
-			pipeline_run_id = GREATEST(s.pipeline_run_id, excluded.pipeline_run_id),
-			started_at = LEAST(s.started_at, excluded.started_at),
-			finished_at = GREATEST(s.finished_at, excluded.finished_at),
-			outcome = GREATEST(s.outcome, excluded.outcome),
-			errors = GREATEST(s.errors, excluded.errors),
-			uri = GREATEST(s.uri, excluded.uri),
-			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
-				= ROW((cdviz._summary_merge(s, excluded)).*);
-	END IF;
-
-	IF subjects @> '{build}' THEN
-		INSERT INTO cdviz.build_summaries AS s
-			(build_id, source, queued_at, started_at, finished_at, artifact_id, chain_id,
-			 first_event_at, last_event_at, last_event_id, last_predicate, event_count)
-		SELECT e.subject_id,
-			   max(e.payload #>> '{subject,source}'),
-			   min(e."timestamp") FILTER (WHERE e.predicate = 'queued'),
-			   min(e."timestamp") FILTER (WHERE e.predicate = 'started'),
-			   max(e."timestamp") FILTER (WHERE e.predicate = 'finished'),
-			   max(e.payload #>> '{subject,content,artifactId}') FILTER (WHERE e.predicate = 'finished'),
-			   max(e.chain_id),
-			   min(e."timestamp"), max(e."timestamp"),
-			   (array_agg(e.id ORDER BY e."timestamp" DESC, e.id DESC))[1],
-			   (array_agg(e.predicate ORDER BY e."timestamp" DESC, e.id DESC))[1],
-			   count(*)
-		FROM cdviz._lake_rows(events) AS e
-		WHERE e.subject = 'build' AND e.predicate IN ('queued', 'started', 'finished')
-		  AND e.subject_id IS NOT NULL
-		GROUP BY e.subject_id
-		ON CONFLICT (build_id) DO UPDATE SET
-			source = GREATEST(s.source, excluded.source),
-			queued_at = LEAST(s.queued_at, excluded.queued_at),
-			started_at = LEAST(s.started_at, excluded.started_at),
-			finished_at = GREATEST(s.finished_at, excluded.finished_at),
-			artifact_id = GREATEST(s.artifact_id, excluded.artifact_id),
-			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
-				= ROW((cdviz._summary_merge(s, excluded)).*);
-	END IF;
-
-	IF subjects @> '{branch}' THEN
-		INSERT INTO cdviz.branch_summaries AS s
-			(branch_id, source, repository_id, repository_source, created_at, deleted_at, chain_id,
-			 first_event_at, last_event_at, last_event_id, last_predicate, event_count)
-		SELECT e.subject_id,
-			   max(e.payload #>> '{subject,source}'),
-			   max(e.payload #>> '{subject,content,repository,id}'),
-			   max(e.payload #>> '{subject,content,repository,source}'),
-			   min(e."timestamp") FILTER (WHERE e.predicate = 'created'),
-			   max(e."timestamp") FILTER (WHERE e.predicate = 'deleted'),
-			   max(e.chain_id),
-			   min(e."timestamp"), max(e."timestamp"),
-			   (array_agg(e.id ORDER BY e."timestamp" DESC, e.id DESC))[1],
-			   (array_agg(e.predicate ORDER BY e."timestamp" DESC, e.id DESC))[1],
-			   count(*)
-		FROM cdviz._lake_rows(events) AS e
-		WHERE e.subject = 'branch' AND e.predicate IN ('created', 'deleted')
-		  AND e.subject_id IS NOT NULL
-		GROUP BY e.subject_id
-		ON CONFLICT (branch_id) DO UPDATE SET
-			source = GREATEST(s.source, excluded.source),
-			repository_id = GREATEST(s.repository_id, excluded.repository_id),
-			repository_source = GREATEST(s.repository_source, excluded.repository_source),
-			created_at = LEAST(s.created_at, excluded.created_at),
-			deleted_at = GREATEST(s.deleted_at, excluded.deleted_at),
-			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
-				= ROW((cdviz._summary_merge(s, excluded)).*);
-	END IF;
-
-	IF subjects @> '{testcaserun}' THEN
-		INSERT INTO cdviz.test_case_run_summaries AS s
-			(test_case_run_id, source, test_case_id, test_case_name, test_case_version, test_case_type,
-			 test_case_uri, test_suite_run_id, environment_id, trigger_type, trigger_uri,
-			 queued_at, started_at, finished_at, skipped_at, outcome, severity, reason, chain_id,
-			 first_event_at, last_event_at, last_event_id, last_predicate, event_count)
-		SELECT e.subject_id,
-			   max(e.payload #>> '{subject,source}'),
-			   max(e.payload #>> '{subject,content,testCase,id}'),
-			   max(e.payload #>> '{subject,content,testCase,name}'),
-			   max(e.payload #>> '{subject,content,testCase,version}'),
-			   max(e.payload #>> '{subject,content,testCase,type}'),
-			   max(coalesce(e.payload #>> '{subject,content,testCase,uri}', e.payload #>> '{subject,content,testCase,url}')),
-			   max(e.payload #>> '{subject,content,testSuiteRun,id}'),
-			   max(e.payload #>> '{subject,content,environment,id}'),
-			   max(e.payload #>> '{subject,content,trigger,type}'),
-			   max(e.payload #>> '{subject,content,trigger,uri}'),
-			   min(e."timestamp") FILTER (WHERE e.predicate = 'queued'),
-			   min(e."timestamp") FILTER (WHERE e.predicate = 'started'),
-			   max(e."timestamp") FILTER (WHERE e.predicate = 'finished'),
-			   max(e."timestamp") FILTER (WHERE e.predicate = 'skipped'),
-			   max(e.payload #>> '{subject,content,outcome}') FILTER (WHERE e.predicate = 'finished'),
-			   max(e.payload #>> '{subject,content,severity}') FILTER (WHERE e.predicate = 'finished'),
-			   max(e.payload #>> '{subject,content,reason}') FILTER (WHERE e.predicate IN ('finished', 'skipped')),
-			   max(e.chain_id),
-			   min(e."timestamp"), max(e."timestamp"),
-			   (array_agg(e.id ORDER BY e."timestamp" DESC, e.id DESC))[1],
-			   (array_agg(e.predicate ORDER BY e."timestamp" DESC, e.id DESC))[1],
-			   count(*)
-		FROM cdviz._lake_rows(events) AS e
-		WHERE e.subject = 'testcaserun' AND e.predicate IN ('queued', 'started', 'finished', 'skipped')
-		  AND e.subject_id IS NOT NULL
-		GROUP BY e.subject_id
-		ON CONFLICT (test_case_run_id) DO UPDATE SET
-			source = GREATEST(s.source, excluded.source),
-			test_case_id = GREATEST(s.test_case_id, excluded.test_case_id),
-			test_case_name = GREATEST(s.test_case_name, excluded.test_case_name),
-			test_case_version = GREATEST(s.test_case_version, excluded.test_case_version),
-			test_case_type = GREATEST(s.test_case_type, excluded.test_case_type),
-			test_case_uri = GREATEST(s.test_case_uri, excluded.test_case_uri),
-			test_suite_run_id = GREATEST(s.test_suite_run_id, excluded.test_suite_run_id),
-			environment_id = GREATEST(s.environment_id, excluded.environment_id),
-			trigger_type = GREATEST(s.trigger_type, excluded.trigger_type),
-			trigger_uri = GREATEST(s.trigger_uri, excluded.trigger_uri),
-			queued_at = LEAST(s.queued_at, excluded.queued_at),
-			started_at = LEAST(s.started_at, excluded.started_at),
-			finished_at = GREATEST(s.finished_at, excluded.finished_at),
-			skipped_at = GREATEST(s.skipped_at, excluded.skipped_at),
-			outcome = GREATEST(s.outcome, excluded.outcome),
-			severity = GREATEST(s.severity, excluded.severity),
-			reason = GREATEST(s.reason, excluded.reason),
-			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
-				= ROW((cdviz._summary_merge(s, excluded)).*);
-	END IF;
-
-	IF subjects @> '{testsuiterun}' THEN
-		INSERT INTO cdviz.test_suite_run_summaries AS s
-			(test_suite_run_id, source, test_suite_id, test_suite_name, test_suite_version, test_suite_uri,
-			 environment_id, trigger_type, trigger_uri, queued_at, started_at, finished_at, outcome,
-			 severity, reason, chain_id, first_event_at, last_event_at, last_event_id, last_predicate,
-			 event_count)
-		SELECT e.subject_id,
-			   max(e.payload #>> '{subject,source}'),
-			   max(e.payload #>> '{subject,content,testSuite,id}'),
-			   max(e.payload #>> '{subject,content,testSuite,name}'),
-			   max(e.payload #>> '{subject,content,testSuite,version}'),
-			   max(coalesce(e.payload #>> '{subject,content,testSuite,uri}', e.payload #>> '{subject,content,testSuite,url}')),
-			   max(e.payload #>> '{subject,content,environment,id}'),
-			   max(e.payload #>> '{subject,content,trigger,type}'),
-			   max(e.payload #>> '{subject,content,trigger,uri}'),
-			   min(e."timestamp") FILTER (WHERE e.predicate = 'queued'),
-			   min(e."timestamp") FILTER (WHERE e.predicate = 'started'),
-			   max(e."timestamp") FILTER (WHERE e.predicate = 'finished'),
-			   max(e.payload #>> '{subject,content,outcome}') FILTER (WHERE e.predicate = 'finished'),
-			   max(e.payload #>> '{subject,content,severity}') FILTER (WHERE e.predicate = 'finished'),
-			   max(e.payload #>> '{subject,content,reason}') FILTER (WHERE e.predicate = 'finished'),
-			   max(e.chain_id),
-			   min(e."timestamp"), max(e."timestamp"),
-			   (array_agg(e.id ORDER BY e."timestamp" DESC, e.id DESC))[1],
-			   (array_agg(e.predicate ORDER BY e."timestamp" DESC, e.id DESC))[1],
-			   count(*)
-		FROM cdviz._lake_rows(events) AS e
-		WHERE e.subject = 'testsuiterun' AND e.predicate IN ('queued', 'started', 'finished')
-		  AND e.subject_id IS NOT NULL
-		GROUP BY e.subject_id
-		ON CONFLICT (test_suite_run_id) DO UPDATE SET
-			source = GREATEST(s.source, excluded.source),
-			test_suite_id = GREATEST(s.test_suite_id, excluded.test_suite_id),
-			test_suite_name = GREATEST(s.test_suite_name, excluded.test_suite_name),
-			test_suite_version = GREATEST(s.test_suite_version, excluded.test_suite_version),
-			test_suite_uri = GREATEST(s.test_suite_uri, excluded.test_suite_uri),
-			environment_id = GREATEST(s.environment_id, excluded.environment_id),
-			trigger_type = GREATEST(s.trigger_type, excluded.trigger_type),
-			trigger_uri = GREATEST(s.trigger_uri, excluded.trigger_uri),
-			queued_at = LEAST(s.queued_at, excluded.queued_at),
-			started_at = LEAST(s.started_at, excluded.started_at),
-			finished_at = GREATEST(s.finished_at, excluded.finished_at),
-			outcome = GREATEST(s.outcome, excluded.outcome),
-			severity = GREATEST(s.severity, excluded.severity),
-			reason = GREATEST(s.reason, excluded.reason),
-			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
-				= ROW((cdviz._summary_merge(s, excluded)).*);
-	END IF;
-
-	IF subjects @> '{artifact}' THEN
-		INSERT INTO cdviz.artifact_summaries AS s
-			(artifact_id, source, packaged_at, signed_at, published_at, first_downloaded_at,
-			 last_downloaded_at, download_count, deleted_at, change_id, change_source, sbom_uri,
-			 signature, last_user, last_user_at, last_user_event_id, chain_id,
-			 first_event_at, last_event_at, last_event_id, last_predicate, event_count)
-		SELECT e.subject_id,
-			   max(e.payload #>> '{subject,source}'),
-			   min(e."timestamp") FILTER (WHERE e.predicate = 'packaged'),
-			   min(e."timestamp") FILTER (WHERE e.predicate = 'signed'),
-			   min(e."timestamp") FILTER (WHERE e.predicate = 'published'),
-			   min(e."timestamp") FILTER (WHERE e.predicate = 'downloaded'),
-			   max(e."timestamp") FILTER (WHERE e.predicate = 'downloaded'),
-			   count(*) FILTER (WHERE e.predicate = 'downloaded'),
-			   max(e."timestamp") FILTER (WHERE e.predicate = 'deleted'),
-			   max(e.payload #>> '{subject,content,change,id}') FILTER (WHERE e.predicate = 'packaged'),
-			   max(e.payload #>> '{subject,content,change,source}') FILTER (WHERE e.predicate = 'packaged'),
-			   max(e.payload #>> '{subject,content,sbom,uri}'),
-			   max(e.payload #>> '{subject,content,signature}') FILTER (WHERE e.predicate = 'signed'),
-			   (array_agg((e.payload #>> '{subject,content,user}') ORDER BY e."timestamp" DESC, e.id DESC) FILTER (WHERE (e.payload #>> '{subject,content,user}') IS NOT NULL))[1],
-			   max(e."timestamp") FILTER (WHERE (e.payload #>> '{subject,content,user}') IS NOT NULL),
-			   (array_agg(e.id ORDER BY e."timestamp" DESC, e.id DESC) FILTER (WHERE (e.payload #>> '{subject,content,user}') IS NOT NULL))[1],
-			   max(e.chain_id),
-			   min(e."timestamp"), max(e."timestamp"),
-			   (array_agg(e.id ORDER BY e."timestamp" DESC, e.id DESC))[1],
-			   (array_agg(e.predicate ORDER BY e."timestamp" DESC, e.id DESC))[1],
-			   count(*)
-		FROM cdviz._lake_rows(events) AS e
-		WHERE e.subject = 'artifact'
-		  AND e.predicate IN ('packaged', 'signed', 'published', 'downloaded', 'deleted')
-		  AND e.subject_id IS NOT NULL
-		GROUP BY e.subject_id
-		ON CONFLICT (artifact_id) DO UPDATE SET
-			source = GREATEST(s.source, excluded.source),
-			packaged_at = LEAST(s.packaged_at, excluded.packaged_at),
-			signed_at = LEAST(s.signed_at, excluded.signed_at),
-			published_at = LEAST(s.published_at, excluded.published_at),
-			first_downloaded_at = LEAST(s.first_downloaded_at, excluded.first_downloaded_at),
-			last_downloaded_at = GREATEST(s.last_downloaded_at, excluded.last_downloaded_at),
-			download_count = s.download_count + excluded.download_count,
-			deleted_at = GREATEST(s.deleted_at, excluded.deleted_at),
-			change_id = GREATEST(s.change_id, excluded.change_id),
-			change_source = GREATEST(s.change_source, excluded.change_source),
-			sbom_uri = GREATEST(s.sbom_uri, excluded.sbom_uri),
-			signature = GREATEST(s.signature, excluded.signature),
-			last_user = CASE WHEN (excluded.last_user_at, excluded.last_user_event_id) > (s.last_user_at, s.last_user_event_id) OR s.last_user_at IS NULL
-						THEN coalesce(excluded.last_user, s.last_user) ELSE s.last_user END,
-			last_user_at = GREATEST(s.last_user_at, excluded.last_user_at),
-			last_user_event_id = CASE WHEN (excluded.last_user_at, excluded.last_user_event_id) > (s.last_user_at, s.last_user_event_id) OR s.last_user_at IS NULL
-						THEN coalesce(excluded.last_user_event_id, s.last_user_event_id) ELSE s.last_user_event_id END,
-			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
-				= ROW((cdviz._summary_merge(s, excluded)).*);
-	END IF;
-
-	IF subjects @> '{change}' THEN
-		INSERT INTO cdviz.change_summaries AS s
-			(change_id, source, repository_id, repository_source, description, description_at,
-			 description_event_id, created_at, first_reviewed_at, review_count, last_updated_at,
-			 merged_at, abandoned_at, chain_id,
-			 first_event_at, last_event_at, last_event_id, last_predicate, event_count)
-		SELECT e.subject_id,
-			   max(e.payload #>> '{subject,source}'),
-			   max(e.payload #>> '{subject,content,repository,id}'),
-			   max(e.payload #>> '{subject,content,repository,source}'),
-			   (array_agg((e.payload #>> '{subject,content,description}') ORDER BY e."timestamp" DESC, e.id DESC) FILTER (WHERE (e.payload #>> '{subject,content,description}') IS NOT NULL))[1],
-			   max(e."timestamp") FILTER (WHERE (e.payload #>> '{subject,content,description}') IS NOT NULL),
-			   (array_agg(e.id ORDER BY e."timestamp" DESC, e.id DESC) FILTER (WHERE (e.payload #>> '{subject,content,description}') IS NOT NULL))[1],
-			   min(e."timestamp") FILTER (WHERE e.predicate = 'created'),
-			   min(e."timestamp") FILTER (WHERE e.predicate = 'reviewed'),
-			   count(*) FILTER (WHERE e.predicate = 'reviewed'),
-			   max(e."timestamp") FILTER (WHERE e.predicate = 'updated'),
-			   min(e."timestamp") FILTER (WHERE e.predicate = 'merged'),
-			   min(e."timestamp") FILTER (WHERE e.predicate = 'abandoned'),
-			   max(e.chain_id),
-			   min(e."timestamp"), max(e."timestamp"),
-			   (array_agg(e.id ORDER BY e."timestamp" DESC, e.id DESC))[1],
-			   (array_agg(e.predicate ORDER BY e."timestamp" DESC, e.id DESC))[1],
-			   count(*)
-		FROM cdviz._lake_rows(events) AS e
-		WHERE e.subject = 'change'
-		  AND e.predicate IN ('created', 'reviewed', 'updated', 'merged', 'abandoned')
-		  AND e.subject_id IS NOT NULL
-		GROUP BY e.subject_id
-		ON CONFLICT (change_id) DO UPDATE SET
-			source = GREATEST(s.source, excluded.source),
-			repository_id = GREATEST(s.repository_id, excluded.repository_id),
-			repository_source = GREATEST(s.repository_source, excluded.repository_source),
-			description = CASE WHEN (excluded.description_at, excluded.description_event_id) > (s.description_at, s.description_event_id) OR s.description_at IS NULL
-						THEN coalesce(excluded.description, s.description) ELSE s.description END,
-			description_at = GREATEST(s.description_at, excluded.description_at),
-			description_event_id = CASE WHEN (excluded.description_at, excluded.description_event_id) > (s.description_at, s.description_event_id) OR s.description_at IS NULL
-						THEN coalesce(excluded.description_event_id, s.description_event_id) ELSE s.description_event_id END,
-			created_at = LEAST(s.created_at, excluded.created_at),
-			first_reviewed_at = LEAST(s.first_reviewed_at, excluded.first_reviewed_at),
-			review_count = s.review_count + excluded.review_count,
-			last_updated_at = GREATEST(s.last_updated_at, excluded.last_updated_at),
-			merged_at = LEAST(s.merged_at, excluded.merged_at),
-			abandoned_at = LEAST(s.abandoned_at, excluded.abandoned_at),
-			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
-				= ROW((cdviz._summary_merge(s, excluded)).*);
-	END IF;
-
-	IF subjects @> '{incident}' THEN
-		INSERT INTO cdviz.incident_summaries AS s
-			(incident_id, source, environment_id, service_id, artifact_id, description, description_at,
-			 description_event_id, ticket_uri, detected_at, reported_at, resolved_at, chain_id,
-			 first_event_at, last_event_at, last_event_id, last_predicate, event_count)
-		SELECT e.subject_id,
-			   max(e.payload #>> '{subject,source}'),
-			   max(e.payload #>> '{subject,content,environment,id}'),
-			   max(e.payload #>> '{subject,content,service,id}'),
-			   max(e.payload #>> '{subject,content,artifactId}'),
-			   (array_agg((e.payload #>> '{subject,content,description}') ORDER BY e."timestamp" DESC, e.id DESC) FILTER (WHERE (e.payload #>> '{subject,content,description}') IS NOT NULL))[1],
-			   max(e."timestamp") FILTER (WHERE (e.payload #>> '{subject,content,description}') IS NOT NULL),
-			   (array_agg(e.id ORDER BY e."timestamp" DESC, e.id DESC) FILTER (WHERE (e.payload #>> '{subject,content,description}') IS NOT NULL))[1],
-			   max(e.payload #>> '{subject,content,ticketURI}'),
-			   min(e."timestamp") FILTER (WHERE e.predicate = 'detected'),
-			   min(e."timestamp") FILTER (WHERE e.predicate = 'reported'),
-			   max(e."timestamp") FILTER (WHERE e.predicate = 'resolved'),
-			   max(e.chain_id),
-			   min(e."timestamp"), max(e."timestamp"),
-			   (array_agg(e.id ORDER BY e."timestamp" DESC, e.id DESC))[1],
-			   (array_agg(e.predicate ORDER BY e."timestamp" DESC, e.id DESC))[1],
-			   count(*)
-		FROM cdviz._lake_rows(events) AS e
-		WHERE e.subject = 'incident' AND e.predicate IN ('detected', 'reported', 'resolved')
-		  AND e.subject_id IS NOT NULL
-		GROUP BY e.subject_id
-		ON CONFLICT (incident_id) DO UPDATE SET
-			source = GREATEST(s.source, excluded.source),
-			environment_id = GREATEST(s.environment_id, excluded.environment_id),
-			service_id = GREATEST(s.service_id, excluded.service_id),
-			artifact_id = GREATEST(s.artifact_id, excluded.artifact_id),
-			description = CASE WHEN (excluded.description_at, excluded.description_event_id) > (s.description_at, s.description_event_id) OR s.description_at IS NULL
-						THEN coalesce(excluded.description, s.description) ELSE s.description END,
-			description_at = GREATEST(s.description_at, excluded.description_at),
-			description_event_id = CASE WHEN (excluded.description_at, excluded.description_event_id) > (s.description_at, s.description_event_id) OR s.description_at IS NULL
-						THEN coalesce(excluded.description_event_id, s.description_event_id) ELSE s.description_event_id END,
-			ticket_uri = GREATEST(s.ticket_uri, excluded.ticket_uri),
-			detected_at = LEAST(s.detected_at, excluded.detected_at),
-			reported_at = LEAST(s.reported_at, excluded.reported_at),
-			resolved_at = GREATEST(s.resolved_at, excluded.resolved_at),
-			(chain_id, first_event_at, last_event_at, last_event_id, last_predicate, event_count)
-				= ROW((cdviz._summary_merge(s, excluded)).*);
-	END IF;
-
-	IF subjects @> '{testcaserun}' THEN
-		INSERT INTO cdviz.test_case_outcomes_daily AS s (day, test_case, outcome, runs, last_at, reason)
-		SELECT date_bin('1 day', e."timestamp", timestamptz '2000-01-01 00:00+00'),
-			   coalesce(e.payload #>> '{subject,content,testCase,name}', e.payload #>> '{subject,content,testCase,id}'),
-			   CASE WHEN e.predicate = 'skipped' THEN 'skipped'
-					ELSE cdviz.normalize_outcome(e.payload #>> '{subject,content,outcome}') END,
-			   count(*), max(e."timestamp"), max(e.payload #>> '{subject,content,reason}')
-		FROM cdviz._lake_rows(events) AS e
-		WHERE e.subject = 'testcaserun' AND e.predicate IN ('finished', 'skipped')
-		GROUP BY 1, 2, 3
-		ON CONFLICT (day, test_case, outcome) DO UPDATE SET
-			runs = s.runs + excluded.runs,
-			last_at = GREATEST(s.last_at, excluded.last_at),
-			reason = GREATEST(s.reason, excluded.reason);
-	END IF;
-
-	INSERT INTO cdviz.event_counts_hourly AS s
-		(hour, type, context_source, spec_version, subject, predicate, events, first_at, last_at)
-	SELECT date_bin('1 hour', e."timestamp", timestamptz '2000-01-01 00:00+00'), e.type,
-		   e.context_source, e.spec_version, max(e.subject), max(e.predicate),
-		   count(*), min(e."timestamp"), max(e."timestamp")
-	FROM cdviz._lake_rows(events) AS e
-	GROUP BY 1, 2, 3, 4
-	ON CONFLICT (hour, type, context_source, spec_version) DO UPDATE SET
-		events = s.events + excluded.events,
-		first_at = LEAST(s.first_at, excluded.first_at),
-		last_at = GREATEST(s.last_at, excluded.last_at);
-END
-$$;
-
 -- Dead letters of the Kafka source name their topic, partition and offset.
 COMMENT ON COLUMN cdviz.rejected_events.origin IS 'sql, http, fs, s3, nats, kafka or webhook';
 COMMENT ON COLUMN cdviz.rejected_events.origin_ref IS 'where exactly: HTTP peer and path, file:line, s3://bucket/key#n, NATS subject#stream sequence, Kafka topic/partition@offset, batch element index';
 
--- Folder and S3 sources note their polls in cdviz.source_progress by
--- source, as the other kinds do; cdviz.source_polls (by location) is no
--- longer written.  Its rows are the 0.1.0 poller's last poll, which the
--- source's worker notes again on its first poll.
--- One row per source.  Folder and S3 sources count their files and
--- objects in cdviz.fs_files and cdviz.s3_objects (rows of the source's
--- location: a source dropped and created again for the same folder
--- finds its progress); message sources count in cdviz.source_progress.
--- Every kind notes its polls in cdviz.source_progress.
--- Errors are shown with the source's secrets replaced by ***.
-CREATE OR REPLACE VIEW cdviz.source_status AS
-SELECT s.id, s.name, s.kind, s.location, s.paused, s.defined_by,
-	   CASE WHEN s.paused THEN 'paused' ELSE coalesce(p.state, 'starting') END AS state,
-	   i.items,
-	   coalesce(i.events, 0) + coalesce(p.events, 0) AS events,
-	   coalesce(i.duplicates, 0) + coalesce(p.duplicates, 0) AS duplicates,
-	   coalesce(i.rejected, 0) + coalesce(p.rejected, 0) AS rejected,
-	   CASE WHEN s.kind IN ('folder', 's3') THEN coalesce(i.unread, 0) ELSE p.lag END AS lag,
-	   greatest(i.last_read_at, p.last_read_at) AS last_read_at,
-	   p.last_poll_at,
-	   p.last_success_at,
-	   cdviz._source_redact(e.error, x.secrets) AS last_error,
-	   e.error_at AS last_error_at
-FROM cdviz.sources s
-LEFT JOIN cdviz.source_progress p ON p.source_id = s.id
-LEFT JOIN cdviz.source_secrets x ON x.source_id = s.id
-LEFT JOIN LATERAL (
-	SELECT count(*) AS items,
-		   count(*) FILTER (WHERE f.status = 'reading') AS unread,
-		   sum(f.events) AS events, sum(f.duplicates) AS duplicates, sum(f.rejected) AS rejected,
-		   max(f.last_read_at) AS last_read_at,
-		   (array_agg(f.path || ': ' || f.last_error ORDER BY f.last_error_at DESC)
-				FILTER (WHERE f.last_error IS NOT NULL))[1] AS last_item_error,
-		   max(f.last_error_at) AS last_item_error_at
-	FROM cdviz.fs_files f
-	WHERE f.source = s.location
-	HAVING s.kind = 'folder'
-	UNION ALL
-	SELECT count(*),
-		   count(*) FILTER (WHERE o.status = 'reading'),
-		   sum(o.events), sum(o.duplicates), sum(o.rejected),
-		   max(o.last_read_at),
-		   (array_agg('s3://' || o.bucket || '/' || o.key || ': ' || o.last_error ORDER BY o.last_error_at DESC)
-				FILTER (WHERE o.last_error IS NOT NULL))[1],
-		   max(o.last_error_at)
-	FROM cdviz.s3_objects o
-	WHERE o.source = s.location
-	HAVING s.kind = 's3'
-) i ON true
--- the first error there is: of the worker (failed) or of its last poll,
--- else of one of the files or objects
-LEFT JOIN LATERAL (
-	SELECT v.error, v.error_at
-	FROM (VALUES (1, p.last_error, p.last_error_at),
-				 (2, i.last_item_error, i.last_item_error_at)) v (n, error, error_at)
-	WHERE v.error IS NOT NULL
-	ORDER BY v.n
-	LIMIT 1
-) e ON true;
-
 ALTER EXTENSION cdviz DROP TABLE cdviz.source_polls;
 DROP TABLE cdviz.source_polls;
-
--- The options the folder and s3 kinds share are written once: the rows
--- are the same.
-CREATE OR REPLACE FUNCTION cdviz.source_options(kind text DEFAULT NULL)
-RETURNS TABLE (kind text, option text, type text, default_value text, secret boolean,
-			   description text)
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-	SELECT o.kind, o.option, o.type, o.default_value, o.secret, o.description
-	FROM (VALUES
-		('folder', 'poll_interval', 'integer', '5', false, 'seconds between two looks at the folder (1 to 86400)'),
-		('folder', 'pattern', 'string', '*.json,*.jsonl,*.ndjson', false, 'comma-separated file name patterns; *.json files hold one event or an array, others one event per line'),
-		('folder', 'after', 'string', 'keep', false, 'what to do with a file read to its end: keep, delete or move'),
-		('folder', 'done_path', 'string', NULL, false, 'absolute path of the folder files are moved into (required when after is move)'),
-		('folder', 'reader', NULL, NULL, NULL, 'file'),
-		('s3', 'endpoint', 'string', '', false, 'endpoint URL; empty: AWS in the region'),
-		('s3', 'region', 'string', 'us-east-1', false, 'region of the AWS Signature V4'),
-		('s3', 'path_style', 'boolean', 'false', false, 'address the bucket in the URL path (MinIO, Ceph...)'),
-		('s3', 'access_key_id', 'string', '', true, 'access key id'),
-		('s3', 'secret_access_key', 'string', '', true, 'secret access key'),
-		('s3', 'poll_interval', 'integer', '30', false, 'seconds between two listings (1 to 86400); doubled after each failure, up to 10 minutes'),
-		('s3', 'pattern', 'string', '*.json,*.jsonl,*.ndjson', false, 'comma-separated patterns for the last segment of the keys'),
-		('s3', 'reader', NULL, NULL, NULL, 'object'),
-		('nats', 'url', 'string', NULL, false, 'server URL (required); a secret when it carries a user, password or token'),
-		('nats', 'stream', 'string', '', false, 'JetStream stream: read through durable consumers, acknowledged after the commit; empty: plain subscriptions'),
-		('nats', 'consumer', 'string', 'cdviz-<name>', false, 'durable consumer name (suffixed with the subject''s place when there are several subjects)'),
-		('kafka', 'brokers', 'string', NULL, false, 'bootstrap servers host:port,... (required)'),
-		('kafka', 'group', 'string', 'cdviz-<name>', false, 'consumer group'),
-		('kafka', 'batch_size', 'integer', '500', false, 'messages stored per transaction (1 to 100000)'),
-		('kafka', 'batch_timeout_ms', 'integer', '100', false, 'longest wait for a batch to fill, in ms (0 to 60000)'),
-		('kafka', 'start', 'string', 'earliest', false, 'where a new group starts: earliest or latest'),
-		('kafka', 'config', 'object', '{}', false, 'librdkafka settings; those a kafka sink keeps secret (named like *password*, *secret*, *.pem, ssl_key*, sasl.oauthbearer.config) are secrets')
-	) AS v (kind, option, type, default_value, secret, description)
-	CROSS JOIN LATERAL (
-		SELECT v.kind, v.option, v.type, v.default_value, v.secret, v.description
-		WHERE v.option <> 'reader'
-		UNION ALL
-		SELECT v.kind, r.option, 'integer', r.default_value, false, format(r.description, v.description)
-		FROM (VALUES
-			('batch_lines', '5000', 'lines or array elements stored per transaction (1 to 1000000)'),
-			('max_line_size', '1024', 'longest line read, in kB (1 to 1048576)'),
-			('max_json_size', '65536', 'largest .json %s read, in kB (1 to 1048576)')
-		) AS r (option, default_value, description)
-		WHERE v.option = 'reader'
-	) AS o (kind, option, type, default_value, secret, description)
-	WHERE source_options.kind IS NULL OR v.kind = source_options.kind
-$$;
-
--- Folder and S3 sources read test reports: the options format,
--- max_report_size and environment.
-CREATE OR REPLACE FUNCTION cdviz.source_options(kind text DEFAULT NULL)
-RETURNS TABLE (kind text, option text, type text, default_value text, secret boolean,
-			   description text)
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-	SELECT o.kind, o.option, o.type, o.default_value, o.secret, o.description
-	FROM (VALUES
-		('folder', 'poll_interval', 'integer', '5', false, 'seconds between two looks at the folder (1 to 86400)'),
-		('folder', 'pattern', 'string', '*.json,*.jsonl,*.ndjson', false, 'comma-separated file name patterns; *.json files hold one event or an array, others one event per line'),
-		('folder', 'after', 'string', 'keep', false, 'what to do with a file read to its end: keep, delete or move'),
-		('folder', 'done_path', 'string', NULL, false, 'absolute path of the folder files are moved into (required when after is move)'),
-		('folder', 'reader', NULL, NULL, NULL, 'file'),
-		('s3', 'endpoint', 'string', '', false, 'endpoint URL; empty: AWS in the region'),
-		('s3', 'region', 'string', 'us-east-1', false, 'region of the AWS Signature V4'),
-		('s3', 'path_style', 'boolean', 'false', false, 'address the bucket in the URL path (MinIO, Ceph...)'),
-		('s3', 'access_key_id', 'string', '', true, 'access key id'),
-		('s3', 'secret_access_key', 'string', '', true, 'secret access key'),
-		('s3', 'poll_interval', 'integer', '30', false, 'seconds between two listings (1 to 86400); doubled after each failure, up to 10 minutes'),
-		('s3', 'pattern', 'string', '*.json,*.jsonl,*.ndjson', false, 'comma-separated patterns for the last segment of the keys'),
-		('s3', 'reader', NULL, NULL, NULL, 'object'),
-		('nats', 'url', 'string', NULL, false, 'server URL (required); a secret when it carries a user, password or token'),
-		('nats', 'stream', 'string', '', false, 'JetStream stream: read through durable consumers, acknowledged after the commit; empty: plain subscriptions'),
-		('nats', 'consumer', 'string', 'cdviz-<name>', false, 'durable consumer name (suffixed with the subject''s place when there are several subjects)'),
-		('kafka', 'brokers', 'string', NULL, false, 'bootstrap servers host:port,... (required)'),
-		('kafka', 'group', 'string', 'cdviz-<name>', false, 'consumer group'),
-		('kafka', 'batch_size', 'integer', '500', false, 'messages stored per transaction (1 to 100000)'),
-		('kafka', 'batch_timeout_ms', 'integer', '100', false, 'longest wait for a batch to fill, in ms (0 to 60000)'),
-		('kafka', 'start', 'string', 'earliest', false, 'where a new group starts: earliest or latest'),
-		('kafka', 'config', 'object', '{}', false, 'librdkafka settings; those a kafka sink keeps secret (named like *password*, *secret*, *.pem, ssl_key*, sasl.oauthbearer.config) are secrets')
-	) AS v (kind, option, type, default_value, secret, description)
-	CROSS JOIN LATERAL (
-		SELECT v.kind, v.option, v.type, v.default_value, v.secret, v.description
-		WHERE v.option <> 'reader'
-		UNION ALL
-		SELECT v.kind, r.option, r.type, r.default_value, false, format(r.description, v.description)
-		FROM (VALUES
-			('format', 'string', 'cdevents', 'how each %s is read: cdevents (a .json event or array, else JSON Lines), junit (a JUnit XML report) or tap (a TAP 13/14 report); the pattern defaults to *.xml for junit, *.tap for tap'),
-			('batch_lines', 'integer', '5000', 'lines or array elements stored per transaction (1 to 1000000)'),
-			('max_line_size', 'integer', '1024', 'longest line read, in kB (1 to 1048576)'),
-			('max_json_size', 'integer', '65536', 'largest .json %s read, in kB (1 to 1048576)'),
-			('max_report_size', 'integer', '65536', 'largest report (format junit or tap) read, in kB (1 to 1048576); larger ones are dead letters'),
-			('environment', 'string', '', 'reports: the test runs'' environment.id; empty: the suite''s hostname, else unknown')
-		) AS r (option, type, default_value, description)
-		WHERE v.option = 'reader'
-	) AS o (kind, option, type, default_value, secret, description)
-	WHERE source_options.kind IS NULL OR v.kind = source_options.kind
-$$;
-
-CREATE OR REPLACE FUNCTION cdviz._source_check(kind text, location text, options jsonb)
-RETURNS text
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	known text[] := ARRAY(SELECT o.option FROM cdviz.source_options(kind) o ORDER BY o.option);
-	o record;
-	v jsonb;
-	loc text := location;
-	-- at most 16 NATS subjects (one subscription each); Kafka topic names
-	list_re CONSTANT text := CASE kind WHEN 'nats' THEN '^[^\s,]+(,[^\s,]+){0,15}$'
-									   ELSE '^[A-Za-z0-9._-]{1,249}(,[A-Za-z0-9._-]{1,249})*$' END;
-BEGIN
-	IF kind IS NULL OR NOT kind IN ('folder', 's3', 'nats', 'kafka') THEN
-		RAISE EXCEPTION 'unknown source kind "%"', kind
-			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use folder, s3, nats or kafka.';
-	END IF;
-	IF jsonb_typeof(options) IS DISTINCT FROM 'object' THEN
-		RAISE EXCEPTION 'source options must be a JSON object'
-			USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	FOR o IN SELECT k FROM jsonb_object_keys(options) k WHERE NOT k = ANY (known) ORDER BY k LOOP
-		RAISE EXCEPTION 'unknown option "%" for a source of kind %', o.k, kind
-			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = format('known options: %s.', array_to_string(known, ', '));
-	END LOOP;
-	FOR o IN SELECT s.option, s.type FROM cdviz.source_options(kind) s LOOP
-		v := options->o.option;
-		CONTINUE WHEN v IS NULL;
-		IF o.type = 'integer' AND NOT (jsonb_typeof(v) = 'number' AND v::text ~ '^-?[0-9]+$') THEN
-			RAISE EXCEPTION 'option "%" of a source of kind % must be an integer, not %', o.option, kind, v
-				USING ERRCODE = 'invalid_parameter_value';
-		ELSIF o.type = 'string' AND jsonb_typeof(v) <> 'string' THEN
-			RAISE EXCEPTION 'option "%" of a source of kind % must be a string, not %', o.option, kind, v
-				USING ERRCODE = 'invalid_parameter_value';
-		ELSIF o.type = 'boolean' AND jsonb_typeof(v) <> 'boolean' THEN
-			RAISE EXCEPTION 'option "%" of a source of kind % must be true or false, not %', o.option, kind, v
-				USING ERRCODE = 'invalid_parameter_value';
-		ELSIF o.type = 'object' AND (jsonb_typeof(v) <> 'object' OR EXISTS (
-				SELECT FROM jsonb_each(v) e WHERE jsonb_typeof(e.value) NOT IN ('string', 'number', 'boolean'))) THEN
-			RAISE EXCEPTION 'option "%" of a source of kind % must be an object of settings and their values', o.option, kind
-				USING ERRCODE = 'invalid_parameter_value';
-		END IF;
-	END LOOP;
-	-- ranges, as the settings of the same name have
-	FOR o IN SELECT * FROM (VALUES ('poll_interval', 1, 86400), ('batch_lines', 1, 1000000),
-							  ('max_line_size', 1, 1048576), ('max_json_size', 1, 1048576),
-							  ('max_report_size', 1, 1048576),
-							  ('batch_size', 1, 100000), ('batch_timeout_ms', 0, 60000)) r (k, lo, hi)
-	LOOP
-		IF options ? o.k AND NOT (options->>o.k)::numeric BETWEEN o.lo AND o.hi THEN
-			RAISE EXCEPTION 'option "%" must be from % to %, not %', o.k, o.lo, o.hi, options->>o.k
-				USING ERRCODE = 'invalid_parameter_value';
-		END IF;
-	END LOOP;
-	IF options ? 'after' AND NOT options->>'after' IN ('keep', 'delete', 'move') THEN
-		RAISE EXCEPTION 'option "after" must be keep, delete or move, not "%"', options->>'after'
-			USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	IF options->>'after' = 'move' AND coalesce(options->>'done_path', '') !~ '^/' THEN
-		RAISE EXCEPTION 'option "done_path" (an absolute path) is required when "after" is move'
-			USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	IF options ? 'format' AND NOT options->>'format' IN ('cdevents', 'junit', 'tap') THEN
-		RAISE EXCEPTION 'option "format" must be cdevents, junit or tap, not "%"', options->>'format'
-			USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	IF options ? 'start' AND NOT options->>'start' IN ('earliest', 'latest') THEN
-		RAISE EXCEPTION 'option "start" must be earliest or latest, not "%"', options->>'start'
-			USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	FOR o IN SELECT x.option FROM (VALUES ('nats', 'url'), ('kafka', 'brokers')) x (kind, option)
-			 WHERE x.kind = _source_check.kind LOOP
-		IF coalesce(options->>o.option, '') = '' THEN
-			RAISE EXCEPTION 'option "%" is required for a source of kind %', o.option, kind
-				USING ERRCODE = 'invalid_parameter_value';
-		END IF;
-	END LOOP;
-
-	IF loc IS NULL THEN
-		RAISE EXCEPTION 'a source needs a location' USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	CASE kind
-		WHEN 'folder' THEN
-			IF loc !~ '^/' THEN
-				RAISE EXCEPTION 'the location of a folder source must be an absolute path, not "%"', loc
-					USING ERRCODE = 'invalid_parameter_value';
-			END IF;
-			loc := coalesce(nullif(regexp_replace(loc, '/+$', ''), ''), '/');
-		WHEN 's3' THEN
-			-- bucket names as S3 has known them (older ones have capitals, _)
-			IF loc !~ '^s3://[A-Za-z0-9._-]{3,255}(/.*)?$' THEN
-				RAISE EXCEPTION 'the location of an s3 source must be s3://bucket/prefix, not "%"', loc
-					USING ERRCODE = 'invalid_parameter_value';
-			END IF;
-			IF loc !~ '^s3://[^/]*/' THEN
-				loc := loc || '/';
-			END IF;
-		ELSE
-			loc := regexp_replace(trim(loc), '\s*,\s*', ',', 'g');
-			IF loc !~ list_re THEN
-				RAISE EXCEPTION 'the location of a % source must be a comma-separated list of %, not "%"', kind,
-					CASE kind WHEN 'nats' THEN 'at most 16 subjects' ELSE 'topics' END, location
-					USING ERRCODE = 'invalid_parameter_value';
-			END IF;
-	END CASE;
-	RETURN loc;
-END
-$$;
 
 -- DORA's fifth metric and failed deployment recovery time: the failure
 -- signals behind the change failure rate as a function of their own,

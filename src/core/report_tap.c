@@ -254,9 +254,10 @@ open_subtest(TapParse *p)
 {
 	json_object *suite;
 
-	if (p->depth >= CDVIZ_REPORT_MAX_DEPTH)
+	/* stack[0] is the file's own suite: a subtest is one suite deeper */
+	if (p->depth + 1 >= CDVIZ_REPORT_MAX_DEPTH)
 	{
-		cdviz_problems_add(p->b.problems, "$", "subtests are nested more than %d deep",
+		cdviz_problems_add(p->b.problems, "$", "test suites are nested more than %d deep",
 						   CDVIZ_REPORT_MAX_DEPTH);
 		p->refused = true;
 		return false;

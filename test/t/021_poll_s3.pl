@@ -5,78 +5,19 @@
 # and restarted while the poller works.
 use strict;
 use warnings;
-use File::Path qw(make_path);
-use IPC::Run;
 use FindBin;
 use lib $FindBin::Bin;
 use CdvizNode;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use S3Test;
 use Test::More;
-use Time::HiRes qw(usleep);
 
-my $s3rver = "$ENV{TESTDIR}/node_modules/.bin/s3rver";
-plan skip_all => "s3rver not installed ($s3rver): run scripts/test.sh or npm install --no-save s3rver\@3.7.1"
-  unless -x $s3rver;
+plan skip_all => s3rver_missing() if s3rver_missing();
 
 my $tmp = PostgreSQL::Test::Utils::tempdir();
-my $s3dir = "$tmp/s3";
-make_path($s3dir);
-my $s3port = PostgreSQL::Test::Cluster::get_free_port();
-my $s3url = "http://127.0.0.1:$s3port";
-my $s3h;
-
-# s3rver 3.7.1 makes continuation tokens with DES, which Node 17+ (OpenSSL
-# 3) refuses unless the legacy provider is loaded: listings past one page
-# would answer 500.
-$ENV{NODE_OPTIONS} = '--openssl-legacy-provider';
-
-sub start_s3rver
-{
-	$s3h = IPC::Run::start(
-		[ $s3rver, '-d', $s3dir, '-p', $s3port, '-a', '127.0.0.1', '--configure-bucket', 'bkt', '--silent' ],
-		'>>', "$tmp/s3rver.log", '2>>', "$tmp/s3rver.log");
-	for (1 .. 100)
-	{
-		my $out = '';
-		IPC::Run::run([ 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--aws-sigv4', 'aws:amz:us-east-1:s3',
-			'--user', 'S3RVER:S3RVER', '-H', 'x-amz-content-sha256: UNSIGNED-PAYLOAD', "$s3url/bkt?list-type=2&max-keys=1" ],
-			'>', \$out, '2>', \my $err);
-		return if $out eq '200';
-		usleep(200_000);
-	}
-	die 's3rver did not start: ' . slurp_file("$tmp/s3rver.log");
-}
-
-sub stop_s3rver
-{
-	$s3h->kill_kill;
-	$s3h->finish;
-}
-
-# Upload objects (key => body) with one curl run.
-my $upload_n = 0;
-sub put_objects
-{
-	my (%objs) = @_;
-	my $cfg = "$tmp/put" . $upload_n++ . '.cfg';
-	open my $fh, '>', $cfg or die;
-	print $fh qq(aws-sigv4 = "aws:amz:us-east-1:s3"\nuser = "S3RVER:S3RVER"\n);
-	print $fh qq(header = "x-amz-content-sha256: UNSIGNED-PAYLOAD"\nsilent\nfail\n);
-	my $i = 0;
-	for my $key (sort keys %objs)
-	{
-		my $f = "$tmp/body" . $upload_n . '_' . $i++;
-		open my $b, '>:raw', $f or die;
-		print $b $objs{$key};
-		close $b;
-		print $fh qq(upload-file = "$f"\nurl = "$s3url/bkt/$key"\noutput = "/dev/null"\n);
-	}
-	close $fh;
-	my ($out, $err) = ('', '');
-	IPC::Run::run([ 'curl', '-K', $cfg ], '>', \$out, '2>', \$err)
-	  or die "upload failed: $err";
-}
+my $s3 = S3Test->new("$tmp/s3");
+my $s3url = $s3->url;
 
 sub ev
 {
@@ -86,8 +27,6 @@ sub ev
 	  . qq("subject":{"id":"svc/$id","source":"$src","type":"service",)
 	  . qq("content":{"environment":{"id":"prod"},"artifactId":"pkg:oci/app\@sha256%3A0b31b1c02ff458ad9b7b81cbdf8f028bd54699fa151f221d1e8de6817db93427"}}});
 }
-
-start_s3rver();
 
 my $node = cdviz_node('poll_s3', qq(
 cdviz.s3_endpoint = '$s3url'
@@ -115,7 +54,7 @@ $objs{"other/x-$_.jsonl"} = ev("x-$_", '/outside') . "\n" for 1 .. 5;
 $objs{'events/array.json'} = '[' . ev('a-1', '/s3array') . ',' . ev('a-2', '/s3array') . ']';
 $objs{'events/bad.jsonl'} = ev('b-1', '/s3bad') . "\n{oops\n" . ev('b-3', '/s3bad') . "\n";
 $objs{'events/readme.txt'} = "not matched by cdviz.s3_pattern\n";
-put_objects(%objs);
+$s3->put(%objs);
 
 $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION cdviz');
@@ -131,10 +70,10 @@ is(q1("SELECT count(*) FROM cdviz.s3_objects"), '1102', 'one progress row per ob
 is(q1("SELECT sum(duplicates) FROM cdviz.s3_objects"), '0', 'nothing read twice');
 
 # ------------------------------------------------- between polls, rewrite ----
-put_objects(map { ("events/new-$_.ndjson" => ev("n-$_", '/s3new') . "\n") } 1 .. 3);
+$s3->put(map { ("events/new-$_.ndjson" => ev("n-$_", '/s3new') . "\n") } 1 .. 3);
 wait_events('/s3new', 3, 'objects added between polls are read');
 
-put_objects('events/day1/obj-0001.jsonl' => ev('o-1', '/s3') . "\n" . ev('o-1b', '/s3') . "\n");
+$s3->put('events/day1/obj-0001.jsonl' => ev('o-1', '/s3') . "\n" . ev('o-1b', '/s3') . "\n");
 wait_events('/s3', 1101, 'a rewritten object (new ETag) is read again');
 is(q1("SELECT duplicates || ' ' || events FROM cdviz.s3_objects WHERE key = 'events/day1/obj-0001.jsonl'"),
 	'1 2', 'its event stored before deduplicates');
@@ -156,7 +95,7 @@ ok(@fails >= 1 && @fails <= 4, 'failures back off (' . scalar(@fails) . ' attemp
 is(poller_pid(), $pid, 'the worker does not crash or restart');
 $node->append_conf('postgresql.conf', "cdviz.s3_access_key_id = 'S3RVER'\n");
 $node->reload;
-put_objects('events/after-fix.jsonl' => ev('fix-1', '/s3fix') . "\n");
+$s3->put('events/after-fix.jsonl' => ev('fix-1', '/s3fix') . "\n");
 wait_events('/s3fix', 1, 'with the right key again, reading resumes');
 ok($node->poll_query_until('postgres',
 	"SELECT p.last_error IS NULL FROM cdviz.source_progress p JOIN cdviz.sources s ON s.id = p.source_id WHERE s.location = 's3://bkt/events/'"),
@@ -169,17 +108,17 @@ for my $o (1 .. 150)
 {
 	$burst{ sprintf('events/burst/b-%03d.jsonl', $o) } = join('', map { ev("burst-$o-$_", '/s3burst') . "\n" } 1 .. 200);
 }
-put_objects(%burst);
+$s3->put(%burst);
 my $total = 150 * 200;
 ok($node->poll_query_until('postgres',
 	"SELECT count(*) > 0 FROM cdviz.cdevents_lake WHERE context_source = '/s3burst'"),
 	'the poller is reading the burst');
-stop_s3rver();
+$s3->stop;
 ok($node->poll_query_until('postgres',
 	"SELECT p.last_error IS NOT NULL FROM cdviz.source_progress p JOIN cdviz.sources s ON s.id = p.source_id WHERE s.location = 's3://bkt/events/'"),
 	'with the server gone, the poll fails with an error');
 is(poller_pid(), $pid, 'the worker is still the same process');
-start_s3rver();
+$s3->start;
 wait_events('/s3burst', $total, 'after the server is back, every object is read');
 is(q1("SELECT sum(duplicates) FROM cdviz.s3_objects WHERE key LIKE 'events/burst/%'"), '0',
 	'and no event was stored twice');
@@ -190,5 +129,5 @@ is(q1("SELECT count(*) FROM (SELECT context_source, context_id FROM cdviz.cdeven
 	'0', 'no event is in the lake twice');
 
 $node->stop;
-stop_s3rver();
+$s3->stop;
 done_testing();

@@ -17,42 +17,20 @@ use IO::Socket::INET;
 use IPC::Run;
 use JSON::PP;
 use MiniNats;
+use S3Test;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
-my $s3rver = "$ENV{TESTDIR}/node_modules/.bin/s3rver";
-plan skip_all => "s3rver not installed ($s3rver): run scripts/test.sh or npm install --no-save s3rver\@3.7.1"
-  unless -x $s3rver;
+plan skip_all => s3rver_missing() if s3rver_missing();
 plan skip_all => 'nats-server is not installed' unless MiniNats::server_bin();
 
 my $tmp = PostgreSQL::Test::Utils::tempdir();
-make_path("$tmp/$_") for qw(a b c s3);
+make_path("$tmp/$_") for qw(a b c);
 
 # ---- the servers ----------------------------------------------------------
-$ENV{NODE_OPTIONS} = '--openssl-legacy-provider';
-my $s3port = PostgreSQL::Test::Cluster::get_free_port();
-my $s3url = "http://127.0.0.1:$s3port";
-my $s3h = IPC::Run::start(
-	[ $s3rver, '-d', "$tmp/s3", '-p', $s3port, '-a', '127.0.0.1', '--configure-bucket', 'bkt', '--silent' ],
-	'>>', "$tmp/s3rver.log", '2>>', "$tmp/s3rver.log");
-
-sub s3_put
-{
-	my ($key, $body) = @_;
-	my ($out, $err) = ('', '');
-	my $ok;
-	for (1 .. 50)
-	{
-		$ok = IPC::Run::run([ 'curl', '-s', '-f', '--aws-sigv4', 'aws:amz:us-east-1:s3', '--user', 'S3RVER:S3RVER',
-			'-H', 'x-amz-content-sha256: UNSIGNED-PAYLOAD', '-X', 'PUT', '--data-binary', $body, "$s3url/bkt/$key" ],
-			'>', \$out, '2>', \$err);
-		last if $ok;
-		usleep(200_000);	# s3rver still starting
-	}
-	die "upload of $key failed: $err" unless $ok;
-}
+my $s3 = S3Test->new("$tmp/s3");
 
 my $nport = PostgreSQL::Test::Cluster::get_free_port();
 my ($nats, $nc) = MiniNats::start_server($tmp, $nport);
@@ -109,12 +87,10 @@ sub wait_worker
 q1(qq{
 	SELECT cdviz.create_source('folder-a', 'folder', '$tmp/a', '{"poll_interval": 1}');
 	SELECT cdviz.create_source('folder-b', 'folder', '$tmp/b', '{"poll_interval": 1}');
-	SELECT cdviz.create_source('bucket', 's3', 's3://bkt/ev/', '{"endpoint": "$s3url", "path_style": true,
-		"access_key_id": "S3RVER", "secret_access_key": "S3RVER", "poll_interval": 1}');
+	SELECT cdviz.create_source('bucket', 's3', 's3://bkt/ev/', '${\ $s3->source_options}');
 	SELECT cdviz.create_source('stream', 'nats', 'src.>', '{"url": "nats://127.0.0.1:$nport", "stream": "SRC"}');
 	SELECT cdviz.create_source('no-folder', 'folder', '$tmp/missing', '{"poll_interval": 1}');
-	SELECT cdviz.create_source('no-bucket', 's3', 's3://nobucket/', '{"endpoint": "$s3url", "path_style": true,
-		"access_key_id": "S3RVER", "secret_access_key": "S3RVER", "poll_interval": 1}');
+	SELECT cdviz.create_source('no-bucket', 's3', 's3://nobucket/', '${\ $s3->source_options}');
 	SELECT cdviz.create_source('hanging', 's3', 's3://bkt/hang/', '{"endpoint": "http://127.0.0.1:$hang_port",
 		"path_style": true, "poll_interval": 1}');
 	SELECT cdviz.create_source('kafka', 'kafka', 'events', '{"brokers": "127.0.0.1:9"}');
@@ -150,7 +126,7 @@ for my $round (1 .. 3)
 	ok(defined $ta && $ta < 3.5, "round $round: folder a stored its file in " . ($ta // 'more than 10') . ' s');
 	ok(defined $tb && $tb < 3.5, "round $round: folder b stored its file in " . ($tb // 'more than 10') . ' s');
 }
-s3_put('ev/one.json', event_json('s3-1', source => '/s3'));
+$s3->put('ev/one.json' => event_json('s3-1', source => '/s3'));
 ok($node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM cdviz.cdevents_lake WHERE context_id = 's3-1'}),
 	'the S3 source stores an object');
 $nc->publish('src.x', event_json('nats-1', source => '/nats'));
@@ -244,6 +220,6 @@ is(q1(q{SELECT string_agg(pid::text, ',' ORDER BY pid) FROM pg_stat_activity WHE
 	$pids, 'a reload restarts no source worker');
 
 $node->stop;
-$s3h->kill_kill;
+$s3->stop;
 $nats->kill_kill;
 done_testing();

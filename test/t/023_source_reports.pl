@@ -16,11 +16,10 @@ use File::Path qw(make_path);
 use FindBin;
 use lib $FindBin::Bin;
 use CdvizNode;
-use IPC::Run;
+use S3Test;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(usleep);
 
 my $fixtures = "$FindBin::Bin/../fixtures/reports";
 my $tmp = PostgreSQL::Test::Utils::tempdir();
@@ -148,33 +147,12 @@ is(q1('SELECT count(*) - 3 FROM cdviz.cdevents_lake') . ' '
 # ---- S3: a JUnit object -----------------------------------------------------------
 SKIP:
 {
-	my $s3rver = "$ENV{TESTDIR}/node_modules/.bin/s3rver";
-	skip "s3rver not installed ($s3rver): run scripts/test.sh or npm install --no-save s3rver\@3.7.1", 5
-	  unless -x $s3rver;
-	$ENV{NODE_OPTIONS} = '--openssl-legacy-provider';
-	my $s3port = PostgreSQL::Test::Cluster::get_free_port();
-	my $s3url = "http://127.0.0.1:$s3port";
-	my $s3h = IPC::Run::start(
-		[ $s3rver, '-d', "$tmp/s3", '-p', $s3port, '-a', '127.0.0.1', '--configure-bucket', 'bkt', '--silent' ],
-		'>>', "$tmp/s3rver.log", '2>>', "$tmp/s3rver.log");
-	my $s3_put = sub {
-		my ($key, $body) = @_;
-		my ($out, $err, $ok) = ('', '');
-		for (1 .. 50)
-		{
-			$ok = IPC::Run::run([ 'curl', '-s', '-f', '--aws-sigv4', 'aws:amz:us-east-1:s3', '--user', 'S3RVER:S3RVER',
-				'-H', 'x-amz-content-sha256: UNSIGNED-PAYLOAD', '-X', 'PUT', '--data-binary', $body, "$s3url/bkt/$key" ],
-				'>', \$out, '2>', \$err);
-			last if $ok;
-			usleep(200_000);	# s3rver still starting
-		}
-		die "upload of $key failed: $err" unless $ok;
-	};
+	skip s3rver_missing(), 5 if s3rver_missing();
+	my $s3 = S3Test->new("$tmp/s3");
 	my $body = fixture('surefire-TEST-com.example.CalculatorTest.xml');
-	$s3_put->('reports/ci/TEST-calc.xml', $body);
-	$s3_put->('reports/ci/TEST-broken.xml', '<testsuite name="x"><testcase');
-	q1(qq{SELECT cdviz.create_source('s3-junit', 's3', 's3://bkt/reports/', '{"endpoint": "$s3url", "path_style": true,
-		"access_key_id": "S3RVER", "secret_access_key": "S3RVER", "poll_interval": 1, "format": "junit"}')});
+	$s3->put('reports/ci/TEST-calc.xml' => $body,
+		'reports/ci/TEST-broken.xml' => '<testsuite name="x"><testcase');
+	q1(qq{SELECT cdviz.create_source('s3-junit', 's3', 's3://bkt/reports/', '${\ $s3->source_options('"format": "junit"')}')});
 	wait_lake_count($node, 's3://bkt/reports/', 5, 'S3: the JUnit object\'s 4 cases and its suite');
 	my $id = 'reports/ci/TEST-calc.xml@sha256:' . sha256_hex($body);
 	is(q1(qq{SELECT payload->'subject'->'content'->>'outcome' FROM cdviz.cdevents_lake WHERE context_id = '$id#s0'}),
@@ -186,8 +164,7 @@ SKIP:
 		'S3: a malformed report is a dead letter');
 	is(q1(qq{SELECT string_agg(key || ' ' || status || ' ' || events, ', ' ORDER BY key) FROM cdviz.s3_objects WHERE bucket = 'bkt'}),
 		'reports/ci/TEST-broken.xml rejected 0, reports/ci/TEST-calc.xml read 5', 'S3: progress rows');
-	$s3h->kill_kill;
-	$s3h->finish;
+	$s3->stop;
 }
 
 $node->stop;

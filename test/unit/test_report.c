@@ -184,6 +184,24 @@ check_case(json_object *events, const char *pos, const char *type, const char *o
 #define SKIPPED "dev.cdevents.testcaserun.skipped.0.2.0"
 #define SUITE "dev.cdevents.testsuiterun.finished.0.3.0"
 
+/* What a fixture's case must be; a table of them ends with a NULL pos. */
+typedef struct CaseWant
+{
+	const char *pos;
+	const char *type;
+	const char *outcome;
+	const char *reason;
+	const char *what;			/* its label, when not the fixture's */
+} CaseWant;
+
+static void
+check_cases(json_object *events, const CaseWant *want, const char *what)
+{
+	for (; want->pos; want++)
+		check_case(events, want->pos, want->type, want->outcome, want->reason,
+				   want->what ? want->what : what);
+}
+
 static void
 test_surefire(void)
 {
@@ -197,12 +215,13 @@ test_surefire(void)
 		return;
 	is_int(json_object_array_length(ev), 5, "surefire: 4 cases and 1 suite");
 	all_valid(ev, "surefire");
-	check_case(ev, "s0.c0", FINISHED, "success", NULL, "surefire");
-	check_case(ev, "s0.c1", FINISHED, "failure",
-			   "org.opentest4j.AssertionFailedError: expected: <0> but was: <1>", "surefire");
-	check_case(ev, "s0.c2", FINISHED, "error",
-			   "java.io.FileNotFoundException: config.properties (No such file or directory)", "surefire");
-	check_case(ev, "s0.c3", SKIPPED, NULL, "slow test disabled", "surefire");
+	check_cases(ev, (const CaseWant[]) {
+		{"s0.c0", FINISHED, "success", NULL, NULL},
+		{"s0.c1", FINISHED, "failure", "org.opentest4j.AssertionFailedError: expected: <0> but was: <1>", NULL},
+		{"s0.c2", FINISHED, "error", "java.io.FileNotFoundException: config.properties (No such file or directory)", NULL},
+		{"s0.c3", SKIPPED, NULL, "slow test disabled", NULL},
+		{0}
+	}, "surefire");
 	suite = by_pos(ev, "s0");
 	is_str(str_at(suite, "context.type"), SUITE, "surefire: suite event last");
 	ok(json_object_array_get_idx(ev, 4) == suite, "surefire: the suite after its cases");
@@ -240,12 +259,13 @@ test_pytest(void)
 		return;
 	is_int(json_object_array_length(ev), 5, "pytest: 4 cases and 1 suite");
 	all_valid(ev, "pytest");
-	check_case(ev, "s0.c0", FINISHED, "success", NULL, "pytest");
-	check_case(ev, "s0.c1", FINISHED, "failure",
-			   "AssertionError: assert 404 == 204\n +  where 404 = <Response [404]>.status_code", "pytest");
-	check_case(ev, "s0.c2", FINISHED, "error",
-			   "failed on setup with \"ConnectionRefusedError: [Errno 111] Connection refused\"", "pytest");
-	check_case(ev, "s0.c3", SKIPPED, NULL, "pytest.skip: needs S3", "pytest");
+	check_cases(ev, (const CaseWant[]) {
+		{"s0.c0", FINISHED, "success", NULL, NULL},
+		{"s0.c1", FINISHED, "failure", "AssertionError: assert 404 == 204\n +  where 404 = <Response [404]>.status_code", NULL},
+		{"s0.c2", FINISHED, "error", "failed on setup with \"ConnectionRefusedError: [Errno 111] Connection refused\"", NULL},
+		{"s0.c3", SKIPPED, NULL, "pytest.skip: needs S3", NULL},
+		{0}
+	}, "pytest");
 	c = by_pos(ev, "s0");
 	is_str(str_at(c, "subject.content.outcome"), "error", "pytest: suite in error");
 	/* 10:15:30.123456+02:00 plus 0.087 s */
@@ -266,12 +286,13 @@ test_jest(void)
 		return;
 	is_int(json_object_array_length(ev), 6, "jest: 4 cases and 2 suites");
 	all_valid(ev, "jest");
-	check_case(ev, "s0.c0", FINISHED, "success", NULL, "jest");
-	check_case(ev, "s0.c1", FINISHED, "failure",
-			   "Error: expect(received).toBe(expected) // Object.is equality", "jest");
-	check_case(ev, "s0.c2", SKIPPED, NULL, NULL, "jest");
-	check_case(ev, "s1.c0", FINISHED, "error",
-			   "Cannot find module './payment' from 'src/checkout.test.js'", "jest");
+	check_cases(ev, (const CaseWant[]) {
+		{"s0.c0", FINISHED, "success", NULL, NULL},
+		{"s0.c1", FINISHED, "failure", "Error: expect(received).toBe(expected) // Object.is equality", NULL},
+		{"s0.c2", SKIPPED, NULL, NULL, NULL},
+		{"s1.c0", FINISHED, "error", "Cannot find module './payment' from 'src/checkout.test.js'", NULL},
+		{0}
+	}, "jest");
 	is_str(str_at(by_pos(ev, "s0"), "subject.content.outcome"), "failure", "jest: first suite failed");
 	is_str(str_at(by_pos(ev, "s1"), "subject.content.outcome"), "error", "jest: second suite in error");
 	is_str(str_at(by_pos(ev, "s0"), "context.timestamp"), "2024-05-06T08:00:02.100000Z",
@@ -291,9 +312,12 @@ test_nested(void)
 		return;
 	is_int(json_object_array_length(ev), 6, "nested: 3 cases and 3 suites");
 	all_valid(ev, "nested");
-	check_case(ev, "s0.c0", FINISHED, "success", NULL, "nested");
-	check_case(ev, "s0.s0.c0", FINISHED, "failure", "AssertionError", "nested");
-	check_case(ev, "s1.c0", FINISHED, "success", NULL, "nested");
+	check_cases(ev, (const CaseWant[]) {
+		{"s0.c0", FINISHED, "success", NULL, NULL},
+		{"s0.s0.c0", FINISHED, "failure", "AssertionError", NULL},
+		{"s1.c0", FINISHED, "success", NULL, NULL},
+		{0}
+	}, "nested");
 	auth = by_pos(ev, "s0.s0");
 	is_str(str_at(auth, "subject.content.testSuite.id"), "api/auth", "nested: inner suite id names its parent");
 	is_str(str_at(auth, "customData.parent"), "n@1#s0", "nested: parent run in customData");
@@ -318,12 +342,15 @@ test_tap13(void)
 	ok(json_object_object_get_ex(model, "version", &v) && json_object_get_int(v) == 13, "tap13: version 13");
 	is_int(json_object_array_length(ev), 7, "tap13: 6 cases and 1 suite");
 	all_valid(ev, "tap13");
-	check_case(ev, "s0.c0", FINISHED, "success", NULL, "tap13");
-	check_case(ev, "s0.c1", FINISHED, "failure", "connection refused", "tap13");
-	check_case(ev, "s0.c2", SKIPPED, NULL, "no S3 credentials", "tap13");
-	check_case(ev, "s0.c3", SKIPPED, NULL, "TODO not implemented yet", "tap13 (not ok TODO)");
-	check_case(ev, "s0.c4", FINISHED, "success", NULL, "tap13 (ok TODO)");
-	check_case(ev, "s0.c5", FINISHED, "failure", "metrics endpoint\nanswered 500", "tap13 (block message)");
+	check_cases(ev, (const CaseWant[]) {
+		{"s0.c0", FINISHED, "success", NULL, NULL},
+		{"s0.c1", FINISHED, "failure", "connection refused", NULL},
+		{"s0.c2", SKIPPED, NULL, "no S3 credentials", NULL},
+		{"s0.c3", SKIPPED, NULL, "TODO not implemented yet", "tap13 (not ok TODO)"},
+		{"s0.c4", FINISHED, "success", NULL, "tap13 (ok TODO)"},
+		{"s0.c5", FINISHED, "failure", "metrics endpoint\nanswered 500", "tap13 (block message)"},
+		{0}
+	}, "tap13");
 	is_str(str_at(by_pos(ev, "s0.c3"), "subject.content.testCase.name"), "handles # in names",
 		   "tap13: \\# unescaped in a name");
 	ok(num_at(by_pos(ev, "s0.c1"), "duration") == 0.0125, "tap13: duration_ms 12.5");
@@ -347,10 +374,13 @@ test_tap14(void)
 		return;
 	is_int(json_object_array_length(ev), 7, "tap14: 4 cases and 3 suites");
 	all_valid(ev, "tap14");
-	check_case(ev, "s0.s0.c0", FINISHED, "success", NULL, "tap14");
-	check_case(ev, "s0.s0.c1", FINISHED, "failure", "still unlocked", "tap14");
-	check_case(ev, "s0.s1.c0", SKIPPED, NULL, "no SMTP server", "tap14");
-	check_case(ev, "s0.c0", FINISHED, "success", NULL, "tap14");
+	check_cases(ev, (const CaseWant[]) {
+		{"s0.s0.c0", FINISHED, "success", NULL, NULL},
+		{"s0.s0.c1", FINISHED, "failure", "still unlocked", NULL},
+		{"s0.s1.c0", SKIPPED, NULL, "no SMTP server", NULL},
+		{"s0.c0", FINISHED, "success", NULL, NULL},
+		{0}
+	}, "tap14");
 	is_str(str_at(by_pos(ev, "s0.s0"), "subject.content.testSuite.name"), "login", "tap14: indented # Subtest names");
 	is_str(str_at(by_pos(ev, "s0.s1"), "subject.content.testSuite.name"), "signup", "tap14: # Subtest at the parent's depth names");
 	is_str(str_at(by_pos(ev, "s0.s0"), "subject.content.outcome"), "failure", "tap14: subtest failed");
@@ -423,6 +453,39 @@ test_tap_version_bounds(void)
 	cdviz_problems_reset(&problems);
 }
 
+/* A TAP file nested to the limit gives events; one level more is refused by the reader. */
+static void
+test_tap_depth(void)
+{
+	CdvizReportOptions opt = {"x", "/s", NULL, NULL, DEFAULT_TS};
+	CdvizProblems problems;
+	char		text[4096];
+	char		msg[512];
+	json_object *model;
+	json_object *events;
+
+	for (int subtests = CDVIZ_REPORT_MAX_DEPTH - 1; subtests <= CDVIZ_REPORT_MAX_DEPTH; subtests++)
+	{
+		snprintf(text, sizeof(text), "%*sok 1\n", subtests * 4, "");
+		model = parse_text(CDVIZ_REPORT_TAP, text, msg, sizeof(msg));
+		if (subtests < CDVIZ_REPORT_MAX_DEPTH)
+		{
+			cdviz_problems_init(&problems);
+			events = model ? cdviz_report_to_cdevents(model, &opt, &problems) : NULL;
+			ok(events != NULL && json_object_array_length(events) == (size_t) subtests + 2,
+			   "tap: suites nested to the limit give events (the cases and every suite)");
+			json_object_put(events);
+			cdviz_problems_reset(&problems);
+		}
+		else
+		{
+			ok(model == NULL, "tap: one subtest deeper is refused by the reader");
+			is_str(msg, "test suites are nested more than 32 deep", "tap: says why");
+		}
+		json_object_put(model);
+	}
+}
+
 static void
 test_tap_edges(void)
 {
@@ -440,6 +503,7 @@ test_tap_edges(void)
 	ok(parse_text(CDVIZ_REPORT_TAP, "hello\nworld\n", msg, sizeof(msg)) == NULL, "tap: refuses what is not TAP");
 	is_str(msg, "no TAP version line, plan or test line: not a TAP report", "tap: says why");
 	test_tap_version_bounds();
+	test_tap_depth();
 	ok(parse_text(CDVIZ_REPORT_JUNIT, "<html><body/></html>", msg, sizeof(msg)) == NULL, "junit: refuses another XML");
 	is_str(msg, "the root element is not <testsuites> or <testsuite>: not a JUnit report", "junit: says why");
 	ok(parse_text(CDVIZ_REPORT_JUNIT, "<testsuite><testcase></testsuite>", msg, sizeof(msg)) == NULL,
