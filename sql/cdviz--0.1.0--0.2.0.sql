@@ -153,8 +153,8 @@ $$;
 --
 -- cdviz._fold_events() holds the one copy of every fold statement: it folds
 -- an array of lake rows into the derived tables (first_deployments,
--- artifact_changes, change_times, event_links) and the summaries.  Its
--- callers only say which rows:
+-- artifact_changes, change_times, event_links, rework_causes) and the
+-- summaries.  Its callers only say which rows:
 --
 --   cdviz.lake_maintain()          the rows an insert statement stored (its
 --                                  transition table), with summaries
@@ -301,6 +301,18 @@ BEGIN
 														   WHERE e.subject = 'change'
 															 AND e.predicate IN ('created', 'merged')))
 			  AND (f.change_id, f.changed_at) IS DISTINCT FROM (a.change_id, coalesce(c.merged_at, c.created_at));
+		END IF;
+
+		-- what can make a deployment rework (cdviz.dora_rework): every
+		-- incident event, and the ticket events that name a bug type
+		IF subjects && '{incident,ticket}' THEN
+			INSERT INTO cdviz.rework_causes (event_id, "timestamp", context_id, chain_id, subject, subject_id)
+			SELECT e.id, e."timestamp", e.context_id, e.chain_id, e.subject, e.subject_id
+			FROM cdviz._lake_rows(events) e
+			WHERE (e.subject = 'incident' AND e.predicate IN ('detected', 'reported', 'resolved'))
+			   OR (e.subject = 'ticket' AND e.predicate IN ('created', 'updated', 'closed')
+				   AND e.payload #>> '{subject,content,ticketType}' ~* 'bug')
+			ON CONFLICT (event_id) DO NOTHING;
 		END IF;
 
 		IF has_links THEN
@@ -725,7 +737,7 @@ END
 $$;
 
 COMMENT ON FUNCTION cdviz._fold_events(cdviz.cdevents_lake[], boolean) IS
-'cdviz: internal: folds the lake rows of events into the summary tables (pipeline/task/test case/test suite run, build, artifact, change and incident summaries, event_counts_hourly, test_case_outcomes_daily) and, when derived, into first_deployments, artifact_changes, change_times and event_links, grouped per key, one set-based statement per table, each run only when the rows hold its subject; order-independent merge rules (see cdviz.pipeline_run_summaries). Called by cdviz.lake_maintain(), cdviz.fold_queued_summaries() and cdviz.summaries_fold().';
+'cdviz: internal: folds the lake rows of events into the summary tables (pipeline/task/test case/test suite run, build, artifact, change and incident summaries, event_counts_hourly, test_case_outcomes_daily) and, when derived, into first_deployments, artifact_changes, change_times, event_links and rework_causes, grouped per key, one set-based statement per table, each run only when the rows hold its subject; order-independent merge rules (see cdviz.pipeline_run_summaries). Called by cdviz.lake_maintain(), cdviz.fold_queued_summaries() and cdviz.summaries_fold().';
 
 -- The trigger's statements are planned once per session and kept: the
 -- http worker keeps its plans for days.  Planned while a table was small or
@@ -890,7 +902,7 @@ END
 $$;
 
 COMMENT ON FUNCTION cdviz.lake_maintain() IS
-'cdviz: statement-level AFTER INSERT trigger of cdviz.cdevents_lake: folds the stored events of the statement into environment_history and environment_state; then, with cdviz.summaries = deferred (in the summaries worker''s database), queues them in cdviz.summary_queue for cdviz.fold_queued_summaries(), else folds them at once into the derived tables (first_deployments, artifact_changes, change_times, event_links) and, grouped per key, into the summary tables (pipeline/task/test case/test suite run, build, artifact, change and incident summaries, event_counts_hourly, test_case_outcomes_daily) with one set-based statement per table, each run only when the statement stored events of its subject; order-independent merge rules (see cdviz.pipeline_run_summaries). SECURITY DEFINER so that writers need no privilege on them.';
+'cdviz: statement-level AFTER INSERT trigger of cdviz.cdevents_lake: folds the stored events of the statement into environment_history and environment_state; then, with cdviz.summaries = deferred (in the summaries worker''s database), queues them in cdviz.summary_queue for cdviz.fold_queued_summaries(), else folds them at once into the derived tables (first_deployments, artifact_changes, change_times, event_links, rework_causes) and, grouped per key, into the summary tables (pipeline/task/test case/test suite run, build, artifact, change and incident summaries, event_counts_hourly, test_case_outcomes_daily) with one set-based statement per table, each run only when the statement stored events of its subject; order-independent merge rules (see cdviz.pipeline_run_summaries). SECURITY DEFINER so that writers need no privilege on them.';
 
 -- Folds the lake rows of queued statements (their keys: ids, stamps).
 CREATE FUNCTION cdviz._fold_lake_keys(ids bigint[], stamps timestamptz[])
@@ -2468,6 +2480,42 @@ DROP TABLE cdviz.source_polls;
 -- recovery per failed deployment, the rework rate with its rules, and
 -- the indexes the rework rate reads.
 
+-- The events that can make a deployment rework (cdviz.dora_rework): every
+-- incident detected/reported/resolved event, and every ticket event whose
+-- ticketType names a bug.  A few rows a day, insert-only: the rework rate
+-- reads those of a range and its look-back without touching the lake.
+CREATE TABLE cdviz.rework_causes (
+	event_id		bigint PRIMARY KEY,
+	"timestamp"		timestamptz NOT NULL,
+	context_id		text NOT NULL,
+	chain_id		text,
+	subject			text NOT NULL,
+	subject_id		text
+);
+CREATE INDEX rework_causes_timestamp ON cdviz.rework_causes ("timestamp");
+
+COMMENT ON TABLE cdviz.rework_causes IS
+'cdviz: one row per incident detected/reported/resolved event and per ticket created/updated/closed event whose subject.content.ticketType contains "bug" (case-insensitive), kept by the lake trigger: what a deployment linked to (context.links) or built in the chain of (chainId) is rework for, in cdviz.dora_rework';
+GRANT SELECT ON cdviz.rework_causes TO cdviz_reader;
+COMMENT ON COLUMN cdviz.rework_causes.event_id IS 'cdviz.cdevents_lake.id of the event';
+COMMENT ON COLUMN cdviz.rework_causes."timestamp" IS 'event timestamp';
+COMMENT ON COLUMN cdviz.rework_causes.context_id IS 'context.id of the event: what a link names';
+COMMENT ON COLUMN cdviz.rework_causes.chain_id IS 'context.chainId of the event';
+COMMENT ON COLUMN cdviz.rework_causes.subject IS 'incident or ticket';
+COMMENT ON COLUMN cdviz.rework_causes.subject_id IS 'subject.id: the incident or ticket';
+
+-- filled from the events stored before the update (the lake's
+-- (subject, predicate, timestamp) index finds them); later ones come
+-- through cdviz._fold_events()
+INSERT INTO cdviz.rework_causes (event_id, "timestamp", context_id, chain_id, subject, subject_id)
+SELECT e.id, e."timestamp", e.context_id, e.chain_id, e.subject, e.subject_id
+FROM cdviz.cdevents_lake AS e
+WHERE (e.subject = 'incident' AND e.predicate IN ('detected', 'reported', 'resolved'))
+   OR (e.subject = 'ticket' AND e.predicate IN ('created', 'updated', 'closed')
+	   AND e.payload #>> '{subject,content,ticketType}' ~* 'bug')
+ON CONFLICT (event_id) DO NOTHING;
+SELECT pg_catalog.pg_extension_config_dump('cdviz.rework_causes', '');
+
 -- the deployments of one artifact: the rework rate finds the artifacts
 -- linked to incidents and bug tickets, then their deployments in a range
 CREATE INDEX environment_history_artifact_id
@@ -2648,10 +2696,9 @@ GRANT EXECUTE ON FUNCTION cdviz.dora_failed_deployment_recovery_time(timestamptz
 -- deployments were rework is found from the rare side: rollbacks (their
 -- partial index), incidents open at the time (incident_summaries by
 -- last_event_at), and incidents and bug tickets that a deployment's
--- artifact or change is linked to (the lake's incident and ticket events
--- of the look-back window, then event_links and the chain indexes of the
--- artifact and change summaries); the deployments themselves are only
--- counted.  The rules of cdviz.dora_rework_rules are the exception: they
+-- artifact or change is linked to (cdviz.rework_causes of the look-back
+-- window, then event_links and the chain indexes of the artifact and
+-- change summaries); the deployments themselves are only counted.  The rules of cdviz.dora_rework_rules are the exception: they
 -- are tested against every deployment of the range, and only when the
 -- table has a row.
 --
@@ -2686,26 +2733,19 @@ RETURNS TABLE (event_id bigint, environment_id text, service_id text, deployed_a
 			   action text, reasons text[])
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-WITH markers AS (
-	-- the incidents and bug tickets a deployment of the range may be
-	-- linked to: their events of the look-back window
-	SELECT l."timestamp" AS ts, l.context_id, l.chain_id, l.subject
-	FROM cdviz.cdevents_lake AS l
-	WHERE l.subject = 'incident' AND l.predicate IN ('detected', 'reported', 'resolved')
-	  AND l."timestamp" >= from_ts - interval '90 days' AND l."timestamp" < to_ts
-	UNION ALL
-	SELECT l."timestamp", l.context_id, l.chain_id, l.subject
-	FROM cdviz.cdevents_lake AS l
-	WHERE l.subject = 'ticket' AND l.predicate IN ('created', 'updated', 'closed')
-	  AND l."timestamp" >= from_ts - interval '90 days' AND l."timestamp" < to_ts
-	  AND l.payload #>> '{subject,content,ticketType}' ~* 'bug'
+WITH causes AS (
+	-- the incident and bug ticket events a deployment of the range may be
+	-- linked to: those of the range and its look-back
+	SELECT c."timestamp" AS ts, c.context_id, c.chain_id, c.subject
+	FROM cdviz.rework_causes AS c
+	WHERE c."timestamp" >= from_ts - interval '90 days' AND c."timestamp" < to_ts
 ), linked AS (
-	-- what is linked to them: the deployment event itself, an artifact or
-	-- a change, with the earliest marker it is linked to.  By links: an
-	-- event that names a marker event in its context.links; by chain: an
-	-- artifact packaged or a change created in a marker's chain after it.
+	-- what is linked to them, with the earliest cause: by links, an event
+	-- of a deployment, artifact or change that names a cause in its
+	-- context.links; by chain, an artifact packaged or a change created in
+	-- a cause's chain after it
 	SELECT e.subject, e.subject_id, e.id, min(m.ts) AS since, 'link to ' || m.subject AS reason
-	FROM markers AS m
+	FROM causes AS m
 	JOIN cdviz.event_links AS k ON k.linked_context_id = m.context_id
 	CROSS JOIN LATERAL (
 		SELECT l.subject, l.subject_id, l.id FROM cdviz.cdevents_lake AS l
@@ -2714,15 +2754,15 @@ WITH markers AS (
 	GROUP BY 1, 2, 3, 5
 	UNION ALL
 	SELECT 'artifact'::text, a.artifact_id, NULL::bigint, min(m.ts), 'chain of ' || m.subject
-	FROM markers AS m
+	FROM (SELECT c.chain_id, c.subject, min(c.ts) AS ts FROM causes AS c
+		  WHERE c.chain_id IS NOT NULL GROUP BY 1, 2) AS m
 	JOIN cdviz.artifact_summaries AS a ON a.chain_id = m.chain_id AND a.packaged_at >= m.ts
-	WHERE m.chain_id IS NOT NULL
 	GROUP BY 1, 2, 3, 5
 	UNION ALL
 	SELECT 'change'::text, c.change_id, NULL::bigint, min(m.ts), 'chain of ' || m.subject
-	FROM markers AS m
+	FROM (SELECT c.chain_id, c.subject, min(c.ts) AS ts FROM causes AS c
+		  WHERE c.chain_id IS NOT NULL GROUP BY 1, 2) AS m
 	JOIN cdviz.change_summaries AS c ON c.chain_id = m.chain_id AND c.created_at >= m.ts
-	WHERE m.chain_id IS NOT NULL
 	GROUP BY 1, 2, 3, 5
 ), linked_artifacts AS (
 	SELECT k.subject_id AS artifact_id, k.since, k.reason
@@ -2733,7 +2773,7 @@ WITH markers AS (
 	JOIN cdviz.artifact_changes AS a ON a.change_id = k.subject_id
 	WHERE k.subject = 'change'
 ), reasons AS (
-	SELECT h.event_id, 'rollback' AS reason
+	SELECT h.event_id, h.environment_id, h.service_id, h.valid_from, h.predicate, 'rollback' AS reason
 	FROM cdviz.environment_history AS h
 	WHERE h.valid_from >= from_ts AND h.valid_from < to_ts AND h.predicate = 'rolledback'
 	  AND (environment IS NULL OR h.environment_id = environment)
@@ -2742,7 +2782,7 @@ WITH markers AS (
 	-- an incident is open from its first detected or reported event to its
 	-- (latest) resolved event: the deployments of its service and
 	-- environment meanwhile
-	SELECT h.event_id, 'open incident'
+	SELECT h.event_id, h.environment_id, h.service_id, h.valid_from, h.predicate, 'open incident'
 	FROM cdviz.incident_summaries AS i
 	JOIN cdviz.environment_history AS h
 	  ON h.environment_id = i.environment_id AND h.service_id = i.service_id
@@ -2757,7 +2797,7 @@ WITH markers AS (
 	  AND h.valid_from >= from_ts AND h.valid_from < to_ts
 	  AND h.predicate IN ('deployed', 'upgraded', 'rolledback')
 	UNION ALL
-	SELECT h.event_id, k.reason
+	SELECT h.event_id, h.environment_id, h.service_id, h.valid_from, h.predicate, k.reason
 	FROM linked AS k
 	JOIN cdviz.environment_history AS h ON h.event_id = k.id
 	WHERE k.subject = 'service'
@@ -2767,7 +2807,7 @@ WITH markers AS (
 	  AND (environment IS NULL OR h.environment_id = environment)
 	  AND (service IS NULL OR h.service_id = service)
 	UNION ALL
-	SELECT h.event_id, k.reason
+	SELECT h.event_id, h.environment_id, h.service_id, h.valid_from, h.predicate, k.reason
 	FROM linked_artifacts AS k
 	JOIN cdviz.environment_history AS h
 	  ON h.artifact_id = k.artifact_id
@@ -2777,7 +2817,8 @@ WITH markers AS (
 	  AND (environment IS NULL OR h.environment_id = environment)
 	  AND (service IS NULL OR h.service_id = service)
 	UNION ALL
-	SELECT h.event_id, CASE WHEN r.rework THEN 'rule: ' ELSE 'not rework, rule: ' END || r.rule_name
+	SELECT h.event_id, h.environment_id, h.service_id, h.valid_from, h.predicate,
+		   CASE WHEN r.rework THEN 'rule: ' ELSE 'not rework, rule: ' END || r.rule_name
 	FROM cdviz.environment_history AS h
 	LEFT JOIN cdviz.artifact_changes AS a ON a.artifact_id = h.artifact_id
 	CROSS JOIN cdviz.dora_rework_rules AS r
@@ -2795,11 +2836,10 @@ WITH markers AS (
 											  WHERE c.change_id = a.change_id)
 		  END ~ r.pattern
 )
-SELECT h.event_id, h.environment_id, h.service_id, h.valid_from, h.predicate,
+SELECT r.event_id, r.environment_id, r.service_id, r.valid_from, r.predicate,
 	   array_agg(DISTINCT r.reason ORDER BY r.reason)
 FROM reasons AS r
-JOIN cdviz.environment_history AS h ON h.event_id = r.event_id
-GROUP BY h.event_id
+GROUP BY r.event_id, r.environment_id, r.service_id, r.valid_from, r.predicate
 HAVING NOT bool_or(r.reason LIKE 'not rework, %')
 $$;
 

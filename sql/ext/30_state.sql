@@ -17,6 +17,8 @@
 --   artifact_changes      the change each artifact was built from
 --   change_times          when each change was created and merged
 --   event_links           the context.links of every event, by both ends
+--   rework_causes         incident events and bug tickets' events, which
+--                         can make a deployment rework
 --
 -- Every table is either append-only or merged with commutative rules
 -- (earliest wins, or "recompute from history"), so the result does not depend
@@ -191,6 +193,30 @@ COMMENT ON COLUMN cdviz.event_links.link_type IS 'linkType: RELATION, PATH, END'
 COMMENT ON COLUMN cdviz.event_links.link_kind IS 'linkKind of a RELATION link, e.g. TRIGGER';
 COMMENT ON COLUMN cdviz.event_links.tags IS 'tags of the link';
 
+-- The events that can make a deployment rework (cdviz.dora_rework): every
+-- incident detected/reported/resolved event, and every ticket event whose
+-- ticketType names a bug.  A few rows a day, insert-only: the rework rate
+-- reads those of a range and its look-back without touching the lake.
+CREATE TABLE cdviz.rework_causes (
+	event_id		bigint PRIMARY KEY,
+	"timestamp"		timestamptz NOT NULL,
+	context_id		text NOT NULL,
+	chain_id		text,
+	subject			text NOT NULL,
+	subject_id		text
+);
+CREATE INDEX rework_causes_timestamp ON cdviz.rework_causes ("timestamp");
+
+COMMENT ON TABLE cdviz.rework_causes IS
+'cdviz: one row per incident detected/reported/resolved event and per ticket created/updated/closed event whose subject.content.ticketType contains "bug" (case-insensitive), kept by the lake trigger: what a deployment linked to (context.links) or built in the chain of (chainId) is rework for, in cdviz.dora_rework';
+GRANT SELECT ON cdviz.rework_causes TO cdviz_reader;
+COMMENT ON COLUMN cdviz.rework_causes.event_id IS 'cdviz.cdevents_lake.id of the event';
+COMMENT ON COLUMN cdviz.rework_causes."timestamp" IS 'event timestamp';
+COMMENT ON COLUMN cdviz.rework_causes.context_id IS 'context.id of the event: what a link names';
+COMMENT ON COLUMN cdviz.rework_causes.chain_id IS 'context.chainId of the event';
+COMMENT ON COLUMN cdviz.rework_causes.subject IS 'incident or ticket';
+COMMENT ON COLUMN cdviz.rework_causes.subject_id IS 'subject.id: the incident or ticket';
+
 -- These tables hold data, not definitions: pg_dump must dump their rows
 -- (the extension recreates the tables themselves).
 SELECT pg_catalog.pg_extension_config_dump('cdviz.environment_history', '');
@@ -200,6 +226,7 @@ SELECT pg_catalog.pg_extension_config_dump('cdviz.first_deployments', '');
 SELECT pg_catalog.pg_extension_config_dump('cdviz.artifact_changes', '');
 SELECT pg_catalog.pg_extension_config_dump('cdviz.change_times', '');
 SELECT pg_catalog.pg_extension_config_dump('cdviz.event_links', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.rework_causes', '');
 
 -- ---------------------------------------------------------------------------
 -- Summaries kept at ingest for the read API.
@@ -548,8 +575,8 @@ GRANT EXECUTE ON FUNCTION cdviz.summaries_pending() TO cdviz_writer;
 --
 -- cdviz._fold_events() holds the one copy of every fold statement: it folds
 -- an array of lake rows into the derived tables (first_deployments,
--- artifact_changes, change_times, event_links) and the summaries.  Its
--- callers only say which rows:
+-- artifact_changes, change_times, event_links, rework_causes) and the
+-- summaries.  Its callers only say which rows:
 --
 --   cdviz.lake_maintain()          the rows an insert statement stored (its
 --                                  transition table), with summaries
@@ -728,6 +755,18 @@ BEGIN
 														   WHERE e.subject = 'change'
 															 AND e.predicate IN ('created', 'merged')))
 			  AND (f.change_id, f.changed_at) IS DISTINCT FROM (a.change_id, coalesce(c.merged_at, c.created_at));
+		END IF;
+
+		-- what can make a deployment rework (cdviz.dora_rework): every
+		-- incident event, and the ticket events that name a bug type
+		IF subjects && '{incident,ticket}' THEN
+			INSERT INTO cdviz.rework_causes (event_id, "timestamp", context_id, chain_id, subject, subject_id)
+			SELECT e.id, e."timestamp", e.context_id, e.chain_id, e.subject, e.subject_id
+			FROM cdviz._lake_rows(events) e
+			WHERE (e.subject = 'incident' AND e.predicate IN ('detected', 'reported', 'resolved'))
+			   OR (e.subject = 'ticket' AND e.predicate IN ('created', 'updated', 'closed')
+				   AND e.payload #>> '{subject,content,ticketType}' ~* 'bug')
+			ON CONFLICT (event_id) DO NOTHING;
 		END IF;
 
 		IF has_links THEN
@@ -1152,7 +1191,7 @@ END
 $$;
 
 COMMENT ON FUNCTION cdviz._fold_events(cdviz.cdevents_lake[], boolean) IS
-'cdviz: internal: folds the lake rows of events into the summary tables (pipeline/task/test case/test suite run, build, artifact, change and incident summaries, event_counts_hourly, test_case_outcomes_daily) and, when derived, into first_deployments, artifact_changes, change_times and event_links, grouped per key, one set-based statement per table, each run only when the rows hold its subject; order-independent merge rules (see cdviz.pipeline_run_summaries). Called by cdviz.lake_maintain(), cdviz.fold_queued_summaries() and cdviz.summaries_fold().';
+'cdviz: internal: folds the lake rows of events into the summary tables (pipeline/task/test case/test suite run, build, artifact, change and incident summaries, event_counts_hourly, test_case_outcomes_daily) and, when derived, into first_deployments, artifact_changes, change_times, event_links and rework_causes, grouped per key, one set-based statement per table, each run only when the rows hold its subject; order-independent merge rules (see cdviz.pipeline_run_summaries). Called by cdviz.lake_maintain(), cdviz.fold_queued_summaries() and cdviz.summaries_fold().';
 
 -- The trigger's statements are planned once per session and kept: the
 -- http worker keeps its plans for days.  Planned while a table was small or
@@ -1314,7 +1353,7 @@ END
 $$;
 
 COMMENT ON FUNCTION cdviz.lake_maintain() IS
-'cdviz: statement-level AFTER INSERT trigger of cdviz.cdevents_lake: folds the stored events of the statement into environment_history and environment_state; then, with cdviz.summaries = deferred (in the summaries worker''s database), queues them in cdviz.summary_queue for cdviz.fold_queued_summaries(), else folds them at once into the derived tables (first_deployments, artifact_changes, change_times, event_links) and, grouped per key, into the summary tables (pipeline/task/test case/test suite run, build, artifact, change and incident summaries, event_counts_hourly, test_case_outcomes_daily) with one set-based statement per table, each run only when the statement stored events of its subject; order-independent merge rules (see cdviz.pipeline_run_summaries). SECURITY DEFINER so that writers need no privilege on them.';
+'cdviz: statement-level AFTER INSERT trigger of cdviz.cdevents_lake: folds the stored events of the statement into environment_history and environment_state; then, with cdviz.summaries = deferred (in the summaries worker''s database), queues them in cdviz.summary_queue for cdviz.fold_queued_summaries(), else folds them at once into the derived tables (first_deployments, artifact_changes, change_times, event_links, rework_causes) and, grouped per key, into the summary tables (pipeline/task/test case/test suite run, build, artifact, change and incident summaries, event_counts_hourly, test_case_outcomes_daily) with one set-based statement per table, each run only when the statement stored events of its subject; order-independent merge rules (see cdviz.pipeline_run_summaries). SECURITY DEFINER so that writers need no privilege on them.';
 REVOKE EXECUTE ON FUNCTION cdviz.lake_maintain() FROM PUBLIC;
 
 -- Folds the lake rows of queued statements (their keys: ids, stamps).

@@ -313,10 +313,9 @@ GRANT EXECUTE ON FUNCTION cdviz.dora_failed_deployment_recovery_time(timestamptz
 -- deployments were rework is found from the rare side: rollbacks (their
 -- partial index), incidents open at the time (incident_summaries by
 -- last_event_at), and incidents and bug tickets that a deployment's
--- artifact or change is linked to (the lake's incident and ticket events
--- of the look-back window, then event_links and the chain indexes of the
--- artifact and change summaries); the deployments themselves are only
--- counted.  The rules of cdviz.dora_rework_rules are the exception: they
+-- artifact or change is linked to (cdviz.rework_causes of the look-back
+-- window, then event_links and the chain indexes of the artifact and
+-- change summaries); the deployments themselves are only counted.  The rules of cdviz.dora_rework_rules are the exception: they
 -- are tested against every deployment of the range, and only when the
 -- table has a row.
 --
@@ -351,26 +350,19 @@ RETURNS TABLE (event_id bigint, environment_id text, service_id text, deployed_a
 			   action text, reasons text[])
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-WITH markers AS (
-	-- the incidents and bug tickets a deployment of the range may be
-	-- linked to: their events of the look-back window
-	SELECT l."timestamp" AS ts, l.context_id, l.chain_id, l.subject
-	FROM cdviz.cdevents_lake AS l
-	WHERE l.subject = 'incident' AND l.predicate IN ('detected', 'reported', 'resolved')
-	  AND l."timestamp" >= from_ts - interval '90 days' AND l."timestamp" < to_ts
-	UNION ALL
-	SELECT l."timestamp", l.context_id, l.chain_id, l.subject
-	FROM cdviz.cdevents_lake AS l
-	WHERE l.subject = 'ticket' AND l.predicate IN ('created', 'updated', 'closed')
-	  AND l."timestamp" >= from_ts - interval '90 days' AND l."timestamp" < to_ts
-	  AND l.payload #>> '{subject,content,ticketType}' ~* 'bug'
+WITH causes AS (
+	-- the incident and bug ticket events a deployment of the range may be
+	-- linked to: those of the range and its look-back
+	SELECT c."timestamp" AS ts, c.context_id, c.chain_id, c.subject
+	FROM cdviz.rework_causes AS c
+	WHERE c."timestamp" >= from_ts - interval '90 days' AND c."timestamp" < to_ts
 ), linked AS (
-	-- what is linked to them: the deployment event itself, an artifact or
-	-- a change, with the earliest marker it is linked to.  By links: an
-	-- event that names a marker event in its context.links; by chain: an
-	-- artifact packaged or a change created in a marker's chain after it.
+	-- what is linked to them, with the earliest cause: by links, an event
+	-- of a deployment, artifact or change that names a cause in its
+	-- context.links; by chain, an artifact packaged or a change created in
+	-- a cause's chain after it
 	SELECT e.subject, e.subject_id, e.id, min(m.ts) AS since, 'link to ' || m.subject AS reason
-	FROM markers AS m
+	FROM causes AS m
 	JOIN cdviz.event_links AS k ON k.linked_context_id = m.context_id
 	CROSS JOIN LATERAL (
 		SELECT l.subject, l.subject_id, l.id FROM cdviz.cdevents_lake AS l
@@ -379,15 +371,15 @@ WITH markers AS (
 	GROUP BY 1, 2, 3, 5
 	UNION ALL
 	SELECT 'artifact'::text, a.artifact_id, NULL::bigint, min(m.ts), 'chain of ' || m.subject
-	FROM markers AS m
+	FROM (SELECT c.chain_id, c.subject, min(c.ts) AS ts FROM causes AS c
+		  WHERE c.chain_id IS NOT NULL GROUP BY 1, 2) AS m
 	JOIN cdviz.artifact_summaries AS a ON a.chain_id = m.chain_id AND a.packaged_at >= m.ts
-	WHERE m.chain_id IS NOT NULL
 	GROUP BY 1, 2, 3, 5
 	UNION ALL
 	SELECT 'change'::text, c.change_id, NULL::bigint, min(m.ts), 'chain of ' || m.subject
-	FROM markers AS m
+	FROM (SELECT c.chain_id, c.subject, min(c.ts) AS ts FROM causes AS c
+		  WHERE c.chain_id IS NOT NULL GROUP BY 1, 2) AS m
 	JOIN cdviz.change_summaries AS c ON c.chain_id = m.chain_id AND c.created_at >= m.ts
-	WHERE m.chain_id IS NOT NULL
 	GROUP BY 1, 2, 3, 5
 ), linked_artifacts AS (
 	SELECT k.subject_id AS artifact_id, k.since, k.reason
@@ -398,7 +390,7 @@ WITH markers AS (
 	JOIN cdviz.artifact_changes AS a ON a.change_id = k.subject_id
 	WHERE k.subject = 'change'
 ), reasons AS (
-	SELECT h.event_id, 'rollback' AS reason
+	SELECT h.event_id, h.environment_id, h.service_id, h.valid_from, h.predicate, 'rollback' AS reason
 	FROM cdviz.environment_history AS h
 	WHERE h.valid_from >= from_ts AND h.valid_from < to_ts AND h.predicate = 'rolledback'
 	  AND (environment IS NULL OR h.environment_id = environment)
@@ -407,7 +399,7 @@ WITH markers AS (
 	-- an incident is open from its first detected or reported event to its
 	-- (latest) resolved event: the deployments of its service and
 	-- environment meanwhile
-	SELECT h.event_id, 'open incident'
+	SELECT h.event_id, h.environment_id, h.service_id, h.valid_from, h.predicate, 'open incident'
 	FROM cdviz.incident_summaries AS i
 	JOIN cdviz.environment_history AS h
 	  ON h.environment_id = i.environment_id AND h.service_id = i.service_id
@@ -422,7 +414,7 @@ WITH markers AS (
 	  AND h.valid_from >= from_ts AND h.valid_from < to_ts
 	  AND h.predicate IN ('deployed', 'upgraded', 'rolledback')
 	UNION ALL
-	SELECT h.event_id, k.reason
+	SELECT h.event_id, h.environment_id, h.service_id, h.valid_from, h.predicate, k.reason
 	FROM linked AS k
 	JOIN cdviz.environment_history AS h ON h.event_id = k.id
 	WHERE k.subject = 'service'
@@ -432,7 +424,7 @@ WITH markers AS (
 	  AND (environment IS NULL OR h.environment_id = environment)
 	  AND (service IS NULL OR h.service_id = service)
 	UNION ALL
-	SELECT h.event_id, k.reason
+	SELECT h.event_id, h.environment_id, h.service_id, h.valid_from, h.predicate, k.reason
 	FROM linked_artifacts AS k
 	JOIN cdviz.environment_history AS h
 	  ON h.artifact_id = k.artifact_id
@@ -442,7 +434,8 @@ WITH markers AS (
 	  AND (environment IS NULL OR h.environment_id = environment)
 	  AND (service IS NULL OR h.service_id = service)
 	UNION ALL
-	SELECT h.event_id, CASE WHEN r.rework THEN 'rule: ' ELSE 'not rework, rule: ' END || r.rule_name
+	SELECT h.event_id, h.environment_id, h.service_id, h.valid_from, h.predicate,
+		   CASE WHEN r.rework THEN 'rule: ' ELSE 'not rework, rule: ' END || r.rule_name
 	FROM cdviz.environment_history AS h
 	LEFT JOIN cdviz.artifact_changes AS a ON a.artifact_id = h.artifact_id
 	CROSS JOIN cdviz.dora_rework_rules AS r
@@ -460,11 +453,10 @@ WITH markers AS (
 											  WHERE c.change_id = a.change_id)
 		  END ~ r.pattern
 )
-SELECT h.event_id, h.environment_id, h.service_id, h.valid_from, h.predicate,
+SELECT r.event_id, r.environment_id, r.service_id, r.valid_from, r.predicate,
 	   array_agg(DISTINCT r.reason ORDER BY r.reason)
 FROM reasons AS r
-JOIN cdviz.environment_history AS h ON h.event_id = r.event_id
-GROUP BY h.event_id
+GROUP BY r.event_id, r.environment_id, r.service_id, r.valid_from, r.predicate
 HAVING NOT bool_or(r.reason LIKE 'not rework, %')
 $$;
 
