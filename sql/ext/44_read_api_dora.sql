@@ -263,11 +263,13 @@ GRANT EXECUTE ON FUNCTION cdviz.dora_time_to_restore(timestamptz, timestamptz, t
 -- deployments and what failed them come from cdviz.dora_failure_signals,
 -- grouped per deployment; only a deployment with neither a resolution nor
 -- a rollback costs one more descent of the history index (its next
--- deployment).
-CREATE FUNCTION cdviz.dora_failed_deployment_recovery_time(from_ts timestamptz, to_ts timestamptz,
-														   environment text DEFAULT NULL,
-														   service text DEFAULT NULL)
-RETURNS TABLE (median interval, p90 interval, sample_size bigint, tier text)
+-- deployment).  A deployment's recovery does not depend on the range
+-- asked, so one call over a long range serves trailing windows.
+CREATE FUNCTION cdviz.dora_failed_deployment_recoveries(from_ts timestamptz, to_ts timestamptz,
+														environment text DEFAULT NULL,
+														service text DEFAULT NULL)
+RETURNS TABLE (event_id bigint, environment_id text, service_id text, deployed_at timestamptz,
+			   recovered_at timestamptz, recovered_by text, recovery_time interval)
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
 WITH failed AS (
@@ -279,7 +281,13 @@ WITH failed AS (
 	FROM cdviz.dora_failure_signals(from_ts, to_ts, environment, service) AS s
 	GROUP BY s.event_id, s.environment_id, s.service_id, s.deployed_at
 ), recovery AS (
-	SELECT coalesce(LEAST(f.resolved_at, f.rolled_back_at), n.valid_from) - f.deployed_at AS t
+	SELECT f.event_id, f.environment_id, f.service_id, f.deployed_at,
+		   CASE WHEN f.rolled_back_at <= f.resolved_at OR f.resolved_at IS NULL THEN f.rolled_back_at
+				ELSE f.resolved_at END AS rolled_back_or_resolved_at,
+		   CASE WHEN f.rolled_back_at <= f.resolved_at
+					 OR (f.rolled_back_at IS NOT NULL AND f.resolved_at IS NULL) THEN 'rollback'
+				WHEN f.resolved_at IS NOT NULL THEN 'incident resolved' END AS recovered_by,
+		   n.valid_from AS next_deployed_at
 	FROM failed AS f
 	LEFT JOIN LATERAL (
 		SELECT h.valid_from
@@ -291,20 +299,38 @@ WITH failed AS (
 		ORDER BY h.valid_from, h.event_id
 		LIMIT 1) AS n ON true
 )
-SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY r.t),
-	   percentile_cont(0.9) WITHIN GROUP (ORDER BY r.t),
+SELECT r.event_id, r.environment_id, r.service_id, r.deployed_at,
+	   coalesce(r.rolled_back_or_resolved_at, r.next_deployed_at),
+	   coalesce(r.recovered_by, CASE WHEN r.next_deployed_at IS NOT NULL THEN 'next deployment' END),
+	   coalesce(r.rolled_back_or_resolved_at, r.next_deployed_at) - r.deployed_at
+FROM recovery AS r
+$$;
+
+COMMENT ON FUNCTION cdviz.dora_failed_deployment_recoveries(timestamptz, timestamptz, text, text) IS
+'cdviz DORA: every deployment in [from_ts, to_ts) (optionally of one environment and/or service) that cdviz.dora_failed_deployments counts as failed, one row each, with its recovery: recovered_at and recovered_by = rollback (the first service.rolledback charged to it), incident resolved (the latest resolved time of the incidents charged to it, once all of them are resolved), whichever came first, else next deployment (its service''s next deployed/upgraded event in that environment); NULL while not recovered. recovery_time = recovered_at - deployed_at. A deployment''s recovery does not depend on the range asked. What cdviz.dora_failed_deployment_recovery_time aggregates. Example: SELECT service_id, deployed_at, recovered_by, recovery_time FROM cdviz.dora_failed_deployment_recoveries(now() - interval ''30 days'', now(), ''prod'') ORDER BY recovery_time DESC NULLS FIRST;';
+REVOKE EXECUTE ON FUNCTION cdviz.dora_failed_deployment_recoveries(timestamptz, timestamptz, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.dora_failed_deployment_recoveries(timestamptz, timestamptz, text, text) TO cdviz_reader;
+
+CREATE FUNCTION cdviz.dora_failed_deployment_recovery_time(from_ts timestamptz, to_ts timestamptz,
+														   environment text DEFAULT NULL,
+														   service text DEFAULT NULL)
+RETURNS TABLE (median interval, p90 interval, sample_size bigint, tier text)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY r.recovery_time),
+	   percentile_cont(0.9) WITHIN GROUP (ORDER BY r.recovery_time),
 	   count(*),
 	   CASE WHEN count(*) = 0 THEN NULL
-			WHEN percentile_cont(0.5) WITHIN GROUP (ORDER BY r.t) < interval '1 hour' THEN 'elite'
-			WHEN percentile_cont(0.5) WITHIN GROUP (ORDER BY r.t) < interval '1 day' THEN 'high'
-			WHEN percentile_cont(0.5) WITHIN GROUP (ORDER BY r.t) < interval '7 days' THEN 'medium'
+			WHEN percentile_cont(0.5) WITHIN GROUP (ORDER BY r.recovery_time) < interval '1 hour' THEN 'elite'
+			WHEN percentile_cont(0.5) WITHIN GROUP (ORDER BY r.recovery_time) < interval '1 day' THEN 'high'
+			WHEN percentile_cont(0.5) WITHIN GROUP (ORDER BY r.recovery_time) < interval '7 days' THEN 'medium'
 			ELSE 'low' END
-FROM recovery AS r
-WHERE r.t >= interval '0'
+FROM cdviz.dora_failed_deployment_recoveries(from_ts, to_ts, environment, service) AS r
+WHERE r.recovery_time >= interval '0'
 $$;
 
 COMMENT ON FUNCTION cdviz.dora_failed_deployment_recovery_time(timestamptz, timestamptz, text, text) IS
-'cdviz DORA failed deployment recovery time over [from_ts, to_ts), optionally for one environment and/or service: for every deployment in the range that cdviz.dora_failed_deployments counts as failed, the time from the deployment to its recovery: the resolution of the incidents charged to it (the latest resolved time, once all of them are resolved) or the rollback charged to it, whichever came first; with neither, the next deployed/upgraded event of that service in that environment. Returns median and p90 (percentile_cont), sample_size and the tier on the median: elite < 1 hour, high < 1 day, medium < 1 week, else low. Limits: a failed deployment not yet recovered (an open incident, no rollback, no later deployment) is not in the sample; a recovery before the deployment (an incident resolved before it was reported) is left out. Example: SELECT * FROM cdviz.dora_failed_deployment_recovery_time(now() - interval ''30 days'', now(), ''prod'');';
+'cdviz DORA failed deployment recovery time over [from_ts, to_ts), optionally for one environment and/or service: for every deployment in the range that cdviz.dora_failed_deployments counts as failed, the time from the deployment to its recovery (cdviz.dora_failed_deployment_recoveries): the resolution of the incidents charged to it (the latest resolved time, once all of them are resolved) or the rollback charged to it, whichever came first; with neither, the next deployed/upgraded event of that service in that environment. Returns median and p90 (percentile_cont), sample_size and the tier on the median: elite < 1 hour, high < 1 day, medium < 1 week, else low. Limits: a failed deployment not yet recovered (an open incident, no rollback, no later deployment) is not in the sample; a recovery before the deployment (an incident resolved before it was reported) is left out. Example: SELECT * FROM cdviz.dora_failed_deployment_recovery_time(now() - interval ''30 days'', now(), ''prod'');';
 REVOKE EXECUTE ON FUNCTION cdviz.dora_failed_deployment_recovery_time(timestamptz, timestamptz, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION cdviz.dora_failed_deployment_recovery_time(timestamptz, timestamptz, text, text) TO cdviz_reader;
 
