@@ -369,77 +369,63 @@ COMMENT ON COLUMN cdviz.dora_rework_rules.rework IS 'true: a matching deployment
 GRANT SELECT ON cdviz.dora_rework_rules TO cdviz_reader;
 SELECT pg_catalog.pg_extension_config_dump('cdviz.dora_rework_rules', '');
 
-CREATE FUNCTION cdviz.dora_rework(from_ts timestamptz, to_ts timestamptz,
-								  environment text DEFAULT NULL,
-								  service text DEFAULT NULL)
+-- The two parts of the rework classification whose cost the planner
+-- cannot see: the links and chains (a few probes per cause, but through
+-- every monthly partition of the lake for the linking event), and the
+-- site's rules (nothing while the table is empty, one test per deployment
+-- of the range otherwise).  Inlined, their estimates (the rules crossed
+-- with every deployment of the range) made the planner compile the whole
+-- query with JIT, seconds for a query of milliseconds; as functions of
+-- their own they are planned apart, with the row estimate below.
+CREATE FUNCTION cdviz._dora_rework_links(from_ts timestamptz, to_ts timestamptz,
+										 environment text, service text)
 RETURNS TABLE (event_id bigint, environment_id text, service_id text, deployed_at timestamptz,
-			   action text, reasons text[])
-LANGUAGE sql STABLE PARALLEL SAFE
+			   action text, reason text)
+LANGUAGE plpgsql STABLE PARALLEL SAFE ROWS 10
+SET search_path = pg_catalog, pg_temp
 AS $$
-WITH causes AS (
-	-- the incident and bug ticket events a deployment of the range may be
-	-- linked to: those of the range and its look-back
-	SELECT c."timestamp" AS ts, c.context_id, c.chain_id, c.subject
-	FROM cdviz.rework_causes AS c
-	WHERE c."timestamp" >= from_ts - interval '90 days' AND c."timestamp" < to_ts
-), linked AS (
-	-- what is linked to them, with the earliest cause: by links, an event
-	-- of a deployment, artifact or change that names a cause in its
-	-- context.links; by chain, an artifact packaged or a change created in
-	-- a cause's chain after it
-	SELECT e.subject, e.subject_id, e.id, min(m.ts) AS since, 'link to ' || m.subject AS reason
-	FROM causes AS m
-	JOIN cdviz.event_links AS k ON k.linked_context_id = m.context_id
-	CROSS JOIN LATERAL (
-		SELECT l.subject, l.subject_id, l.id FROM cdviz.cdevents_lake AS l
-		WHERE l.id = k.event_id AND l.subject IN ('service', 'artifact', 'change')
-		LIMIT 1) AS e
-	GROUP BY 1, 2, 3, 5
-	UNION ALL
-	SELECT 'artifact'::text, a.artifact_id, NULL::bigint, min(m.ts), 'chain of ' || m.subject
-	FROM (SELECT c.chain_id, c.subject, min(c.ts) AS ts FROM causes AS c
-		  WHERE c.chain_id IS NOT NULL GROUP BY 1, 2) AS m
-	JOIN cdviz.artifact_summaries AS a ON a.chain_id = m.chain_id AND a.packaged_at >= m.ts
-	GROUP BY 1, 2, 3, 5
-	UNION ALL
-	SELECT 'change'::text, c.change_id, NULL::bigint, min(m.ts), 'chain of ' || m.subject
-	FROM (SELECT c.chain_id, c.subject, min(c.ts) AS ts FROM causes AS c
-		  WHERE c.chain_id IS NOT NULL GROUP BY 1, 2) AS m
-	JOIN cdviz.change_summaries AS c ON c.chain_id = m.chain_id AND c.created_at >= m.ts
-	GROUP BY 1, 2, 3, 5
-), linked_artifacts AS (
-	SELECT k.subject_id AS artifact_id, k.since, k.reason
-	FROM linked AS k WHERE k.subject = 'artifact'
-	UNION ALL
-	SELECT a.artifact_id, k.since, k.reason
-	FROM linked AS k
-	JOIN cdviz.artifact_changes AS a ON a.change_id = k.subject_id
-	WHERE k.subject = 'change'
-), reasons AS (
-	SELECT h.event_id, h.environment_id, h.service_id, h.valid_from, h.predicate, 'rollback' AS reason
-	FROM cdviz.environment_history AS h
-	WHERE h.valid_from >= from_ts AND h.valid_from < to_ts AND h.predicate = 'rolledback'
-	  AND (environment IS NULL OR h.environment_id = environment)
-	  AND (service IS NULL OR h.service_id = service)
-	UNION ALL
-	-- an incident is open from its first detected or reported event to its
-	-- (latest) resolved event: the deployments of its service and
-	-- environment meanwhile
-	SELECT h.event_id, h.environment_id, h.service_id, h.valid_from, h.predicate, 'open incident'
-	FROM cdviz.incident_summaries AS i
-	JOIN cdviz.environment_history AS h
-	  ON h.environment_id = i.environment_id AND h.service_id = i.service_id
-	 AND h.valid_from >= LEAST(i.detected_at, i.reported_at)
-	 AND h.valid_from <= LEAST(i.detected_at, i.reported_at) + interval '90 days'
-	 AND (i.resolved_at IS NULL OR h.valid_from < i.resolved_at)
-	WHERE i.last_event_at >= from_ts - interval '90 days'
-	  AND LEAST(i.detected_at, i.reported_at) < to_ts
-	  AND i.environment_id IS NOT NULL AND i.service_id IS NOT NULL
-	  AND (environment IS NULL OR i.environment_id = environment)
-	  AND (service IS NULL OR i.service_id = service)
-	  AND h.valid_from >= from_ts AND h.valid_from < to_ts
-	  AND h.predicate IN ('deployed', 'upgraded', 'rolledback')
-	UNION ALL
+BEGIN
+	RETURN QUERY
+	WITH causes AS (
+		-- the incident and bug ticket events a deployment of the range
+		-- may be linked to: those of the range and its look-back
+		SELECT c."timestamp" AS ts, c.context_id, c.chain_id, c.subject
+		FROM cdviz.rework_causes AS c
+		WHERE c."timestamp" >= from_ts - interval '90 days' AND c."timestamp" < to_ts
+	), linked AS (
+		-- what is linked to them, with the earliest cause: by links, an
+		-- event of a deployment, artifact or change that names a cause in
+		-- its context.links; by chain, an artifact packaged or a change
+		-- created in a cause's chain after it
+		SELECT e.subject, e.subject_id, e.id, min(m.ts) AS since, 'link to ' || m.subject AS reason
+		FROM causes AS m
+		JOIN cdviz.event_links AS k ON k.linked_context_id = m.context_id
+		CROSS JOIN LATERAL (
+			SELECT l.subject, l.subject_id, l.id FROM cdviz.cdevents_lake AS l
+			WHERE l.id = k.event_id AND l.subject IN ('service', 'artifact', 'change')
+			LIMIT 1) AS e
+		GROUP BY 1, 2, 3, 5
+		UNION ALL
+		SELECT 'artifact'::text, a.artifact_id, NULL::bigint, min(m.ts), 'chain of ' || m.subject
+		FROM (SELECT c.chain_id, c.subject, min(c.ts) AS ts FROM causes AS c
+			  WHERE c.chain_id IS NOT NULL GROUP BY 1, 2) AS m
+		JOIN cdviz.artifact_summaries AS a ON a.chain_id = m.chain_id AND a.packaged_at >= m.ts
+		GROUP BY 1, 2, 3, 5
+		UNION ALL
+		SELECT 'change'::text, c.change_id, NULL::bigint, min(m.ts), 'chain of ' || m.subject
+		FROM (SELECT c.chain_id, c.subject, min(c.ts) AS ts FROM causes AS c
+			  WHERE c.chain_id IS NOT NULL GROUP BY 1, 2) AS m
+		JOIN cdviz.change_summaries AS c ON c.chain_id = m.chain_id AND c.created_at >= m.ts
+		GROUP BY 1, 2, 3, 5
+	), linked_artifacts AS (
+		SELECT k.subject_id AS artifact_id, k.since, k.reason
+		FROM linked AS k WHERE k.subject = 'artifact'
+		UNION ALL
+		SELECT a.artifact_id, k.since, k.reason
+		FROM linked AS k
+		JOIN cdviz.artifact_changes AS a ON a.change_id = k.subject_id
+		WHERE k.subject = 'change'
+	)
 	SELECT h.event_id, h.environment_id, h.service_id, h.valid_from, h.predicate, k.reason
 	FROM linked AS k
 	JOIN cdviz.environment_history AS h ON h.event_id = k.id
@@ -458,15 +444,33 @@ WITH causes AS (
 	 AND h.valid_from >= k.since AND h.valid_from <= k.since + interval '90 days'
 	WHERE h.predicate IN ('deployed', 'upgraded', 'rolledback')
 	  AND (environment IS NULL OR h.environment_id = environment)
-	  AND (service IS NULL OR h.service_id = service)
-	UNION ALL
+	  AND (service IS NULL OR h.service_id = service);
+END
+$$;
+
+COMMENT ON FUNCTION cdviz._dora_rework_links(timestamptz, timestamptz, text, text) IS
+'cdviz: internal, for cdviz.dora_rework: the deployments of the range linked (context.links) to an incident or bug ticket event of cdviz.rework_causes at most 90 days before them, or whose artifact or change was made in such an event''s chain after it, with the reason';
+REVOKE EXECUTE ON FUNCTION cdviz._dora_rework_links(timestamptz, timestamptz, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz._dora_rework_links(timestamptz, timestamptz, text, text) TO cdviz_reader;
+
+CREATE FUNCTION cdviz._dora_rework_by_rules(from_ts timestamptz, to_ts timestamptz,
+											environment text, service text)
+RETURNS TABLE (event_id bigint, environment_id text, service_id text, deployed_at timestamptz,
+			   action text, reason text)
+LANGUAGE plpgsql STABLE PARALLEL SAFE ROWS 10
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT EXISTS (SELECT FROM cdviz.dora_rework_rules) THEN
+		RETURN;
+	END IF;
+	RETURN QUERY
 	SELECT h.event_id, h.environment_id, h.service_id, h.valid_from, h.predicate,
 		   CASE WHEN r.rework THEN 'rule: ' ELSE 'not rework, rule: ' END || r.rule_name
 	FROM cdviz.environment_history AS h
 	LEFT JOIN cdviz.artifact_changes AS a ON a.artifact_id = h.artifact_id
 	CROSS JOIN cdviz.dora_rework_rules AS r
-	WHERE EXISTS (SELECT FROM cdviz.dora_rework_rules)
-	  AND h.valid_from >= from_ts AND h.valid_from < to_ts
+	WHERE h.valid_from >= from_ts AND h.valid_from < to_ts
 	  AND h.predicate IN ('deployed', 'upgraded', 'rolledback')
 	  AND (environment IS NULL OR h.environment_id = environment)
 	  AND (service IS NULL OR h.service_id = service)
@@ -477,7 +481,55 @@ WITH causes AS (
 			  WHEN 'change_id' THEN a.change_id
 			  WHEN 'change_description' THEN (SELECT c.description FROM cdviz.change_summaries AS c
 											  WHERE c.change_id = a.change_id)
-		  END ~ r.pattern
+		  END ~ r.pattern;
+END
+$$;
+
+COMMENT ON FUNCTION cdviz._dora_rework_by_rules(timestamptz, timestamptz, text, text) IS
+'cdviz: internal, for cdviz.dora_rework: the deployments of the range that a row of cdviz.dora_rework_rules matches, with the reason "rule: <name>" (rework) or "not rework, rule: <name>"; nothing, at once, while the table is empty';
+REVOKE EXECUTE ON FUNCTION cdviz._dora_rework_by_rules(timestamptz, timestamptz, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz._dora_rework_by_rules(timestamptz, timestamptz, text, text) TO cdviz_reader;
+
+CREATE FUNCTION cdviz.dora_rework(from_ts timestamptz, to_ts timestamptz,
+								  environment text DEFAULT NULL,
+								  service text DEFAULT NULL)
+RETURNS TABLE (event_id bigint, environment_id text, service_id text, deployed_at timestamptz,
+			   action text, reasons text[])
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+WITH reasons AS (
+	SELECT h.event_id, h.environment_id, h.service_id, h.valid_from, h.predicate, 'rollback' AS reason
+	FROM cdviz.environment_history AS h
+	WHERE h.valid_from >= from_ts AND h.valid_from < to_ts AND h.predicate = 'rolledback'
+	  AND (environment IS NULL OR h.environment_id = environment)
+	  AND (service IS NULL OR h.service_id = service)
+	UNION ALL
+	-- an incident is open from its first detected or reported event to its
+	-- (latest) resolved event: the deployments of its service and
+	-- environment meanwhile, one range of the (environment, service,
+	-- valid_from) index per incident
+	SELECT h.event_id, h.environment_id, h.service_id, h.valid_from, h.predicate, 'open incident'
+	FROM cdviz.incident_summaries AS i
+	CROSS JOIN LATERAL (
+		SELECT h.event_id, h.environment_id, h.service_id, h.valid_from, h.predicate
+		FROM cdviz.environment_history AS h
+		WHERE h.environment_id = i.environment_id AND h.service_id = i.service_id
+		  AND h.valid_from >= GREATEST(LEAST(i.detected_at, i.reported_at), from_ts)
+		  AND h.valid_from < LEAST(i.resolved_at, to_ts)
+		  AND h.valid_from <= LEAST(i.detected_at, i.reported_at) + interval '90 days'
+		  AND h.predicate IN ('deployed', 'upgraded', 'rolledback')
+		-- kept a subquery: a join would be planned over every deployment of
+		-- the range, sorted or hashed, where the incidents are few
+		OFFSET 0) AS h
+	WHERE i.last_event_at >= from_ts - interval '90 days'
+	  AND LEAST(i.detected_at, i.reported_at) < to_ts
+	  AND i.environment_id IS NOT NULL AND i.service_id IS NOT NULL
+	  AND (environment IS NULL OR i.environment_id = environment)
+	  AND (service IS NULL OR i.service_id = service)
+	UNION ALL
+	SELECT * FROM cdviz._dora_rework_links(from_ts, to_ts, environment, service)
+	UNION ALL
+	SELECT * FROM cdviz._dora_rework_by_rules(from_ts, to_ts, environment, service)
 )
 SELECT r.event_id, r.environment_id, r.service_id, r.valid_from, r.predicate,
 	   array_agg(DISTINCT r.reason ORDER BY r.reason)
