@@ -153,8 +153,8 @@ $$;
 --
 -- cdviz._fold_events() holds the one copy of every fold statement: it folds
 -- an array of lake rows into the derived tables (first_deployments,
--- artifact_changes, change_times, event_links, rework_causes) and the
--- summaries.  Its callers only say which rows:
+-- artifact_changes, change_times, event_links, rework_causes,
+-- rework_links) and the summaries.  Its callers only say which rows:
 --
 --   cdviz.lake_maintain()          the rows an insert statement stored (its
 --                                  transition table), with summaries
@@ -325,6 +325,33 @@ BEGIN
 			WHERE jsonb_typeof(e.payload #> '{context,links}') = 'array'
 			  AND jsonb_typeof(k.link) = 'object'
 			  AND coalesce(k.link #>> '{target,contextId}', k.link #>> '{from,contextId}', k.link #>> '{to,contextId}') IS NOT NULL;
+		END IF;
+
+		-- What is linked to a rework cause, whichever came first: the causes
+		-- of these rows with what was stored before them, then these rows'
+		-- links, artifacts and changes with the causes stored before them
+		-- (or just above).
+		IF subjects && '{incident,ticket}' THEN
+			PERFORM cdviz._link_rework_causes(ARRAY(SELECT e.id FROM cdviz._lake_rows(events) e
+													WHERE e.subject IN ('incident', 'ticket')));
+		END IF;
+		IF subjects && '{service,artifact,change}' THEN
+			INSERT INTO cdviz.rework_links (cause_event_id, since, reason, subject, subject_id, event_id)
+			SELECT c.event_id, c."timestamp", 'link to ' || c.subject, e.subject,
+				   CASE WHEN e.subject <> 'service' THEN e.subject_id END,
+				   CASE WHEN e.subject = 'service' THEN e.id END
+			FROM cdviz._lake_rows(events) e
+			JOIN cdviz.event_links k ON k.context_id = e.context_id AND k.event_id = e.id
+			JOIN cdviz.rework_causes c ON c.context_id = k.linked_context_id
+			WHERE has_links AND e.subject IN ('service', 'artifact', 'change')
+			UNION ALL
+			SELECT c.event_id, c."timestamp", 'chain of ' || c.subject, e.subject, e.subject_id, NULL
+			FROM cdviz._lake_rows(events) e
+			JOIN cdviz.rework_causes c ON c.chain_id = e.chain_id AND c."timestamp" <= e."timestamp"
+			WHERE ((e.subject = 'artifact' AND e.predicate = 'packaged')
+				   OR (e.subject = 'change' AND e.predicate = 'created'))
+			  AND e.subject_id IS NOT NULL
+			ON CONFLICT DO NOTHING;
 		END IF;
 	END IF;
 
@@ -737,7 +764,7 @@ END
 $$;
 
 COMMENT ON FUNCTION cdviz._fold_events(cdviz.cdevents_lake[], boolean) IS
-'cdviz: internal: folds the lake rows of events into the summary tables (pipeline/task/test case/test suite run, build, artifact, change and incident summaries, event_counts_hourly, test_case_outcomes_daily) and, when derived, into first_deployments, artifact_changes, change_times, event_links and rework_causes, grouped per key, one set-based statement per table, each run only when the rows hold its subject; order-independent merge rules (see cdviz.pipeline_run_summaries). Called by cdviz.lake_maintain(), cdviz.fold_queued_summaries() and cdviz.summaries_fold().';
+'cdviz: internal: folds the lake rows of events into the summary tables (pipeline/task/test case/test suite run, build, artifact, change and incident summaries, event_counts_hourly, test_case_outcomes_daily) and, when derived, into first_deployments, artifact_changes, change_times, event_links, rework_causes and rework_links, grouped per key, one set-based statement per table, each run only when the rows hold its subject; order-independent merge rules (see cdviz.pipeline_run_summaries). Called by cdviz.lake_maintain(), cdviz.fold_queued_summaries() and cdviz.summaries_fold().';
 
 -- The trigger's statements are planned once per session and kept: the
 -- http worker keeps its plans for days.  Planned while a table was small or
@@ -902,7 +929,7 @@ END
 $$;
 
 COMMENT ON FUNCTION cdviz.lake_maintain() IS
-'cdviz: statement-level AFTER INSERT trigger of cdviz.cdevents_lake: folds the stored events of the statement into environment_history and environment_state; then, with cdviz.summaries = deferred (in the summaries worker''s database), queues them in cdviz.summary_queue for cdviz.fold_queued_summaries(), else folds them at once into the derived tables (first_deployments, artifact_changes, change_times, event_links, rework_causes) and, grouped per key, into the summary tables (pipeline/task/test case/test suite run, build, artifact, change and incident summaries, event_counts_hourly, test_case_outcomes_daily) with one set-based statement per table, each run only when the statement stored events of its subject; order-independent merge rules (see cdviz.pipeline_run_summaries). SECURITY DEFINER so that writers need no privilege on them.';
+'cdviz: statement-level AFTER INSERT trigger of cdviz.cdevents_lake: folds the stored events of the statement into environment_history and environment_state; then, with cdviz.summaries = deferred (in the summaries worker''s database), queues them in cdviz.summary_queue for cdviz.fold_queued_summaries(), else folds them at once into the derived tables (first_deployments, artifact_changes, change_times, event_links, rework_causes, rework_links) and, grouped per key, into the summary tables (pipeline/task/test case/test suite run, build, artifact, change and incident summaries, event_counts_hourly, test_case_outcomes_daily) with one set-based statement per table, each run only when the statement stored events of its subject; order-independent merge rules (see cdviz.pipeline_run_summaries). SECURITY DEFINER so that writers need no privilege on them.';
 
 -- Folds the lake rows of queued statements (their keys: ids, stamps).
 CREATE FUNCTION cdviz._fold_lake_keys(ids bigint[], stamps timestamptz[])
@@ -2482,8 +2509,8 @@ DROP TABLE cdviz.source_polls;
 
 -- The events that can make a deployment rework (cdviz.dora_rework): every
 -- incident detected/reported/resolved event, and every ticket event whose
--- ticketType names a bug.  A few rows a day, insert-only: the rework rate
--- reads those of a range and its look-back without touching the lake.
+-- ticketType names a bug.  A few rows a day, insert-only; found by the
+-- context id a link names and by chain.
 CREATE TABLE cdviz.rework_causes (
 	event_id		bigint PRIMARY KEY,
 	"timestamp"		timestamptz NOT NULL,
@@ -2492,10 +2519,11 @@ CREATE TABLE cdviz.rework_causes (
 	subject			text NOT NULL,
 	subject_id		text
 );
-CREATE INDEX rework_causes_timestamp ON cdviz.rework_causes ("timestamp");
+CREATE INDEX rework_causes_context_id ON cdviz.rework_causes (context_id);
+CREATE INDEX rework_causes_chain_id ON cdviz.rework_causes (chain_id) WHERE chain_id IS NOT NULL;
 
 COMMENT ON TABLE cdviz.rework_causes IS
-'cdviz: one row per incident detected/reported/resolved event and per ticket created/updated/closed event whose subject.content.ticketType contains "bug" (case-insensitive), kept by the lake trigger: what a deployment linked to (context.links) or built in the chain of (chainId) is rework for, in cdviz.dora_rework';
+'cdviz: one row per incident detected/reported/resolved event and per ticket created/updated/closed event whose subject.content.ticketType contains "bug" (case-insensitive), kept by the lake trigger: what a deployment, artifact or change linked to it (context.links) or made in its chain (chainId) is rework for (cdviz.rework_links)';
 GRANT SELECT ON cdviz.rework_causes TO cdviz_reader;
 COMMENT ON COLUMN cdviz.rework_causes.event_id IS 'cdviz.cdevents_lake.id of the event';
 COMMENT ON COLUMN cdviz.rework_causes."timestamp" IS 'event timestamp';
@@ -2503,6 +2531,69 @@ COMMENT ON COLUMN cdviz.rework_causes.context_id IS 'context.id of the event: wh
 COMMENT ON COLUMN cdviz.rework_causes.chain_id IS 'context.chainId of the event';
 COMMENT ON COLUMN cdviz.rework_causes.subject IS 'incident or ticket';
 COMMENT ON COLUMN cdviz.rework_causes.subject_id IS 'subject.id: the incident or ticket';
+
+-- What is linked to a rework cause: the join of the causes with the links,
+-- artifacts and changes, kept at ingest from whichever side arrives last,
+-- so that the rework rate reads the few rows of its range and look-back
+-- instead of probing links and chains for every cause.  Insert-only; a
+-- pair found from both sides is one row.
+CREATE TABLE cdviz.rework_links (
+	cause_event_id	bigint NOT NULL,
+	since			timestamptz NOT NULL,
+	reason			text NOT NULL,
+	subject			text NOT NULL,
+	subject_id		text,
+	event_id		bigint,
+	CONSTRAINT rework_links_key UNIQUE NULLS NOT DISTINCT (cause_event_id, reason, subject, subject_id, event_id)
+);
+CREATE INDEX rework_links_since ON cdviz.rework_links (since);
+
+COMMENT ON TABLE cdviz.rework_links IS
+'cdviz: what is linked to a rework cause (cdviz.rework_causes), kept by the lake trigger whatever the arrival order: a service event (a deployment) or an event of an artifact or change that names the cause''s event in its context.links (reason "link to incident" or "link to ticket"), and an artifact packaged or a change created in the cause''s chain at or after it ("chain of incident", "chain of ticket"); read by cdviz.dora_rework';
+GRANT SELECT ON cdviz.rework_links TO cdviz_reader;
+COMMENT ON COLUMN cdviz.rework_links.cause_event_id IS 'cdviz.rework_causes.event_id';
+COMMENT ON COLUMN cdviz.rework_links.since IS 'timestamp of the cause''s event';
+COMMENT ON COLUMN cdviz.rework_links.reason IS 'link to incident, link to ticket, chain of incident or chain of ticket';
+COMMENT ON COLUMN cdviz.rework_links.subject IS 'what is linked: service (the event itself), artifact or change';
+COMMENT ON COLUMN cdviz.rework_links.subject_id IS 'the artifact or change id; NULL for a service event';
+COMMENT ON COLUMN cdviz.rework_links.event_id IS 'cdviz.cdevents_lake.id of the service event; NULL for an artifact or change';
+
+-- The cause side of cdviz.rework_links, for causes just stored (the lake
+-- trigger) or all of them (the update that made the table): the links
+-- that name them, found by the far end, and the artifacts and changes of
+-- their chains, from the summaries.
+CREATE FUNCTION cdviz._link_rework_causes(causes bigint[])
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+INSERT INTO cdviz.rework_links (cause_event_id, since, reason, subject, subject_id, event_id)
+SELECT c.event_id, c."timestamp", 'link to ' || c.subject, l.subject,
+	   CASE WHEN l.subject <> 'service' THEN l.subject_id END,
+	   CASE WHEN l.subject = 'service' THEN l.id END
+FROM cdviz.rework_causes AS c
+JOIN cdviz.event_links AS k ON k.linked_context_id = c.context_id
+CROSS JOIN LATERAL (
+	SELECT l.subject, l.subject_id, l.id FROM cdviz.cdevents_lake AS l
+	WHERE l.id = k.event_id AND l.subject IN ('service', 'artifact', 'change')
+	LIMIT 1) AS l
+WHERE c.event_id = ANY (causes)
+UNION ALL
+SELECT c.event_id, c."timestamp", 'chain of ' || c.subject, 'artifact', a.artifact_id, NULL
+FROM cdviz.rework_causes AS c
+JOIN cdviz.artifact_summaries AS a ON a.chain_id = c.chain_id AND a.packaged_at >= c."timestamp"
+WHERE c.event_id = ANY (causes)
+UNION ALL
+SELECT c.event_id, c."timestamp", 'chain of ' || c.subject, 'change', s.change_id, NULL
+FROM cdviz.rework_causes AS c
+JOIN cdviz.change_summaries AS s ON s.chain_id = c.chain_id AND s.created_at >= c."timestamp"
+WHERE c.event_id = ANY (causes)
+ON CONFLICT DO NOTHING
+$$;
+
+COMMENT ON FUNCTION cdviz._link_rework_causes(bigint[]) IS
+'cdviz: internal, for cdviz._fold_events(): adds to cdviz.rework_links what was stored before these rework causes (lake ids) and is linked to them: the service, artifact and change events whose context.links name them, and the artifacts packaged and changes created in their chains after them';
+REVOKE EXECUTE ON FUNCTION cdviz._link_rework_causes(bigint[]) FROM PUBLIC;
 
 -- filled from the events stored before the update (the lake's
 -- (subject, predicate, timestamp) index finds them); later ones come
@@ -2514,7 +2605,9 @@ WHERE (e.subject = 'incident' AND e.predicate IN ('detected', 'reported', 'resol
    OR (e.subject = 'ticket' AND e.predicate IN ('created', 'updated', 'closed')
 	   AND e.payload #>> '{subject,content,ticketType}' ~* 'bug')
 ON CONFLICT (event_id) DO NOTHING;
+SELECT cdviz._link_rework_causes(ARRAY(SELECT c.event_id FROM cdviz.rework_causes AS c));
 SELECT pg_catalog.pg_extension_config_dump('cdviz.rework_causes', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.rework_links', '');
 
 -- the deployments of one artifact: the rework rate finds the artifacts
 -- linked to incidents and bug tickets, then their deployments in a range
@@ -2722,11 +2815,11 @@ GRANT EXECUTE ON FUNCTION cdviz.dora_failed_deployment_recovery_time(timestamptz
 -- deployments were rework is found from the rare side: rollbacks (their
 -- partial index), incidents open at the time (incident_summaries by
 -- last_event_at), and incidents and bug tickets that a deployment's
--- artifact or change is linked to (cdviz.rework_causes of the look-back
--- window, then event_links and the chain indexes of the artifact and
--- change summaries); the deployments themselves are only counted.  The rules of cdviz.dora_rework_rules are the exception: they
--- are tested against every deployment of the range, and only when the
--- table has a row.
+-- artifact or change is linked to (cdviz.rework_links of the look-back
+-- window, kept at ingest); the deployments themselves are only counted.
+-- The rules of cdviz.dora_rework_rules are the exception: they are tested
+-- against every deployment of the range, and only when the table has a
+-- row.
 --
 -- Incidents and tickets are looked for at most 90 days before the
 -- deployment (the look-back), so that the cost of a range does not grow
@@ -2752,90 +2845,12 @@ COMMENT ON COLUMN cdviz.dora_rework_rules.rework IS 'true: a matching deployment
 GRANT SELECT ON cdviz.dora_rework_rules TO cdviz_reader;
 SELECT pg_catalog.pg_extension_config_dump('cdviz.dora_rework_rules', '');
 
--- The two parts of the rework classification whose cost the planner
--- cannot see: the links and chains (a few probes per cause, but through
--- every monthly partition of the lake for the linking event), and the
--- site's rules (nothing while the table is empty, one test per deployment
--- of the range otherwise).  Inlined, their estimates (the rules crossed
--- with every deployment of the range) made the planner compile the whole
--- query with JIT, seconds for a query of milliseconds; as functions of
--- their own they are planned apart, with the row estimate below.
-CREATE FUNCTION cdviz._dora_rework_links(from_ts timestamptz, to_ts timestamptz,
-										 environment text, service text)
-RETURNS TABLE (event_id bigint, environment_id text, service_id text, deployed_at timestamptz,
-			   action text, reason text)
-LANGUAGE plpgsql STABLE PARALLEL SAFE ROWS 10
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-	RETURN QUERY
-	WITH causes AS (
-		-- the incident and bug ticket events a deployment of the range
-		-- may be linked to: those of the range and its look-back
-		SELECT c."timestamp" AS ts, c.context_id, c.chain_id, c.subject
-		FROM cdviz.rework_causes AS c
-		WHERE c."timestamp" >= from_ts - interval '90 days' AND c."timestamp" < to_ts
-	), linked AS (
-		-- what is linked to them, with the earliest cause: by links, an
-		-- event of a deployment, artifact or change that names a cause in
-		-- its context.links; by chain, an artifact packaged or a change
-		-- created in a cause's chain after it
-		SELECT e.subject, e.subject_id, e.id, min(m.ts) AS since, 'link to ' || m.subject AS reason
-		FROM causes AS m
-		JOIN cdviz.event_links AS k ON k.linked_context_id = m.context_id
-		CROSS JOIN LATERAL (
-			SELECT l.subject, l.subject_id, l.id FROM cdviz.cdevents_lake AS l
-			WHERE l.id = k.event_id AND l.subject IN ('service', 'artifact', 'change')
-			LIMIT 1) AS e
-		GROUP BY 1, 2, 3, 5
-		UNION ALL
-		SELECT 'artifact'::text, a.artifact_id, NULL::bigint, min(m.ts), 'chain of ' || m.subject
-		FROM (SELECT c.chain_id, c.subject, min(c.ts) AS ts FROM causes AS c
-			  WHERE c.chain_id IS NOT NULL GROUP BY 1, 2) AS m
-		JOIN cdviz.artifact_summaries AS a ON a.chain_id = m.chain_id AND a.packaged_at >= m.ts
-		GROUP BY 1, 2, 3, 5
-		UNION ALL
-		SELECT 'change'::text, c.change_id, NULL::bigint, min(m.ts), 'chain of ' || m.subject
-		FROM (SELECT c.chain_id, c.subject, min(c.ts) AS ts FROM causes AS c
-			  WHERE c.chain_id IS NOT NULL GROUP BY 1, 2) AS m
-		JOIN cdviz.change_summaries AS c ON c.chain_id = m.chain_id AND c.created_at >= m.ts
-		GROUP BY 1, 2, 3, 5
-	), linked_artifacts AS (
-		SELECT k.subject_id AS artifact_id, k.since, k.reason
-		FROM linked AS k WHERE k.subject = 'artifact'
-		UNION ALL
-		SELECT a.artifact_id, k.since, k.reason
-		FROM linked AS k
-		JOIN cdviz.artifact_changes AS a ON a.change_id = k.subject_id
-		WHERE k.subject = 'change'
-	)
-	SELECT h.event_id, h.environment_id, h.service_id, h.valid_from, h.predicate, k.reason
-	FROM linked AS k
-	JOIN cdviz.environment_history AS h ON h.event_id = k.id
-	WHERE k.subject = 'service'
-	  AND h.valid_from >= from_ts AND h.valid_from < to_ts
-	  AND h.valid_from <= k.since + interval '90 days'
-	  AND h.predicate IN ('deployed', 'upgraded', 'rolledback')
-	  AND (environment IS NULL OR h.environment_id = environment)
-	  AND (service IS NULL OR h.service_id = service)
-	UNION ALL
-	SELECT h.event_id, h.environment_id, h.service_id, h.valid_from, h.predicate, k.reason
-	FROM linked_artifacts AS k
-	JOIN cdviz.environment_history AS h
-	  ON h.artifact_id = k.artifact_id
-	 AND h.valid_from >= from_ts AND h.valid_from < to_ts
-	 AND h.valid_from >= k.since AND h.valid_from <= k.since + interval '90 days'
-	WHERE h.predicate IN ('deployed', 'upgraded', 'rolledback')
-	  AND (environment IS NULL OR h.environment_id = environment)
-	  AND (service IS NULL OR h.service_id = service);
-END
-$$;
-
-COMMENT ON FUNCTION cdviz._dora_rework_links(timestamptz, timestamptz, text, text) IS
-'cdviz: internal, for cdviz.dora_rework: the deployments of the range linked (context.links) to an incident or bug ticket event of cdviz.rework_causes at most 90 days before them, or whose artifact or change was made in such an event''s chain after it, with the reason';
-REVOKE EXECUTE ON FUNCTION cdviz._dora_rework_links(timestamptz, timestamptz, text, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION cdviz._dora_rework_links(timestamptz, timestamptz, text, text) TO cdviz_reader;
-
+-- The site's rules are tested against every deployment of the range, and
+-- only while the table has a row.  Inlined, their estimate (the rules
+-- crossed with every deployment of the range, whether the table is empty
+-- or not) made the planner compile the whole rework query with JIT:
+-- seconds for a query of milliseconds.  As a function of their own they
+-- are planned apart, with the row estimate below.
 CREATE FUNCTION cdviz._dora_rework_by_rules(from_ts timestamptz, to_ts timestamptz,
 											environment text, service text)
 RETURNS TABLE (event_id bigint, environment_id text, service_id text, deployed_at timestamptz,
@@ -2910,7 +2925,35 @@ WITH reasons AS (
 	  AND (environment IS NULL OR i.environment_id = environment)
 	  AND (service IS NULL OR i.service_id = service)
 	UNION ALL
-	SELECT * FROM cdviz._dora_rework_links(from_ts, to_ts, environment, service)
+	-- deployments linked to a cause of the look-back, or shipping an
+	-- artifact linked to one or built from a change linked to one
+	-- (cdviz.rework_links, kept at ingest)
+	SELECT h.event_id, h.environment_id, h.service_id, h.valid_from, h.predicate, k.reason
+	FROM cdviz.rework_links AS k
+	JOIN cdviz.environment_history AS h ON h.event_id = k.event_id
+	WHERE k.since >= from_ts - interval '90 days' AND k.since < to_ts AND k.subject = 'service'
+	  AND h.valid_from >= from_ts AND h.valid_from < to_ts
+	  AND h.valid_from >= k.since AND h.valid_from <= k.since + interval '90 days'
+	  AND h.predicate IN ('deployed', 'upgraded', 'rolledback')
+	  AND (environment IS NULL OR h.environment_id = environment)
+	  AND (service IS NULL OR h.service_id = service)
+	UNION ALL
+	SELECT h.event_id, h.environment_id, h.service_id, h.valid_from, h.predicate, k.reason
+	FROM (SELECT k.subject_id AS artifact_id, k.since, k.reason
+		  FROM cdviz.rework_links AS k
+		  WHERE k.since >= from_ts - interval '90 days' AND k.since < to_ts AND k.subject = 'artifact'
+		  UNION ALL
+		  SELECT a.artifact_id, k.since, k.reason
+		  FROM cdviz.rework_links AS k
+		  JOIN cdviz.artifact_changes AS a ON a.change_id = k.subject_id
+		  WHERE k.since >= from_ts - interval '90 days' AND k.since < to_ts AND k.subject = 'change') AS k
+	JOIN cdviz.environment_history AS h
+	  ON h.artifact_id = k.artifact_id
+	 AND h.valid_from >= from_ts AND h.valid_from < to_ts
+	 AND h.valid_from >= k.since AND h.valid_from <= k.since + interval '90 days'
+	WHERE h.predicate IN ('deployed', 'upgraded', 'rolledback')
+	  AND (environment IS NULL OR h.environment_id = environment)
+	  AND (service IS NULL OR h.service_id = service)
 	UNION ALL
 	SELECT * FROM cdviz._dora_rework_by_rules(from_ts, to_ts, environment, service)
 )
@@ -2957,7 +3000,11 @@ DROP FUNCTION cdviz.dora_by_environment(timestamptz, timestamptz, text);
 -- per environment, passes the environment as a parameter, which the
 -- planner cannot fold into the (environment_id, time) index ranges: every
 -- call then reads the window of every environment.  Here each environment
--- gets its own statement with the id as a literal, planned for it.
+-- gets its own statement with the id as a literal, planned for it.  The
+-- rework is the exception: most of its cost (the causes and their links)
+-- is the same for every environment, so it is listed once for all of
+-- them and counted per environment, over the deployments
+-- cdviz.dora_rework_rate counts.
 CREATE FUNCTION cdviz.dora_by_environment(from_ts timestamptz, to_ts timestamptz,
 										  service text DEFAULT NULL)
 RETURNS TABLE (environment_id text, deployments bigint, per_day_per_service numeric,
@@ -2971,21 +3018,31 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	env text;
+	rework jsonb;
 BEGIN
+	SELECT coalesce(jsonb_object_agg(w.environment_id, w.n), '{}')
+	INTO rework
+	FROM (SELECT r.environment_id, count(*) AS n
+		  FROM cdviz.dora_rework(from_ts, to_ts, NULL, service) AS r
+		  GROUP BY r.environment_id) AS w;
 	FOR env IN
 		SELECT DISTINCT i.environment_id FROM cdviz.environment_inventory AS i ORDER BY 1
 	LOOP
 		RETURN QUERY EXECUTE format(
 			'SELECT %1$L::text, df.deployments, df.per_day_per_service, df.tier,'
 			' lt.median, lt.p90, lt.tier, cfr.rate, cfr.failed, cfr.tier,'
-			' ttr.median, ttr.sample_size, ttr.tier, fdrt.median, fdrt.tier, rw.rate'
+			' ttr.median, ttr.sample_size, ttr.tier, fdrt.median, fdrt.tier,'
+			' round(coalesce(($4 ->> %1$L)::numeric, 0) / nullif(rw.n, 0), 4)'
 			' FROM cdviz.dora_deployment_frequency($1, $2, %1$L, $3) AS df'
 			' FULL JOIN cdviz.dora_lead_time($1, $2, %1$L, $3) AS lt ON true'
 			' FULL JOIN cdviz.dora_change_failure_rate($1, $2, %1$L, $3) AS cfr ON true'
 			' FULL JOIN cdviz.dora_time_to_restore($1, $2, %1$L, $3) AS ttr ON true'
 			' FULL JOIN cdviz.dora_failed_deployment_recovery_time($1, $2, %1$L, $3) AS fdrt ON true'
-			' FULL JOIN cdviz.dora_rework_rate($1, $2, %1$L, $3) AS rw ON true', env)
-			USING from_ts, to_ts, service;
+			' FULL JOIN (SELECT count(*) AS n FROM cdviz.environment_history AS h'
+			'            WHERE h.environment_id = %1$L AND h.valid_from >= $1 AND h.valid_from < $2'
+			'              AND h.predicate IN (''deployed'', ''upgraded'', ''rolledback'')'
+			'              AND ($3 IS NULL OR h.service_id = $3)) AS rw ON true', env)
+			USING from_ts, to_ts, service, rework;
 	END LOOP;
 END
 $$;

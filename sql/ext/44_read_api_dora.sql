@@ -339,11 +339,11 @@ GRANT EXECUTE ON FUNCTION cdviz.dora_failed_deployment_recovery_time(timestamptz
 -- deployments were rework is found from the rare side: rollbacks (their
 -- partial index), incidents open at the time (incident_summaries by
 -- last_event_at), and incidents and bug tickets that a deployment's
--- artifact or change is linked to (cdviz.rework_causes of the look-back
--- window, then event_links and the chain indexes of the artifact and
--- change summaries); the deployments themselves are only counted.  The rules of cdviz.dora_rework_rules are the exception: they
--- are tested against every deployment of the range, and only when the
--- table has a row.
+-- artifact or change is linked to (cdviz.rework_links of the look-back
+-- window, kept at ingest); the deployments themselves are only counted.
+-- The rules of cdviz.dora_rework_rules are the exception: they are tested
+-- against every deployment of the range, and only when the table has a
+-- row.
 --
 -- Incidents and tickets are looked for at most 90 days before the
 -- deployment (the look-back), so that the cost of a range does not grow
@@ -369,90 +369,12 @@ COMMENT ON COLUMN cdviz.dora_rework_rules.rework IS 'true: a matching deployment
 GRANT SELECT ON cdviz.dora_rework_rules TO cdviz_reader;
 SELECT pg_catalog.pg_extension_config_dump('cdviz.dora_rework_rules', '');
 
--- The two parts of the rework classification whose cost the planner
--- cannot see: the links and chains (a few probes per cause, but through
--- every monthly partition of the lake for the linking event), and the
--- site's rules (nothing while the table is empty, one test per deployment
--- of the range otherwise).  Inlined, their estimates (the rules crossed
--- with every deployment of the range) made the planner compile the whole
--- query with JIT, seconds for a query of milliseconds; as functions of
--- their own they are planned apart, with the row estimate below.
-CREATE FUNCTION cdviz._dora_rework_links(from_ts timestamptz, to_ts timestamptz,
-										 environment text, service text)
-RETURNS TABLE (event_id bigint, environment_id text, service_id text, deployed_at timestamptz,
-			   action text, reason text)
-LANGUAGE plpgsql STABLE PARALLEL SAFE ROWS 10
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-	RETURN QUERY
-	WITH causes AS (
-		-- the incident and bug ticket events a deployment of the range
-		-- may be linked to: those of the range and its look-back
-		SELECT c."timestamp" AS ts, c.context_id, c.chain_id, c.subject
-		FROM cdviz.rework_causes AS c
-		WHERE c."timestamp" >= from_ts - interval '90 days' AND c."timestamp" < to_ts
-	), linked AS (
-		-- what is linked to them, with the earliest cause: by links, an
-		-- event of a deployment, artifact or change that names a cause in
-		-- its context.links; by chain, an artifact packaged or a change
-		-- created in a cause's chain after it
-		SELECT e.subject, e.subject_id, e.id, min(m.ts) AS since, 'link to ' || m.subject AS reason
-		FROM causes AS m
-		JOIN cdviz.event_links AS k ON k.linked_context_id = m.context_id
-		CROSS JOIN LATERAL (
-			SELECT l.subject, l.subject_id, l.id FROM cdviz.cdevents_lake AS l
-			WHERE l.id = k.event_id AND l.subject IN ('service', 'artifact', 'change')
-			LIMIT 1) AS e
-		GROUP BY 1, 2, 3, 5
-		UNION ALL
-		SELECT 'artifact'::text, a.artifact_id, NULL::bigint, min(m.ts), 'chain of ' || m.subject
-		FROM (SELECT c.chain_id, c.subject, min(c.ts) AS ts FROM causes AS c
-			  WHERE c.chain_id IS NOT NULL GROUP BY 1, 2) AS m
-		JOIN cdviz.artifact_summaries AS a ON a.chain_id = m.chain_id AND a.packaged_at >= m.ts
-		GROUP BY 1, 2, 3, 5
-		UNION ALL
-		SELECT 'change'::text, c.change_id, NULL::bigint, min(m.ts), 'chain of ' || m.subject
-		FROM (SELECT c.chain_id, c.subject, min(c.ts) AS ts FROM causes AS c
-			  WHERE c.chain_id IS NOT NULL GROUP BY 1, 2) AS m
-		JOIN cdviz.change_summaries AS c ON c.chain_id = m.chain_id AND c.created_at >= m.ts
-		GROUP BY 1, 2, 3, 5
-	), linked_artifacts AS (
-		SELECT k.subject_id AS artifact_id, k.since, k.reason
-		FROM linked AS k WHERE k.subject = 'artifact'
-		UNION ALL
-		SELECT a.artifact_id, k.since, k.reason
-		FROM linked AS k
-		JOIN cdviz.artifact_changes AS a ON a.change_id = k.subject_id
-		WHERE k.subject = 'change'
-	)
-	SELECT h.event_id, h.environment_id, h.service_id, h.valid_from, h.predicate, k.reason
-	FROM linked AS k
-	JOIN cdviz.environment_history AS h ON h.event_id = k.id
-	WHERE k.subject = 'service'
-	  AND h.valid_from >= from_ts AND h.valid_from < to_ts
-	  AND h.valid_from <= k.since + interval '90 days'
-	  AND h.predicate IN ('deployed', 'upgraded', 'rolledback')
-	  AND (environment IS NULL OR h.environment_id = environment)
-	  AND (service IS NULL OR h.service_id = service)
-	UNION ALL
-	SELECT h.event_id, h.environment_id, h.service_id, h.valid_from, h.predicate, k.reason
-	FROM linked_artifacts AS k
-	JOIN cdviz.environment_history AS h
-	  ON h.artifact_id = k.artifact_id
-	 AND h.valid_from >= from_ts AND h.valid_from < to_ts
-	 AND h.valid_from >= k.since AND h.valid_from <= k.since + interval '90 days'
-	WHERE h.predicate IN ('deployed', 'upgraded', 'rolledback')
-	  AND (environment IS NULL OR h.environment_id = environment)
-	  AND (service IS NULL OR h.service_id = service);
-END
-$$;
-
-COMMENT ON FUNCTION cdviz._dora_rework_links(timestamptz, timestamptz, text, text) IS
-'cdviz: internal, for cdviz.dora_rework: the deployments of the range linked (context.links) to an incident or bug ticket event of cdviz.rework_causes at most 90 days before them, or whose artifact or change was made in such an event''s chain after it, with the reason';
-REVOKE EXECUTE ON FUNCTION cdviz._dora_rework_links(timestamptz, timestamptz, text, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION cdviz._dora_rework_links(timestamptz, timestamptz, text, text) TO cdviz_reader;
-
+-- The site's rules are tested against every deployment of the range, and
+-- only while the table has a row.  Inlined, their estimate (the rules
+-- crossed with every deployment of the range, whether the table is empty
+-- or not) made the planner compile the whole rework query with JIT:
+-- seconds for a query of milliseconds.  As a function of their own they
+-- are planned apart, with the row estimate below.
 CREATE FUNCTION cdviz._dora_rework_by_rules(from_ts timestamptz, to_ts timestamptz,
 											environment text, service text)
 RETURNS TABLE (event_id bigint, environment_id text, service_id text, deployed_at timestamptz,
@@ -527,7 +449,35 @@ WITH reasons AS (
 	  AND (environment IS NULL OR i.environment_id = environment)
 	  AND (service IS NULL OR i.service_id = service)
 	UNION ALL
-	SELECT * FROM cdviz._dora_rework_links(from_ts, to_ts, environment, service)
+	-- deployments linked to a cause of the look-back, or shipping an
+	-- artifact linked to one or built from a change linked to one
+	-- (cdviz.rework_links, kept at ingest)
+	SELECT h.event_id, h.environment_id, h.service_id, h.valid_from, h.predicate, k.reason
+	FROM cdviz.rework_links AS k
+	JOIN cdviz.environment_history AS h ON h.event_id = k.event_id
+	WHERE k.since >= from_ts - interval '90 days' AND k.since < to_ts AND k.subject = 'service'
+	  AND h.valid_from >= from_ts AND h.valid_from < to_ts
+	  AND h.valid_from >= k.since AND h.valid_from <= k.since + interval '90 days'
+	  AND h.predicate IN ('deployed', 'upgraded', 'rolledback')
+	  AND (environment IS NULL OR h.environment_id = environment)
+	  AND (service IS NULL OR h.service_id = service)
+	UNION ALL
+	SELECT h.event_id, h.environment_id, h.service_id, h.valid_from, h.predicate, k.reason
+	FROM (SELECT k.subject_id AS artifact_id, k.since, k.reason
+		  FROM cdviz.rework_links AS k
+		  WHERE k.since >= from_ts - interval '90 days' AND k.since < to_ts AND k.subject = 'artifact'
+		  UNION ALL
+		  SELECT a.artifact_id, k.since, k.reason
+		  FROM cdviz.rework_links AS k
+		  JOIN cdviz.artifact_changes AS a ON a.change_id = k.subject_id
+		  WHERE k.since >= from_ts - interval '90 days' AND k.since < to_ts AND k.subject = 'change') AS k
+	JOIN cdviz.environment_history AS h
+	  ON h.artifact_id = k.artifact_id
+	 AND h.valid_from >= from_ts AND h.valid_from < to_ts
+	 AND h.valid_from >= k.since AND h.valid_from <= k.since + interval '90 days'
+	WHERE h.predicate IN ('deployed', 'upgraded', 'rolledback')
+	  AND (environment IS NULL OR h.environment_id = environment)
+	  AND (service IS NULL OR h.service_id = service)
 	UNION ALL
 	SELECT * FROM cdviz._dora_rework_by_rules(from_ts, to_ts, environment, service)
 )
@@ -570,7 +520,11 @@ GRANT EXECUTE ON FUNCTION cdviz.dora_rework_rate(timestamptz, timestamptz, text,
 -- per environment, passes the environment as a parameter, which the
 -- planner cannot fold into the (environment_id, time) index ranges: every
 -- call then reads the window of every environment.  Here each environment
--- gets its own statement with the id as a literal, planned for it.
+-- gets its own statement with the id as a literal, planned for it.  The
+-- rework is the exception: most of its cost (the causes and their links)
+-- is the same for every environment, so it is listed once for all of
+-- them and counted per environment, over the deployments
+-- cdviz.dora_rework_rate counts.
 CREATE FUNCTION cdviz.dora_by_environment(from_ts timestamptz, to_ts timestamptz,
 										  service text DEFAULT NULL)
 RETURNS TABLE (environment_id text, deployments bigint, per_day_per_service numeric,
@@ -584,21 +538,31 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	env text;
+	rework jsonb;
 BEGIN
+	SELECT coalesce(jsonb_object_agg(w.environment_id, w.n), '{}')
+	INTO rework
+	FROM (SELECT r.environment_id, count(*) AS n
+		  FROM cdviz.dora_rework(from_ts, to_ts, NULL, service) AS r
+		  GROUP BY r.environment_id) AS w;
 	FOR env IN
 		SELECT DISTINCT i.environment_id FROM cdviz.environment_inventory AS i ORDER BY 1
 	LOOP
 		RETURN QUERY EXECUTE format(
 			'SELECT %1$L::text, df.deployments, df.per_day_per_service, df.tier,'
 			' lt.median, lt.p90, lt.tier, cfr.rate, cfr.failed, cfr.tier,'
-			' ttr.median, ttr.sample_size, ttr.tier, fdrt.median, fdrt.tier, rw.rate'
+			' ttr.median, ttr.sample_size, ttr.tier, fdrt.median, fdrt.tier,'
+			' round(coalesce(($4 ->> %1$L)::numeric, 0) / nullif(rw.n, 0), 4)'
 			' FROM cdviz.dora_deployment_frequency($1, $2, %1$L, $3) AS df'
 			' FULL JOIN cdviz.dora_lead_time($1, $2, %1$L, $3) AS lt ON true'
 			' FULL JOIN cdviz.dora_change_failure_rate($1, $2, %1$L, $3) AS cfr ON true'
 			' FULL JOIN cdviz.dora_time_to_restore($1, $2, %1$L, $3) AS ttr ON true'
 			' FULL JOIN cdviz.dora_failed_deployment_recovery_time($1, $2, %1$L, $3) AS fdrt ON true'
-			' FULL JOIN cdviz.dora_rework_rate($1, $2, %1$L, $3) AS rw ON true', env)
-			USING from_ts, to_ts, service;
+			' FULL JOIN (SELECT count(*) AS n FROM cdviz.environment_history AS h'
+			'            WHERE h.environment_id = %1$L AND h.valid_from >= $1 AND h.valid_from < $2'
+			'              AND h.predicate IN (''deployed'', ''upgraded'', ''rolledback'')'
+			'              AND ($3 IS NULL OR h.service_id = $3)) AS rw ON true', env)
+			USING from_ts, to_ts, service, rework;
 	END LOOP;
 END
 $$;
