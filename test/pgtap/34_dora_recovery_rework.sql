@@ -32,7 +32,7 @@ BEGIN;
 SET LOCAL timezone = 'UTC';
 \ir ../fixtures/type_versions.sql
 
-SELECT plan(32);
+SELECT plan(33);
 
 -- One CDEvent of spec 0.5.1.
 CREATE FUNCTION pg_temp.ev(name text, subj text, pred text, sid text, ts text, content jsonb,
@@ -166,12 +166,19 @@ ROLLBACK TO SAVEPOINT orders;
 SELECT pg_temp.load('md5(seq::text)');
 SELECT pg_temp.figures() AS shuffled \gset
 ROLLBACK TO SAVEPOINT orders;
+-- all in one statement: the lake trigger folds causes, links and chains
+-- of one batch together
+SELECT count(*) FROM cdviz.ingest_batch((SELECT jsonb_agg(payload ORDER BY seq DESC) FROM dora_events));
+SELECT pg_temp.figures() AS batched \gset
+ROLLBACK TO SAVEPOINT orders;
 SELECT pg_temp.load('seq');
 
 SELECT is(pg_temp.figures(), :'reversed'::jsonb,
 		  'the events delivered newest first give the same figures');
 SELECT is(pg_temp.figures(), :'shuffled'::jsonb,
 		  'the events delivered in a shuffled order give the same figures');
+SELECT is(pg_temp.figures(), :'batched'::jsonb,
+		  'the events stored by one statement give the same figures');
 
 -- ------------------------------------------------------ recovery time
 -- Failed prod deployments (cdviz.dora_failed_deployments) and their recovery:
