@@ -68,6 +68,20 @@ bench_deliver() {
 	awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }'
 }
 
+# bench_http_cluster: the cluster of a benchmark against the HTTP receiver.
+# With TMP, PGPORT and HTTP_PORT set (bench_env bench does the first two),
+# starts a cluster in TMP whose receiver listens on 127.0.0.1:HTTP_PORT,
+# sets URL to it, and creates database "bench" with the extension.
+# shellcheck disable=SC2034 # URL is for the benchmarks that source this file
+bench_http_cluster() {
+	bench_cluster_start "$TMP" "$PGPORT" bench \
+		"cdviz.http_listen_addresses = '127.0.0.1'" \
+		"cdviz.http_port = $HTTP_PORT"
+	URL=http://127.0.0.1:$HTTP_PORT
+	psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE DATABASE bench"
+	psql -X -q -v ON_ERROR_STOP=1 -d bench -c "CREATE EXTENSION cdviz"
+}
+
 # bench_own_cluster DB [SETTING...]: the setting of a benchmark that runs
 # alone.  After bench_env, starts a cluster in TMP with database DB and the
 # extension created, and removes both on exit; PSQL is the psql command

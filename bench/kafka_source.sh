@@ -38,6 +38,7 @@ PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 MOCK=${MOCK:-$ROOT/test/kafka/mock_cluster}
 TMP=$(mktemp -d)
 PGPORT=$((20000 + $$ % 10000))
+# shellcheck disable=SC2034 # bench_http_cluster listens there
 HTTP_PORT=$((PGPORT + 1))
 export PGHOST=$TMP PGPORT PGUSER=postgres PGDATABASE=bench
 PSQL="psql -X -q -v ON_ERROR_STOP=1 -At"
@@ -52,14 +53,9 @@ now() { date +%s.%N; }
 # ---- servers ---------------------------------------------------------------
 bench_kafka_mock bench.in "$PARTITIONS" 1
 
-bench_cluster_start "$TMP" "$PGPORT" bench \
-	"cdviz.http_listen_addresses = '127.0.0.1'" \
-	"cdviz.http_port = $HTTP_PORT"
-URL=http://127.0.0.1:$HTTP_PORT
+bench_http_cluster
 
 # ---- events ----------------------------------------------------------------
-$PSQL -d postgres -c "CREATE DATABASE bench"
-$PSQL -c "CREATE EXTENSION cdviz"
 echo "generating $N events ..."
 $PSQL -v n="$N" -v target=staging -v staging=bench_events -f "$ROOT/bench/gen_events.sql" >/dev/null
 bench_prepare_sets "$BATCH" a h k

@@ -31,7 +31,7 @@ CDVIZ_APT_PACKAGES=(
 	libjson-c-dev libcurl4-openssl-dev libmicrohttpd-dev libxml2-dev zlib1g-dev
 	postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libipc-run-perl
 	python3 python3-jsonschema python3-rfc3987
-	curl wrk nats-server libnats-dev librdkafka-dev kcat clang make
+	curl wrk nats-server libnats-dev librdkafka-dev kcat docker-registry clang make
 	build-essential dpkg-dev debhelper postgresql-server-dev-all
 )
 # npm packages the tests need, installed into $CDVIZ_ROOT/node_modules.

@@ -1071,10 +1071,46 @@ SELECT pg_catalog.pg_extension_config_dump('cdviz.environment_artifacts', '');
 -- read as plain JSON, as 0.1.0 replayed them).
 
 ALTER TABLE cdviz.rejected_events ADD COLUMN envelope jsonb;
-COMMENT ON COLUMN cdviz.rejected_events.envelope IS 'how raw came, when that says how to read it: {"mode": "binary", "headers": {...}} (a CloudEvents binary-mode request: raw is its body, headers its Content-Type and ce-* headers as received), {"mode": "structured"} (raw is one CloudEvent) or {"mode": "batch"} (raw is one CloudEvent of a batch); NULL for plain JSON. cdviz.replay_rejected() reads raw as it says';
+COMMENT ON COLUMN cdviz.rejected_events.envelope IS 'how raw came, when that says how to read it: {"mode": "binary", "headers": {...}} (a CloudEvents binary-mode request: raw is its body, headers its Content-Type and ce-* headers as received), {"mode": "structured"} (raw is one CloudEvent), {"mode": "batch"} (raw is one CloudEvent of a batch) or {"mode": "transformer", "source": ..., "transformer": ..., "sqlstate": ..., "meta": {...}} (an item a source''s transformer raised on: raw is the body it was handed, '''' for none; see cdviz.retransform_source()); NULL for plain JSON. cdviz.replay_rejected() reads raw as it says';
 
 COMMENT ON FUNCTION cdviz.replay_rejected(bigint) IS
-'cdviz: ingests dead letter id again (after the data or cdviz.validation was fixed) and returns the lake id; marks it replayed. raw is read as its envelope says: a CloudEvent (structured, or a batch element) gives its data; a binary-mode body is judged with the ce-* headers it came with, as the receiver judged it. Still invalid: raises SQLSTATE 22023 with the current problems, which are recorded on the dead letter. A webhook body the receiver refused (origin webhook) is not a CDEvent: raises 42809. Replaying twice is harmless. Example: SELECT cdviz.replay_rejected(42);';
+'cdviz: ingests dead letter id again (after the data or cdviz.validation was fixed) and returns the lake id; marks it replayed. raw is read as its envelope says: a CloudEvent (structured, or a batch element) gives its data; a binary-mode body is judged with the ce-* headers it came with, as the receiver judged it. Still invalid: raises SQLSTATE 22023 with the current problems, which are recorded on the dead letter. A webhook body the receiver refused (origin webhook), or an item a source''s transformer raised on (envelope mode transformer), is not a CDEvent: raises 42809. Replaying twice is harmless. Example: SELECT cdviz.replay_rejected(42);';
+
+-- What a source's transformer raised on is kept as a dead letter that is no
+-- CDEvent either (52_source_transformers.sql): not replayed.
+CREATE OR REPLACE FUNCTION cdviz.replay_rejected(origin text DEFAULT NULL, since timestamptz DEFAULT '-infinity',
+									  OUT replayed bigint, OUT still_rejected bigint)
+RETURNS record
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r record;
+BEGIN
+	replayed := 0;
+	still_rejected := 0;
+	FOR r IN
+		SELECT e.id FROM cdviz.rejected_events e
+		WHERE e.replayed_at IS NULL
+		  -- a webhook's dead letter is the tool's payload, not a CDEvent,
+		  -- nor is what a source's transformer raised on
+		  AND e.origin <> 'webhook'
+		  AND e.envelope->>'mode' IS DISTINCT FROM 'transformer'
+		  AND (replay_rejected.origin IS NULL OR e.origin = replay_rejected.origin)
+		  AND e.received_at >= since
+		ORDER BY e.id
+	LOOP
+		IF cdviz._replay_rejected(r.id, false) IS NULL THEN
+			still_rejected := still_rejected + 1;
+		ELSE
+			replayed := replayed + 1;
+		END IF;
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION cdviz.replay_rejected(text, timestamptz) IS
+'cdviz: replays every pending dead letter (optionally only of one origin, received since a time) and returns how many were stored and how many are still invalid (their problems are updated). Webhook deliveries the receiver refused (origin webhook) are tools'' payloads, not CDEvents: they are kept for inspection and not replayed; nor are the items a source''s transformer raised on (envelope mode transformer: see cdviz.retransform_source()). Example: SELECT * FROM cdviz.replay_rejected(''http'');';
+
 -- Sinks: every credential-bearing value of a sink (the token and HMAC key,
 -- every header value, the user info and query values of the URL) is kept
 -- in cdviz.sink_secrets, which only superusers read; cdviz.sinks and
@@ -1751,7 +1787,7 @@ COMMENT ON COLUMN cdviz.sources.kind IS 'folder, s3, nats or kafka';
 COMMENT ON COLUMN cdviz.sources.location IS 'folder: an absolute path; s3: s3://bucket/prefix; nats: comma-separated subjects; kafka: comma-separated topics. One source per location and kind';
 COMMENT ON COLUMN cdviz.sources.options IS 'options of the kind (see cdviz.source_options()), secrets shown as ***';
 COMMENT ON COLUMN cdviz.sources.secret_keys IS 'which options are secrets (kept in cdviz.source_secrets, readable by superusers only)';
-COMMENT ON COLUMN cdviz.sources.transformer IS 'reserved for a function (meta jsonb, body jsonb) RETURNS SETOF jsonb applied to each document read; always NULL in this version';
+COMMENT ON COLUMN cdviz.sources.transformer IS 'folder and s3: a function (meta jsonb, body jsonb) RETURNS SETOF jsonb called for each file or object read (format junit, tap or metadata), whose output replaces the built-in mapping of the format; NULL: the built-in mapping. See cdviz.retransform_source()';
 COMMENT ON COLUMN cdviz.sources.paused IS 'a paused source has no worker and reads nothing; its progress is kept';
 COMMENT ON COLUMN cdviz.sources.defined_by IS 'sql (managed with the functions) or settings (written by the launcher from the cdviz.* settings; change those instead)';
 COMMENT ON COLUMN cdviz.sources.created_at IS 'when the source was created';
@@ -1845,7 +1881,7 @@ AS $$
 		UNION ALL
 		SELECT v.kind, r.option, r.type, r.default_value, false, format(r.description, v.description)
 		FROM (VALUES
-			('format', 'string', 'cdevents', 'how each %s is read: cdevents (a .json event or array, else JSON Lines), junit (a JUnit XML report) or tap (a TAP 13/14 report); the pattern defaults to *.xml for junit, *.tap for tap'),
+			('format', 'string', 'cdevents', 'how each %s is read: cdevents (a .json event or array, else JSON Lines), junit (a JUnit XML report), tap (a TAP 13/14 report) or metadata (not read: its name, size, time and SHA-256 handed to the source''s transformer, which it requires); the pattern defaults to *.xml for junit, *.tap for tap, * for metadata'),
 			('batch_lines', 'integer', '5000', 'lines or array elements stored per transaction (1 to 1000000)'),
 			('max_line_size', 'integer', '1024', 'longest line read, in kB (1 to 1048576)'),
 			('max_json_size', 'integer', '65536', 'largest .json %s read, in kB (1 to 1048576)'),
@@ -1926,8 +1962,8 @@ BEGIN
 		RAISE EXCEPTION 'option "done_path" (an absolute path) is required when "after" is move'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	IF options ? 'format' AND NOT options->>'format' IN ('cdevents', 'junit', 'tap') THEN
-		RAISE EXCEPTION 'option "format" must be cdevents, junit or tap, not "%"', options->>'format'
+	IF options ? 'format' AND NOT options->>'format' IN ('cdevents', 'junit', 'tap', 'metadata') THEN
+		RAISE EXCEPTION 'option "format" must be cdevents, junit, tap or metadata, not "%"', options->>'format'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	IF options ? 'start' AND NOT options->>'start' IN ('earliest', 'latest') THEN
@@ -2061,30 +2097,49 @@ $$;
 COMMENT ON FUNCTION cdviz._source_redact(text, jsonb) IS
 'cdviz internal: a message with the given source secrets (of cdviz.source_secrets) in it replaced by ***; executable by all, as cdviz.source_status calls it with its reader''s rights';
 
--- The transformer contract (meta jsonb, body jsonb) RETURNS SETOF jsonb is
--- checked, then refused: no source applies one in this version.
-CREATE FUNCTION cdviz._source_check_transformer(transformer regprocedure)
+-- A source's transformer, as it will be (NULL: none): the contract (meta
+-- jsonb, body jsonb) RETURNS SETOF jsonb, on a kind and format that hand
+-- items to one; format metadata has no built-in mapping and needs one.
+CREATE FUNCTION cdviz._source_check_transformer(kind text, options jsonb, transformer regprocedure)
 RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	fmt CONSTANT text := coalesce(options->>'format', 'cdevents');
 BEGIN
 	IF transformer IS NULL THEN
+		IF kind IN ('folder', 's3') AND fmt = 'metadata' THEN
+			RAISE EXCEPTION 'a source of format metadata needs a transformer'
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = 'Its files are not read: there are no events in them to store without one.',
+					  HINT = 'Example: CREATE FUNCTION my_files(meta jsonb, body jsonb) RETURNS SETOF jsonb LANGUAGE sql AS $f$ SELECT cdviz.webhook_cdevent(''artifact.published'', meta->>''source_uri'', meta->>''mtime'', ''pkg:generic/'' || (meta->>''name'') || ''?checksum=sha256:'' || (meta->>''sha256''), ''{}'') $f$; then transformer => ''my_files(jsonb,jsonb)''.';
+		END IF;
 		RETURN;
 	END IF;
 	IF NOT EXISTS (SELECT FROM pg_proc p WHERE p.oid = transformer AND p.proretset
 				   AND p.prorettype = 'jsonb'::regtype
 				   AND p.proargtypes = '3802 3802'::oidvector) THEN
 		RAISE EXCEPTION 'a source transformer must be a function (meta jsonb, body jsonb) RETURNS SETOF jsonb, not %', transformer
-			USING ERRCODE = 'invalid_parameter_value';
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Example: CREATE FUNCTION my_files(meta jsonb, body jsonb) RETURNS SETOF jsonb LANGUAGE plpgsql AS ...';
 	END IF;
-	RAISE EXCEPTION 'source transformers are not supported yet'
-		USING ERRCODE = 'feature_not_supported',
-			  HINT = 'Read the events as they are and transform them in SQL, or post them to a webhook route, which applies a transformer.';
+	IF kind IN ('nats', 'kafka') THEN
+		RAISE EXCEPTION 'sources of kind % take no transformer', kind
+			USING ERRCODE = 'feature_not_supported',
+				  DETAIL = 'Their messages are read as CDEvents or CloudEvents, in batches.',
+				  HINT = 'Post the tool''s payloads to a webhook route instead, which applies a transformer to each (cdviz.create_webhook()), or drop them as files into a folder source.';
+	END IF;
+	IF fmt = 'cdevents' THEN
+		RAISE EXCEPTION 'a source of format cdevents takes no transformer'
+			USING ERRCODE = 'feature_not_supported',
+				  DETAIL = 'Its files hold CDEvents, stored as they are.',
+				  HINT = 'Give the source the format whose items the transformer reads: junit, tap (the report) or metadata (the file''s name, size, time and SHA-256).';
+	END IF;
 END
 $$;
-COMMENT ON FUNCTION cdviz._source_check_transformer(regprocedure) IS
-'cdviz internal: checks a source transformer''s signature, then refuses it (SQLSTATE 0A000): sources apply none in this version';
+COMMENT ON FUNCTION cdviz._source_check_transformer(text, jsonb, regprocedure) IS
+'cdviz internal: raises unless a source of that kind and options may have that transformer (NULL: none): the signature (meta jsonb, body jsonb) RETURNS SETOF jsonb (22023), a folder or s3 source of format junit, tap or metadata (0A000 otherwise), and one at all for format metadata (22023)';
 
 -- The row to change, or an error naming it: missing, or defined by the
 -- settings.
@@ -2175,18 +2230,23 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	loc text := cdviz._source_check(kind, location, coalesce(options, '{}'));
+	sid integer;
 BEGIN
-	PERFORM cdviz._source_check_transformer(transformer);
+	PERFORM cdviz._source_check_transformer(kind, coalesce(options, '{}'), transformer);
 	IF name LIKE 'settings.%' THEN
 		RAISE EXCEPTION 'source names starting with "settings." are kept for the sources the settings define'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	RETURN cdviz._source_store(NULL, name, kind, loc, coalesce(options, '{}'),
+	sid := cdviz._source_store(NULL, name, kind, loc, coalesce(options, '{}'),
 							   paused => coalesce(paused, false));
+	IF transformer IS NOT NULL THEN
+		UPDATE cdviz.sources x SET transformer = create_source.transformer WHERE x.id = sid;
+	END IF;
+	RETURN sid;
 END
 $$;
 COMMENT ON FUNCTION cdviz.create_source(text, text, text, jsonb, regprocedure, boolean) IS
-'cdviz: creates a source (kind folder, s3, nats or kafka; options as cdviz.source_options() lists them) and returns its id; its worker starts when the transaction commits. Secret options go to cdviz.source_secrets; cdviz.sources shows them as ***. Example: SELECT cdviz.create_source(''agents'', ''folder'', ''/var/lib/ci/events'', ''{"poll_interval": 2, "after": "delete"}'');';
+'cdviz: creates a source (kind folder, s3, nats or kafka; options as cdviz.source_options() lists them) and returns its id; its worker starts when the transaction commits. Secret options go to cdviz.source_secrets; cdviz.sources shows them as ***. A folder or s3 source of format junit, tap or metadata may have a transformer (meta jsonb, body jsonb) RETURNS SETOF jsonb, called for each file or object; format metadata requires one. Example: SELECT cdviz.create_source(''agents'', ''folder'', ''/var/lib/ci/events'', ''{"poll_interval": 2, "after": "delete"}'');';
 
 CREATE FUNCTION cdviz.alter_source(name text, location text DEFAULT NULL, options jsonb DEFAULT NULL,
 								   transformer regprocedure DEFAULT NULL, paused boolean DEFAULT NULL)
@@ -2199,8 +2259,10 @@ DECLARE
 	cur jsonb;
 	full_options jsonb;
 	k text;
+	-- NULL keeps the current transformer, '-' (no function) removes it
+	tr CONSTANT regprocedure := CASE WHEN transformer IS NULL THEN s.transformer
+									 WHEN transformer <> 0 THEN transformer END;
 BEGIN
-	PERFORM cdviz._source_check_transformer(transformer);
 	SELECT x.secrets INTO cur FROM cdviz.source_secrets x WHERE x.source_id = s.id;
 	cur := coalesce(cur, '{}');
 	IF options IS NULL THEN
@@ -2226,16 +2288,20 @@ BEGIN
 				FROM jsonb_each(options->'config') e));
 		END IF;
 	END IF;
+	PERFORM cdviz._source_check_transformer(s.kind, full_options, tr);
 	PERFORM cdviz._source_store(s.id, s.name, s.kind,
 								cdviz._source_check(s.kind, coalesce(location, s.location), full_options),
 								full_options);
+	IF tr IS DISTINCT FROM s.transformer THEN
+		UPDATE cdviz.sources x SET transformer = tr WHERE x.id = s.id;
+	END IF;
 	IF paused IS NOT NULL THEN
 		UPDATE cdviz.sources x SET paused = alter_source.paused WHERE x.id = s.id;
 	END IF;
 END
 $$;
 COMMENT ON FUNCTION cdviz.alter_source(text, text, jsonb, regprocedure, boolean) IS
-'cdviz: changes a source; NULL arguments keep the current value, options (when given) replace all options, secrets included (a secret given as ***, as cdviz.sources shows it, keeps its current value). Its worker restarts with the new definition when the transaction commits; progress is kept per file, object, stream consumer or group. Example: SELECT cdviz.alter_source(''agents'', options => ''{"poll_interval": 10}'');';
+'cdviz: changes a source; NULL arguments keep the current value, options (when given) replace all options, secrets included (a secret given as ***, as cdviz.sources shows it, keeps its current value); transformer => ''-'' removes the transformer. Its worker restarts with the new definition when the transaction commits; progress is kept per file, object, stream consumer or group. Example: SELECT cdviz.alter_source(''agents'', options => ''{"poll_interval": 10}'');';
 
 CREATE FUNCTION cdviz.drop_source(name text)
 RETURNS void
@@ -2334,7 +2400,7 @@ SELECT pg_catalog.pg_extension_config_dump('cdviz.sources_id_seq', '');
 -- into the lake and reads files the server's account can read.
 REVOKE EXECUTE ON FUNCTION cdviz._source_check(text, text, jsonb),
 	cdviz._source_split(text, jsonb),
-	cdviz._source_check_transformer(regprocedure), cdviz._source_for_change(text),
+	cdviz._source_check_transformer(text, jsonb, regprocedure), cdviz._source_for_change(text),
 	cdviz._source_store(integer, text, text, text, jsonb, text, boolean),
 	cdviz.create_source(text, text, text, jsonb, regprocedure, boolean),
 	cdviz.alter_source(text, text, jsonb, regprocedure, boolean),
@@ -2501,6 +2567,535 @@ COMMENT ON COLUMN cdviz.rejected_events.origin_ref IS 'where exactly: HTTP peer 
 
 ALTER EXTENSION cdviz DROP TABLE cdviz.source_polls;
 DROP TABLE cdviz.source_polls;
+
+-- Transformers of sources, with the webhooks' contract (70_webhooks.sql):
+-- a folder or s3 source of format junit, tap or metadata may name a
+-- function (meta jsonb, body jsonb) RETURNS SETOF jsonb, which its worker
+-- calls for each file or object in the transaction that stores the
+-- events (src/webhook/source_item.c).  Its output replaces the built-in
+-- mapping of the format.  A transformer that raises keeps the item in
+-- cdviz.rejected_events (envelope {"mode": "transformer", ...}), which
+-- cdviz.retransform_source() runs the fixed transformer over again.
+
+-- The source's current transformer over one dead letter a transformer
+-- left: its events stored and the dead letter removed, or the new error
+-- recorded on it.
+CREATE FUNCTION cdviz._source_retransform(id bigint,
+										  OUT stored bigint, OUT duplicates bigint, OUT rejected bigint,
+										  OUT error text)
+RETURNS record
+LANGUAGE c STRICT VOLATILE
+AS 'MODULE_PATHNAME', 'cdviz_source_retransform';
+COMMENT ON FUNCTION cdviz._source_retransform(bigint) IS
+'cdviz internal: runs the source''s current transformer over the item a transformer''s dead letter keeps, stores its events and removes the dead letter, or records the new error on it; see cdviz.retransform_source()';
+
+CREATE FUNCTION cdviz.retransform_source(name text, since timestamptz DEFAULT '-infinity',
+										 OUT items bigint, OUT stored bigint, OUT duplicates bigint,
+										 OUT rejected bigint, OUT failed bigint)
+RETURNS record
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	s cdviz.sources;
+	d record;
+	r record;
+BEGIN
+	SELECT * INTO s FROM cdviz.sources x WHERE x.name = retransform_source.name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'source "%" does not exist', name USING ERRCODE = 'undefined_object';
+	END IF;
+	IF s.transformer IS NULL THEN
+		RAISE EXCEPTION 'source "%" has no transformer', name
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = format('SELECT cdviz.alter_source(%L, transformer => ''my_transform(jsonb,jsonb)'');', name);
+	END IF;
+	items := 0; stored := 0; duplicates := 0; rejected := 0; failed := 0;
+	FOR d IN
+		SELECT e.id, e.origin_ref FROM cdviz.rejected_events e
+		WHERE e.envelope->>'mode' = 'transformer' AND e.envelope->>'source' = retransform_source.name
+		  AND e.received_at >= since AND e.replayed_at IS NULL
+		ORDER BY e.id
+	LOOP
+		SELECT * INTO r FROM cdviz._source_retransform(d.id) t;
+		items := items + 1;
+		stored := stored + r.stored;
+		duplicates := duplicates + r.duplicates;
+		IF r.error IS NOT NULL THEN
+			failed := failed + 1;
+			CONTINUE;
+		END IF;
+		rejected := rejected + r.rejected;
+		-- the file's or object's counters: the item is no longer rejected
+		UPDATE cdviz.fs_files f
+		SET events = f.events + r.stored, duplicates = f.duplicates + r.duplicates,
+			rejected = greatest(f.rejected - 1 + r.rejected, 0)
+		WHERE s.kind = 'folder' AND f.path = d.origin_ref;
+		UPDATE cdviz.s3_objects o
+		SET events = o.events + r.stored, duplicates = o.duplicates + r.duplicates,
+			rejected = greatest(o.rejected - 1 + r.rejected, 0)
+		WHERE s.kind = 's3' AND 's3://' || o.bucket || '/' || o.key = d.origin_ref;
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION cdviz.retransform_source(text, timestamptz) IS
+'cdviz: runs the source''s current transformer again over the items it raised on (kept in cdviz.rejected_events) since a time, in the order they were kept; stores their events and removes each dead letter it recovers (one it raises on again keeps the new error). Safe to repeat: the events get the ids and times they would have had, which the lake stores once. Returns the items processed, events stored and duplicated, invalid events (dead letters of their own) and items still failing. Example: SELECT * FROM cdviz.retransform_source(''drops'', now() - interval ''1 day'');';
+
+-- The built-in mapping of test reports, for transformers that start from
+-- it (attach an environment, a pipeline run...).
+CREATE FUNCTION cdviz.report_cdevents(meta jsonb, body jsonb, environment text DEFAULT NULL)
+RETURNS SETOF jsonb
+LANGUAGE c STABLE
+AS 'MODULE_PATHNAME', 'cdviz_report_cdevents';
+COMMENT ON FUNCTION cdviz.report_cdevents(jsonb, jsonb, text) IS
+'cdviz: the events a source of format junit or tap stores without a transformer, made of the meta and body it hands a transformer (environment: the test runs'' environment.id; NULL: the suite''s hostname, else unknown). Example, in a transformer: RETURN QUERY SELECT e FROM cdviz.report_cdevents(meta, body, ''staging'') e;';
+
+REVOKE EXECUTE ON FUNCTION cdviz._source_retransform(bigint),
+	cdviz.retransform_source(text, timestamptz) FROM PUBLIC;
+
+-- Sources of kind oci: a container registry's tags read through the OCI
+-- Distribution API into artifact.published events; their progress in
+-- cdviz.oci_registries and cdviz.oci_tags.
+ALTER TABLE cdviz.sources DROP CONSTRAINT sources_kind_check,
+	ADD CONSTRAINT sources_kind_check CHECK (kind IN ('folder', 's3', 'nats', 'kafka', 'oci'));
+COMMENT ON TABLE cdviz.sources IS
+'cdviz: where events are read from (folders, S3 prefixes, NATS subjects, Kafka topics, OCI registries), one worker per active source; managed with cdviz.create_source(), alter_source(), drop_source(), pause_source(), resume_source(). Secrets (S3 keys, credentials in the NATS URL, secret Kafka settings, registry passwords) are kept apart in cdviz.source_secrets and shown here as ***.';
+COMMENT ON COLUMN cdviz.sources.kind IS 'folder, s3, nats, kafka or oci';
+COMMENT ON COLUMN cdviz.sources.location IS 'folder: an absolute path; s3: s3://bucket/prefix; nats: comma-separated subjects; kafka: comma-separated topics; oci: the registry''s https:// or http:// URL. One source per location and kind';
+COMMENT ON COLUMN cdviz.rejected_events.origin IS 'sql, http, fs, s3, nats, kafka, oci or webhook';
+COMMENT ON COLUMN cdviz.rejected_events.origin_ref IS 'where exactly: HTTP peer and path, file:line, s3://bucket/key#n, NATS subject#stream sequence, Kafka topic/partition@offset, registry/repository:tag@digest, batch element index';
+
+-- OCI registry sources (kind oci, 51_source_catalog.sql): what each
+-- registry's tags pointed to when its source last looked, and the mapping
+-- of a new or moved tag to its events.
+--
+-- A registry's rows are written in the transaction that stores the events
+-- of the tags they record, so a scan interrupted at any moment resumes
+-- without emitting an event twice or missing one.  The rows of tags and
+-- repositories the registry no longer lists are deleted: a scan costs what
+-- the registry holds, not what it has held.  Rows are kept by registry URL
+-- (the source's location), so a source dropped and created again for the
+-- same registry emits nothing twice.
+
+CREATE TABLE cdviz.oci_registries (
+	registry		text PRIMARY KEY,
+	first_scan_at	timestamptz,
+	last_scan_at	timestamptz
+);
+
+COMMENT ON TABLE cdviz.oci_registries IS
+'cdviz: per OCI registry read by a source of kind oci, when its scans ended';
+COMMENT ON COLUMN cdviz.oci_registries.registry IS 'the registry URL, as the source''s location';
+COMMENT ON COLUMN cdviz.oci_registries.first_scan_at IS 'when its first complete scan ended (NULL: not yet; with "initial": "baseline", tags found until then are recorded without events)';
+COMMENT ON COLUMN cdviz.oci_registries.last_scan_at IS 'when its last complete scan ended';
+
+CREATE TABLE cdviz.oci_tags (
+	registry		text NOT NULL,
+	repository		text NOT NULL,
+	tag				text NOT NULL,
+	digest			text NOT NULL,
+	media_type		text,
+	seen_at			timestamptz NOT NULL DEFAULT now(),
+	emitted			boolean NOT NULL,
+	PRIMARY KEY (registry, repository, tag)
+);
+
+COMMENT ON TABLE cdviz.oci_tags IS
+'cdviz: the tags of the OCI registries read by sources of kind oci and the manifest digest each pointed to when last seen; written with the events of a new or moved tag, in the same transaction';
+COMMENT ON COLUMN cdviz.oci_tags.registry IS 'the registry URL, as the source''s location';
+COMMENT ON COLUMN cdviz.oci_tags.repository IS 'repository name, e.g. team/app';
+COMMENT ON COLUMN cdviz.oci_tags.tag IS 'tag';
+COMMENT ON COLUMN cdviz.oci_tags.digest IS 'manifest digest (sha256:...) the tag pointed to';
+COMMENT ON COLUMN cdviz.oci_tags.media_type IS 'media type of that manifest or index';
+COMMENT ON COLUMN cdviz.oci_tags.seen_at IS 'when the source first saw the tag point to that digest';
+COMMENT ON COLUMN cdviz.oci_tags.emitted IS 'whether events were made of it (false: recorded by a baseline scan)';
+
+-- Restored with the events, a registry is not scanned as new again.
+SELECT pg_catalog.pg_extension_config_dump('cdviz.oci_registries', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.oci_tags', '');
+
+-- The location and options of a source of kind oci, checked beyond their
+-- JSON types (cdviz._source_check() calls it); returns the location as
+-- stored: scheme and host in lower case, no final slash.
+CREATE FUNCTION cdviz._source_check_oci(location text, options jsonb)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	loc text := lower(regexp_replace(trim(location), '/+$', ''));
+	pat text;
+	iv interval;
+	k text;
+BEGIN
+	IF loc !~ '^https?://[a-z0-9.-]+(:[0-9]{1,5})?$' THEN
+		RAISE EXCEPTION 'the location of an oci source must be a registry URL, not "%"', location
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Give its scheme and host (and port), without a path: https://ghcr.io, http://127.0.0.1:5000.';
+	END IF;
+	IF options ? 'repositories' THEN
+		IF jsonb_typeof(options->'repositories') <> 'array' THEN
+			RAISE EXCEPTION 'option "repositories" must be an array of repository names or patterns, not %', options->'repositories'
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Example: {"repositories": ["team/app", "team/*"]}.';
+		END IF;
+		FOR pat IN SELECT e FROM jsonb_array_elements(options->'repositories') e LOOP
+			IF pat !~ '^"[a-z0-9._/*?-]{1,255}"$' THEN
+				RAISE EXCEPTION 'repository % of an oci source is not a repository name or pattern', pat
+					USING ERRCODE = 'invalid_parameter_value',
+						  HINT = 'Repository names are lower case letters, digits and . _ - /; * and ? match any characters.';
+			END IF;
+		END LOOP;
+	END IF;
+	IF options ? 'poll_interval' THEN
+		IF jsonb_typeof(options->'poll_interval') = 'number' AND options->>'poll_interval' ~ '^[0-9]{1,5}$' THEN
+			iv := make_interval(secs => (options->>'poll_interval')::integer);
+		ELSIF jsonb_typeof(options->'poll_interval') = 'string' THEN
+			BEGIN
+				iv := (options->>'poll_interval')::interval;
+			EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
+				iv := NULL;
+			END;
+		END IF;
+		IF iv IS NULL OR NOT iv BETWEEN interval '1 second' AND interval '1 day' THEN
+			RAISE EXCEPTION 'option "poll_interval" of an oci source must be whole seconds or a duration from 1 s to 1 day, not %', options->'poll_interval'
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Examples: 60, "30s", "5m", "1h".';
+		END IF;
+	END IF;
+	IF options ? 'initial' AND NOT options->>'initial' IN ('baseline', 'backfill') THEN
+		RAISE EXCEPTION 'option "initial" must be baseline or backfill, not "%"', options->>'initial'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF (options ? 'username') <> (options ? 'password') THEN
+		RAISE EXCEPTION 'options "username" and "password" of an oci source go together'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF options ? 'ecr' THEN
+		FOR k IN SELECT e FROM jsonb_object_keys(options->'ecr') e WHERE NOT e IN ('region', 'endpoint') ORDER BY 1 LOOP
+			RAISE EXCEPTION 'unknown key "%" in option "ecr"', k
+				USING ERRCODE = 'invalid_parameter_value', HINT = 'It takes region and endpoint.';
+		END LOOP;
+		IF coalesce(options->'ecr'->>'region', '') !~ '^[a-z0-9-]{1,32}$' THEN
+			RAISE EXCEPTION 'option "ecr" needs the registry''s AWS region'
+				USING ERRCODE = 'invalid_parameter_value', HINT = 'Example: {"ecr": {"region": "eu-west-1"}}.';
+		END IF;
+		IF options->'ecr' ? 'endpoint' AND options->'ecr'->>'endpoint' !~ '^https?://[^\s/]+(/\S*)?$' THEN
+			RAISE EXCEPTION 'the ECR endpoint must be an http:// or https:// URL, not "%"', options->'ecr'->>'endpoint'
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		IF coalesce(options->>'access_key_id', '') = '' OR coalesce(options->>'secret_access_key', '') = '' THEN
+			RAISE EXCEPTION 'an ECR registry needs options "access_key_id" and "secret_access_key"'
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		IF options ? 'username' THEN
+			RAISE EXCEPTION 'an ECR registry takes its credentials from AWS, not from "username" and "password"'
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+	ELSIF options ?| ARRAY['access_key_id', 'secret_access_key', 'session_token'] THEN
+		RAISE EXCEPTION 'options "access_key_id", "secret_access_key" and "session_token" are for an ECR registry'
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Add {"ecr": {"region": "..."}}.';
+	END IF;
+	RETURN loc;
+END
+$$;
+COMMENT ON FUNCTION cdviz._source_check_oci(text, jsonb) IS
+'cdviz internal: checks the location and options of a source of kind oci (called by cdviz._source_check()) and returns the location as stored; raises SQLSTATE 22023 naming what is wrong';
+
+-- The events of one registry item (a tag seen pointing to a new digest),
+-- by the contract of transformers: meta describes the item (see
+-- docs/sources.md), body is NULL.  One artifact.published whose subject is
+-- the image's package URL, made by cdviz.webhook_oci_purl() as webhooks
+-- make it, and whose context.id follows from meta (the same item makes the
+-- same event).
+CREATE FUNCTION cdviz.oci_source_events(meta jsonb, body jsonb)
+RETURNS SETOF jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN NEXT cdviz.webhook_cdevent('artifact.published', meta->>'registry', meta->>'seen_at',
+			cdviz.webhook_oci_purl(format('%s/%s:%s', meta->>'host', meta->>'repository', meta->>'tag'),
+								   meta->>'digest'),
+			NULL)
+		|| jsonb_build_object('customData', jsonb_strip_nulls(jsonb_build_object(
+			'registry', meta->>'registry', 'repository', meta->>'repository', 'tag', meta->>'tag',
+			'digest', meta->>'digest', 'mediaType', meta->>'media_type',
+			'previousDigest', meta->>'previous_digest')));
+END
+$$;
+COMMENT ON FUNCTION cdviz.oci_source_events(jsonb, jsonb) IS
+'cdviz: the events a source of kind oci makes of a tag seen pointing to a new digest (meta: source, kind, registry, host, repository, tag, digest, media_type, previous_digest, seen_at; body NULL): one artifact.published with subject id pkg:oci/<name>@sha256%3A<hex>?repository_url=<host>/<repository>&tag=<tag>. Example: SELECT cdviz.oci_source_events(''{"registry": "https://ghcr.io", "host": "ghcr.io", "repository": "acme/api", "tag": "1.2", "digest": "sha256:ab12", "seen_at": "2024-05-01T10:00:00Z"}'', NULL);';
+
+CREATE OR REPLACE FUNCTION cdviz.source_options(kind text DEFAULT NULL)
+RETURNS TABLE (kind text, option text, type text, default_value text, secret boolean,
+			   description text)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT o.kind, o.option, o.type, o.default_value, o.secret, o.description
+	FROM (VALUES
+		('folder', 'poll_interval', 'integer', '5', false, 'seconds between two looks at the folder (1 to 86400)'),
+		('folder', 'pattern', 'string', '*.json,*.jsonl,*.ndjson', false, 'comma-separated file name patterns; *.json files hold one event or an array, others one event per line'),
+		('folder', 'after', 'string', 'keep', false, 'what to do with a file read to its end: keep, delete or move'),
+		('folder', 'done_path', 'string', NULL, false, 'absolute path of the folder files are moved into (required when after is move)'),
+		('folder', 'reader', NULL, NULL, NULL, 'file'),
+		('s3', 'endpoint', 'string', '', false, 'endpoint URL; empty: AWS in the region'),
+		('s3', 'region', 'string', 'us-east-1', false, 'region of the AWS Signature V4'),
+		('s3', 'path_style', 'boolean', 'false', false, 'address the bucket in the URL path (MinIO, Ceph...)'),
+		('s3', 'access_key_id', 'string', '', true, 'access key id'),
+		('s3', 'secret_access_key', 'string', '', true, 'secret access key'),
+		('s3', 'poll_interval', 'integer', '30', false, 'seconds between two listings (1 to 86400); doubled after each failure, up to 10 minutes'),
+		('s3', 'pattern', 'string', '*.json,*.jsonl,*.ndjson', false, 'comma-separated patterns for the last segment of the keys'),
+		('s3', 'reader', NULL, NULL, NULL, 'object'),
+		('nats', 'url', 'string', NULL, false, 'server URL (required); a secret when it carries a user, password or token'),
+		('nats', 'stream', 'string', '', false, 'JetStream stream: read through durable consumers, acknowledged after the commit; empty: plain subscriptions'),
+		('nats', 'consumer', 'string', 'cdviz-<name>', false, 'durable consumer name (suffixed with the subject''s place when there are several subjects)'),
+		('kafka', 'brokers', 'string', NULL, false, 'bootstrap servers host:port,... (required)'),
+		('kafka', 'group', 'string', 'cdviz-<name>', false, 'consumer group'),
+		('kafka', 'batch_size', 'integer', '500', false, 'messages stored per transaction (1 to 100000)'),
+		('kafka', 'batch_timeout_ms', 'integer', '100', false, 'longest wait for a batch to fill, in ms (0 to 60000)'),
+		('kafka', 'start', 'string', 'earliest', false, 'where a new group starts: earliest or latest'),
+		('kafka', 'config', 'object', '{}', false, 'librdkafka settings; those a kafka sink keeps secret (named like *password*, *secret*, *.pem, ssl_key*, sasl.oauthbearer.config) are secrets'),
+		('oci', 'repositories', 'array', '[]', false, 'repository names, or patterns where * and ? match any characters (/ included); empty: every repository of the registry''s catalog'),
+		('oci', 'poll_interval', 'duration', '60', false, 'time between two scans: seconds, or a duration such as "30s", "5m", "1h" (1 s to 1 day); doubled after each failure, up to 10 minutes'),
+		('oci', 'initial', 'string', 'baseline', false, 'the first scan of a registry: baseline (records its tags, emits nothing) or backfill (an event for every tag found)'),
+		('oci', 'page_size', 'integer', '1000', false, 'entries asked for per page of the catalog and of tag lists (1 to 10000)'),
+		('oci', 'batch_size', 'integer', '500', false, 'new or moved tags whose events and progress are stored per transaction (1 to 100000)'),
+		('oci', 'username', 'string', '', true, 'user name for the registry (basic authentication, and for the token endpoint when the registry asks for a bearer token)'),
+		('oci', 'password', 'string', '', true, 'password or access token of that user'),
+		('oci', 'ecr', 'object', NULL, false, 'AWS ECR: {"region": "eu-west-1"}, and "endpoint" for another ECR API URL; the registry''s credentials come from GetAuthorizationToken, signed with the access keys'),
+		('oci', 'access_key_id', 'string', '', true, 'ecr: AWS access key id'),
+		('oci', 'secret_access_key', 'string', '', true, 'ecr: AWS secret access key'),
+		('oci', 'session_token', 'string', '', true, 'ecr: AWS session token of temporary credentials')
+	) AS v (kind, option, type, default_value, secret, description)
+	CROSS JOIN LATERAL (
+		SELECT v.kind, v.option, v.type, v.default_value, v.secret, v.description
+		WHERE v.option <> 'reader'
+		UNION ALL
+		SELECT v.kind, r.option, r.type, r.default_value, false, format(r.description, v.description)
+		FROM (VALUES
+			('format', 'string', 'cdevents', 'how each %s is read: cdevents (a .json event or array, else JSON Lines), junit (a JUnit XML report), tap (a TAP 13/14 report) or metadata (not read: its name, size, time and SHA-256 handed to the source''s transformer, which it requires); the pattern defaults to *.xml for junit, *.tap for tap, * for metadata'),
+			('batch_lines', 'integer', '5000', 'lines or array elements stored per transaction (1 to 1000000)'),
+			('max_line_size', 'integer', '1024', 'longest line read, in kB (1 to 1048576)'),
+			('max_json_size', 'integer', '65536', 'largest .json %s read, in kB (1 to 1048576)'),
+			('max_report_size', 'integer', '65536', 'largest report (format junit or tap) read, in kB (1 to 1048576); larger ones are dead letters'),
+			('environment', 'string', '', 'reports: the test runs'' environment.id; empty: the suite''s hostname, else unknown')
+		) AS r (option, type, default_value, description)
+		WHERE v.option = 'reader'
+	) AS o (kind, option, type, default_value, secret, description)
+	WHERE source_options.kind IS NULL OR v.kind = source_options.kind
+$$;
+CREATE OR REPLACE FUNCTION cdviz._source_check(kind text, location text, options jsonb)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	known text[] := ARRAY(SELECT o.option FROM cdviz.source_options(kind) o ORDER BY o.option);
+	o record;
+	v jsonb;
+	loc text := location;
+	-- at most 16 NATS subjects (one subscription each); Kafka topic names
+	list_re CONSTANT text := CASE kind WHEN 'nats' THEN '^[^\s,]+(,[^\s,]+){0,15}$'
+									   ELSE '^[A-Za-z0-9._-]{1,249}(,[A-Za-z0-9._-]{1,249})*$' END;
+BEGIN
+	IF kind IS NULL OR NOT kind IN ('folder', 's3', 'nats', 'kafka', 'oci') THEN
+		RAISE EXCEPTION 'unknown source kind "%"', kind
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use folder, s3, nats, kafka or oci.';
+	END IF;
+	IF jsonb_typeof(options) IS DISTINCT FROM 'object' THEN
+		RAISE EXCEPTION 'source options must be a JSON object'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	FOR o IN SELECT k FROM jsonb_object_keys(options) k WHERE NOT k = ANY (known) ORDER BY k LOOP
+		RAISE EXCEPTION 'unknown option "%" for a source of kind %', o.k, kind
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = format('known options: %s.', array_to_string(known, ', '));
+	END LOOP;
+	FOR o IN SELECT s.option, s.type FROM cdviz.source_options(kind) s LOOP
+		v := options->o.option;
+		CONTINUE WHEN v IS NULL;
+		IF o.type = 'integer' AND NOT (jsonb_typeof(v) = 'number' AND v::text ~ '^-?[0-9]+$') THEN
+			RAISE EXCEPTION 'option "%" of a source of kind % must be an integer, not %', o.option, kind, v
+				USING ERRCODE = 'invalid_parameter_value';
+		ELSIF o.type = 'string' AND jsonb_typeof(v) <> 'string' THEN
+			RAISE EXCEPTION 'option "%" of a source of kind % must be a string, not %', o.option, kind, v
+				USING ERRCODE = 'invalid_parameter_value';
+		ELSIF o.type = 'boolean' AND jsonb_typeof(v) <> 'boolean' THEN
+			RAISE EXCEPTION 'option "%" of a source of kind % must be true or false, not %', o.option, kind, v
+				USING ERRCODE = 'invalid_parameter_value';
+		ELSIF o.type = 'object' AND (jsonb_typeof(v) <> 'object' OR EXISTS (
+				SELECT FROM jsonb_each(v) e WHERE jsonb_typeof(e.value) NOT IN ('string', 'number', 'boolean'))) THEN
+			RAISE EXCEPTION 'option "%" of a source of kind % must be an object of settings and their values', o.option, kind
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+	END LOOP;
+	-- ranges, as the settings of the same name have
+	FOR o IN SELECT * FROM (VALUES ('poll_interval', 1, 86400), ('batch_lines', 1, 1000000),
+							  ('max_line_size', 1, 1048576), ('max_json_size', 1, 1048576),
+							  ('max_report_size', 1, 1048576), ('page_size', 1, 10000),
+							  ('batch_size', 1, 100000), ('batch_timeout_ms', 0, 60000)) r (k, lo, hi)
+	LOOP
+		-- an oci source's poll_interval may be a duration (checked below)
+		IF jsonb_typeof(options->o.k) = 'number' AND NOT (options->>o.k)::numeric BETWEEN o.lo AND o.hi THEN
+			RAISE EXCEPTION 'option "%" must be from % to %, not %', o.k, o.lo, o.hi, options->>o.k
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+	END LOOP;
+	IF options ? 'after' AND NOT options->>'after' IN ('keep', 'delete', 'move') THEN
+		RAISE EXCEPTION 'option "after" must be keep, delete or move, not "%"', options->>'after'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF options->>'after' = 'move' AND coalesce(options->>'done_path', '') !~ '^/' THEN
+		RAISE EXCEPTION 'option "done_path" (an absolute path) is required when "after" is move'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF options ? 'format' AND NOT options->>'format' IN ('cdevents', 'junit', 'tap', 'metadata') THEN
+		RAISE EXCEPTION 'option "format" must be cdevents, junit, tap or metadata, not "%"', options->>'format'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF options ? 'start' AND NOT options->>'start' IN ('earliest', 'latest') THEN
+		RAISE EXCEPTION 'option "start" must be earliest or latest, not "%"', options->>'start'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	FOR o IN SELECT x.option FROM (VALUES ('nats', 'url'), ('kafka', 'brokers')) x (kind, option)
+			 WHERE x.kind = _source_check.kind LOOP
+		IF coalesce(options->>o.option, '') = '' THEN
+			RAISE EXCEPTION 'option "%" is required for a source of kind %', o.option, kind
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+	END LOOP;
+
+	IF loc IS NULL THEN
+		RAISE EXCEPTION 'a source needs a location' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	CASE kind
+		WHEN 'folder' THEN
+			IF loc !~ '^/' THEN
+				RAISE EXCEPTION 'the location of a folder source must be an absolute path, not "%"', loc
+					USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+			loc := coalesce(nullif(regexp_replace(loc, '/+$', ''), ''), '/');
+		WHEN 'oci' THEN
+			loc := cdviz._source_check_oci(loc, options);
+		WHEN 's3' THEN
+			-- bucket names as S3 has known them (older ones have capitals, _)
+			IF loc !~ '^s3://[A-Za-z0-9._-]{3,255}(/.*)?$' THEN
+				RAISE EXCEPTION 'the location of an s3 source must be s3://bucket/prefix, not "%"', loc
+					USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+			IF loc !~ '^s3://[^/]*/' THEN
+				loc := loc || '/';
+			END IF;
+		ELSE
+			loc := regexp_replace(trim(loc), '\s*,\s*', ',', 'g');
+			IF loc !~ list_re THEN
+				RAISE EXCEPTION 'the location of a % source must be a comma-separated list of %, not "%"', kind,
+					CASE kind WHEN 'nats' THEN 'at most 16 subjects' ELSE 'topics' END, location
+					USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+	END CASE;
+	RETURN loc;
+END
+$$;
+
+CREATE OR REPLACE VIEW cdviz.source_status AS
+SELECT s.id, s.name, s.kind, s.location, s.paused, s.defined_by,
+	   CASE WHEN s.paused THEN 'paused' ELSE coalesce(p.state, 'starting') END AS state,
+	   i.items,
+	   coalesce(i.events, 0) + coalesce(p.events, 0) AS events,
+	   coalesce(i.duplicates, 0) + coalesce(p.duplicates, 0) AS duplicates,
+	   coalesce(i.rejected, 0) + coalesce(p.rejected, 0) AS rejected,
+	   CASE WHEN s.kind IN ('folder', 's3') THEN coalesce(i.unread, 0) ELSE p.lag END AS lag,
+	   greatest(i.last_read_at, p.last_read_at) AS last_read_at,
+	   p.last_poll_at,
+	   p.last_success_at,
+	   cdviz._source_redact(e.error, x.secrets) AS last_error,
+	   e.error_at AS last_error_at
+FROM cdviz.sources s
+LEFT JOIN cdviz.source_progress p ON p.source_id = s.id
+LEFT JOIN cdviz.source_secrets x ON x.source_id = s.id
+LEFT JOIN LATERAL (
+	SELECT count(*) AS items,
+		   count(*) FILTER (WHERE f.status = 'reading') AS unread,
+		   sum(f.events) AS events, sum(f.duplicates) AS duplicates, sum(f.rejected) AS rejected,
+		   max(f.last_read_at) AS last_read_at,
+		   (array_agg(f.path || ': ' || f.last_error ORDER BY f.last_error_at DESC)
+				FILTER (WHERE f.last_error IS NOT NULL))[1] AS last_item_error,
+		   max(f.last_error_at) AS last_item_error_at
+	FROM cdviz.fs_files f
+	WHERE f.source = s.location
+	HAVING s.kind = 'folder'
+	UNION ALL
+	SELECT count(*),
+		   count(*) FILTER (WHERE o.status = 'reading'),
+		   sum(o.events), sum(o.duplicates), sum(o.rejected),
+		   max(o.last_read_at),
+		   (array_agg('s3://' || o.bucket || '/' || o.key || ': ' || o.last_error ORDER BY o.last_error_at DESC)
+				FILTER (WHERE o.last_error IS NOT NULL))[1],
+		   max(o.last_error_at)
+	FROM cdviz.s3_objects o
+	WHERE o.source = s.location
+	HAVING s.kind = 's3'
+	UNION ALL
+	SELECT count(*), 0::bigint, NULL, NULL, NULL, max(t.seen_at), NULL, NULL
+	FROM cdviz.oci_tags t
+	WHERE t.registry = s.location
+	HAVING s.kind = 'oci'
+) i ON true
+-- the first error there is: of the worker (failed) or of its last poll,
+-- else of one of the files or objects
+LEFT JOIN LATERAL (
+	SELECT v.error, v.error_at
+	FROM (VALUES (1, p.last_error, p.last_error_at),
+				 (2, i.last_item_error, i.last_item_error_at)) v (n, error, error_at)
+	WHERE v.error IS NOT NULL
+	ORDER BY v.n
+	LIMIT 1
+) e ON true;
+COMMENT ON COLUMN cdviz.source_status.kind IS 'folder, s3, nats, kafka or oci';
+COMMENT ON COLUMN cdviz.source_status.location IS 'folder path, s3://bucket/prefix, NATS subjects, Kafka topics or registry URL';
+COMMENT ON COLUMN cdviz.source_status.items IS 'folder and s3: files or objects seen; oci: tags of the registry seen; NULL for message sources';
+
+-- Package URLs of images keep the tag's case (tags are case-sensitive).
+CREATE OR REPLACE FUNCTION cdviz.webhook_oci_purl(image text, digest text DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	ref text := image;
+	tag text;
+	dig text := digest;
+	repo text;
+	name text;
+BEGIN
+	IF image IS NULL OR image = '' THEN
+		RETURN NULL;
+	END IF;
+	IF position('@' IN ref) > 0 THEN
+		dig := coalesce(dig, lower(split_part(ref, '@', 2)));
+		ref := split_part(ref, '@', 1);
+	END IF;
+	-- a tag is after the last ':' of the last path segment (not a port);
+	-- tags are case-sensitive, registry and repository names are not
+	IF ref ~ ':[^/:]*$' THEN
+		tag := substring(ref FROM ':([^/:]*)$');
+		ref := regexp_replace(ref, ':[^/:]*$', '');
+	END IF;
+	repo := lower(ref);
+	name := regexp_replace(ref, '^.*/', '');
+	RETURN 'pkg:oci/' || name
+		|| CASE WHEN dig IS NOT NULL AND dig <> '' THEN '@' || replace(dig, ':', '%3A') ELSE '' END
+		|| '?repository_url=' || repo
+		|| CASE WHEN tag IS NOT NULL AND tag <> '' THEN '&tag=' || tag ELSE '' END;
+END
+$$;
+COMMENT ON FUNCTION cdviz.webhook_oci_purl(text, text) IS
+'cdviz: package URL of a container image reference (registry/path/name[:tag][@sha256:...]): pkg:oci/<name>@<digest>?repository_url=<registry/path/name>&tag=<tag>, registry and name in lower case, the tag as given. Example: SELECT cdviz.webhook_oci_purl(''ghcr.io/acme/api:1.2@sha256:ab12'');';
+-- As cdviz._source_check(): superusers manage sources.
+REVOKE EXECUTE ON FUNCTION cdviz._source_check_oci(text, jsonb) FROM PUBLIC;
 
 -- DORA's fifth metric and failed deployment recovery time: the failure
 -- signals behind the change failure rate as a function of their own,

@@ -173,13 +173,13 @@ CREATE INDEX rejected_events_pending ON cdviz.rejected_events (id) WHERE replaye
 
 COMMENT ON TABLE cdviz.rejected_events IS
 'cdviz: dead letters — input that was not a valid event, with its origin and problems; see cdviz.replay_rejected()';
-COMMENT ON COLUMN cdviz.rejected_events.origin IS 'sql, http, fs, s3, nats, kafka or webhook';
-COMMENT ON COLUMN cdviz.rejected_events.origin_ref IS 'where exactly: HTTP peer and path, file:line, s3://bucket/key#n, NATS subject#stream sequence, Kafka topic/partition@offset, batch element index';
+COMMENT ON COLUMN cdviz.rejected_events.origin IS 'sql, http, fs, s3, nats, kafka, oci or webhook';
+COMMENT ON COLUMN cdviz.rejected_events.origin_ref IS 'where exactly: HTTP peer and path, file:line, s3://bucket/key#n, NATS subject#stream sequence, Kafka topic/partition@offset, registry/repository:tag@digest, batch element index';
 COMMENT ON COLUMN cdviz.rejected_events.raw IS 'the input text as received';
 COMMENT ON COLUMN cdviz.rejected_events.problems IS 'JSON array of {"path": ..., "message": ...}';
 COMMENT ON COLUMN cdviz.rejected_events.replayed_at IS 'when a replay stored it as an event (NULL while pending)';
 COMMENT ON COLUMN cdviz.rejected_events.replayed_event_id IS 'lake id of the event the replay stored';
-COMMENT ON COLUMN cdviz.rejected_events.envelope IS 'how raw came, when that says how to read it: {"mode": "binary", "headers": {...}} (a CloudEvents binary-mode request: raw is its body, headers its Content-Type and ce-* headers as received), {"mode": "structured"} (raw is one CloudEvent) or {"mode": "batch"} (raw is one CloudEvent of a batch); NULL for plain JSON. cdviz.replay_rejected() reads raw as it says';
+COMMENT ON COLUMN cdviz.rejected_events.envelope IS 'how raw came, when that says how to read it: {"mode": "binary", "headers": {...}} (a CloudEvents binary-mode request: raw is its body, headers its Content-Type and ce-* headers as received), {"mode": "structured"} (raw is one CloudEvent), {"mode": "batch"} (raw is one CloudEvent of a batch) or {"mode": "transformer", "source": ..., "transformer": ..., "sqlstate": ..., "meta": {...}} (an item a source''s transformer raised on: raw is the body it was handed, '''' for none; see cdviz.retransform_source()); NULL for plain JSON. cdviz.replay_rejected() reads raw as it says';
 
 -- pg_dump keeps the dead letters and the sequences' positions (a restored
 -- lake goes on with ids above the old ones).  cdviz.cdevents_lake itself is

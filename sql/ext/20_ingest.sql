@@ -53,7 +53,7 @@ LANGUAGE sql STRICT VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT cdviz._replay_rejected(id, true) $$;
 COMMENT ON FUNCTION cdviz.replay_rejected(bigint) IS
-'cdviz: ingests dead letter id again (after the data or cdviz.validation was fixed) and returns the lake id; marks it replayed. raw is read as its envelope says: a CloudEvent (structured, or a batch element) gives its data; a binary-mode body is judged with the ce-* headers it came with, as the receiver judged it. Still invalid: raises SQLSTATE 22023 with the current problems, which are recorded on the dead letter. A webhook body the receiver refused (origin webhook) is not a CDEvent: raises 42809. Replaying twice is harmless. Example: SELECT cdviz.replay_rejected(42);';
+'cdviz: ingests dead letter id again (after the data or cdviz.validation was fixed) and returns the lake id; marks it replayed. raw is read as its envelope says: a CloudEvent (structured, or a batch element) gives its data; a binary-mode body is judged with the ce-* headers it came with, as the receiver judged it. Still invalid: raises SQLSTATE 22023 with the current problems, which are recorded on the dead letter. A webhook body the receiver refused (origin webhook), or an item a source''s transformer raised on (envelope mode transformer), is not a CDEvent: raises 42809. Replaying twice is harmless. Example: SELECT cdviz.replay_rejected(42);';
 
 CREATE FUNCTION cdviz.replay_rejected(origin text DEFAULT NULL, since timestamptz DEFAULT '-infinity',
 									  OUT replayed bigint, OUT still_rejected bigint)
@@ -69,8 +69,10 @@ BEGIN
 	FOR r IN
 		SELECT e.id FROM cdviz.rejected_events e
 		WHERE e.replayed_at IS NULL
-		  -- a webhook's dead letter is the tool's payload, not a CDEvent
+		  -- a webhook's dead letter is the tool's payload, not a CDEvent,
+		  -- nor is what a source's transformer raised on
 		  AND e.origin <> 'webhook'
+		  AND e.envelope->>'mode' IS DISTINCT FROM 'transformer'
 		  AND (replay_rejected.origin IS NULL OR e.origin = replay_rejected.origin)
 		  AND e.received_at >= since
 		ORDER BY e.id
@@ -84,7 +86,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION cdviz.replay_rejected(text, timestamptz) IS
-'cdviz: replays every pending dead letter (optionally only of one origin, received since a time) and returns how many were stored and how many are still invalid (their problems are updated). Webhook deliveries the receiver refused (origin webhook) are tools'' payloads, not CDEvents: they are kept for inspection and not replayed. Example: SELECT * FROM cdviz.replay_rejected(''http'');';
+'cdviz: replays every pending dead letter (optionally only of one origin, received since a time) and returns how many were stored and how many are still invalid (their problems are updated). Webhook deliveries the receiver refused (origin webhook) are tools'' payloads, not CDEvents: they are kept for inspection and not replayed; nor are the items a source''s transformer raised on (envelope mode transformer: see cdviz.retransform_source()). Example: SELECT * FROM cdviz.replay_rejected(''http'');';
 
 GRANT EXECUTE ON FUNCTION cdviz.ingest(jsonb), cdviz.ingest_batch(jsonb, text),
 	cdviz.validate(jsonb), cdviz.replay_rejected(bigint),

@@ -1,5 +1,5 @@
--- Sources as rows: any number of folders, S3 prefixes, NATS subject lists
--- and Kafka topic lists, managed with cdviz.create_source(), alter_source(),
+-- Sources as rows: any number of folders, S3 prefixes, NATS subject lists,
+-- Kafka topic lists and OCI registries, managed with cdviz.create_source(), alter_source(),
 -- drop_source(), pause_source() and resume_source().  The "cdviz sources"
 -- launcher worker keeps one background worker per active source (so that a
 -- dead bucket never delays a folder) and restarts a source's worker when
@@ -10,7 +10,7 @@
 CREATE TABLE cdviz.sources (
 	id				integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	name			text NOT NULL UNIQUE CHECK (name ~ '^[A-Za-z0-9_.-]{1,63}$'),
-	kind			text NOT NULL CHECK (kind IN ('folder', 's3', 'nats', 'kafka')),
+	kind			text NOT NULL CHECK (kind IN ('folder', 's3', 'nats', 'kafka', 'oci')),
 	location		text NOT NULL,
 	options			jsonb NOT NULL DEFAULT '{}',
 	secret_keys		text[] NOT NULL DEFAULT '{}',
@@ -23,14 +23,14 @@ CREATE TABLE cdviz.sources (
 );
 
 COMMENT ON TABLE cdviz.sources IS
-'cdviz: where events are read from (folders, S3 prefixes, NATS subjects, Kafka topics), one worker per active source; managed with cdviz.create_source(), alter_source(), drop_source(), pause_source(), resume_source(). Secrets (S3 keys, credentials in the NATS URL, secret Kafka settings) are kept apart in cdviz.source_secrets and shown here as ***.';
+'cdviz: where events are read from (folders, S3 prefixes, NATS subjects, Kafka topics, OCI registries), one worker per active source; managed with cdviz.create_source(), alter_source(), drop_source(), pause_source(), resume_source(). Secrets (S3 keys, credentials in the NATS URL, secret Kafka settings, registry passwords) are kept apart in cdviz.source_secrets and shown here as ***.';
 COMMENT ON COLUMN cdviz.sources.id IS 'source number';
 COMMENT ON COLUMN cdviz.sources.name IS 'source name (letters, digits, _ . -); settings.folder, settings.s3 and settings.nats are the sources the cdviz.* settings define';
-COMMENT ON COLUMN cdviz.sources.kind IS 'folder, s3, nats or kafka';
-COMMENT ON COLUMN cdviz.sources.location IS 'folder: an absolute path; s3: s3://bucket/prefix; nats: comma-separated subjects; kafka: comma-separated topics. One source per location and kind';
+COMMENT ON COLUMN cdviz.sources.kind IS 'folder, s3, nats, kafka or oci';
+COMMENT ON COLUMN cdviz.sources.location IS 'folder: an absolute path; s3: s3://bucket/prefix; nats: comma-separated subjects; kafka: comma-separated topics; oci: the registry''s https:// or http:// URL. One source per location and kind';
 COMMENT ON COLUMN cdviz.sources.options IS 'options of the kind (see cdviz.source_options()), secrets shown as ***';
 COMMENT ON COLUMN cdviz.sources.secret_keys IS 'which options are secrets (kept in cdviz.source_secrets, readable by superusers only)';
-COMMENT ON COLUMN cdviz.sources.transformer IS 'reserved for a function (meta jsonb, body jsonb) RETURNS SETOF jsonb applied to each document read; always NULL in this version';
+COMMENT ON COLUMN cdviz.sources.transformer IS 'folder and s3: a function (meta jsonb, body jsonb) RETURNS SETOF jsonb called for each file or object read (format junit, tap or metadata), whose output replaces the built-in mapping of the format; NULL: the built-in mapping. See cdviz.retransform_source()';
 COMMENT ON COLUMN cdviz.sources.paused IS 'a paused source has no worker and reads nothing; its progress is kept';
 COMMENT ON COLUMN cdviz.sources.defined_by IS 'sql (managed with the functions) or settings (written by the launcher from the cdviz.* settings; change those instead)';
 COMMENT ON COLUMN cdviz.sources.created_at IS 'when the source was created';
@@ -118,7 +118,18 @@ AS $$
 		('kafka', 'batch_size', 'integer', '500', false, 'messages stored per transaction (1 to 100000)'),
 		('kafka', 'batch_timeout_ms', 'integer', '100', false, 'longest wait for a batch to fill, in ms (0 to 60000)'),
 		('kafka', 'start', 'string', 'earliest', false, 'where a new group starts: earliest or latest'),
-		('kafka', 'config', 'object', '{}', false, 'librdkafka settings; those a kafka sink keeps secret (named like *password*, *secret*, *.pem, ssl_key*, sasl.oauthbearer.config) are secrets')
+		('kafka', 'config', 'object', '{}', false, 'librdkafka settings; those a kafka sink keeps secret (named like *password*, *secret*, *.pem, ssl_key*, sasl.oauthbearer.config) are secrets'),
+		('oci', 'repositories', 'array', '[]', false, 'repository names, or patterns where * and ? match any characters (/ included); empty: every repository of the registry''s catalog'),
+		('oci', 'poll_interval', 'duration', '60', false, 'time between two scans: seconds, or a duration such as "30s", "5m", "1h" (1 s to 1 day); doubled after each failure, up to 10 minutes'),
+		('oci', 'initial', 'string', 'baseline', false, 'the first scan of a registry: baseline (records its tags, emits nothing) or backfill (an event for every tag found)'),
+		('oci', 'page_size', 'integer', '1000', false, 'entries asked for per page of the catalog and of tag lists (1 to 10000)'),
+		('oci', 'batch_size', 'integer', '500', false, 'new or moved tags whose events and progress are stored per transaction (1 to 100000)'),
+		('oci', 'username', 'string', '', true, 'user name for the registry (basic authentication, and for the token endpoint when the registry asks for a bearer token)'),
+		('oci', 'password', 'string', '', true, 'password or access token of that user'),
+		('oci', 'ecr', 'object', NULL, false, 'AWS ECR: {"region": "eu-west-1"}, and "endpoint" for another ECR API URL; the registry''s credentials come from GetAuthorizationToken, signed with the access keys'),
+		('oci', 'access_key_id', 'string', '', true, 'ecr: AWS access key id'),
+		('oci', 'secret_access_key', 'string', '', true, 'ecr: AWS secret access key'),
+		('oci', 'session_token', 'string', '', true, 'ecr: AWS session token of temporary credentials')
 	) AS v (kind, option, type, default_value, secret, description)
 	CROSS JOIN LATERAL (
 		SELECT v.kind, v.option, v.type, v.default_value, v.secret, v.description
@@ -126,7 +137,7 @@ AS $$
 		UNION ALL
 		SELECT v.kind, r.option, r.type, r.default_value, false, format(r.description, v.description)
 		FROM (VALUES
-			('format', 'string', 'cdevents', 'how each %s is read: cdevents (a .json event or array, else JSON Lines), junit (a JUnit XML report) or tap (a TAP 13/14 report); the pattern defaults to *.xml for junit, *.tap for tap'),
+			('format', 'string', 'cdevents', 'how each %s is read: cdevents (a .json event or array, else JSON Lines), junit (a JUnit XML report), tap (a TAP 13/14 report) or metadata (not read: its name, size, time and SHA-256 handed to the source''s transformer, which it requires); the pattern defaults to *.xml for junit, *.tap for tap, * for metadata'),
 			('batch_lines', 'integer', '5000', 'lines or array elements stored per transaction (1 to 1000000)'),
 			('max_line_size', 'integer', '1024', 'longest line read, in kB (1 to 1048576)'),
 			('max_json_size', 'integer', '65536', 'largest .json %s read, in kB (1 to 1048576)'),
@@ -157,9 +168,9 @@ DECLARE
 	list_re CONSTANT text := CASE kind WHEN 'nats' THEN '^[^\s,]+(,[^\s,]+){0,15}$'
 									   ELSE '^[A-Za-z0-9._-]{1,249}(,[A-Za-z0-9._-]{1,249})*$' END;
 BEGIN
-	IF kind IS NULL OR NOT kind IN ('folder', 's3', 'nats', 'kafka') THEN
+	IF kind IS NULL OR NOT kind IN ('folder', 's3', 'nats', 'kafka', 'oci') THEN
 		RAISE EXCEPTION 'unknown source kind "%"', kind
-			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use folder, s3, nats or kafka.';
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use folder, s3, nats, kafka or oci.';
 	END IF;
 	IF jsonb_typeof(options) IS DISTINCT FROM 'object' THEN
 		RAISE EXCEPTION 'source options must be a JSON object'
@@ -191,10 +202,11 @@ BEGIN
 	-- ranges, as the settings of the same name have
 	FOR o IN SELECT * FROM (VALUES ('poll_interval', 1, 86400), ('batch_lines', 1, 1000000),
 							  ('max_line_size', 1, 1048576), ('max_json_size', 1, 1048576),
-							  ('max_report_size', 1, 1048576),
+							  ('max_report_size', 1, 1048576), ('page_size', 1, 10000),
 							  ('batch_size', 1, 100000), ('batch_timeout_ms', 0, 60000)) r (k, lo, hi)
 	LOOP
-		IF options ? o.k AND NOT (options->>o.k)::numeric BETWEEN o.lo AND o.hi THEN
+		-- an oci source's poll_interval may be a duration (checked below)
+		IF jsonb_typeof(options->o.k) = 'number' AND NOT (options->>o.k)::numeric BETWEEN o.lo AND o.hi THEN
 			RAISE EXCEPTION 'option "%" must be from % to %, not %', o.k, o.lo, o.hi, options->>o.k
 				USING ERRCODE = 'invalid_parameter_value';
 		END IF;
@@ -207,8 +219,8 @@ BEGIN
 		RAISE EXCEPTION 'option "done_path" (an absolute path) is required when "after" is move'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	IF options ? 'format' AND NOT options->>'format' IN ('cdevents', 'junit', 'tap') THEN
-		RAISE EXCEPTION 'option "format" must be cdevents, junit or tap, not "%"', options->>'format'
+	IF options ? 'format' AND NOT options->>'format' IN ('cdevents', 'junit', 'tap', 'metadata') THEN
+		RAISE EXCEPTION 'option "format" must be cdevents, junit, tap or metadata, not "%"', options->>'format'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	IF options ? 'start' AND NOT options->>'start' IN ('earliest', 'latest') THEN
@@ -233,6 +245,8 @@ BEGIN
 					USING ERRCODE = 'invalid_parameter_value';
 			END IF;
 			loc := coalesce(nullif(regexp_replace(loc, '/+$', ''), ''), '/');
+		WHEN 'oci' THEN
+			loc := cdviz._source_check_oci(loc, options);
 		WHEN 's3' THEN
 			-- bucket names as S3 has known them (older ones have capitals, _)
 			IF loc !~ '^s3://[A-Za-z0-9._-]{3,255}(/.*)?$' THEN
@@ -342,30 +356,49 @@ $$;
 COMMENT ON FUNCTION cdviz._source_redact(text, jsonb) IS
 'cdviz internal: a message with the given source secrets (of cdviz.source_secrets) in it replaced by ***; executable by all, as cdviz.source_status calls it with its reader''s rights';
 
--- The transformer contract (meta jsonb, body jsonb) RETURNS SETOF jsonb is
--- checked, then refused: no source applies one in this version.
-CREATE FUNCTION cdviz._source_check_transformer(transformer regprocedure)
+-- A source's transformer, as it will be (NULL: none): the contract (meta
+-- jsonb, body jsonb) RETURNS SETOF jsonb, on a kind and format that hand
+-- items to one; format metadata has no built-in mapping and needs one.
+CREATE FUNCTION cdviz._source_check_transformer(kind text, options jsonb, transformer regprocedure)
 RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	fmt CONSTANT text := coalesce(options->>'format', 'cdevents');
 BEGIN
 	IF transformer IS NULL THEN
+		IF kind IN ('folder', 's3') AND fmt = 'metadata' THEN
+			RAISE EXCEPTION 'a source of format metadata needs a transformer'
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = 'Its files are not read: there are no events in them to store without one.',
+					  HINT = 'Example: CREATE FUNCTION my_files(meta jsonb, body jsonb) RETURNS SETOF jsonb LANGUAGE sql AS $f$ SELECT cdviz.webhook_cdevent(''artifact.published'', meta->>''source_uri'', meta->>''mtime'', ''pkg:generic/'' || (meta->>''name'') || ''?checksum=sha256:'' || (meta->>''sha256''), ''{}'') $f$; then transformer => ''my_files(jsonb,jsonb)''.';
+		END IF;
 		RETURN;
 	END IF;
 	IF NOT EXISTS (SELECT FROM pg_proc p WHERE p.oid = transformer AND p.proretset
 				   AND p.prorettype = 'jsonb'::regtype
 				   AND p.proargtypes = '3802 3802'::oidvector) THEN
 		RAISE EXCEPTION 'a source transformer must be a function (meta jsonb, body jsonb) RETURNS SETOF jsonb, not %', transformer
-			USING ERRCODE = 'invalid_parameter_value';
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Example: CREATE FUNCTION my_files(meta jsonb, body jsonb) RETURNS SETOF jsonb LANGUAGE plpgsql AS ...';
 	END IF;
-	RAISE EXCEPTION 'source transformers are not supported yet'
-		USING ERRCODE = 'feature_not_supported',
-			  HINT = 'Read the events as they are and transform them in SQL, or post them to a webhook route, which applies a transformer.';
+	IF kind IN ('nats', 'kafka') THEN
+		RAISE EXCEPTION 'sources of kind % take no transformer', kind
+			USING ERRCODE = 'feature_not_supported',
+				  DETAIL = 'Their messages are read as CDEvents or CloudEvents, in batches.',
+				  HINT = 'Post the tool''s payloads to a webhook route instead, which applies a transformer to each (cdviz.create_webhook()), or drop them as files into a folder source.';
+	END IF;
+	IF fmt = 'cdevents' THEN
+		RAISE EXCEPTION 'a source of format cdevents takes no transformer'
+			USING ERRCODE = 'feature_not_supported',
+				  DETAIL = 'Its files hold CDEvents, stored as they are.',
+				  HINT = 'Give the source the format whose items the transformer reads: junit, tap (the report) or metadata (the file''s name, size, time and SHA-256).';
+	END IF;
 END
 $$;
-COMMENT ON FUNCTION cdviz._source_check_transformer(regprocedure) IS
-'cdviz internal: checks a source transformer''s signature, then refuses it (SQLSTATE 0A000): sources apply none in this version';
+COMMENT ON FUNCTION cdviz._source_check_transformer(text, jsonb, regprocedure) IS
+'cdviz internal: raises unless a source of that kind and options may have that transformer (NULL: none): the signature (meta jsonb, body jsonb) RETURNS SETOF jsonb (22023), a folder or s3 source of format junit, tap or metadata (0A000 otherwise), and one at all for format metadata (22023)';
 
 -- The row to change, or an error naming it: missing, or defined by the
 -- settings.
@@ -456,18 +489,23 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	loc text := cdviz._source_check(kind, location, coalesce(options, '{}'));
+	sid integer;
 BEGIN
-	PERFORM cdviz._source_check_transformer(transformer);
+	PERFORM cdviz._source_check_transformer(kind, coalesce(options, '{}'), transformer);
 	IF name LIKE 'settings.%' THEN
 		RAISE EXCEPTION 'source names starting with "settings." are kept for the sources the settings define'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	RETURN cdviz._source_store(NULL, name, kind, loc, coalesce(options, '{}'),
+	sid := cdviz._source_store(NULL, name, kind, loc, coalesce(options, '{}'),
 							   paused => coalesce(paused, false));
+	IF transformer IS NOT NULL THEN
+		UPDATE cdviz.sources x SET transformer = create_source.transformer WHERE x.id = sid;
+	END IF;
+	RETURN sid;
 END
 $$;
 COMMENT ON FUNCTION cdviz.create_source(text, text, text, jsonb, regprocedure, boolean) IS
-'cdviz: creates a source (kind folder, s3, nats or kafka; options as cdviz.source_options() lists them) and returns its id; its worker starts when the transaction commits. Secret options go to cdviz.source_secrets; cdviz.sources shows them as ***. Example: SELECT cdviz.create_source(''agents'', ''folder'', ''/var/lib/ci/events'', ''{"poll_interval": 2, "after": "delete"}'');';
+'cdviz: creates a source (kind folder, s3, nats or kafka; options as cdviz.source_options() lists them) and returns its id; its worker starts when the transaction commits. Secret options go to cdviz.source_secrets; cdviz.sources shows them as ***. A folder or s3 source of format junit, tap or metadata may have a transformer (meta jsonb, body jsonb) RETURNS SETOF jsonb, called for each file or object; format metadata requires one. Example: SELECT cdviz.create_source(''agents'', ''folder'', ''/var/lib/ci/events'', ''{"poll_interval": 2, "after": "delete"}'');';
 
 CREATE FUNCTION cdviz.alter_source(name text, location text DEFAULT NULL, options jsonb DEFAULT NULL,
 								   transformer regprocedure DEFAULT NULL, paused boolean DEFAULT NULL)
@@ -480,8 +518,10 @@ DECLARE
 	cur jsonb;
 	full_options jsonb;
 	k text;
+	-- NULL keeps the current transformer, '-' (no function) removes it
+	tr CONSTANT regprocedure := CASE WHEN transformer IS NULL THEN s.transformer
+									 WHEN transformer <> 0 THEN transformer END;
 BEGIN
-	PERFORM cdviz._source_check_transformer(transformer);
 	SELECT x.secrets INTO cur FROM cdviz.source_secrets x WHERE x.source_id = s.id;
 	cur := coalesce(cur, '{}');
 	IF options IS NULL THEN
@@ -507,16 +547,20 @@ BEGIN
 				FROM jsonb_each(options->'config') e));
 		END IF;
 	END IF;
+	PERFORM cdviz._source_check_transformer(s.kind, full_options, tr);
 	PERFORM cdviz._source_store(s.id, s.name, s.kind,
 								cdviz._source_check(s.kind, coalesce(location, s.location), full_options),
 								full_options);
+	IF tr IS DISTINCT FROM s.transformer THEN
+		UPDATE cdviz.sources x SET transformer = tr WHERE x.id = s.id;
+	END IF;
 	IF paused IS NOT NULL THEN
 		UPDATE cdviz.sources x SET paused = alter_source.paused WHERE x.id = s.id;
 	END IF;
 END
 $$;
 COMMENT ON FUNCTION cdviz.alter_source(text, text, jsonb, regprocedure, boolean) IS
-'cdviz: changes a source; NULL arguments keep the current value, options (when given) replace all options, secrets included (a secret given as ***, as cdviz.sources shows it, keeps its current value). Its worker restarts with the new definition when the transaction commits; progress is kept per file, object, stream consumer or group. Example: SELECT cdviz.alter_source(''agents'', options => ''{"poll_interval": 10}'');';
+'cdviz: changes a source; NULL arguments keep the current value, options (when given) replace all options, secrets included (a secret given as ***, as cdviz.sources shows it, keeps its current value); transformer => ''-'' removes the transformer. Its worker restarts with the new definition when the transaction commits; progress is kept per file, object, stream consumer or group. Example: SELECT cdviz.alter_source(''agents'', options => ''{"poll_interval": 10}'');';
 
 CREATE FUNCTION cdviz.drop_source(name text)
 RETURNS void
@@ -615,7 +659,7 @@ SELECT pg_catalog.pg_extension_config_dump('cdviz.sources_id_seq', '');
 -- into the lake and reads files the server's account can read.
 REVOKE EXECUTE ON FUNCTION cdviz._source_check(text, text, jsonb),
 	cdviz._source_split(text, jsonb),
-	cdviz._source_check_transformer(regprocedure), cdviz._source_for_change(text),
+	cdviz._source_check_transformer(text, jsonb, regprocedure), cdviz._source_for_change(text),
 	cdviz._source_store(integer, text, text, text, jsonb, text, boolean),
 	cdviz.create_source(text, text, text, jsonb, regprocedure, boolean),
 	cdviz.alter_source(text, text, jsonb, regprocedure, boolean),
@@ -626,7 +670,9 @@ GRANT SELECT ON cdviz.sources TO cdviz_reader;
 -- One row per source.  Folder and S3 sources count their files and
 -- objects in cdviz.fs_files and cdviz.s3_objects (rows of the source's
 -- location: a source dropped and created again for the same folder
--- finds its progress); message sources count in cdviz.source_progress.
+-- finds its progress), OCI sources their registry's tags in
+-- cdviz.oci_tags; message sources count in cdviz.source_progress, and so
+-- do OCI sources their events.
 -- Every kind notes its polls in cdviz.source_progress.
 -- Errors are shown with the source's secrets replaced by ***.
 CREATE VIEW cdviz.source_status AS
@@ -667,6 +713,11 @@ LEFT JOIN LATERAL (
 	FROM cdviz.s3_objects o
 	WHERE o.source = s.location
 	HAVING s.kind = 's3'
+	UNION ALL
+	SELECT count(*), 0::bigint, NULL, NULL, NULL, max(t.seen_at), NULL, NULL
+	FROM cdviz.oci_tags t
+	WHERE t.registry = s.location
+	HAVING s.kind = 'oci'
 ) i ON true
 -- the first error there is: of the worker (failed) or of its last poll,
 -- else of one of the files or objects
@@ -683,12 +734,12 @@ COMMENT ON VIEW cdviz.source_status IS
 'cdviz: one row per source (cdviz.sources): the state of its worker, files or objects seen, events stored, duplicates, rejected lines or messages, what is left to read, when it was last read and polled, and its last error (of the source, else of one of its files); no secrets';
 COMMENT ON COLUMN cdviz.source_status.id IS 'cdviz.sources.id';
 COMMENT ON COLUMN cdviz.source_status.name IS 'source name';
-COMMENT ON COLUMN cdviz.source_status.kind IS 'folder, s3, nats or kafka';
-COMMENT ON COLUMN cdviz.source_status.location IS 'folder path, s3://bucket/prefix, NATS subjects or Kafka topics';
+COMMENT ON COLUMN cdviz.source_status.kind IS 'folder, s3, nats, kafka or oci';
+COMMENT ON COLUMN cdviz.source_status.location IS 'folder path, s3://bucket/prefix, NATS subjects, Kafka topics or registry URL';
 COMMENT ON COLUMN cdviz.source_status.paused IS 'whether the source is paused';
 COMMENT ON COLUMN cdviz.source_status.defined_by IS 'sql or settings';
 COMMENT ON COLUMN cdviz.source_status.state IS 'running, paused, starting, failed (see last_error; started again after a pause that doubles from 5 s to 5 min) or no worker slot (raise max_worker_processes)';
-COMMENT ON COLUMN cdviz.source_status.items IS 'folder and s3: files or objects seen; NULL for message sources';
+COMMENT ON COLUMN cdviz.source_status.items IS 'folder and s3: files or objects seen; oci: tags of the registry seen; NULL for message sources';
 COMMENT ON COLUMN cdviz.source_status.events IS 'events stored';
 COMMENT ON COLUMN cdviz.source_status.duplicates IS 'events read that the lake already had';
 COMMENT ON COLUMN cdviz.source_status.rejected IS 'lines, elements or messages sent to cdviz.rejected_events';

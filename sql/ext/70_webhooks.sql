@@ -319,7 +319,7 @@ LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	ref text := lower(image);
+	ref text := image;
 	tag text;
 	dig text := digest;
 	repo text;
@@ -329,15 +329,16 @@ BEGIN
 		RETURN NULL;
 	END IF;
 	IF position('@' IN ref) > 0 THEN
-		dig := coalesce(dig, split_part(ref, '@', 2));
+		dig := coalesce(dig, lower(split_part(ref, '@', 2)));
 		ref := split_part(ref, '@', 1);
 	END IF;
-	-- a tag is after the last ':' of the last path segment (not a port)
+	-- a tag is after the last ':' of the last path segment (not a port);
+	-- tags are case-sensitive, registry and repository names are not
 	IF ref ~ ':[^/:]*$' THEN
 		tag := substring(ref FROM ':([^/:]*)$');
 		ref := regexp_replace(ref, ':[^/:]*$', '');
 	END IF;
-	repo := ref;
+	repo := lower(ref);
 	name := regexp_replace(ref, '^.*/', '');
 	RETURN 'pkg:oci/' || name
 		|| CASE WHEN dig IS NOT NULL AND dig <> '' THEN '@' || replace(dig, ':', '%3A') ELSE '' END
@@ -346,7 +347,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION cdviz.webhook_oci_purl(text, text) IS
-'cdviz: package URL of a container image reference (registry/path/name[:tag][@sha256:...]): pkg:oci/<name>@<digest>?repository_url=<registry/path/name>&tag=<tag>. Example: SELECT cdviz.webhook_oci_purl(''ghcr.io/acme/api:1.2@sha256:ab12'');';
+'cdviz: package URL of a container image reference (registry/path/name[:tag][@sha256:...]): pkg:oci/<name>@<digest>?repository_url=<registry/path/name>&tag=<tag>, registry and name in lower case, the tag as given. Example: SELECT cdviz.webhook_oci_purl(''ghcr.io/acme/api:1.2@sha256:ab12'');';
 
 -- ---------------------------------------------------------------------
 -- Processing deliveries

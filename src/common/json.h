@@ -34,4 +34,12 @@ extern Jsonb *cdviz_jsonb_from_text(const char *text, size_t len);
  */
 extern Jsonb *cdviz_jsonb_parse(const char *text, size_t len, ErrorData **edata);
 
+/*
+ * A json-c document as jsonb (through its text, as cdviz_jsonb_parse()
+ * reads it), and the elements of a json-c array so, *n of them (none when
+ * it is no array); raises when jsonb refuses one (jsonb_to_json.c).
+ */
+extern Jsonb *cdviz_json_to_jsonb(struct json_object *doc);
+extern Jsonb **cdviz_json_array_to_jsonb(struct json_object *array, int *n);
+
 #endif							/* CDVIZ_COMMON_JSON_H */

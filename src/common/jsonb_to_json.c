@@ -1,7 +1,8 @@
 /*
  * jsonb_to_json.c
  *	  A jsonb value as the json-c document the core checks, built by walking
- *	  the jsonb directly.
+ *	  the jsonb directly; and back, a document the core made (a test
+ *	  report's model, its events) as jsonb.
  *
  * The SQL functions receive jsonb.  Printing it as text only for json-c to
  * tokenize that text again would be a large part of cdviz.ingest_batch's
@@ -145,4 +146,32 @@ cdviz_jsonb_to_json(Jsonb *jb)
 	pfree(open);
 	pfree(keys);
 	return done;
+}
+
+/* See json.h. */
+Jsonb *
+cdviz_json_to_jsonb(struct json_object *doc)
+{
+	size_t		len;
+	const char *text = json_object_to_json_string_length(doc, JSON_C_TO_STRING_PLAIN |
+														 JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	ErrorData  *edata = NULL;
+	Jsonb	   *jb = cdviz_jsonb_parse(text, len, &edata);
+
+	if (jb == NULL)
+		ReThrowError(edata);
+	return jb;
+}
+
+/* See json.h. */
+Jsonb **
+cdviz_json_array_to_jsonb(struct json_object *array, int *n)
+{
+	Jsonb	  **out;
+
+	*n = json_object_is_type(array, json_type_array) ? (int) json_object_array_length(array) : 0;
+	out = palloc0(sizeof(Jsonb *) * Max(*n, 1));
+	for (int i = 0; i < *n; i++)
+		out[i] = cdviz_json_to_jsonb(json_object_array_get_idx(array, i));
+	return out;
 }

@@ -11,8 +11,11 @@
  *	  poll_source.c    what both sources share: names, progress rows
  *	  poll_read.c      a file turned into stored events with exactly-once
  *	                   progress
- *	  poll_report.c    a test report (format junit or tap) read whole, and
- *	                   a file read into memory
+ *	  poll_report.c    a file read whole, in one transaction: a test report
+ *	                   (format junit or tap), a file of format metadata
+ *	                   (not read, hashed), and a file read into memory
+ *	  poll_item.c      such a file handed to the source's transformer, or
+ *	                   to the built-in mapping of its format
  *	  poll_settings.c  the cdviz.fs_*, cdviz.s3_* and cdviz.poll_* settings,
  *	                   which define the source settings.folder and
  *	                   settings.s3
@@ -22,10 +25,15 @@
 
 #include "postgres.h"
 
+#include <curl/curl.h>
+
 #include "access/htup.h"
 #include "access/tupdesc.h"
 #include "postmaster/bgworker.h"
 #include "utils/hsearch.h"
+#include "utils/jsonb.h"
+
+#include "webhook/source_item.h"
 
 /* Define the settings (from _PG_init, preloaded). */
 extern void cdviz_poll_init(void);
@@ -73,12 +81,16 @@ typedef enum PollFormat
 {
 	POLL_FORMAT_CDEVENTS,		/* CDEvents: .json documents or JSON Lines */
 	POLL_FORMAT_JUNIT,			/* one JUnit XML report per file */
-	POLL_FORMAT_TAP				/* one TAP 13/14 report per file */
+	POLL_FORMAT_TAP,			/* one TAP 13/14 report per file */
+	POLL_FORMAT_METADATA		/* each file an item of its own, not read:
+								 * its name, size, time and hash */
 } PollFormat;
 
 /* One folder or S3 source, as its worker read it from cdviz.sources. */
 typedef struct PollConfig
 {
+	const char *source_name;	/* the source's name, for its transformer */
+	Oid			transformer;	/* the source's transformer, or InvalidOid */
 	const char *location;		/* absolute folder path, or s3://bucket/prefix */
 	const char *pattern;		/* comma-separated file name patterns */
 	int			poll_interval;	/* seconds */
@@ -137,6 +149,9 @@ typedef struct PollFile
 								 * 1970: the events' default timestamp */
 	bool		read_before;	/* its row says a content was read whole */
 	uint64		read_hash;		/* and that content's hash */
+	/* s3: what its transformer is told; NULL for a folder's file */
+	const char *bucket;
+	const char *etag;
 
 	/* the committed progress: where reading starts, updated per commit */
 	uint64		offset;
@@ -168,11 +183,29 @@ extern bool poll_read_file(PollFile *f, char **error);
 extern char *poll_read_prefix(PollFile *f, size_t len);
 
 /*
- * Read f whole as a report of its source's format and store its events
- * (or its dead letter) and its progress (f->save) in the current
- * transaction.
+ * Read f whole as its source's format says (a report, or its metadata
+ * only) and store its events (or its dead letters) and its progress
+ * (f->save) in the current transaction.
  */
 extern void poll_read_report(PollFile *f, PollDelta *delta);
+
+/* poll_item.c */
+
+/*
+ * What f's transformer is told of it (see docs/sources.md): the source,
+ * kind and format, the file's identity (id: its path or key, "@sha256:"
+ * and sha256, the hex SHA-256 of its content), name, size, time and hash.
+ */
+extern Jsonb *poll_item_meta(PollFile *f, const char *sha256);
+
+/*
+ * Store the events of f, whose meta and body (NULL: none) are given,
+ * made by the source's transformer, else by builtin (called with arg);
+ * counts added to delta.  A transformer that raises keeps the item as a
+ * dead letter (webhook/source_item.h).
+ */
+extern void poll_item_store(PollFile *f, Jsonb *meta, Jsonb *body,
+							CdvizSourceMapping builtin, void *arg, PollDelta *delta);
 
 /* poll_source.c */
 
@@ -207,6 +240,23 @@ typedef void (*PollRowFill) (void *entry, HeapTuple tup, TupleDesc desc);
 extern HTAB *poll_load_rows(const char *table, const char *sql, int nargs,
 							Oid *types, Datum *args, Size keysize, Size entrysize,
 							PollRowFill fill);
+
+/*
+ * The options every request of a polling source's curl handle takes,
+ * after curl_easy_reset(): no signals, 10 s to connect, a server silent
+ * for 30 s is dead, errors into errbuf, the body to on_body and the
+ * headers to on_header (both given arg), the transfer stopped when the
+ * worker is told to exit, and the user agent.
+ */
+extern void poll_curl_options(CURL *curl, char *errbuf, curl_write_callback on_body,
+							  curl_write_callback on_header, void *arg, const char *agent);
+
+/*
+ * Seconds to wait before the next poll after failures failed polls in a
+ * row: interval, doubled with each failure after the first, up to ten
+ * minutes.
+ */
+extern int	poll_backoff_seconds(int interval, int failures);
 
 /* poll_fs.c, poll_s3.c */
 

@@ -30,6 +30,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "common/rfc3339.h"
 #include "core/jsonl.h"
 #include "poll/poll.h"
 #include "common/worker.h"
@@ -90,18 +91,6 @@ mtime_us(const struct stat *st)
 	return (int64) st->st_mtim.tv_sec * USECS_PER_SEC + st->st_mtim.tv_nsec / 1000;
 }
 
-static TimestampTz
-unix_us_to_timestamptz(int64 us)
-{
-	return (TimestampTz) (us - (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY);
-}
-
-static int64
-timestamptz_to_unix_us(TimestampTz ts)
-{
-	return (int64) ts + (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY;
-}
-
 /* Log a problem with a path once, until it changes or goes away. */
 static bool
 first_report(const char *path, const char *message)
@@ -143,7 +132,7 @@ fs_fill_row(void *entry, HeapTuple tup, TupleDesc desc)
 	bool		isnull;
 
 	row->size = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-	row->mtime_us = timestamptz_to_unix_us(DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull)));
+	row->mtime_us = cdviz_timestamptz_to_unix_us(DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull)));
 	row->offset = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
 	row->lines = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
 	row->hash = (uint64) DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
@@ -164,7 +153,7 @@ file_args(Datum *args, FsPoll *p, FsFound *file)
 	args[0] = CStringGetTextDatum(file->path);
 	args[1] = CStringGetTextDatum(p->root);
 	args[2] = Int64GetDatum(file->size);
-	args[3] = TimestampTzGetDatum(unix_us_to_timestamptz(file->mtime_us));
+	args[3] = TimestampTzGetDatum(cdviz_unix_us_to_timestamptz(file->mtime_us));
 }
 
 /* PollSaveFunc of the folder source: upsert the file's row. */

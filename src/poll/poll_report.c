@@ -1,7 +1,15 @@
 /*
  * poll_report.c
- *	  A test report (a source with format junit or tap) turned into stored
- *	  events, with its progress saved in the same transaction.
+ *	  A file read whole, in one transaction, turned into stored events with
+ *	  its progress saved in the same transaction: a test report (a source
+ *	  with format junit or tap), or a file of a source with format
+ *	  metadata, whose content is only hashed.
+ *
+ * Either is one item for the source's transformer (poll_item.c), its
+ * body the report's model (src/core/report.h), or none for metadata; a
+ * report without transformer is stored by the built-in mapping.  The
+ * metadata of a file is hashed in chunks of HASH_CHUNK bytes: memory
+ * stays bounded whatever its size.
  *
  * A report is read whole, in one transaction: parsed by the core's
  * readers (src/core/report.h) into CDEvents test events, stored, and the
@@ -28,21 +36,25 @@
 #include "miscadmin.h"
 #include "utils/memutils.h"
 
+#include "common/json.h"
 #include "core/jsonl.h"
 #include "core/report.h"
 #include "poll/poll.h"
 #include "store/store.h"
 
-/* See poll.h: a .json document, a report, a file's start. */
-char *
-poll_read_prefix(PollFile *f, size_t len)
-{
-	char	   *buf = palloc(len + 1);
-	size_t		got = 0;
+/* What a file of format metadata is read by, at a time, to hash it. */
+#define HASH_CHUNK (256 * 1024)
 
-	while (got < len)
+/*
+ * Read up to len bytes of f at offset into buf: how many, at least one;
+ * raises when the file cannot be read or ends before offset.
+ */
+static size_t
+read_at(PollFile *f, char *buf, size_t len, uint64 offset)
+{
+	for (;;)
 	{
-		ssize_t		n = pread(f->fd, buf + got, len - got, (off_t) got);
+		ssize_t		n = pread(f->fd, buf, len, (off_t) offset);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -54,37 +66,59 @@ poll_read_prefix(PollFile *f, size_t len)
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errmsg("\"%s\" shrank while it was read", f->name)));
-		got += (size_t) n;
+		return (size_t) n;
 	}
+}
+
+/* See poll.h: a .json document, a report, a file's start. */
+char *
+poll_read_prefix(PollFile *f, size_t len)
+{
+	char	   *buf = palloc(len + 1);
+	size_t		got = 0;
+
+	while (got < len)
+		got += read_at(f, buf + got, len - got, (uint64) got);
 	buf[len] = '\0';
 	return buf;
 }
 
-/* The content's SHA-256, in hex. */
+/*
+ * The SHA-256 of f's content, in hex, and its hash for the progress row
+ * (*fnv): of data (f->size bytes) when given, else read from f in chunks.
+ */
 static char *
-content_sha256(const char *data, size_t len)
+content_hashes(PollFile *f, const char *data, uint64 *fnv)
 {
 	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
 	uint8		digest[PG_SHA256_DIGEST_LENGTH];
 	char	   *hex = palloc(PG_SHA256_DIGEST_LENGTH * 2 + 1);
+	char	   *chunk = data ? NULL : palloc(HASH_CHUNK);
+	uint64		done = 0;
 
-	if (ctx == NULL || pg_cryptohash_init(ctx) < 0 ||
-		pg_cryptohash_update(ctx, (const uint8 *) data, len) < 0 ||
-		pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
+	*fnv = CDVIZ_HASH_INIT;
+	if (ctx == NULL || pg_cryptohash_init(ctx) < 0)
+		elog(ERROR, "%s: could not compute SHA-256: %s", POLL_WHO, pg_cryptohash_error(ctx));
+	while (done < f->size)
+	{
+		const char *part = data ? data : chunk;
+		size_t		n = data ? (size_t) f->size :
+			read_at(f, chunk, (size_t) Min(f->size - done, (uint64) HASH_CHUNK), done);
+
+		*fnv = cdviz_hash_update(*fnv, part, n);
+		if (pg_cryptohash_update(ctx, (const uint8 *) part, n) < 0)
+			elog(ERROR, "%s: could not compute SHA-256: %s", POLL_WHO, pg_cryptohash_error(ctx));
+		done += (uint64) n;
+		CHECK_FOR_INTERRUPTS();
+	}
+	if (pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
 		elog(ERROR, "%s: could not compute SHA-256: %s", POLL_WHO, pg_cryptohash_error(ctx));
 	pg_cryptohash_free(ctx);
 	for (int i = 0; i < PG_SHA256_DIGEST_LENGTH; i++)
 		sprintf(hex + i * 2, "%02x", digest[i]);
+	if (chunk)
+		pfree(chunk);
 	return hex;
-}
-
-/* The file's name without its folders: a TAP file's suite name. */
-static const char *
-base_name(const char *name)
-{
-	const char *slash = strrchr(name, '/');
-
-	return slash ? slash + 1 : name;
 }
 
 /* Keep a refused report as one dead letter, without its text. */
@@ -96,10 +130,11 @@ reject_report(PollFile *f, const CdvizProblems *problems, PollDelta *delta)
 	delta->status = "rejected";
 }
 
-/* Store the events of a json-c array of them. */
-static void
-store_events(PollFile *f, struct json_object *events, PollDelta *delta)
+/* Store the events of a json-c array of them; their counts. */
+static CdvizStoreResult
+store_events(PollFile *f, struct json_object *events)
 {
+	CdvizStoreResult total = {0};
 	int			n = (int) json_object_array_length(events);
 	int			batch = f->cfg->batch_lines;
 	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "cdviz source report",
@@ -128,13 +163,86 @@ store_events(PollFile *f, struct json_object *events, PollDelta *delta)
 		}
 		res = cdviz_store_items(items, count, f->origin);
 		cdviz_store_release_items(items, count);
-		delta->events += res.stored;
-		delta->duplicates += res.duplicates;
-		delta->rejected += res.rejected;
+		total.stored += res.stored;
+		total.duplicates += res.duplicates;
+		total.rejected += res.rejected;
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(cxt);
 	}
 	MemoryContextDelete(cxt);
+	return total;
+}
+
+/* A report's model, for its built-in mapping. */
+typedef struct ReportMapping
+{
+	PollFile   *f;
+	struct json_object *model;
+	const char *sha256;			/* of its content */
+	PollDelta  *delta;
+} ReportMapping;
+
+/*
+ * CdvizSourceMapping of reports: the events of the model, stored, or a
+ * dead letter when the model cannot be made into events.
+ */
+static CdvizStoreResult
+report_builtin(const CdvizSourceItem *item, void *arg)
+{
+	ReportMapping *rm = (ReportMapping *) arg;
+	PollFile   *f = rm->f;
+	const PollConfig *cfg = f->cfg;
+	CdvizReportOptions options = {0};
+	CdvizProblems problems;
+	struct json_object *events;
+	CdvizStoreResult res = {0};
+	const char *slash = strrchr(f->id_name, '/');
+
+	/* the item's id in its meta (poll_item_meta()) */
+	options.file_id = psprintf("%s@sha256:%s", f->id_name, rm->sha256);
+	options.source = cfg->source_uri;
+	/* a TAP file's suite is named after the file */
+	options.suite_name = slash ? slash + 1 : f->id_name;
+	options.environment_id = cfg->environment[0] ? cfg->environment : NULL;
+	options.default_timestamp_us = f->mtime_us;
+	cdviz_problems_init(&problems);
+	events = cdviz_report_to_cdevents(rm->model, &options, &problems);
+	if (events == NULL)
+	{
+		(void) cdviz_store_dead_letter(f->origin, f->name, "", 0, &problems);
+		cdviz_problems_reset(&problems);
+		rm->delta->status = "rejected";
+		res.rejected = 1;
+		return res;
+	}
+	cdviz_problems_reset(&problems);
+	/* json-c memory is not the memory context's: freed on errors too */
+	PG_TRY();
+	{
+		res = store_events(f, events);
+	}
+	PG_FINALLY();
+	{
+		json_object_put(events);
+	}
+	PG_END_TRY();
+	return res;
+}
+
+/*
+ * A file of format metadata: not parsed, hashed; its content read before
+ * stores nothing again (only its time changed).
+ */
+static void
+read_metadata(PollFile *f, PollDelta *delta)
+{
+	uint64		fnv;
+	char	   *sha256 = content_hashes(f, NULL, &fnv);
+
+	delta->hash = fnv;
+	if (!(f->read_before && f->read_hash == fnv))
+		poll_item_store(f, poll_item_meta(f, sha256), NULL, NULL, NULL, delta);
+	f->save(f, delta);
 }
 
 /* See poll.h. */
@@ -147,15 +255,21 @@ poll_read_report(PollFile *f, PollDelta *delta)
 	uint64		max = (uint64) cfg->max_report_size * 1024;
 	CdvizProblems problems;
 	CdvizReportLimits limits = {0};
-	CdvizReportOptions options = {0};
-	struct json_object *model;
-	struct json_object *events;
+	ReportMapping rm = {f, NULL, NULL, delta};
+	Jsonb	   *meta;
+	Jsonb	   *body = NULL;
 	char	   *data;
+	char	   *sha256;
 
 	delta->offset = f->size;
 	delta->lines = 0;
 	delta->hash = CDVIZ_HASH_INIT;
 	delta->status = "read";
+	if (cfg->format == POLL_FORMAT_METADATA)
+	{
+		read_metadata(f, delta);
+		return;
+	}
 	cdviz_problems_init(&problems);
 	if (f->size > max)
 	{
@@ -168,7 +282,8 @@ poll_read_report(PollFile *f, PollDelta *delta)
 		return;
 	}
 	data = poll_read_prefix(f, (size_t) f->size);
-	delta->hash = cdviz_hash_update(CDVIZ_HASH_INIT, data, (size_t) f->size);
+	sha256 = content_hashes(f, data, &delta->hash);
+	rm.sha256 = sha256;
 	if (f->read_before && f->read_hash == delta->hash)
 	{
 		/* the same content as the last reading: its events are stored */
@@ -177,36 +292,26 @@ poll_read_report(PollFile *f, PollDelta *delta)
 	}
 
 	limits.max_bytes = (size_t) max;
-	model = cdviz_report_parse(format, data, (size_t) f->size, &limits, &problems);
-	if (model == NULL)
+	rm.model = cdviz_report_parse(format, data, (size_t) f->size, &limits, &problems);
+	if (rm.model == NULL)
 	{
 		reject_report(f, &problems, delta);
 		cdviz_problems_reset(&problems);
 		f->save(f, delta);
 		return;
 	}
-	options.file_id = psprintf("%s@sha256:%s", f->id_name, content_sha256(data, (size_t) f->size));
-	options.source = cfg->source_uri;
-	options.suite_name = base_name(f->id_name);
-	options.environment_id = cfg->environment[0] ? cfg->environment : NULL;
-	options.default_timestamp_us = f->mtime_us;
-	events = cdviz_report_to_cdevents(model, &options, &problems);
-	json_object_put(model);
-	if (events == NULL)
-		reject_report(f, &problems, delta);
-	else
-	{
-		/* json-c memory is not the memory context's: freed on errors too */
-		PG_TRY();
-		{
-			store_events(f, events, delta);
-		}
-		PG_FINALLY();
-		{
-			json_object_put(events);
-		}
-		PG_END_TRY();
-	}
 	cdviz_problems_reset(&problems);
+	PG_TRY();
+	{
+		meta = poll_item_meta(f, sha256);
+		if (OidIsValid(cfg->transformer))
+			body = cdviz_json_to_jsonb(rm.model);
+		poll_item_store(f, meta, body, report_builtin, &rm, delta);
+	}
+	PG_FINALLY();
+	{
+		json_object_put(rm.model);
+	}
+	PG_END_TRY();
 	f->save(f, delta);
 }

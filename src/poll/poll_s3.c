@@ -40,8 +40,6 @@
 #include "poll/poll.h"
 #include "common/worker.h"
 
-/* Longest wait between passes after failures. */
-#define MAX_BACKOFF_SECONDS 600
 /* Largest listing page accepted (S3 pages of 1,000 keys are ~300 kB). */
 #define MAX_LISTING_BYTES (32 * 1024 * 1024)
 /* S3 keys are at most 1,024 bytes of UTF-8. */
@@ -161,14 +159,6 @@ on_header(char *data, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
-/* Stop a transfer when the worker is told to exit. */
-static int
-on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow,
-			curl_off_t ultotal, curl_off_t ulnow)
-{
-	return ProcDiePending ? 1 : 0;
-}
-
 /* Text of one child element of node, or NULL. */
 static char *
 child_text(xmlNodePtr node, const char *name)
@@ -235,20 +225,7 @@ s3_get(S3Pass *p, const char *url, curl_write_callback write_fn)
 	curl_easy_setopt(p->curl, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(p->curl, CURLOPT_AWS_SIGV4, sigv4);
 	curl_easy_setopt(p->curl, CURLOPT_USERPWD, userpwd);
-	curl_easy_setopt(p->curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(p->curl, CURLOPT_CONNECTTIMEOUT, 10L);
-	/* a server that stops sending for 30 s is dead */
-	curl_easy_setopt(p->curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
-	curl_easy_setopt(p->curl, CURLOPT_LOW_SPEED_TIME, 30L);
-	curl_easy_setopt(p->curl, CURLOPT_ERRORBUFFER, p->curl_error);
-	curl_easy_setopt(p->curl, CURLOPT_WRITEFUNCTION, write_fn);
-	curl_easy_setopt(p->curl, CURLOPT_WRITEDATA, p);
-	curl_easy_setopt(p->curl, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(p->curl, CURLOPT_HEADERDATA, p);
-	curl_easy_setopt(p->curl, CURLOPT_NOPROGRESS, 0L);
-	curl_easy_setopt(p->curl, CURLOPT_XFERINFOFUNCTION, on_progress);
-	curl_easy_setopt(p->curl, CURLOPT_XFERINFODATA, p);
-	curl_easy_setopt(p->curl, CURLOPT_USERAGENT, "cdviz-poller");
+	poll_curl_options(p->curl, p->curl_error, write_fn, on_header, p, "cdviz-poller");
 	rc = curl_easy_perform(p->curl);
 	curl_easy_getinfo(p->curl, CURLINFO_RESPONSE_CODE, &p->http_status);
 	curl_slist_free_all(headers);
@@ -625,6 +602,8 @@ read_object(S3Pass *p, S3Pending *t, char **error)
 		f.read_hash = t->row->hash;
 	}
 	arg.etag = p->etag[0] ? p->etag : t->etag;
+	f.bucket = p->bucket;
+	f.etag = arg.etag;
 	/* the same version, left half read by a crash: continue it */
 	if (t->row && strcmp(t->row->etag, arg.etag) == 0 &&
 		strcmp(t->row->status, "reading") == 0 && (uint64) t->row->offset <= f.size)
@@ -714,10 +693,7 @@ poll_s3_run(const PollConfig *cfg)
 		return cfg->poll_interval;
 	}
 	failures++;
-	wait = cfg->poll_interval;
-	for (int i = 1; i < failures && wait < MAX_BACKOFF_SECONDS; i++)
-		wait *= 2;
-	wait = Min(wait, MAX_BACKOFF_SECONDS);
+	wait = poll_backoff_seconds(cfg->poll_interval, failures);
 	ereport(LOG,
 			(errmsg("%s: %s", POLL_WHO, error),
 			 errdetail("Failure %d in a row; next attempt in %d s.", failures, wait),

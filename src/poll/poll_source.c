@@ -9,6 +9,8 @@
 
 #include <fnmatch.h>
 
+#include <curl/curl.h>
+
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
@@ -16,6 +18,9 @@
 
 #include "poll/poll.h"
 #include "common/worker.h"
+
+/* Longest wait between polls after failures. */
+#define MAX_BACKOFF_SECONDS 600
 
 /* See poll.h. */
 bool
@@ -146,4 +151,42 @@ poll_absolute_path(const char *path)
 	if (s[0] != '/')
 		s = psprintf("%s/%s", DataDir, s);
 	return s;
+}
+
+/* Stop a transfer when the worker is told to exit. */
+static int
+on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+	return ProcDiePending ? 1 : 0;
+}
+
+/* See poll.h. */
+void
+poll_curl_options(CURL *curl, char *errbuf, curl_write_callback on_body,
+				  curl_write_callback on_header, void *arg, const char *agent)
+{
+	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 10L);
+	/* a server that stops sending for 30 s is dead */
+	curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, 30L);
+	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(curl, CURLOPT_WRITEDATA, arg);
+	curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(curl, CURLOPT_HEADERDATA, arg);
+	curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(curl, CURLOPT_USERAGENT, agent);
+}
+
+/* See poll.h. */
+int
+poll_backoff_seconds(int interval, int failures)
+{
+	int			wait = interval;
+
+	for (int i = 1; i < failures && wait < MAX_BACKOFF_SECONDS; i++)
+		wait *= 2;
+	return Min(wait, MAX_BACKOFF_SECONDS);
 }

@@ -19,4 +19,7 @@ extern void cdviz_nats_source_run(const CdvizSource *src);
 /* kafka (kafka_source.c) */
 extern void cdviz_kafka_source_run(const CdvizSource *src);
 
+/* oci (oci_source.c): a container registry's tags */
+extern void cdviz_oci_source_run(const CdvizSource *src);
+
 #endif							/* CDVIZ_SOURCES_KINDS_H */

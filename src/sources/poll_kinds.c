@@ -12,10 +12,8 @@
 
 #include "miscadmin.h"
 #include "pgstat.h"
-#include "storage/latch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
-#include "utils/wait_event.h"
 
 #include "common/worker.h"
 #include "poll/poll.h"
@@ -24,6 +22,7 @@
 #define DEFAULT_PATTERN "*.json,*.jsonl,*.ndjson"
 #define JUNIT_PATTERN "*.xml"
 #define TAP_PATTERN "*.tap"
+#define METADATA_PATTERN "*"
 
 /* See PollNoteFunc: the poll in cdviz.source_progress, as every kind notes it. */
 static void
@@ -43,6 +42,8 @@ read_options(const CdvizSource *src, PollConfig *cfg, int poll_interval, const c
 	const char *pattern = DEFAULT_PATTERN;
 
 	memset(cfg, 0, sizeof(*cfg));
+	cfg->source_name = src->name;
+	cfg->transformer = src->transformer;
 	cfg->location = src->location;
 	/* a report's usual name, unless the source names its files */
 	if (strcmp(format, "junit") == 0)
@@ -54,6 +55,11 @@ read_options(const CdvizSource *src, PollConfig *cfg, int poll_interval, const c
 	{
 		cfg->format = POLL_FORMAT_TAP;
 		pattern = TAP_PATTERN;
+	}
+	else if (strcmp(format, "metadata") == 0)
+	{
+		cfg->format = POLL_FORMAT_METADATA;
+		pattern = METADATA_PATTERN;
 	}
 	else
 		cfg->format = POLL_FORMAT_CDEVENTS;
@@ -68,28 +74,6 @@ read_options(const CdvizSource *src, PollConfig *cfg, int poll_interval, const c
 	cfg->done_path = "";
 	cfg->note_poll = note_poll;
 	cfg->note_arg = src;
-}
-
-/*
- * Wait until a deadline, on the latch: a reload or SIGTERM wakes it, and
- * the loop goes on waiting for what is left.
- */
-static void
-sleep_until(TimestampTz deadline)
-{
-	pgstat_report_activity(STATE_IDLE, NULL);
-	while (!cdviz_source_stopping())
-	{
-		long		secs;
-		int			usecs;
-
-		if (GetCurrentTimestamp() >= deadline)
-			return;
-		TimestampDifference(GetCurrentTimestamp(), deadline, &secs, &usecs);
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 secs * 1000L + usecs / 1000 + 1, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-	}
 }
 
 /* The time seconds from now. */
@@ -125,7 +109,7 @@ cdviz_folder_source_run(const CdvizSource *src)
 			poll_fs_run(&cfg);
 			MemoryContextSwitchTo(old);
 			MemoryContextReset(pollcxt);
-			sleep_until(next);
+			cdviz_source_sleep_until(next);
 		}
 	}
 }
@@ -158,7 +142,7 @@ cdviz_s3_source_run(const CdvizSource *src)
 			wait_s = poll_s3_run(&cfg);
 			MemoryContextSwitchTo(old);
 			MemoryContextReset(pollcxt);
-			sleep_until(in_seconds(wait_s));
+			cdviz_source_sleep_until(in_seconds(wait_s));
 		}
 	}
 }

@@ -13,6 +13,7 @@
  *	                   its options, what its worker records about it
  *	  poll_kinds.c     the folder and s3 kinds (the readers of src/poll/)
  *	  nats_source.c    the nats kind
+ *	  oci_source.c     the oci kind (oci.h)
  *	  settings_sources.c  the rows of the sources the settings define
  *
  * A kind's run function reads its source until cdviz_source_stopping(),
@@ -26,12 +27,13 @@
 #include "postgres.h"
 
 #include "utils/jsonb.h"
+#include "utils/timestamp.h"
 
 typedef struct CdvizSource
 {
 	int32		id;
 	char	   *name;
-	char	   *kind;			/* folder, s3, nats, kafka */
+	char	   *kind;			/* folder, s3, nats, kafka, oci */
 	char	   *location;
 	Jsonb	   *options;		/* options with the secrets merged in */
 	Oid			transformer;	/* InvalidOid when none */
@@ -46,6 +48,12 @@ typedef struct CdvizSourceKind
 
 /* Processes interrupts (SIGHUP reload); true once the worker must exit. */
 extern bool cdviz_source_stopping(void);
+
+/*
+ * Wait on the latch until a deadline: a reload or SIGTERM wakes it, and
+ * the wait goes on for what is left, until cdviz_source_stopping().
+ */
+extern void cdviz_source_sleep_until(TimestampTz deadline);
 
 /* One poll done: last_poll_at, and last_success_at or last_error (NULL = success). */
 extern void cdviz_source_note_poll(const CdvizSource *src, const char *error);

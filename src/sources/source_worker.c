@@ -22,7 +22,10 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "storage/ipc.h"
+#include "storage/latch.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
 
 #include "common/worker.h"
 #include "sources/kinds.h"
@@ -37,6 +40,7 @@ static const CdvizSourceKind source_kinds[] = {
 	{"s3", cdviz_s3_source_run},
 	{"nats", cdviz_nats_source_run},
 	{"kafka", cdviz_kafka_source_run},
+	{"oci", cdviz_oci_source_run},
 };
 
 PGDLLEXPORT void cdviz_source_main(Datum arg);
@@ -58,6 +62,25 @@ cdviz_source_stopping(void)
 	/* SIGTERM ends the process here, through die() */
 	(void) cdviz_worker_process_interrupts();
 	return ProcDiePending;
+}
+
+/* See source.h. */
+void
+cdviz_source_sleep_until(TimestampTz deadline)
+{
+	pgstat_report_activity(STATE_IDLE, NULL);
+	while (!cdviz_source_stopping())
+	{
+		long		secs;
+		int			usecs;
+
+		if (GetCurrentTimestamp() >= deadline)
+			return;
+		TimestampDifference(GetCurrentTimestamp(), deadline, &secs, &usecs);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 secs * 1000L + usecs / 1000 + 1, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
 }
 
 /* Arguments of load_source(). */

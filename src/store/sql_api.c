@@ -357,6 +357,14 @@ cdviz_replay_rejected(PG_FUNCTION_ARGS)
 				 errdetail("The receiver could not take it at \"%s\".",
 						   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4)),
 				 errhint("Post it to its webhook again once the cause is fixed.")));
+	/* an item a source's transformer raised on is the source's input */
+	mode = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5);
+	if (mode && strcmp(mode, "transformer") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("rejected event %lld is the input of a source's transformer, not a CDEvent",
+						(long long) rid),
+				 errhint("Fix the transformer, then run it again with cdviz.retransform_source().")));
 	(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
 	if (!isnull)
 	{

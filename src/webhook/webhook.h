@@ -5,15 +5,26 @@
  *	  calling only files listed above it (their shared declarations are in
  *	  webhook_int.h):
  *
- *	  webhook_util.c       jsonb members, arrays, the pinned search_path
+ *	  webhook_util.c       jsonb members, arrays, the pinned search_path,
+ *	                       a function's name
  *	  webhook_identity.c   a delivery's key and name, its headers cleaned
  *	  webhook_route.c      a route's row and its transformer
- *	  webhook_transform.c  the transformer's run: a delivery made events
+ *	  webhook_transform.c  a transformer's run: an input (a delivery, a
+ *	                       source's item) made events
  *	  webhook_batch.c      deliveries written together: events and records
  *	  webhook_delivery.c   one delivery: its lock, its earlier reception,
  *	                       its transform, into a batch
  *	  webhook_sql.c        cdviz.process_webhook(), cdviz._webhook_transform()
  *	                       and cdviz.webhook_delivery_key()
+ *	  source_item.c        one item a source read, through the source's
+ *	                       transformer or its built-in mapping
+ *	                       (source_item.h, for the sources' readers)
+ *	  source_item_sql.c    cdviz._source_retransform() and
+ *	                       cdviz.report_cdevents()
+ *
+ * The transformers of sources run here too, with the same contract: a
+ * source's item is handed over as (meta, body) where a delivery is
+ * (headers, body).
  */
 #ifndef CDVIZ_WEBHOOK_H
 #define CDVIZ_WEBHOOK_H

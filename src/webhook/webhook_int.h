@@ -23,18 +23,38 @@ typedef struct CdvizDelivery
 	const char *event_name;
 	Jsonb	   *headers;		/* clean */
 	Jsonb	   *body;
-	TimestampTz received_at;	/* first reception */
-	char	   *default_ts;		/* received_at for context.timestamp */
+	TimestampTz received_at;	/* first reception: the default timestamp */
 	int			receptions;		/* 1 for a reception, 0 for a retransform */
 } CdvizDelivery;
 
-/* What the transformer made of one delivery. */
+/*
+ * One input of a transformer, a function (jsonb, jsonb) RETURNS SETOF
+ * jsonb: a webhook delivery (headers, body) or an item a source read
+ * (meta, body).
+ */
+typedef struct CdvizTransformInput
+{
+	Oid			transformer;
+	const char *transformer_name;	/* schema.name, quoted; NULL when the
+									 * function no longer exists */
+	Jsonb	   *first;			/* headers, or meta */
+	Jsonb	   *body;			/* NULL: SQL null */
+	const char *key;			/* the input's identity: event n gets
+								 * context.id <key>#<n> */
+	const char *default_source; /* context.source of events without one */
+	TimestampTz default_time;	/* context.timestamp of events without one */
+	const char *ref;			/* event n's origin_ref: <ref>[<n>] */
+} CdvizTransformInput;
+
+/* What the transformer made of one input. */
 typedef struct CdvizTransformed
 {
 	const char *status;			/* failed, ignored or ping; NULL: stored or
 								 * duplicate, or failed if the store rejects
 								 * an event */
 	char	   *error;
+	int			sqlerrcode;		/* failed: the transformer's error code */
+	char	   *reason;			/* why some outputs were {"ignored": ...} */
 	List	   *context_ids;	/* NIL when the transformer raised */
 	CdvizItem  *items;			/* its events */
 	int			nitems;
@@ -76,7 +96,21 @@ extern char *cdviz_webhook_key(Jsonb *headers, Jsonb *body);
 /* What the tool calls the delivery (X-GitHub-Event.action, ...), or NULL. */
 extern char *cdviz_webhook_event_name(Jsonb *headers, Jsonb *body);
 
+/*
+ * The name a function is called by, schema.name quoted, or NULL when it
+ * no longer exists.
+ */
+extern char *cdviz_webhook_function_name(Oid fn);
+
 /* webhook_transform.c */
+
+/*
+ * Run in's transformer over its input and make its output items of the
+ * lake (contexts completed, ids from the key), in *t.  A transformer that
+ * raises says so in t->status ("failed"), t->error and t->sqlerrcode.
+ * Inside SPI, under the pinned search_path.
+ */
+extern void cdviz_transform(const CdvizTransformInput *in, CdvizTransformed *t);
 
 /*
  * Run route's transformer over d and make its output items of the lake

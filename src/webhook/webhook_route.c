@@ -46,12 +46,10 @@ prepare_lookup_plan(void)
 static void
 route_transformer(CdvizWebhookRoute *route)
 {
-	char	   *fn = get_func_name(route->transformer);
-	char	   *nsp = fn ? get_namespace_name(get_func_namespace(route->transformer)) : NULL;
 	Oid			ext = get_extension_oid("cdviz", true);
 
-	route->transformer_name = nsp ? quote_qualified_identifier(nsp, fn) : NULL;
-	route->builtin = nsp != NULL && OidIsValid(ext) &&
+	route->transformer_name = cdviz_webhook_function_name(route->transformer);
+	route->builtin = route->transformer_name != NULL && OidIsValid(ext) &&
 		getExtensionOfObject(ProcedureRelationId, route->transformer) == ext;
 }
 

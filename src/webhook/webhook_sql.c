@@ -129,7 +129,6 @@ cdviz_webhook_transform(PG_FUNCTION_ARGS)
 	d.received_at = DatumGetTimestampTz(row_field(row, "received_at"));
 	name_d = GetAttributeByName(row, "event_name", &isnull);
 	d.event_name = isnull ? NULL : TextDatumGetCString(name_d);
-	d.default_ts = NULL;
 	d.receptions = 0;
 	route_for_sql(d.route, &route);
 	cdviz_webhook_process_delivery(&route, &d, &out, NULL);

@@ -1,11 +1,13 @@
 /*
  * webhook_transform.c
- *	  A delivery made events: the route's SQL transformer runs over its
- *	  headers and body in a subtransaction, its call planned once and kept
- *	  per function, and each event it returns gets its context completed:
- *	  the id from the delivery's key, the source, and the first reception's
- *	  time when it has no timestamp, so that a redelivery makes the same
- *	  events.
+ *	  A transformer's run: a SQL function (jsonb, jsonb) RETURNS SETOF jsonb
+ *	  runs over one input in a subtransaction, its call planned once and
+ *	  kept per function, and each event it returns gets its context
+ *	  completed: the id from the input's key and the event's position, the
+ *	  source, and the input's own time when it has no timestamp, so that
+ *	  the same input makes the same events.  The input is a webhook
+ *	  delivery (headers, body: cdviz_webhook_make_events()) or an item a
+ *	  source read (meta, body: source_item.c).
  */
 #include "postgres.h"
 
@@ -17,6 +19,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "common/rfc3339.h"
 #include "common/spi_util.h"
 #include "common/subxact.h"
 #include "store/store.h"
@@ -36,22 +39,6 @@ typedef struct TransformerPlan
 static TransformerPlan transformer_plans[TRANSFORMER_PLANS];
 static int	transformer_victim;
 static int	transformer_depth;	/* transformer calls in progress */
-
-/* context.timestamp of a time: RFC 3339 in UTC, microseconds when any. */
-static char *
-rfc3339_utc(TimestampTz t)
-{
-	struct pg_tm tm;
-	fsec_t		fsec;
-
-	if (timestamp2tm(t, NULL, &tm, &fsec, NULL, NULL) != 0)
-		elog(ERROR, "timestamp out of range");
-	if (fsec == 0)
-		return psprintf("%04d-%02d-%02dT%02d:%02d:%02dZ",
-						tm.tm_year, tm.tm_mon, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-	return psprintf("%04d-%02d-%02dT%02d:%02d:%02d.%06dZ",
-					tm.tm_year, tm.tm_mon, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int) fsec);
-}
 
 /*
  * The members of an event's context: specversion, source and timestamp
@@ -120,20 +107,12 @@ complete_event(Jsonb *ev, const char *id, const char *source, const char *ts)
 	return JsonbValueToJsonb(res);
 }
 
-/* The timestamp of events that have none: the delivery's first reception. */
-static const char *
-default_timestamp(CdvizDelivery *d)
-{
-	if (d->default_ts == NULL)
-		d->default_ts = rfc3339_utc(d->received_at);
-	return d->default_ts;
-}
-
 /* The transformer's call and its output, inside run_transformer(). */
 typedef struct TransformerCall
 {
-	const CdvizWebhookRoute *route;
-	Datum		args[2];		/* headers, body */
+	const CdvizTransformInput *in;
+	Datum		args[2];
+	char		nulls[2];		/* ' ', or 'n' for a SQL null */
 	List	   *rows;			/* Jsonb, or NULL for a SQL null */
 } TransformerCall;
 
@@ -142,10 +121,10 @@ typedef struct TransformerCall
  * (context ids are positions in it).
  */
 static char *
-transformer_query(const CdvizWebhookRoute *route)
+transformer_query(const CdvizTransformInput *in)
 {
 	return psprintf("SELECT t.e FROM %s($1, $2) WITH ORDINALITY AS t(e, n) ORDER BY t.n",
-					route->transformer_name);
+					in->transformer_name);
 }
 
 /*
@@ -157,20 +136,20 @@ transformer_query(const CdvizWebhookRoute *route)
  * only, freed with the SPI connection.
  */
 static SPIPlanPtr
-transformer_plan(const CdvizWebhookRoute *route)
+transformer_plan(const CdvizTransformInput *in)
 {
 	Oid			types[2] = {JSONBOID, JSONBOID};
 	TransformerPlan *tp;
 	SPIPlanPtr	plan;
 
 	for (int i = 0; i < TRANSFORMER_PLANS; i++)
-		if (transformer_plans[i].plan && transformer_plans[i].fn == route->transformer &&
-			strcmp(transformer_plans[i].name, route->transformer_name) == 0)
+		if (transformer_plans[i].plan && transformer_plans[i].fn == in->transformer &&
+			strcmp(transformer_plans[i].name, in->transformer_name) == 0)
 			return transformer_plans[i].plan;
 	if (transformer_depth > 0)
 	{
-		if ((plan = SPI_prepare(transformer_query(route), 2, types)) == NULL)
-			elog(ERROR, "cdviz: SPI_prepare failed for transformer %s: %s", route->transformer_name,
+		if ((plan = SPI_prepare(transformer_query(in), 2, types)) == NULL)
+			elog(ERROR, "cdviz: SPI_prepare failed for transformer %s: %s", in->transformer_name,
 				 SPI_result_code_string(SPI_result));
 		return plan;
 	}
@@ -181,9 +160,9 @@ transformer_plan(const CdvizWebhookRoute *route)
 	tp->plan = NULL;
 	if (tp->name)
 		pfree(tp->name);
-	tp->name = MemoryContextStrdup(TopMemoryContext, route->transformer_name);
-	tp->fn = route->transformer;
-	tp->plan = cdviz_prepare_kept(transformer_query(route), 2, types, 0);
+	tp->name = MemoryContextStrdup(TopMemoryContext, in->transformer_name);
+	tp->fn = in->transformer;
+	tp->plan = cdviz_prepare_kept(transformer_query(in), 2, types, 0);
 	return tp->plan;
 }
 
@@ -192,18 +171,18 @@ static void
 call_transformer(void *arg)
 {
 	TransformerCall *call = (TransformerCall *) arg;
-	const CdvizWebhookRoute *route = call->route;
+	const CdvizTransformInput *in = call->in;
 	MemoryContext cxt = CurrentMemoryContext;
 	SPIPlanPtr	plan;
 
-	if (route->transformer_name == NULL)
+	if (in->transformer_name == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("function with OID %u does not exist", route->transformer)));
-	plan = transformer_plan(route);
+				 errmsg("function with OID %u does not exist", in->transformer)));
+	plan = transformer_plan(in);
 	transformer_depth++;
-	if (SPI_execute_plan(plan, call->args, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "cdviz: calling transformer %s failed", route->transformer_name);
+	if (SPI_execute_plan(plan, call->args, call->nulls, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "cdviz: calling transformer %s failed", in->transformer_name);
 	transformer_depth--;
 	MemoryContextSwitchTo(cxt);
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -217,17 +196,24 @@ call_transformer(void *arg)
 }
 
 /*
- * Run the route's transformer in a subtransaction: its output rows as
- * Jsonb (NULL for a SQL null) in *rows, or false with *error saying why.
+ * Run the transformer in a subtransaction: its output rows as Jsonb (NULL
+ * for a SQL null) in *rows, or false with t->error and t->sqlerrcode
+ * saying why.
  */
 static bool
-run_transformer(const CdvizWebhookRoute *route, Jsonb *headers, Jsonb *body,
-				List **rows, char **error)
+run_transformer(const CdvizTransformInput *in, Jsonb *first, List **rows, CdvizTransformed *t)
 {
-	TransformerCall call = {route, {JsonbPGetDatum(headers), JsonbPGetDatum(body)}, NIL};
+	TransformerCall call;
 	int			depth = transformer_depth;
-	ErrorData  *edata = cdviz_subxact(call_transformer, &call, NULL);
+	ErrorData  *edata;
 
+	memset(&call, 0, sizeof(call));
+	call.in = in;
+	call.args[0] = JsonbPGetDatum(first);
+	call.nulls[0] = ' ';
+	call.args[1] = in->body ? JsonbPGetDatum(in->body) : (Datum) 0;
+	call.nulls[1] = in->body ? ' ' : 'n';
+	edata = cdviz_subxact(call_transformer, &call, NULL);
 	transformer_depth = depth;	/* also when the call raised */
 	*rows = call.rows;
 	if (edata == NULL)
@@ -235,10 +221,11 @@ run_transformer(const CdvizWebhookRoute *route, Jsonb *headers, Jsonb *body,
 	/* a cancel is not the transformer's fault (PL/pgSQL's OTHERS agrees) */
 	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
 		ReThrowError(edata);
-	*error = psprintf("transformer %s failed: %s",
-					  route->transformer_name ? route->transformer_name
-					  : psprintf("%u", route->transformer),
-					  edata->message);
+	t->error = psprintf("transformer %s failed: %s",
+						in->transformer_name ? in->transformer_name
+						: psprintf("%u", in->transformer),
+						edata->message);
+	t->sqlerrcode = edata->sqlerrcode;
 	FreeErrorData(edata);
 	return false;
 }
@@ -255,26 +242,21 @@ is_inventory_event(Jsonb *ev)
 		 strncmp(type, "dev.cdevents.incident.", 22) == 0);
 }
 
-/*
- * Run the transformer over d and make its events items of the lake, in
- * *t.  Nothing is made when this raises.
- */
+/* See webhook_int.h. */
 void
-cdviz_webhook_make_events(const CdvizWebhookRoute *route, CdvizDelivery *d, CdvizTransformed *t)
+cdviz_transform(const CdvizTransformInput *in, CdvizTransformed *t)
 {
 	List	   *rows;
-	char	   *reason = NULL;
+	const char *default_ts = NULL;
 	int			n = 0;
-	const char *default_source;
 	ListCell   *lc;
 
 	memset(t, 0, sizeof(*t));
-	if (!run_transformer(route, with_route_header(d->headers, d->route), d->body, &rows, &t->error))
+	if (!run_transformer(in, in->first, &rows, t))
 	{
 		t->status = "failed";
 		return;
 	}
-	default_source = psprintf("/webhooks/%s", d->route);
 	t->items = palloc0(sizeof(CdvizItem) * Max(list_length(rows), 1));
 	foreach(lc, rows)
 	{
@@ -290,29 +272,56 @@ cdviz_webhook_make_events(const CdvizWebhookRoute *route, CdvizDelivery *d, Cdvi
 			char	   *why = cdviz_webhook_member_text(&ev->root, "ignored");
 
 			if (why)
-				reason = reason ? psprintf("%s; %s", reason, why) : why;
+				t->reason = t->reason ? psprintf("%s; %s", t->reason, why) : why;
 			continue;
 		}
-		id = psprintf("%s#%d", d->key, n);
+		id = psprintf("%s#%d", in->key, n);
 		if ((context = cdviz_webhook_member_object(&ev->root, "context")) != NULL)
 		{
 			char	   *ts = cdviz_webhook_member_text(context, "timestamp");
 
-			ev = complete_event(ev, id, default_source, ts ? NULL : default_timestamp(d));
+			/* the input's time, for events that have none */
+			if (ts == NULL && default_ts == NULL)
+				default_ts = cdviz_rfc3339_utc(in->default_time);
+			ev = complete_event(ev, id, in->default_source, ts ? NULL : default_ts);
 		}
 		t->inventory |= is_inventory_event(ev);
-		cdviz_item_from_jsonb(&t->items[n], ev, psprintf("webhook %s delivery %s[%d]", d->route, d->key, n));
-		t->items[n].no_dead_letter = true;
+		cdviz_item_from_jsonb(&t->items[n], ev, psprintf("%s[%d]", in->ref, n));
 		t->context_ids = lappend(t->context_ids, id);
 		n++;
 	}
-	if (n == 0)
+	t->nitems = n;
+}
+
+/*
+ * Run the route's transformer over d and make its events items of the
+ * lake, in *t.  Nothing is made when this raises.
+ */
+void
+cdviz_webhook_make_events(const CdvizWebhookRoute *route, CdvizDelivery *d, CdvizTransformed *t)
+{
+	CdvizTransformInput in;
+
+	memset(&in, 0, sizeof(in));
+	in.transformer = route->transformer;
+	in.transformer_name = route->transformer_name;
+	in.first = with_route_header(d->headers, d->route);
+	in.body = d->body;
+	in.key = d->key;
+	in.default_source = psprintf("/webhooks/%s", d->route);
+	in.default_time = d->received_at;
+	in.ref = psprintf("webhook %s delivery %s", d->route, d->key);
+	cdviz_transform(&in, t);
+	if (t->status)
+		return;
+	/* the delivery keeps the input: its refused events are no dead letters */
+	for (int k = 0; k < t->nitems; k++)
+		t->items[k].no_dead_letter = true;
+	if (t->nitems == 0)
 	{
 		t->status = d->event_name && strcmp(d->event_name, "ping") == 0 ? "ping" : "ignored";
-		t->error = psprintf("ignored: %s", reason ? reason :
+		t->error = psprintf("ignored: %s", t->reason ? t->reason :
 							psprintf("the transformer returned no event for %s",
 									 d->event_name ? d->event_name : "this delivery"));
-		return;
 	}
-	t->nitems = n;
 }

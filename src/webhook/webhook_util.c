@@ -11,6 +11,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 
 #include "common/spi_util.h"
 #include "webhook/webhook_int.h"
@@ -128,4 +129,14 @@ cdviz_webhook_int8_array(const int64 *values, int n)
 	for (int i = 0; i < n; i++)
 		elems[i] = Int64GetDatum(values[i]);
 	return PointerGetDatum(cdviz_make_array(elems, NULL, n, INT8OID));
+}
+
+/* See webhook_int.h: from the system caches. */
+char *
+cdviz_webhook_function_name(Oid fn)
+{
+	char	   *name = get_func_name(fn);
+	char	   *nsp = name ? get_namespace_name(get_func_namespace(fn)) : NULL;
+
+	return nsp ? quote_qualified_identifier(nsp, name) : NULL;
 }

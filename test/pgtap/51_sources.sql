@@ -4,11 +4,14 @@
 -- value of the wrong type or out of range, a location of the wrong shape.
 -- Secrets go to cdviz.source_secrets: a member of cdviz_reader sees which
 -- options are secret (secret_keys), never a value.  The sources the
--- settings define are changed through the settings only.
+-- settings define are changed through the settings only.  Transformers:
+-- only where a source hands items to one (folder and s3, format junit,
+-- tap or metadata), required by format metadata; their dead letters are
+-- run again by cdviz.retransform_source(), not replayed as CDEvents.
 BEGIN;
 SET client_min_messages = warning;
 
-SELECT plan(52);
+SELECT plan(70);
 
 -- the error a statement raises: SQLSTATE, message and hint
 CREATE FUNCTION pg_temp.error_of(stmt text, OUT state text, OUT message text, OUT hint text)
@@ -90,7 +93,7 @@ FROM (VALUES
 	 'out of range'),
 	('x', 'folder', '/x', '{"after": "archive"}', '22023 option "after" must be keep, delete or move, not "archive"',
 	 'an unknown choice'),
-	('x', 'folder', '/x', '{"format": "xml"}', '22023 option "format" must be cdevents, junit or tap, not "xml"',
+	('x', 'folder', '/x', '{"format": "xml"}', '22023 option "format" must be cdevents, junit, tap or metadata, not "xml"',
 	 'an unknown format'),
 	('x', 's3', 's3://bkt', '{"format": 1}', '22023 option "format" of a source of kind s3 must be a string, not 1',
 	 'a format that is not a string'),
@@ -120,12 +123,82 @@ FROM (VALUES
 ) AS t (name, kind, location, options, expected, what),
 LATERAL pg_temp.error_of(format('SELECT cdviz.create_source(%L, %L, %L, %L)', t.name, t.kind, t.location, t.options)) e;
 
--- a transformer is checked for the contract, then refused
+-- ---- transformers --------------------------------------------------------------
 CREATE FUNCTION pg_temp.tr(meta jsonb, body jsonb) RETURNS SETOF jsonb LANGUAGE sql AS 'SELECT body';
-SELECT is(e.state || ' ' || e.message, '0A000 source transformers are not supported yet', 'a transformer is refused')
-FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'folder', '/x', transformer => 'pg_temp.tr(jsonb,jsonb)')$$) e;
-SELECT is(e.state, '22023', 'a function of another shape is refused as such')
-FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'folder', '/x', transformer => 'pg_catalog.lower(text)')$$) e;
+SELECT alike(e.state || ' ' || e.message || ' / ' || e.hint, t.expected, t.what)
+FROM (VALUES
+	('{"format": "metadata"}', NULL,
+	 '22023 a source of format metadata needs a transformer / Example: CREATE FUNCTION my_files(meta jsonb, body jsonb) RETURNS SETOF jsonb %transformer => ''my_files(jsonb,jsonb)''.',
+	 'format metadata without a transformer, with an example in the hint'),
+	('{}', 'pg_temp.tr(jsonb,jsonb)',
+	 '0A000 a source of format cdevents takes no transformer / Give the source the format whose items the transformer reads: %',
+	 'format cdevents takes none'),
+	('{"format": "junit"}', 'pg_catalog.lower(text)',
+	 '22023 a source transformer must be a function (meta jsonb, body jsonb) RETURNS SETOF jsonb, not lower(text) / Example: %',
+	 'a function of another shape')
+) AS t (options, transformer, expected, what),
+LATERAL pg_temp.error_of(format('SELECT cdviz.create_source(''x'', ''folder'', ''/x'', %L, transformer => %L)',
+								t.options, t.transformer)) e;
+SELECT is(e.state || ' ' || e.message || ' / ' || e.hint,
+		  '0A000 sources of kind kafka take no transformer / Post the tool''s payloads to a webhook route instead, which applies a transformer to each (cdviz.create_webhook()), or drop them as files into a folder source.',
+		  'message sources take none')
+FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'kafka', 't', '{"brokers": "b:9092"}', 'pg_temp.tr(jsonb,jsonb)')$$) e;
+SELECT lives_ok($$SELECT cdviz.create_source('tr-junit', 'folder', '/srv/junit', '{"format": "junit"}', 'pg_temp.tr(jsonb,jsonb)');
+				  SELECT cdviz.create_source('tr-files', 's3', 's3://drops/', '{"format": "metadata"}', 'pg_temp.tr(jsonb,jsonb)')$$,
+				'a junit folder and an s3 prefix of format metadata with a transformer');
+SELECT is(string_agg(name || ' ' || (transformer::oid = 'pg_temp.tr(jsonb,jsonb)'::regprocedure), ', ' ORDER BY name),
+		  'tr-files true, tr-junit true', 'their transformer is kept')
+FROM cdviz.sources WHERE name LIKE 'tr-%';
+SELECT is(e.state || ' ' || e.message, '22023 a source of format metadata needs a transformer',
+		  'alter: removing the transformer of a metadata source')
+FROM pg_temp.error_of($$SELECT cdviz.alter_source('tr-files', transformer => '-')$$) e;
+SELECT is(e.state || ' ' || e.message, '0A000 a source of format cdevents takes no transformer',
+		  'alter: format cdevents while a transformer is kept')
+FROM pg_temp.error_of($$SELECT cdviz.alter_source('tr-junit', options => '{}')$$) e;
+SELECT cdviz.alter_source('tr-junit', transformer => '-');
+SELECT is(transformer, NULL, 'alter: transformer => ''-'' removes it') FROM cdviz.sources WHERE name = 'tr-junit';
+SELECT is(e.state || ' ' || e.message || ' / ' || e.hint,
+		  '55000 source "tr-junit" has no transformer / SELECT cdviz.alter_source(''tr-junit'', transformer => ''my_transform(jsonb,jsonb)'');',
+		  'retransform_source needs a transformer')
+FROM pg_temp.error_of($$SELECT cdviz.retransform_source('tr-junit')$$) e;
+SELECT is(e.state || ' ' || e.message, '42704 source "nope" does not exist', 'retransform_source of no source')
+FROM pg_temp.error_of($$SELECT cdviz.retransform_source('nope')$$) e;
+SELECT is((SELECT concat_ws(' ', items, stored, duplicates, rejected, failed) FROM cdviz.retransform_source('tr-files')),
+		  '0 0 0 0 0', 'retransform_source of a source without dead letters');
+
+-- the dead letter of a transformer, as a source keeps it: retransformed
+-- with the source's transformer, not replayed as a CDEvent
+INSERT INTO cdviz.rejected_events (origin, origin_ref, raw, problems, envelope)
+VALUES ('s3', 's3://drops/a.json', '{"context": {"id": "x"}}', '[]',
+		'{"mode": "transformer", "source": "tr-files", "sqlstate": "22012",
+		  "meta": {"id": "a.json@sha256:00", "source_uri": "s3://drops/", "mtime": "2024-05-01T10:00:00Z"}}'),
+	   ('http', '127.0.0.1 /cdevents', '{}', '[]', NULL);
+SELECT is(e.state || ' ' || e.message, '42809 rejected event ' || r.id || ' is the input of a source''s transformer, not a CDEvent',
+		  'replay_rejected refuses a transformer''s dead letter')
+FROM cdviz.rejected_events r, LATERAL pg_temp.error_of(format('SELECT cdviz.replay_rejected(%s)', r.id)) e
+WHERE r.origin_ref = 's3://drops/a.json';
+SELECT is(e.state || ' ' || e.message, '42809 rejected event ' || r.id || ' is not the input of a source''s transformer',
+		  '_source_retransform refuses any other dead letter')
+FROM cdviz.rejected_events r, LATERAL pg_temp.error_of(format('SELECT cdviz._source_retransform(%s)', r.id)) e
+WHERE r.origin = 'http';
+-- pg_temp.tr returns the body: an invalid event, a dead letter of its own
+SELECT is((SELECT concat_ws(' ', items, stored, duplicates, rejected, failed) FROM cdviz.retransform_source('tr-files')),
+		  '1 0 0 1 0', 'retransform_source: the output is validated, an invalid event a dead letter');
+SELECT is(string_agg(origin || ' ' || origin_ref || ' ' || coalesce(envelope->>'mode', '-'), ', '), 's3 s3://drops/a.json[0] -',
+		  'the transformer''s dead letter is gone, its invalid output kept as s3://drops/a.json[0]')
+FROM cdviz.rejected_events WHERE origin_ref LIKE 's3://drops/%';
+
+-- the built-in mapping of reports, for transformers
+SELECT is(string_agg((e->'context'->>'id') || ' ' || (e->'context'->>'timestamp') || ' '
+					 || (e->'subject'->'content'->'environment'->>'id'), ', '),
+		  'f@sha256:00#s0.c0 2024-05-01T10:00:00Z qa, f@sha256:00#s0 2024-05-01T10:00:00Z qa',
+		  'report_cdevents: the built-in events of a report model')
+FROM cdviz.report_cdevents('{"id": "f@sha256:00", "source_uri": "file:///x", "name": "a.xml", "mtime": "2024-05-01T10:00:00Z"}',
+						   '{"format": "junit", "suites": [{"name": "s", "cases": [{"name": "c", "outcome": "success"}]}]}', 'qa') e;
+SELECT is(e.state || ' ' || e.message, '22023 the body is not a test report''s model', 'report_cdevents of a scalar')
+FROM pg_temp.error_of($$SELECT cdviz.report_cdevents('{"id": "f"}', '"x"')$$) e;
+SELECT is(e.state, '22023', 'report_cdevents of no model')
+FROM pg_temp.error_of($$SELECT cdviz.report_cdevents('{"id": "f", "source_uri": "file:///x"}', '{"suites": 1}')$$) e;
 
 -- ---- alter, pause, resume, drop ------------------------------------------------
 SELECT lives_ok($$SELECT cdviz.alter_source('all-s3', options => '{"endpoint": "http://127.0.0.1:9001",
@@ -160,7 +233,7 @@ SELECT is(cdviz._source_redact('key AKIA-PROBE-1 refused; nats://probe:PROBE-PAS
 CREATE ROLE cdviz_sources_probe NOLOGIN IN ROLE cdviz_reader;
 SET LOCAL ROLE cdviz_sources_probe;
 SELECT is(string_agg(name || ' ' || secret_keys::text, ', ' ORDER BY id),
-		  'all-s3 {access_key_id,secret_access_key}, all-nats {url}, all-kafka {config.sasl.password,config.ssl.key.pem}, settings.folder {}',
+		  'all-s3 {access_key_id,secret_access_key}, all-nats {url}, all-kafka {config.sasl.password,config.ssl.key.pem}, tr-junit {}, tr-files {}, settings.folder {}',
 		  'a reader sees which options are secrets')
 FROM cdviz.sources;
 SELECT is(count(*), 0::bigint, 'and no secret value in cdviz.sources or cdviz.source_status')
@@ -168,6 +241,7 @@ FROM (SELECT s::text AS t FROM cdviz.sources s UNION ALL SELECT s::text FROM cdv
 WHERE x.t ~ 'PROBE';
 SELECT throws_ok('SELECT * FROM cdviz.source_secrets', '42501', NULL, 'cdviz.source_secrets is not for readers');
 SELECT throws_ok($$SELECT cdviz.create_source('r', 'folder', '/r')$$, '42501', NULL, 'nor is creating a source');
+SELECT throws_ok($$SELECT cdviz.retransform_source('tr-files')$$, '42501', NULL, 'nor running a transformer again');
 RESET ROLE;
 
 SELECT * FROM finish();
