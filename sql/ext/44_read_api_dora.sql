@@ -230,6 +230,21 @@ COMMENT ON FUNCTION cdviz.dora_change_failure_rate(timestamptz, timestamptz, tex
 REVOKE EXECUTE ON FUNCTION cdviz.dora_change_failure_rate(timestamptz, timestamptz, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION cdviz.dora_change_failure_rate(timestamptz, timestamptz, text, text) TO cdviz_reader;
 
+-- Time to restore and failed deployment recovery time are judged on the
+-- same clusters (the 2023 report's recovery times); NULL without a sample.
+CREATE FUNCTION cdviz._dora_recovery_tier(median interval)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE WHEN median < interval '1 hour' THEN 'elite'
+			WHEN median < interval '1 day' THEN 'high'
+			WHEN median < interval '7 days' THEN 'medium'
+			WHEN median IS NOT NULL THEN 'low' END;
+
+COMMENT ON FUNCTION cdviz._dora_recovery_tier(interval) IS
+'cdviz: internal, for cdviz.dora_time_to_restore and cdviz.dora_failed_deployment_recovery_time: the DORA tier of a median recovery time: elite < 1 hour, high < 1 day, medium < 1 week, else low; NULL for NULL';
+REVOKE EXECUTE ON FUNCTION cdviz._dora_recovery_tier(interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz._dora_recovery_tier(interval) TO cdviz_reader;
+
 CREATE FUNCTION cdviz.dora_time_to_restore(from_ts timestamptz, to_ts timestamptz,
 										   environment text DEFAULT NULL,
 										   service text DEFAULT NULL)
@@ -239,11 +254,7 @@ AS $$
 SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY i.time_to_resolve),
 	   percentile_cont(0.9) WITHIN GROUP (ORDER BY i.time_to_resolve),
 	   count(*),
-	   CASE WHEN count(*) = 0 THEN NULL
-			WHEN percentile_cont(0.5) WITHIN GROUP (ORDER BY i.time_to_resolve) < interval '1 hour' THEN 'elite'
-			WHEN percentile_cont(0.5) WITHIN GROUP (ORDER BY i.time_to_resolve) < interval '1 day' THEN 'high'
-			WHEN percentile_cont(0.5) WITHIN GROUP (ORDER BY i.time_to_resolve) < interval '7 days' THEN 'medium'
-			ELSE 'low' END
+	   cdviz._dora_recovery_tier(percentile_cont(0.5) WITHIN GROUP (ORDER BY i.time_to_resolve))
 FROM (SELECT s.environment_id, s.service_id,
 			 s.resolved_at - LEAST(s.detected_at, s.reported_at) AS time_to_resolve
 	  FROM cdviz.incident_summaries AS s
@@ -320,11 +331,7 @@ AS $$
 SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY r.recovery_time),
 	   percentile_cont(0.9) WITHIN GROUP (ORDER BY r.recovery_time),
 	   count(*),
-	   CASE WHEN count(*) = 0 THEN NULL
-			WHEN percentile_cont(0.5) WITHIN GROUP (ORDER BY r.recovery_time) < interval '1 hour' THEN 'elite'
-			WHEN percentile_cont(0.5) WITHIN GROUP (ORDER BY r.recovery_time) < interval '1 day' THEN 'high'
-			WHEN percentile_cont(0.5) WITHIN GROUP (ORDER BY r.recovery_time) < interval '7 days' THEN 'medium'
-			ELSE 'low' END
+	   cdviz._dora_recovery_tier(percentile_cont(0.5) WITHIN GROUP (ORDER BY r.recovery_time))
 FROM cdviz.dora_failed_deployment_recoveries(from_ts, to_ts, environment, service) AS r
 WHERE r.recovery_time >= interval '0'
 $$;
