@@ -531,7 +531,8 @@ GRANT EXECUTE ON FUNCTION cdviz.dora_rework_rate(timestamptz, timestamptz, text,
 -- rework is the exception: most of its cost (the causes and their links)
 -- is the same for every environment, so it is listed once for all of
 -- them and counted per environment, over the deployments
--- cdviz.dora_rework_rate counts.
+-- cdviz.dora_rework_rate counts: the deployment frequency's (deployed,
+-- upgraded) and the rollbacks (their partial index).
 CREATE FUNCTION cdviz.dora_by_environment(from_ts timestamptz, to_ts timestamptz,
 										  service text DEFAULT NULL)
 RETURNS TABLE (environment_id text, deployments bigint, per_day_per_service numeric,
@@ -559,16 +560,15 @@ BEGIN
 			'SELECT %1$L::text, df.deployments, df.per_day_per_service, df.tier,'
 			' lt.median, lt.p90, lt.tier, cfr.rate, cfr.failed, cfr.tier,'
 			' ttr.median, ttr.sample_size, ttr.tier, fdrt.median, fdrt.tier,'
-			' round(coalesce(($4 ->> %1$L)::numeric, 0) / nullif(rw.n, 0), 4)'
+			' round(coalesce(($4 ->> %1$L)::numeric, 0) / nullif(df.deployments + rb.n, 0), 4)'
 			' FROM cdviz.dora_deployment_frequency($1, $2, %1$L, $3) AS df'
 			' FULL JOIN cdviz.dora_lead_time($1, $2, %1$L, $3) AS lt ON true'
 			' FULL JOIN cdviz.dora_change_failure_rate($1, $2, %1$L, $3) AS cfr ON true'
 			' FULL JOIN cdviz.dora_time_to_restore($1, $2, %1$L, $3) AS ttr ON true'
 			' FULL JOIN cdviz.dora_failed_deployment_recovery_time($1, $2, %1$L, $3) AS fdrt ON true'
 			' FULL JOIN (SELECT count(*) AS n FROM cdviz.environment_history AS h'
-			'            WHERE h.environment_id = %1$L AND h.valid_from >= $1 AND h.valid_from < $2'
-			'              AND h.predicate IN (''deployed'', ''upgraded'', ''rolledback'')'
-			'              AND ($3 IS NULL OR h.service_id = $3)) AS rw ON true', env)
+			'            WHERE h.valid_from >= $1 AND h.valid_from < $2 AND h.predicate = ''rolledback'''
+			'              AND h.environment_id = %1$L AND ($3 IS NULL OR h.service_id = $3)) AS rb ON true', env)
 			USING from_ts, to_ts, service, rework;
 	END LOOP;
 END
