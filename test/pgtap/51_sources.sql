@@ -205,7 +205,7 @@ SELECT id, 5, 2 FROM cdviz.sources WHERE name = 'tr-oci';
 INSERT INTO cdviz.rejected_events (origin, origin_ref, raw, problems, envelope)
 VALUES ('oci', 'registry.example/acme/api:1.2@sha256:ab12', '', '[]',
 		'{"mode": "transformer", "source": "tr-oci", "sqlstate": "22012",
-		  "meta": {"source": "tr-oci", "kind": "oci", "id": "registry.example/acme/api:1.2@sha256:ab12",
+		  "meta": {"source": "tr-oci", "kind": "oci", "id": "registry.example/acme/api:1.2@sha256:ab12@2024-05-01T10:00:00Z",
 				   "source_uri": "https://registry.example", "mtime": "2024-05-01T10:00:00Z",
 				   "registry": "https://registry.example", "host": "registry.example", "repository": "acme/api",
 				   "tag": "1.2", "digest": "sha256:ab12", "media_type": null, "previous_digest": null,
@@ -213,8 +213,8 @@ VALUES ('oci', 'registry.example/acme/api:1.2@sha256:ab12', '', '[]',
 SELECT is((SELECT concat_ws(' ', items, stored, duplicates, rejected, failed) FROM cdviz.retransform_source('tr-oci')),
 		  '1 1 0 0 0', 'retransform_source of an oci dead letter stores its event');
 SELECT is(concat_ws(' ', context_id, type, subject_id, "timestamp" = '2024-05-01T10:00:00Z'),
-		  'registry.example/acme/api:1.2@sha256:ab12#0 dev.cdevents.artifact.published.0.3.0 '
-		  'pkg:oci/api@sha256%3Aab12?repository_url=registry.example/acme/api&tag=1.2 true',
+		  'registry.example/acme/api:1.2@sha256:ab12@2024-05-01T10:00:00Z#0 dev.cdevents.artifact.published.0.3.0 '
+		  'pkg:oci/api@sha256%3Aab12?repository_url=registry.example/acme/api&tag=1.2 t',
 		  'its event: the id from meta.id, the subject the image''s purl, the time the tag was seen')
 FROM cdviz.cdevents_lake WHERE context_source = 'https://registry.example';
 SELECT is(concat_ws(' ', x.events, x.duplicates, x.rejected, (SELECT count(*) FROM cdviz.rejected_events WHERE origin = 'oci')),
