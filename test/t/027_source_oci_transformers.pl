@@ -50,21 +50,6 @@ sub wait_until
 	return;
 }
 
-# Wait for $n more complete scans of the source.
-sub wait_scans
-{
-	my ($n) = @_;
-	my $before = q1("SELECT last_success_at FROM cdviz.source_status WHERE name = 'images'");
-	for (1 .. $n)
-	{
-		$node->poll_query_until('postgres',
-			"SELECT last_success_at > '$before' FROM cdviz.source_status WHERE name = 'images'")
-		  or die 'no scan';
-		$before = q1("SELECT last_success_at FROM cdviz.source_status WHERE name = 'images'");
-	}
-	return;
-}
-
 sub purl
 {
 	my ($tag, $digest) = @_;
@@ -127,7 +112,7 @@ cmp_ok($mid, '<', 24, "the server stopped in the middle of the scan ($mid of 24 
 wait_until("SELECT ($letters) = 24", 'bug: after the restart, each release tag is a dead letter');
 wait_until(qq{SELECT count(*) = 1 FROM cdviz.cdevents_lake WHERE context_id LIKE '$hp/team/app:staging\@$rd->{staging}\@%'},
 	'bug: the environment tag of the same scan is stored');
-wait_scans(2);
+wait_scans($node, 'images', 2);
 is(q1(qq{SELECT count(*) || ' ' || count(DISTINCT origin_ref) FROM cdviz.rejected_events WHERE origin = 'oci'}), '24 24',
 	'bug: later scans and the restart keep each tag once');
 is(q1(qq{SELECT count(*) FROM cdviz.oci_tags WHERE registry = '$src' AND tag LIKE 'v2.0.%' AND emitted}), 24,
@@ -168,7 +153,7 @@ is(q1($letters), 0, 'fixed: the dead letters are gone');
 is(status('events, duplicates, rejected'), '28 0 0', 'fixed: the source counts the events, no rejection');
 is(q1(q{SELECT concat_ws(' ', items, stored, duplicates, rejected, failed) FROM cdviz.retransform_source('images')}),
 	'0 0 0 0 0', 'fixed: run again, it finds nothing to do');
-wait_scans(1);
+wait_scans($node, 'images', 1);
 is(lake_count($node, $src), 28, 'fixed: later scans store nothing more');
 
 front_stop($front);
