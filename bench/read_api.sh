@@ -91,6 +91,11 @@ q "dora_lead_time prod"        "SELECT * FROM cdviz.dora_lead_time($W, 'prod-eu'
 q "dora_change_failure_rate"   "SELECT * FROM cdviz.dora_change_failure_rate($W)"
 q "dora_cfr prod svc"          "SELECT * FROM cdviz.dora_change_failure_rate($W, 'prod-eu', 'svc-07')"
 q "dora_time_to_restore"       "SELECT * FROM cdviz.dora_time_to_restore($W)"
+q "dora_recovery_time"         "SELECT * FROM cdviz.dora_failed_deployment_recovery_time($W)"
+q "dora_recovery_time prod"    "SELECT * FROM cdviz.dora_failed_deployment_recovery_time($W, 'prod-eu')"
+q "dora_rework_rate"           "SELECT * FROM cdviz.dora_rework_rate($W)"
+q "dora_rework_rate prod svc"  "SELECT * FROM cdviz.dora_rework_rate($W, 'prod-eu', 'svc-07')"
+q "dora_by_environment"        "SELECT * FROM cdviz.dora_by_environment($W)"
 q "chain"                      "SELECT * FROM cdviz.chain('$chain')"
 q "related"                    "SELECT * FROM cdviz.related('$ctx', 2)"
 

@@ -153,8 +153,8 @@ $$;
 --
 -- cdviz._fold_events() holds the one copy of every fold statement: it folds
 -- an array of lake rows into the derived tables (first_deployments,
--- artifact_changes, change_times, event_links) and the summaries.  Its
--- callers only say which rows:
+-- artifact_changes, change_times, event_links, rework_causes,
+-- rework_links) and the summaries.  Its callers only say which rows:
 --
 --   cdviz.lake_maintain()          the rows an insert statement stored (its
 --                                  transition table), with summaries
@@ -303,6 +303,18 @@ BEGIN
 			  AND (f.change_id, f.changed_at) IS DISTINCT FROM (a.change_id, coalesce(c.merged_at, c.created_at));
 		END IF;
 
+		-- what can make a deployment rework (cdviz.dora_rework): every
+		-- incident event, and the ticket events that name a bug type
+		IF subjects && '{incident,ticket}' THEN
+			INSERT INTO cdviz.rework_causes (event_id, "timestamp", context_id, chain_id, subject, subject_id)
+			SELECT e.id, e."timestamp", e.context_id, e.chain_id, e.subject, e.subject_id
+			FROM cdviz._lake_rows(events) e
+			WHERE (e.subject = 'incident' AND e.predicate IN ('detected', 'reported', 'resolved'))
+			   OR (e.subject = 'ticket' AND e.predicate IN ('created', 'updated', 'closed')
+				   AND e.payload #>> '{subject,content,ticketType}' ~* 'bug')
+			ON CONFLICT (event_id) DO NOTHING;
+		END IF;
+
 		IF has_links THEN
 			INSERT INTO cdviz.event_links (event_id, context_id, linked_context_id, link_type, link_kind, tags)
 			SELECT e.id, e.context_id,
@@ -313,6 +325,33 @@ BEGIN
 			WHERE jsonb_typeof(e.payload #> '{context,links}') = 'array'
 			  AND jsonb_typeof(k.link) = 'object'
 			  AND coalesce(k.link #>> '{target,contextId}', k.link #>> '{from,contextId}', k.link #>> '{to,contextId}') IS NOT NULL;
+		END IF;
+
+		-- What is linked to a rework cause, whichever came first: the causes
+		-- of these rows with what was stored before them, then these rows'
+		-- links, artifacts and changes with the causes stored before them
+		-- (or just above).
+		IF subjects && '{incident,ticket}' THEN
+			PERFORM cdviz._link_rework_causes(ARRAY(SELECT e.id FROM cdviz._lake_rows(events) e
+													WHERE e.subject IN ('incident', 'ticket')));
+		END IF;
+		IF subjects && '{service,artifact,change}' THEN
+			INSERT INTO cdviz.rework_links (cause_event_id, since, reason, subject, subject_id, event_id)
+			SELECT c.event_id, c."timestamp", 'link to ' || c.subject, e.subject,
+				   CASE WHEN e.subject <> 'service' THEN e.subject_id END,
+				   CASE WHEN e.subject = 'service' THEN e.id END
+			FROM cdviz._lake_rows(events) e
+			JOIN cdviz.event_links k ON k.context_id = e.context_id AND k.event_id = e.id
+			JOIN cdviz.rework_causes c ON c.context_id = k.linked_context_id
+			WHERE has_links AND e.subject IN ('service', 'artifact', 'change')
+			UNION ALL
+			SELECT c.event_id, c."timestamp", 'chain of ' || c.subject, e.subject, e.subject_id, NULL
+			FROM cdviz._lake_rows(events) e
+			JOIN cdviz.rework_causes c ON c.chain_id = e.chain_id AND c."timestamp" <= e."timestamp"
+			WHERE ((e.subject = 'artifact' AND e.predicate = 'packaged')
+				   OR (e.subject = 'change' AND e.predicate = 'created'))
+			  AND e.subject_id IS NOT NULL
+			ON CONFLICT DO NOTHING;
 		END IF;
 	END IF;
 
@@ -725,7 +764,7 @@ END
 $$;
 
 COMMENT ON FUNCTION cdviz._fold_events(cdviz.cdevents_lake[], boolean) IS
-'cdviz: internal: folds the lake rows of events into the summary tables (pipeline/task/test case/test suite run, build, artifact, change and incident summaries, event_counts_hourly, test_case_outcomes_daily) and, when derived, into first_deployments, artifact_changes, change_times and event_links, grouped per key, one set-based statement per table, each run only when the rows hold its subject; order-independent merge rules (see cdviz.pipeline_run_summaries). Called by cdviz.lake_maintain(), cdviz.fold_queued_summaries() and cdviz.summaries_fold().';
+'cdviz: internal: folds the lake rows of events into the summary tables (pipeline/task/test case/test suite run, build, artifact, change and incident summaries, event_counts_hourly, test_case_outcomes_daily) and, when derived, into first_deployments, artifact_changes, change_times, event_links, rework_causes and rework_links, grouped per key, one set-based statement per table, each run only when the rows hold its subject; order-independent merge rules (see cdviz.pipeline_run_summaries). Called by cdviz.lake_maintain(), cdviz.fold_queued_summaries() and cdviz.summaries_fold().';
 
 -- The trigger's statements are planned once per session and kept: the
 -- http worker keeps its plans for days.  Planned while a table was small or
@@ -890,7 +929,7 @@ END
 $$;
 
 COMMENT ON FUNCTION cdviz.lake_maintain() IS
-'cdviz: statement-level AFTER INSERT trigger of cdviz.cdevents_lake: folds the stored events of the statement into environment_history and environment_state; then, with cdviz.summaries = deferred (in the summaries worker''s database), queues them in cdviz.summary_queue for cdviz.fold_queued_summaries(), else folds them at once into the derived tables (first_deployments, artifact_changes, change_times, event_links) and, grouped per key, into the summary tables (pipeline/task/test case/test suite run, build, artifact, change and incident summaries, event_counts_hourly, test_case_outcomes_daily) with one set-based statement per table, each run only when the statement stored events of its subject; order-independent merge rules (see cdviz.pipeline_run_summaries). SECURITY DEFINER so that writers need no privilege on them.';
+'cdviz: statement-level AFTER INSERT trigger of cdviz.cdevents_lake: folds the stored events of the statement into environment_history and environment_state; then, with cdviz.summaries = deferred (in the summaries worker''s database), queues them in cdviz.summary_queue for cdviz.fold_queued_summaries(), else folds them at once into the derived tables (first_deployments, artifact_changes, change_times, event_links, rework_causes, rework_links) and, grouped per key, into the summary tables (pipeline/task/test case/test suite run, build, artifact, change and incident summaries, event_counts_hourly, test_case_outcomes_daily) with one set-based statement per table, each run only when the statement stored events of its subject; order-independent merge rules (see cdviz.pipeline_run_summaries). SECURITY DEFINER so that writers need no privilege on them.';
 
 -- Folds the lake rows of queued statements (their keys: ids, stamps).
 CREATE FUNCTION cdviz._fold_lake_keys(ids bigint[], stamps timestamptz[])
@@ -3057,6 +3096,647 @@ COMMENT ON FUNCTION cdviz.webhook_oci_purl(text, text) IS
 'cdviz: package URL of a container image reference (registry/path/name[:tag][@sha256:...]): pkg:oci/<name>@<digest>?repository_url=<registry/path/name>&tag=<tag>, registry and name in lower case, the tag as given. Example: SELECT cdviz.webhook_oci_purl(''ghcr.io/acme/api:1.2@sha256:ab12'');';
 -- As cdviz._source_check(): superusers manage sources.
 REVOKE EXECUTE ON FUNCTION cdviz._source_check_oci(text, jsonb) FROM PUBLIC;
+-- retransform_source() locks the dead letters it runs over: a run in
+-- another session waits for it, then skips those it removed.
+CREATE OR REPLACE FUNCTION cdviz.retransform_source(name text, since timestamptz DEFAULT '-infinity',
+										 OUT items bigint, OUT stored bigint, OUT duplicates bigint,
+										 OUT rejected bigint, OUT failed bigint)
+RETURNS record
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	s cdviz.sources;
+	d record;
+	r record;
+BEGIN
+	SELECT * INTO s FROM cdviz.sources x WHERE x.name = retransform_source.name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'source "%" does not exist', name USING ERRCODE = 'undefined_object';
+	END IF;
+	IF s.transformer IS NULL THEN
+		RAISE EXCEPTION 'source "%" has no transformer', name
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = format('SELECT cdviz.alter_source(%L, transformer => ''my_transform(jsonb,jsonb)'');', name);
+	END IF;
+	items := 0; stored := 0; duplicates := 0; rejected := 0; failed := 0;
+	-- locked as they come: a run in another session waits for this one,
+	-- then skips the dead letters this one removed
+	FOR d IN
+		SELECT e.id, e.origin_ref FROM cdviz.rejected_events e
+		WHERE e.envelope->>'mode' = 'transformer' AND e.envelope->>'source' = retransform_source.name
+		  AND e.received_at >= since AND e.replayed_at IS NULL
+		ORDER BY e.id
+		FOR UPDATE OF e
+	LOOP
+		SELECT * INTO r FROM cdviz._source_retransform(d.id) t;
+		items := items + 1;
+		stored := stored + r.stored;
+		duplicates := duplicates + r.duplicates;
+		IF r.error IS NOT NULL THEN
+			failed := failed + 1;
+			CONTINUE;
+		END IF;
+		rejected := rejected + r.rejected;
+		-- the file's or object's counters: the item is no longer rejected
+		UPDATE cdviz.fs_files f
+		SET events = f.events + r.stored, duplicates = f.duplicates + r.duplicates,
+			rejected = greatest(f.rejected - 1 + r.rejected, 0)
+		WHERE s.kind = 'folder' AND f.path = d.origin_ref;
+		UPDATE cdviz.s3_objects o
+		SET events = o.events + r.stored, duplicates = o.duplicates + r.duplicates,
+			rejected = greatest(o.rejected - 1 + r.rejected, 0)
+		WHERE s.kind = 's3' AND 's3://' || o.bucket || '/' || o.key = d.origin_ref;
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION cdviz.retransform_source(text, timestamptz) IS
+'cdviz: runs the source''s current transformer again over the items it raised on (kept in cdviz.rejected_events) since a time, in the order they were kept; stores their events and removes each dead letter it recovers (one it raises on again keeps the new error). Safe to repeat, and to run from two sessions at once (the second waits for the first): the events get the ids and times they would have had, which the lake stores once. Returns the items processed, events stored and duplicated, invalid events (dead letters of their own) and items still failing. Example: SELECT * FROM cdviz.retransform_source(''drops'', now() - interval ''1 day'');';
+
+-- DORA's fifth metric and failed deployment recovery time: the failure
+-- signals behind the change failure rate as a function of their own,
+-- recovery per failed deployment, the rework rate with its rules, and
+-- the indexes the rework rate reads.
+
+-- The events that can make a deployment rework (cdviz.dora_rework): every
+-- incident detected/reported/resolved event, and every ticket event whose
+-- ticketType names a bug.  A few rows a day, insert-only; found by the
+-- context id a link names and by chain.
+CREATE TABLE cdviz.rework_causes (
+	event_id		bigint PRIMARY KEY,
+	"timestamp"		timestamptz NOT NULL,
+	context_id		text NOT NULL,
+	chain_id		text,
+	subject			text NOT NULL,
+	subject_id		text
+);
+CREATE INDEX rework_causes_context_id ON cdviz.rework_causes (context_id);
+CREATE INDEX rework_causes_chain_id ON cdviz.rework_causes (chain_id) WHERE chain_id IS NOT NULL;
+
+COMMENT ON TABLE cdviz.rework_causes IS
+'cdviz: one row per incident detected/reported/resolved event and per ticket created/updated/closed event whose subject.content.ticketType contains "bug" (case-insensitive), kept by the lake trigger: what a deployment, artifact or change linked to it (context.links) or made in its chain (chainId) is rework for (cdviz.rework_links)';
+GRANT SELECT ON cdviz.rework_causes TO cdviz_reader;
+COMMENT ON COLUMN cdviz.rework_causes.event_id IS 'cdviz.cdevents_lake.id of the event';
+COMMENT ON COLUMN cdviz.rework_causes."timestamp" IS 'event timestamp';
+COMMENT ON COLUMN cdviz.rework_causes.context_id IS 'context.id of the event: what a link names';
+COMMENT ON COLUMN cdviz.rework_causes.chain_id IS 'context.chainId of the event';
+COMMENT ON COLUMN cdviz.rework_causes.subject IS 'incident or ticket';
+COMMENT ON COLUMN cdviz.rework_causes.subject_id IS 'subject.id: the incident or ticket';
+
+-- What is linked to a rework cause: the join of the causes with the links,
+-- artifacts and changes, kept at ingest from whichever side arrives last,
+-- so that the rework rate reads the few rows of its range and look-back
+-- instead of probing links and chains for every cause.  Insert-only; a
+-- pair found from both sides is one row.
+CREATE TABLE cdviz.rework_links (
+	cause_event_id	bigint NOT NULL,
+	since			timestamptz NOT NULL,
+	reason			text NOT NULL,
+	subject			text NOT NULL,
+	subject_id		text,
+	event_id		bigint,
+	CONSTRAINT rework_links_key UNIQUE NULLS NOT DISTINCT (cause_event_id, reason, subject, subject_id, event_id)
+);
+CREATE INDEX rework_links_since ON cdviz.rework_links (since);
+
+COMMENT ON TABLE cdviz.rework_links IS
+'cdviz: what is linked to a rework cause (cdviz.rework_causes), kept by the lake trigger whatever the arrival order: a service event (a deployment) or an event of an artifact or change that names the cause''s event in its context.links (reason "link to incident" or "link to ticket"), and an artifact packaged or a change created in the cause''s chain at or after it ("chain of incident", "chain of ticket"); read by cdviz.dora_rework';
+GRANT SELECT ON cdviz.rework_links TO cdviz_reader;
+COMMENT ON COLUMN cdviz.rework_links.cause_event_id IS 'cdviz.rework_causes.event_id';
+COMMENT ON COLUMN cdviz.rework_links.since IS 'timestamp of the cause''s event';
+COMMENT ON COLUMN cdviz.rework_links.reason IS 'link to incident, link to ticket, chain of incident or chain of ticket';
+COMMENT ON COLUMN cdviz.rework_links.subject IS 'what is linked: service (the event itself), artifact or change';
+COMMENT ON COLUMN cdviz.rework_links.subject_id IS 'the artifact or change id; NULL for a service event';
+COMMENT ON COLUMN cdviz.rework_links.event_id IS 'cdviz.cdevents_lake.id of the service event; NULL for an artifact or change';
+
+-- The cause side of cdviz.rework_links, for causes just stored (the lake
+-- trigger) or all of them (the update that made the table): the links
+-- that name them, found by the far end, and the artifacts and changes of
+-- their chains, from the summaries.
+CREATE FUNCTION cdviz._link_rework_causes(causes bigint[])
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+INSERT INTO cdviz.rework_links (cause_event_id, since, reason, subject, subject_id, event_id)
+SELECT c.event_id, c."timestamp", 'link to ' || c.subject, l.subject,
+	   CASE WHEN l.subject <> 'service' THEN l.subject_id END,
+	   CASE WHEN l.subject = 'service' THEN l.id END
+FROM cdviz.rework_causes AS c
+JOIN cdviz.event_links AS k ON k.linked_context_id = c.context_id
+CROSS JOIN LATERAL (
+	SELECT l.subject, l.subject_id, l.id FROM cdviz.cdevents_lake AS l
+	WHERE l.id = k.event_id AND l.subject IN ('service', 'artifact', 'change')
+	LIMIT 1) AS l
+WHERE c.event_id = ANY (causes)
+UNION ALL
+SELECT c.event_id, c."timestamp", 'chain of ' || c.subject, 'artifact', a.artifact_id, NULL
+FROM cdviz.rework_causes AS c
+JOIN cdviz.artifact_summaries AS a ON a.chain_id = c.chain_id AND a.packaged_at >= c."timestamp"
+WHERE c.event_id = ANY (causes)
+UNION ALL
+SELECT c.event_id, c."timestamp", 'chain of ' || c.subject, 'change', s.change_id, NULL
+FROM cdviz.rework_causes AS c
+JOIN cdviz.change_summaries AS s ON s.chain_id = c.chain_id AND s.created_at >= c."timestamp"
+WHERE c.event_id = ANY (causes)
+ON CONFLICT DO NOTHING
+$$;
+
+COMMENT ON FUNCTION cdviz._link_rework_causes(bigint[]) IS
+'cdviz: internal, for cdviz._fold_events(): adds to cdviz.rework_links what was stored before these rework causes (lake ids) and is linked to them: the service, artifact and change events whose context.links name them, and the artifacts packaged and changes created in their chains after them';
+REVOKE EXECUTE ON FUNCTION cdviz._link_rework_causes(bigint[]) FROM PUBLIC;
+
+-- filled from the events stored before the update (the lake's
+-- (subject, predicate, timestamp) index finds them); later ones come
+-- through cdviz._fold_events()
+INSERT INTO cdviz.rework_causes (event_id, "timestamp", context_id, chain_id, subject, subject_id)
+SELECT e.id, e."timestamp", e.context_id, e.chain_id, e.subject, e.subject_id
+FROM cdviz.cdevents_lake AS e
+WHERE (e.subject = 'incident' AND e.predicate IN ('detected', 'reported', 'resolved'))
+   OR (e.subject = 'ticket' AND e.predicate IN ('created', 'updated', 'closed')
+	   AND e.payload #>> '{subject,content,ticketType}' ~* 'bug')
+ON CONFLICT (event_id) DO NOTHING;
+SELECT cdviz._link_rework_causes(ARRAY(SELECT c.event_id FROM cdviz.rework_causes AS c));
+SELECT pg_catalog.pg_extension_config_dump('cdviz.rework_causes', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.rework_links', '');
+
+-- the deployments of one artifact: the rework rate finds the artifacts
+-- linked to incidents and bug tickets, then their deployments in a range
+CREATE INDEX environment_history_artifact_id
+	ON cdviz.environment_history (artifact_id, valid_from) WHERE artifact_id IS NOT NULL;
+
+-- the artifacts of a chain: the rework rate follows the chain of an
+-- incident or bug ticket to what was built in it
+CREATE INDEX artifact_summaries_chain_id ON cdviz.artifact_summaries (chain_id) WHERE chain_id IS NOT NULL;
+
+-- the changes of a chain, likewise
+CREATE INDEX change_summaries_chain_id ON cdviz.change_summaries (chain_id) WHERE chain_id IS NOT NULL;
+
+CREATE OR REPLACE VIEW cdviz.dora_thresholds (metric, tier, rule) AS
+VALUES
+	('deployment_frequency', 'elite', 'at least 1 deployment per day per service (on demand)'),
+	('deployment_frequency', 'high', 'at least 1 per week per service'),
+	('deployment_frequency', 'medium', 'at least 1 per month (30 days) per service'),
+	('deployment_frequency', 'low', 'less than 1 per month per service'),
+	('lead_time_for_changes', 'elite', 'median under 1 day'),
+	('lead_time_for_changes', 'high', 'median under 1 week'),
+	('lead_time_for_changes', 'medium', 'median under 1 month (30 days)'),
+	('lead_time_for_changes', 'low', 'median of 1 month or more'),
+	('change_failure_rate', 'elite', 'at most 5%'),
+	('change_failure_rate', 'high', 'at most 10%'),
+	('change_failure_rate', 'medium', 'at most 15%'),
+	('change_failure_rate', 'low', 'over 15%'),
+	('time_to_restore', 'elite', 'median under 1 hour'),
+	('time_to_restore', 'high', 'median under 1 day'),
+	('time_to_restore', 'medium', 'median under 1 week'),
+	('time_to_restore', 'low', 'median of 1 week or more'),
+	-- The 2023 report's clusters: elite less than one hour, high less than
+	-- one day, medium between one day and one week, low slower still (a
+	-- month or more); the gap between medium and low belongs to low here.
+	('failed_deployment_recovery_time', 'elite', 'median under 1 hour'),
+	('failed_deployment_recovery_time', 'high', 'median under 1 day'),
+	('failed_deployment_recovery_time', 'medium', 'median under 1 week'),
+	('failed_deployment_recovery_time', 'low', 'median of 1 week or more'),
+	-- The 2024 report introduced rework rate without performance clusters.
+	('rework_rate', NULL, 'no tiers: DORA published none for this metric (2024 report)');
+
+COMMENT ON VIEW cdviz.dora_thresholds IS
+'cdviz: the DORA tier thresholds the cdviz.dora_* functions apply (after the clusters of the 2023 Accelerate State of DevOps report, which also gives failed deployment recovery time''s); boundaries belong to the better tier. Rework rate, added by the 2024 report, has no tiers (one row, tier NULL).';
+GRANT SELECT ON cdviz.dora_thresholds TO cdviz_reader;
+
+-- Each deployment owns the events of its (environment, service) up to the
+-- next deployment there.  Failure signals (rollbacks from the history,
+-- incidents' first detected and reported times from cdviz.incident_summaries,
+-- found through its last_event_at index) are few:
+-- each is charged to the latest deployment at or before it, found by one
+-- descent of the (environment_id, service_id, valid_from) index, so the
+-- deployments themselves are only counted, never sorted.
+CREATE FUNCTION cdviz.dora_failure_signals(from_ts timestamptz, to_ts timestamptz,
+										   environment text DEFAULT NULL,
+										   service text DEFAULT NULL)
+RETURNS TABLE (event_id bigint, environment_id text, service_id text, deployed_at timestamptz,
+			   signal text, signal_at timestamptz, incident_id text, resolved_at timestamptz)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+-- A signal is charged to the latest deployment at or before it, so a
+-- signal after a key's first deployment at or after to_ts can only fail
+-- that one or a later one: none of the range.  The horizon is the latest
+-- such first deployment over the keys in scope (infinity when one key has
+-- none): signals after it are not looked at.  For a range in the past
+-- that is hours of signals instead of everything up to now.
+WITH horizon AS (
+	SELECT coalesce(max(coalesce(n.valid_from, 'infinity')), 'infinity') AS ts
+	FROM cdviz.environment_state AS k
+	LEFT JOIN LATERAL (
+		SELECT h.valid_from FROM cdviz.environment_history AS h
+		WHERE h.environment_id = k.environment_id AND h.service_id = k.service_id
+		  AND h.valid_from >= to_ts AND h.predicate IN ('deployed', 'upgraded')
+		ORDER BY h.valid_from
+		LIMIT 1) AS n ON true
+	WHERE (environment IS NULL OR k.environment_id = environment)
+	  AND (service IS NULL OR k.service_id = service)
+), signals AS (
+	SELECT h.environment_id, h.service_id, h.valid_from AS ts, 'rolledback' AS signal,
+		   NULL::text AS incident_id, NULL::timestamptz AS resolved_at
+	FROM cdviz.environment_history AS h
+	WHERE h.valid_from >= from_ts AND h.predicate = 'rolledback'
+	  AND h.valid_from <= (SELECT ts FROM horizon)
+	  AND (environment IS NULL OR h.environment_id = environment)
+	  AND (service IS NULL OR h.service_id = service)
+	UNION ALL
+	SELECT i.environment_id, i.service_id, x.ts, x.signal, i.incident_id, i.resolved_at
+	FROM cdviz.incident_summaries AS i
+	CROSS JOIN LATERAL (VALUES (i.detected_at, 'detected'), (i.reported_at, 'reported')) AS x(ts, signal)
+	WHERE i.last_event_at >= from_ts AND x.ts >= from_ts
+	  AND x.ts <= (SELECT ts FROM horizon)
+	  AND i.service_id IS NOT NULL AND i.environment_id IS NOT NULL
+	  AND (environment IS NULL OR i.environment_id = environment)
+	  AND (service IS NULL OR i.service_id = service)
+)
+SELECT d.event_id, s.environment_id, s.service_id, d.valid_from, s.signal, s.ts,
+	   s.incident_id, s.resolved_at
+FROM signals AS s
+CROSS JOIN LATERAL (
+	SELECT h.event_id, h.valid_from
+	FROM cdviz.environment_history AS h
+	WHERE h.environment_id = s.environment_id AND h.service_id = s.service_id
+	  AND h.valid_from <= s.ts AND h.predicate IN ('deployed', 'upgraded')
+	ORDER BY h.valid_from DESC, h.event_id DESC
+	LIMIT 1) AS d
+WHERE d.valid_from >= from_ts AND d.valid_from < to_ts
+$$;
+
+COMMENT ON FUNCTION cdviz.dora_failure_signals(timestamptz, timestamptz, text, text) IS
+'cdviz DORA: the failure signals charged to the deployments (service deployed/upgraded events) in [from_ts, to_ts), optionally of one environment and/or service, one row per signal: the deployment (event_id, environment_id, service_id, deployed_at), the signal (rolledback, or detected/reported for the first detected and first reported time of an incident naming that service and environment), signal_at, and for incidents incident_id and resolved_at (the latest resolved event, NULL while open). A signal is charged to the latest deployment of its (environment, service) at or before it. What cdviz.dora_failed_deployments and cdviz.dora_failed_deployment_recovery_time read. Example: SELECT * FROM cdviz.dora_failure_signals(now() - interval ''30 days'', now(), ''prod'') ORDER BY deployed_at;';
+REVOKE EXECUTE ON FUNCTION cdviz.dora_failure_signals(timestamptz, timestamptz, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.dora_failure_signals(timestamptz, timestamptz, text, text) TO cdviz_reader;
+
+CREATE OR REPLACE FUNCTION cdviz.dora_failed_deployments(from_ts timestamptz, to_ts timestamptz,
+											  environment text DEFAULT NULL,
+											  service text DEFAULT NULL)
+RETURNS TABLE (event_id bigint)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+SELECT DISTINCT s.event_id FROM cdviz.dora_failure_signals(from_ts, to_ts, environment, service) AS s
+$$;
+
+COMMENT ON FUNCTION cdviz.dora_failed_deployments(timestamptz, timestamptz, text, text) IS
+'cdviz DORA: the environment_history event ids of the deployments in [from_ts, to_ts) (optionally of one environment and/or service) that failed: a service.rolledback or an incident detected/reported on that service and environment followed them before the next deployment there (cdviz.dora_failure_signals lists the signals). What cdviz.dora_change_failure_rate and cdviz.dora_change_failures count. Example: SELECT count(*) FROM cdviz.dora_failed_deployments(now() - interval ''30 days'', now(), ''prod'');';
+REVOKE EXECUTE ON FUNCTION cdviz.dora_failed_deployments(timestamptz, timestamptz, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.dora_failed_deployments(timestamptz, timestamptz, text, text) TO cdviz_reader;
+
+-- Time to restore and failed deployment recovery time are judged on the
+-- same clusters (the 2023 report's recovery times); NULL without a sample.
+CREATE FUNCTION cdviz._dora_recovery_tier(median interval)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE WHEN median < interval '1 hour' THEN 'elite'
+			WHEN median < interval '1 day' THEN 'high'
+			WHEN median < interval '7 days' THEN 'medium'
+			WHEN median IS NOT NULL THEN 'low' END;
+
+COMMENT ON FUNCTION cdviz._dora_recovery_tier(interval) IS
+'cdviz: internal, for cdviz.dora_time_to_restore and cdviz.dora_failed_deployment_recovery_time: the DORA tier of a median recovery time: elite < 1 hour, high < 1 day, medium < 1 week, else low; NULL for NULL';
+REVOKE EXECUTE ON FUNCTION cdviz._dora_recovery_tier(interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz._dora_recovery_tier(interval) TO cdviz_reader;
+
+CREATE OR REPLACE FUNCTION cdviz.dora_time_to_restore(from_ts timestamptz, to_ts timestamptz,
+										   environment text DEFAULT NULL,
+										   service text DEFAULT NULL)
+RETURNS TABLE (median interval, p90 interval, sample_size bigint, tier text)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY i.time_to_resolve),
+	   percentile_cont(0.9) WITHIN GROUP (ORDER BY i.time_to_resolve),
+	   count(*),
+	   cdviz._dora_recovery_tier(percentile_cont(0.5) WITHIN GROUP (ORDER BY i.time_to_resolve))
+FROM (SELECT s.environment_id, s.service_id,
+			 s.resolved_at - LEAST(s.detected_at, s.reported_at) AS time_to_resolve
+	  FROM cdviz.incident_summaries AS s
+	  WHERE s.resolved_at >= from_ts AND s.resolved_at < to_ts) AS i
+WHERE i.time_to_resolve IS NOT NULL
+  AND (environment IS NULL OR i.environment_id = environment)
+  AND (service IS NULL OR i.service_id = service)
+$$;
+
+COMMENT ON FUNCTION cdviz.dora_time_to_restore(timestamptz, timestamptz, text, text) IS
+'cdviz DORA time to restore service over [from_ts, to_ts), optionally for one environment and/or service: for every incident resolved in the range, resolved minus the earlier of detected and reported (see cdviz.incidents). Returns median and p90, sample_size and the tier on the median: elite < 1 hour, high < 1 day, medium < 1 week, else low. Reads cdviz.incident_summaries by resolved_at. Limit: an incident resolved without a detected/reported event is left out.';
+REVOKE EXECUTE ON FUNCTION cdviz.dora_time_to_restore(timestamptz, timestamptz, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.dora_time_to_restore(timestamptz, timestamptz, text, text) TO cdviz_reader;
+
+-- Failed deployment recovery time, per failed deployment (DORA since its
+-- 2023 report) where time to restore above is per incident.  The failed
+-- deployments and what failed them come from cdviz.dora_failure_signals,
+-- grouped per deployment; only a deployment with neither a resolution nor
+-- a rollback costs one more descent of the history index (its next
+-- deployment).  A deployment's recovery does not depend on the range
+-- asked, so one call over a long range serves trailing windows.
+CREATE FUNCTION cdviz.dora_failed_deployment_recoveries(from_ts timestamptz, to_ts timestamptz,
+														environment text DEFAULT NULL,
+														service text DEFAULT NULL)
+RETURNS TABLE (event_id bigint, environment_id text, service_id text, deployed_at timestamptz,
+			   recovered_at timestamptz, recovered_by text, recovery_time interval)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+WITH failed AS (
+	SELECT s.event_id, s.environment_id, s.service_id, s.deployed_at,
+		   min(s.signal_at) FILTER (WHERE s.signal = 'rolledback') AS rolled_back_at,
+		   -- recovered from its incidents once the last of them is resolved
+		   CASE WHEN bool_and(s.resolved_at IS NOT NULL) FILTER (WHERE s.incident_id IS NOT NULL)
+				THEN max(s.resolved_at) FILTER (WHERE s.incident_id IS NOT NULL) END AS resolved_at
+	FROM cdviz.dora_failure_signals(from_ts, to_ts, environment, service) AS s
+	GROUP BY s.event_id, s.environment_id, s.service_id, s.deployed_at
+), recovery AS (
+	SELECT f.event_id, f.environment_id, f.service_id, f.deployed_at,
+		   CASE WHEN f.rolled_back_at <= f.resolved_at OR f.resolved_at IS NULL THEN f.rolled_back_at
+				ELSE f.resolved_at END AS rolled_back_or_resolved_at,
+		   CASE WHEN f.rolled_back_at <= f.resolved_at
+					 OR (f.rolled_back_at IS NOT NULL AND f.resolved_at IS NULL) THEN 'rollback'
+				WHEN f.resolved_at IS NOT NULL THEN 'incident resolved' END AS recovered_by,
+		   n.valid_from AS next_deployed_at
+	FROM failed AS f
+	LEFT JOIN LATERAL (
+		SELECT h.valid_from
+		FROM cdviz.environment_history AS h
+		WHERE f.resolved_at IS NULL AND f.rolled_back_at IS NULL
+		  AND h.environment_id = f.environment_id AND h.service_id = f.service_id
+		  AND (h.valid_from, h.event_id) > (f.deployed_at, f.event_id)
+		  AND h.predicate IN ('deployed', 'upgraded')
+		ORDER BY h.valid_from, h.event_id
+		LIMIT 1) AS n ON true
+)
+SELECT r.event_id, r.environment_id, r.service_id, r.deployed_at,
+	   coalesce(r.rolled_back_or_resolved_at, r.next_deployed_at),
+	   coalesce(r.recovered_by, CASE WHEN r.next_deployed_at IS NOT NULL THEN 'next deployment' END),
+	   coalesce(r.rolled_back_or_resolved_at, r.next_deployed_at) - r.deployed_at
+FROM recovery AS r
+$$;
+
+COMMENT ON FUNCTION cdviz.dora_failed_deployment_recoveries(timestamptz, timestamptz, text, text) IS
+'cdviz DORA: every deployment in [from_ts, to_ts) (optionally of one environment and/or service) that cdviz.dora_failed_deployments counts as failed, one row each, with its recovery: recovered_at and recovered_by = rollback (the first service.rolledback charged to it), incident resolved (the latest resolved time of the incidents charged to it, once all of them are resolved), whichever came first, else next deployment (its service''s next deployed/upgraded event in that environment); NULL while not recovered. recovery_time = recovered_at - deployed_at. A deployment''s recovery does not depend on the range asked. What cdviz.dora_failed_deployment_recovery_time aggregates. Example: SELECT service_id, deployed_at, recovered_by, recovery_time FROM cdviz.dora_failed_deployment_recoveries(now() - interval ''30 days'', now(), ''prod'') ORDER BY recovery_time DESC NULLS FIRST;';
+REVOKE EXECUTE ON FUNCTION cdviz.dora_failed_deployment_recoveries(timestamptz, timestamptz, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.dora_failed_deployment_recoveries(timestamptz, timestamptz, text, text) TO cdviz_reader;
+
+CREATE FUNCTION cdviz.dora_failed_deployment_recovery_time(from_ts timestamptz, to_ts timestamptz,
+														   environment text DEFAULT NULL,
+														   service text DEFAULT NULL)
+RETURNS TABLE (median interval, p90 interval, sample_size bigint, tier text)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY r.recovery_time),
+	   percentile_cont(0.9) WITHIN GROUP (ORDER BY r.recovery_time),
+	   count(*),
+	   cdviz._dora_recovery_tier(percentile_cont(0.5) WITHIN GROUP (ORDER BY r.recovery_time))
+FROM cdviz.dora_failed_deployment_recoveries(from_ts, to_ts, environment, service) AS r
+WHERE r.recovery_time >= interval '0'
+$$;
+
+COMMENT ON FUNCTION cdviz.dora_failed_deployment_recovery_time(timestamptz, timestamptz, text, text) IS
+'cdviz DORA failed deployment recovery time over [from_ts, to_ts), optionally for one environment and/or service: for every deployment in the range that cdviz.dora_failed_deployments counts as failed, the time from the deployment to its recovery (cdviz.dora_failed_deployment_recoveries): the resolution of the incidents charged to it (the latest resolved time, once all of them are resolved) or the rollback charged to it, whichever came first; with neither, the next deployed/upgraded event of that service in that environment. Returns median and p90 (percentile_cont), sample_size and the tier on the median: elite < 1 hour, high < 1 day, medium < 1 week, else low. Limits: a failed deployment not yet recovered (an open incident, no rollback, no later deployment) is not in the sample; a recovery before the deployment (an incident resolved before it was reported) is left out. Example: SELECT * FROM cdviz.dora_failed_deployment_recovery_time(now() - interval ''30 days'', now(), ''prod'');';
+REVOKE EXECUTE ON FUNCTION cdviz.dora_failed_deployment_recovery_time(timestamptz, timestamptz, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.dora_failed_deployment_recovery_time(timestamptz, timestamptz, text, text) TO cdviz_reader;
+
+-- Rework rate (DORA's fifth metric, 2024 report): the share of deployments
+-- that were unplanned, made because of an incident in production.  Which
+-- deployments were rework is found from the rare side: rollbacks (their
+-- partial index), incidents open at the time (incident_summaries by
+-- last_event_at), and incidents and bug tickets that a deployment's
+-- artifact or change is linked to (cdviz.rework_links of the look-back
+-- window, kept at ingest); the deployments themselves are only counted.
+-- The rules of cdviz.dora_rework_rules are the exception: they are tested
+-- against every deployment of the range, and only when the table has a
+-- row.
+--
+-- Incidents and tickets are looked for at most 90 days before the
+-- deployment (the look-back), so that the cost of a range does not grow
+-- with the history before it; the bound is per deployment, so a
+-- deployment's verdict does not depend on the range asked.
+CREATE TABLE cdviz.dora_rework_rules (
+	rule_name		text PRIMARY KEY,
+	field			text NOT NULL
+		CHECK (field IN ('environment_id', 'service_id', 'artifact_id', 'change_id', 'change_description')),
+	pattern			text NOT NULL
+		-- compiling the expression here rejects an invalid one when it is
+		-- stored (SQLSTATE 2201B), not in every later call
+		CHECK (pattern <> '' AND ('' ~ pattern) IS NOT NULL),
+	rework			boolean NOT NULL DEFAULT true
+);
+
+COMMENT ON TABLE cdviz.dora_rework_rules IS
+'cdviz DORA: the site''s own rework classification, read by cdviz.dora_rework: a deployment whose field (environment_id, service_id, artifact_id, change_id of its artifact, change_description = the latest description of that change) matches pattern (a POSIX regular expression, case-sensitive: prefix (?i) for case-insensitive) is rework when rework is true, and is not rework, whatever else says it is, when rework is false. Readers may read it; only the extension''s owner (or a role it grants INSERT/UPDATE/DELETE) may change it. Example: INSERT INTO cdviz.dora_rework_rules VALUES (''hotfix changes'', ''change_description'', ''(?i)^hotfix'');';
+COMMENT ON COLUMN cdviz.dora_rework_rules.rule_name IS 'a name for the rule; cdviz.dora_rework reports it as the reason "rule: <name>"';
+COMMENT ON COLUMN cdviz.dora_rework_rules.field IS 'what the pattern is matched against: environment_id, service_id, artifact_id, change_id or change_description';
+COMMENT ON COLUMN cdviz.dora_rework_rules.pattern IS 'POSIX regular expression (the ~ operator)';
+COMMENT ON COLUMN cdviz.dora_rework_rules.rework IS 'true: a matching deployment is rework; false: a matching deployment is never rework (the rule wins over every other reason)';
+GRANT SELECT ON cdviz.dora_rework_rules TO cdviz_reader;
+SELECT pg_catalog.pg_extension_config_dump('cdviz.dora_rework_rules', '');
+
+-- The site's rules are tested against every deployment of the range, and
+-- only while the table has a row.  Inlined, their estimate (the rules
+-- crossed with every deployment of the range, whether the table is empty
+-- or not) made the planner compile the whole rework query with JIT:
+-- seconds for a query of milliseconds.  As a function of their own they
+-- are planned apart, with the row estimate below.
+CREATE FUNCTION cdviz._dora_rework_by_rules(from_ts timestamptz, to_ts timestamptz,
+											environment text, service text)
+RETURNS TABLE (event_id bigint, environment_id text, service_id text, deployed_at timestamptz,
+			   action text, reason text)
+LANGUAGE plpgsql STABLE PARALLEL SAFE ROWS 10
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT EXISTS (SELECT FROM cdviz.dora_rework_rules) THEN
+		RETURN;
+	END IF;
+	RETURN QUERY
+	SELECT h.event_id, h.environment_id, h.service_id, h.valid_from, h.predicate,
+		   CASE WHEN r.rework THEN 'rule: ' ELSE 'not rework, rule: ' END || r.rule_name
+	FROM cdviz.environment_history AS h
+	LEFT JOIN cdviz.artifact_changes AS a ON a.artifact_id = h.artifact_id
+	CROSS JOIN cdviz.dora_rework_rules AS r
+	WHERE h.valid_from >= from_ts AND h.valid_from < to_ts
+	  AND h.predicate IN ('deployed', 'upgraded', 'rolledback')
+	  AND (environment IS NULL OR h.environment_id = environment)
+	  AND (service IS NULL OR h.service_id = service)
+	  AND CASE r.field
+			  WHEN 'environment_id' THEN h.environment_id
+			  WHEN 'service_id' THEN h.service_id
+			  WHEN 'artifact_id' THEN h.artifact_id
+			  WHEN 'change_id' THEN a.change_id
+			  WHEN 'change_description' THEN (SELECT c.description FROM cdviz.change_summaries AS c
+											  WHERE c.change_id = a.change_id)
+		  END ~ r.pattern;
+END
+$$;
+
+COMMENT ON FUNCTION cdviz._dora_rework_by_rules(timestamptz, timestamptz, text, text) IS
+'cdviz: internal, for cdviz.dora_rework: the deployments of the range that a row of cdviz.dora_rework_rules matches, with the reason "rule: <name>" (rework) or "not rework, rule: <name>"; nothing, at once, while the table is empty';
+REVOKE EXECUTE ON FUNCTION cdviz._dora_rework_by_rules(timestamptz, timestamptz, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz._dora_rework_by_rules(timestamptz, timestamptz, text, text) TO cdviz_reader;
+
+CREATE FUNCTION cdviz.dora_rework(from_ts timestamptz, to_ts timestamptz,
+								  environment text DEFAULT NULL,
+								  service text DEFAULT NULL)
+RETURNS TABLE (event_id bigint, environment_id text, service_id text, deployed_at timestamptz,
+			   action text, reasons text[])
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+WITH reasons AS (
+	SELECT h.event_id, h.environment_id, h.service_id, h.valid_from, h.predicate, 'rollback' AS reason
+	FROM cdviz.environment_history AS h
+	WHERE h.valid_from >= from_ts AND h.valid_from < to_ts AND h.predicate = 'rolledback'
+	  AND (environment IS NULL OR h.environment_id = environment)
+	  AND (service IS NULL OR h.service_id = service)
+	UNION ALL
+	-- an incident is open from its first detected or reported event to its
+	-- (latest) resolved event: the deployments of its service and
+	-- environment meanwhile, one range of the (environment, service,
+	-- valid_from) index per incident
+	SELECT h.event_id, h.environment_id, h.service_id, h.valid_from, h.predicate, 'open incident'
+	FROM cdviz.incident_summaries AS i
+	CROSS JOIN LATERAL (
+		SELECT h.event_id, h.environment_id, h.service_id, h.valid_from, h.predicate
+		FROM cdviz.environment_history AS h
+		WHERE h.environment_id = i.environment_id AND h.service_id = i.service_id
+		  AND h.valid_from >= GREATEST(LEAST(i.detected_at, i.reported_at), from_ts)
+		  AND h.valid_from < LEAST(i.resolved_at, to_ts)
+		  AND h.valid_from <= LEAST(i.detected_at, i.reported_at) + interval '90 days'
+		  AND h.predicate IN ('deployed', 'upgraded', 'rolledback')
+		-- kept a subquery: a join would be planned over every deployment of
+		-- the range, sorted or hashed, where the incidents are few
+		OFFSET 0) AS h
+	WHERE i.last_event_at >= from_ts - interval '90 days'
+	  AND LEAST(i.detected_at, i.reported_at) < to_ts
+	  AND i.environment_id IS NOT NULL AND i.service_id IS NOT NULL
+	  AND (environment IS NULL OR i.environment_id = environment)
+	  AND (service IS NULL OR i.service_id = service)
+	UNION ALL
+	-- deployments linked to a cause of the look-back, or shipping an
+	-- artifact linked to one or built from a change linked to one
+	-- (cdviz.rework_links, kept at ingest)
+	SELECT h.event_id, h.environment_id, h.service_id, h.valid_from, h.predicate, k.reason
+	FROM cdviz.rework_links AS k
+	JOIN cdviz.environment_history AS h ON h.event_id = k.event_id
+	WHERE k.since >= from_ts - interval '90 days' AND k.since < to_ts AND k.subject = 'service'
+	  AND h.valid_from >= from_ts AND h.valid_from < to_ts
+	  AND h.valid_from >= k.since AND h.valid_from <= k.since + interval '90 days'
+	  AND h.predicate IN ('deployed', 'upgraded', 'rolledback')
+	  AND (environment IS NULL OR h.environment_id = environment)
+	  AND (service IS NULL OR h.service_id = service)
+	UNION ALL
+	SELECT h.event_id, h.environment_id, h.service_id, h.valid_from, h.predicate, k.reason
+	FROM (SELECT k.subject_id AS artifact_id, k.since, k.reason
+		  FROM cdviz.rework_links AS k
+		  WHERE k.since >= from_ts - interval '90 days' AND k.since < to_ts AND k.subject = 'artifact'
+		  UNION ALL
+		  SELECT a.artifact_id, k.since, k.reason
+		  FROM cdviz.rework_links AS k
+		  JOIN cdviz.artifact_changes AS a ON a.change_id = k.subject_id
+		  WHERE k.since >= from_ts - interval '90 days' AND k.since < to_ts AND k.subject = 'change') AS k
+	JOIN cdviz.environment_history AS h
+	  ON h.artifact_id = k.artifact_id
+	 AND h.valid_from >= from_ts AND h.valid_from < to_ts
+	 AND h.valid_from >= k.since AND h.valid_from <= k.since + interval '90 days'
+	WHERE h.predicate IN ('deployed', 'upgraded', 'rolledback')
+	  AND (environment IS NULL OR h.environment_id = environment)
+	  AND (service IS NULL OR h.service_id = service)
+	UNION ALL
+	SELECT * FROM cdviz._dora_rework_by_rules(from_ts, to_ts, environment, service)
+)
+SELECT r.event_id, r.environment_id, r.service_id, r.valid_from, r.predicate,
+	   array_agg(DISTINCT r.reason ORDER BY r.reason)
+FROM reasons AS r
+GROUP BY r.event_id, r.environment_id, r.service_id, r.valid_from, r.predicate
+HAVING NOT bool_or(r.reason LIKE 'not rework, %')
+$$;
+
+COMMENT ON FUNCTION cdviz.dora_rework(timestamptz, timestamptz, text, text) IS
+'cdviz DORA: the deployments (service deployed, upgraded or rolledback events) in [from_ts, to_ts), optionally of one environment and/or service, that were rework, one row each with its reasons: rollback (a rolledback event); open incident (made to that service and environment while an incident naming both was open: first detected or reported at or before the deployment and at most 90 days before it, not yet resolved); link to incident / link to ticket (the deployment event, its artifact''s events or its artifact''s change''s events name in context.links an incident event, or a ticket event whose ticketType contains "bug", of the 90 days before the deployment (cdviz.rework_links)); chain of incident / chain of ticket (its artifact was packaged, or its change created, in the chain of such an incident or ticket after it); rule: <name> (cdviz.dora_rework_rules). A rule with rework = false takes the deployment out. What cdviz.dora_rework_rate counts; a deployment''s verdict does not depend on the range asked. Example: SELECT * FROM cdviz.dora_rework(now() - interval ''30 days'', now(), ''prod'') ORDER BY deployed_at;';
+REVOKE EXECUTE ON FUNCTION cdviz.dora_rework(timestamptz, timestamptz, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.dora_rework(timestamptz, timestamptz, text, text) TO cdviz_reader;
+
+CREATE FUNCTION cdviz.dora_rework_rate(from_ts timestamptz, to_ts timestamptz,
+									   environment text DEFAULT NULL,
+									   service text DEFAULT NULL)
+RETURNS TABLE (rate numeric, rework bigint, deployments bigint, sample_size bigint)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+SELECT round(r.n::numeric / nullif(t.n, 0), 4), r.n, t.n, t.n
+FROM (SELECT count(*) AS n
+	  FROM cdviz.environment_history AS h
+	  WHERE h.valid_from >= from_ts AND h.valid_from < to_ts
+		AND h.predicate IN ('deployed', 'upgraded', 'rolledback')
+		AND (environment IS NULL OR h.environment_id = environment)
+		AND (service IS NULL OR h.service_id = service)) AS t,
+	 (SELECT count(*) AS n
+	  FROM cdviz.dora_rework(from_ts, to_ts, environment, service)) AS r
+$$;
+
+COMMENT ON FUNCTION cdviz.dora_rework_rate(timestamptz, timestamptz, text, text) IS
+'cdviz DORA rework rate over [from_ts, to_ts), optionally for one environment and/or service: the share of deployments (service deployed, upgraded and rolledback events) that were rework as cdviz.dora_rework says (rollbacks, deployments made while an incident on that service and environment was open, deployments whose artifact or change is linked by context.links or chainId to an incident or a bug ticket, and the site''s cdviz.dora_rework_rules). Returns rate (0..1), rework, deployments (= sample_size). No tier: DORA''s 2024 report introduced the metric without performance clusters. Example: SELECT * FROM cdviz.dora_rework_rate(now() - interval ''30 days'', now(), ''prod'');';
+REVOKE EXECUTE ON FUNCTION cdviz.dora_rework_rate(timestamptz, timestamptz, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.dora_rework_rate(timestamptz, timestamptz, text, text) TO cdviz_reader;
+
+-- Its result gains columns: a new function, not a replacement (nothing in
+-- the schema depends on it; its comment and grant are made again below).
+DROP FUNCTION cdviz.dora_by_environment(timestamptz, timestamptz, text);
+
+-- The metrics for every environment, one row each: what a "DORA per
+-- environment" table shows.  Calling the functions above laterally, once
+-- per environment, passes the environment as a parameter, which the
+-- planner cannot fold into the (environment_id, time) index ranges: every
+-- call then reads the window of every environment.  Here each environment
+-- gets its own statement with the id as a literal, planned for it.  The
+-- rework is the exception: most of its cost (the causes and their links)
+-- is the same for every environment, so it is listed once for all of
+-- them and counted per environment, over the deployments
+-- cdviz.dora_rework_rate counts: the deployment frequency's (deployed,
+-- upgraded) and the rollbacks (their partial index).
+CREATE FUNCTION cdviz.dora_by_environment(from_ts timestamptz, to_ts timestamptz,
+										  service text DEFAULT NULL)
+RETURNS TABLE (environment_id text, deployments bigint, per_day_per_service numeric,
+			   frequency_tier text, lead_time_median interval, lead_time_p90 interval,
+			   lead_time_tier text, change_failure_rate numeric, failed_deployments bigint,
+			   failure_rate_tier text, time_to_restore_median interval, incidents bigint,
+			   restore_tier text, recovery_time_median interval, recovery_tier text,
+			   rework_rate numeric)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	env text;
+	rework jsonb;
+BEGIN
+	SELECT coalesce(jsonb_object_agg(w.environment_id, w.n), '{}')
+	INTO rework
+	FROM (SELECT r.environment_id, count(*) AS n
+		  FROM cdviz.dora_rework(from_ts, to_ts, NULL, service) AS r
+		  GROUP BY r.environment_id) AS w;
+	FOR env IN
+		SELECT DISTINCT i.environment_id FROM cdviz.environment_inventory AS i ORDER BY 1
+	LOOP
+		RETURN QUERY EXECUTE format(
+			'SELECT %1$L::text, df.deployments, df.per_day_per_service, df.tier,'
+			' lt.median, lt.p90, lt.tier, cfr.rate, cfr.failed, cfr.tier,'
+			' ttr.median, ttr.sample_size, ttr.tier, fdrt.median, fdrt.tier,'
+			' round(coalesce(($4 ->> %1$L)::numeric, 0) / nullif(df.deployments + rb.n, 0), 4)'
+			' FROM cdviz.dora_deployment_frequency($1, $2, %1$L, $3) AS df'
+			' FULL JOIN cdviz.dora_lead_time($1, $2, %1$L, $3) AS lt ON true'
+			' FULL JOIN cdviz.dora_change_failure_rate($1, $2, %1$L, $3) AS cfr ON true'
+			' FULL JOIN cdviz.dora_time_to_restore($1, $2, %1$L, $3) AS ttr ON true'
+			' FULL JOIN cdviz.dora_failed_deployment_recovery_time($1, $2, %1$L, $3) AS fdrt ON true'
+			' FULL JOIN (SELECT count(*) AS n FROM cdviz.environment_history AS h'
+			'            WHERE h.valid_from >= $1 AND h.valid_from < $2 AND h.predicate = ''rolledback'''
+			'              AND h.environment_id = %1$L AND ($3 IS NULL OR h.service_id = $3)) AS rb ON true', env)
+			USING from_ts, to_ts, service, rework;
+	END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION cdviz.dora_by_environment(timestamptz, timestamptz, text) IS
+'cdviz DORA: the five metrics over [from_ts, to_ts) for every environment where a service runs (cdviz.environment_inventory), optionally for one service; one row per environment with the values and tiers of cdviz.dora_deployment_frequency, dora_lead_time, dora_change_failure_rate, dora_time_to_restore, dora_failed_deployment_recovery_time (recovery_time_median, recovery_tier) and dora_rework_rate (rework_rate) for that environment (same definitions). Example: SELECT environment_id, per_day_per_service, frequency_tier, lead_time_median, change_failure_rate, recovery_time_median, rework_rate FROM cdviz.dora_by_environment(now() - interval ''30 days'', now());';
+REVOKE EXECUTE ON FUNCTION cdviz.dora_by_environment(timestamptz, timestamptz, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.dora_by_environment(timestamptz, timestamptz, text) TO cdviz_reader;
 
 -- Transformers of oci sources: _source_check_transformer accepts them,
 -- retransform_source keeps the counters of an oci source right, the
@@ -3127,11 +3807,14 @@ BEGIN
 				  HINT = format('SELECT cdviz.alter_source(%L, transformer => ''my_transform(jsonb,jsonb)'');', name);
 	END IF;
 	items := 0; stored := 0; duplicates := 0; rejected := 0; failed := 0;
+	-- locked as they come: a run in another session waits for this one,
+	-- then skips the dead letters this one removed
 	FOR d IN
 		SELECT e.id, e.origin_ref FROM cdviz.rejected_events e
 		WHERE e.envelope->>'mode' = 'transformer' AND e.envelope->>'source' = retransform_source.name
 		  AND e.received_at >= since AND e.replayed_at IS NULL
 		ORDER BY e.id
+		FOR UPDATE OF e
 	LOOP
 		SELECT * INTO r FROM cdviz._source_retransform(d.id) t;
 		items := items + 1;
@@ -3160,6 +3843,6 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION cdviz.retransform_source(text, timestamptz) IS
-'cdviz: runs the source''s current transformer again over the items it raised on (kept in cdviz.rejected_events) since a time, in the order they were kept; stores their events and removes each dead letter it recovers (one it raises on again keeps the new error). Safe to repeat: the events get the ids and times they would have had, which the lake stores once. Returns the items processed, events stored and duplicated, invalid events (dead letters of their own) and items still failing. Example: SELECT * FROM cdviz.retransform_source(''drops'', now() - interval ''1 day'');';
+'cdviz: runs the source''s current transformer again over the items it raised on (kept in cdviz.rejected_events) since a time, in the order they were kept; stores their events and removes each dead letter it recovers (one it raises on again keeps the new error). Safe to repeat, and to run from two sessions at once (the second waits for the first): the events get the ids and times they would have had, which the lake stores once. Returns the items processed, events stored and duplicated, invalid events (dead letters of their own) and items still failing. Example: SELECT * FROM cdviz.retransform_source(''drops'', now() - interval ''1 day'');';
 COMMENT ON FUNCTION cdviz.oci_source_events(jsonb, jsonb) IS
 'cdviz: the events a source of kind oci makes of a tag seen pointing to a new digest (meta: source, kind, id, source_uri, mtime, registry, host, repository, tag, digest, media_type, previous_digest, seen_at; body NULL; a transformer of the source may start from it): one artifact.published with subject id pkg:oci/<name>@sha256%3A<hex>?repository_url=<host>/<repository>&tag=<tag>. Example: SELECT cdviz.oci_source_events(''{"registry": "https://ghcr.io", "host": "ghcr.io", "repository": "acme/api", "tag": "1.2", "digest": "sha256:ab12", "seen_at": "2024-05-01T10:00:00Z"}'', NULL);';

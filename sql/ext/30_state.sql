@@ -17,6 +17,9 @@
 --   artifact_changes      the change each artifact was built from
 --   change_times          when each change was created and merged
 --   event_links           the context.links of every event, by both ends
+--   rework_causes         incident events and bug tickets' events, which
+--                         can make a deployment rework
+--   rework_links          what is linked to them, by links and chains
 --
 -- Every table is either append-only or merged with commutative rules
 -- (earliest wins, or "recompute from history"), so the result does not depend
@@ -53,6 +56,10 @@ CREATE INDEX environment_history_environment_valid_from
 -- without reading the deployments around them
 CREATE INDEX environment_history_rollbacks
 	ON cdviz.environment_history (valid_from) WHERE predicate = 'rolledback';
+-- the deployments of one artifact: the rework rate finds the artifacts
+-- linked to incidents and bug tickets, then their deployments in a range
+CREATE INDEX environment_history_artifact_id
+	ON cdviz.environment_history (artifact_id, valid_from) WHERE artifact_id IS NOT NULL;
 
 COMMENT ON TABLE cdviz.environment_history IS
 'cdviz: one row per service deployed/upgraded/rolledback/removed/published event that names an environment, kept by the lake trigger; the narrow time line behind cdviz.deployments, cdviz.services, cdviz.environment_inventory_at() and the deployment DORA metrics';
@@ -187,6 +194,57 @@ COMMENT ON COLUMN cdviz.event_links.link_type IS 'linkType: RELATION, PATH, END'
 COMMENT ON COLUMN cdviz.event_links.link_kind IS 'linkKind of a RELATION link, e.g. TRIGGER';
 COMMENT ON COLUMN cdviz.event_links.tags IS 'tags of the link';
 
+-- The events that can make a deployment rework (cdviz.dora_rework): every
+-- incident detected/reported/resolved event, and every ticket event whose
+-- ticketType names a bug.  A few rows a day, insert-only; found by the
+-- context id a link names and by chain.
+CREATE TABLE cdviz.rework_causes (
+	event_id		bigint PRIMARY KEY,
+	"timestamp"		timestamptz NOT NULL,
+	context_id		text NOT NULL,
+	chain_id		text,
+	subject			text NOT NULL,
+	subject_id		text
+);
+CREATE INDEX rework_causes_context_id ON cdviz.rework_causes (context_id);
+CREATE INDEX rework_causes_chain_id ON cdviz.rework_causes (chain_id) WHERE chain_id IS NOT NULL;
+
+COMMENT ON TABLE cdviz.rework_causes IS
+'cdviz: one row per incident detected/reported/resolved event and per ticket created/updated/closed event whose subject.content.ticketType contains "bug" (case-insensitive), kept by the lake trigger: what a deployment, artifact or change linked to it (context.links) or made in its chain (chainId) is rework for (cdviz.rework_links)';
+GRANT SELECT ON cdviz.rework_causes TO cdviz_reader;
+COMMENT ON COLUMN cdviz.rework_causes.event_id IS 'cdviz.cdevents_lake.id of the event';
+COMMENT ON COLUMN cdviz.rework_causes."timestamp" IS 'event timestamp';
+COMMENT ON COLUMN cdviz.rework_causes.context_id IS 'context.id of the event: what a link names';
+COMMENT ON COLUMN cdviz.rework_causes.chain_id IS 'context.chainId of the event';
+COMMENT ON COLUMN cdviz.rework_causes.subject IS 'incident or ticket';
+COMMENT ON COLUMN cdviz.rework_causes.subject_id IS 'subject.id: the incident or ticket';
+
+-- What is linked to a rework cause: the join of the causes with the links,
+-- artifacts and changes, kept at ingest from whichever side arrives last,
+-- so that the rework rate reads the few rows of its range and look-back
+-- instead of probing links and chains for every cause.  Insert-only; a
+-- pair found from both sides is one row.
+CREATE TABLE cdviz.rework_links (
+	cause_event_id	bigint NOT NULL,
+	since			timestamptz NOT NULL,
+	reason			text NOT NULL,
+	subject			text NOT NULL,
+	subject_id		text,
+	event_id		bigint,
+	CONSTRAINT rework_links_key UNIQUE NULLS NOT DISTINCT (cause_event_id, reason, subject, subject_id, event_id)
+);
+CREATE INDEX rework_links_since ON cdviz.rework_links (since);
+
+COMMENT ON TABLE cdviz.rework_links IS
+'cdviz: what is linked to a rework cause (cdviz.rework_causes), kept by the lake trigger whatever the arrival order: a service event (a deployment) or an event of an artifact or change that names the cause''s event in its context.links (reason "link to incident" or "link to ticket"), and an artifact packaged or a change created in the cause''s chain at or after it ("chain of incident", "chain of ticket"); read by cdviz.dora_rework';
+GRANT SELECT ON cdviz.rework_links TO cdviz_reader;
+COMMENT ON COLUMN cdviz.rework_links.cause_event_id IS 'cdviz.rework_causes.event_id';
+COMMENT ON COLUMN cdviz.rework_links.since IS 'timestamp of the cause''s event';
+COMMENT ON COLUMN cdviz.rework_links.reason IS 'link to incident, link to ticket, chain of incident or chain of ticket';
+COMMENT ON COLUMN cdviz.rework_links.subject IS 'what is linked: service (the event itself), artifact or change';
+COMMENT ON COLUMN cdviz.rework_links.subject_id IS 'the artifact or change id; NULL for a service event';
+COMMENT ON COLUMN cdviz.rework_links.event_id IS 'cdviz.cdevents_lake.id of the service event; NULL for an artifact or change';
+
 -- These tables hold data, not definitions: pg_dump must dump their rows
 -- (the extension recreates the tables themselves).
 SELECT pg_catalog.pg_extension_config_dump('cdviz.environment_history', '');
@@ -196,6 +254,8 @@ SELECT pg_catalog.pg_extension_config_dump('cdviz.first_deployments', '');
 SELECT pg_catalog.pg_extension_config_dump('cdviz.artifact_changes', '');
 SELECT pg_catalog.pg_extension_config_dump('cdviz.change_times', '');
 SELECT pg_catalog.pg_extension_config_dump('cdviz.event_links', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.rework_causes', '');
+SELECT pg_catalog.pg_extension_config_dump('cdviz.rework_links', '');
 
 -- ---------------------------------------------------------------------------
 -- Summaries kept at ingest for the read API.
@@ -397,6 +457,9 @@ CREATE TABLE cdviz.artifact_summaries (
 	LIKE cdviz._summary_template
 ) WITH (fillfactor = 80);
 CREATE INDEX artifact_summaries_first_event_at ON cdviz.artifact_summaries (first_event_at);
+-- the artifacts of a chain: the rework rate follows the chain of an
+-- incident or bug ticket to what was built in it
+CREATE INDEX artifact_summaries_chain_id ON cdviz.artifact_summaries (chain_id) WHERE chain_id IS NOT NULL;
 
 CREATE TABLE cdviz.change_summaries (
 	change_id		text PRIMARY KEY,
@@ -415,6 +478,8 @@ CREATE TABLE cdviz.change_summaries (
 	LIKE cdviz._summary_template
 ) WITH (fillfactor = 80);
 CREATE INDEX change_summaries_first_event_at ON cdviz.change_summaries (first_event_at);
+-- the changes of a chain, likewise
+CREATE INDEX change_summaries_chain_id ON cdviz.change_summaries (chain_id) WHERE chain_id IS NOT NULL;
 
 CREATE TABLE cdviz.incident_summaries (
 	incident_id		text PRIMARY KEY,
@@ -535,12 +600,49 @@ REVOKE EXECUTE ON FUNCTION cdviz.summaries_pending() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION cdviz.summaries_pending() TO cdviz_reader;
 GRANT EXECUTE ON FUNCTION cdviz.summaries_pending() TO cdviz_writer;
 
+-- The cause side of cdviz.rework_links, for causes just stored (the lake
+-- trigger) or all of them (the update that made the table): the links
+-- that name them, found by the far end, and the artifacts and changes of
+-- their chains, from the summaries.
+CREATE FUNCTION cdviz._link_rework_causes(causes bigint[])
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+INSERT INTO cdviz.rework_links (cause_event_id, since, reason, subject, subject_id, event_id)
+SELECT c.event_id, c."timestamp", 'link to ' || c.subject, l.subject,
+	   CASE WHEN l.subject <> 'service' THEN l.subject_id END,
+	   CASE WHEN l.subject = 'service' THEN l.id END
+FROM cdviz.rework_causes AS c
+JOIN cdviz.event_links AS k ON k.linked_context_id = c.context_id
+CROSS JOIN LATERAL (
+	SELECT l.subject, l.subject_id, l.id FROM cdviz.cdevents_lake AS l
+	WHERE l.id = k.event_id AND l.subject IN ('service', 'artifact', 'change')
+	LIMIT 1) AS l
+WHERE c.event_id = ANY (causes)
+UNION ALL
+SELECT c.event_id, c."timestamp", 'chain of ' || c.subject, 'artifact', a.artifact_id, NULL
+FROM cdviz.rework_causes AS c
+JOIN cdviz.artifact_summaries AS a ON a.chain_id = c.chain_id AND a.packaged_at >= c."timestamp"
+WHERE c.event_id = ANY (causes)
+UNION ALL
+SELECT c.event_id, c."timestamp", 'chain of ' || c.subject, 'change', s.change_id, NULL
+FROM cdviz.rework_causes AS c
+JOIN cdviz.change_summaries AS s ON s.chain_id = c.chain_id AND s.created_at >= c."timestamp"
+WHERE c.event_id = ANY (causes)
+ON CONFLICT DO NOTHING
+$$;
+
+COMMENT ON FUNCTION cdviz._link_rework_causes(bigint[]) IS
+'cdviz: internal, for cdviz._fold_events(): adds to cdviz.rework_links what was stored before these rework causes (lake ids) and is linked to them: the service, artifact and change events whose context.links name them, and the artifacts packaged and changes created in their chains after them';
+REVOKE EXECUTE ON FUNCTION cdviz._link_rework_causes(bigint[]) FROM PUBLIC;
+
 -- The lake trigger and the folds.
 --
 -- cdviz._fold_events() holds the one copy of every fold statement: it folds
 -- an array of lake rows into the derived tables (first_deployments,
--- artifact_changes, change_times, event_links) and the summaries.  Its
--- callers only say which rows:
+-- artifact_changes, change_times, event_links, rework_causes,
+-- rework_links) and the summaries.  Its callers only say which rows:
 --
 --   cdviz.lake_maintain()          the rows an insert statement stored (its
 --                                  transition table), with summaries
@@ -721,6 +823,18 @@ BEGIN
 			  AND (f.change_id, f.changed_at) IS DISTINCT FROM (a.change_id, coalesce(c.merged_at, c.created_at));
 		END IF;
 
+		-- what can make a deployment rework (cdviz.dora_rework): every
+		-- incident event, and the ticket events that name a bug type
+		IF subjects && '{incident,ticket}' THEN
+			INSERT INTO cdviz.rework_causes (event_id, "timestamp", context_id, chain_id, subject, subject_id)
+			SELECT e.id, e."timestamp", e.context_id, e.chain_id, e.subject, e.subject_id
+			FROM cdviz._lake_rows(events) e
+			WHERE (e.subject = 'incident' AND e.predicate IN ('detected', 'reported', 'resolved'))
+			   OR (e.subject = 'ticket' AND e.predicate IN ('created', 'updated', 'closed')
+				   AND e.payload #>> '{subject,content,ticketType}' ~* 'bug')
+			ON CONFLICT (event_id) DO NOTHING;
+		END IF;
+
 		IF has_links THEN
 			INSERT INTO cdviz.event_links (event_id, context_id, linked_context_id, link_type, link_kind, tags)
 			SELECT e.id, e.context_id,
@@ -731,6 +845,33 @@ BEGIN
 			WHERE jsonb_typeof(e.payload #> '{context,links}') = 'array'
 			  AND jsonb_typeof(k.link) = 'object'
 			  AND coalesce(k.link #>> '{target,contextId}', k.link #>> '{from,contextId}', k.link #>> '{to,contextId}') IS NOT NULL;
+		END IF;
+
+		-- What is linked to a rework cause, whichever came first: the causes
+		-- of these rows with what was stored before them, then these rows'
+		-- links, artifacts and changes with the causes stored before them
+		-- (or just above).
+		IF subjects && '{incident,ticket}' THEN
+			PERFORM cdviz._link_rework_causes(ARRAY(SELECT e.id FROM cdviz._lake_rows(events) e
+													WHERE e.subject IN ('incident', 'ticket')));
+		END IF;
+		IF subjects && '{service,artifact,change}' THEN
+			INSERT INTO cdviz.rework_links (cause_event_id, since, reason, subject, subject_id, event_id)
+			SELECT c.event_id, c."timestamp", 'link to ' || c.subject, e.subject,
+				   CASE WHEN e.subject <> 'service' THEN e.subject_id END,
+				   CASE WHEN e.subject = 'service' THEN e.id END
+			FROM cdviz._lake_rows(events) e
+			JOIN cdviz.event_links k ON k.context_id = e.context_id AND k.event_id = e.id
+			JOIN cdviz.rework_causes c ON c.context_id = k.linked_context_id
+			WHERE has_links AND e.subject IN ('service', 'artifact', 'change')
+			UNION ALL
+			SELECT c.event_id, c."timestamp", 'chain of ' || c.subject, e.subject, e.subject_id, NULL
+			FROM cdviz._lake_rows(events) e
+			JOIN cdviz.rework_causes c ON c.chain_id = e.chain_id AND c."timestamp" <= e."timestamp"
+			WHERE ((e.subject = 'artifact' AND e.predicate = 'packaged')
+				   OR (e.subject = 'change' AND e.predicate = 'created'))
+			  AND e.subject_id IS NOT NULL
+			ON CONFLICT DO NOTHING;
 		END IF;
 	END IF;
 
@@ -1143,7 +1284,7 @@ END
 $$;
 
 COMMENT ON FUNCTION cdviz._fold_events(cdviz.cdevents_lake[], boolean) IS
-'cdviz: internal: folds the lake rows of events into the summary tables (pipeline/task/test case/test suite run, build, artifact, change and incident summaries, event_counts_hourly, test_case_outcomes_daily) and, when derived, into first_deployments, artifact_changes, change_times and event_links, grouped per key, one set-based statement per table, each run only when the rows hold its subject; order-independent merge rules (see cdviz.pipeline_run_summaries). Called by cdviz.lake_maintain(), cdviz.fold_queued_summaries() and cdviz.summaries_fold().';
+'cdviz: internal: folds the lake rows of events into the summary tables (pipeline/task/test case/test suite run, build, artifact, change and incident summaries, event_counts_hourly, test_case_outcomes_daily) and, when derived, into first_deployments, artifact_changes, change_times, event_links, rework_causes and rework_links, grouped per key, one set-based statement per table, each run only when the rows hold its subject; order-independent merge rules (see cdviz.pipeline_run_summaries). Called by cdviz.lake_maintain(), cdviz.fold_queued_summaries() and cdviz.summaries_fold().';
 
 -- The trigger's statements are planned once per session and kept: the
 -- http worker keeps its plans for days.  Planned while a table was small or
@@ -1305,7 +1446,7 @@ END
 $$;
 
 COMMENT ON FUNCTION cdviz.lake_maintain() IS
-'cdviz: statement-level AFTER INSERT trigger of cdviz.cdevents_lake: folds the stored events of the statement into environment_history and environment_state; then, with cdviz.summaries = deferred (in the summaries worker''s database), queues them in cdviz.summary_queue for cdviz.fold_queued_summaries(), else folds them at once into the derived tables (first_deployments, artifact_changes, change_times, event_links) and, grouped per key, into the summary tables (pipeline/task/test case/test suite run, build, artifact, change and incident summaries, event_counts_hourly, test_case_outcomes_daily) with one set-based statement per table, each run only when the statement stored events of its subject; order-independent merge rules (see cdviz.pipeline_run_summaries). SECURITY DEFINER so that writers need no privilege on them.';
+'cdviz: statement-level AFTER INSERT trigger of cdviz.cdevents_lake: folds the stored events of the statement into environment_history and environment_state; then, with cdviz.summaries = deferred (in the summaries worker''s database), queues them in cdviz.summary_queue for cdviz.fold_queued_summaries(), else folds them at once into the derived tables (first_deployments, artifact_changes, change_times, event_links, rework_causes, rework_links) and, grouped per key, into the summary tables (pipeline/task/test case/test suite run, build, artifact, change and incident summaries, event_counts_hourly, test_case_outcomes_daily) with one set-based statement per table, each run only when the statement stored events of its subject; order-independent merge rules (see cdviz.pipeline_run_summaries). SECURITY DEFINER so that writers need no privilege on them.';
 REVOKE EXECUTE ON FUNCTION cdviz.lake_maintain() FROM PUBLIC;
 
 -- Folds the lake rows of queued statements (their keys: ids, stamps).

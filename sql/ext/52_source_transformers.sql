@@ -41,11 +41,14 @@ BEGIN
 				  HINT = format('SELECT cdviz.alter_source(%L, transformer => ''my_transform(jsonb,jsonb)'');', name);
 	END IF;
 	items := 0; stored := 0; duplicates := 0; rejected := 0; failed := 0;
+	-- locked as they come: a run in another session waits for this one,
+	-- then skips the dead letters this one removed
 	FOR d IN
 		SELECT e.id, e.origin_ref FROM cdviz.rejected_events e
 		WHERE e.envelope->>'mode' = 'transformer' AND e.envelope->>'source' = retransform_source.name
 		  AND e.received_at >= since AND e.replayed_at IS NULL
 		ORDER BY e.id
+		FOR UPDATE OF e
 	LOOP
 		SELECT * INTO r FROM cdviz._source_retransform(d.id) t;
 		items := items + 1;
@@ -74,7 +77,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION cdviz.retransform_source(text, timestamptz) IS
-'cdviz: runs the source''s current transformer again over the items it raised on (kept in cdviz.rejected_events) since a time, in the order they were kept; stores their events and removes each dead letter it recovers (one it raises on again keeps the new error). Safe to repeat: the events get the ids and times they would have had, which the lake stores once. Returns the items processed, events stored and duplicated, invalid events (dead letters of their own) and items still failing. Example: SELECT * FROM cdviz.retransform_source(''drops'', now() - interval ''1 day'');';
+'cdviz: runs the source''s current transformer again over the items it raised on (kept in cdviz.rejected_events) since a time, in the order they were kept; stores their events and removes each dead letter it recovers (one it raises on again keeps the new error). Safe to repeat, and to run from two sessions at once (the second waits for the first): the events get the ids and times they would have had, which the lake stores once. Returns the items processed, events stored and duplicated, invalid events (dead letters of their own) and items still failing. Example: SELECT * FROM cdviz.retransform_source(''drops'', now() - interval ''1 day'');';
 
 -- The built-in mapping of test reports, for transformers that start from
 -- it (attach an environment, a pipeline run...).

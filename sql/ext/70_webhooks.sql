@@ -11,8 +11,9 @@
 --   cdviz.process_webhook()    one delivery, called by the http worker
 --   cdviz.retransform()        runs the (fixed) transformer again
 --
--- Transformers run as the http worker's role (a superuser): only the owner
--- of the extension and superusers may create routes, and each route names
+-- Transformers run as the http worker's role (a superuser), or with their
+-- owner's rights when that is no superuser (webhook_transform.c): only the
+-- owner of the extension and superusers may create routes, and each route names
 -- its function by regprocedure so a later same-named function elsewhere on
 -- a search_path cannot take its place.
 

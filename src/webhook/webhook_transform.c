@@ -11,12 +11,17 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "common/rfc3339.h"
@@ -166,7 +171,31 @@ transformer_plan(const CdvizTransformInput *in)
 	return tp->plan;
 }
 
-/* The transformer's call, as cdviz_subxact() runs it: its rows kept. */
+/* The owner of function fn, or InvalidOid when there is no such function. */
+static Oid
+function_owner(Oid fn)
+{
+	HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		return InvalidOid;
+	owner = ((Form_pg_proc) GETSTRUCT(tup))->proowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/*
+ * The transformer's call, as cdviz_subxact() runs it: its rows kept.
+ *
+ * The caller is a worker, a superuser; a role that owns the transformer
+ * may replace its body at any time.  So a transformer whose owner is no
+ * superuser runs with its owner's rights, in a security-restricted
+ * operation (no temporary object, no SET ROLE), and the settings it
+ * changes are undone after it, before the caller's own statements: as
+ * PostgreSQL runs the functions of a table's indexes for VACUUM.  When it
+ * raises, the subtransaction's abort restores both.
+ */
 static void
 call_transformer(void *arg)
 {
@@ -174,15 +203,32 @@ call_transformer(void *arg)
 	const CdvizTransformInput *in = call->in;
 	MemoryContext cxt = CurrentMemoryContext;
 	SPIPlanPtr	plan;
+	Oid			owner = function_owner(in->transformer);
+	bool		as_owner = OidIsValid(owner) && !superuser_arg(owner);
+	Oid			save_user = InvalidOid;
+	int			save_sec = 0;
+	int			nest = 0;
 
-	if (in->transformer_name == NULL)
+	if (in->transformer_name == NULL || !OidIsValid(owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
 				 errmsg("function with OID %u does not exist", in->transformer)));
 	plan = transformer_plan(in);
 	transformer_depth++;
+	if (as_owner)
+	{
+		GetUserIdAndSecContext(&save_user, &save_sec);
+		SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
+							   SECURITY_RESTRICTED_OPERATION);
+		nest = NewGUCNestLevel();
+	}
 	if (SPI_execute_plan(plan, call->args, call->nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "cdviz: calling transformer %s failed", in->transformer_name);
+	if (as_owner)
+	{
+		AtEOXact_GUC(false, nest);
+		SetUserIdAndSecContext(save_user, save_sec);
+	}
 	transformer_depth--;
 	MemoryContextSwitchTo(cxt);
 	for (uint64 i = 0; i < SPI_processed; i++)

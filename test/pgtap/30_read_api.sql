@@ -193,21 +193,26 @@ SELECT results_eq(
 	$$SELECT * FROM cdviz.dora_time_to_restore('2024-03-01Z', '2024-03-31Z', 'prod', 'worker')$$,
 	$$VALUES (interval '30 minutes', interval '30 minutes', 1::bigint, 'elite'::text)$$,
 	'time to restore of the worker');
-SELECT is((SELECT count(*) FROM cdviz.dora_thresholds), 16::bigint, 'four tiers for each of the four metrics');
+SELECT is((SELECT count(*) FROM cdviz.dora_thresholds), 21::bigint,
+		  'four tiers for each of five metrics, and one row saying rework rate has none');
 SELECT results_eq(
 	$$SELECT environment_id, deployments, per_day_per_service, frequency_tier, lead_time_median,
 			 lead_time_p90, lead_time_tier, change_failure_rate, failed_deployments, failure_rate_tier,
-			 time_to_restore_median, incidents, restore_tier
+			 time_to_restore_median, incidents, restore_tier, recovery_time_median, recovery_tier,
+			 rework_rate
 	  FROM cdviz.dora_by_environment('2024-03-01Z', '2024-03-31Z') ORDER BY 1$$,
 	$$SELECT e.environment_id, df.deployments, df.per_day_per_service, df.tier, lt.median, lt.p90,
-			 lt.tier, cfr.rate, cfr.failed, cfr.tier, ttr.median, ttr.sample_size, ttr.tier
+			 lt.tier, cfr.rate, cfr.failed, cfr.tier, ttr.median, ttr.sample_size, ttr.tier,
+			 fdrt.median, fdrt.tier, rw.rate
 	  FROM (SELECT DISTINCT environment_id FROM cdviz.environment_inventory) AS e
 	  LEFT JOIN LATERAL cdviz.dora_deployment_frequency('2024-03-01Z', '2024-03-31Z', e.environment_id) AS df ON true
 	  LEFT JOIN LATERAL cdviz.dora_lead_time('2024-03-01Z', '2024-03-31Z', e.environment_id) AS lt ON true
 	  LEFT JOIN LATERAL cdviz.dora_change_failure_rate('2024-03-01Z', '2024-03-31Z', e.environment_id) AS cfr ON true
 	  LEFT JOIN LATERAL cdviz.dora_time_to_restore('2024-03-01Z', '2024-03-31Z', e.environment_id) AS ttr ON true
+	  LEFT JOIN LATERAL cdviz.dora_failed_deployment_recovery_time('2024-03-01Z', '2024-03-31Z', e.environment_id) AS fdrt ON true
+	  LEFT JOIN LATERAL cdviz.dora_rework_rate('2024-03-01Z', '2024-03-31Z', e.environment_id) AS rw ON true
 	  ORDER BY 1$$,
-	'dora_by_environment: each environment''s four metrics, as the functions give them');
+	'dora_by_environment: each environment''s metrics, as the functions give them');
 SELECT is((SELECT count(*) FROM cdviz.dora_by_environment('2024-03-01Z', '2024-03-31Z', 'api')),
 		  (SELECT count(DISTINCT environment_id) FROM cdviz.environment_inventory), 'one row per environment');
 
