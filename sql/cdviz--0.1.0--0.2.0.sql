@@ -3737,3 +3737,112 @@ COMMENT ON FUNCTION cdviz.dora_by_environment(timestamptz, timestamptz, text) IS
 'cdviz DORA: the five metrics over [from_ts, to_ts) for every environment where a service runs (cdviz.environment_inventory), optionally for one service; one row per environment with the values and tiers of cdviz.dora_deployment_frequency, dora_lead_time, dora_change_failure_rate, dora_time_to_restore, dora_failed_deployment_recovery_time (recovery_time_median, recovery_tier) and dora_rework_rate (rework_rate) for that environment (same definitions). Example: SELECT environment_id, per_day_per_service, frequency_tier, lead_time_median, change_failure_rate, recovery_time_median, rework_rate FROM cdviz.dora_by_environment(now() - interval ''30 days'', now());';
 REVOKE EXECUTE ON FUNCTION cdviz.dora_by_environment(timestamptz, timestamptz, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION cdviz.dora_by_environment(timestamptz, timestamptz, text) TO cdviz_reader;
+
+-- Transformers of oci sources: _source_check_transformer accepts them,
+-- retransform_source keeps the counters of an oci source right, the
+-- comments say so.
+COMMENT ON COLUMN cdviz.sources.transformer IS 'folder and s3 (format junit, tap or metadata), oci: a function (meta jsonb, body jsonb) RETURNS SETOF jsonb called for each file or object read, or each new or moved tag, whose output replaces the built-in mapping of the format or kind; NULL: the built-in mapping. See cdviz.retransform_source()';
+COMMENT ON COLUMN cdviz.source_progress.events IS 'message sources and oci: events stored';
+COMMENT ON COLUMN cdviz.source_progress.duplicates IS 'message sources and oci: events the lake already had';
+COMMENT ON COLUMN cdviz.source_progress.rejected IS 'message sources: messages sent to cdviz.rejected_events; oci: invalid events and tags its transformer raised on';
+CREATE OR REPLACE FUNCTION cdviz._source_check_transformer(kind text, options jsonb, transformer regprocedure)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	fmt CONSTANT text := coalesce(options->>'format', 'cdevents');
+BEGIN
+	IF transformer IS NULL THEN
+		IF kind IN ('folder', 's3') AND fmt = 'metadata' THEN
+			RAISE EXCEPTION 'a source of format metadata needs a transformer'
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = 'Its files are not read: there are no events in them to store without one.',
+					  HINT = 'Example: CREATE FUNCTION my_files(meta jsonb, body jsonb) RETURNS SETOF jsonb LANGUAGE sql AS $f$ SELECT cdviz.webhook_cdevent(''artifact.published'', meta->>''source_uri'', meta->>''mtime'', ''pkg:generic/'' || (meta->>''name'') || ''?checksum=sha256:'' || (meta->>''sha256''), ''{}'') $f$; then transformer => ''my_files(jsonb,jsonb)''.';
+		END IF;
+		RETURN;
+	END IF;
+	IF NOT EXISTS (SELECT FROM pg_proc p WHERE p.oid = transformer AND p.proretset
+				   AND p.prorettype = 'jsonb'::regtype
+				   AND p.proargtypes = '3802 3802'::oidvector) THEN
+		RAISE EXCEPTION 'a source transformer must be a function (meta jsonb, body jsonb) RETURNS SETOF jsonb, not %', transformer
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Example: CREATE FUNCTION my_files(meta jsonb, body jsonb) RETURNS SETOF jsonb LANGUAGE plpgsql AS ...';
+	END IF;
+	IF kind IN ('nats', 'kafka') THEN
+		RAISE EXCEPTION 'sources of kind % take no transformer', kind
+			USING ERRCODE = 'feature_not_supported',
+				  DETAIL = 'Their messages are read as CDEvents or CloudEvents, in batches.',
+				  HINT = 'Post the tool''s payloads to a webhook route instead, which applies a transformer to each (cdviz.create_webhook()), or drop them as files into a folder source.';
+	END IF;
+	IF kind IN ('folder', 's3') AND fmt = 'cdevents' THEN
+		RAISE EXCEPTION 'a source of format cdevents takes no transformer'
+			USING ERRCODE = 'feature_not_supported',
+				  DETAIL = 'Its files hold CDEvents, stored as they are.',
+				  HINT = 'Give the source the format whose items the transformer reads: junit, tap (the report) or metadata (the file''s name, size, time and SHA-256).';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION cdviz._source_check_transformer(text, jsonb, regprocedure) IS
+'cdviz internal: raises unless a source of that kind and options may have that transformer (NULL: none): the signature (meta jsonb, body jsonb) RETURNS SETOF jsonb (22023), a folder or s3 source of format junit, tap or metadata, or an oci source (0A000 otherwise), and one at all for format metadata (22023)';
+CREATE OR REPLACE FUNCTION cdviz.retransform_source(name text, since timestamptz DEFAULT '-infinity',
+										 OUT items bigint, OUT stored bigint, OUT duplicates bigint,
+										 OUT rejected bigint, OUT failed bigint)
+RETURNS record
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	s cdviz.sources;
+	d record;
+	r record;
+BEGIN
+	SELECT * INTO s FROM cdviz.sources x WHERE x.name = retransform_source.name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'source "%" does not exist', name USING ERRCODE = 'undefined_object';
+	END IF;
+	IF s.transformer IS NULL THEN
+		RAISE EXCEPTION 'source "%" has no transformer', name
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = format('SELECT cdviz.alter_source(%L, transformer => ''my_transform(jsonb,jsonb)'');', name);
+	END IF;
+	items := 0; stored := 0; duplicates := 0; rejected := 0; failed := 0;
+	-- locked as they come: a run in another session waits for this one,
+	-- then skips the dead letters this one removed
+	FOR d IN
+		SELECT e.id, e.origin_ref FROM cdviz.rejected_events e
+		WHERE e.envelope->>'mode' = 'transformer' AND e.envelope->>'source' = retransform_source.name
+		  AND e.received_at >= since AND e.replayed_at IS NULL
+		ORDER BY e.id
+		FOR UPDATE OF e
+	LOOP
+		SELECT * INTO r FROM cdviz._source_retransform(d.id) t;
+		items := items + 1;
+		stored := stored + r.stored;
+		duplicates := duplicates + r.duplicates;
+		IF r.error IS NOT NULL THEN
+			failed := failed + 1;
+			CONTINUE;
+		END IF;
+		rejected := rejected + r.rejected;
+		-- the counters of the file, object or oci source: the item is no
+		-- longer rejected (a registry's tags have no counters of their own)
+		UPDATE cdviz.fs_files f
+		SET events = f.events + r.stored, duplicates = f.duplicates + r.duplicates,
+			rejected = greatest(f.rejected - 1 + r.rejected, 0)
+		WHERE s.kind = 'folder' AND f.path = d.origin_ref;
+		UPDATE cdviz.s3_objects o
+		SET events = o.events + r.stored, duplicates = o.duplicates + r.duplicates,
+			rejected = greatest(o.rejected - 1 + r.rejected, 0)
+		WHERE s.kind = 's3' AND 's3://' || o.bucket || '/' || o.key = d.origin_ref;
+		UPDATE cdviz.source_progress p
+		SET events = p.events + r.stored, duplicates = p.duplicates + r.duplicates,
+			rejected = greatest(p.rejected - 1 + r.rejected, 0)
+		WHERE s.kind = 'oci' AND p.source_id = s.id;
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION cdviz.retransform_source(text, timestamptz) IS
+'cdviz: runs the source''s current transformer again over the items it raised on (kept in cdviz.rejected_events) since a time, in the order they were kept; stores their events and removes each dead letter it recovers (one it raises on again keeps the new error). Safe to repeat, and to run from two sessions at once (the second waits for the first): the events get the ids and times they would have had, which the lake stores once. Returns the items processed, events stored and duplicated, invalid events (dead letters of their own) and items still failing. Example: SELECT * FROM cdviz.retransform_source(''drops'', now() - interval ''1 day'');';
+COMMENT ON FUNCTION cdviz.oci_source_events(jsonb, jsonb) IS
+'cdviz: the events a source of kind oci makes of a tag seen pointing to a new digest (meta: source, kind, id, source_uri, mtime, registry, host, repository, tag, digest, media_type, previous_digest, seen_at; body NULL; a transformer of the source may start from it): one artifact.published with subject id pkg:oci/<name>@sha256%3A<hex>?repository_url=<host>/<repository>&tag=<tag>. Example: SELECT cdviz.oci_source_events(''{"registry": "https://ghcr.io", "host": "ghcr.io", "repository": "acme/api", "tag": "1.2", "digest": "sha256:ab12", "seen_at": "2024-05-01T10:00:00Z"}'', NULL);';

@@ -30,7 +30,7 @@ COMMENT ON COLUMN cdviz.sources.kind IS 'folder, s3, nats, kafka or oci';
 COMMENT ON COLUMN cdviz.sources.location IS 'folder: an absolute path; s3: s3://bucket/prefix; nats: comma-separated subjects; kafka: comma-separated topics; oci: the registry''s https:// or http:// URL. One source per location and kind';
 COMMENT ON COLUMN cdviz.sources.options IS 'options of the kind (see cdviz.source_options()), secrets shown as ***';
 COMMENT ON COLUMN cdviz.sources.secret_keys IS 'which options are secrets (kept in cdviz.source_secrets, readable by superusers only)';
-COMMENT ON COLUMN cdviz.sources.transformer IS 'folder and s3: a function (meta jsonb, body jsonb) RETURNS SETOF jsonb called for each file or object read (format junit, tap or metadata), whose output replaces the built-in mapping of the format; NULL: the built-in mapping. See cdviz.retransform_source()';
+COMMENT ON COLUMN cdviz.sources.transformer IS 'folder and s3 (format junit, tap or metadata), oci: a function (meta jsonb, body jsonb) RETURNS SETOF jsonb called for each file or object read, or each new or moved tag, whose output replaces the built-in mapping of the format or kind; NULL: the built-in mapping. See cdviz.retransform_source()';
 COMMENT ON COLUMN cdviz.sources.paused IS 'a paused source has no worker and reads nothing; its progress is kept';
 COMMENT ON COLUMN cdviz.sources.defined_by IS 'sql (managed with the functions) or settings (written by the launcher from the cdviz.* settings; change those instead)';
 COMMENT ON COLUMN cdviz.sources.created_at IS 'when the source was created';
@@ -74,9 +74,9 @@ COMMENT ON COLUMN cdviz.source_progress.source_id IS 'cdviz.sources.id';
 COMMENT ON COLUMN cdviz.source_progress.state IS 'starting, running, failed (its worker stopped on an error and is started again later) or no worker slot (max_worker_processes reached)';
 COMMENT ON COLUMN cdviz.source_progress.state_at IS 'when the state was entered';
 COMMENT ON COLUMN cdviz.source_progress.restarts IS 'times the worker was started again after a failure';
-COMMENT ON COLUMN cdviz.source_progress.events IS 'message sources: events stored';
-COMMENT ON COLUMN cdviz.source_progress.duplicates IS 'message sources: events the lake already had';
-COMMENT ON COLUMN cdviz.source_progress.rejected IS 'message sources: messages sent to cdviz.rejected_events';
+COMMENT ON COLUMN cdviz.source_progress.events IS 'message sources and oci: events stored';
+COMMENT ON COLUMN cdviz.source_progress.duplicates IS 'message sources and oci: events the lake already had';
+COMMENT ON COLUMN cdviz.source_progress.rejected IS 'message sources: messages sent to cdviz.rejected_events; oci: invalid events and tags its transformer raised on';
 COMMENT ON COLUMN cdviz.source_progress.lag IS 'message sources: messages waiting, as last measured by the worker';
 COMMENT ON COLUMN cdviz.source_progress.last_read_at IS 'message sources: when messages were last stored';
 COMMENT ON COLUMN cdviz.source_progress.last_poll_at IS 'when the worker last looked at its source';
@@ -358,7 +358,8 @@ COMMENT ON FUNCTION cdviz._source_redact(text, jsonb) IS
 
 -- A source's transformer, as it will be (NULL: none): the contract (meta
 -- jsonb, body jsonb) RETURNS SETOF jsonb, on a kind and format that hand
--- items to one; format metadata has no built-in mapping and needs one.
+-- items to one (a folder or s3 format that reads items, or oci's tags);
+-- format metadata has no built-in mapping and needs one.
 CREATE FUNCTION cdviz._source_check_transformer(kind text, options jsonb, transformer regprocedure)
 RETURNS void
 LANGUAGE plpgsql STABLE
@@ -389,7 +390,7 @@ BEGIN
 				  DETAIL = 'Their messages are read as CDEvents or CloudEvents, in batches.',
 				  HINT = 'Post the tool''s payloads to a webhook route instead, which applies a transformer to each (cdviz.create_webhook()), or drop them as files into a folder source.';
 	END IF;
-	IF fmt = 'cdevents' THEN
+	IF kind IN ('folder', 's3') AND fmt = 'cdevents' THEN
 		RAISE EXCEPTION 'a source of format cdevents takes no transformer'
 			USING ERRCODE = 'feature_not_supported',
 				  DETAIL = 'Its files hold CDEvents, stored as they are.',
@@ -398,7 +399,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION cdviz._source_check_transformer(text, jsonb, regprocedure) IS
-'cdviz internal: raises unless a source of that kind and options may have that transformer (NULL: none): the signature (meta jsonb, body jsonb) RETURNS SETOF jsonb (22023), a folder or s3 source of format junit, tap or metadata (0A000 otherwise), and one at all for format metadata (22023)';
+'cdviz internal: raises unless a source of that kind and options may have that transformer (NULL: none): the signature (meta jsonb, body jsonb) RETURNS SETOF jsonb (22023), a folder or s3 source of format junit, tap or metadata, or an oci source (0A000 otherwise), and one at all for format metadata (22023)';
 
 -- The row to change, or an error naming it: missing, or defined by the
 -- settings.

@@ -1,8 +1,8 @@
 -- Transformers of sources, with the webhooks' contract (70_webhooks.sql):
--- a folder or s3 source of format junit, tap or metadata may name a
--- function (meta jsonb, body jsonb) RETURNS SETOF jsonb, which its worker
--- calls for each file or object in the transaction that stores the
--- events (src/webhook/source_item.c).  Its output replaces the built-in
+-- a folder or s3 source of format junit, tap or metadata, or an oci
+-- source, may name a function (meta jsonb, body jsonb) RETURNS SETOF
+-- jsonb, which its worker calls for each file, object or new or moved tag
+-- in the transaction that stores the events (src/webhook/source_item.c).  Its output replaces the built-in
 -- mapping of the format.  A transformer that raises keeps the item in
 -- cdviz.rejected_events (envelope {"mode": "transformer", ...}), which
 -- cdviz.retransform_source() runs the fixed transformer over again.
@@ -59,7 +59,8 @@ BEGIN
 			CONTINUE;
 		END IF;
 		rejected := rejected + r.rejected;
-		-- the file's or object's counters: the item is no longer rejected
+		-- the counters of the file, object or oci source: the item is no
+		-- longer rejected (a registry's tags have no counters of their own)
 		UPDATE cdviz.fs_files f
 		SET events = f.events + r.stored, duplicates = f.duplicates + r.duplicates,
 			rejected = greatest(f.rejected - 1 + r.rejected, 0)
@@ -68,6 +69,10 @@ BEGIN
 		SET events = o.events + r.stored, duplicates = o.duplicates + r.duplicates,
 			rejected = greatest(o.rejected - 1 + r.rejected, 0)
 		WHERE s.kind = 's3' AND 's3://' || o.bucket || '/' || o.key = d.origin_ref;
+		UPDATE cdviz.source_progress p
+		SET events = p.events + r.stored, duplicates = p.duplicates + r.duplicates,
+			rejected = greatest(p.rejected - 1 + r.rejected, 0)
+		WHERE s.kind = 'oci' AND p.source_id = s.id;
 	END LOOP;
 END
 $$;

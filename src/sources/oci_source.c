@@ -16,10 +16,16 @@
  * of tags and repositories no longer listed are deleted, so a scan costs
  * in proportion to the registry, not to its history.
  *
- * An item becomes events in two steps: oci_item_meta() describes it as the
- * meta of the transformer contract, and oci_item_events() maps it, by
- * cdviz.oci_source_events(meta, body) (body is NULL: the item has no
- * content read).
+ * An item becomes events as any source's item does, through
+ * cdviz_source_item_store() (webhook/source_item.h): oci_item_meta()
+ * describes it as the meta of the transformer contract (body is NULL: no
+ * content is read), the source's transformer maps it when it has one,
+ * else oci_builtin() by cdviz.oci_source_events(meta, NULL).  A
+ * transformer that raises keeps the tag as a dead letter, in the
+ * transaction that writes its row: the row may then advance, since
+ * cdviz.retransform_source() makes the tag again from the dead letter,
+ * and a scan restarted before that transaction committed finds the tag
+ * new again, with neither its events nor its dead letter stored.
  *
  * A registry that fails (refused connection, 5xx, an answer that is not
  * the JSON expected) ends the scan with its error in
@@ -48,6 +54,7 @@
 #include "sources/kinds.h"
 #include "sources/oci.h"
 #include "store/store.h"
+#include "webhook/source_item.h"
 
 /* Repository names and tags, as the Distribution spec bounds them. */
 #define MAX_NAME 256
@@ -132,19 +139,32 @@ meta_pair(StringInfo buf, const char *key, const char *value)
 
 /*
  * The meta of an item, as a transformer receives it: the source's name
- * and kind, the registry (the location), its host, the repository, tag,
- * digest, media type, the digest the tag pointed to before (null for a
- * new tag) and when the source saw it.
+ * and kind, the item's identity (id: ref, host/repository:tag@digest, and
+ * when the source saw it), the default context source (the location) and
+ * time (mtime, when the source saw the tag), the registry (the location),
+ * its host, the repository, tag, digest, media type, the digest the tag
+ * pointed to before (null for a new tag) and when the source saw it.
+ *
+ * The lake tells events apart by context id and timestamp, and the
+ * timestamp is when the tag was seen: a tag found pointing to a digest
+ * again (moved back, or deleted and pushed again) is another event, so
+ * the time is in the id too, which CloudEvents wants unique per event (and
+ * the NATS sink's Nats-Msg-Id dedup reads so).  A retransform makes the
+ * item from the meta its dead letter keeps: the same ids and times.
  */
 static Jsonb *
-oci_item_meta(const OciScan *s, const OciItem *it)
+oci_item_meta(const OciScan *s, const OciItem *it, const char *ref)
 {
 	StringInfoData buf;
+	char	   *seen_at = utc_text(it->seen_at);
 
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '{');
 	meta_pair(&buf, "source", s->src->name);
 	meta_pair(&buf, "kind", "oci");
+	meta_pair(&buf, "id", psprintf("%s@%s", ref, seen_at));
+	meta_pair(&buf, "source_uri", s->src->location);
+	meta_pair(&buf, "mtime", seen_at);
 	meta_pair(&buf, "registry", s->src->location);
 	meta_pair(&buf, "host", s->host);
 	meta_pair(&buf, "repository", it->repository);
@@ -152,20 +172,23 @@ oci_item_meta(const OciScan *s, const OciItem *it)
 	meta_pair(&buf, "digest", it->digest);
 	meta_pair(&buf, "media_type", it->media_type[0] ? it->media_type : NULL);
 	meta_pair(&buf, "previous_digest", it->previous_digest);
-	meta_pair(&buf, "seen_at", utc_text(it->seen_at));
+	meta_pair(&buf, "seen_at", seen_at);
 	appendStringInfoChar(&buf, '}');
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 }
 
 /*
- * The events of an item (Jsonb values, in the current memory context), in
- * the transaction that stores them: cdviz.oci_source_events(meta, NULL).
+ * The built-in mapping of an item (CdvizSourceMapping), for a source
+ * without transformer: the events of cdviz.oci_source_events(meta, NULL),
+ * stored.
  */
-static List *
-oci_item_events(Jsonb *meta)
+static CdvizStoreResult
+oci_builtin(const CdvizSourceItem *item, void *arg)
 {
-	Datum		args[1] = {JsonbPGetDatum(meta)};
-	List	   *events = NIL;
+	Datum		args[1] = {JsonbPGetDatum(item->meta)};
+	CdvizStoreResult r = {0};
+	CdvizItem  *items;
+	int			n = 0;
 
 	if (events_plan == NULL)
 	{
@@ -176,16 +199,53 @@ oci_item_events(Jsonb *meta)
 	}
 	if (SPI_execute_plan(events_plan, args, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "%s: cdviz.oci_source_events failed", POLL_WHO);
+	/* copied out before storing them: the store runs its own statements */
+	items = palloc0(sizeof(CdvizItem) * Max(SPI_processed, 1));
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
 		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
 
 		if (!isnull)
-			events = lappend(events, DatumGetJsonbPCopy(d));
+			cdviz_item_from_jsonb(&items[n++], DatumGetJsonbPCopy(d), item->origin_ref);
 	}
 	SPI_freetuptable(SPI_tuptable);
-	return events;
+	if (n > 0)
+	{
+		r = cdviz_store_items(items, n, item->origin);
+		cdviz_store_release_items(items, n);
+	}
+	return r;
+}
+
+/*
+ * Store an item's events, or keep it as a dead letter when the source's
+ * transformer raises, in the current transaction; counts added to sum.
+ */
+static void
+store_item(const OciScan *s, const OciItem *it, CdvizStoreResult *sum)
+{
+	CdvizSourceItem item;
+	CdvizStoreResult r;
+	char	   *error;
+	char	   *ref = psprintf("%s/%s:%s@%s", s->host, it->repository, it->tag, it->digest);
+
+	memset(&item, 0, sizeof(item));
+	item.source = s->src->name;
+	item.transformer = s->src->transformer;
+	item.origin = "oci";
+	item.origin_ref = ref;
+	item.meta = oci_item_meta(s, it, ref);
+	item.builtin = oci_builtin;
+	r = cdviz_source_item_store(&item, &error);
+	if (error)
+		ereport(LOG,
+				(errmsg("%s: %s: %s", POLL_WHO, ref, error),
+				 errhint("The tag is kept in cdviz.rejected_events; fix the transformer, then SELECT * FROM cdviz.retransform_source('%s').",
+						 s->src->name)));
+	sum->stored += r.stored;
+	sum->duplicates += r.duplicates;
+	sum->rejected += r.rejected;
 }
 
 /* ------------------------------------------------------------------ */
@@ -242,16 +302,16 @@ typedef struct ItemsStore
 } ItemsStore;
 
 /*
- * In one transaction: the events of the pending items, their rows, and
- * when the repository was read whole, the deletion of its other rows.
+ * In one transaction: the events (or dead letters) of the pending items,
+ * their rows, and when the repository was read whole, the deletion of its
+ * other rows.
  */
 static void
 store_items(void *arg)
 {
 	ItemsStore *a = (ItemsStore *) arg;
 	OciScan    *s = a->s;
-	List	   *events = NIL;
-	List	   *refs = NIL;
+	CdvizStoreResult sum = {0};
 	List	   *tags = NIL,
 			   *digests = NIL,
 			   *types = NIL;
@@ -262,35 +322,15 @@ store_items(void *arg)
 	foreach(lc, s->pending)
 	{
 		OciItem    *it = (OciItem *) lfirst(lc);
-		char	   *ref = psprintf("%s/%s:%s@%s", s->host, it->repository, it->tag, it->digest);
 
 		if (!s->baseline)
-		{
-			List	   *evs = oci_item_events(oci_item_meta(s, it));
-
-			events = list_concat(events, evs);
-			for (int i = 0; i < list_length(evs); i++)
-				refs = lappend(refs, ref);
-		}
+			store_item(s, it, &sum);
 		tags = lappend(tags, it->tag);
 		digests = lappend(digests, it->digest);
 		types = lappend(types, it->media_type);
 	}
-	if (events != NIL)
-	{
-		CdvizItem  *items = palloc0(sizeof(CdvizItem) * list_length(events));
-		CdvizStoreResult r;
-		int			n = 0;
-
-		foreach(lc, events)
-		{
-			cdviz_item_from_jsonb(&items[n], (Jsonb *) lfirst(lc), list_nth(refs, n));
-			n++;
-		}
-		r = cdviz_store_items(items, n, "oci");
-		cdviz_store_release_items(items, n);
-		cdviz_source_count(s->src, r.stored, r.duplicates, r.rejected);
-	}
+	if (!s->baseline && s->pending != NIL)
+		cdviz_source_count(s->src, sum.stored, sum.duplicates, sum.rejected);
 	args[0] = CStringGetTextDatum(s->src->location);
 	args[1] = CStringGetTextDatum(a->repository);
 	args[2] = text_array(tags);

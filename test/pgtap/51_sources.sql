@@ -6,12 +6,13 @@
 -- options are secret (secret_keys), never a value.  The sources the
 -- settings define are changed through the settings only.  Transformers:
 -- only where a source hands items to one (folder and s3, format junit,
--- tap or metadata), required by format metadata; their dead letters are
--- run again by cdviz.retransform_source(), not replayed as CDEvents.
+-- tap or metadata; oci), required by format metadata; their dead letters
+-- are run again by cdviz.retransform_source(), not replayed as CDEvents,
+-- the source's counters put right.
 BEGIN;
 SET client_min_messages = warning;
 
-SELECT plan(70);
+SELECT plan(75);
 
 -- the error a statement raises: SQLSTATE, message and hint
 CREATE FUNCTION pg_temp.error_of(stmt text, OUT state text, OUT message text, OUT hint text)
@@ -146,9 +147,14 @@ FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'kafka', 't', '{"brokers
 SELECT lives_ok($$SELECT cdviz.create_source('tr-junit', 'folder', '/srv/junit', '{"format": "junit"}', 'pg_temp.tr(jsonb,jsonb)');
 				  SELECT cdviz.create_source('tr-files', 's3', 's3://drops/', '{"format": "metadata"}', 'pg_temp.tr(jsonb,jsonb)')$$,
 				'a junit folder and an s3 prefix of format metadata with a transformer');
+SELECT lives_ok($$SELECT cdviz.create_source('tr-oci', 'oci', 'https://registry.example', '{}', 'pg_temp.tr(jsonb,jsonb)')$$,
+				'an oci source with a transformer (it has no format)');
 SELECT is(string_agg(name || ' ' || (transformer::oid = 'pg_temp.tr(jsonb,jsonb)'::regprocedure), ', ' ORDER BY name),
-		  'tr-files true, tr-junit true', 'their transformer is kept')
+		  'tr-files true, tr-junit true, tr-oci true', 'their transformer is kept')
 FROM cdviz.sources WHERE name LIKE 'tr-%';
+SELECT is(e.state || ' ' || e.message, '22023 unknown option "format" for a source of kind oci',
+		  'an oci source takes no format')
+FROM pg_temp.error_of($$SELECT cdviz.alter_source('tr-oci', options => '{"format": "metadata"}')$$) e;
 SELECT is(e.state || ' ' || e.message, '22023 a source of format metadata needs a transformer',
 		  'alter: removing the transformer of a metadata source')
 FROM pg_temp.error_of($$SELECT cdviz.alter_source('tr-files', transformer => '-')$$) e;
@@ -187,6 +193,33 @@ SELECT is((SELECT concat_ws(' ', items, stored, duplicates, rejected, failed) FR
 SELECT is(string_agg(origin || ' ' || origin_ref || ' ' || coalesce(envelope->>'mode', '-'), ', '), 's3 s3://drops/a.json[0] -',
 		  'the transformer''s dead letter is gone, its invalid output kept as s3://drops/a.json[0]')
 FROM cdviz.rejected_events WHERE origin_ref LIKE 's3://drops/%';
+
+-- an oci source's dead letter: the tag made again from its meta (the
+-- built-in mapping, as a transformer may start from it), its event's id
+-- from meta.id; the source counts it as an event, no longer a rejection
+CREATE FUNCTION pg_temp.oci_tr(meta jsonb, body jsonb) RETURNS SETOF jsonb LANGUAGE sql
+AS 'SELECT cdviz.oci_source_events(meta, body)';
+SELECT cdviz.alter_source('tr-oci', transformer => 'pg_temp.oci_tr(jsonb,jsonb)');
+INSERT INTO cdviz.source_progress (source_id, events, rejected)
+SELECT id, 5, 2 FROM cdviz.sources WHERE name = 'tr-oci';
+INSERT INTO cdviz.rejected_events (origin, origin_ref, raw, problems, envelope)
+VALUES ('oci', 'registry.example/acme/api:1.2@sha256:ab12', '', '[]',
+		'{"mode": "transformer", "source": "tr-oci", "sqlstate": "22012",
+		  "meta": {"source": "tr-oci", "kind": "oci", "id": "registry.example/acme/api:1.2@sha256:ab12@2024-05-01T10:00:00Z",
+				   "source_uri": "https://registry.example", "mtime": "2024-05-01T10:00:00Z",
+				   "registry": "https://registry.example", "host": "registry.example", "repository": "acme/api",
+				   "tag": "1.2", "digest": "sha256:ab12", "media_type": null, "previous_digest": null,
+				   "seen_at": "2024-05-01T10:00:00Z"}}');
+SELECT is((SELECT concat_ws(' ', items, stored, duplicates, rejected, failed) FROM cdviz.retransform_source('tr-oci')),
+		  '1 1 0 0 0', 'retransform_source of an oci dead letter stores its event');
+SELECT is(concat_ws(' ', context_id, type, subject_id, "timestamp" = '2024-05-01T10:00:00Z'),
+		  'registry.example/acme/api:1.2@sha256:ab12@2024-05-01T10:00:00Z#0 dev.cdevents.artifact.published.0.3.0 '
+		  'pkg:oci/api@sha256%3Aab12?repository_url=registry.example/acme/api&tag=1.2 t',
+		  'its event: the id from meta.id, the subject the image''s purl, the time the tag was seen')
+FROM cdviz.cdevents_lake WHERE context_source = 'https://registry.example';
+SELECT is(concat_ws(' ', x.events, x.duplicates, x.rejected, (SELECT count(*) FROM cdviz.rejected_events WHERE origin = 'oci')),
+		  '6 0 1 0', 'the oci source counts one more event and one rejection less; the dead letter is gone')
+FROM cdviz.source_status x WHERE x.name = 'tr-oci';
 
 -- the built-in mapping of reports, for transformers
 SELECT is(string_agg((e->'context'->>'id') || ' ' || (e->'context'->>'timestamp') || ' '
@@ -233,7 +266,7 @@ SELECT is(cdviz._source_redact('key AKIA-PROBE-1 refused; nats://probe:PROBE-PAS
 CREATE ROLE cdviz_sources_probe NOLOGIN IN ROLE cdviz_reader;
 SET LOCAL ROLE cdviz_sources_probe;
 SELECT is(string_agg(name || ' ' || secret_keys::text, ', ' ORDER BY id),
-		  'all-s3 {access_key_id,secret_access_key}, all-nats {url}, all-kafka {config.sasl.password,config.ssl.key.pem}, tr-junit {}, tr-files {}, settings.folder {}',
+		  'all-s3 {access_key_id,secret_access_key}, all-nats {url}, all-kafka {config.sasl.password,config.ssl.key.pem}, tr-junit {}, tr-files {}, tr-oci {}, settings.folder {}',
 		  'a reader sees which options are secrets')
 FROM cdviz.sources;
 SELECT is(count(*), 0::bigint, 'and no secret value in cdviz.sources or cdviz.source_status')

@@ -51,20 +51,6 @@ sub status
 	return q1("SELECT $col FROM cdviz.source_status WHERE name = '$name'");
 }
 
-sub wait_scans
-{
-	my ($name, $n) = @_;
-	my $before = q1("SELECT last_success_at FROM cdviz.source_status WHERE name = '$name'");
-	for (1 .. $n)
-	{
-		$node->poll_query_until('postgres',
-			"SELECT last_success_at > '$before' FROM cdviz.source_status WHERE name = '$name'")
-		  or die "no scan of $name";
-		$before = q1("SELECT last_success_at FROM cdviz.source_status WHERE name = '$name'");
-	}
-	return;
-}
-
 sub purl
 {
 	my ($hostport, $repo, $tag, $digest) = @_;
@@ -132,7 +118,7 @@ like($flog, qr{GET /v2/team/app/tags/list\?n=2&last=latest 200}, 'tags are read 
 like($flog, qr{HEAD /v2/team/app/manifests/v3 200}, 'digests come from manifest HEADs');
 is(status('reg', 'items || \' \' || events || \' \' || duplicates'), '6 6 0', 'source_status counts tags and events');
 
-wait_scans('reg', 2);
+wait_scans($node, 'reg', 2);
 is(events($src), 6, 'later scans emit nothing again');
 
 # a moved tag, a new tag, a deleted tag
@@ -193,7 +179,7 @@ $node->start;
 front_control($front, "");
 cmp_ok($mid, '<', 60, "the server stopped in the middle of the scan ($mid of 60 stored)");
 wait_events($src, 60, 'after the restart, every tag of the repository has its event', '%big%');
-wait_scans('reg', 1);
+wait_scans($node, 'reg', 1);
 is(events($src, '%big%'), 60, 'nothing twice, nothing missed');
 is(status('reg', 'duplicates'), 0, 'no event was even made twice');
 is(q1(qq{SELECT count(*) FROM cdviz.oci_tags WHERE registry = '$src' AND repository = 'team/big'}), 60,
@@ -240,7 +226,7 @@ ok($node->poll_query_until('postgres',
   or diag(status('ecr', 'last_error'));
 q1(qq{SELECT cdviz.alter_source('ecr', options => '{"repositories": ["team/app"], "poll_interval": 1, "initial": "backfill", "ecr": {"region": "eu-west-1", "endpoint": "$ecr->{url}/ecr"}, "access_key_id": "AKIDCDVIZTEST", "secret_access_key": "test-secret-key"}')});
 wait_events($ecr->{url}, 2, 'ECR: a signed GetAuthorizationToken, then the registry read with its basic credentials');
-wait_scans('ecr', 2);
+wait_scans($node, 'ecr', 2);
 my @signed = front_log($ecr) =~ /POST \/ecr 200 signed by AKIDCDVIZTEST/g;
 is(scalar @signed, 1, 'the ECR credentials are kept until they expire');
 like(front_log($ecr), qr{HEAD /v2/team/app/manifests/1.0 200}, 'the registry accepted AWS:<token> as basic credentials');
@@ -265,12 +251,12 @@ like($tlog, qr{GET /token\S* 200 scope=registry:catalog:\*}, 'a token for the ca
 like($tlog, qr{GET /token\S* 200 scope=repository:team/web:pull}, 'a token per repository');
 my $web_tokens = sub { my @l = front_log($tok) =~ /scope=repository:team\/web:pull/g; return scalar @l; };
 my $before = $web_tokens->();
-wait_scans('token', 3);
+wait_scans($node, 'token', 3);
 is($web_tokens->(), $before, 'tokens are kept while they last: later scans ask for none');
 # tokens that end before their expires_in says: the registry's 401 renews them
 front_control($tok, "token_ttl=2\n");
 q1(q{SELECT cdviz.alter_source('token', options => '{"repositories": ["team/web"], "poll_interval": 1, "username": "bob", "password": "builder-pass"}')});
-wait_scans('token', 1);
+wait_scans($node, 'token', 1);
 $before = $web_tokens->();
 sleep 3;
 my $late = push_tags($treg->{url}, 'team/web', ['t2'], user => 'bob', pass => 'builder-pass');

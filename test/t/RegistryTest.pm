@@ -19,7 +19,7 @@ use PostgreSQL::Test::Utils;
 use Time::HiRes qw(usleep);
 
 our @EXPORT = qw(registry_available registry_start registry_stop front_start front_stop
-  front_control front_log push_tags delete_tag token_keys);
+  front_control front_log push_tags delete_tag token_keys wait_scans);
 
 my $registry_bin = '/usr/bin/docker-registry';
 my $http = HTTP::Tiny->new(keep_alive => 1, timeout => 30);
@@ -236,6 +236,22 @@ sub delete_tag
 	my ($url, $repo, $digest, %o) = @_;
 	my $r = registry_http('DELETE', "$url/v2/$repo/manifests/$digest", \%o);
 	die "delete: $r->{status} $r->{content}" unless $r->{status} == 202;
+	return;
+}
+
+# Wait until $node's source $name has ended $n more scans with success.
+sub wait_scans
+{
+	my ($node, $name, $n) = @_;
+	my $sql = "SELECT last_success_at FROM cdviz.source_status WHERE name = '$name'";
+	my $before = $node->safe_psql('postgres', $sql);
+	for (1 .. $n)
+	{
+		$node->poll_query_until('postgres',
+			"SELECT last_success_at > '$before' FROM cdviz.source_status WHERE name = '$name'")
+		  or die "no scan of $name";
+		$before = $node->safe_psql('postgres', $sql);
+	}
 	return;
 }
 
