@@ -75,11 +75,17 @@ FROM cdviz.cdevents_lake l WHERE l.payload->'subject'->>'id' = 'pkg:generic/prob
 SELECT is(coalesce(nullif(current_setting('review.left', true), ''), '-'), '-',
 		  'nor does its caller after it');
 
-CREATE FUNCTION public.review_probe(headers jsonb, body jsonb, extra int DEFAULT 0)
+-- a route whose function has an overload before its first call (a call by
+-- name, planned then, would be ambiguous)
+CREATE FUNCTION public.review_plain(headers jsonb, body jsonb) RETURNS SETOF jsonb LANGUAGE sql
+	AS $$ SELECT cdviz.webhook_cdevent('artifact.published', '/review', '2024-05-01T10:00:00Z',
+									   'pkg:generic/plain@' || (body->>'n'), '{}') $$;
+CREATE FUNCTION public.review_plain(headers jsonb, body jsonb, extra int DEFAULT 0)
 	RETURNS SETOF jsonb LANGUAGE sql
 	AS $$ SELECT jsonb_build_object('ignored', 'the overload ran') $$;
+SELECT cdviz.create_webhook('review-overload', 'public.review_plain(jsonb,jsonb)', 'none');
 SELECT is(w.status, 'stored', 'an overload of its name does not make the route''s call ambiguous')
-FROM cdviz.process_webhook('review-super', '{}', '{"n": 4}') w;
+FROM cdviz.process_webhook('review-overload', '{}', '{"n": 4}') w;
 
 SELECT * FROM finish();
 ROLLBACK;

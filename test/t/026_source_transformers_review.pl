@@ -27,7 +27,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 my $tmp = PostgreSQL::Test::Utils::tempdir();
-make_path("$tmp/$_") for qw(alice root bug);
+make_path("$tmp/$_") for qw(alice root over bug);
 
 my $node = cdviz_node('xform_review');
 $node->start;
@@ -77,7 +77,7 @@ is(q1(qq{SELECT string_agg(concat_ws(' ', payload->'customData'->>'user', payloa
 is(q1(qq{SELECT count(*) FROM cdviz.rejected_events WHERE origin_ref LIKE '$tmp/alice/%'}), '0',
 	'owner: no dead letter');
 
-# ---- a superuser's transformer, and an overload of its name --------------
+# ---- a superuser's transformer; an overload of a transformer's name -------
 q1(q{CREATE FUNCTION public.stamp(meta jsonb, body jsonb) RETURNS SETOF jsonb LANGUAGE plpgsql AS $$
 	DECLARE
 		seen text := current_setting('review.root', true);
@@ -96,13 +96,20 @@ is(q1(qq{SELECT string_agg(coalesce(nullif(payload->'customData'->>'seen', ''), 
 	FROM cdviz.cdevents_lake WHERE context_source = 'file://$tmp/root'}),
 	'-, -', 'superuser: what it set for one item did not stay for the next');
 
-q1(q{CREATE FUNCTION public.stamp(meta jsonb, body jsonb, extra int DEFAULT 0) RETURNS SETOF jsonb
-	LANGUAGE sql AS $$ SELECT jsonb_build_object('ignored', 'the overload ran') $$});
-drop_file("$tmp/root", 'e-1.tgz', "e\n");
-ok($node->poll_query_until('postgres', qq{SELECT count(*) = 3 FROM cdviz.fs_files
-	WHERE source = '$tmp/root' AND events + rejected > 0}), 'overload: the third file was read');
-is(lake_count($node, "file://$tmp/root"), '3', 'overload: its event is stored, the source\'s function ran');
-is(q1(qq{SELECT count(*) FROM cdviz.rejected_events WHERE origin_ref LIKE '$tmp/root/%'}), '0',
+# (the overload exists before the worker's first call: a call by name,
+# planned then, would be ambiguous)
+q1(q{CREATE FUNCTION public.plain(meta jsonb, body jsonb) RETURNS SETOF jsonb LANGUAGE sql AS $$
+		SELECT cdviz.webhook_cdevent('artifact.published', meta->>'source_uri', meta->>'mtime',
+			'pkg:generic/' || (meta->>'name') || '@1', '{}') $$;
+	CREATE FUNCTION public.plain(meta jsonb, body jsonb, extra int DEFAULT 0) RETURNS SETOF jsonb
+		LANGUAGE sql AS $$ SELECT jsonb_build_object('ignored', 'the overload ran') $$});
+q1(qq{SELECT cdviz.create_source('over', 'folder', '$tmp/over', '{"format": "metadata", "poll_interval": 1}',
+	transformer => 'public.plain(jsonb,jsonb)')});
+drop_file("$tmp/over", 'e-1.tgz', "e\n");
+ok($node->poll_query_until('postgres', qq{SELECT count(*) = 1 FROM cdviz.fs_files
+	WHERE source = '$tmp/over' AND events + rejected > 0}), 'overload: the file was read');
+is(lake_count($node, "file://$tmp/over"), '1', 'overload: its event is stored, the source\'s function ran');
+is(q1(qq{SELECT count(*) FROM cdviz.rejected_events WHERE origin_ref LIKE '$tmp/over/%'}), '0',
 	'overload: no dead letter');
 
 # ---- retransform_source() from two sessions --------------------------------
