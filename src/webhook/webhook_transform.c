@@ -129,12 +129,15 @@ keep_row(TransformerCall *call, Datum d, bool isnull)
  * FROM (ExecMakeTableFunctionResult()): in value-per-call or materialize
  * mode, as it chooses; a strict one handed a SQL null returns no row.  A
  * call by name would be ambiguous when another function of that name and
- * schema takes a defaulted third argument.
+ * schema takes a defaulted third argument.  Materialize mode is allowed,
+ * not preferred: a SQL function then hands its rows one by one, each kept
+ * as it comes, rather than all in a tuplestore first.
  */
 static void
 call_set_function(TransformerCall *call)
 {
 	const CdvizTransformInput *in = call->in;
+
 	/* in the subtransaction's memory: gone with it when the call raises */
 	MemoryContext callcxt = AllocSetContextCreate(CurTransactionContext, "cdviz transformer call",
 												  ALLOCSET_DEFAULT_SIZES);
@@ -146,6 +149,7 @@ call_set_function(TransformerCall *call)
 	ExprContext *econtext = CreateStandaloneExprContext();
 	TupleDesc	desc = CreateTemplateTupleDesc(1);
 	PgStat_FunctionCallUsage fcusage;
+	bool		more;
 
 	TupleDescInitEntry(desc, (AttrNumber) 1, "e", JSONBOID, -1, 0);
 	fmgr_info(in->transformer, &flinfo);
@@ -157,17 +161,19 @@ call_set_function(TransformerCall *call)
 	rsinfo.type = T_ReturnSetInfo;
 	rsinfo.econtext = econtext;
 	rsinfo.expectedDesc = desc;
-	rsinfo.allowedModes = (int) (SFRM_ValuePerCall | SFRM_Materialize | SFRM_Materialize_Preferred);
+	rsinfo.allowedModes = (int) (SFRM_ValuePerCall | SFRM_Materialize);
 	rsinfo.returnMode = SFRM_ValuePerCall;
 	rsinfo.setResult = NULL;
 	rsinfo.setDesc = NULL;
 
-	for (;;)
+	/* a strict function handed a SQL null returns no row, as in FROM */
+	more = !flinfo.fn_strict || in->body != NULL;
+	/* what the function leaves behind goes with each call's reset */
+	MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
+	while (more)
 	{
 		Datum		d;
 
-		if (flinfo.fn_strict && in->body == NULL)
-			break;
 		CHECK_FOR_INTERRUPTS();
 		ResetExprContext(econtext);
 		pgstat_init_function_usage(fcinfo, &fcusage);
@@ -181,11 +187,9 @@ call_set_function(TransformerCall *call)
 			ereport(ERROR,
 					(errcode(ERRCODE_E_R_I_E_SRF_PROTOCOL_VIOLATED),
 					 errmsg("unrecognized table-function returnMode: %d", (int) rsinfo.returnMode)));
-		if (rsinfo.isDone == ExprEndResult)
-			break;
-		keep_row(call, d, fcinfo->isnull);
-		if (rsinfo.isDone != ExprMultipleResult)
-			break;
+		if (rsinfo.isDone != ExprEndResult)
+			keep_row(call, d, fcinfo->isnull);
+		more = rsinfo.isDone == ExprMultipleResult;
 	}
 
 	if (rsinfo.returnMode == SFRM_Materialize && rsinfo.setResult != NULL)
@@ -210,6 +214,7 @@ call_set_function(TransformerCall *call)
 		tuplestore_end(rsinfo.setResult);
 	}
 	/* runs the shutdown callbacks of a value-per-call function */
+	MemoryContextSwitchTo(callcxt);
 	FreeExprContext(econtext, true);
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(callcxt);
