@@ -3,7 +3,7 @@
  *	  One delivery: recorded in cdviz.webhook_deliveries, turned into
  *	  CDEvents by its route's SQL transformer, the events stored.  The
  *	  transformers are SQL; the path around them is C, so that the
- *	  transformer's call is planned once and kept, its output goes to the
+ *	  transformer is called directly, by its OID, its output goes to the
  *	  store as items, and the delivery's row is written once, with its
  *	  outcome.
  *

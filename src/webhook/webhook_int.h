@@ -108,7 +108,7 @@ extern char *cdviz_webhook_function_name(Oid fn);
  * Run in's transformer over its input and make its output items of the
  * lake (contexts completed, ids from the key), in *t.  A transformer that
  * raises says so in t->status ("failed"), t->error and t->sqlerrcode.
- * Inside SPI, under the pinned search_path.
+ * Under the pinned search_path.
  */
 extern void cdviz_transform(const CdvizTransformInput *in, CdvizTransformed *t);
 

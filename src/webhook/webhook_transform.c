@@ -1,49 +1,41 @@
 /*
  * webhook_transform.c
  *	  A transformer's run: a SQL function (jsonb, jsonb) RETURNS SETOF jsonb
- *	  runs over one input in a subtransaction, its call planned once and
- *	  kept per function, and each event it returns gets its context
- *	  completed: the id from the input's key and the event's position, the
- *	  source, and the input's own time when it has no timestamp, so that
- *	  the same input makes the same events.  The input is a webhook
+ *	  runs over one input in a subtransaction, called by its OID, and each
+ *	  event it returns gets its context completed: the id from the input's
+ *	  key and the event's position, the source, and the input's own time
+ *	  when it has no timestamp, so that the same input makes the same
+ *	  events.  The input is a webhook
  *	  delivery (headers, body: cdviz_webhook_make_events()) or an item a
  *	  source read (meta, body: source_item.c).
  */
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/objectaccess.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
-#include "executor/spi.h"
+#include "executor/executor.h"
+#include "funcapi.h"
 #include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
+#include "utils/tuplestore.h"
 
 #include "common/rfc3339.h"
-#include "common/spi_util.h"
 #include "common/subxact.h"
 #include "store/store.h"
 #include "webhook/webhook_int.h"
-
-/* Transformers whose call is planned and kept, by function. */
-#define TRANSFORMER_PLANS 16
-
-/* A kept plan calling function fn, by the name it had when planned. */
-typedef struct TransformerPlan
-{
-	Oid			fn;
-	char	   *name;
-	SPIPlanPtr	plan;
-} TransformerPlan;
-
-static TransformerPlan transformer_plans[TRANSFORMER_PLANS];
-static int	transformer_victim;
-static int	transformer_depth;	/* transformer calls in progress */
 
 /*
  * The members of an event's context: specversion, source and timestamp
@@ -116,73 +108,116 @@ complete_event(Jsonb *ev, const char *id, const char *source, const char *ts)
 typedef struct TransformerCall
 {
 	const CdvizTransformInput *in;
-	Datum		args[2];
-	char		nulls[2];		/* ' ', or 'n' for a SQL null */
+	MemoryContext cxt;			/* where the rows go */
 	List	   *rows;			/* Jsonb, or NULL for a SQL null */
 } TransformerCall;
 
-/*
- * The transformer's call, its output in the order the function returns it
- * (context ids are positions in it).
- */
-static char *
-transformer_query(const CdvizTransformInput *in)
+/* Keep one row of the transformer's output, in call->cxt. */
+static void
+keep_row(TransformerCall *call, Datum d, bool isnull)
 {
-	return psprintf("SELECT t.e FROM %s($1, $2) WITH ORDINALITY AS t(e, n) ORDER BY t.n",
-					in->transformer_name);
+	MemoryContext old = MemoryContextSwitchTo(call->cxt);
+
+	call->rows = lappend(call->rows, isnull ? NULL : DatumGetJsonbPCopy(d));
+	MemoryContextSwitchTo(old);
 }
 
 /*
- * The plan calling the route's transformer: kept, in a cache of
- * TRANSFORMER_PLANS by function, which replaces one when full, or when the
- * function was renamed.  Inside a transformer's call (which may process
- * deliveries of its own) no kept plan is replaced, since the outer call's
- * may be running: an unknown transformer then gets a plan for this call
- * only, freed with the SPI connection.
+ * Call the transformer over (first, body) and keep its rows, in the order
+ * it returns them (context ids are positions in it).  It is called by its
+ * OID through the function manager, as the executor calls a function in
+ * FROM (ExecMakeTableFunctionResult()): in value-per-call or materialize
+ * mode, as it chooses; a strict one handed a SQL null returns no row.  A
+ * call by name would be ambiguous when another function of that name and
+ * schema takes a defaulted third argument.  Materialize mode is allowed,
+ * not preferred: a SQL function then hands its rows one by one, each kept
+ * as it comes, rather than all in a tuplestore first.
  */
-static SPIPlanPtr
-transformer_plan(const CdvizTransformInput *in)
+static void
+call_set_function(TransformerCall *call)
 {
-	Oid			types[2] = {JSONBOID, JSONBOID};
-	TransformerPlan *tp;
-	SPIPlanPtr	plan;
+	const CdvizTransformInput *in = call->in;
 
-	for (int i = 0; i < TRANSFORMER_PLANS; i++)
-		if (transformer_plans[i].plan && transformer_plans[i].fn == in->transformer &&
-			strcmp(transformer_plans[i].name, in->transformer_name) == 0)
-			return transformer_plans[i].plan;
-	if (transformer_depth > 0)
+	/* in the subtransaction's memory: gone with it when the call raises */
+	MemoryContext callcxt = AllocSetContextCreate(CurTransactionContext, "cdviz transformer call",
+												  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(callcxt);
+	FmgrInfo	flinfo;
+
+	LOCAL_FCINFO(fcinfo, 2);
+	ReturnSetInfo rsinfo;
+	ExprContext *econtext = CreateStandaloneExprContext();
+	TupleDesc	desc = CreateTemplateTupleDesc(1);
+	PgStat_FunctionCallUsage fcusage;
+	bool		more;
+
+	TupleDescInitEntry(desc, (AttrNumber) 1, "e", JSONBOID, -1, 0);
+	fmgr_info(in->transformer, &flinfo);
+	InitFunctionCallInfoData(*fcinfo, &flinfo, 2, InvalidOid, NULL, (Node *) &rsinfo);
+	fcinfo->args[0].value = JsonbPGetDatum(in->first);
+	fcinfo->args[0].isnull = false;
+	fcinfo->args[1].value = in->body ? JsonbPGetDatum(in->body) : (Datum) 0;
+	fcinfo->args[1].isnull = in->body == NULL;
+	rsinfo.type = T_ReturnSetInfo;
+	rsinfo.econtext = econtext;
+	rsinfo.expectedDesc = desc;
+	rsinfo.allowedModes = (int) (SFRM_ValuePerCall | SFRM_Materialize);
+	rsinfo.returnMode = SFRM_ValuePerCall;
+	rsinfo.setResult = NULL;
+	rsinfo.setDesc = NULL;
+
+	/* a strict function handed a SQL null returns no row, as in FROM */
+	more = !flinfo.fn_strict || in->body != NULL;
+	/* what the function leaves behind goes with each call's reset */
+	MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
+	while (more)
 	{
-		if ((plan = SPI_prepare(transformer_query(in), 2, types)) == NULL)
-			elog(ERROR, "cdviz: SPI_prepare failed for transformer %s: %s", in->transformer_name,
-				 SPI_result_code_string(SPI_result));
-		return plan;
+		Datum		d;
+
+		CHECK_FOR_INTERRUPTS();
+		ResetExprContext(econtext);
+		pgstat_init_function_usage(fcinfo, &fcusage);
+		fcinfo->isnull = false;
+		rsinfo.isDone = ExprSingleResult;
+		d = FunctionCallInvoke(fcinfo);
+		pgstat_end_function_usage(&fcusage, rsinfo.isDone != ExprMultipleResult);
+		if (rsinfo.returnMode == SFRM_Materialize)
+			break;
+		if (rsinfo.returnMode != SFRM_ValuePerCall)
+			ereport(ERROR,
+					(errcode(ERRCODE_E_R_I_E_SRF_PROTOCOL_VIOLATED),
+					 errmsg("unrecognized table-function returnMode: %d", (int) rsinfo.returnMode)));
+		if (rsinfo.isDone != ExprEndResult)
+			keep_row(call, d, fcinfo->isnull);
+		more = rsinfo.isDone == ExprMultipleResult;
 	}
-	tp = &transformer_plans[transformer_victim];
-	transformer_victim = (transformer_victim + 1) % TRANSFORMER_PLANS;
-	if (tp->plan)
-		SPI_freeplan(tp->plan);
-	tp->plan = NULL;
-	if (tp->name)
-		pfree(tp->name);
-	tp->name = MemoryContextStrdup(TopMemoryContext, in->transformer_name);
-	tp->fn = in->transformer;
-	tp->plan = cdviz_prepare_kept(transformer_query(in), 2, types, 0);
-	return tp->plan;
-}
 
-/* The owner of function fn, or InvalidOid when there is no such function. */
-static Oid
-function_owner(Oid fn)
-{
-	HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
-	Oid			owner;
+	if (rsinfo.returnMode == SFRM_Materialize && rsinfo.setResult != NULL)
+	{
+		TupleDesc	rowdesc = rsinfo.setDesc ? rsinfo.setDesc : desc;
+		TupleTableSlot *slot;
 
-	if (!HeapTupleIsValid(tup))
-		return InvalidOid;
-	owner = ((Form_pg_proc) GETSTRUCT(tup))->proowner;
-	ReleaseSysCache(tup);
-	return owner;
+		if (rowdesc->natts != 1 || TupleDescAttr(rowdesc, 0)->atttypid != JSONBOID)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("function return row and query-specified return row do not match"),
+					 errdetail("Returned rows are not of one column of type jsonb.")));
+		slot = MakeSingleTupleTableSlot(rowdesc, &TTSOpsMinimalTuple);
+		while (tuplestore_gettupleslot(rsinfo.setResult, true, false, slot))
+		{
+			bool		isnull;
+			Datum		d = slot_getattr(slot, 1, &isnull);
+
+			keep_row(call, d, isnull);
+		}
+		ExecDropSingleTupleTableSlot(slot);
+		tuplestore_end(rsinfo.setResult);
+	}
+	/* runs the shutdown callbacks of a value-per-call function */
+	MemoryContextSwitchTo(callcxt);
+	FreeExprContext(econtext, true);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(callcxt);
 }
 
 /*
@@ -191,54 +226,52 @@ function_owner(Oid fn)
  * The caller is a worker, a superuser; a role that owns the transformer
  * may replace its body at any time.  So a transformer whose owner is no
  * superuser runs with its owner's rights, in a security-restricted
- * operation (no temporary object, no SET ROLE), and the settings it
- * changes are undone after it, before the caller's own statements: as
- * PostgreSQL runs the functions of a table's indexes for VACUUM.  When it
- * raises, the subtransaction's abort restores both.
+ * operation (no temporary object, no SET ROLE), as PostgreSQL runs the
+ * functions of a table's indexes for VACUUM.  Whoever owns it, the
+ * settings it changes are undone after it, before the caller's own
+ * statements and the next input's call, which must not depend on what an
+ * earlier input made it set.  When it raises, the subtransaction's abort
+ * restores both.
+ *
+ * It sees what the transaction wrote before it, with a snapshot of its
+ * own, as a statement the caller ran through SPI would.
  */
 static void
 call_transformer(void *arg)
 {
 	TransformerCall *call = (TransformerCall *) arg;
-	const CdvizTransformInput *in = call->in;
-	MemoryContext cxt = CurrentMemoryContext;
-	SPIPlanPtr	plan;
-	Oid			owner = function_owner(in->transformer);
-	bool		as_owner = OidIsValid(owner) && !superuser_arg(owner);
-	Oid			save_user = InvalidOid;
-	int			save_sec = 0;
-	int			nest = 0;
+	Oid			fn = call->in->transformer;
+	HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+	Oid			owner;
+	Oid			save_user;
+	int			save_sec;
+	int			nest;
+	AclResult	aclresult;
 
-	if (in->transformer_name == NULL || !OidIsValid(owner))
+	if (!HeapTupleIsValid(tup))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("function with OID %u does not exist", in->transformer)));
-	plan = transformer_plan(in);
-	transformer_depth++;
-	if (as_owner)
-	{
-		GetUserIdAndSecContext(&save_user, &save_sec);
+				 errmsg("function with OID %u does not exist", fn)));
+	owner = ((Form_pg_proc) GETSTRUCT(tup))->proowner;
+	ReleaseSysCache(tup);
+
+	GetUserIdAndSecContext(&save_user, &save_sec);
+	if (!superuser_arg(owner))
 		SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
 							   SECURITY_RESTRICTED_OPERATION);
-		nest = NewGUCNestLevel();
-	}
-	if (SPI_execute_plan(plan, call->args, call->nulls, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "cdviz: calling transformer %s failed", in->transformer_name);
-	if (as_owner)
-	{
-		AtEOXact_GUC(false, nest);
-		SetUserIdAndSecContext(save_user, save_sec);
-	}
-	transformer_depth--;
-	MemoryContextSwitchTo(cxt);
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+	nest = NewGUCNestLevel();
+	aclresult = pg_proc_aclcheck(fn, GetUserId(), ACL_EXECUTE);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_FUNCTION, get_func_name(fn));
+	InvokeFunctionExecuteHook(fn);
 
-		call->rows = lappend(call->rows, isnull ? NULL : DatumGetJsonbPCopy(d));
-	}
-	SPI_freetuptable(SPI_tuptable);
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	call_set_function(call);
+	PopActiveSnapshot();
+
+	AtEOXact_GUC(false, nest);
+	SetUserIdAndSecContext(save_user, save_sec);
 }
 
 /*
@@ -247,20 +280,15 @@ call_transformer(void *arg)
  * saying why.
  */
 static bool
-run_transformer(const CdvizTransformInput *in, Jsonb *first, List **rows, CdvizTransformed *t)
+run_transformer(const CdvizTransformInput *in, List **rows, CdvizTransformed *t)
 {
 	TransformerCall call;
-	int			depth = transformer_depth;
 	ErrorData  *edata;
 
 	memset(&call, 0, sizeof(call));
 	call.in = in;
-	call.args[0] = JsonbPGetDatum(first);
-	call.nulls[0] = ' ';
-	call.args[1] = in->body ? JsonbPGetDatum(in->body) : (Datum) 0;
-	call.nulls[1] = in->body ? ' ' : 'n';
+	call.cxt = CurrentMemoryContext;
 	edata = cdviz_subxact(call_transformer, &call, NULL);
-	transformer_depth = depth;	/* also when the call raised */
 	*rows = call.rows;
 	if (edata == NULL)
 		return true;
@@ -298,7 +326,7 @@ cdviz_transform(const CdvizTransformInput *in, CdvizTransformed *t)
 	ListCell   *lc;
 
 	memset(t, 0, sizeof(*t));
-	if (!run_transformer(in, in->first, &rows, t))
+	if (!run_transformer(in, &rows, t))
 	{
 		t->status = "failed";
 		return;

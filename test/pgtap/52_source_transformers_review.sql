@@ -2,12 +2,14 @@
 -- through the webhook path a session can call: one owned by a role that is
 -- no superuser runs with its owner's rights, what it may not do refused,
 -- the settings it changes undone after it; one owned by a superuser runs
--- as its caller, as before.  (The sources' workers: TAP
--- 026_source_transformers_review.pl.)
+-- as its caller, what it sets undone after it all the same.  It is called
+-- by its OID: a function of the same name taking a defaulted third
+-- argument, which makes a call by name ambiguous, changes nothing.  (The
+-- sources' workers: TAP 026_source_transformers_review.pl.)
 BEGIN;
 SET client_min_messages = warning;
 
-SELECT plan(6);
+SELECT plan(10);
 
 CREATE ROLE cdviz_review_owner NOLOGIN IN ROLE cdviz_reader;
 CREATE SCHEMA review_owner AUTHORIZATION cdviz_review_owner;
@@ -63,6 +65,27 @@ FROM cdviz.process_webhook('review-super', '{}', '{"n": 2}') w;
 SELECT is(concat_ws(' ', l.payload->'customData'->>'user', l.payload->'customData'->>'denied'),
 		  current_user || ' -', 'it ran as its caller, a superuser')
 FROM cdviz.cdevents_lake l WHERE l.payload->'subject'->>'id' = 'pkg:generic/probe@2';
+
+-- what the superuser's transformer set for delivery 2 is gone for delivery 3
+SELECT is(w.status, 'stored', 'the superuser''s transformer runs again')
+FROM cdviz.process_webhook('review-super', '{}', '{"n": 3}') w;
+SELECT is(l.payload->'customData'->>'seen', '-',
+		  'it does not see what it set for the delivery before')
+FROM cdviz.cdevents_lake l WHERE l.payload->'subject'->>'id' = 'pkg:generic/probe@3';
+SELECT is(coalesce(nullif(current_setting('review.left', true), ''), '-'), '-',
+		  'nor does its caller after it');
+
+-- a route whose function has an overload before its first call (a call by
+-- name, planned then, would be ambiguous)
+CREATE FUNCTION public.review_plain(headers jsonb, body jsonb) RETURNS SETOF jsonb LANGUAGE sql
+	AS $$ SELECT cdviz.webhook_cdevent('artifact.published', '/review', '2024-05-01T10:00:00Z',
+									   'pkg:generic/plain@' || (body->>'n'), '{}') $$;
+CREATE FUNCTION public.review_plain(headers jsonb, body jsonb, extra int DEFAULT 0)
+	RETURNS SETOF jsonb LANGUAGE sql
+	AS $$ SELECT jsonb_build_object('ignored', 'the overload ran') $$;
+SELECT cdviz.create_webhook('review-overload', 'public.review_plain(jsonb,jsonb)', 'none');
+SELECT is(w.status, 'stored', 'an overload of its name does not make the route''s call ambiguous')
+FROM cdviz.process_webhook('review-overload', '{}', '{"n": 4}') w;
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -7,6 +7,12 @@
 # with its owner's rights, and what it sets (search_path...) must not
 # stay behind in the worker's session, whose own statements follow.
 #
+# A transformer owned by a superuser runs as the worker, but what it sets
+# is undone after each item all the same: the next item's call must not
+# depend on the one before.  It is called by its OID, so a function of the
+# same name taking a defaulted third argument, which would make a call by
+# name ambiguous, changes nothing.
+#
 # Two sessions running retransform_source() over the same dead letters:
 # the second waits for the first and finds nothing left, rather than
 # failing on a dead letter the first removed.
@@ -21,7 +27,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 my $tmp = PostgreSQL::Test::Utils::tempdir();
-make_path("$tmp/$_") for qw(alice bug);
+make_path("$tmp/$_") for qw(alice root over bug);
 
 my $node = cdviz_node('xform_review');
 $node->start;
@@ -70,6 +76,41 @@ is(q1(qq{SELECT string_agg(concat_ws(' ', payload->'customData'->>'user', payloa
 	'owner: it ran as its owner, refused what she may not do, and what it set did not stay');
 is(q1(qq{SELECT count(*) FROM cdviz.rejected_events WHERE origin_ref LIKE '$tmp/alice/%'}), '0',
 	'owner: no dead letter');
+
+# ---- a superuser's transformer; an overload of a transformer's name -------
+q1(q{CREATE FUNCTION public.stamp(meta jsonb, body jsonb) RETURNS SETOF jsonb LANGUAGE plpgsql AS $$
+	DECLARE
+		seen text := current_setting('review.root', true);
+	BEGIN
+		PERFORM set_config('review.root', meta->>'name', false);
+		RETURN NEXT cdviz.webhook_cdevent('artifact.published', meta->>'source_uri', meta->>'mtime',
+			'pkg:generic/' || (meta->>'name') || '@1', '{}')
+			|| jsonb_build_object('customData', jsonb_build_object('seen', seen));
+	END
+	$$});
+q1(qq{SELECT cdviz.create_source('root', 'folder', '$tmp/root', '{"format": "metadata", "poll_interval": 1}',
+	transformer => 'public.stamp(jsonb,jsonb)')});
+drop_file("$tmp/root", $_, "$_\n") for qw(c-1.tgz d-1.tgz);
+wait_lake_count($node, "file://$tmp/root", 2, 'superuser: both files stored');
+is(q1(qq{SELECT string_agg(coalesce(nullif(payload->'customData'->>'seen', ''), '-'), ', ')
+	FROM cdviz.cdevents_lake WHERE context_source = 'file://$tmp/root'}),
+	'-, -', 'superuser: what it set for one item did not stay for the next');
+
+# (the overload exists before the worker's first call: a call by name,
+# planned then, would be ambiguous)
+q1(q{CREATE FUNCTION public.plain(meta jsonb, body jsonb) RETURNS SETOF jsonb LANGUAGE sql AS $$
+		SELECT cdviz.webhook_cdevent('artifact.published', meta->>'source_uri', meta->>'mtime',
+			'pkg:generic/' || (meta->>'name') || '@1', '{}') $$;
+	CREATE FUNCTION public.plain(meta jsonb, body jsonb, extra int DEFAULT 0) RETURNS SETOF jsonb
+		LANGUAGE sql AS $$ SELECT jsonb_build_object('ignored', 'the overload ran') $$});
+q1(qq{SELECT cdviz.create_source('over', 'folder', '$tmp/over', '{"format": "metadata", "poll_interval": 1}',
+	transformer => 'public.plain(jsonb,jsonb)')});
+drop_file("$tmp/over", 'e-1.tgz', "e\n");
+ok($node->poll_query_until('postgres', qq{SELECT count(*) = 1 FROM cdviz.fs_files
+	WHERE source = '$tmp/over' AND events + rejected > 0}), 'overload: the file was read');
+is(lake_count($node, "file://$tmp/over"), '1', 'overload: its event is stored, the source\'s function ran');
+is(q1(qq{SELECT count(*) FROM cdviz.rejected_events WHERE origin_ref LIKE '$tmp/over/%'}), '0',
+	'overload: no dead letter');
 
 # ---- retransform_source() from two sessions --------------------------------
 q1(q{CREATE FUNCTION public.flaky(meta jsonb, body jsonb) RETURNS SETOF jsonb LANGUAGE plpgsql AS $$
