@@ -42,6 +42,7 @@
 #include "utils/memutils.h"
 
 #include "common/json.h"
+#include "common/subxact.h"
 #include "core/jsonl.h"
 #include "core/report.h"
 #include "poll/poll.h"
@@ -153,61 +154,59 @@ typedef struct ReportMapping
 	const char *sha256;			/* of its content */
 	PollDelta  *delta;
 	MemoryContext cxt;			/* a batch's items, reset after each */
+	struct json_object *events; /* the batch being stored */
 	int			next;			/* the next event's position in the report */
 	CdvizStoreResult total;
 	ErrorData  *error;			/* what a batch raised, raised again once
 								 * the core has freed its own memory */
 } ReportMapping;
 
+/* Store the batch of events rm->events, in rm->cxt, reset after it. */
+static void
+store_events(void *arg)
+{
+	ReportMapping *rm = (ReportMapping *) arg;
+	int			count = (int) json_object_array_length(rm->events);
+	MemoryContext old = MemoryContextSwitchTo(rm->cxt);
+	CdvizItem  *items = palloc0(sizeof(CdvizItem) * count);
+	CdvizStoreResult res;
+
+	for (int i = 0; i < count; i++)
+	{
+		struct json_object *ev = json_object_array_get_idx(rm->events, i);
+		size_t		len;
+		const char *text = json_object_to_json_string_length(ev, JSON_C_TO_STRING_PLAIN |
+															 JSON_C_TO_STRING_NOSLASHESCAPE,
+															 &len);
+
+		items[i].raw = pnstrdup(text, len);
+		items[i].raw_len = len;
+		/* the store frees what it is given: the batch keeps its own */
+		items[i].json = json_object_get(ev);
+		items[i].origin_ref = psprintf("%s#%d", rm->f->name, rm->next + i);
+	}
+	res = cdviz_store_items(items, count, rm->f->origin);
+	cdviz_store_release_items(items, count);
+	rm->total.stored += res.stored;
+	rm->total.duplicates += res.duplicates;
+	rm->total.rejected += res.rejected;
+	rm->next += count;
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(rm->cxt);
+}
+
 /*
- * CdvizReportEmit: store a batch of events.  An error is caught and kept
- * for report_builtin() to raise again: json-c memory is not the memory
- * context's, and the core frees what it holds only when it returns.
+ * CdvizReportEmit: store a batch.  An error is kept for report_builtin()
+ * to raise again once the core has freed its memory, which is not the
+ * memory context's.
  */
 static bool
 store_batch(struct json_object *events, void *arg)
 {
 	ReportMapping *rm = (ReportMapping *) arg;
-	MemoryContext caller = CurrentMemoryContext;
-	int			count = (int) json_object_array_length(events);
 
-	PG_TRY();
-	{
-		CdvizItem  *items;
-		CdvizStoreResult res;
-
-		MemoryContextSwitchTo(rm->cxt);
-		items = palloc0(sizeof(CdvizItem) * count);
-		for (int i = 0; i < count; i++)
-		{
-			struct json_object *ev = json_object_array_get_idx(events, i);
-			size_t		len;
-			const char *text = json_object_to_json_string_length(ev, JSON_C_TO_STRING_PLAIN |
-																 JSON_C_TO_STRING_NOSLASHESCAPE,
-																 &len);
-
-			items[i].raw = pnstrdup(text, len);
-			items[i].raw_len = len;
-			/* the store frees what it is given: the batch keeps its own */
-			items[i].json = json_object_get(ev);
-			items[i].origin_ref = psprintf("%s#%d", rm->f->name, rm->next + i);
-		}
-		res = cdviz_store_items(items, count, rm->f->origin);
-		cdviz_store_release_items(items, count);
-		rm->total.stored += res.stored;
-		rm->total.duplicates += res.duplicates;
-		rm->total.rejected += res.rejected;
-		rm->next += count;
-		MemoryContextSwitchTo(caller);
-		MemoryContextReset(rm->cxt);
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(caller);
-		rm->error = CopyErrorData();
-		FlushErrorState();
-	}
-	PG_END_TRY();
+	rm->events = events;
+	rm->error = cdviz_catch(store_events, rm);
 	return rm->error == NULL;
 }
 

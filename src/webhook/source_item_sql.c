@@ -22,6 +22,7 @@
 #include "common/json.h"
 #include "common/rfc3339.h"
 #include "common/spi_util.h"
+#include "common/subxact.h"
 #include "common/version.h"
 #include "core/event.h"
 #include "core/report.h"
@@ -215,9 +216,30 @@ typedef struct ReportRows
 {
 	ReturnSetInfo *rsinfo;
 	MemoryContext cxt;			/* a batch's jsonb, reset after each */
+	struct json_object *events; /* the batch being kept */
 	ErrorData  *error;			/* what a batch raised, raised again once
 								 * the core has freed its own memory */
 } ReportRows;
+
+/* The batch rows->events into the tuplestore, in rows->cxt, reset after it. */
+static void
+put_events(void *arg)
+{
+	ReportRows *rows = (ReportRows *) arg;
+	MemoryContext old = MemoryContextSwitchTo(rows->cxt);
+	int			n;
+	Jsonb	  **jb = cdviz_json_array_to_jsonb(rows->events, &n);
+
+	for (int i = 0; i < n; i++)
+	{
+		Datum		value = JsonbPGetDatum(jb[i]);
+		bool		isnull = false;
+
+		tuplestore_putvalues(rows->rsinfo->setResult, rows->rsinfo->setDesc, &value, &isnull);
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(rows->cxt);
+}
 
 /*
  * CdvizReportEmit: a batch of events into the function's tuplestore,
@@ -228,32 +250,9 @@ static bool
 put_rows(struct json_object *events, void *arg)
 {
 	ReportRows *rows = (ReportRows *) arg;
-	MemoryContext caller = CurrentMemoryContext;
 
-	PG_TRY();
-	{
-		Jsonb	  **jb;
-		int			n;
-
-		MemoryContextSwitchTo(rows->cxt);
-		jb = cdviz_json_array_to_jsonb(events, &n);
-		for (int i = 0; i < n; i++)
-		{
-			Datum		value = JsonbPGetDatum(jb[i]);
-			bool		isnull = false;
-
-			tuplestore_putvalues(rows->rsinfo->setResult, rows->rsinfo->setDesc, &value, &isnull);
-		}
-		MemoryContextSwitchTo(caller);
-		MemoryContextReset(rows->cxt);
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(caller);
-		rows->error = CopyErrorData();
-		FlushErrorState();
-	}
-	PG_END_TRY();
+	rows->events = events;
+	rows->error = cdviz_catch(put_events, rows);
 	return rows->error == NULL;
 }
 
