@@ -12,7 +12,7 @@
 BEGIN;
 SET client_min_messages = warning;
 
-SELECT plan(75);
+SELECT plan(80);
 
 -- the error a statement raises: SQLSTATE, message and hint
 CREATE FUNCTION pg_temp.error_of(stmt text, OUT state text, OUT message text, OUT hint text)
