@@ -11,9 +11,11 @@
  * implies lenient
  * acceptance implies acceptance with validation off; a refused event has
  * at least one problem; an accepted one has the columns storage needs.
- * The same bytes are read as a JUnit and as a TAP report: a refused
- * report has a problem, and every event mapped from an accepted one
- * passes the official schema (strict).
+ * The same bytes are read as a JUnit and as a TAP report, with a case
+ * limit and a batch size taken from the input's length: a refused report
+ * has a problem, the mapping accepts whatever the reader accepted under
+ * the same limit, hands over full batches but the last, and every event
+ * it maps passes the official schema (strict).
  *
  *	  make fuzz FUZZ_SECONDS=120
  */
@@ -162,31 +164,56 @@ fuzz_scan(const char *s, size_t size)
 	free(copy);
 }
 
+/* What the batches of one mapping looked like. */
+typedef struct FuzzBatches
+{
+	size_t		batch;
+	size_t		events;
+	bool		short_seen;		/* a batch under the size came already */
+} FuzzBatches;
+
+/* A batch of the mapping: the size holds, every event is valid. */
+static bool
+fuzz_emit(json_object *events, void *arg)
+{
+	FuzzBatches *b = (FuzzBatches *) arg;
+	size_t		n = json_object_array_length(events);
+	CdvizProblems problems;
+
+	CHECK(n > 0 && n <= b->batch && !b->short_seen);
+	b->short_seen = n < b->batch;
+	b->events += n;
+	cdviz_problems_init(&problems);
+	for (size_t i = 0; i < n; i++)
+	{
+		CdvizEventInfo info;
+
+		if (!cdviz_event_check(json_object_array_get_idx(events, i),
+							   CDVIZ_VALIDATION_STRICT, &info, &problems))
+			__builtin_trap();
+	}
+	cdviz_problems_reset(&problems);
+	return true;
+}
+
 /* Read the input as a report; its events must all be valid. */
 static void
 fuzz_report(CdvizReportFormat format, const char *s, size_t size)
 {
 	CdvizProblems problems;
-	CdvizReportOptions opt = {"fuzz@sha256:00", "/fuzz", "fuzz", NULL, 1714996800000000LL};
+	CdvizReportLimits limits = {0, size % 2 ? 0 : 1 + (long) (size % 50)};
+	CdvizReportOptions opt = {"fuzz@sha256:00", "/fuzz", "fuzz", NULL, 1714996800000000LL,
+	limits.max_cases};
+	FuzzBatches batches = {1 + size % 4, 0, false};
 	json_object *model;
-	json_object *events;
 
 	cdviz_problems_init(&problems);
-	model = cdviz_report_parse(format, s, size, NULL, &problems);
+	model = cdviz_report_parse(format, s, size, &limits, &problems);
 	CHECK(model != NULL || problems.count > 0);
 	if (model != NULL)
 	{
-		events = cdviz_report_to_cdevents(model, &opt, &problems);
-		CHECK(events != NULL);
-		for (size_t i = 0; i < json_object_array_length(events); i++)
-		{
-			CdvizEventInfo info;
-
-			if (!cdviz_event_check(json_object_array_get_idx(events, i),
-								   CDVIZ_VALIDATION_STRICT, &info, &problems))
-				__builtin_trap();
-		}
-		json_object_put(events);
+		CHECK(cdviz_report_map(model, &opt, batches.batch, fuzz_emit, &batches, &problems));
+		CHECK(problems.count == 0);
 	}
 	json_object_put(model);
 	cdviz_problems_reset(&problems);

@@ -3846,3 +3846,185 @@ COMMENT ON FUNCTION cdviz.retransform_source(text, timestamptz) IS
 'cdviz: runs the source''s current transformer again over the items it raised on (kept in cdviz.rejected_events) since a time, in the order they were kept; stores their events and removes each dead letter it recovers (one it raises on again keeps the new error). Safe to repeat, and to run from two sessions at once (the second waits for the first): the events get the ids and times they would have had, which the lake stores once. Returns the items processed, events stored and duplicated, invalid events (dead letters of their own) and items still failing. Example: SELECT * FROM cdviz.retransform_source(''drops'', now() - interval ''1 day'');';
 COMMENT ON FUNCTION cdviz.oci_source_events(jsonb, jsonb) IS
 'cdviz: the events a source of kind oci makes of a tag seen pointing to a new digest (meta: source, kind, id, source_uri, mtime, registry, host, repository, tag, digest, media_type, previous_digest, seen_at; body NULL; a transformer of the source may start from it): one artifact.published with subject id pkg:oci/<name>@sha256%3A<hex>?repository_url=<host>/<repository>&tag=<tag>. Example: SELECT cdviz.oci_source_events(''{"registry": "https://ghcr.io", "host": "ghcr.io", "repository": "acme/api", "tag": "1.2", "digest": "sha256:ab12", "seen_at": "2024-05-01T10:00:00Z"}'', NULL);';
+
+-- Test reports: a source's max_report_cases bounds the model a report is
+-- read into (about 1 kB a case), and cdviz.report_cdevents() is
+-- cdviz_reader's, held to the same limit.
+CREATE OR REPLACE FUNCTION cdviz.source_options(kind text DEFAULT NULL)
+RETURNS TABLE (kind text, option text, type text, default_value text, secret boolean,
+			   description text)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT o.kind, o.option, o.type, o.default_value, o.secret, o.description
+	FROM (VALUES
+		('folder', 'poll_interval', 'integer', '5', false, 'seconds between two looks at the folder (1 to 86400)'),
+		('folder', 'pattern', 'string', '*.json,*.jsonl,*.ndjson', false, 'comma-separated file name patterns; *.json files hold one event or an array, others one event per line'),
+		('folder', 'after', 'string', 'keep', false, 'what to do with a file read to its end: keep, delete or move'),
+		('folder', 'done_path', 'string', NULL, false, 'absolute path of the folder files are moved into (required when after is move)'),
+		('folder', 'reader', NULL, NULL, NULL, 'file'),
+		('s3', 'endpoint', 'string', '', false, 'endpoint URL; empty: AWS in the region'),
+		('s3', 'region', 'string', 'us-east-1', false, 'region of the AWS Signature V4'),
+		('s3', 'path_style', 'boolean', 'false', false, 'address the bucket in the URL path (MinIO, Ceph...)'),
+		('s3', 'access_key_id', 'string', '', true, 'access key id'),
+		('s3', 'secret_access_key', 'string', '', true, 'secret access key'),
+		('s3', 'poll_interval', 'integer', '30', false, 'seconds between two listings (1 to 86400); doubled after each failure, up to 10 minutes'),
+		('s3', 'pattern', 'string', '*.json,*.jsonl,*.ndjson', false, 'comma-separated patterns for the last segment of the keys'),
+		('s3', 'reader', NULL, NULL, NULL, 'object'),
+		('nats', 'url', 'string', NULL, false, 'server URL (required); a secret when it carries a user, password or token'),
+		('nats', 'stream', 'string', '', false, 'JetStream stream: read through durable consumers, acknowledged after the commit; empty: plain subscriptions'),
+		('nats', 'consumer', 'string', 'cdviz-<name>', false, 'durable consumer name (suffixed with the subject''s place when there are several subjects)'),
+		('kafka', 'brokers', 'string', NULL, false, 'bootstrap servers host:port,... (required)'),
+		('kafka', 'group', 'string', 'cdviz-<name>', false, 'consumer group'),
+		('kafka', 'batch_size', 'integer', '500', false, 'messages stored per transaction (1 to 100000)'),
+		('kafka', 'batch_timeout_ms', 'integer', '100', false, 'longest wait for a batch to fill, in ms (0 to 60000)'),
+		('kafka', 'start', 'string', 'earliest', false, 'where a new group starts: earliest or latest'),
+		('kafka', 'config', 'object', '{}', false, 'librdkafka settings; those a kafka sink keeps secret (named like *password*, *secret*, *.pem, ssl_key*, sasl.oauthbearer.config) are secrets'),
+		('oci', 'repositories', 'array', '[]', false, 'repository names, or patterns where * and ? match any characters (/ included); empty: every repository of the registry''s catalog'),
+		('oci', 'poll_interval', 'duration', '60', false, 'time between two scans: seconds, or a duration such as "30s", "5m", "1h" (1 s to 1 day); doubled after each failure, up to 10 minutes'),
+		('oci', 'initial', 'string', 'baseline', false, 'the first scan of a registry: baseline (records its tags, emits nothing) or backfill (an event for every tag found)'),
+		('oci', 'page_size', 'integer', '1000', false, 'entries asked for per page of the catalog and of tag lists (1 to 10000)'),
+		('oci', 'batch_size', 'integer', '500', false, 'new or moved tags whose events and progress are stored per transaction (1 to 100000)'),
+		('oci', 'username', 'string', '', true, 'user name for the registry (basic authentication, and for the token endpoint when the registry asks for a bearer token)'),
+		('oci', 'password', 'string', '', true, 'password or access token of that user'),
+		('oci', 'ecr', 'object', NULL, false, 'AWS ECR: {"region": "eu-west-1"}, and "endpoint" for another ECR API URL; the registry''s credentials come from GetAuthorizationToken, signed with the access keys'),
+		('oci', 'access_key_id', 'string', '', true, 'ecr: AWS access key id'),
+		('oci', 'secret_access_key', 'string', '', true, 'ecr: AWS secret access key'),
+		('oci', 'session_token', 'string', '', true, 'ecr: AWS session token of temporary credentials')
+	) AS v (kind, option, type, default_value, secret, description)
+	CROSS JOIN LATERAL (
+		SELECT v.kind, v.option, v.type, v.default_value, v.secret, v.description
+		WHERE v.option <> 'reader'
+		UNION ALL
+		SELECT v.kind, r.option, r.type, r.default_value, false, format(r.description, v.description)
+		FROM (VALUES
+			('format', 'string', 'cdevents', 'how each %s is read: cdevents (a .json event or array, else JSON Lines), junit (a JUnit XML report), tap (a TAP 13/14 report) or metadata (not read: its name, size, time and SHA-256 handed to the source''s transformer, which it requires); the pattern defaults to *.xml for junit, *.tap for tap, * for metadata'),
+			('batch_lines', 'integer', '5000', 'lines or array elements stored per transaction (1 to 1000000)'),
+			('max_line_size', 'integer', '1024', 'longest line read, in kB (1 to 1048576)'),
+			('max_json_size', 'integer', '65536', 'largest .json %s read, in kB (1 to 1048576)'),
+			('max_report_size', 'integer', '65536', 'largest report (format junit or tap) read, in kB (1 to 1048576); larger ones are dead letters'),
+			('max_report_cases', 'integer', '100000', 'most suites and cases in a report (format junit or tap), 1 to 1000000; a report with more is a dead letter. Its model costs about 1 kB of memory per case while it is read'),
+			('environment', 'string', '', 'reports: the test runs'' environment.id; empty: the suite''s hostname, else unknown')
+		) AS r (option, type, default_value, description)
+		WHERE v.option = 'reader'
+	) AS o (kind, option, type, default_value, secret, description)
+	WHERE source_options.kind IS NULL OR v.kind = source_options.kind
+$$;
+CREATE OR REPLACE FUNCTION cdviz._source_check(kind text, location text, options jsonb)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	known text[] := ARRAY(SELECT o.option FROM cdviz.source_options(kind) o ORDER BY o.option);
+	o record;
+	v jsonb;
+	loc text := location;
+	-- at most 16 NATS subjects (one subscription each); Kafka topic names
+	list_re CONSTANT text := CASE kind WHEN 'nats' THEN '^[^\s,]+(,[^\s,]+){0,15}$'
+									   ELSE '^[A-Za-z0-9._-]{1,249}(,[A-Za-z0-9._-]{1,249})*$' END;
+BEGIN
+	IF kind IS NULL OR NOT kind IN ('folder', 's3', 'nats', 'kafka', 'oci') THEN
+		RAISE EXCEPTION 'unknown source kind "%"', kind
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use folder, s3, nats, kafka or oci.';
+	END IF;
+	IF jsonb_typeof(options) IS DISTINCT FROM 'object' THEN
+		RAISE EXCEPTION 'source options must be a JSON object'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	FOR o IN SELECT k FROM jsonb_object_keys(options) k WHERE NOT k = ANY (known) ORDER BY k LOOP
+		RAISE EXCEPTION 'unknown option "%" for a source of kind %', o.k, kind
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = format('known options: %s.', array_to_string(known, ', '));
+	END LOOP;
+	FOR o IN SELECT s.option, s.type FROM cdviz.source_options(kind) s LOOP
+		v := options->o.option;
+		CONTINUE WHEN v IS NULL;
+		IF o.type = 'integer' AND NOT (jsonb_typeof(v) = 'number' AND v::text ~ '^-?[0-9]+$') THEN
+			RAISE EXCEPTION 'option "%" of a source of kind % must be an integer, not %', o.option, kind, v
+				USING ERRCODE = 'invalid_parameter_value';
+		ELSIF o.type = 'string' AND jsonb_typeof(v) <> 'string' THEN
+			RAISE EXCEPTION 'option "%" of a source of kind % must be a string, not %', o.option, kind, v
+				USING ERRCODE = 'invalid_parameter_value';
+		ELSIF o.type = 'boolean' AND jsonb_typeof(v) <> 'boolean' THEN
+			RAISE EXCEPTION 'option "%" of a source of kind % must be true or false, not %', o.option, kind, v
+				USING ERRCODE = 'invalid_parameter_value';
+		ELSIF o.type = 'object' AND (jsonb_typeof(v) <> 'object' OR EXISTS (
+				SELECT FROM jsonb_each(v) e WHERE jsonb_typeof(e.value) NOT IN ('string', 'number', 'boolean'))) THEN
+			RAISE EXCEPTION 'option "%" of a source of kind % must be an object of settings and their values', o.option, kind
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+	END LOOP;
+	-- ranges, as the settings of the same name have
+	FOR o IN SELECT * FROM (VALUES ('poll_interval', 1, 86400), ('batch_lines', 1, 1000000),
+							  ('max_line_size', 1, 1048576), ('max_json_size', 1, 1048576),
+							  ('max_report_size', 1, 1048576), ('max_report_cases', 1, 1000000),
+							  ('page_size', 1, 10000),
+							  ('batch_size', 1, 100000), ('batch_timeout_ms', 0, 60000)) r (k, lo, hi)
+	LOOP
+		-- an oci source's poll_interval may be a duration (checked below)
+		IF jsonb_typeof(options->o.k) = 'number' AND NOT (options->>o.k)::numeric BETWEEN o.lo AND o.hi THEN
+			RAISE EXCEPTION 'option "%" must be from % to %, not %', o.k, o.lo, o.hi, options->>o.k
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+	END LOOP;
+	IF options ? 'after' AND NOT options->>'after' IN ('keep', 'delete', 'move') THEN
+		RAISE EXCEPTION 'option "after" must be keep, delete or move, not "%"', options->>'after'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF options->>'after' = 'move' AND coalesce(options->>'done_path', '') !~ '^/' THEN
+		RAISE EXCEPTION 'option "done_path" (an absolute path) is required when "after" is move'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF options ? 'format' AND NOT options->>'format' IN ('cdevents', 'junit', 'tap', 'metadata') THEN
+		RAISE EXCEPTION 'option "format" must be cdevents, junit, tap or metadata, not "%"', options->>'format'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF options ? 'start' AND NOT options->>'start' IN ('earliest', 'latest') THEN
+		RAISE EXCEPTION 'option "start" must be earliest or latest, not "%"', options->>'start'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	FOR o IN SELECT x.option FROM (VALUES ('nats', 'url'), ('kafka', 'brokers')) x (kind, option)
+			 WHERE x.kind = _source_check.kind LOOP
+		IF coalesce(options->>o.option, '') = '' THEN
+			RAISE EXCEPTION 'option "%" is required for a source of kind %', o.option, kind
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+	END LOOP;
+
+	IF loc IS NULL THEN
+		RAISE EXCEPTION 'a source needs a location' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	CASE kind
+		WHEN 'folder' THEN
+			IF loc !~ '^/' THEN
+				RAISE EXCEPTION 'the location of a folder source must be an absolute path, not "%"', loc
+					USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+			loc := coalesce(nullif(regexp_replace(loc, '/+$', ''), ''), '/');
+		WHEN 'oci' THEN
+			loc := cdviz._source_check_oci(loc, options);
+		WHEN 's3' THEN
+			-- bucket names as S3 has known them (older ones have capitals, _)
+			IF loc !~ '^s3://[A-Za-z0-9._-]{3,255}(/.*)?$' THEN
+				RAISE EXCEPTION 'the location of an s3 source must be s3://bucket/prefix, not "%"', loc
+					USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+			IF loc !~ '^s3://[^/]*/' THEN
+				loc := loc || '/';
+			END IF;
+		ELSE
+			loc := regexp_replace(trim(loc), '\s*,\s*', ',', 'g');
+			IF loc !~ list_re THEN
+				RAISE EXCEPTION 'the location of a % source must be a comma-separated list of %, not "%"', kind,
+					CASE kind WHEN 'nats' THEN 'at most 16 subjects' ELSE 'topics' END, location
+					USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+	END CASE;
+	RETURN loc;
+END
+$$;
+COMMENT ON FUNCTION cdviz.report_cdevents(jsonb, jsonb, text) IS
+'cdviz: the events a source of format junit or tap stores without a transformer, made of the meta and body it hands a transformer (environment: the test runs'' environment.id; NULL: the suite''s hostname, else unknown). A body of more suites and cases than the max_report_cases of the source meta names (default 100000) raises SQLSTATE 54000. Executable by cdviz_reader, of which a transformer''s owner is a member. Example, in a transformer: RETURN QUERY SELECT e FROM cdviz.report_cdevents(meta, body, ''staging'') e;';
+REVOKE EXECUTE ON FUNCTION cdviz.report_cdevents(jsonb, jsonb, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.report_cdevents(jsonb, jsonb, text) TO cdviz_reader;

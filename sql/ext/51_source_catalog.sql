@@ -142,6 +142,7 @@ AS $$
 			('max_line_size', 'integer', '1024', 'longest line read, in kB (1 to 1048576)'),
 			('max_json_size', 'integer', '65536', 'largest .json %s read, in kB (1 to 1048576)'),
 			('max_report_size', 'integer', '65536', 'largest report (format junit or tap) read, in kB (1 to 1048576); larger ones are dead letters'),
+			('max_report_cases', 'integer', '100000', 'most suites and cases in a report (format junit or tap), 1 to 1000000; a report with more is a dead letter. Its model costs about 1 kB of memory per case while it is read'),
 			('environment', 'string', '', 'reports: the test runs'' environment.id; empty: the suite''s hostname, else unknown')
 		) AS r (option, type, default_value, description)
 		WHERE v.option = 'reader'
@@ -202,7 +203,8 @@ BEGIN
 	-- ranges, as the settings of the same name have
 	FOR o IN SELECT * FROM (VALUES ('poll_interval', 1, 86400), ('batch_lines', 1, 1000000),
 							  ('max_line_size', 1, 1048576), ('max_json_size', 1, 1048576),
-							  ('max_report_size', 1, 1048576), ('page_size', 1, 10000),
+							  ('max_report_size', 1, 1048576), ('max_report_cases', 1, 1000000),
+							  ('page_size', 1, 10000),
 							  ('batch_size', 1, 100000), ('batch_timeout_ms', 0, 60000)) r (k, lo, hi)
 	LOOP
 		-- an oci source's poll_interval may be a duration (checked below)

@@ -80,13 +80,17 @@ COMMENT ON FUNCTION cdviz.retransform_source(text, timestamptz) IS
 'cdviz: runs the source''s current transformer again over the items it raised on (kept in cdviz.rejected_events) since a time, in the order they were kept; stores their events and removes each dead letter it recovers (one it raises on again keeps the new error). Safe to repeat, and to run from two sessions at once (the second waits for the first): the events get the ids and times they would have had, which the lake stores once. Returns the items processed, events stored and duplicated, invalid events (dead letters of their own) and items still failing. Example: SELECT * FROM cdviz.retransform_source(''drops'', now() - interval ''1 day'');';
 
 -- The built-in mapping of test reports, for transformers that start from
--- it (attach an environment, a pipeline run...).
+-- it (attach an environment, a pipeline run...).  It holds the model it is
+-- given in memory, about 1 kB a case: not PUBLIC's to call, and held to
+-- the case limit of the source meta names.
 CREATE FUNCTION cdviz.report_cdevents(meta jsonb, body jsonb, environment text DEFAULT NULL)
 RETURNS SETOF jsonb
 LANGUAGE c STABLE
 AS 'MODULE_PATHNAME', 'cdviz_report_cdevents';
 COMMENT ON FUNCTION cdviz.report_cdevents(jsonb, jsonb, text) IS
-'cdviz: the events a source of format junit or tap stores without a transformer, made of the meta and body it hands a transformer (environment: the test runs'' environment.id; NULL: the suite''s hostname, else unknown). Example, in a transformer: RETURN QUERY SELECT e FROM cdviz.report_cdevents(meta, body, ''staging'') e;';
+'cdviz: the events a source of format junit or tap stores without a transformer, made of the meta and body it hands a transformer (environment: the test runs'' environment.id; NULL: the suite''s hostname, else unknown). A body of more suites and cases than the max_report_cases of the source meta names (default 100000) raises SQLSTATE 54000. Executable by cdviz_reader, of which a transformer''s owner is a member. Example, in a transformer: RETURN QUERY SELECT e FROM cdviz.report_cdevents(meta, body, ''staging'') e;';
+REVOKE EXECUTE ON FUNCTION cdviz.report_cdevents(jsonb, jsonb, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz.report_cdevents(jsonb, jsonb, text) TO cdviz_reader;
 
 REVOKE EXECUTE ON FUNCTION cdviz._source_retransform(bigint),
 	cdviz.retransform_source(text, timestamptz) FROM PUBLIC;

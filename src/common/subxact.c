@@ -42,3 +42,25 @@ cdviz_subxact(void (*fn) (void *arg), void *arg, MemoryContext errcxt)
 	CurrentResourceOwner = owner;
 	return edata;
 }
+
+/* See subxact.h. */
+ErrorData *
+cdviz_catch(void (*fn) (void *arg), void *arg)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ErrorData  *edata = NULL;
+
+	PG_TRY();
+	{
+		fn(arg);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	return edata;
+}

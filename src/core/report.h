@@ -6,8 +6,8 @@
  * Two steps, so that a source's transformer can be handed the report
  * itself (the model) and the built-in mapping is a function of it:
  *
- *	  model = cdviz_report_parse(CDVIZ_REPORT_JUNIT, data, len, NULL, &problems);
- *	  events = cdviz_report_to_cdevents(model, &options, &problems);
+ *	  model = cdviz_report_parse(CDVIZ_REPORT_JUNIT, data, len, &limits, &problems);
+ *	  ok = cdviz_report_map(model, &options, 500, store_batch, arg, &problems);
  *
  * The model (a json-c object; every member but "format", "suites",
  * "cases", "name" and "outcome" is left out when the report does not say):
@@ -48,11 +48,20 @@
  * the lake identifies an event by source, id and timestamp, so the
  * default must be stable too (e.g. the file's modification time).
  *
+ * Memory: the events are handed to the caller a batch at a time and freed
+ * when it returns, so mapping a report costs the model and one batch,
+ * whatever the number of cases.  The model is a json-c object per suite
+ * and per case, about 1 kB each: the case limit (max_cases, default
+ * CDVIZ_REPORT_DEFAULT_CASES) is what bounds it, and both the readers and
+ * the mapping enforce it.  The JUnit reader counts <testsuite> and
+ * <testcase> elements as libxml2 reads them and stops past the limit, so
+ * a refused report does not cost its whole document tree either.
+ *
  * Safety: XML is read by libxml2 without network access, without entity
  * substitution and without loading any DTD; a DOCTYPE that declares
  * entities is refused outright (billion laughs, external entities), and
  * no problem message quotes an entity's content.  Inputs over
- * max_bytes, and models with more than CDVIZ_REPORT_MAX_CASES cases, are
+ * max_bytes, and models with more than max_cases suites and cases, are
  * refused.
  *
  * Part of the PostgreSQL-free core: plain C, no PostgreSQL header.
@@ -71,7 +80,9 @@ struct json_object;
 
 /* Refused above this size unless the caller gives another limit. */
 #define CDVIZ_REPORT_MAX_BYTES (64 * 1024 * 1024)
-/* Cases (and suites) in one report, whatever its size. */
+/* Suites and cases in one report unless the caller gives another limit. */
+#define CDVIZ_REPORT_DEFAULT_CASES 100000
+/* The highest limit a caller may give (a source's max_report_cases). */
 #define CDVIZ_REPORT_MAX_CASES 1000000
 /* Suites nested in suites (JUnit) or subtests in subtests (TAP). */
 #define CDVIZ_REPORT_MAX_DEPTH 32
@@ -88,6 +99,8 @@ typedef enum CdvizReportFormat
 typedef struct CdvizReportLimits
 {
 	size_t		max_bytes;
+	long		max_cases;		/* suites and cases, up to
+								 * CDVIZ_REPORT_MAX_CASES */
 } CdvizReportLimits;
 
 /* What the mapping to events needs from the caller. */
@@ -103,7 +116,16 @@ typedef struct CdvizReportOptions
 								 * the suite's hostname, else "unknown" */
 	int64_t		default_timestamp_us;	/* microseconds since 1970, for
 										 * suites with no timestamp */
+	long		max_cases;		/* suites and cases the model may hold;
+								 * zero: CDVIZ_REPORT_DEFAULT_CASES */
 } CdvizReportOptions;
+
+/*
+ * Takes a batch of events (a json-c array of event objects, never empty)
+ * that the mapping frees when it returns: take a reference
+ * (json_object_get) to keep one.  Returning false stops the mapping.
+ */
+typedef bool (*CdvizReportEmit) (struct json_object *events, void *arg);
 
 /* "junit" or "tap"; false when unknown. */
 extern bool cdviz_report_format_from_name(const char *name, CdvizReportFormat *format);
@@ -125,13 +147,20 @@ extern struct json_object *cdviz_tap_parse(const char *data, size_t len,
 										   const CdvizReportLimits *limits,
 										   CdvizProblems *problems);
 
+/* A case limit as given (zero: the default), within 1 .. CDVIZ_REPORT_MAX_CASES. */
+extern long cdviz_report_case_limit(long max_cases);
+
 /*
- * The CDEvents of a model (a json-c array of event objects, possibly
- * empty), or NULL with problems when the options are incomplete or the
- * model is not one (a transformer's output is checked the same way).
+ * The CDEvents of a model, handed to emit in report order, batch events at
+ * a time (the last batch may hold fewer; a model without cases or suites
+ * emits nothing).  False with problems, before anything is emitted, when
+ * the options are incomplete or the model is not one within the limits
+ * (no array of suites, more than options->max_cases suites and cases,
+ * nested deeper than CDVIZ_REPORT_MAX_DEPTH); false without a new problem
+ * when emit stopped it.
  */
-extern struct json_object *cdviz_report_to_cdevents(struct json_object *model,
-													const CdvizReportOptions *options,
-													CdvizProblems *problems);
+extern bool cdviz_report_map(struct json_object *model, const CdvizReportOptions *options,
+							 size_t batch, CdvizReportEmit emit, void *arg,
+							 CdvizProblems *problems);
 
 #endif							/* CDVIZ_CORE_REPORT_H */

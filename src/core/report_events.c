@@ -1,7 +1,8 @@
 /*
  * report_events.c
  *	  The built-in mapping of a report model (report.h) to CDEvents 0.5.1
- *	  test events, and the entry point that picks a reader by format.
+ *	  test events, handed to the caller in batches, and the entry point
+ *	  that picks a reader by format.
  *
  * Every event is written to pass the official schema of its type: the
  * content members are the schema's (additionalProperties is false there),
@@ -16,6 +17,7 @@
 #include <json-c/json.h>
 
 #include "core/formats.h"
+#include "core/report_int.h"
 
 #define SPEC_VERSION "0.5.1"
 #define TYPE_CASE_FINISHED "dev.cdevents.testcaserun.finished.0.3.0"
@@ -174,9 +176,26 @@ make_id(const char *file_id, const char *position)
 typedef struct MapState
 {
 	const CdvizReportOptions *opt;
-	json_object *events;
-	CdvizProblems *problems;
+	json_object *events;		/* the batch being filled */
+	size_t		batch;			/* events per batch */
+	int			room;			/* slots a new batch array starts with */
+	CdvizReportEmit emit;
+	void	   *arg;
+	bool		stopped;		/* emit said to stop */
 } MapState;
+
+/* Append ev to the batch, handed over once full; false once stopped. */
+static bool
+add_event(MapState *st, json_object *ev)
+{
+	json_object_array_add(st->events, ev);
+	if (json_object_array_length(st->events) < st->batch)
+		return true;
+	st->stopped = !st->emit(st->events, st->arg);
+	json_object_put(st->events);
+	st->events = json_object_new_array_ext(st->room);
+	return !st->stopped;
+}
 
 /* Counts of a suite's cases, nested suites included. */
 typedef struct SuiteCounts
@@ -238,8 +257,8 @@ cdevents_severity(const char *s)
 	return NULL;
 }
 
-/* The event of one case. */
-static void
+/* The event of one case; false once the mapping is stopped. */
+static bool
 map_case(MapState *st, json_object *tc, const char *suite_id, const char *suite_name,
 		 json_object *suite, const char *position, const char *ts, SuiteCounts *counts)
 {
@@ -324,7 +343,7 @@ map_case(MapState *st, json_object *tc, const char *suite_id, const char *suite_
 	copy_member(custom, "details", tc, "details");
 	add_str(custom, "report", st->opt->file_id);
 	json_object_object_add(ev, "customData", custom);
-	json_object_array_add(st->events, ev);
+	return add_event(st, ev);
 }
 
 /*
@@ -332,6 +351,8 @@ map_case(MapState *st, json_object *tc, const char *suite_id, const char *suite_
  * counts gets what ran below it.  start_us: the suite's start when its
  * timestamp does not say (a nested suite's parent's, started), else the
  * caller's default, which stands for the end: the duration is not added.
+ * False once the mapping is stopped.  check_model() saw the depth, so
+ * the positions fit POSITION_MAX.
  */
 static bool
 map_suite(MapState *st, json_object *suite, const char *position, const char *parent_id,
@@ -356,15 +377,8 @@ map_suite(MapState *st, json_object *suite, const char *position, const char *pa
 	int64_t		end_us;
 	char	   *full_name;
 	size_t		n;
+	bool		go_on = true;
 
-	if (depth > CDVIZ_REPORT_MAX_DEPTH || strlen(position) + 16 > POSITION_MAX)
-	{
-		cdviz_problems_add(st->problems, "$", "test suites are nested more than %d deep",
-						   CDVIZ_REPORT_MAX_DEPTH);
-		json_object_put(test_suite);
-		json_object_put(custom);
-		return false;
-	}
 	if (name == NULL || *name == '\0')
 		name = depth == 1 && st->opt->suite_name ? st->opt->suite_name : "tests";
 	/* a nested suite's name says where it is: "outer/inner" */
@@ -384,28 +398,29 @@ map_suite(MapState *st, json_object *suite, const char *position, const char *pa
 		snprintf(ts, sizeof(ts), "1970-01-01T00:00:00Z");
 	id = make_id(st->opt->file_id, position);
 
-	for (size_t i = 0; cases && i < json_object_array_length(cases); i++)
+	for (size_t i = 0; go_on && cases && i < json_object_array_length(cases); i++)
 	{
 		if (!json_object_is_type(json_object_array_get_idx(cases, i), json_type_object))
 			continue;
 		snprintf(child_pos, sizeof(child_pos), "%s.c%zu", position, i);
-		map_case(st, json_object_array_get_idx(cases, i), id, full_name, suite, child_pos,
-				 ts, &mine);
+		go_on = map_case(st, json_object_array_get_idx(cases, i), id, full_name, suite,
+						 child_pos, ts, &mine);
 	}
-	for (size_t i = 0; suites && i < json_object_array_length(suites); i++)
+	for (size_t i = 0; go_on && suites && i < json_object_array_length(suites); i++)
 	{
 		if (!json_object_is_type(json_object_array_get_idx(suites, i), json_type_object))
 			continue;
 		snprintf(child_pos, sizeof(child_pos), "%s.s%zu", position, i);
-		if (!map_suite(st, json_object_array_get_idx(suites, i), child_pos, id, full_name,
-					   start_us, started, depth + 1, &mine))
-		{
-			free(id);
-			free(full_name);
-			json_object_put(test_suite);
-			json_object_put(custom);
-			return false;
-		}
+		go_on = map_suite(st, json_object_array_get_idx(suites, i), child_pos, id, full_name,
+						  start_us, started, depth + 1, &mine);
+	}
+	if (!go_on)
+	{
+		free(id);
+		free(full_name);
+		json_object_put(test_suite);
+		json_object_put(custom);
+		return false;
 	}
 
 	ev = new_event(st, TYPE_SUITE_FINISHED, id, ts);
@@ -440,23 +455,63 @@ map_suite(MapState *st, json_object *suite, const char *position, const char *pa
 		add_str(custom, "parent", parent_id);
 	add_str(custom, "report", st->opt->file_id);
 	json_object_object_add(ev, "customData", custom);
-	json_object_array_add(st->events, ev);
 
 	counts->tests += mine.tests;
 	counts->failures += mine.failures;
 	counts->errors += mine.errors;
 	counts->skipped += mine.skipped;
 	free(full_name);
+	return add_event(st, ev);
+}
+
+/*
+ * Count the suites and cases of suites (an array), depth levels deep,
+ * into *items; false with a problem past max or CDVIZ_REPORT_MAX_DEPTH.
+ * What the mapping skips (an entry that is no object) is not counted.
+ */
+static bool
+check_suites(json_object *suites, int depth, long max, long *items, CdvizProblems *problems)
+{
+	for (size_t i = 0; i < json_object_array_length(suites); i++)
+	{
+		json_object *suite = json_object_array_get_idx(suites, i);
+		json_object *cases;
+		json_object *nested;
+
+		if (!json_object_is_type(suite, json_type_object))
+			continue;
+		if (depth > CDVIZ_REPORT_MAX_DEPTH)
+		{
+			cdviz_problems_add(problems, "$", "test suites are nested more than %d deep",
+							   CDVIZ_REPORT_MAX_DEPTH);
+			return false;
+		}
+		(*items)++;
+		if ((cases = member_array(suite, "cases")) != NULL)
+			for (size_t c = 0; c < json_object_array_length(cases); c++)
+				*items += json_object_is_type(json_object_array_get_idx(cases, c),
+											  json_type_object);
+		if (*items > max)
+		{
+			cdviz_report_too_many(problems, max);
+			return false;
+		}
+		if ((nested = member_array(suite, "suites")) != NULL &&
+			!check_suites(nested, depth + 1, max, items, problems))
+			return false;
+	}
 	return true;
 }
 
-json_object *
-cdviz_report_to_cdevents(json_object *model, const CdvizReportOptions *options,
-						 CdvizProblems *problems)
+bool
+cdviz_report_map(json_object *model, const CdvizReportOptions *options, size_t batch,
+				 CdvizReportEmit emit, void *arg, CdvizProblems *problems)
 {
-	MapState	st = {options, NULL, problems};
+	MapState	st = {options, NULL, batch > 0 ? batch : 1, 0, emit, arg, false};
 	json_object *suites = model ? member_array(model, "suites") : NULL;
 	SuiteCounts total = {0, 0, 0, 0};
+	long		items = 0;
+	int			before = problems->count;
 
 	if (options->file_id == NULL || *options->file_id == '\0')
 		cdviz_problems_add(problems, "$", "a report's events need the file's identity");
@@ -464,10 +519,16 @@ cdviz_report_to_cdevents(json_object *model, const CdvizReportOptions *options,
 		cdviz_problems_add(problems, "$", "a report's events need a source");
 	if (suites == NULL)
 		cdviz_problems_add(problems, "suites", "the report model has no array of suites");
-	if (problems->count > 0)
-		return NULL;
-	st.events = json_object_new_array();
-	for (size_t i = 0; i < json_object_array_length(suites); i++)
+	/* refused before any event is handed over: a report is stored whole */
+	if (problems->count > before ||
+		!check_suites(suites, 1, cdviz_report_case_limit(options->max_cases), &items, problems))
+		return false;
+	/* the array grows as it fills: no huge one for a huge batch size */
+	st.room = (int) (st.batch < (size_t) items + 1 ? st.batch : (size_t) items + 1);
+	if (st.room > 4096)
+		st.room = 4096;
+	st.events = json_object_new_array_ext(st.room);
+	for (size_t i = 0; !st.stopped && i < json_object_array_length(suites); i++)
 	{
 		char		pos[32];
 		json_object *suite = json_object_array_get_idx(suites, i);
@@ -475,12 +536,11 @@ cdviz_report_to_cdevents(json_object *model, const CdvizReportOptions *options,
 		if (!json_object_is_type(suite, json_type_object))
 			continue;
 		snprintf(pos, sizeof(pos), "s%zu", i);
-		if (!map_suite(&st, suite, pos, NULL, "", options->default_timestamp_us, false, 1,
-					   &total))
-		{
-			json_object_put(st.events);
-			return NULL;
-		}
+		(void) map_suite(&st, suite, pos, NULL, "", options->default_timestamp_us, false, 1,
+						 &total);
 	}
-	return st.events;
+	if (!st.stopped && json_object_array_length(st.events) > 0)
+		st.stopped = !emit(st.events, arg);
+	json_object_put(st.events);
+	return !st.stopped;
 }

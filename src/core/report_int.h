@@ -14,13 +14,18 @@
 typedef struct ReportBuild
 {
 	json_object *model;
-	int			items;			/* suites and cases so far */
+	long		items;			/* suites and cases so far */
+	long		max_items;		/* and at most */
 	CdvizProblems *problems;
 } ReportBuild;
 
-/* Start a model of the given format ("junit", "tap"). */
+/* Start a model of the given format ("junit", "tap"); limits may be NULL. */
 extern void cdviz_report_build_start(ReportBuild *b, const char *format,
+									 const CdvizReportLimits *limits,
 									 CdvizProblems *problems);
+
+/* The problem of a report over its limit of max suites and cases. */
+extern void cdviz_report_too_many(CdvizProblems *problems, long max);
 
 /*
  * A new suite appended to parent's "suites" (parent NULL: the model's);

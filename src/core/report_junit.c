@@ -17,6 +17,12 @@
  * SAX entityDecl hook stops the parser): such a report is an attack (a
  * billion laughs, an external entity naming a local file) rather than
  * something a test runner writes.
+ *
+ * libxml2 builds the document's tree before the model is made of it: a
+ * startElementNs hook counts the <testsuite> and <testcase> elements as
+ * they are read and stops the parser past the case limit, so that a
+ * report over it costs no more than one within it; and each node is freed
+ * once read into the model, so that the two do not add up.
  */
 #include "core/report_int.h"
 
@@ -24,6 +30,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <libxml/SAX2.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 
@@ -31,6 +38,8 @@
 typedef struct JunitParse
 {
 	bool		entity_declared;
+	long		elements;		/* <testsuite> and <testcase> read so far */
+	long		max_elements;
 } JunitParse;
 
 /*
@@ -52,6 +61,26 @@ refuse_unparsed_entity_decl(void *ctx, const xmlChar *name, const xmlChar *publi
 							const xmlChar *system_id, const xmlChar *notation)
 {
 	refuse_entity_decl(ctx, name, 0, public_id, system_id, NULL);
+}
+
+/* libxml2's own tree builder, after counting the suites and cases. */
+static void
+count_element(void *ctx, const xmlChar *localname, const xmlChar *prefix, const xmlChar *uri,
+			  int nb_namespaces, const xmlChar **namespaces, int nb_attributes,
+			  int nb_defaulted, const xmlChar **attributes)
+{
+	xmlParserCtxtPtr ctxt = (xmlParserCtxtPtr) ctx;
+	JunitParse *state = (JunitParse *) ctxt->_private;
+
+	if ((strcmp((const char *) localname, "testcase") == 0 ||
+		 strcmp((const char *) localname, "testsuite") == 0) &&
+		++state->elements > state->max_elements)
+	{
+		xmlStopParser(ctxt);
+		return;
+	}
+	xmlSAX2StartElementNs(ctx, localname, prefix, uri, nb_namespaces, namespaces,
+						  nb_attributes, nb_defaulted, attributes);
 }
 
 static bool
@@ -168,18 +197,20 @@ read_suite(ReportBuild *b, json_object *parent, xmlNodePtr node, int depth)
 	copy_attr(suite, "timestamp", node, "timestamp");
 	copy_attr(suite, "hostname", node, "hostname");
 	copy_time(suite, node);
-	for (xmlNodePtr c = node->children; c; c = c->next)
+	/* each child freed once read: the tree and the model do not add up */
+	for (xmlNodePtr c = node->children, next; c; c = next)
 	{
+		bool		ok = true;
+
+		next = c->next;
 		if (is_element(c, "testcase"))
-		{
-			if (!read_case(b, suite, c))
-				return false;
-		}
+			ok = read_case(b, suite, c);
 		else if (is_element(c, "testsuite"))
-		{
-			if (!read_suite(b, suite, c, depth + 1))
-				return false;
-		}
+			ok = read_suite(b, suite, c, depth + 1);
+		xmlUnlinkNode(c);
+		xmlFreeNode(c);
+		if (!ok)
+			return false;
 	}
 	return true;
 }
@@ -241,7 +272,7 @@ cdviz_junit_parse(const char *data, size_t len, const CdvizReportLimits *limits,
 				  CdvizProblems *problems)
 {
 	size_t		max = limits && limits->max_bytes ? limits->max_bytes : CDVIZ_REPORT_MAX_BYTES;
-	JunitParse	state = {false};
+	JunitParse	state = {false, 0, cdviz_report_case_limit(limits ? limits->max_cases : 0)};
 	xmlParserCtxtPtr ctxt;
 	xmlDocPtr	doc;
 	xmlNodePtr	root;
@@ -264,12 +295,20 @@ cdviz_junit_parse(const char *data, size_t len, const CdvizReportLimits *limits,
 	ctxt->_private = &state;
 	ctxt->sax->entityDecl = refuse_entity_decl;
 	ctxt->sax->unparsedEntityDecl = refuse_unparsed_entity_decl;
+	ctxt->sax->startElementNs = count_element;
 	doc = xmlCtxtReadMemory(ctxt, data, (int) len, NULL, NULL,
 							XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
 	if (state.entity_declared)
 	{
 		cdviz_problems_add(problems, "$", "the XML document declares entities in its DOCTYPE, "
 						   "which a test report has no use for: refused");
+		xmlFreeDoc(doc);
+		xmlFreeParserCtxt(ctxt);
+		return NULL;
+	}
+	if (state.elements > state.max_elements)
+	{
+		cdviz_report_too_many(problems, state.max_elements);
 		xmlFreeDoc(doc);
 		xmlFreeParserCtxt(ctxt);
 		return NULL;
@@ -282,7 +321,7 @@ cdviz_junit_parse(const char *data, size_t len, const CdvizReportLimits *limits,
 		return NULL;
 	}
 	root = xmlDocGetRootElement(doc);
-	cdviz_report_build_start(&b, "junit", problems);
+	cdviz_report_build_start(&b, "junit", limits, problems);
 	if (root != NULL && is_element(root, "testsuites"))
 		ok = read_suites(&b, root, 1);
 	else if (root != NULL && is_element(root, "testsuite"))

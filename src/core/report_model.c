@@ -12,25 +12,41 @@
 #include <stdlib.h>
 #include <string.h>
 
+long
+cdviz_report_case_limit(long max_cases)
+{
+	if (max_cases <= 0)
+		return CDVIZ_REPORT_DEFAULT_CASES;
+	return max_cases < CDVIZ_REPORT_MAX_CASES ? max_cases : CDVIZ_REPORT_MAX_CASES;
+}
+
 void
-cdviz_report_build_start(ReportBuild *b, const char *format, CdvizProblems *problems)
+cdviz_report_build_start(ReportBuild *b, const char *format, const CdvizReportLimits *limits,
+						 CdvizProblems *problems)
 {
 	b->model = json_object_new_object();
 	b->items = 0;
+	b->max_items = cdviz_report_case_limit(limits ? limits->max_cases : 0);
 	b->problems = problems;
 	json_object_object_add(b->model, "format", json_object_new_string(format));
 	json_object_object_add(b->model, "suites", json_object_new_array());
+}
+
+void
+cdviz_report_too_many(CdvizProblems *problems, long max)
+{
+	cdviz_problems_add(problems, "$", "the report holds more than %ld suites and cases, "
+					   "the limit (a source's max_report_cases)", max);
 }
 
 /* Count one more item; false with a problem past the budget. */
 static bool
 take_item(ReportBuild *b)
 {
-	if (b->items >= CDVIZ_REPORT_MAX_CASES)
+	if (b->items >= b->max_items)
 	{
-		if (b->items == CDVIZ_REPORT_MAX_CASES)
-			cdviz_problems_add(b->problems, "$", "the report holds more than %d suites and cases",
-							   CDVIZ_REPORT_MAX_CASES);
+		if (b->items == b->max_items)
+			cdviz_report_too_many(b->problems, b->max_items);
 		b->items++;
 		return false;
 	}

@@ -546,7 +546,7 @@ cdviz_tap_parse(const char *data, size_t len, const CdvizReportLimits *limits,
 		return NULL;
 	}
 	memset(&p, 0, sizeof(p));
-	cdviz_report_build_start(&p.b, "tap", problems);
+	cdviz_report_build_start(&p.b, "tap", limits, problems);
 	p.stack[0].suite = cdviz_report_add_suite(&p.b, NULL);
 	json_object_object_add(p.stack[0].suite, "name", json_object_new_string(""));
 	p.stack[0].plan = -1;

@@ -99,6 +99,7 @@ typedef struct PollConfig
 	int			max_json_size;	/* kB */
 	PollFormat	format;
 	int			max_report_size;	/* kB */
+	int			max_report_cases;	/* suites and cases of a report */
 	const char *environment;	/* reports: environment.id, "" when none */
 	const char *source_uri;		/* reports: the events' context.source */
 	/* folder */

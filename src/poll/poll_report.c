@@ -12,8 +12,13 @@
  * stays bounded whatever its size.
  *
  * A report is read whole, in one transaction: parsed by the core's
- * readers (src/core/report.h) into CDEvents test events, stored, and the
- * file's progress row written as read.  Its identity is its path (or S3
+ * readers (src/core/report.h) into its model, within the source's
+ * max_report_size and max_report_cases, the model made into CDEvents
+ * test events that are stored a batch (REPORT_BATCH, or batch_lines when
+ * smaller) at a time as the core hands them over, and the file's progress row written as read.
+ * The mapping refuses a model before it hands over any event, and an
+ * error in a batch aborts the transaction: a report is stored whole or
+ * kept as a dead letter.  Its identity is its path (or S3
  * key) and the SHA-256 of its content, so the events' ids are the same
  * whenever the same content is read, and the lake deduplicates them.
  * A report read before and found again with the same content (a rewrite,
@@ -37,6 +42,7 @@
 #include "utils/memutils.h"
 
 #include "common/json.h"
+#include "common/subxact.h"
 #include "core/jsonl.h"
 #include "core/report.h"
 #include "poll/poll.h"
@@ -44,6 +50,12 @@
 
 /* What a file of format metadata is read by, at a time, to hash it. */
 #define HASH_CHUNK (256 * 1024)
+
+/*
+ * Events of a report stored at a time, at most (fewer when the source's
+ * batch_lines says so): the core's events take some 8 kB of json-c each.
+ */
+#define REPORT_BATCH 1000
 
 /*
  * Read up to len bytes of f at offset into buf: how many, at least one;
@@ -130,61 +142,79 @@ reject_report(PollFile *f, const CdvizProblems *problems, PollDelta *delta)
 	delta->status = "rejected";
 }
 
-/* Store the events of a json-c array of them; their counts. */
-static CdvizStoreResult
-store_events(PollFile *f, struct json_object *events)
-{
-	CdvizStoreResult total = {0};
-	int			n = (int) json_object_array_length(events);
-	int			batch = f->cfg->batch_lines;
-	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "cdviz source report",
-											  ALLOCSET_DEFAULT_SIZES);
-
-	for (int from = 0; from < n; from += batch)
-	{
-		int			count = Min(batch, n - from);
-		MemoryContext old = MemoryContextSwitchTo(cxt);
-		CdvizItem  *items = palloc0(sizeof(CdvizItem) * count);
-		CdvizStoreResult res;
-
-		for (int i = 0; i < count; i++)
-		{
-			struct json_object *ev = json_object_array_get_idx(events, from + i);
-			size_t		len;
-			const char *text = json_object_to_json_string_length(ev, JSON_C_TO_STRING_PLAIN |
-																 JSON_C_TO_STRING_NOSLASHESCAPE,
-																 &len);
-
-			items[i].raw = pnstrdup(text, len);
-			items[i].raw_len = len;
-			/* the store frees what it is given: the array keeps its own */
-			items[i].json = json_object_get(ev);
-			items[i].origin_ref = psprintf("%s#%d", f->name, from + i);
-		}
-		res = cdviz_store_items(items, count, f->origin);
-		cdviz_store_release_items(items, count);
-		total.stored += res.stored;
-		total.duplicates += res.duplicates;
-		total.rejected += res.rejected;
-		MemoryContextSwitchTo(old);
-		MemoryContextReset(cxt);
-	}
-	MemoryContextDelete(cxt);
-	return total;
-}
-
-/* A report's model, for its built-in mapping. */
+/*
+ * What the built-in mapping of a report carries from batch to batch: the
+ * events are stored as the core hands them over, so that memory holds
+ * the model and one batch, whatever the number of cases.
+ */
 typedef struct ReportMapping
 {
 	PollFile   *f;
 	struct json_object *model;
 	const char *sha256;			/* of its content */
 	PollDelta  *delta;
+	MemoryContext cxt;			/* a batch's items, reset after each */
+	struct json_object *events; /* the batch being stored */
+	int			next;			/* the next event's position in the report */
+	CdvizStoreResult total;
+	ErrorData  *error;			/* what a batch raised, raised again once
+								 * the core has freed its own memory */
 } ReportMapping;
 
+/* Store the batch of events rm->events, in rm->cxt, reset after it. */
+static void
+store_events(void *arg)
+{
+	ReportMapping *rm = (ReportMapping *) arg;
+	int			count = (int) json_object_array_length(rm->events);
+	MemoryContext old = MemoryContextSwitchTo(rm->cxt);
+	CdvizItem  *items = palloc0(sizeof(CdvizItem) * count);
+	CdvizStoreResult res;
+
+	for (int i = 0; i < count; i++)
+	{
+		struct json_object *ev = json_object_array_get_idx(rm->events, i);
+		size_t		len;
+		const char *text = json_object_to_json_string_length(ev, JSON_C_TO_STRING_PLAIN |
+															 JSON_C_TO_STRING_NOSLASHESCAPE,
+															 &len);
+
+		items[i].raw = pnstrdup(text, len);
+		items[i].raw_len = len;
+		/* the store frees what it is given: the batch keeps its own */
+		items[i].json = json_object_get(ev);
+		items[i].origin_ref = psprintf("%s#%d", rm->f->name, rm->next + i);
+	}
+	res = cdviz_store_items(items, count, rm->f->origin);
+	cdviz_store_release_items(items, count);
+	rm->total.stored += res.stored;
+	rm->total.duplicates += res.duplicates;
+	rm->total.rejected += res.rejected;
+	rm->next += count;
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(rm->cxt);
+}
+
 /*
- * CdvizSourceMapping of reports: the events of the model, stored, or a
- * dead letter when the model cannot be made into events.
+ * CdvizReportEmit: store a batch.  An error is kept for report_builtin()
+ * to raise again once the core has freed its memory, which is not the
+ * memory context's.
+ */
+static bool
+store_batch(struct json_object *events, void *arg)
+{
+	ReportMapping *rm = (ReportMapping *) arg;
+
+	rm->events = events;
+	rm->error = cdviz_catch(store_events, rm);
+	return rm->error == NULL;
+}
+
+/*
+ * CdvizSourceMapping of reports: the events of the model, stored batch by
+ * batch in the item's transaction, or a dead letter when the model cannot
+ * be made into events (refused before any is stored: a report is stored
+ * whole or not at all).
  */
 static CdvizStoreResult
 report_builtin(const CdvizSourceItem *item, void *arg)
@@ -194,9 +224,9 @@ report_builtin(const CdvizSourceItem *item, void *arg)
 	const PollConfig *cfg = f->cfg;
 	CdvizReportOptions options = {0};
 	CdvizProblems problems;
-	struct json_object *events;
 	CdvizStoreResult res = {0};
 	const char *slash = strrchr(f->id_name, '/');
+	bool		ok;
 
 	/* the item's id in its meta (poll_item_meta()) */
 	options.file_id = psprintf("%s@sha256:%s", f->id_name, rm->sha256);
@@ -205,9 +235,19 @@ report_builtin(const CdvizSourceItem *item, void *arg)
 	options.suite_name = slash ? slash + 1 : f->id_name;
 	options.environment_id = cfg->environment[0] ? cfg->environment : NULL;
 	options.default_timestamp_us = f->mtime_us;
+	options.max_cases = cfg->max_report_cases;
+	rm->cxt = AllocSetContextCreate(CurrentMemoryContext, "cdviz source report",
+									ALLOCSET_DEFAULT_SIZES);
 	cdviz_problems_init(&problems);
-	events = cdviz_report_to_cdevents(rm->model, &options, &problems);
-	if (events == NULL)
+	ok = cdviz_report_map(rm->model, &options, (size_t) Min(cfg->batch_lines, REPORT_BATCH),
+						  store_batch, rm, &problems);
+	MemoryContextDelete(rm->cxt);
+	if (rm->error != NULL)
+	{
+		cdviz_problems_reset(&problems);
+		ReThrowError(rm->error);
+	}
+	if (!ok)
 	{
 		(void) cdviz_store_dead_letter(f->origin, f->name, "", 0, &problems);
 		cdviz_problems_reset(&problems);
@@ -216,17 +256,7 @@ report_builtin(const CdvizSourceItem *item, void *arg)
 		return res;
 	}
 	cdviz_problems_reset(&problems);
-	/* json-c memory is not the memory context's: freed on errors too */
-	PG_TRY();
-	{
-		res = store_events(f, events);
-	}
-	PG_FINALLY();
-	{
-		json_object_put(events);
-	}
-	PG_END_TRY();
-	return res;
+	return rm->total;
 }
 
 /*
@@ -255,7 +285,7 @@ poll_read_report(PollFile *f, PollDelta *delta)
 	uint64		max = (uint64) cfg->max_report_size * 1024;
 	CdvizProblems problems;
 	CdvizReportLimits limits = {0};
-	ReportMapping rm = {f, NULL, NULL, delta};
+	ReportMapping rm = {0};
 	Jsonb	   *meta;
 	Jsonb	   *body = NULL;
 	char	   *data;
@@ -270,6 +300,8 @@ poll_read_report(PollFile *f, PollDelta *delta)
 		read_metadata(f, delta);
 		return;
 	}
+	rm.f = f;
+	rm.delta = delta;
 	cdviz_problems_init(&problems);
 	if (f->size > max)
 	{
@@ -292,6 +324,7 @@ poll_read_report(PollFile *f, PollDelta *delta)
 	}
 
 	limits.max_bytes = (size_t) max;
+	limits.max_cases = cfg->max_report_cases;
 	rm.model = cdviz_report_parse(format, data, (size_t) f->size, &limits, &problems);
 	if (rm.model == NULL)
 	{

@@ -16,6 +16,7 @@
 #include "utils/timestamp.h"
 
 #include "common/worker.h"
+#include "core/report.h"
 #include "poll/poll.h"
 #include "sources/kinds.h"
 
@@ -65,6 +66,8 @@ read_options(const CdvizSource *src, PollConfig *cfg, int poll_interval, const c
 		cfg->format = POLL_FORMAT_CDEVENTS;
 	cfg->pattern = cdviz_source_opt_text(src, "pattern", pattern);
 	cfg->max_report_size = cdviz_source_opt_int(src, "max_report_size", 64 * 1024);
+	cfg->max_report_cases = cdviz_source_opt_int(src, "max_report_cases",
+												 CDVIZ_REPORT_DEFAULT_CASES);
 	cfg->environment = cdviz_source_opt_text(src, "environment", "");
 	cfg->source_uri = uri;
 	cfg->poll_interval = cdviz_source_opt_int(src, "poll_interval", poll_interval);

@@ -17,6 +17,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/guc.h"
@@ -165,6 +166,20 @@ slot_of_result_row(KeyTable *keys, uint64 i, int64 *id)
  */
 static bool conflicts_expected = false;
 
+/*
+ * A subtransaction that commits keeps its memory context until the whole
+ * transaction ends, and the fast path's holds what its INSERT allocated
+ * there: the transition table the lake's statement trigger reads, which
+ * the raised work_mem keeps in memory (a few kB a row).  A transaction
+ * that stores many batches (a test report of many cases) would hold them
+ * all; past FAST_PATH_ROWS rows in one transaction its batches go straight
+ * to ON CONFLICT, without a subtransaction, and each reuses the memory
+ * the one before it freed.
+ */
+#define FAST_PATH_ROWS 5000
+static LocalTransactionId fast_path_lxid = InvalidLocalTransactionId;
+static int64 fast_path_rows = 0;
+
 /* An insert plan and its arguments, as cdviz_subxact() runs them. */
 typedef struct InsertRun
 {
@@ -237,8 +252,16 @@ insert_rows(CdvizItem *items, BatchRows *rows, KeyTable *keys)
 	if (work_mem < 64 * 1024)
 		(void) set_config_option("work_mem", "65536", PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
-	if (!conflicts_expected)
+	if (MyProc->lxid != fast_path_lxid)
+	{
+		fast_path_lxid = MyProc->lxid;
+		fast_path_rows = 0;
+	}
+	if (!conflicts_expected && fast_path_rows < FAST_PATH_ROWS)
+	{
+		fast_path_rows += rows->nrows;
 		done = execute_insert(insert_fast_plan, args, true);
+	}
 	if (!done)
 		(void) execute_insert(insert_plan, args, false);
 	AtEOXact_GUC(true, save_nestlevel);

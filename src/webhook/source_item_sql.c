@@ -15,11 +15,14 @@
 #include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
+#include "utils/tuplestore.h"
 
 #include "common/json.h"
 #include "common/rfc3339.h"
 #include "common/spi_util.h"
+#include "common/subxact.h"
 #include "common/version.h"
 #include "core/event.h"
 #include "core/report.h"
@@ -141,32 +144,139 @@ cdviz_source_retransform(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
-/* The events of report_cdevents(), between calls. */
-typedef struct ReportEvents
+/*
+ * The case limit of the reports of source name (meta's "source"): its
+ * max_report_cases, else the default, so that a transformer is handed no
+ * model the mapping then refuses.
+ */
+static long
+source_case_limit(const char *name)
 {
-	Jsonb	  **events;
-	int			n;
-} ReportEvents;
+	Oid			types[1] = {TEXTOID};
+	Datum		args[1];
+	long		limit = CDVIZ_REPORT_DEFAULT_CASES;
+
+	if (name == NULL)
+		return limit;
+	args[0] = CStringGetTextDatum(name);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "cdviz: SPI_connect failed");
+	if (SPI_execute_with_args("SELECT (options->>'max_report_cases')::pg_catalog.int4 "
+							  "FROM cdviz.sources WHERE name = $1",
+							  1, types, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "cdviz: reading source \"%s\" failed", name);
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			limit = cdviz_report_case_limit(DatumGetInt32(d));
+	}
+	SPI_finish();
+	return limit;
+}
 
 /*
- * The events of a report model (body) as jsonb, in events; raises 22023
- * with the mapping's problems when body is no model or meta lacks what
- * the mapping needs.
+ * Count the suites and cases of suites (a jsonb array) as the mapping
+ * does, into *items, and stop past max: the model is counted before it is
+ * made into json-c, which costs some kilobyte per case.  Deeper than the
+ * mapping reads, nothing is counted: the mapping refuses such a model.
  */
 static void
-report_events(Jsonb *meta, Jsonb *body, const char *environment, ReportEvents *out)
+count_suites(JsonbContainer *suites, int depth, long max, long *items)
+{
+	if (!JsonContainerIsArray(suites) || depth > CDVIZ_REPORT_MAX_DEPTH)
+		return;
+	for (uint32 i = 0; i < JsonContainerSize(suites) && *items <= max; i++)
+	{
+		JsonbValue *suite = getIthJsonbValueFromContainer(suites, i);
+		JsonbValue *cases;
+		JsonbValue *nested;
+
+		if (suite->type != jbvBinary || !JsonContainerIsObject(suite->val.binary.data))
+			continue;
+		(*items)++;
+		cases = getKeyJsonValueFromContainer(suite->val.binary.data, "cases", 5, NULL);
+		if (cases && cases->type == jbvBinary && JsonContainerIsArray(cases->val.binary.data))
+			for (uint32 c = 0; c < JsonContainerSize(cases->val.binary.data); c++)
+			{
+				JsonbValue *tc = getIthJsonbValueFromContainer(cases->val.binary.data, c);
+
+				*items += tc->type == jbvBinary && JsonContainerIsObject(tc->val.binary.data);
+			}
+		nested = getKeyJsonValueFromContainer(suite->val.binary.data, "suites", 6, NULL);
+		if (nested && nested->type == jbvBinary)
+			count_suites(nested->val.binary.data, depth + 1, max, items);
+	}
+}
+
+/* Where report_cdevents() puts the events the core hands over. */
+typedef struct ReportRows
+{
+	ReturnSetInfo *rsinfo;
+	MemoryContext cxt;			/* a batch's jsonb, reset after each */
+	struct json_object *events; /* the batch being kept */
+	ErrorData  *error;			/* what a batch raised, raised again once
+								 * the core has freed its own memory */
+} ReportRows;
+
+/* The batch rows->events into the tuplestore, in rows->cxt, reset after it. */
+static void
+put_events(void *arg)
+{
+	ReportRows *rows = (ReportRows *) arg;
+	MemoryContext old = MemoryContextSwitchTo(rows->cxt);
+	int			n;
+	Jsonb	  **jb = cdviz_json_array_to_jsonb(rows->events, &n);
+
+	for (int i = 0; i < n; i++)
+	{
+		Datum		value = JsonbPGetDatum(jb[i]);
+		bool		isnull = false;
+
+		tuplestore_putvalues(rows->rsinfo->setResult, rows->rsinfo->setDesc, &value, &isnull);
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(rows->cxt);
+}
+
+/*
+ * CdvizReportEmit: a batch of events into the function's tuplestore,
+ * which spills to disk past work_mem.  An error is kept for
+ * report_events() to raise again once the core has freed the batch.
+ */
+static bool
+put_rows(struct json_object *events, void *arg)
+{
+	ReportRows *rows = (ReportRows *) arg;
+
+	rows->events = events;
+	rows->error = cdviz_catch(put_events, rows);
+	return rows->error == NULL;
+}
+
+/*
+ * The events of a report model (body) into rows; raises 54000 when body
+ * holds more suites and cases than the limit, 22023 with the mapping's
+ * problems when body is no model or meta lacks what the mapping needs.
+ */
+static void
+report_events(Jsonb *meta, Jsonb *body, const char *environment, ReportRows *rows)
 {
 	CdvizReportOptions options;
 	CdvizProblems problems;
 	struct json_object *model;
-	struct json_object *events;
 	char	   *mtime = cdviz_webhook_member_text(&meta->root, "mtime");
+	long		items = 0;
+	bool		ok;
 
 	memset(&options, 0, sizeof(options));
 	options.file_id = cdviz_webhook_member_text(&meta->root, "id");
 	options.source = cdviz_webhook_member_text(&meta->root, "source_uri");
 	options.suite_name = cdviz_webhook_member_text(&meta->root, "name");
 	options.environment_id = environment && environment[0] ? environment : NULL;
+	options.max_cases = source_case_limit(cdviz_webhook_member_text(&meta->root, "source"));
 	if (mtime)
 		options.default_timestamp_us = cdviz_timestamptz_to_unix_us(
 			DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in, CStringGetDatum(mtime),
@@ -176,11 +286,34 @@ report_events(Jsonb *meta, Jsonb *body, const char *environment, ReportEvents *o
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("the body is not a test report's model"),
 				 errhint("Pass the body a source of format junit or tap hands its transformer.")));
+	if (JsonContainerIsObject(&body->root))
+	{
+		JsonbValue *suites = getKeyJsonValueFromContainer(&body->root, "suites", 6, NULL);
+
+		if (suites && suites->type == jbvBinary)
+			count_suites(suites->val.binary.data, 1, options.max_cases, &items);
+	}
+	if (items > options.max_cases)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("the report holds more than %ld suites and cases", options.max_cases),
+				 errhint("The limit is the option max_report_cases of the source meta names (default %d, at most %d); "
+						 "a source's reports over it are dead letters.",
+						 CDVIZ_REPORT_DEFAULT_CASES, CDVIZ_REPORT_MAX_CASES)));
 	cdviz_problems_init(&problems);
+	rows->cxt = AllocSetContextCreate(CurrentMemoryContext, "cdviz report_cdevents",
+									  ALLOCSET_DEFAULT_SIZES);
 	model = cdviz_jsonb_to_json(body);
-	events = cdviz_report_to_cdevents(model, &options, &problems);
+	ok = cdviz_report_map(model, &options, 500, put_rows, rows, &problems);
+	/* json-c memory is not the memory context's */
 	cdviz_json_free(model);
-	if (events == NULL)
+	MemoryContextDelete(rows->cxt);
+	if (rows->error != NULL)
+	{
+		cdviz_problems_reset(&problems);
+		ReThrowError(rows->error);
+	}
+	if (!ok)
 	{
 		char	   *text = cdviz_problems_to_text(&problems, "; ");
 		char	   *copy = pstrdup(text);
@@ -193,52 +326,25 @@ report_events(Jsonb *meta, Jsonb *body, const char *environment, ReportEvents *o
 				 errhint("meta needs \"id\" and \"source_uri\", as a source of format junit or tap gives them.")));
 	}
 	cdviz_problems_reset(&problems);
-	PG_TRY();
-	{
-		out->events = cdviz_json_array_to_jsonb(events, &out->n);
-	}
-	PG_FINALLY();
-	{
-		/* json-c memory is not the memory context's */
-		cdviz_json_free(events);
-	}
-	PG_END_TRY();
 }
 
 /*
  * cdviz.report_cdevents(meta jsonb, body jsonb, environment text)
  *	 RETURNS SETOF jsonb
  *
- * What a source of format junit or tap stores without a transformer.
+ * What a source of format junit or tap stores without a transformer, as
+ * a materialized set: the events go to a tuplestore a batch at a time.
  */
 Datum
 cdviz_report_cdevents(PG_FUNCTION_ARGS)
 {
-	FuncCallContext *funcctx;
-	ReportEvents *st;
+	ReportRows	rows = {0};
 
-	if (SRF_IS_FIRSTCALL())
-	{
-		MemoryContext old;
-
-		cdviz_check_version();
-		funcctx = SRF_FIRSTCALL_INIT();
-		old = MemoryContextSwitchTo(funcctx->multi_call_memory_ctx);
-		st = palloc0(sizeof(ReportEvents));
-		if (!PG_ARGISNULL(0) && !PG_ARGISNULL(1))
-			report_events(PG_GETARG_JSONB_P(0), PG_GETARG_JSONB_P(1),
-						  PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2)), st);
-		funcctx->user_fctx = st;
-		MemoryContextSwitchTo(old);
-	}
-	funcctx = SRF_PERCALL_SETUP();
-	st = (ReportEvents *) funcctx->user_fctx;
-	if (funcctx->call_cntr < (uint64) st->n)
-	{
-		/* SRF_RETURN_NEXT counts the call before it evaluates its result */
-		Datum		ev = JsonbPGetDatum(st->events[funcctx->call_cntr]);
-
-		SRF_RETURN_NEXT(funcctx, ev);
-	}
-	SRF_RETURN_DONE(funcctx);
+	cdviz_check_version();
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	rows.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	if (!PG_ARGISNULL(0) && !PG_ARGISNULL(1))
+		report_events(PG_GETARG_JSONB_P(0), PG_GETARG_JSONB_P(1),
+					  PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2)), &rows);
+	return (Datum) 0;
 }

@@ -12,7 +12,7 @@
 BEGIN;
 SET client_min_messages = warning;
 
-SELECT plan(75);
+SELECT plan(80);
 
 -- the error a statement raises: SQLSTATE, message and hint
 CREATE FUNCTION pg_temp.error_of(stmt text, OUT state text, OUT message text, OUT hint text)
@@ -27,17 +27,17 @@ $$;
 
 -- ---- the options of each kind -----------------------------------------------
 SELECT is(array_agg(option ORDER BY option),
-		  '{after,batch_lines,done_path,environment,format,max_json_size,max_line_size,max_report_size,pattern,poll_interval}',
+		  '{after,batch_lines,done_path,environment,format,max_json_size,max_line_size,max_report_cases,max_report_size,pattern,poll_interval}',
 		  'folder options') FROM cdviz.source_options('folder');
 SELECT is(array_agg(option ORDER BY option),
-		  '{access_key_id,batch_lines,endpoint,environment,format,max_json_size,max_line_size,max_report_size,path_style,pattern,poll_interval,region,secret_access_key}',
+		  '{access_key_id,batch_lines,endpoint,environment,format,max_json_size,max_line_size,max_report_cases,max_report_size,path_style,pattern,poll_interval,region,secret_access_key}',
 		  's3 options') FROM cdviz.source_options('s3');
 SELECT is(array_agg(option ORDER BY option), '{consumer,stream,url}', 'nats options')
 FROM cdviz.source_options('nats');
 SELECT is(string_agg(option || '=' || default_value || ' ' || type, ', ' ORDER BY option),
-		  'environment= string, format=cdevents string, max_report_size=65536 integer',
+		  'environment= string, format=cdevents string, max_report_cases=100000 integer, max_report_size=65536 integer',
 		  'report options of s3, with their defaults')
-FROM cdviz.source_options('s3') WHERE option IN ('format', 'max_report_size', 'environment');
+FROM cdviz.source_options('s3') WHERE option IN ('format', 'max_report_size', 'max_report_cases', 'environment');
 SELECT is(array_agg(option ORDER BY option), '{batch_size,batch_timeout_ms,brokers,config,group,start}',
 		  'kafka options') FROM cdviz.source_options('kafka');
 
@@ -45,7 +45,7 @@ SELECT is(array_agg(option ORDER BY option), '{batch_size,batch_timeout_ms,broke
 SELECT lives_ok($$SELECT cdviz.create_source('all-folder', 'folder', '/srv/events/', '{"poll_interval": 2,
 	"pattern": "*.jsonl", "after": "move", "done_path": "/srv/done", "batch_lines": 100,
 	"max_line_size": 64, "max_json_size": 1024, "format": "junit", "max_report_size": 2048,
-	"environment": "ci"}')$$, 'a folder source with every option');
+	"max_report_cases": 3, "environment": "ci"}')$$, 'a folder source with every option');
 SELECT lives_ok($$SELECT cdviz.create_source('all-s3', 's3', 's3://ci-events/builds/', '{"endpoint": "http://127.0.0.1:9000",
 	"region": "eu-west-1", "path_style": true, "access_key_id": "AKIA-PROBE-1", "secret_access_key": "PROBE-SECRET-2",
 	"poll_interval": 60, "pattern": "*.json", "batch_lines": 10, "max_line_size": 8, "max_json_size": 16,
@@ -65,7 +65,7 @@ SELECT is(string_agg(name || ' ' || location, ', ' ORDER BY id),
 
 -- ---- what is refused ---------------------------------------------------------
 SELECT is(e.state || ' ' || e.message || ' / ' || e.hint,
-		  '22023 unknown option "interval" for a source of kind folder / known options: after, batch_lines, done_path, environment, format, max_json_size, max_line_size, max_report_size, pattern, poll_interval.',
+		  '22023 unknown option "interval" for a source of kind folder / known options: after, batch_lines, done_path, environment, format, max_json_size, max_line_size, max_report_cases, max_report_size, pattern, poll_interval.',
 		  'an unknown option, with the known ones in the hint')
 FROM pg_temp.error_of($$SELECT cdviz.create_source('x', 'folder', '/x', '{"interval": 5}')$$) e;
 
@@ -100,6 +100,8 @@ FROM (VALUES
 	 'a format that is not a string'),
 	('x', 'folder', '/x', '{"format": "junit", "max_report_size": 0}',
 	 '22023 option "max_report_size" must be from 1 to 1048576, not 0', 'a report size out of range'),
+	('x', 'folder', '/x', '{"format": "junit", "max_report_cases": 1000001}',
+	 '22023 option "max_report_cases" must be from 1 to 1000000, not 1000001', 'a case limit out of range'),
 	('x', 'kafka', 't', '{"brokers": "b", "start": "now"}', '22023 option "start" must be earliest or latest, not "now"',
 	 'an unknown start'),
 	('x', 'folder', '/x', '[]', '22023 source options must be a JSON object', 'options not an object'),
@@ -232,6 +234,23 @@ SELECT is(e.state || ' ' || e.message, '22023 the body is not a test report''s m
 FROM pg_temp.error_of($$SELECT cdviz.report_cdevents('{"id": "f"}', '"x"')$$) e;
 SELECT is(e.state, '22023', 'report_cdevents of no model')
 FROM pg_temp.error_of($$SELECT cdviz.report_cdevents('{"id": "f", "source_uri": "file:///x"}', '{"suites": 1}')$$) e;
+-- the case limit: the default, or that of the source meta names (all-folder: 3)
+SELECT is(e.state || ' ' || e.message || ' / ' || e.hint,
+		  '54000 the report holds more than 100000 suites and cases / The limit is the option max_report_cases of the source meta names (default 100000, at most 1000000); a source''s reports over it are dead letters.',
+		  'report_cdevents: a body over the default case limit')
+FROM pg_temp.error_of($$SELECT cdviz.report_cdevents('{"id": "f", "source_uri": "file:///x"}',
+	jsonb_build_object('suites', jsonb_build_array(jsonb_build_object('cases',
+		(SELECT jsonb_agg(jsonb_build_object('name', 't' || i, 'outcome', 'success')) FROM generate_series(1, 100000) i)))))$$) e;
+SELECT is(e.state || ' ' || e.message, '54000 the report holds more than 3 suites and cases',
+		  'report_cdevents: the limit of the source meta names')
+FROM pg_temp.error_of($$SELECT cdviz.report_cdevents('{"id": "f", "source_uri": "file:///x", "source": "all-folder"}',
+	'{"suites": [{"cases": [{"name": "a"}, {"name": "b"}, {"name": "c"}]}]}')$$) e;
+SELECT is((SELECT count(*) FROM cdviz.report_cdevents('{"id": "f", "source_uri": "file:///x", "source": "all-folder"}',
+	'{"suites": [{"cases": [{"name": "a"}, {"name": "b"}]}]}')), 3::bigint,
+		  'report_cdevents: a body within it gives its events');
+SELECT ok(has_function_privilege('cdviz_reader', 'cdviz.report_cdevents(jsonb,jsonb,text)', 'EXECUTE')
+		  AND NOT has_function_privilege('public', 'cdviz.report_cdevents(jsonb,jsonb,text)', 'EXECUTE'),
+		  'report_cdevents: cdviz_reader''s to call, not PUBLIC''s');
 
 -- ---- alter, pause, resume, drop ------------------------------------------------
 SELECT lives_ok($$SELECT cdviz.alter_source('all-s3', options => '{"endpoint": "http://127.0.0.1:9001",

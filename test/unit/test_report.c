@@ -3,7 +3,8 @@
  *	  Unit tests of the test-report readers (src/core/report_*.c): JUnit
  *	  files in the shapes Surefire, pytest and jest-junit write, TAP 13 and
  *	  14, every outcome, stable ids, every event valid under the official
- *	  schema, and hostile XML refused without leaking a file.
+ *	  schema, hostile XML refused without leaking a file, the case limits,
+ *	  and the events of a large report handed over in batches.
  *
  *	  test_report [FIXTURE_DIR]	(default test/fixtures/reports)
  */
@@ -22,6 +23,48 @@ static const char *fixture_dir = "test/fixtures/reports";
 
 /* 2024-05-06T12:00:00Z: the default timestamp of the tests */
 #define DEFAULT_TS 1714996800000000LL
+
+/* Events every batch appends to, and the batches' sizes. */
+typedef struct Collect
+{
+	json_object *all;
+	size_t		batches;
+	size_t		first_size;		/* of the first batch */
+	size_t		odd_batches;	/* batches but the last of another size */
+	size_t		last_size;
+	size_t		stop_after;		/* batches to take before stopping; 0: all */
+} Collect;
+
+static bool
+collect(json_object *events, void *arg)
+{
+	Collect    *c = (Collect *) arg;
+	size_t		n = json_object_array_length(events);
+
+	if (c->batches == 0)
+		c->first_size = n;
+	else if (c->last_size != c->first_size)
+		c->odd_batches++;
+	c->batches++;
+	c->last_size = n;
+	for (size_t i = 0; i < n; i++)
+		json_object_array_add(c->all, json_object_get(json_object_array_get_idx(events, i)));
+	return c->stop_after == 0 || c->batches < c->stop_after;
+}
+
+/* Every event of a model, mapped batch at a time; NULL when refused. */
+static json_object *
+map_all(json_object *model, const CdvizReportOptions *opt, size_t batch, CdvizProblems *problems)
+{
+	Collect		c = {json_object_new_array(), 0, 0, 0, 0, 0};
+
+	if (!cdviz_report_map(model, opt, batch, collect, &c, problems))
+	{
+		json_object_put(c.all);
+		return NULL;
+	}
+	return c.all;
+}
 
 static char *
 slurp(const char *name, size_t *len)
@@ -141,12 +184,12 @@ events_of(CdvizReportFormat fmt, const char *name, const char *file_id, json_obj
 	CdvizProblems problems;
 	json_object *model;
 	json_object *events = NULL;
-	CdvizReportOptions opt = {file_id, "/cdviz/sources/reports", name, NULL, DEFAULT_TS};
+	CdvizReportOptions opt = {file_id, "/cdviz/sources/reports", name, NULL, DEFAULT_TS, 0};
 
 	cdviz_problems_init(&problems);
 	model = cdviz_report_parse(fmt, data, len, NULL, &problems);
 	if (ok(model != NULL, "%s: read", name))
-		events = cdviz_report_to_cdevents(model, &opt, &problems);
+		events = map_all(model, &opt, 3, &problems);
 	if (problems.count)
 	{
 		char	   *txt = cdviz_problems_to_text(&problems, "; ");
@@ -412,7 +455,7 @@ tap_suite_outcome(const char *text, char *reason, size_t size)
 	static char outcome[32];
 	char		msg[512];
 	json_object *model = parse_text(CDVIZ_REPORT_TAP, text, msg, sizeof(msg));
-	CdvizReportOptions opt = {"x", "/s", NULL, NULL, DEFAULT_TS};
+	CdvizReportOptions opt = {"x", "/s", NULL, NULL, DEFAULT_TS, 0};
 	CdvizProblems problems;
 	json_object *ev;
 	json_object *last;
@@ -420,7 +463,7 @@ tap_suite_outcome(const char *text, char *reason, size_t size)
 	cdviz_problems_init(&problems);
 	if (model == NULL)
 		return NULL;
-	ev = cdviz_report_to_cdevents(model, &opt, &problems);
+	ev = map_all(model, &opt, 1, &problems);
 	last = json_object_array_get_idx(ev, json_object_array_length(ev) - 1);
 	snprintf(outcome, sizeof(outcome), "%s", str_at(last, "subject.content.outcome"));
 	snprintf(reason, size, "%s", str_at(last, "subject.content.reason") ? str_at(last, "subject.content.reason") : "");
@@ -457,7 +500,7 @@ test_tap_version_bounds(void)
 static void
 test_tap_depth(void)
 {
-	CdvizReportOptions opt = {"x", "/s", NULL, NULL, DEFAULT_TS};
+	CdvizReportOptions opt = {"x", "/s", NULL, NULL, DEFAULT_TS, 0};
 	CdvizProblems problems;
 	char		text[4096];
 	char		msg[512];
@@ -471,7 +514,7 @@ test_tap_depth(void)
 		if (subtests < CDVIZ_REPORT_MAX_DEPTH)
 		{
 			cdviz_problems_init(&problems);
-			events = model ? cdviz_report_to_cdevents(model, &opt, &problems) : NULL;
+			events = model ? map_all(model, &opt, 2, &problems) : NULL;
 			ok(events != NULL && json_object_array_length(events) == (size_t) subtests + 2,
 			   "tap: suites nested to the limit give events (the cases and every suite)");
 			json_object_put(events);
@@ -515,10 +558,10 @@ static void
 test_limits(void)
 {
 	CdvizProblems problems;
-	CdvizReportLimits small = {16};
+	CdvizReportLimits small = {16, 0};
 	const char *text = "<testsuite name=\"a\"><testcase name=\"b\"/></testsuite>";
 	json_object *model;
-	CdvizReportOptions no_id = {NULL, "/s", NULL, NULL, DEFAULT_TS};
+	CdvizReportOptions no_id = {NULL, "/s", NULL, NULL, DEFAULT_TS, 0};
 
 	cdviz_problems_init(&problems);
 	model = cdviz_report_parse(CDVIZ_REPORT_JUNIT, text, strlen(text), &small, &problems);
@@ -528,9 +571,212 @@ test_limits(void)
 	cdviz_problems_reset(&problems);
 	model = cdviz_report_parse(CDVIZ_REPORT_TAP, "ok 1\n", 5, &small, &problems);
 	ok(model != NULL, "size limit: a small TAP report is read");
-	ok(cdviz_report_to_cdevents(model, &no_id, &problems) == NULL && problems.count == 1,
+	ok(map_all(model, &no_id, 10, &problems) == NULL && problems.count == 1,
 	   "mapping without the file identity is refused");
 	json_object_put(model);
+	cdviz_problems_reset(&problems);
+}
+
+/*
+ * A JUnit text of suites of the given numbers of cases, the first with a
+ * nested suite of nested_cases when that is not zero.
+ */
+static char *
+big_junit(const int *cases, int nsuites, int nested_cases, size_t *len)
+{
+	size_t		size = 256;
+	char	   *buf;
+	size_t		o = 0;
+
+	for (int s = 0; s < nsuites; s++)
+		size += 64 + (size_t) cases[s] * 48;
+	size += (size_t) nested_cases * 48;
+	buf = malloc(size);
+	o += sprintf(buf + o, "<testsuites>");
+	for (int s = 0; s < nsuites; s++)
+	{
+		o += sprintf(buf + o, "<testsuite name=\"s%d\" timestamp=\"2024-05-01T10:00:00\">", s);
+		for (int c = 0; c < cases[s]; c++)
+			o += sprintf(buf + o, c % 7 ? "<testcase name=\"t%d\"/>" :
+						 "<testcase name=\"t%d\"><failure message=\"m\"/></testcase>", c);
+		if (s == 0 && nested_cases > 0)
+		{
+			o += sprintf(buf + o, "<testsuite name=\"inner\">");
+			for (int c = 0; c < nested_cases; c++)
+				o += sprintf(buf + o, "<testcase name=\"n%d\"/>", c);
+			o += sprintf(buf + o, "</testsuite>");
+		}
+		o += sprintf(buf + o, "</testsuite>");
+	}
+	o += sprintf(buf + o, "</testsuites>");
+	*len = o;
+	return buf;
+}
+
+/*
+ * A large report mapped in batches: every batch but the last full, every
+ * event there, in report order, each the same (ids included) as when the
+ * whole report is one batch; a stop from the caller ends the mapping.
+ */
+static void
+test_batches(void)
+{
+	const int	cases[] = {12000, 1, 0, 9999};
+	const int	nested = 3000;
+	size_t		len;
+	char	   *text = big_junit(cases, 4, nested, &len);
+	CdvizReportOptions opt = {"big.xml@sha256:00", "/s", NULL, NULL, DEFAULT_TS, 0};
+	CdvizProblems problems;
+	json_object *model;
+	Collect		small = {json_object_new_array(), 0, 0, 0, 0, 0};
+	Collect		whole = {json_object_new_array(), 0, 0, 0, 0, 0};
+	Collect		stopped = {json_object_new_array(), 0, 0, 0, 0, 2};
+	size_t		expected = 12000 + 1 + 9999 + nested + 5;
+	size_t		same = 0;
+	size_t		at = 0;
+	char		id[128];
+	bool		ids_ok = true;
+
+	cdviz_problems_init(&problems);
+	model = cdviz_report_parse(CDVIZ_REPORT_JUNIT, text, len, NULL, &problems);
+	ok(model != NULL, "batches: a report of %zu events is read", expected);
+	ok(cdviz_report_map(model, &opt, 1000, collect, &small, &problems), "batches: mapped 1000 at a time");
+	ok(small.batches == (expected + 999) / 1000 && small.first_size == 1000 && small.odd_batches == 0 &&
+	   small.last_size == expected % 1000,
+	   "batches: %zu batches of 1000 and a last of %zu", small.batches, small.last_size);
+	ok(cdviz_report_map(model, &opt, expected + 1, collect, &whole, &problems) && whole.batches == 1,
+	   "batches: one batch when it is larger than the report");
+	ok(json_object_array_length(small.all) == expected && json_object_array_length(whole.all) == expected,
+	   "batches: all %zu events either way", expected);
+	for (size_t i = 0; i < expected && i < json_object_array_length(small.all); i++)
+		same += strcmp(json_object_to_json_string(json_object_array_get_idx(small.all, i)),
+					   json_object_to_json_string(json_object_array_get_idx(whole.all, i))) == 0;
+	ok(same == expected, "batches: each event the same as in one batch (%zu of %zu)", same, expected);
+
+	/* report order and the position ids: a suite's cases, nested suites, the suite */
+	for (int s = 0; s < 4; s++)
+	{
+		for (int c = 0; c < cases[s]; c++)
+		{
+			snprintf(id, sizeof(id), "big.xml@sha256:00#s%d.c%d", s, c);
+			ids_ok &= strcmp(str_at(json_object_array_get_idx(small.all, at++), "context.id"), id) == 0;
+		}
+		for (int c = 0; s == 0 && c < nested; c++)
+		{
+			snprintf(id, sizeof(id), "big.xml@sha256:00#s0.s0.c%d", c);
+			ids_ok &= strcmp(str_at(json_object_array_get_idx(small.all, at++), "context.id"), id) == 0;
+		}
+		if (s == 0)
+			ids_ok &= strcmp(str_at(json_object_array_get_idx(small.all, at++), "context.id"),
+							 "big.xml@sha256:00#s0.s0") == 0;
+		snprintf(id, sizeof(id), "big.xml@sha256:00#s%d", s);
+		ids_ok &= strcmp(str_at(json_object_array_get_idx(small.all, at++), "context.id"), id) == 0;
+	}
+	ok(ids_ok && at == expected, "batches: every id is its position, in report order");
+	is_str(str_at(json_object_array_get_idx(small.all, 12000 + nested + 1), "subject.content.reason"),
+		   "1715 failed, 0 in error, 0 skipped, of 15000 tests", "batches: a suite counts the cases of every batch");
+
+	ok(!cdviz_report_map(model, &opt, 100, collect, &stopped, &problems) && problems.count == 0 &&
+	   stopped.batches == 2 && json_object_array_length(stopped.all) == 200,
+	   "batches: the caller stops the mapping, without a problem");
+	json_object_put(small.all);
+	json_object_put(whole.all);
+	json_object_put(stopped.all);
+	json_object_put(model);
+	cdviz_problems_reset(&problems);
+	free(text);
+}
+
+/* A model for the mapping alone: suites nested depth deep, each with a case. */
+static json_object *
+nested_model(int depth)
+{
+	json_object *model = json_object_new_object();
+	json_object *suites = json_object_new_array();
+
+	json_object_object_add(model, "suites", suites);
+	for (int d = 0; d < depth; d++)
+	{
+		json_object *suite = json_object_new_object();
+		json_object *cases = json_object_new_array();
+		json_object *tc = json_object_new_object();
+
+		json_object_object_add(tc, "name", json_object_new_string("t"));
+		json_object_object_add(tc, "outcome", json_object_new_string("success"));
+		json_object_array_add(cases, tc);
+		json_object_object_add(suite, "cases", cases);
+		json_object_array_add(suites, suite);
+		suites = json_object_new_array();
+		json_object_object_add(suite, "suites", suites);
+	}
+	return model;
+}
+
+/*
+ * The case limit: the readers stop at it, and the mapping holds any model
+ * it is given to it (and to the depth) before it hands over an event.
+ */
+static void
+test_case_limits(void)
+{
+	const int	fit[] = {99};
+	const int	over[] = {100};
+	CdvizReportLimits hundred = {0, 100};
+	CdvizReportOptions opt = {"x", "/s", NULL, NULL, DEFAULT_TS, 0};
+	CdvizProblems problems;
+	Collect		none = {json_object_new_array(), 0, 0, 0, 0, 0};
+	json_object *model;
+	size_t		len;
+	char	   *text;
+	char		tap[2048];
+	size_t		o = 0;
+
+	ok(cdviz_report_case_limit(0) == CDVIZ_REPORT_DEFAULT_CASES &&
+	   cdviz_report_case_limit(5 * CDVIZ_REPORT_MAX_CASES) == CDVIZ_REPORT_MAX_CASES &&
+	   cdviz_report_case_limit(7) == 7, "limits: default and ceiling of the case limit");
+	cdviz_problems_init(&problems);
+	text = big_junit(fit, 1, 0, &len);
+	model = cdviz_report_parse(CDVIZ_REPORT_JUNIT, text, len, &hundred, &problems);
+	ok(model != NULL, "limits: junit of 100 suites and cases is read with a limit of 100");
+	opt.max_cases = 99;
+	ok(!cdviz_report_map(model, &opt, 10, collect, &none, &problems) && none.batches == 0 &&
+	   problems.count == 1, "limits: the mapping refuses it with a limit of 99, before any event");
+	is_str(problems.count ? problems.items[0].message : "",
+		   "the report holds more than 99 suites and cases, the limit (a source's max_report_cases)",
+		   "limits: the mapping says why");
+	json_object_put(model);
+	free(text);
+	cdviz_problems_reset(&problems);
+
+	text = big_junit(over, 1, 0, &len);
+	ok(cdviz_report_parse(CDVIZ_REPORT_JUNIT, text, len, &hundred, &problems) == NULL &&
+	   problems.count == 1, "limits: junit of 101 suites and cases is refused with a limit of 100");
+	is_str(problems.count ? problems.items[0].message : "",
+		   "the report holds more than 100 suites and cases, the limit (a source's max_report_cases)",
+		   "limits: the junit reader says why");
+	free(text);
+	cdviz_problems_reset(&problems);
+
+	for (int i = 1; i <= 100; i++)
+		o += snprintf(tap + o, sizeof(tap) - o, "ok %d\n", i);
+	ok(cdviz_report_parse(CDVIZ_REPORT_TAP, tap, o, &hundred, &problems) == NULL && problems.count == 1,
+	   "limits: TAP of 100 tests (and its suite) is refused with a limit of 100");
+	cdviz_problems_reset(&problems);
+
+	opt.max_cases = 0;
+	model = nested_model(CDVIZ_REPORT_MAX_DEPTH);
+	json_object_put(none.all);
+	none.all = map_all(model, &opt, 5, &problems);
+	ok(none.all != NULL && json_object_array_length(none.all) == 2 * CDVIZ_REPORT_MAX_DEPTH,
+	   "limits: a model nested to the limit is mapped");
+	json_object_put(model);
+	json_object_put(none.all);
+	none.all = json_object_new_array();
+	model = nested_model(CDVIZ_REPORT_MAX_DEPTH + 1);
+	ok(!cdviz_report_map(model, &opt, 5, collect, &none, &problems) && none.batches == 0 &&
+	   problems.count == 1, "limits: one level deeper is refused by the mapping, before any event");
+	json_object_put(model);
+	json_object_put(none.all);
 	cdviz_problems_reset(&problems);
 }
 
@@ -610,6 +856,8 @@ main(int argc, char **argv)
 	test_tap14();
 	test_tap_edges();
 	test_limits();
+	test_case_limits();
+	test_batches();
 	test_hostile_xml();
 	return tap_done();
 }
