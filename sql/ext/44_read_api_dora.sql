@@ -132,16 +132,19 @@ CREATE FUNCTION cdviz.dora_lead_time(from_ts timestamptz, to_ts timestamptz,
 RETURNS TABLE (median interval, p90 interval, sample_size bigint, unmatched bigint, tier text)
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY s.lead_time) FILTER (WHERE s.lead_time >= interval '0'),
-	   percentile_cont(0.9) WITHIN GROUP (ORDER BY s.lead_time) FILTER (WHERE s.lead_time >= interval '0'),
-	   count(*) FILTER (WHERE s.lead_time >= interval '0'),
-	   count(*) FILTER (WHERE s.lead_time IS NULL OR s.lead_time < interval '0'),
-	   CASE WHEN count(*) FILTER (WHERE s.lead_time >= interval '0') = 0 THEN NULL
-			WHEN percentile_cont(0.5) WITHIN GROUP (ORDER BY s.lead_time) FILTER (WHERE s.lead_time >= interval '0') < interval '1 day' THEN 'elite'
-			WHEN percentile_cont(0.5) WITHIN GROUP (ORDER BY s.lead_time) FILTER (WHERE s.lead_time >= interval '0') < interval '7 days' THEN 'high'
-			WHEN percentile_cont(0.5) WITHIN GROUP (ORDER BY s.lead_time) FILTER (WHERE s.lead_time >= interval '0') < interval '30 days' THEN 'medium'
+SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY s.lead_time),
+	   percentile_cont(0.9) WITHIN GROUP (ORDER BY s.lead_time),
+	   count(s.lead_time),
+	   count(*) - count(s.lead_time),
+	   CASE WHEN count(s.lead_time) = 0 THEN NULL
+			WHEN percentile_cont(0.5) WITHIN GROUP (ORDER BY s.lead_time) < interval '1 day' THEN 'elite'
+			WHEN percentile_cont(0.5) WITHIN GROUP (ORDER BY s.lead_time) < interval '7 days' THEN 'high'
+			WHEN percentile_cont(0.5) WITHIN GROUP (ORDER BY s.lead_time) < interval '30 days' THEN 'medium'
 			ELSE 'low' END
-FROM (SELECT f.deployed_at - f.changed_at AS lead_time
+-- lead_time is NULL for an unmatched deployment (no change, or a change
+-- after the deployment): the aggregates skip it, count(*) counts it
+FROM (SELECT CASE WHEN f.deployed_at - f.changed_at >= interval '0'
+				  THEN f.deployed_at - f.changed_at END AS lead_time
 	  FROM cdviz._dora_first_deployments(environment) AS f
 	  WHERE f.deployed_at >= from_ts AND f.deployed_at < to_ts
 		AND (service IS NULL OR f.service_id = service)) AS s

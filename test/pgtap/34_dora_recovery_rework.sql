@@ -32,7 +32,7 @@ BEGIN;
 SET LOCAL timezone = 'UTC';
 \ir ../fixtures/type_versions.sql
 
-SELECT plan(34);
+SELECT plan(37);
 
 -- One CDEvent of spec 0.5.1.
 CREATE FUNCTION pg_temp.ev(name text, subj text, pred text, sid text, ts text, content jsonb,
@@ -384,6 +384,37 @@ SELECT results_eq(
 	$$VALUES ('elite'::text, 'median under 1 hour'::text), ('high', 'median under 1 day'),
 			 ('medium', 'median under 1 week'), ('low', 'median of 1 week or more')$$,
 	'the recovery time tiers');
+
+-- ---------------------------------------------------------- lead time
+-- April's first deployments matched to their change: P6 (ch-6 created
+-- 04-07 10:00, deployed 04-08 10:00) 24h, P7 (ch-7) 24h, S2 (ch-s2 created
+-- 04-20 08:30, deployed 04-21 10:00) 25h30; the nine other prod artifacts
+-- have no packaged event: unmatched.  Median 24h (a day: high), p90 at
+-- rank 2.8 = 24h + 0.8 * 1h30 = 25h12.  Dev: pay@6 4h, pay@1 unmatched.
+SELECT results_eq(
+	$$SELECT * FROM cdviz.dora_lead_time('2025-04-01Z', '2025-05-01Z', 'prod')$$,
+	$$VALUES (interval '24 hours', interval '25 hours 12 minutes', 3::bigint, 9::bigint, 'high'::text)$$,
+	'lead time in prod: three artifacts matched to their change, nine unmatched');
+SELECT results_eq(
+	$$SELECT * FROM cdviz.dora_lead_time('2025-04-01Z', '2025-05-01Z', 'dev')$$,
+	$$VALUES (interval '4 hours', interval '4 hours', 1::bigint, 1::bigint, 'elite'::text)$$,
+	'lead time in dev');
+-- mail@2, deployed before its change was created: unmatched, not a
+-- negative lead time
+SAVEPOINT late_change;
+SELECT cdviz.ingest(pg_temp.ev('ch8-created', 'change', 'created', 'ch-8', '2025-04-26T12:00:00Z',
+							   '{"description": "Mail retries", "repository": {"id": "org/mail"}}'));
+SELECT cdviz.ingest(pg_temp.ev('mail2-packaged', 'artifact', 'packaged', 'pkg:oci/mail@2',
+							   '2025-04-26T09:00:00Z', '{"change": {"id": "ch-8"}}'));
+SELECT cdviz.ingest(pg_temp.deploy('m2', 'upgraded', 'prod', 'mail', 'pkg:oci/mail@2', '2025-04-26T10:00:00Z'));
+SELECT l.* FROM cdviz.dora_lead_time('2025-04-01Z', '2025-05-01Z', 'prod') AS l \gset late_
+-- rolled back before the test's verdict, which the rollback would undo
+ROLLBACK TO SAVEPOINT late_change;
+SELECT results_eq(
+	format('VALUES (%L::interval, %L::interval, %L::bigint, %L::bigint, %L::text)', :'late_median',
+		   :'late_p90', :'late_sample_size', :'late_unmatched', :'late_tier'),
+	$$VALUES (interval '24 hours', interval '25 hours 12 minutes', 3::bigint, 10::bigint, 'high'::text)$$,
+	'a change after the deployment makes it unmatched');
 
 SELECT * FROM finish();
 ROLLBACK;
