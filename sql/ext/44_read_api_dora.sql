@@ -43,6 +43,53 @@ COMMENT ON VIEW cdviz.dora_thresholds IS
 'cdviz: the DORA tier thresholds the cdviz.dora_* functions apply (after the clusters of the 2023 Accelerate State of DevOps report, which also gives failed deployment recovery time''s); boundaries belong to the better tier. Rework rate, added by the 2024 report, has no tiers (one row, tier NULL).';
 GRANT SELECT ON cdviz.dora_thresholds TO cdviz_reader;
 
+-- The rows of one environment, or of all when environment is NULL, as
+-- two branches of which the planner keeps one: for a constant it drops the
+-- other, for a parameter (a lateral call per environment) it gates the
+-- other off once per call.  Written "environment IS NULL OR
+-- environment_id = environment", the filter is no index condition when
+-- environment is a parameter, and each such call reads the window of every
+-- environment instead of its (environment_id, time) index range.
+CREATE FUNCTION cdviz._dora_environment_history(environment text)
+RETURNS SETOF cdviz.environment_history
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+SELECT * FROM cdviz.environment_history AS h WHERE h.environment_id = environment
+UNION ALL
+SELECT * FROM cdviz.environment_history AS h WHERE environment IS NULL
+$$;
+
+COMMENT ON FUNCTION cdviz._dora_environment_history(text) IS
+'cdviz: internal, for the DORA functions: the rows of cdviz.environment_history of one environment, or all of them when environment is NULL, in a form whose environment filter stays an index condition when the environment is a parameter';
+REVOKE EXECUTE ON FUNCTION cdviz._dora_environment_history(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz._dora_environment_history(text) TO cdviz_reader;
+
+CREATE FUNCTION cdviz._dora_first_deployments(environment text)
+RETURNS SETOF cdviz.first_deployments
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+SELECT * FROM cdviz.first_deployments AS f WHERE f.environment_id = environment
+UNION ALL
+SELECT * FROM cdviz.first_deployments AS f WHERE environment IS NULL
+$$;
+
+COMMENT ON FUNCTION cdviz._dora_first_deployments(text) IS
+'cdviz: internal, for the DORA functions: the rows of cdviz.first_deployments of one environment, or all of them when environment is NULL, in a form whose environment filter stays an index condition when the environment is a parameter';
+REVOKE EXECUTE ON FUNCTION cdviz._dora_first_deployments(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz._dora_first_deployments(text) TO cdviz_reader;
+
+-- The share of part in total, NULL without a total: the change failure
+-- rate's and the rework rate's.
+CREATE FUNCTION cdviz._dora_rate(part bigint, total bigint)
+RETURNS numeric
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN round(part::numeric / nullif(total, 0), 4);
+
+COMMENT ON FUNCTION cdviz._dora_rate(bigint, bigint) IS
+'cdviz: internal, for cdviz.dora_change_failure_rate, cdviz.dora_rework_rate and cdviz.dora_by_environment: part / total rounded to 4 decimals, NULL when total is 0';
+REVOKE EXECUTE ON FUNCTION cdviz._dora_rate(bigint, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz._dora_rate(bigint, bigint) TO cdviz_reader;
+
 CREATE FUNCTION cdviz.dora_deployment_frequency(from_ts timestamptz, to_ts timestamptz,
 												environment text DEFAULT NULL,
 												service text DEFAULT NULL)
@@ -59,15 +106,18 @@ SELECT d.n, d.nsvc, round(d.days, 3),
 			WHEN d.n * 7 / d.days / greatest(d.nsvc, 1) >= 1 THEN 'high'
 			WHEN d.n * 30 / d.days / greatest(d.nsvc, 1) >= 1 THEN 'medium'
 			ELSE 'low' END
-FROM (SELECT count(*) AS n,
-			 count(DISTINCT h.service_id) AS nsvc,
-			 count(DISTINCT (h.valid_from AT TIME ZONE 'UTC')::date) AS ndays,
+FROM (SELECT coalesce(sum(k.n), 0)::bigint AS n,
+			 count(DISTINCT k.service_id) AS nsvc,
+			 count(DISTINCT k.day) AS ndays,
 			 extract(epoch FROM to_ts - from_ts) / 86400 AS days
-	  FROM cdviz.environment_history AS h
-	  WHERE h.valid_from >= from_ts AND h.valid_from < to_ts
-		AND h.predicate IN ('deployed', 'upgraded')
-		AND (environment IS NULL OR h.environment_id = environment)
-		AND (service IS NULL OR h.service_id = service)) AS d
+	  -- counted per service and day first (hashed): the distinct counts
+	  -- then sort those few rows, not every deployment
+	  FROM (SELECT h.service_id, (h.valid_from AT TIME ZONE 'UTC')::date AS day, count(*) AS n
+			FROM cdviz._dora_environment_history(environment) AS h
+			WHERE h.valid_from >= from_ts AND h.valid_from < to_ts
+			  AND h.predicate IN ('deployed', 'upgraded')
+			  AND (service IS NULL OR h.service_id = service)
+			GROUP BY h.service_id, (h.valid_from AT TIME ZONE 'UTC')::date) AS k) AS d
 WHERE d.days > 0
 $$;
 
@@ -82,19 +132,21 @@ CREATE FUNCTION cdviz.dora_lead_time(from_ts timestamptz, to_ts timestamptz,
 RETURNS TABLE (median interval, p90 interval, sample_size bigint, unmatched bigint, tier text)
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY s.lead_time) FILTER (WHERE s.lead_time >= interval '0'),
-	   percentile_cont(0.9) WITHIN GROUP (ORDER BY s.lead_time) FILTER (WHERE s.lead_time >= interval '0'),
-	   count(*) FILTER (WHERE s.lead_time >= interval '0'),
-	   count(*) FILTER (WHERE s.lead_time IS NULL OR s.lead_time < interval '0'),
-	   CASE WHEN count(*) FILTER (WHERE s.lead_time >= interval '0') = 0 THEN NULL
-			WHEN percentile_cont(0.5) WITHIN GROUP (ORDER BY s.lead_time) FILTER (WHERE s.lead_time >= interval '0') < interval '1 day' THEN 'elite'
-			WHEN percentile_cont(0.5) WITHIN GROUP (ORDER BY s.lead_time) FILTER (WHERE s.lead_time >= interval '0') < interval '7 days' THEN 'high'
-			WHEN percentile_cont(0.5) WITHIN GROUP (ORDER BY s.lead_time) FILTER (WHERE s.lead_time >= interval '0') < interval '30 days' THEN 'medium'
+SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY s.lead_time),
+	   percentile_cont(0.9) WITHIN GROUP (ORDER BY s.lead_time),
+	   count(s.lead_time),
+	   count(*) - count(s.lead_time),
+	   CASE WHEN count(s.lead_time) = 0 THEN NULL
+			WHEN percentile_cont(0.5) WITHIN GROUP (ORDER BY s.lead_time) < interval '1 day' THEN 'elite'
+			WHEN percentile_cont(0.5) WITHIN GROUP (ORDER BY s.lead_time) < interval '7 days' THEN 'high'
+			WHEN percentile_cont(0.5) WITHIN GROUP (ORDER BY s.lead_time) < interval '30 days' THEN 'medium'
 			ELSE 'low' END
-FROM (SELECT f.deployed_at - f.changed_at AS lead_time
-	  FROM cdviz.first_deployments AS f
+-- lead_time is NULL for an unmatched deployment (no change, or a change
+-- after the deployment): the aggregates skip it, count(*) counts it
+FROM (SELECT CASE WHEN f.deployed_at - f.changed_at >= interval '0'
+				  THEN f.deployed_at - f.changed_at END AS lead_time
+	  FROM cdviz._dora_first_deployments(environment) AS f
 	  WHERE f.deployed_at >= from_ts AND f.deployed_at < to_ts
-		AND (environment IS NULL OR f.environment_id = environment)
 		AND (service IS NULL OR f.service_id = service)) AS s
 $$;
 
@@ -205,6 +257,20 @@ COMMENT ON FUNCTION cdviz.dora_change_failures(timestamptz, timestamptz, text, t
 REVOKE EXECUTE ON FUNCTION cdviz.dora_change_failures(timestamptz, timestamptz, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION cdviz.dora_change_failures(timestamptz, timestamptz, text, text) TO cdviz_reader;
 
+CREATE FUNCTION cdviz._dora_failure_rate_tier(failed bigint, deployments bigint)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE WHEN deployments = 0 THEN NULL
+			WHEN failed::numeric / deployments <= 0.05 THEN 'elite'
+			WHEN failed::numeric / deployments <= 0.10 THEN 'high'
+			WHEN failed::numeric / deployments <= 0.15 THEN 'medium'
+			ELSE 'low' END;
+
+COMMENT ON FUNCTION cdviz._dora_failure_rate_tier(bigint, bigint) IS
+'cdviz: internal, for cdviz.dora_change_failure_rate and cdviz.dora_by_environment: the DORA tier of failed out of deployments: elite <= 5%, high <= 10%, medium <= 15%, else low; NULL without deployments';
+REVOKE EXECUTE ON FUNCTION cdviz._dora_failure_rate_tier(bigint, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz._dora_failure_rate_tier(bigint, bigint) TO cdviz_reader;
+
 CREATE FUNCTION cdviz.dora_change_failure_rate(from_ts timestamptz, to_ts timestamptz,
 											   environment text DEFAULT NULL,
 											   service text DEFAULT NULL)
@@ -213,12 +279,7 @@ LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
 -- counted apart: the deployments from dora_change_failures without its
 -- verdict column (an index-only scan), the failed ones from the signals
-SELECT round(f.n::numeric / nullif(t.n, 0), 4), f.n, t.n, t.n,
-	   CASE WHEN t.n = 0 THEN NULL
-			WHEN f.n::numeric / t.n <= 0.05 THEN 'elite'
-			WHEN f.n::numeric / t.n <= 0.10 THEN 'high'
-			WHEN f.n::numeric / t.n <= 0.15 THEN 'medium'
-			ELSE 'low' END
+SELECT cdviz._dora_rate(f.n, t.n), f.n, t.n, t.n, cdviz._dora_failure_rate_tier(f.n, t.n)
 FROM (SELECT count(*) AS n
 	  FROM cdviz.dora_change_failures(from_ts, to_ts, environment, service)) AS t,
 	 (SELECT count(*) AS n
@@ -322,18 +383,36 @@ COMMENT ON FUNCTION cdviz.dora_failed_deployment_recoveries(timestamptz, timesta
 REVOKE EXECUTE ON FUNCTION cdviz.dora_failed_deployment_recoveries(timestamptz, timestamptz, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION cdviz.dora_failed_deployment_recoveries(timestamptz, timestamptz, text, text) TO cdviz_reader;
 
+-- The aggregate of the recovery times, apart so that
+-- cdviz.dora_by_environment applies it to each environment's recoveries,
+-- listed once for all environments.
+CREATE FUNCTION cdviz._dora_recovery_time(recovery_times interval[])
+RETURNS TABLE (median interval, p90 interval, sample_size bigint, tier text)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY r.recovery_time),
+	   percentile_cont(0.9) WITHIN GROUP (ORDER BY r.recovery_time),
+	   count(*),
+	   cdviz._dora_recovery_tier(percentile_cont(0.5) WITHIN GROUP (ORDER BY r.recovery_time))
+FROM unnest(recovery_times) AS r(recovery_time)
+WHERE r.recovery_time >= interval '0'
+$$;
+
+COMMENT ON FUNCTION cdviz._dora_recovery_time(interval[]) IS
+'cdviz: internal, for cdviz.dora_failed_deployment_recovery_time and cdviz.dora_by_environment: median, p90, sample_size and tier of the recovery times that are not negative (NULL elements and a NULL array count as none)';
+REVOKE EXECUTE ON FUNCTION cdviz._dora_recovery_time(interval[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdviz._dora_recovery_time(interval[]) TO cdviz_reader;
+
 CREATE FUNCTION cdviz.dora_failed_deployment_recovery_time(from_ts timestamptz, to_ts timestamptz,
 														   environment text DEFAULT NULL,
 														   service text DEFAULT NULL)
 RETURNS TABLE (median interval, p90 interval, sample_size bigint, tier text)
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY r.recovery_time),
-	   percentile_cont(0.9) WITHIN GROUP (ORDER BY r.recovery_time),
-	   count(*),
-	   cdviz._dora_recovery_tier(percentile_cont(0.5) WITHIN GROUP (ORDER BY r.recovery_time))
-FROM cdviz.dora_failed_deployment_recoveries(from_ts, to_ts, environment, service) AS r
-WHERE r.recovery_time >= interval '0'
+SELECT t.*
+FROM (SELECT array_agg(r.recovery_time) AS recovery_times
+	  FROM cdviz.dora_failed_deployment_recoveries(from_ts, to_ts, environment, service) AS r) AS r
+CROSS JOIN LATERAL cdviz._dora_recovery_time(r.recovery_times) AS t
 $$;
 
 COMMENT ON FUNCTION cdviz.dora_failed_deployment_recovery_time(timestamptz, timestamptz, text, text) IS
@@ -506,7 +585,7 @@ CREATE FUNCTION cdviz.dora_rework_rate(from_ts timestamptz, to_ts timestamptz,
 RETURNS TABLE (rate numeric, rework bigint, deployments bigint, sample_size bigint)
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-SELECT round(r.n::numeric / nullif(t.n, 0), 4), r.n, t.n, t.n
+SELECT cdviz._dora_rate(r.n, t.n), r.n, t.n, t.n
 FROM (SELECT count(*) AS n
 	  FROM cdviz.environment_history AS h
 	  WHERE h.valid_from >= from_ts AND h.valid_from < to_ts
@@ -523,16 +602,23 @@ REVOKE EXECUTE ON FUNCTION cdviz.dora_rework_rate(timestamptz, timestamptz, text
 GRANT EXECUTE ON FUNCTION cdviz.dora_rework_rate(timestamptz, timestamptz, text, text) TO cdviz_reader;
 
 -- The metrics for every environment, one row each: what a "DORA per
--- environment" table shows.  Calling the functions above laterally, once
--- per environment, passes the environment as a parameter, which the
--- planner cannot fold into the (environment_id, time) index ranges: every
--- call then reads the window of every environment.  Here each environment
--- gets its own statement with the id as a literal, planned for it.  The
--- rework is the exception: most of its cost (the causes and their links)
--- is the same for every environment, so it is listed once for all of
--- them and counted per environment, over the deployments
--- cdviz.dora_rework_rate counts: the deployment frequency's (deployed,
--- upgraded) and the rollbacks (their partial index).
+-- environment" table shows, in one statement.  The
+-- deployment frequency, lead time and time to restore are the functions
+-- above called per environment: their environment filter stays an index
+-- condition on the (environment_id, time) indexes, so each call reads the
+-- window of its environment only.  What costs the same for one environment
+-- as for all is listed once for all of them and counted per environment:
+-- the failed deployments with their recoveries (the change failure rate's
+-- failed deployments and the recovery time's sample; the failure signals
+-- are found once), and the rework (its causes and their links).  The
+-- change failure rate's deployments are the deployment frequency's (the
+-- same deployed and upgraded events), and the rework rate's are those
+-- plus the rollbacks (their partial index).
+--
+-- Without JIT: the statement's estimated cost grows with the range and
+-- passes jit_above_cost at a few months, and compiling its many
+-- expressions then takes longer than running it (a tenth of a second at
+-- 90 days, over a second at a year).
 CREATE FUNCTION cdviz.dora_by_environment(from_ts timestamptz, to_ts timestamptz,
 										  service text DEFAULT NULL)
 RETURNS TABLE (environment_id text, deployments bigint, per_day_per_service numeric,
@@ -543,34 +629,40 @@ RETURNS TABLE (environment_id text, deployments bigint, per_day_per_service nume
 			   rework_rate numeric)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
-DECLARE
-	env text;
-	rework jsonb;
 BEGIN
-	SELECT coalesce(jsonb_object_agg(w.environment_id, w.n), '{}')
-	INTO rework
-	FROM (SELECT r.environment_id, count(*) AS n
-		  FROM cdviz.dora_rework(from_ts, to_ts, NULL, service) AS r
-		  GROUP BY r.environment_id) AS w;
-	FOR env IN
-		SELECT DISTINCT i.environment_id FROM cdviz.environment_inventory AS i ORDER BY 1
-	LOOP
-		RETURN QUERY EXECUTE format(
-			'SELECT %1$L::text, df.deployments, df.per_day_per_service, df.tier,'
-			' lt.median, lt.p90, lt.tier, cfr.rate, cfr.failed, cfr.tier,'
-			' ttr.median, ttr.sample_size, ttr.tier, fdrt.median, fdrt.tier,'
-			' round(coalesce(($4 ->> %1$L)::numeric, 0) / nullif(df.deployments + rb.n, 0), 4)'
-			' FROM cdviz.dora_deployment_frequency($1, $2, %1$L, $3) AS df'
-			' FULL JOIN cdviz.dora_lead_time($1, $2, %1$L, $3) AS lt ON true'
-			' FULL JOIN cdviz.dora_change_failure_rate($1, $2, %1$L, $3) AS cfr ON true'
-			' FULL JOIN cdviz.dora_time_to_restore($1, $2, %1$L, $3) AS ttr ON true'
-			' FULL JOIN cdviz.dora_failed_deployment_recovery_time($1, $2, %1$L, $3) AS fdrt ON true'
-			' FULL JOIN (SELECT count(*) AS n FROM cdviz.environment_history AS h'
-			'            WHERE h.valid_from >= $1 AND h.valid_from < $2 AND h.predicate = ''rolledback'''
-			'              AND h.environment_id = %1$L AND ($3 IS NULL OR h.service_id = $3)) AS rb ON true', env)
-			USING from_ts, to_ts, service, rework;
-	END LOOP;
+	RETURN QUERY
+	WITH failed AS (
+		SELECT r.environment_id, count(*) AS n, array_agg(r.recovery_time) AS recovery_times
+		FROM cdviz.dora_failed_deployment_recoveries(from_ts, to_ts, NULL, service) AS r
+		GROUP BY r.environment_id
+	), rework AS (
+		SELECT r.environment_id, count(*) AS n
+		FROM cdviz.dora_rework(from_ts, to_ts, NULL, service) AS r
+		GROUP BY r.environment_id
+	), rollbacks AS (
+		SELECT h.environment_id, count(*) AS n
+		FROM cdviz.environment_history AS h
+		WHERE h.valid_from >= from_ts AND h.valid_from < to_ts AND h.predicate = 'rolledback'
+		  AND (service IS NULL OR h.service_id = service)
+		GROUP BY h.environment_id
+	)
+	SELECT e.environment_id, df.deployments, df.per_day_per_service, df.tier,
+		   lt.median, lt.p90, lt.tier,
+		   cdviz._dora_rate(coalesce(f.n, 0), coalesce(df.deployments, 0)), coalesce(f.n, 0),
+		   cdviz._dora_failure_rate_tier(coalesce(f.n, 0), coalesce(df.deployments, 0)),
+		   ttr.median, ttr.sample_size, ttr.tier, fdrt.median, fdrt.tier,
+		   cdviz._dora_rate(coalesce(rw.n, 0), coalesce(df.deployments, 0) + coalesce(rb.n, 0))
+	FROM (SELECT DISTINCT i.environment_id FROM cdviz.environment_inventory AS i) AS e
+	LEFT JOIN LATERAL cdviz.dora_deployment_frequency(from_ts, to_ts, e.environment_id, service) AS df ON true
+	CROSS JOIN LATERAL cdviz.dora_lead_time(from_ts, to_ts, e.environment_id, service) AS lt
+	CROSS JOIN LATERAL cdviz.dora_time_to_restore(from_ts, to_ts, e.environment_id, service) AS ttr
+	LEFT JOIN failed AS f ON f.environment_id = e.environment_id
+	CROSS JOIN LATERAL cdviz._dora_recovery_time(f.recovery_times) AS fdrt
+	LEFT JOIN rework AS rw ON rw.environment_id = e.environment_id
+	LEFT JOIN rollbacks AS rb ON rb.environment_id = e.environment_id
+	ORDER BY e.environment_id;
 END
 $$;
 

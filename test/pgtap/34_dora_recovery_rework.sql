@@ -32,7 +32,7 @@ BEGIN;
 SET LOCAL timezone = 'UTC';
 \ir ../fixtures/type_versions.sql
 
-SELECT plan(33);
+SELECT plan(37);
 
 -- One CDEvent of spec 0.5.1.
 CREATE FUNCTION pg_temp.ev(name text, subj text, pred text, sid text, ts text, content jsonb,
@@ -352,11 +352,69 @@ SELECT results_eq(
 	$$VALUES ('dev'::text, NULL::interval, NULL::text, 0.0000::numeric),
 			 ('prod', interval '30 hours', 'medium', 0.6923)$$,
 	'dora_by_environment: recovery time and rework rate per environment (rules included: prod 9 / 13)');
+-- Every column of every row against the function it comes from, for that
+-- environment: over the month, per service, over a day with a failure and
+-- its rollback, over an empty range and over a month without deployments.
+SELECT results_eq(
+	$$SELECT k.n, b.*
+	  FROM (VALUES (1, '2025-04-01Z'::timestamptz, '2025-05-01Z'::timestamptz, NULL::text),
+				   (2, '2025-04-01Z', '2025-05-01Z', 'pay'), (3, '2025-04-01Z', '2025-05-01Z', 'cart'),
+				   (4, '2025-04-03Z', '2025-04-04Z', NULL), (5, '2025-04-10Z', '2025-04-10Z', NULL),
+				   (6, '2025-06-01Z', '2025-07-01Z', NULL)) AS k(n, from_ts, to_ts, svc)
+	  CROSS JOIN LATERAL cdviz.dora_by_environment(k.from_ts, k.to_ts, k.svc) AS b
+	  ORDER BY k.n, b.environment_id$$,
+	$$SELECT k.n, e.environment_id, df.deployments, df.per_day_per_service, df.tier, lt.median,
+			 lt.p90, lt.tier, cfr.rate, cfr.failed, cfr.tier, ttr.median, ttr.sample_size, ttr.tier,
+			 fdrt.median, fdrt.tier, rw.rate
+	  FROM (VALUES (1, '2025-04-01Z'::timestamptz, '2025-05-01Z'::timestamptz, NULL::text),
+				   (2, '2025-04-01Z', '2025-05-01Z', 'pay'), (3, '2025-04-01Z', '2025-05-01Z', 'cart'),
+				   (4, '2025-04-03Z', '2025-04-04Z', NULL), (5, '2025-04-10Z', '2025-04-10Z', NULL),
+				   (6, '2025-06-01Z', '2025-07-01Z', NULL)) AS k(n, from_ts, to_ts, svc)
+	  CROSS JOIN (SELECT DISTINCT environment_id FROM cdviz.environment_inventory) AS e
+	  LEFT JOIN LATERAL cdviz.dora_deployment_frequency(k.from_ts, k.to_ts, e.environment_id, k.svc) AS df ON true
+	  LEFT JOIN LATERAL cdviz.dora_lead_time(k.from_ts, k.to_ts, e.environment_id, k.svc) AS lt ON true
+	  LEFT JOIN LATERAL cdviz.dora_change_failure_rate(k.from_ts, k.to_ts, e.environment_id, k.svc) AS cfr ON true
+	  LEFT JOIN LATERAL cdviz.dora_time_to_restore(k.from_ts, k.to_ts, e.environment_id, k.svc) AS ttr ON true
+	  LEFT JOIN LATERAL cdviz.dora_failed_deployment_recovery_time(k.from_ts, k.to_ts, e.environment_id, k.svc) AS fdrt ON true
+	  LEFT JOIN LATERAL cdviz.dora_rework_rate(k.from_ts, k.to_ts, e.environment_id, k.svc) AS rw ON true
+	  ORDER BY k.n, e.environment_id$$,
+	'dora_by_environment: each row equals the functions for its environment, per range and service');
 SELECT results_eq(
 	$$SELECT tier, rule FROM cdviz.dora_thresholds WHERE metric = 'failed_deployment_recovery_time'$$,
 	$$VALUES ('elite'::text, 'median under 1 hour'::text), ('high', 'median under 1 day'),
 			 ('medium', 'median under 1 week'), ('low', 'median of 1 week or more')$$,
 	'the recovery time tiers');
+
+-- ---------------------------------------------------------- lead time
+-- April's first deployments matched to their change: P6 (ch-6 created
+-- 04-07 10:00, deployed 04-08 10:00) 24h, P7 (ch-7) 24h, S2 (ch-s2 created
+-- 04-20 08:30, deployed 04-21 10:00) 25h30; the nine other prod artifacts
+-- have no packaged event: unmatched.  Median 24h (a day: high), p90 at
+-- rank 2.8 = 24h + 0.8 * 1h30 = 25h12.  Dev: pay@6 4h, pay@1 unmatched.
+SELECT results_eq(
+	$$SELECT * FROM cdviz.dora_lead_time('2025-04-01Z', '2025-05-01Z', 'prod')$$,
+	$$VALUES (interval '24 hours', interval '25 hours 12 minutes', 3::bigint, 9::bigint, 'high'::text)$$,
+	'lead time in prod: three artifacts matched to their change, nine unmatched');
+SELECT results_eq(
+	$$SELECT * FROM cdviz.dora_lead_time('2025-04-01Z', '2025-05-01Z', 'dev')$$,
+	$$VALUES (interval '4 hours', interval '4 hours', 1::bigint, 1::bigint, 'elite'::text)$$,
+	'lead time in dev');
+-- mail@2, deployed before its change was created: unmatched, not a
+-- negative lead time
+SAVEPOINT late_change;
+SELECT cdviz.ingest(pg_temp.ev('ch8-created', 'change', 'created', 'ch-8', '2025-04-26T12:00:00Z',
+							   '{"description": "Mail retries", "repository": {"id": "org/mail"}}'));
+SELECT cdviz.ingest(pg_temp.ev('mail2-packaged', 'artifact', 'packaged', 'pkg:oci/mail@2',
+							   '2025-04-26T09:00:00Z', '{"change": {"id": "ch-8"}}'));
+SELECT cdviz.ingest(pg_temp.deploy('m2', 'upgraded', 'prod', 'mail', 'pkg:oci/mail@2', '2025-04-26T10:00:00Z'));
+SELECT l.* FROM cdviz.dora_lead_time('2025-04-01Z', '2025-05-01Z', 'prod') AS l \gset late_
+-- rolled back before the test's verdict, which the rollback would undo
+ROLLBACK TO SAVEPOINT late_change;
+SELECT results_eq(
+	format('VALUES (%L::interval, %L::interval, %L::bigint, %L::bigint, %L::text)', :'late_median',
+		   :'late_p90', :'late_sample_size', :'late_unmatched', :'late_tier'),
+	$$VALUES (interval '24 hours', interval '25 hours 12 minutes', 3::bigint, 10::bigint, 'high'::text)$$,
+	'a change after the deployment makes it unmatched');
 
 SELECT * FROM finish();
 ROLLBACK;
