@@ -1,0 +1,104 @@
+# The memory of a source's transformer: a folder source of format junit
+# whose transformer returns cdviz.report_cdevents(meta, body) stores a
+# report of 50,000 cases whole, in one transaction, while the source
+# worker's peak resident memory (VmHWM of /proc/<pid>/status) grows by
+# less than 250 MB, as the built-in mapping's does (028), not by the
+# gigabyte and more it took when the whole output was json-c at once: the transformer's output is kept as jsonb rows (in a
+# tuplestore, on disk past work_mem) and made into json-c documents and
+# stored a batch at a time; all of them at once take some 8 kB of json-c
+# each.  The events keep their ids <meta.id>#<n> across batches, and an
+# invalid one among them is its own dead letter, at its position.
+use strict;
+use warnings;
+use Digest::SHA qw(sha256_hex);
+use File::Path qw(make_path);
+use FindBin;
+use lib $FindBin::Bin;
+use CdvizNode;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+plan skip_all => 'needs /proc/<pid>/status' unless -r '/proc/self/status';
+
+my $tmp = PostgreSQL::Test::Utils::tempdir();
+make_path("$tmp/big");
+
+# the commit timestamp of a row's xmin names its whole transaction
+my $node = cdviz_node('transformer_memory', qq(
+shared_buffers = 16MB
+track_commit_timestamp = on
+));
+$node->start;
+sub q1 { return $node->safe_psql('postgres', $_[0]); }
+q1('CREATE EXTENSION cdviz');
+
+# The built-in events, but for the 31,234th, whose subject is taken out.
+q1(q{CREATE FUNCTION public.report_with_a_bad_one(meta jsonb, body jsonb)
+RETURNS SETOF jsonb LANGUAGE sql STABLE AS $$
+	SELECT CASE WHEN r.n = 31234 THEN r.e #- '{subject}' ELSE r.e END
+	FROM cdviz.report_cdevents(meta, body) WITH ORDINALITY AS r(e, n)
+$$});
+
+# A JUnit report of $n cases in suites of 1,000, one in 50 failing.
+sub junit
+{
+	my ($n, $tag) = @_;
+	my $xml = qq{<?xml version="1.0" encoding="UTF-8"?>\n<testsuites name="$tag">\n};
+	for (my $s = 0; $s < $n; $s += 1000)
+	{
+		$xml .= qq{<testsuite name="$tag.s$s" timestamp="2024-05-01T10:00:00" time="12.5" hostname="ci-1">\n};
+		for my $c ($s .. ($s + 999 < $n ? $s + 999 : $n - 1))
+		{
+			$xml .= $c % 50
+			  ? qq{ <testcase classname="com.example.T$s" name="test_$c" time="0.001"/>\n}
+			  : qq{ <testcase classname="com.example.T$s" name="test_$c" time="0.002"><failure message="expected 1" type="AssertionError">at T.java:$c</failure></testcase>\n};
+		}
+		$xml .= "</testsuite>\n";
+	}
+	return $xml . "</testsuites>\n";
+}
+
+# The pid of the only source worker, and its peak resident memory in kB.
+sub worker_hwm
+{
+	my $pid = q1(qq{SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE backend_type = 'cdviz source'});
+	die "not one source worker: '$pid'" unless $pid =~ /^\d+$/;
+	my ($kb) = slurp_file("/proc/$pid/status") =~ /^VmHWM:\s+(\d+) kB/m;
+	return ($pid, $kb);
+}
+
+q1(qq{SELECT cdviz.create_source('big', 'folder', '$tmp/big', '{"format": "junit", "poll_interval": 1}',
+	transformer => 'public.report_with_a_bad_one(jsonb,jsonb)')});
+
+# a small report first: the worker has loaded what every report needs
+drop_file("$tmp/big", 'small.xml', junit(10, 'small'));
+wait_lake_count($node, "file://$tmp/big", 11, 'a small report: 10 cases and its suite');
+my ($pid, $before) = worker_hwm();
+ok($before > 0, "the worker's peak memory before: $before kB");
+
+my $report = junit(50_000, 'big');
+my $id = "$tmp/big/big.xml\@sha256:" . sha256_hex($report);
+drop_file("$tmp/big", 'big.xml', $report);
+ok($node->poll_query_until('postgres',
+	qq{SELECT status <> 'reading' FROM cdviz.fs_files WHERE path = '$tmp/big/big.xml'}),
+	'the report of 50,000 cases is read');
+my ($pid_after, $after) = worker_hwm();
+is($pid_after, $pid, 'the same worker read it');
+my $growth_mb = ($after - $before) / 1024;
+note sprintf('worker VmHWM %d kB -> %d kB: +%.1f MB for 50,000 cases through a transformer',
+	$before, $after, $growth_mb);
+cmp_ok($growth_mb, '<', 250, 'its peak memory grew by less than 250 MB');
+is(q1(qq{SELECT status || ' ' || events || ' ' || duplicates || ' ' || rejected FROM cdviz.fs_files WHERE path = '$tmp/big/big.xml'}),
+	'read 50049 0 1', 'its progress row: read, every event counted, the bad one rejected');
+is(q1(qq{SELECT count(*) || ' ' || count(DISTINCT context_id) || ' ' || count(DISTINCT pg_xact_commit_timestamp(xmin))
+	FROM cdviz.cdevents_lake WHERE context_id LIKE '$id#%'}),
+	'50049 50049 1', 'stored in one transaction, batch after batch');
+is(q1(qq{SELECT string_agg(replace(context_id, '$id', ''), ' ' ORDER BY id) FROM cdviz.cdevents_lake
+	WHERE context_id IN ('$id#0', '$id#31232', '$id#31233', '$id#31234', '$id#50049')}),
+	'#0 #31232 #31234 #50049', 'the ids are the positions in the output, across batches');
+is(q1(qq{SELECT origin_ref || ' ' || (raw::jsonb->'context'->>'id') FROM cdviz.rejected_events}),
+	"$tmp/big/big.xml[31233] $id#31233", 'the invalid event is its own dead letter, at its position');
+
+$node->stop;
+done_testing();
