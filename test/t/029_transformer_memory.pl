@@ -2,12 +2,13 @@
 # whose transformer returns cdviz.report_cdevents(meta, body) stores a
 # report of 50,000 cases whole, in one transaction, while the source
 # worker's peak resident memory (VmHWM of /proc/<pid>/status) grows by
-# less than 250 MB, as the built-in mapping's does (028), not by the
-# gigabyte and more it took when the whole output was json-c at once: the transformer's output is kept as jsonb rows (in a
-# tuplestore, on disk past work_mem) and made into json-c documents and
-# stored a batch at a time; all of them at once take some 8 kB of json-c
-# each.  The events keep their ids <meta.id>#<n> across batches, and an
-# invalid one among them is its own dead letter, at its position.
+# less than 250 MB, about what the built-in mapping takes (028): the
+# transformer's output is kept as jsonb rows (in a tuplestore, on disk
+# past work_mem) and made into json-c documents and stored a batch at a
+# time, each some 8 kB of json-c; the whole output at once would take
+# well over a gigabyte.  The events keep their ids <meta.id>#<n> across
+# batches, and an invalid one among them is its own dead letter, at its
+# position.
 use strict;
 use warnings;
 use Digest::SHA qw(sha256_hex);
