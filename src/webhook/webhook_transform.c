@@ -206,7 +206,10 @@ call_set_function(TransformerCall *call)
 					(errcode(ERRCODE_DATATYPE_MISMATCH),
 					 errmsg("function return row and query-specified return row do not match"),
 					 errdetail("Returned rows are not of one column of type jsonb.")));
+		/* the slot outlives each row's reset */
+		MemoryContextSwitchTo(callcxt);
 		slot = MakeSingleTupleTableSlot(rowdesc, &TTSOpsMinimalTuple);
+		MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
 		while (tuplestore_gettupleslot(rsinfo.setResult, true, false, slot))
 		{
 			bool		isnull;
