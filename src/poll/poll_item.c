@@ -90,6 +90,7 @@ poll_item_store(PollFile *f, Jsonb *meta, Jsonb *body, CdvizSourceMapping builti
 	item.origin_ref = f->name;
 	item.meta = meta;
 	item.body = body;
+	item.batch_events = Min(f->cfg->batch_lines, CDVIZ_SOURCE_BATCH);
 	item.builtin = builtin;
 	item.builtin_arg = arg;
 	res = cdviz_source_item_store(&item, &error);

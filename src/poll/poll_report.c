@@ -14,8 +14,9 @@
  * A report is read whole, in one transaction: parsed by the core's
  * readers (src/core/report.h) into its model, within the source's
  * max_report_size and max_report_cases, the model made into CDEvents
- * test events that are stored a batch (REPORT_BATCH, or batch_lines when
- * smaller) at a time as the core hands them over, and the file's progress row written as read.
+ * test events that are stored a batch (the item's batch_events:
+ * CDVIZ_SOURCE_BATCH, or batch_lines when smaller) at a time as the core
+ * hands them over, and the file's progress row written as read.
  * The mapping refuses a model before it hands over any event, and an
  * error in a batch aborts the transaction: a report is stored whole or
  * kept as a dead letter.  Its identity is its path (or S3
@@ -50,12 +51,6 @@
 
 /* What a file of format metadata is read by, at a time, to hash it. */
 #define HASH_CHUNK (256 * 1024)
-
-/*
- * Events of a report stored at a time, at most (fewer when the source's
- * batch_lines says so): the core's events take some 8 kB of json-c each.
- */
-#define REPORT_BATCH 1000
 
 /*
  * Read up to len bytes of f at offset into buf: how many, at least one;
@@ -239,7 +234,7 @@ report_builtin(const CdvizSourceItem *item, void *arg)
 	rm->cxt = AllocSetContextCreate(CurrentMemoryContext, "cdviz source report",
 									ALLOCSET_DEFAULT_SIZES);
 	cdviz_problems_init(&problems);
-	ok = cdviz_report_map(rm->model, &options, (size_t) Min(cfg->batch_lines, REPORT_BATCH),
+	ok = cdviz_report_map(rm->model, &options, (size_t) item->batch_events,
 						  store_batch, rm, &problems);
 	MemoryContextDelete(rm->cxt);
 	if (rm->error != NULL)

@@ -122,6 +122,35 @@ forget_dead_letter(int64 id)
 	SPI_finish();
 }
 
+/*
+ * Store the output of the transformer that ran into t, batch by batch
+ * (CDVIZ_SOURCE_BATCH), each batch's items freed before the next is made,
+ * adding the counts to *res.
+ */
+static void
+store_output(const CdvizSourceItem *item, const CdvizTransformInput *in, CdvizTransformed *t,
+			 CdvizStoreResult *res)
+{
+	MemoryContext batchcxt = AllocSetContextCreate(CurrentMemoryContext, "cdviz source item batch",
+												   ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(batchcxt);
+	int			max = item->batch_events > 0 ? item->batch_events : CDVIZ_SOURCE_BATCH;
+
+	while (cdviz_transform_next(in, t, max) > 0)
+	{
+		CdvizStoreResult r = cdviz_store_items(t->items, t->nitems, item->origin);
+
+		cdviz_store_release_items(t->items, t->nitems);
+		res->stored += r.stored;
+		res->duplicates += r.duplicates;
+		res->rejected += r.rejected;
+		MemoryContextReset(batchcxt);
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(batchcxt);
+	cdviz_transform_end(t);
+}
+
 /* See source_item.h. */
 CdvizStoreResult
 cdviz_source_item_store(const CdvizSourceItem *item, char **error)
@@ -156,7 +185,7 @@ cdviz_source_item_store(const CdvizSourceItem *item, char **error)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "cdviz: SPI_connect failed");
 	MemoryContextSwitchTo(cxt);
-	cdviz_transform(&in, &t);
+	cdviz_transform_run(&in, &t);
 	SPI_finish();
 	MemoryContextSwitchTo(cxt);
 
@@ -168,11 +197,7 @@ cdviz_source_item_store(const CdvizSourceItem *item, char **error)
 	}
 	else
 	{
-		if (t.nitems > 0)
-		{
-			res = cdviz_store_items(t.items, t.nitems, item->origin);
-			cdviz_store_release_items(t.items, t.nitems);
-		}
+		store_output(item, &in, &t, &res);
 		if (item->dead_letter_id != 0)
 			forget_dead_letter(item->dead_letter_id);
 	}

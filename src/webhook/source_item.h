@@ -45,6 +45,16 @@
 
 #include "store/store.h"
 
+/*
+ * Events of one item stored at a time, at most, by a transformer or a
+ * built-in mapping: each takes some 8 kB of json-c while it is checked,
+ * outside PostgreSQL's memory contexts, and an item (a test report) may
+ * make a hundred thousand of them.  Batches are stored one after another
+ * in the item's transaction: the item is still stored whole or not at
+ * all.
+ */
+#define CDVIZ_SOURCE_BATCH 1000
+
 typedef struct CdvizSourceItem CdvizSourceItem;
 
 /*
@@ -71,6 +81,9 @@ struct CdvizSourceItem
 	Jsonb	   *meta;
 	Jsonb	   *body;			/* NULL: SQL null */
 
+	int			batch_events;	/* a transformer's events made into json-c and
+								 * stored at a time, at most; 0:
+								 * CDVIZ_SOURCE_BATCH */
 	CdvizSourceMapping builtin; /* used without transformer; NULL: none */
 	void	   *builtin_arg;
 

@@ -55,10 +55,20 @@ typedef struct CdvizTransformed
 	char	   *error;
 	int			sqlerrcode;		/* failed: the transformer's error code */
 	char	   *reason;			/* why some outputs were {"ignored": ...} */
-	List	   *context_ids;	/* NIL when the transformer raised */
-	CdvizItem  *items;			/* its events */
+	List	   *context_ids;	/* its events' ids (of the batch, for
+								 * cdviz_transform_next()); NIL when the
+								 * transformer raised */
+	CdvizItem  *items;			/* its events (of the batch) */
 	int			nitems;
 	bool		inventory;		/* service or incident events among them */
+
+	/* the output rows not yet made items: webhook_transform.c's */
+	MemoryContext cxt;			/* where the rows and reason are kept */
+	struct Tuplestorestate *rows;
+	struct TupleTableSlot *slot;
+	int			made;			/* events made so far: the next one's
+								 * position */
+	char	   *default_ts;
 } CdvizTransformed;
 
 /* webhook_util.c */
@@ -105,10 +115,32 @@ extern char *cdviz_webhook_function_name(Oid fn);
 /* webhook_transform.c */
 
 /*
- * Run in's transformer over its input and make its output items of the
- * lake (contexts completed, ids from the key), in *t.  A transformer that
- * raises says so in t->status ("failed"), t->error and t->sqlerrcode.
- * Under the pinned search_path.
+ * Run in's transformer over its input, its output rows kept in *t as
+ * jsonb (in a tuplestore of the current memory context, on disk past
+ * work_mem).  A transformer that raises says so in t->status ("failed"),
+ * t->error and t->sqlerrcode, and keeps nothing.  Under the pinned
+ * search_path.
+ */
+extern void cdviz_transform_run(const CdvizTransformInput *in, CdvizTransformed *t);
+
+/*
+ * Make up to max of the output rows not made yet items of the lake
+ * (contexts completed, ids from the key and their position in the whole
+ * output) in t->items, t->nitems and t->context_ids, allocated in the
+ * current memory context, which the caller may reset once it has stored
+ * them; returns how many, 0 when no row is left.  So an output is made
+ * into json-c documents (some kilobytes an event) and stored a batch at a
+ * time.
+ */
+extern int	cdviz_transform_next(const CdvizTransformInput *in, CdvizTransformed *t, int max);
+
+/* Free the output rows of t (any not made into items are dropped). */
+extern void cdviz_transform_end(CdvizTransformed *t);
+
+/*
+ * cdviz_transform_run(), and the whole output made items at once: for
+ * the input of a webhook, whose size the HTTP server bounds, and whose
+ * events are stored all or nothing.
  */
 extern void cdviz_transform(const CdvizTransformInput *in, CdvizTransformed *t);
 

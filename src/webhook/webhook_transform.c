@@ -108,18 +108,21 @@ complete_event(Jsonb *ev, const char *id, const char *source, const char *ts)
 typedef struct TransformerCall
 {
 	const CdvizTransformInput *in;
-	MemoryContext cxt;			/* where the rows go */
-	List	   *rows;			/* Jsonb, or NULL for a SQL null */
+	Tuplestorestate *rows;		/* one jsonb column, null for a SQL null;
+								 * made by the caller, so that its memory
+								 * and temporary file (owned by the
+								 * tuplestore's resource owner) outlive the
+								 * call's subtransaction */
+	TupleDesc	desc;			/* of rows */
 } TransformerCall;
 
-/* Keep one row of the transformer's output, in call->cxt. */
+/* Keep one row of the transformer's output, detoasted, in call->rows. */
 static void
 keep_row(TransformerCall *call, Datum d, bool isnull)
 {
-	MemoryContext old = MemoryContextSwitchTo(call->cxt);
+	Datum		value = isnull ? (Datum) 0 : PointerGetDatum(DatumGetJsonbP(d));
 
-	call->rows = lappend(call->rows, isnull ? NULL : DatumGetJsonbPCopy(d));
-	MemoryContextSwitchTo(old);
+	tuplestore_putvalues(call->rows, call->desc, &value, &isnull);
 }
 
 /*
@@ -131,7 +134,10 @@ keep_row(TransformerCall *call, Datum d, bool isnull)
  * call by name would be ambiguous when another function of that name and
  * schema takes a defaulted third argument.  Materialize mode is allowed,
  * not preferred: a SQL function then hands its rows one by one, each kept
- * as it comes, rather than all in a tuplestore first.
+ * as it comes, rather than all in a tuplestore first.  The rows stay
+ * jsonb, in a tuplestore that spills to disk past work_mem: made into
+ * json-c all at once, a large output (a test report's events) would take
+ * some kilobytes a row outside any memory context.
  */
 static void
 call_set_function(TransformerCall *call)
@@ -147,11 +153,9 @@ call_set_function(TransformerCall *call)
 	LOCAL_FCINFO(fcinfo, 2);
 	ReturnSetInfo rsinfo;
 	ExprContext *econtext = CreateStandaloneExprContext();
-	TupleDesc	desc = CreateTemplateTupleDesc(1);
 	PgStat_FunctionCallUsage fcusage;
 	bool		more;
 
-	TupleDescInitEntry(desc, (AttrNumber) 1, "e", JSONBOID, -1, 0);
 	fmgr_info(in->transformer, &flinfo);
 	InitFunctionCallInfoData(*fcinfo, &flinfo, 2, InvalidOid, NULL, (Node *) &rsinfo);
 	fcinfo->args[0].value = JsonbPGetDatum(in->first);
@@ -160,7 +164,7 @@ call_set_function(TransformerCall *call)
 	fcinfo->args[1].isnull = in->body == NULL;
 	rsinfo.type = T_ReturnSetInfo;
 	rsinfo.econtext = econtext;
-	rsinfo.expectedDesc = desc;
+	rsinfo.expectedDesc = call->desc;
 	rsinfo.allowedModes = (int) (SFRM_ValuePerCall | SFRM_Materialize);
 	rsinfo.returnMode = SFRM_ValuePerCall;
 	rsinfo.setResult = NULL;
@@ -194,7 +198,7 @@ call_set_function(TransformerCall *call)
 
 	if (rsinfo.returnMode == SFRM_Materialize && rsinfo.setResult != NULL)
 	{
-		TupleDesc	rowdesc = rsinfo.setDesc ? rsinfo.setDesc : desc;
+		TupleDesc	rowdesc = rsinfo.setDesc ? rsinfo.setDesc : call->desc;
 		TupleTableSlot *slot;
 
 		if (rowdesc->natts != 1 || TupleDescAttr(rowdesc, 0)->atttypid != JSONBOID)
@@ -202,12 +206,17 @@ call_set_function(TransformerCall *call)
 					(errcode(ERRCODE_DATATYPE_MISMATCH),
 					 errmsg("function return row and query-specified return row do not match"),
 					 errdetail("Returned rows are not of one column of type jsonb.")));
+		/* the slot outlives each row's reset */
+		MemoryContextSwitchTo(callcxt);
 		slot = MakeSingleTupleTableSlot(rowdesc, &TTSOpsMinimalTuple);
+		MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
 		while (tuplestore_gettupleslot(rsinfo.setResult, true, false, slot))
 		{
 			bool		isnull;
-			Datum		d = slot_getattr(slot, 1, &isnull);
+			Datum		d;
 
+			ResetExprContext(econtext);
+			d = slot_getattr(slot, 1, &isnull);
 			keep_row(call, d, isnull);
 		}
 		ExecDropSingleTupleTableSlot(slot);
@@ -275,21 +284,23 @@ call_transformer(void *arg)
 }
 
 /*
- * Run the transformer in a subtransaction: its output rows as Jsonb (NULL
- * for a SQL null) in *rows, or false with t->error and t->sqlerrcode
- * saying why.
+ * Run the transformer in a subtransaction: its output rows kept in
+ * t->rows, or false with t->error and t->sqlerrcode saying why.
  */
 static bool
-run_transformer(const CdvizTransformInput *in, List **rows, CdvizTransformed *t)
+run_transformer(const CdvizTransformInput *in, CdvizTransformed *t)
 {
 	TransformerCall call;
 	ErrorData  *edata;
 
 	memset(&call, 0, sizeof(call));
 	call.in = in;
-	call.cxt = CurrentMemoryContext;
+	call.desc = CreateTemplateTupleDesc(1);
+	TupleDescInitEntry(call.desc, (AttrNumber) 1, "e", JSONBOID, -1, 0);
+	call.rows = tuplestore_begin_heap(false, false, work_mem);
+	t->rows = call.rows;
+	t->slot = MakeSingleTupleTableSlot(call.desc, &TTSOpsMinimalTuple);
 	edata = cdviz_subxact(call_transformer, &call, NULL);
-	*rows = call.rows;
 	if (edata == NULL)
 		return true;
 	/* a cancel is not the transformer's fault (PL/pgSQL's OTHERS agrees) */
@@ -318,53 +329,94 @@ is_inventory_event(Jsonb *ev)
 
 /* See webhook_int.h. */
 void
-cdviz_transform(const CdvizTransformInput *in, CdvizTransformed *t)
+cdviz_transform_run(const CdvizTransformInput *in, CdvizTransformed *t)
 {
-	List	   *rows;
-	const char *default_ts = NULL;
-	int			n = 0;
-	ListCell   *lc;
-
 	memset(t, 0, sizeof(*t));
-	if (!run_transformer(in, &rows, t))
+	t->cxt = CurrentMemoryContext;
+	if (!run_transformer(in, t))
 	{
 		t->status = "failed";
-		return;
+		cdviz_transform_end(t);
 	}
-	t->items = palloc0(sizeof(CdvizItem) * Max(list_length(rows), 1));
-	foreach(lc, rows)
+}
+
+/*
+ * See webhook_int.h.  The rows are read in the order the transformer
+ * returned them: an event's position in it is its id's.
+ */
+int
+cdviz_transform_next(const CdvizTransformInput *in, CdvizTransformed *t, int max)
+{
+	int			room = Min(max, 16);
+
+	t->items = palloc0(sizeof(CdvizItem) * room);
+	t->nitems = 0;
+	t->context_ids = NIL;
+	while (t->nitems < max && t->rows != NULL &&
+		   tuplestore_gettupleslot(t->rows, true, false, t->slot))
 	{
-		Jsonb	   *ev = (Jsonb *) lfirst(lc);
+		bool		isnull;
+		Datum		d = slot_getattr(t->slot, 1, &isnull);
+		Jsonb	   *ev;
 		JsonbContainer *context;
 		char	   *id;
 
-		if (ev == NULL)
-			ev = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("null")));
+		ev = isnull ? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("null")))
+			: DatumGetJsonbPCopy(d);
 		/* {"ignored": "reason"} says why nothing comes out */
 		if (cdviz_webhook_has_member(&ev->root, "ignored") && !cdviz_webhook_has_member(&ev->root, "context"))
 		{
 			char	   *why = cdviz_webhook_member_text(&ev->root, "ignored");
 
 			if (why)
-				t->reason = t->reason ? psprintf("%s; %s", t->reason, why) : why;
+				t->reason = MemoryContextStrdup(t->cxt, t->reason ? psprintf("%s; %s", t->reason, why) : why);
 			continue;
 		}
-		id = psprintf("%s#%d", in->key, n);
+		id = psprintf("%s#%d", in->key, t->made);
 		if ((context = cdviz_webhook_member_object(&ev->root, "context")) != NULL)
 		{
 			char	   *ts = cdviz_webhook_member_text(context, "timestamp");
 
 			/* the input's time, for events that have none */
-			if (ts == NULL && default_ts == NULL)
-				default_ts = cdviz_rfc3339_utc(in->default_time);
-			ev = complete_event(ev, id, in->default_source, ts ? NULL : default_ts);
+			if (ts == NULL && t->default_ts == NULL)
+				t->default_ts = MemoryContextStrdup(t->cxt, cdviz_rfc3339_utc(in->default_time));
+			ev = complete_event(ev, id, in->default_source, ts ? NULL : t->default_ts);
 		}
 		t->inventory |= is_inventory_event(ev);
-		cdviz_item_from_jsonb(&t->items[n], ev, psprintf("%s[%d]", in->ref, n));
+		if (t->nitems == room)
+		{
+			room *= 2;
+			t->items = repalloc(t->items, sizeof(CdvizItem) * room);
+			memset(t->items + t->nitems, 0, sizeof(CdvizItem) * (room - t->nitems));
+		}
+		cdviz_item_from_jsonb(&t->items[t->nitems], ev, psprintf("%s[%d]", in->ref, t->made));
 		t->context_ids = lappend(t->context_ids, id);
-		n++;
+		t->nitems++;
+		t->made++;
 	}
-	t->nitems = n;
+	return t->nitems;
+}
+
+/* See webhook_int.h. */
+void
+cdviz_transform_end(CdvizTransformed *t)
+{
+	if (t->rows == NULL)
+		return;
+	ExecDropSingleTupleTableSlot(t->slot);
+	tuplestore_end(t->rows);
+	t->slot = NULL;
+	t->rows = NULL;
+}
+
+/* See webhook_int.h. */
+void
+cdviz_transform(const CdvizTransformInput *in, CdvizTransformed *t)
+{
+	cdviz_transform_run(in, t);
+	if (t->status == NULL)
+		(void) cdviz_transform_next(in, t, INT_MAX);
+	cdviz_transform_end(t);
 }
 
 /*

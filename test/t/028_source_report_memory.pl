@@ -14,6 +14,7 @@ use File::Path qw(make_path);
 use FindBin;
 use lib $FindBin::Bin;
 use CdvizNode;
+use ReportMemory;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -23,54 +24,20 @@ plan skip_all => 'needs /proc/<pid>/status' unless -r '/proc/self/status';
 my $tmp = PostgreSQL::Test::Utils::tempdir();
 make_path("$tmp/$_") for qw(big capped);
 
-# the commit timestamp of a row's xmin names its whole transaction
-my $node = cdviz_node('report_memory', qq(
-shared_buffers = 16MB
-track_commit_timestamp = on
-));
-$node->start;
+my $node = memory_node('report_memory');
 sub q1 { return $node->safe_psql('postgres', $_[0]); }
-q1('CREATE EXTENSION cdviz');
-
-# A JUnit report of $n cases in suites of 1,000, one in 50 failing.
-sub junit
-{
-	my ($n, $tag) = @_;
-	my $xml = qq{<?xml version="1.0" encoding="UTF-8"?>\n<testsuites name="$tag">\n};
-	for (my $s = 0; $s < $n; $s += 1000)
-	{
-		$xml .= qq{<testsuite name="$tag.s$s" timestamp="2024-05-01T10:00:00" time="12.5" hostname="ci-1">\n};
-		for my $c ($s .. ($s + 999 < $n ? $s + 999 : $n - 1))
-		{
-			$xml .= $c % 50
-			  ? qq{ <testcase classname="com.example.T$s" name="test_$c" time="0.001"/>\n}
-			  : qq{ <testcase classname="com.example.T$s" name="test_$c" time="0.002"><failure message="expected 1" type="AssertionError">at T.java:$c</failure></testcase>\n};
-		}
-		$xml .= "</testsuite>\n";
-	}
-	return $xml . "</testsuites>\n";
-}
-
-# The pid of the only source worker, and its peak resident memory in kB.
-sub worker_hwm
-{
-	my $pid = q1(qq{SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE backend_type = 'cdviz source'});
-	die "not one source worker: '$pid'" unless $pid =~ /^\d+$/;
-	my ($kb) = slurp_file("/proc/$pid/status") =~ /^VmHWM:\s+(\d+) kB/m;
-	return ($pid, $kb);
-}
 
 q1(qq{SELECT cdviz.create_source('big', 'folder', '$tmp/big', '{"format": "junit", "poll_interval": 1}')});
 
 # a small report first: the worker has loaded what every report needs
-drop_file("$tmp/big", 'small.xml', junit(10, 'small'));
+drop_file("$tmp/big", 'small.xml', junit_report(10, 'small'));
 wait_lake_count($node, "file://$tmp/big", 11, 'a small report: 10 cases and its suite');
-my ($pid, $before) = worker_hwm();
+my ($pid, $before) = source_worker_hwm($node);
 ok($before > 0, "the worker's peak memory before: $before kB");
 
-drop_file("$tmp/big", 'big.xml', junit(50_000, 'big'));
+drop_file("$tmp/big", 'big.xml', junit_report(50_000, 'big'));
 wait_lake_count($node, "file://$tmp/big", 11 + 50_050, 'a report of 50,000 cases: all its events and suites');
-my ($pid_after, $after) = worker_hwm();
+my ($pid_after, $after) = source_worker_hwm($node);
 is($pid_after, $pid, 'the same worker read it');
 my $growth_mb = ($after - $before) / 1024;
 note sprintf('worker VmHWM %d kB -> %d kB: +%.1f MB for 50,000 cases', $before, $after, $growth_mb);
@@ -85,8 +52,8 @@ is(q1(qq{SELECT payload->'subject'->'content'->>'reason' FROM cdviz.cdevents_lak
 
 # ---- the case limit -----------------------------------------------------------
 q1(qq{SELECT cdviz.create_source('capped', 'folder', '$tmp/capped', '{"format": "junit", "poll_interval": 1, "max_report_cases": 100}')});
-drop_file("$tmp/capped", 'over.xml', junit(100, 'over'));
-drop_file("$tmp/capped", 'at.xml', junit(99, 'at'));
+drop_file("$tmp/capped", 'over.xml', junit_report(100, 'over'));
+drop_file("$tmp/capped", 'at.xml', junit_report(99, 'at'));
 ok($node->poll_query_until('postgres',
 	qq{SELECT count(*) = 2 FROM cdviz.fs_files WHERE source = '$tmp/capped' AND status IN ('read', 'rejected')}),
 	'both reports are looked at');
