@@ -21,6 +21,9 @@ COMMENT ON FUNCTION cdviz._prefer_lz4(regclass, name) IS
 'cdviz internal: sets a column''s compression to lz4 when the server was built with it (used by the extension script)';
 REVOKE EXECUTE ON FUNCTION cdviz._prefer_lz4(regclass, name) FROM PUBLIC;
 
+-- Not registered with pg_extension_config_dump: its rows live in monthly
+-- partitions that are not the extension's, which pg_dump writes with their
+-- rows (see the registrations below).
 CREATE TABLE cdviz.cdevents_lake (
 	id				bigint NOT NULL DEFAULT nextval('cdviz.cdevents_lake_id_seq'),
 	"timestamp"		timestamptz NOT NULL,

@@ -315,8 +315,8 @@ COMMENT ON TYPE cdviz._summary_columns IS
 
 -- A template the summary tables copy with LIKE (the shared columns with
 -- their NOT NULLs), dropped once they are made (below): it never holds a
--- row nor outlives this script, so it has no COMMENT and is not registered
--- with pg_extension_config_dump.
+-- row nor outlives this script, so it holds nothing worth keeping and is
+-- not registered with pg_extension_config_dump.
 CREATE TABLE cdviz._summary_template OF cdviz._summary_columns (
 	first_event_at WITH OPTIONS NOT NULL,
 	last_event_at WITH OPTIONS NOT NULL,
@@ -324,6 +324,8 @@ CREATE TABLE cdviz._summary_template OF cdviz._summary_columns (
 	last_predicate WITH OPTIONS NOT NULL,
 	event_count WITH OPTIONS NOT NULL
 );
+COMMENT ON TABLE cdviz._summary_template IS
+'cdviz internal: the shared columns the summary tables copy with LIKE; dropped by the install script once they are made';
 
 CREATE TABLE cdviz.pipeline_run_summaries (
 	pipeline_run_id	text PRIMARY KEY,
