@@ -37,8 +37,6 @@
 #include <fnmatch.h>
 
 #include "catalog/pg_type.h"
-#include "common/cryptohash.h"
-#include "common/sha2.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -48,6 +46,7 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 
+#include "common/hmac_sha256.h"
 #include "common/spi_util.h"
 #include "common/worker.h"
 #include "poll/poll.h"
@@ -535,25 +534,16 @@ list_repositories(OciScan *s, char **error)
 	return out;
 }
 
-/* The SHA-256 digest of a manifest, from its body, for registries that do not send it. */
+/*
+ * The SHA-256 digest of a manifest, from its body, for registries that do
+ * not send it (computed between transactions, as the scan is).
+ */
 static bool
 body_digest(OciResponse *r, char *out, size_t outlen)
 {
-	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
-	uint8		hash[PG_SHA256_DIGEST_LENGTH];
-	bool		ok;
-
-	ok = ctx && pg_cryptohash_init(ctx) == 0 &&
-		pg_cryptohash_update(ctx, (uint8 *) r->body.data, r->body.len) == 0 &&
-		pg_cryptohash_final(ctx, hash, sizeof(hash)) == 0;
-	pg_cryptohash_free(ctx);
-	if (ok)
-	{
-		strlcpy(out, "sha256:", outlen);
-		hex_encode((char *) hash, sizeof(hash), out + 7);
-		out[7 + 2 * sizeof(hash)] = '\0';
-	}
-	return ok;
+	Assert(outlen >= 7 + CDVIZ_HMAC_HEX_LEN + 1);
+	strlcpy(out, "sha256:", outlen);
+	return cdviz_sha256_hex(r->body.data, r->body.len, out + 7);
 }
 
 /*

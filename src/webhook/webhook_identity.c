@@ -7,13 +7,12 @@
 #include "postgres.h"
 
 #include "catalog/pg_collation.h"
-#include "common/cryptohash.h"
-#include "common/sha2.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/formatting.h"
 #include "utils/jsonb.h"
 
+#include "common/hmac_sha256.h"
 #include "webhook/webhook_int.h"
 
 /* Hex SHA-256 of the body's jsonb text in UTF-8. */
@@ -22,16 +21,10 @@ body_hash(Jsonb *body)
 {
 	char	   *text = JsonbToCString(NULL, &body->root, VARSIZE(body));
 	char	   *utf8 = pg_server_to_any(text, strlen(text), PG_UTF8);
-	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
-	uint8		digest[PG_SHA256_DIGEST_LENGTH];
-	char	   *hex = palloc(PG_SHA256_DIGEST_LENGTH * 2 + 1);
+	char	   *hex = palloc(CDVIZ_HMAC_HEX_LEN + 1);
 
-	if (pg_cryptohash_init(ctx) < 0 ||
-		pg_cryptohash_update(ctx, (uint8 *) utf8, strlen(utf8)) < 0 ||
-		pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
+	if (!cdviz_sha256_hex(utf8, strlen(utf8), hex))
 		elog(ERROR, "could not compute a SHA-256 digest");
-	pg_cryptohash_free(ctx);
-	hex[hex_encode((char *) digest, sizeof(digest), hex)] = '\0';
 	return hex;
 }
 

@@ -157,6 +157,15 @@ ok($node->poll_query_until('postgres',
   or diag(status('reg', 'last_error'));
 front_control($front, "");
 
+# a registry that sends no Docker-Content-Digest: the digest is the manifest's SHA-256
+front_control($front, "no_digest=1\n");
+my $d_nd = push_tags($reg->{url}, 'team/lib', ['2.0']);
+wait_events($src, 10, 'a tag whose manifest answer names no digest is still found');
+is(q1(qq{SELECT digest FROM cdviz.oci_tags WHERE registry = '$src' AND repository = 'team/lib' AND tag = '2.0'}),
+	$d_nd->{'2.0'}, 'its digest is the SHA-256 of the manifest, the registry\'s own');
+like(front_log($front), qr{GET /v2/team/lib/manifests/2.0 200}, 'the manifest is read to hash it');
+front_control($front, "");
+
 # a refused connection
 front_stop($front);
 ok($node->poll_query_until('postgres',

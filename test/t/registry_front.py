@@ -10,7 +10,8 @@ Paths:
   /v2/...   proxied to --upstream, as the CONTROL file says (key=value
             lines, re-read for every request): fail=N answers 500 to the
             next N requests (fail=always: all of them), delay_ms=N waits
-            before answering, down=1 closes connections without an answer.
+            before answering, down=1 closes connections without an answer,
+            no_digest=1 leaves out Docker-Content-Digest.
             A tag list is paginated here with n and last, and a Link header
             (Distribution 2.8 answers every tag at once); link_base=URL in
             CONTROL puts URL before the Link's path.
@@ -196,8 +197,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         conn.request(self.command, path, headers=headers)
         r = conn.getresponse()
         data = r.read()
-        out = {k: v for k, v in r.getheaders()
-               if k.lower() in ('content-type', 'docker-content-digest', 'www-authenticate', 'link')}
+        kept = ('content-type', 'docker-content-digest', 'www-authenticate', 'link')
+        if control().get('no_digest') == '1':
+            kept = kept[:1] + kept[2:]
+        out = {k: v for k, v in r.getheaders() if k.lower() in kept}
         if self.command == 'HEAD':
             out['Content-Length'] = r.getheader('Content-Length', '0')
         if paginate and r.status == 200:
