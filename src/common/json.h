@@ -1,13 +1,15 @@
 /*
  * json.h
- *	  JSON text to jsonb (jsonb_parse.c) and jsonb to the json-c documents
- *	  the core checks (jsonb_to_json.c).
+ *	  JSON text to jsonb (jsonb_parse.c), jsonb to the json-c documents
+ *	  the core checks (jsonb_to_json.c), and small JSON objects written as
+ *	  text (json_write.c).
  */
 #ifndef CDVIZ_COMMON_JSON_H
 #define CDVIZ_COMMON_JSON_H
 
 #include "postgres.h"
 
+#include "lib/stringinfo.h"
 #include "utils/jsonb.h"
 
 struct json_object;
@@ -41,5 +43,12 @@ extern Jsonb *cdviz_jsonb_parse(const char *text, size_t len, ErrorData **edata)
  */
 extern Jsonb *cdviz_json_to_jsonb(struct json_object *doc);
 extern Jsonb **cdviz_json_array_to_jsonb(struct json_object *array, int *n);
+
+/*
+ * Append "key": value to the JSON object being written in buf (which holds
+ * its opening brace): value a JSON string, or null when NULL; a comma
+ * before it unless it is the first member (json_write.c).
+ */
+extern void cdviz_json_add_text(StringInfo buf, const char *key, const char *value);
 
 #endif							/* CDVIZ_COMMON_JSON_H */

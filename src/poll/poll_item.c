@@ -23,16 +23,6 @@ base_name(const char *name)
 	return slash ? slash + 1 : name;
 }
 
-/* Add "key": "value" (value a JSON string) to an object being written. */
-static void
-add_string(StringInfo buf, const char *key, const char *value)
-{
-	appendStringInfoString(buf, buf->len > 1 ? ", " : "");
-	escape_json(buf, key);
-	appendStringInfoString(buf, ": ");
-	escape_json(buf, value);
-}
-
 /* See poll.h. */
 Jsonb *
 poll_item_meta(PollFile *f, const char *sha256)
@@ -45,28 +35,28 @@ poll_item_meta(PollFile *f, const char *sha256)
 
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '{');
-	add_string(&buf, "source", cfg->source_name);
-	add_string(&buf, "kind", f->bucket ? "s3" : "folder");
-	add_string(&buf, "format", formats[cfg->format]);
-	add_string(&buf, "id", psprintf("%s@sha256:%s", f->id_name, sha256));
-	add_string(&buf, "source_uri", cfg->source_uri);
+	cdviz_json_add_text(&buf, "source", cfg->source_name);
+	cdviz_json_add_text(&buf, "kind", f->bucket ? "s3" : "folder");
+	cdviz_json_add_text(&buf, "format", formats[cfg->format]);
+	cdviz_json_add_text(&buf, "id", psprintf("%s@sha256:%s", f->id_name, sha256));
+	cdviz_json_add_text(&buf, "source_uri", cfg->source_uri);
 	if (f->bucket)
 	{
-		add_string(&buf, "bucket", f->bucket);
-		add_string(&buf, "key", f->id_name);
-		add_string(&buf, "uri", f->name);
+		cdviz_json_add_text(&buf, "bucket", f->bucket);
+		cdviz_json_add_text(&buf, "key", f->id_name);
+		cdviz_json_add_text(&buf, "uri", f->name);
 		if (f->etag)
-			add_string(&buf, "etag", f->etag);
+			cdviz_json_add_text(&buf, "etag", f->etag);
 	}
 	else
 	{
-		add_string(&buf, "path", f->name);
-		add_string(&buf, "uri", psprintf("file://%s", f->name));
+		cdviz_json_add_text(&buf, "path", f->name);
+		cdviz_json_add_text(&buf, "uri", psprintf("file://%s", f->name));
 	}
-	add_string(&buf, "name", base_name(f->id_name));
+	cdviz_json_add_text(&buf, "name", base_name(f->id_name));
 	appendStringInfo(&buf, ", \"size\": " UINT64_FORMAT, f->size);
-	add_string(&buf, "mtime", cdviz_rfc3339_utc(cdviz_unix_us_to_timestamptz(f->mtime_us)));
-	add_string(&buf, "sha256", sha256);
+	cdviz_json_add_text(&buf, "mtime", cdviz_rfc3339_utc(cdviz_unix_us_to_timestamptz(f->mtime_us)));
+	cdviz_json_add_text(&buf, "sha256", sha256);
 	appendStringInfoChar(&buf, '}');
 	meta = cdviz_jsonb_parse(buf.data, buf.len, &edata);
 	if (meta == NULL)

@@ -47,6 +47,8 @@
 #include "utils/memutils.h"
 
 #include "common/hmac_sha256.h"
+#include "common/json.h"
+#include "common/rfc3339.h"
 #include "common/spi_util.h"
 #include "common/worker.h"
 #include "poll/poll.h"
@@ -112,30 +114,6 @@ static SPIPlanPtr events_plan;
 /* an item's events                                                    */
 /* ------------------------------------------------------------------ */
 
-/* A time as RFC 3339 in UTC, with its microseconds. */
-static char *
-utc_text(TimestampTz t)
-{
-	struct pg_tm tm;
-	fsec_t		fsec;
-
-	if (timestamp2tm(t, NULL, &tm, &fsec, NULL, NULL) != 0)
-		elog(ERROR, "timestamp out of range");
-	return psprintf("%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year, tm.tm_mon, tm.tm_mday,
-					tm.tm_hour, tm.tm_min, tm.tm_sec, (int) fsec);
-}
-
-/* "key": value (a JSON string, or null) into buf, after a comma when not first. */
-static void
-meta_pair(StringInfo buf, const char *key, const char *value)
-{
-	appendStringInfo(buf, "%s\"%s\": ", buf->len > 1 ? ", " : "", key);
-	if (value)
-		escape_json(buf, value);
-	else
-		appendStringInfoString(buf, "null");
-}
-
 /*
  * The meta of an item, as a transformer receives it: the source's name
  * and kind, the item's identity (id: ref, host/repository:tag@digest, and
@@ -155,23 +133,23 @@ static Jsonb *
 oci_item_meta(const OciScan *s, const OciItem *it, const char *ref)
 {
 	StringInfoData buf;
-	char	   *seen_at = utc_text(it->seen_at);
+	char	   *seen_at = cdviz_rfc3339_utc(it->seen_at);
 
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '{');
-	meta_pair(&buf, "source", s->src->name);
-	meta_pair(&buf, "kind", "oci");
-	meta_pair(&buf, "id", psprintf("%s@%s", ref, seen_at));
-	meta_pair(&buf, "source_uri", s->src->location);
-	meta_pair(&buf, "mtime", seen_at);
-	meta_pair(&buf, "registry", s->src->location);
-	meta_pair(&buf, "host", s->host);
-	meta_pair(&buf, "repository", it->repository);
-	meta_pair(&buf, "tag", it->tag);
-	meta_pair(&buf, "digest", it->digest);
-	meta_pair(&buf, "media_type", it->media_type[0] ? it->media_type : NULL);
-	meta_pair(&buf, "previous_digest", it->previous_digest);
-	meta_pair(&buf, "seen_at", seen_at);
+	cdviz_json_add_text(&buf, "source", s->src->name);
+	cdviz_json_add_text(&buf, "kind", "oci");
+	cdviz_json_add_text(&buf, "id", psprintf("%s@%s", ref, seen_at));
+	cdviz_json_add_text(&buf, "source_uri", s->src->location);
+	cdviz_json_add_text(&buf, "mtime", seen_at);
+	cdviz_json_add_text(&buf, "registry", s->src->location);
+	cdviz_json_add_text(&buf, "host", s->host);
+	cdviz_json_add_text(&buf, "repository", it->repository);
+	cdviz_json_add_text(&buf, "tag", it->tag);
+	cdviz_json_add_text(&buf, "digest", it->digest);
+	cdviz_json_add_text(&buf, "media_type", it->media_type[0] ? it->media_type : NULL);
+	cdviz_json_add_text(&buf, "previous_digest", it->previous_digest);
+	cdviz_json_add_text(&buf, "seen_at", seen_at);
 	appendStringInfoChar(&buf, '}');
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 }

@@ -18,6 +18,7 @@
 #include "utils/builtins.h"
 #include "utils/json.h"
 
+#include "common/json.h"
 #include "common/worker.h"
 #include "dispatch/dispatch.h"
 #include "poll/poll.h"
@@ -34,10 +35,7 @@ typedef struct SettingsSource
 static void
 add_text(StringInfo buf, const char *key, const char *value)
 {
-	appendStringInfoString(buf, buf->len > 1 ? ", " : "");
-	escape_json(buf, key);
-	appendStringInfoString(buf, ": ");
-	escape_json(buf, value ? value : "");
+	cdviz_json_add_text(buf, key, value ? value : "");
 }
 
 static void
